@@ -1,0 +1,79 @@
+"""Where ml-assets keeps its state: one home directory, overridable by environment variables.
+
+Everything the pipeline writes (Dagster instance, DuckDB warehouse, landing zone, quarantine, BentoML store,
+prediction logs) lives under ``ML_ASSETS_HOME`` (default ``./.ml_assets``), so one ``rm -r`` resets a demo and
+tests isolate themselves by pointing the variable at a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_SPEC_PATH = PACKAGE_DIR / "datasets" / "adult.yaml"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The directory layout under ML_ASSETS_HOME."""
+
+    home: Path
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("DAGSTER_HOME", self.home / "dagster"))
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def landing(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def bentoml_home(self) -> Path:
+        return Path(os.environ.get("BENTOML_HOME", self.home / "bentoml"))
+
+    @property
+    def staging(self) -> Path:
+        return self.home / "staging"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def prediction_log(self) -> Path:
+        return self.home / "prediction_log"
+
+    @property
+    def deployments(self) -> Path:
+        return self.home / "deployments"
+
+
+def ml_assets_home() -> Path:
+    return Path(os.environ.get("ML_ASSETS_HOME", ".ml_assets")).resolve()
+
+
+def paths() -> Paths:
+    return Paths(ml_assets_home())
+
+
+def spec_path() -> Path:
+    """The dataset spec in use: ML_ASSETS_DATASET_SPEC or the shipped UCI Adult spec."""
+    return Path(os.environ.get("ML_ASSETS_DATASET_SPEC", DEFAULT_SPEC_PATH)).resolve()
+
+
+def environment() -> str:
+    """The resource set to use: ``local`` (embedded, default) or ``prod``."""
+    env = os.environ.get("ML_ASSETS_ENV", "local")
+    if env not in ("local", "prod"):
+        raise ValueError(f"ML_ASSETS_ENV must be 'local' or 'prod', got {env!r}")
+    return env
