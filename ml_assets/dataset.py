@@ -171,8 +171,7 @@ class DatasetSpec(BaseModel):
                 raise ValueError(f"exactly one column must have role {role.value!r}, found {found}")
         if self.positive_label not in (self.target.categories or []):
             raise ValueError(
-                f"positive_label {self.positive_label!r} is not one of the target's categories "
-                f"{self.target.categories}"
+                f"positive_label {self.positive_label!r} is not one of the target's categories {self.target.categories}"
             )
         for band in self.bands:
             src = self.column(band.source)

@@ -1,0 +1,172 @@
+"""Data assets: raw_data (validated landing files), features, and the time-split training_set.
+
+All three are daily partitioned and stored in the warehouse by the DuckDB-pandas IO manager. raw_data runs its
+Great Expectations rules inside the asset because only there is the frame as it landed (before type coercion)
+visible: a column of numbers that landed as text must fail its type rule, and coercion would hide that.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetsDefinition,
+    Failure,
+    MetadataValue,
+    Output,
+    TimeWindowPartitionMapping,
+    asset,
+)
+
+from ml_assets.data import expectations, splits
+from ml_assets.data import features as features_module
+from ml_assets.data.features import featurize
+from ml_assets.data.splits import split_by_time
+from ml_assets.dataset import DatasetSpec
+from ml_assets.partitions import LANDING_DAY, daily_partitions
+from ml_assets.versioning import code_version, frame_version
+from resources.landing import LandingFileError, LandingZone
+
+
+def _markdown_counts(counts: dict[str, int], header: tuple[str, str]) -> str:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in counts.items()) or "| (none) | 0 |"
+    return f"| {header[0]} | {header[1]} |\n| --- | --- |\n{rows}"
+
+
+def read_landed(landing: LandingZone, day: str) -> tuple[pd.DataFrame, list[str], int]:
+    """Read every landing file of a day as it landed; an unreadable file is quarantined and fails the day."""
+    paths = landing.files(day)
+    if not paths:
+        raise Failure(
+            description=f"raw_data partition {day}: no landing files in {landing.day_dir(day)}",
+            metadata={"landing_dir": str(landing.day_dir(day))},
+        )
+    frames, total_bytes = [], 0
+    for path in paths:
+        try:
+            landed = landing.read(path)
+        except LandingFileError as e:
+            moved = landing.quarantine(path, day, e.problem)
+            raise Failure(
+                description=f"raw_data partition {day}: {e}. The file was moved to {moved} for inspection; "
+                "fix or replace it in the landing folder and materialize the partition again.",
+                metadata={"file": str(path), "quarantined_to": str(moved), "problem": e.problem},
+            ) from e
+        frames.append(landed.frame)
+        total_bytes += landed.bytes
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    return frame, [p.name for p in paths], total_bytes
+
+
+def build_data_assets(spec: DatasetSpec) -> list:
+    """raw_data, features, training_set and their checks for one dataset spec."""
+    daily = daily_partitions(spec)
+    window = spec.training.window_days
+
+    @asset(
+        name="raw_data",
+        group_name="data",
+        partitions_def=daily,
+        io_manager_key="warehouse_io_manager",
+        metadata={"partition_expr": LANDING_DAY},
+        check_specs=expectations.raw_data_check_specs(spec, daily),
+        code_version=code_version(spec, expectations),
+        description=f"{spec.name} rows as landed each day, cast to the spec's types and validated.",
+    )
+    def raw_data(context: AssetExecutionContext, landing: LandingZone):
+        day = context.partition_key
+        landed, files, nbytes = read_landed(landing, day)
+        typed, cast_failures = spec.coerce(landed)
+        typed[LANDING_DAY] = pd.Timestamp(day)
+        nulls = {c: int(n) for c, n in typed[spec.column_names].isna().sum().items() if n}
+        yield Output(
+            typed,
+            data_version=frame_version(typed),
+            metadata={
+                "dagster/row_count": len(typed),
+                "files": MetadataValue.json(files),
+                "bytes": nbytes,
+                "null_counts": MetadataValue.md(_markdown_counts(nulls, ("column", "nulls"))),
+                "cast_failures": MetadataValue.json(cast_failures),
+                "landing_dir": str(landing.day_dir(day)),
+            },
+        )
+        yield from expectations.validate_raw_data(spec, landed, typed[spec.column_names], cast_failures)
+
+    @asset(
+        name="features",
+        group_name="data",
+        partitions_def=daily,
+        io_manager_key="warehouse_io_manager",
+        metadata={"partition_expr": LANDING_DAY},
+        code_version=code_version(spec, features_module),
+        description="Stateless per-row features: spec casts, derived bands, encoded label.",
+    )
+    def features(raw_data: pd.DataFrame) -> Output[pd.DataFrame]:
+        out = featurize(spec, raw_data)
+        out[LANDING_DAY] = raw_data[LANDING_DAY]
+        return Output(
+            out,
+            data_version=frame_version(out),
+            metadata={"dagster/row_count": len(out), "positive_rate": float(out[spec.label_column].mean())},
+        )
+
+    @asset(
+        name="training_set",
+        group_name="data",
+        partitions_def=daily,
+        io_manager_key="warehouse_io_manager",
+        metadata={"partition_expr": splits.WINDOW_END},
+        ins={
+            "features": AssetIn(
+                partition_mapping=TimeWindowPartitionMapping(
+                    start_offset=-(window - 1), allow_nonexistent_upstream_partitions=True
+                )
+            )
+        },
+        code_version=code_version(spec, splits),
+        description=f"The {window} days of features ending on the partition day, split by time "
+        f"(newest {spec.training.test_days} days = test).",
+    )
+    def training_set(context: AssetExecutionContext, features: pd.DataFrame) -> Output[pd.DataFrame]:
+        end = date.fromisoformat(context.partition_key)
+        expected = {d.isoformat() for d in pd.date_range(end=end, periods=window).date}
+        present = set(features[LANDING_DAY].dt.date.astype(str).unique()) if len(features) else set()
+        missing = sorted(expected - present)
+        if missing:
+            raise Failure(
+                description=f"training_set partition {end}: feature partitions missing for {missing}; a "
+                f"training window needs all {window} days (materialize features for them first).",
+                metadata={"missing_days": MetadataValue.json(missing)},
+            )
+        out = split_by_time(spec, features.sort_values([LANDING_DAY, spec.id.name]), end)
+        out = out.drop(columns=[LANDING_DAY]).reset_index(drop=True)
+        counts = out[splits.SPLIT].value_counts().reindex(splits.SPLITS, fill_value=0)
+        rates = out.groupby(splits.SPLIT)[spec.label_column].mean().reindex(splits.SPLITS)
+        table = "| split | rows | positive rate |\n| --- | --- | --- |\n" + "\n".join(
+            f"| {s} | {int(counts[s])} | {rates[s]:.3f} |" for s in splits.SPLITS
+        )
+        return Output(
+            out,
+            data_version=frame_version(out),
+            metadata={
+                "dagster/row_count": len(out),
+                "window": f"{min(expected)} .. {max(expected)}",
+                "splits": MetadataValue.md(table),
+            },
+        )
+
+    return [
+        raw_data,
+        features,
+        training_set,
+        expectations.build_features_checks(spec, daily),
+        expectations.build_training_set_checks(spec, daily),
+    ]
+
+
+def data_asset_defs(assets: list) -> list[AssetsDefinition]:
+    return [a for a in assets if isinstance(a, AssetsDefinition)]

@@ -1,0 +1,42 @@
+"""The one Definitions object of ml-assets: assets, checks, resources (chosen by environment), sensors, jobs.
+
+``ML_ASSETS_ENV`` picks the resource set (``local``: embedded, needs no service; ``prod``: see deploy/), and
+``ML_ASSETS_DATASET_SPEC`` the dataset; both are read when the code location loads.
+"""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, Definitions, define_asset_job
+
+from ml_assets.data.assets import build_data_assets
+from ml_assets.dataset import DatasetSpec, load_default_spec
+from ml_assets.partitions import daily_partitions
+from ml_assets.settings import environment
+from resources.environments import resources_for
+
+INGEST_JOB = "ingest_job"
+TRAINING_SET_JOB = "training_set_job"
+
+
+def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -> Definitions:
+    spec = spec or load_default_spec()
+    daily = daily_partitions(spec)
+    data = build_data_assets(spec)
+    jobs = [
+        define_asset_job(
+            INGEST_JOB,
+            selection=AssetSelection.assets("raw_data", "features"),
+            partitions_def=daily,
+            description="Validate one day's landing files and featurize them.",
+        ),
+        define_asset_job(
+            TRAINING_SET_JOB,
+            selection=AssetSelection.assets("training_set"),
+            partitions_def=daily,
+            description="Cut the training window ending on a day and split it by time.",
+        ),
+    ]
+    return Definitions(assets=data, jobs=jobs, resources=resources_for(env or environment(), spec))
+
+
+defs = build_definitions()

@@ -1,0 +1,96 @@
+"""The landing zone: where daily data files arrive, and the quarantine where unreadable ones are kept.
+
+Layout: ``<root>/<YYYY-MM-DD>/<name>.csv|.parquet``, one folder per daily partition. A file that cannot be parsed
+is moved (never deleted) to ``<quarantine>/<YYYY-MM-DD>/<name>`` with ``<name>.reason.txt`` beside it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from dagster import ConfigurableResource
+
+SUPPORTED_SUFFIXES = (".csv", ".parquet")
+
+
+class LandingFileError(Exception):
+    """A landing file that could not be read, naming the file and the problem."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"landing file {path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    path: Path
+    frame: pd.DataFrame
+    bytes: int
+
+
+class LandingZone(ConfigurableResource):
+    """Daily landing folders and their quarantine, on a local or mounted filesystem."""
+
+    root: str
+    quarantine_root: str
+
+    def day_dir(self, day: str) -> Path:
+        return Path(self.root) / day
+
+    def files(self, day: str) -> list[Path]:
+        """The data files landed for a day, in name order; temporary and hidden files are not data."""
+        folder = self.day_dir(day)
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix in SUPPORTED_SUFFIXES and not p.name.startswith((".", "_"))
+        )
+
+    def days(self) -> list[str]:
+        """Days that have at least one data file."""
+        root = Path(self.root)
+        if not root.is_dir():
+            return []
+        return sorted(d.name for d in root.iterdir() if d.is_dir() and self.files(d.name))
+
+    def read(self, path: Path) -> LandedFile:
+        """Parse one file as it landed (types as the file gives them), or raise LandingFileError."""
+        size = path.stat().st_size
+        if size == 0:
+            return LandedFile(path, pd.DataFrame(), 0)
+        try:
+            if path.suffix == ".parquet":
+                frame = pd.read_parquet(path)
+            else:
+                frame = pd.read_csv(path, low_memory=False)
+        except pd.errors.EmptyDataError:
+            return LandedFile(path, pd.DataFrame(), size)
+        except Exception as e:  # every reader error means the same thing here: unparseable
+            raise LandingFileError(path, f"cannot be parsed as {path.suffix[1:]}: {type(e).__name__}: {e}") from e
+        return LandedFile(path, frame, size)
+
+    def quarantine(self, path: Path, day: str, reason: str) -> Path:
+        """Move a bad file out of the landing zone, keeping it and a note of why for inspection."""
+        target_dir = Path(self.quarantine_root) / day
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / path.name
+        if target.exists():
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+            target = target_dir / f"{path.stem}.{stamp}{path.suffix}"
+        shutil.move(str(path), target)
+        target.with_name(target.name + ".reason.txt").write_text(
+            f"file: {path}\nquarantined_at: {datetime.now(UTC).isoformat()}\nreason: {reason}\n"
+        )
+        return target
+
+    def quarantined(self, day: str | None = None) -> list[Path]:
+        root = Path(self.quarantine_root)
+        folders = [root / day] if day else [d for d in root.glob("*") if d.is_dir()]
+        return sorted(p for f in folders if f.is_dir() for p in f.iterdir() if not p.name.endswith(".reason.txt"))
