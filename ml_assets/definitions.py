@@ -13,6 +13,7 @@ from ml_assets.dataset import DatasetSpec, load_default_spec
 from ml_assets.partitions import daily_partitions
 from ml_assets.settings import environment
 from resources.environments import resources_for
+from sensors.landing_sensor import build_landing_sensor
 
 INGEST_JOB = "ingest_job"
 TRAINING_SET_JOB = "training_set_job"
@@ -36,7 +37,8 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
             description="Cut the training window ending on a day and split it by time.",
         ),
     ]
-    return Definitions(assets=data, jobs=jobs, resources=resources_for(env or environment(), spec))
+    sensors = [build_landing_sensor(INGEST_JOB, daily)]
+    return Definitions(assets=data, jobs=jobs, sensors=sensors, resources=resources_for(env or environment(), spec))
 
 
 defs = build_definitions()

@@ -1,0 +1,115 @@
+"""Landing -> raw_data (+ Great Expectations checks) -> features (+ checks) for one partition of synthetic rows.
+
+Each size runs in its own process so peak memory (max RSS) is that size's alone. Prints a table:
+
+    python -m benchmarks.data_pipeline --rows 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+DAY = "2026-06-01"
+
+
+def _child(rows: int) -> dict:
+    """Measure one size inside this process (called in a fresh interpreter)."""
+    home = Path(tempfile.mkdtemp(prefix="ml_assets_bench_"))
+    os.environ.update(ML_ASSETS_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), BENTOML_DO_NOT_TRACK="true")
+    (home / "dagster").mkdir(parents=True)
+
+    from dagster import DagsterInstance, materialize
+
+    from ml_assets.data.assets import build_data_assets
+    from ml_assets.datasets.synthetic import synthetic_rows
+    from ml_assets.dataset import load_default_spec
+    from resources.environments import local_resources
+
+    spec = load_default_spec()
+    started = time.perf_counter()
+    frame = synthetic_rows(spec, rows, seed=1, start=datetime.fromisoformat(DAY), days=1)
+    landing = home / "landing" / DAY
+    landing.mkdir(parents=True)
+    frame.to_parquet(landing / "bench.parquet", index=False)
+    land_s = time.perf_counter() - started
+    del frame
+
+    raw_data, features, *_ = build_data_assets(spec)
+    instance = DagsterInstance.ephemeral()
+    started = time.perf_counter()
+    result = materialize(
+        [raw_data, features], partition_key=DAY, instance=instance, resources=local_resources(spec), raise_on_error=True
+    )
+    pipeline_s = time.perf_counter() - started
+    checks = result.get_asset_check_evaluations()
+    step_s = _step_seconds(result)
+    return {
+        "rows": rows,
+        "land_s": land_s,
+        "pipeline_s": pipeline_s,
+        "raw_data_s": step_s.get("raw_data", float("nan")),
+        "features_s": step_s.get("features", float("nan")),
+        "checks": f"{sum(c.passed for c in checks)}/{len(checks)}",
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _step_seconds(result) -> dict[str, float]:
+    starts, out = {}, {}
+    for ev in result.all_events:
+        if ev.event_type_value == "STEP_START":
+            starts[ev.step_key] = ev.timestamp
+        elif ev.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and ev.step_key in starts:
+            out[ev.step_key] = ev.timestamp - starts[ev.step_key]
+    return out
+
+
+def run(sizes: list[int]) -> list[dict]:
+    results = []
+    for rows in sizes:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.data_pipeline", "--child", str(rows)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"benchmark child for {rows} rows failed:\n{proc.stderr[-3000:]}")
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def table(results: list[dict]) -> str:
+    head = "| rows | land (s) | raw_data+GX (s) | features+checks (s) | pipeline (s) | rows/s | peak RSS (MB) | checks passed |"
+    lines = [head, "|" + "---|" * 8]
+    for r in results:
+        lines.append(
+            f"| {r['rows']:,} | {r['land_s']:.1f} | {r['raw_data_s']:.1f} | {r['features_s']:.1f} | "
+            f"{r['pipeline_s']:.1f} | {r['rows'] / r['pipeline_s']:,.0f} | {r['peak_mb']:,.0f} | {r['checks']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.child)))
+        return
+    print("landing -> raw_data -> GX checks -> features, one daily partition (target: 1e6 rows < 20 s)")
+    print(table(run(args.rows)))
+
+
+if __name__ == "__main__":
+    main()

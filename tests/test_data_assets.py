@@ -1,0 +1,168 @@
+"""In-process materializations of the data assets over simulated landing files, with their check results."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import AssetCheckSeverity, AssetKey, AssetSelection, DagsterInstance, materialize
+
+from ml_assets.data.assets import build_data_assets
+from ml_assets.dataset import DatasetSpec, TrainingWindow
+from ml_assets.datasets.simulator import Corruption, simulate
+from resources.environments import local_resources
+
+DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
+
+
+@pytest.fixture
+def small_spec(adult_spec: DatasetSpec) -> DatasetSpec:
+    """The Adult spec with a three-day training window (train, validation and test one day each)."""
+    spec = adult_spec.model_copy(update={"training": TrainingWindow(window_days=3, validation_days=1, test_days=1)})
+    spec._path = adult_spec._path
+    return spec
+
+
+def _ingest(spec: DatasetSpec, day: date, instance: DagsterInstance):
+    raw_data, features, _, features_checks, _ = build_data_assets(spec)
+    return materialize(
+        [raw_data, features, features_checks],
+        partition_key=day.isoformat(),
+        instance=instance,
+        resources=local_resources(spec),
+        raise_on_error=False,
+    )
+
+
+def _failed_checks(result) -> dict[str, dict]:
+    return {
+        f"{e.asset_key.to_user_string()}.{e.check_name}": {k: v.value for k, v in e.metadata.items()}
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity == AssetCheckSeverity.ERROR
+    }
+
+
+def _materialized(result, asset: str) -> bool:
+    return any(
+        ev.event_specific_data.materialization.asset_key == AssetKey(asset)
+        for ev in result.get_asset_materialization_events()
+    )
+
+
+def test_clean_days_flow_to_a_time_split_training_set(ml_home: Path, small_spec: DatasetSpec) -> None:
+    simulate(small_spec, ml_home / "landing", DAYS[0], DAYS[-1], rows_per_day=600, files_per_day=2, fmt="csv")
+    instance = DagsterInstance.get()
+    for day in DAYS:
+        result = _ingest(small_spec, day, instance)
+        assert result.success
+        assert _failed_checks(result) == {}, day
+        assert _materialized(result, "features")
+        evaluations = result.get_asset_check_evaluations()
+        assert {e.asset_key for e in evaluations} == {AssetKey("raw_data"), AssetKey("features")}
+
+    assets = build_data_assets(small_spec)
+    result = materialize(
+        assets,
+        selection=AssetSelection.assets("training_set") | AssetSelection.checks_for_assets("training_set"),
+        partition_key=DAYS[-1].isoformat(),
+        instance=instance,
+        resources=local_resources(small_spec),
+    )
+    assert result.success
+    assert _failed_checks(result) == {}
+    training = result.output_for_node("training_set")
+    assert len(training) == 3 * 600
+    by_split = training.groupby("split")["event_time"].agg(["min", "max", "count"])
+    assert by_split["count"].to_dict() == {"test": 600, "train": 600, "validation": 600}
+    assert by_split.loc["train", "max"] < by_split.loc["validation", "min"] <= by_split.loc["test", "min"]
+    assert (training["window_end"] == pd.Timestamp(DAYS[-1])).all()
+    assert training["record_id"].is_unique
+
+
+def test_training_set_refuses_a_window_with_missing_days(ml_home: Path, small_spec: DatasetSpec) -> None:
+    simulate(small_spec, ml_home / "landing", DAYS[0], DAYS[-1], rows_per_day=300)
+    instance = DagsterInstance.get()
+    for day in DAYS[1:]:  # the window's first day is never ingested
+        assert _ingest(small_spec, day, instance).success
+    assets = build_data_assets(small_spec)
+    result = materialize(
+        assets,
+        selection=AssetSelection.assets("training_set"),
+        partition_key=DAYS[-1].isoformat(),
+        instance=instance,
+        resources=local_resources(small_spec),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert DAYS[0].isoformat() in failure.step_failure_data.error.message
+    assert "feature partitions missing" in failure.step_failure_data.error.message
+
+
+def test_unparseable_file_is_quarantined_and_fails_the_partition(ml_home: Path, small_spec: DatasetSpec) -> None:
+    day = DAYS[0]
+    files = simulate(
+        small_spec,
+        ml_home / "landing",
+        day,
+        day,
+        rows_per_day=300,
+        files_per_day=2,
+        corruptions=[Corruption("unparseable_file", day)],
+    )
+    result = _ingest(small_spec, day, DagsterInstance.get())
+    assert not result.success
+    message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
+    bad = files[-1]
+    assert bad.name in message and "cannot be parsed" in message
+    assert not bad.exists(), "the bad file left the landing zone"
+    kept = ml_home / "quarantine" / day.isoformat() / bad.name
+    assert kept.exists() and kept.stat().st_size > 0, "and was kept, not deleted"
+    reason = kept.with_name(kept.name + ".reason.txt").read_text()
+    assert "cannot be parsed" in reason and str(bad) in reason
+    assert files[0].exists(), "the good file of the day stays in the landing zone"
+    assert not _materialized(result, "features")
+
+    rerun = _ingest(small_spec, day, DagsterInstance.get())  # the day's remaining good file now goes through
+    assert rerun.success and _materialized(rerun, "features")
+
+
+CORRUPTIONS = {
+    # kind: (column or None, the column that a failed check must name)
+    "wrong_type": ("age", "age"),
+    "out_of_domain": ("workclass", "workclass"),
+    "out_of_range": ("hours_per_week", "hours_per_week"),
+    "null_burst": ("education", "education"),
+    "duplicate_ids": (None, "record_id"),
+    "missing_column": ("occupation", "occupation"),
+    "bad_label": (None, "income"),
+    "empty_file": (None, None),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
+def test_corrupted_landing_file_fails_a_blocking_check_and_stops_features(
+    ml_home: Path, small_spec: DatasetSpec, kind: str
+) -> None:
+    day = DAYS[1]
+    column, named = CORRUPTIONS[kind]
+    files_per_day = 1 if kind == "empty_file" else 2
+    simulate(
+        small_spec,
+        ml_home / "landing",
+        day,
+        day,
+        rows_per_day=300,
+        files_per_day=files_per_day,
+        corruptions=[Corruption(kind, day, column=column)],
+    )
+    result = _ingest(small_spec, day, DagsterInstance.get())
+    failed = _failed_checks(result)
+    assert failed, f"{kind}: no blocking check failed"
+    assert all(name.startswith("raw_data.") for name in failed)
+    if named:
+        assert any(named in name or named in str(meta) for name, meta in failed.items()), (kind, failed)
+    assert _materialized(result, "raw_data"), "bad data is stored for inspection"
+    assert not _materialized(result, "features"), "a blocking failure stops features for the partition"

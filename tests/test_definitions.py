@@ -1,0 +1,46 @@
+"""The code location loads, and its asset graph, checks and jobs are the ones the design names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from dagster import AssetKey
+
+from ml_assets.definitions import build_definitions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_workspace_points_at_the_one_definitions() -> None:
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    target = workspace["load_from"][0]["python_module"]
+    assert (target["module_name"], target["attribute"]) == ("ml_assets.definitions", "defs")
+
+
+def test_definitions_load_with_the_data_graph(ml_home: Path) -> None:
+    defs = build_definitions()
+    repo = defs.get_repository_def()
+    graph = repo.asset_graph
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"raw_data", "features", "training_set"} <= keys
+    assert graph.get(AssetKey("features")).parent_keys == {AssetKey("raw_data")}
+    assert graph.get(AssetKey("training_set")).parent_keys == {AssetKey("features")}
+    for key in ("raw_data", "features", "training_set"):
+        node = graph.get(AssetKey(key))
+        assert node.group_name == "data"
+        assert node.partitions_def is not None
+        assert node.code_version
+    checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    assert sum(1 for asset, _ in checks if asset == "raw_data") >= 8
+    assert any(asset == "features" for asset, _ in checks)
+    assert any(asset == "training_set" for asset, _ in checks)
+    assert {"ingest_job", "training_set_job"} <= {j.name for j in repo.get_all_jobs()}
+
+
+def test_prod_environment_needs_its_home(monkeypatch) -> None:
+    import pytest
+
+    monkeypatch.delenv("ML_ASSETS_HOME", raising=False)
+    with pytest.raises(RuntimeError, match="ML_ASSETS_HOME"):
+        build_definitions(env="prod")
