@@ -8,8 +8,8 @@ from pathlib import Path
 from dagster import DagsterInstance, SkipReason, build_sensor_context
 
 from ml_assets.dataset import DatasetSpec
-from ml_assets.definitions import build_definitions
 from ml_assets.datasets.simulator import simulate
+from ml_assets.definitions import build_definitions
 from ml_assets.partitions import daily_partitions
 from resources.landing import LandingZone
 from sensors.landing_sensor import build_landing_sensor
