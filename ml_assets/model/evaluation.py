@@ -1,0 +1,492 @@
+"""Pure model-evaluation code: overall and per-slice metrics, fairness gaps, latency, size, numerical stability.
+
+Everything here takes a model that honours the TabularModel contract (``predict_proba(frame)``, ``threshold``,
+``kind``) and plain frames, and returns plain dataclasses, so the gates can be unit-tested without Dagster and the
+same numbers appear in the UI, the checks and the demo's comparison table. Metrics come from scikit-learn,
+fairlearn and torchmetrics rather than hand-written maths.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    log_loss,
+    roc_auc_score,
+)
+
+from ml_assets.dataset import DatasetSpec
+
+MISSING_GROUP = "(missing)"
+# Metrics where a smaller value is better; every other metric is better when larger.
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
+METRIC_NAMES = ("roc_auc", "pr_auc", "log_loss", "accuracy", "f1", "brier", "ece")
+ECE_BINS = 15
+
+
+class Scorer(Protocol):
+    """The part of the TabularModel contract that evaluation needs."""
+
+    threshold: float
+    kind: str
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+
+# ---- overall metrics -------------------------------------------------------------------------------------
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error (L1, equal-width bins) via torchmetrics' BinaryCalibrationError."""
+    import torch
+    from torchmetrics.functional.classification import binary_calibration_error
+
+    value = binary_calibration_error(
+        torch.as_tensor(np.asarray(p, dtype=np.float32)),
+        torch.as_tensor(np.asarray(y, dtype=np.int64)),
+        n_bins=n_bins,
+        norm="l1",
+    )
+    return float(value)
+
+
+def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """The evaluation metrics of one model on one set of rows.
+
+    Ranking metrics (ROC AUC, PR AUC) are NaN when the rows hold a single class: they are undefined there, and a
+    NaN is never mistaken for a pass by the gates.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    p = np.asarray(p, dtype=np.float64)
+    if len(y) != len(p):
+        raise ValueError(f"{len(y)} labels but {len(p)} predictions")
+    if len(y) == 0:
+        return {name: math.nan for name in METRIC_NAMES} | {"rows": 0.0, "positive_rate": math.nan}
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f"{int((~np.isfinite(p)).sum())} of {len(p)} predicted probabilities are not finite")
+    yhat = (p >= threshold).astype(np.int64)
+    both = len(np.unique(y)) == 2
+    return {
+        "roc_auc": float(roc_auc_score(y, p)) if both else math.nan,
+        "pr_auc": float(average_precision_score(y, p)) if both else math.nan,
+        "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "accuracy": float(accuracy_score(y, yhat)),
+        "f1": float(f1_score(y, yhat, zero_division=0)),
+        "brier": float(brier_score_loss(y, p, pos_label=1)),
+        "ece": expected_calibration_error(y, p),
+        "rows": float(len(y)),
+        "positive_rate": float(yhat.mean()),
+    }
+
+
+# ---- slices ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SliceMetrics:
+    """Metrics of one group of one slice column (for example ``sex == Female``)."""
+
+    column: str
+    value: str
+    size: int
+    positives: int
+    metrics: dict[str, float]
+
+    @property
+    def name(self) -> str:
+        return f"{self.column}={self.value}"
+
+
+def group_labels(values: pd.Series) -> pd.Series:
+    """Slice values as plain strings, with nulls as their own visible group."""
+    return values.astype("string").fillna(MISSING_GROUP).astype(object)
+
+
+def slice_metrics(
+    frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold: float, columns: list[str]
+) -> list[SliceMetrics]:
+    """Metrics for every group of every slice column, with its size and number of positives."""
+    y = np.asarray(y, dtype=np.int64)
+    p = np.asarray(p, dtype=np.float64)
+    out: list[SliceMetrics] = []
+    for column in columns:
+        if column not in frame.columns:
+            raise KeyError(f"slice column {column!r} is not in the evaluation frame ({list(frame.columns)})")
+        groups = group_labels(frame[column]).to_numpy()
+        for value in sorted(set(groups)):
+            mask = groups == value
+            out.append(
+                SliceMetrics(
+                    column=column,
+                    value=str(value),
+                    size=int(mask.sum()),
+                    positives=int(y[mask].sum()),
+                    metrics=classification_metrics(y[mask], p[mask], threshold),
+                )
+            )
+    return out
+
+
+# ---- fairness --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FairnessGap:
+    """Fairlearn's group gaps for one sensitive attribute, over the groups large enough to judge."""
+
+    attribute: str
+    demographic_parity_difference: float
+    equalized_odds_difference: float
+    groups: dict[str, int]
+    excluded: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def assessable(self) -> bool:
+        return len(self.groups) >= 2
+
+
+def fairness_gaps(
+    frame: pd.DataFrame, y: np.ndarray, yhat: np.ndarray, attributes: list[str], min_group_size: int
+) -> list[FairnessGap]:
+    """Demographic parity and equalized odds differences per sensitive attribute (fairlearn).
+
+    Groups smaller than ``min_group_size`` or holding a single class are left out (and listed with the reason):
+    their rates are too noisy to hold a model to, and equalized odds is undefined without both classes.
+    """
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+
+    y = np.asarray(y, dtype=np.int64)
+    yhat = np.asarray(yhat, dtype=np.int64)
+    out: list[FairnessGap] = []
+    for attribute in attributes:
+        groups = group_labels(frame[attribute]).to_numpy()
+        kept: dict[str, int] = {}
+        excluded: dict[str, str] = {}
+        for value in sorted(set(groups)):
+            mask = groups == value
+            size = int(mask.sum())
+            if size < min_group_size:
+                excluded[str(value)] = f"{size} rows < {min_group_size}"
+            elif len(np.unique(y[mask])) < 2:
+                excluded[str(value)] = "a single class"
+            else:
+                kept[str(value)] = size
+        if len(kept) < 2:
+            out.append(FairnessGap(attribute, math.nan, math.nan, kept, excluded))
+            continue
+        mask = np.isin(groups, list(kept))
+        out.append(
+            FairnessGap(
+                attribute=attribute,
+                demographic_parity_difference=float(
+                    demographic_parity_difference(y[mask], yhat[mask], sensitive_features=groups[mask])
+                ),
+                equalized_odds_difference=float(
+                    equalized_odds_difference(y[mask], yhat[mask], sensitive_features=groups[mask])
+                ),
+                groups=kept,
+                excluded=excluded,
+            )
+        )
+    return out
+
+
+# ---- latency and size ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Latency:
+    """In-process CPU latency of ``predict_proba`` after warm-up."""
+
+    p50_ms: float
+    p99_ms: float
+    single_calls: int
+    rows_per_s: float
+    batch_rows: int
+
+
+def measure_latency(
+    model: Scorer,
+    frame: pd.DataFrame,
+    single_calls: int = 200,
+    batch_rows: int = 1000,
+    warmup: int = 20,
+    batch_repeats: int = 5,
+    seed: int = 0,
+) -> Latency:
+    """p50/p99 of single-row calls and rows/s of a ``batch_rows`` batch (median of repeats), after warm-up.
+
+    Single rows are cycled from ``frame`` so the model sees realistic values; the batch samples rows with
+    replacement when the frame is smaller than the batch.
+    """
+    if frame.empty:
+        raise ValueError("latency needs at least one row to score")
+    rng = np.random.default_rng(seed)
+    rows = [frame.iloc[[i % len(frame)]] for i in range(max(single_calls, warmup))]
+    for row in rows[:warmup]:
+        model.predict_proba(row)
+    timings = np.empty(single_calls)
+    for i in range(single_calls):
+        start = time.perf_counter()
+        model.predict_proba(rows[i])
+        timings[i] = time.perf_counter() - start
+    batch = frame.iloc[rng.integers(0, len(frame), batch_rows)]
+    model.predict_proba(batch)
+    batch_times = []
+    for _ in range(batch_repeats):
+        start = time.perf_counter()
+        model.predict_proba(batch)
+        batch_times.append(time.perf_counter() - start)
+    return Latency(
+        p50_ms=float(np.percentile(timings, 50) * 1e3),
+        p99_ms=float(np.percentile(timings, 99) * 1e3),
+        single_calls=single_calls,
+        rows_per_s=float(batch_rows / max(float(np.median(batch_times)), 1e-9)),
+        batch_rows=batch_rows,
+    )
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Bytes of the model's saved files when known, else its parameter count."""
+
+    bytes: int | None
+    parameters: int | None
+
+    def describe(self) -> str:
+        parts = [f"{self.bytes / 1024:,.1f} KiB"] if self.bytes is not None else []
+        parts += [f"{self.parameters:,} parameters"] if self.parameters is not None else []
+        return ", ".join(parts) or "unknown"
+
+
+def directory_bytes(path: str | Path) -> int:
+    """Total size of the files under ``path`` (a file counts as itself)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    if not path.is_dir():
+        raise FileNotFoundError(f"model files not found at {path}")
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def parameter_count(model: Any) -> int | None:
+    """Trainable numbers in a model: torch modules' parameters, or linear coefficients (``coef_``/``intercept_``
+    of scikit-learn estimators, or a ``logistic.coef`` list as the packed baseline keeps them)."""
+    import torch
+
+    modules = [model] if isinstance(model, torch.nn.Module) else []
+    modules += [v for v in vars(model).values() if isinstance(v, torch.nn.Module)] if hasattr(model, "__dict__") else []
+    if modules:
+        return int(sum(p.numel() for m in modules for p in m.parameters()))
+    logistic = getattr(model, "logistic", None)
+    if logistic is not None and hasattr(logistic, "coef"):
+        return len(logistic.coef) + 1
+    estimators = [model, *getattr(model, "named_steps", {}).values()]
+    arrays = [getattr(e, a) for e in estimators for a in ("coef_", "intercept_") if hasattr(e, a)]
+    return int(sum(np.size(a) for a in arrays)) if arrays else None
+
+
+def model_size(model: Any, saved_path: str | Path | None = None) -> ModelSize:
+    """Bytes of the model's saved files: at ``saved_path`` when given, else what its own ``save(directory)``
+    writes to a scratch folder; the parameter count when the model cannot be saved."""
+    if saved_path is not None:
+        return ModelSize(bytes=directory_bytes(saved_path), parameters=parameter_count(model))
+    if callable(getattr(model, "save", None)):
+        with tempfile.TemporaryDirectory(prefix="model-size-") as scratch:
+            model.save(scratch)
+            return ModelSize(bytes=directory_bytes(scratch), parameters=parameter_count(model))
+    return ModelSize(bytes=None, parameters=parameter_count(model))
+
+
+# ---- numerical stability ---------------------------------------------------------------------------------
+EXTREME_FACTOR = 1e6
+UNSEEN_CATEGORY = "__unseen_category__"
+
+
+def edge_case_frame(spec: DatasetSpec, base: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Edge inputs built from the spec around one real row: each numeric feature at +/- (range x 1e6), each
+    categorical feature unseen and missing, and rows that are entirely extreme, unseen or null.
+
+    Returns the frame (spec dtypes kept, so it is what serving would pass on) and a name per row.
+    """
+    if base.empty:
+        raise ValueError("edge cases need one real row to start from")
+    row = base.iloc[[0]].reset_index(drop=True)
+    cases: list[tuple[str, dict[str, Any]]] = []
+    extremes: dict[str, float] = {}
+    for name in spec.numeric_features:
+        col = spec.column(name)
+        top = max(abs(col.range.max or 0.0), abs(col.range.min or 0.0), 1.0) if col.range else 1.0
+        extremes[name] = top * EXTREME_FACTOR
+        cases.append((f"{name}=+{extremes[name]:.0e}", {name: extremes[name]}))
+        cases.append((f"{name}=-{extremes[name]:.0e}", {name: -extremes[name]}))
+        cases.append((f"{name}=null", {name: None}))
+    for name in spec.categorical_features:
+        cases.append((f"{name}=unseen", {name: UNSEEN_CATEGORY}))
+        cases.append((f"{name}=null", {name: None}))
+    cases.append(("all numerics extreme", dict(extremes)))
+    cases.append(("all numerics extreme negative", {k: -v for k, v in extremes.items()}))
+    cases.append(("all categoricals unseen", dict.fromkeys(spec.categorical_features, UNSEEN_CATEGORY)))
+    cases.append(("all features null", dict.fromkeys(spec.numeric_features + spec.categorical_features)))
+    frames = []
+    for _, changes in cases:
+        edge = row.copy()
+        for name, value in changes.items():
+            edge[name] = pd.Series([value], dtype="object").astype(edge[name].dtype)
+        frames.append(edge)
+    return pd.concat(frames, ignore_index=True), [name for name, _ in cases]
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Outcome of scoring the edge inputs: how many rows gave a non-finite or out-of-[0, 1] probability."""
+
+    rows: int
+    nonfinite: int
+    out_of_range: int
+    failing_cases: list[str]
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.nonfinite == 0 and self.out_of_range == 0
+
+
+def check_stability(model: Scorer, spec: DatasetSpec, base: pd.DataFrame) -> Stability:
+    """Score the edge inputs; an exception counts as a failure and is kept with its message."""
+    frame, names = edge_case_frame(spec, base)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = np.asarray(model.predict_proba(frame), dtype=np.float64).reshape(-1)
+    except Exception as e:  # the check reports any failure to score an edge input, never crashes on it
+        return Stability(len(frame), 0, 0, ["(scoring raised)"], f"{type(e).__name__}: {e}")
+    if len(p) != len(frame):
+        return Stability(len(frame), 0, 0, [], f"{len(frame)} edge rows gave {len(p)} probabilities")
+    nonfinite = ~np.isfinite(p)
+    outside = np.isfinite(p) & ((p < 0) | (p > 1))
+    failing = [names[i] for i in np.flatnonzero(nonfinite | outside)]
+    return Stability(len(frame), int(nonfinite.sum()), int(outside.sum()), failing)
+
+
+# ---- one model, everything -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelScores:
+    """All evaluation results for one model on the test split."""
+
+    tag: str
+    kind: str
+    threshold: float
+    metrics: dict[str, float]
+    slices: list[SliceMetrics]
+    fairness: list[FairnessGap]
+    latency: Latency | None = None
+    size: ModelSize | None = None
+    stability: Stability | None = None
+
+
+def score_model(
+    model: Scorer,
+    tag: str,
+    spec: DatasetSpec,
+    test: pd.DataFrame,
+    min_group_size: int,
+    operational: bool = True,
+    saved_path: str | Path | None = None,
+    probabilities: np.ndarray | None = None,
+) -> ModelScores:
+    """Score a model on the test rows; ``operational`` adds latency, size and edge-input stability.
+
+    Pass ``probabilities`` when the caller already scored ``test`` (for plots) to avoid scoring twice.
+    """
+    y = test[spec.label_column].to_numpy(dtype=np.int64)
+    p = predictions(model, test) if probabilities is None else np.asarray(probabilities, dtype=np.float64)
+    threshold = float(model.threshold)
+    yhat = (p >= threshold).astype(np.int64)
+    return ModelScores(
+        tag=tag,
+        kind=str(model.kind),
+        threshold=threshold,
+        metrics=classification_metrics(y, p, threshold),
+        slices=slice_metrics(test, y, p, threshold, spec.slice_columns),
+        fairness=fairness_gaps(test, y, yhat, spec.sensitive_columns, min_group_size),
+        latency=measure_latency(model, test) if operational else None,
+        size=model_size(model, saved_path) if operational else None,
+        stability=check_stability(model, spec, test) if operational else None,
+    )
+
+
+def predictions(model: Scorer, frame: pd.DataFrame) -> np.ndarray:
+    """Positive-class probabilities as a flat float array (for plots and ad-hoc comparisons)."""
+    return np.asarray(model.predict_proba(frame), dtype=np.float64).reshape(-1)
+
+
+# ---- the evaluation as a whole ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``model_evaluation`` produces: candidate, baseline and (if any) champion scored on the same test
+    rows, plus the references and thresholds the gates judged them by."""
+
+    spec_name: str
+    primary_metric: str
+    test_rows: int
+    test_positives: int
+    window_end: str | None
+    candidate: ModelScores
+    baseline: ModelScores
+    champion: ModelScores | None
+    candidate_ref: Any
+    baseline_ref: Any
+    champion_ref: Any | None
+    thresholds: dict[str, Any] = field(default_factory=dict)
+
+    def scored(self) -> dict[str, ModelScores]:
+        """Scores by role, in table order: candidate, baseline, champion."""
+        out = {"candidate": self.candidate, "baseline": self.baseline}
+        if self.champion is not None:
+            out["champion"] = self.champion
+        return out
+
+
+def _cell(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def comparison_table(evaluation: Evaluation) -> str:
+    """Markdown table of candidate vs baseline vs champion on the test split (printed by the demo)."""
+    scored = evaluation.scored()
+    head = "| metric | " + " | ".join(f"{role} `{s.tag}`" for role, s in scored.items()) + " |"
+    lines = [head, "|---" * (len(scored) + 1) + "|"]
+    for name in METRIC_NAMES:
+        arrow = "lower is better" if name in LOWER_IS_BETTER else "higher is better"
+        star = " (primary)" if name == evaluation.primary_metric else ""
+        lines.append(f"| {name}{star}, {arrow} | " + " | ".join(_cell(s.metrics[name]) for s in scored.values()) + " |")
+    lines.append("| threshold | " + " | ".join(_cell(s.threshold, 3) for s in scored.values()) + " |")
+    cand = evaluation.candidate
+    if cand.latency is not None:
+        lines.append(f"| candidate p50 / p99 one row | {cand.latency.p50_ms:.2f} / {cand.latency.p99_ms:.2f} ms |")
+        lines.append(f"| candidate rows/s ({cand.latency.batch_rows} rows) | {cand.latency.rows_per_s:,.0f} |")
+    if cand.size is not None:
+        lines.append(f"| candidate size | {cand.size.describe()} |")
+    lines.append(f"\n{evaluation.test_rows:,} test rows, {evaluation.test_positives:,} positive.")
+    return "\n".join(lines)
+
+
+def slice_table(scores: ModelScores, primary_metric: str, min_size: int) -> str:
+    """Markdown table of every slice: size, positives and the main metrics; small slices are marked."""
+    lines = [
+        f"| slice | rows | positives | {primary_metric} | accuracy | f1 | positive rate | judged |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in scores.slices:
+        judged = "yes" if s.size >= min_size and not math.isnan(s.metrics[primary_metric]) else "no"
+        lines.append(
+            f"| {s.name} | {s.size:,} | {s.positives:,} | {_cell(s.metrics[primary_metric])} | "
+            f"{_cell(s.metrics['accuracy'])} | {_cell(s.metrics['f1'])} | {_cell(s.metrics['positive_rate'])} | "
+            f"{judged} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,400 @@
+"""Unit tests of the evaluation metrics, slices, fairness, latency, size, stability and the gate decisions.
+
+Models are real scikit-learn pipelines fitted on real UCI Adult rows, wrapped in a small adapter that honours the
+TabularModel contract (predict_proba on raw typed frames, threshold, kind); the "bad" models are trained on
+shuffled labels or with every woman's label set negative, so they fail for the reasons a real model would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from ml_assets.data.features import featurize
+from ml_assets.data.splits import split_by_time
+from ml_assets.dataset import DatasetSpec, demo_data_path, load_default_spec
+from ml_assets.model import gates
+from ml_assets.model.evaluation import (
+    MISSING_GROUP,
+    UNSEEN_CATEGORY,
+    Evaluation,
+    ModelScores,
+    check_stability,
+    classification_metrics,
+    comparison_table,
+    directory_bytes,
+    edge_case_frame,
+    expected_calibration_error,
+    fairness_gaps,
+    measure_latency,
+    model_size,
+    parameter_count,
+    score_model,
+    slice_metrics,
+    slice_table,
+)
+from ml_assets.model.plots import calibration_plot, roc_plot
+
+ROWS = 6000
+WINDOW_END = date(2026, 1, 10)
+
+
+# ---- real data and real models ---------------------------------------------------------------------------
+def adult_training_set(spec: DatasetSpec, rows: int = ROWS, seed: int = 0) -> pd.DataFrame:
+    """A training_set frame as the data assets build it: real Adult rows spread over the spec's window."""
+    df = pd.read_parquet(demo_data_path(spec)).sample(rows, random_state=seed).reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    days = spec.training.window_days
+    start = pd.Timestamp(WINDOW_END) - pd.Timedelta(days=days - 1)
+    df["event_time"] = start + pd.to_timedelta(rng.integers(0, days, len(df)), unit="D")
+    typed, failures = spec.coerce(df)
+    assert not failures, failures
+    return split_by_time(spec, featurize(spec, typed), WINDOW_END)
+
+
+class SklearnModel:
+    """A fitted scikit-learn pipeline behind the TabularModel contract (raw typed frames in, probabilities out)."""
+
+    def __init__(self, spec: DatasetSpec, pipeline: Pipeline, kind: str = "logistic", threshold: float = 0.5):
+        self.spec, self.pipeline, self.kind, self.threshold = spec, pipeline, kind, threshold
+
+    def _matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
+        x = frame[self.spec.numeric_features + self.spec.categorical_features].copy()
+        for c in self.spec.numeric_features:
+            x[c] = x[c].astype("float64")
+        for c in self.spec.categorical_features:
+            x[c] = x[c].astype(object).where(x[c].notna(), "__missing__")
+        return x
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.pipeline.predict_proba(self._matrix(frame))[:, 1]
+
+
+def fit_sklearn(spec: DatasetSpec, train: pd.DataFrame, labels: np.ndarray, impute: bool = True) -> SklearnModel:
+    numeric = [SimpleImputer(), StandardScaler()] if impute else [StandardScaler()]
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(*numeric), spec.numeric_features),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), spec.categorical_features),
+        ]
+    )
+    model = SklearnModel(spec, make_pipeline(pre, LogisticRegression(max_iter=300)))
+    model.pipeline.fit(model._matrix(train), labels)
+    return model
+
+
+@pytest.fixture(scope="module")
+def spec() -> DatasetSpec:
+    return load_default_spec()
+
+
+@pytest.fixture(scope="module")
+def data(spec):
+    ts = adult_training_set(spec)
+    return ts[ts["split"] == "train"], ts[ts["split"] == "test"].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def models(spec, data):
+    """good: fitted on the true labels; shuffled: labels permuted; biased: every woman labelled negative."""
+    train, _ = data
+    y = train[spec.label_column].to_numpy()
+    rng = np.random.default_rng(1)
+    return {
+        "good": fit_sklearn(spec, train, y),
+        "shuffled": fit_sklearn(spec, train, rng.permutation(y)),
+        "biased": fit_sklearn(spec, train, np.where(train["sex"] == "Female", 0, y)),
+    }
+
+
+@pytest.fixture(scope="module")
+def scores(spec, data, models):
+    _, test = data
+    return {name: score_model(m, f"adult-test:{name}", spec, test, min_group_size=200) for name, m in models.items()}
+
+
+def make_evaluation(cand: ModelScores, base: ModelScores, champ: ModelScores | None = None) -> Evaluation:
+    return Evaluation(
+        spec_name="adult",
+        primary_metric="roc_auc",
+        test_rows=int(cand.metrics["rows"]),
+        test_positives=0,
+        window_end=str(WINDOW_END),
+        candidate=cand,
+        baseline=base,
+        champion=champ,
+        candidate_ref=None,
+        baseline_ref=None,
+        champion_ref=None,
+    )
+
+
+# ---- overall metrics -------------------------------------------------------------------------------------
+def test_metrics_agree_with_sklearn_and_flag_undefined_ranking():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    p = np.clip(0.3 * y + 0.7 * rng.random(500), 0, 1)
+    m = classification_metrics(y, p, threshold=0.5)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+    assert m["accuracy"] == pytest.approx(np.mean((p >= 0.5) == y))
+    assert m["rows"] == 500 and 0 <= m["ece"] <= 1 and 0 <= m["brier"] <= 1
+    single = classification_metrics(np.zeros(10), np.full(10, 0.2), 0.5)
+    assert math.isnan(single["roc_auc"]) and math.isnan(single["pr_auc"])
+    assert single["accuracy"] == 1.0
+
+
+def test_expected_calibration_error_reads_calibration():
+    y = np.array([1] * 30 + [0] * 70)
+    assert expected_calibration_error(y, np.full(100, 0.3)) == pytest.approx(0.0, abs=1e-6)
+    assert expected_calibration_error(np.zeros(50), np.full(50, 0.9)) == pytest.approx(0.9, abs=1e-6)
+
+
+def test_metrics_reject_nonfinite_and_mismatched_predictions():
+    with pytest.raises(ValueError, match="not finite"):
+        classification_metrics(np.array([0, 1]), np.array([0.2, np.nan]), 0.5)
+    with pytest.raises(ValueError, match="2 labels but 3 predictions"):
+        classification_metrics(np.array([0, 1]), np.array([0.2, 0.3, 0.4]), 0.5)
+
+
+def test_good_model_scores_like_a_real_adult_model(scores):
+    assert 0.85 < scores["good"].metrics["roc_auc"] < 0.95
+    assert scores["shuffled"].metrics["roc_auc"] < 0.65
+
+
+# ---- slices ----------------------------------------------------------------------------------------------
+def test_slices_cover_every_group_with_sizes_and_missing_values(spec, data, models):
+    _, test = data
+    test = test.copy()
+    test.loc[:4, "race"] = pd.NA
+    y = test[spec.label_column].to_numpy()
+    p = models["good"].predict_proba(test)
+    slices = slice_metrics(test, y, p, 0.5, spec.slice_columns)
+    for column in spec.slice_columns:
+        mine = [s for s in slices if s.column == column]
+        assert sum(s.size for s in mine) == len(test)
+        assert sum(s.positives for s in mine) == int(y.sum())
+    missing = next(s for s in slices if s.column == "race" and s.value == MISSING_GROUP)
+    assert missing.size == 5
+    female = next(s for s in slices if s.name == "sex=Female")
+    mask = (test["sex"] == "Female").to_numpy()
+    assert female.metrics["roc_auc"] == pytest.approx(roc_auc_score(y[mask], p[mask]))
+    with pytest.raises(KeyError, match="no_such"):
+        slice_metrics(test, y, p, 0.5, ["no_such"])
+
+
+# ---- fairness --------------------------------------------------------------------------------------------
+def test_fairness_gaps_match_fairlearn_on_judged_groups_and_exclude_small_ones(spec, data, models):
+    _, test = data
+    y = test[spec.label_column].to_numpy()
+    yhat = (models["good"].predict_proba(test) >= 0.5).astype(int)
+    gaps = {g.attribute: g for g in fairness_gaps(test, y, yhat, ["sex", "race"], min_group_size=50)}
+    sex = gaps["sex"]
+    assert sex.groups.keys() == {"Female", "Male"} and not sex.excluded
+    assert sex.demographic_parity_difference == pytest.approx(
+        demographic_parity_difference(y, yhat, sensitive_features=test["sex"].astype(object))
+    )
+    race = gaps["race"]
+    small = {v for v, n in test["race"].value_counts().items() if n < 50}
+    assert small and set(race.excluded) == small and len(race.groups) >= 2
+    kept = test["race"].isin(list(race.groups)).to_numpy()
+    assert race.equalized_odds_difference == pytest.approx(
+        equalized_odds_difference(y[kept], yhat[kept], sensitive_features=test["race"].astype(object)[kept])
+    )
+    lonely = fairness_gaps(test, y, yhat, ["sex"], min_group_size=len(test))[0]
+    assert not lonely.assessable and math.isnan(lonely.equalized_odds_difference)
+
+
+def test_model_biased_against_women_has_a_large_equalized_odds_gap(scores):
+    good = {g.attribute: g for g in scores["good"].fairness}["sex"]
+    biased = {g.attribute: g for g in scores["biased"].fairness}["sex"]
+    assert biased.equalized_odds_difference > 0.4 > good.equalized_odds_difference
+
+
+# ---- latency and size ------------------------------------------------------------------------------------
+class SlowModel:
+    """A real delay per call, to see that latency measures the call and not something else."""
+
+    threshold, kind = 0.5, "logistic"
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        time.sleep(self.seconds)
+        return np.full(len(frame), 0.5)
+
+
+def test_latency_measures_single_rows_and_batches(data, models):
+    _, test = data
+    lat = measure_latency(models["good"], test, single_calls=50, warmup=5, batch_repeats=2)
+    assert 0 < lat.p50_ms <= lat.p99_ms and lat.single_calls == 50
+    assert lat.rows_per_s > 1000 and lat.batch_rows == 1000
+    slow = measure_latency(SlowModel(0.004), test.head(3), single_calls=10, warmup=1, batch_repeats=1)
+    assert slow.p50_ms >= 4.0 and slow.rows_per_s <= 1000 / 0.004
+    with pytest.raises(ValueError, match="at least one row"):
+        measure_latency(models["good"], test.head(0))
+
+
+def test_model_size_counts_saved_bytes_or_parameters(tmp_path, spec, models):
+    (tmp_path / "a.bin").write_bytes(b"x" * 1000)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.json").write_bytes(b"y" * 24)
+    assert directory_bytes(tmp_path) == 1024
+    assert model_size(models["good"], tmp_path).bytes == 1024
+    lr = models["good"].pipeline.named_steps["logisticregression"]
+    assert parameter_count(models["good"].pipeline) == lr.coef_.size + lr.intercept_.size
+    unsaved = model_size(models["good"].pipeline)
+    assert unsaved.bytes is None and unsaved.parameters == lr.coef_.size + 1
+    with pytest.raises(FileNotFoundError):
+        directory_bytes(tmp_path / "nope")
+
+
+# ---- numerical stability ---------------------------------------------------------------------------------
+def test_edge_cases_come_from_the_spec_and_keep_its_types(spec, data):
+    _, test = data
+    frame, names = edge_case_frame(spec, test)
+    assert len(frame) == len(names) == 3 * len(spec.numeric_features) + 2 * len(spec.categorical_features) + 4
+    assert frame.dtypes.to_dict() == test.dtypes.to_dict()
+    age_max = spec.column("age").range.max
+    assert frame["age"].max() == age_max * 1e6 and frame["age"].min() == -age_max * 1e6
+    assert (frame["workclass"] == UNSEEN_CATEGORY).sum() == 2
+    last = frame.iloc[-1]
+    assert all(pd.isna(last[c]) for c in spec.numeric_features + spec.categorical_features)
+
+
+def test_stability_passes_a_robust_model_and_names_what_breaks_a_fragile_one(spec, data, models):
+    _, test = data
+    assert check_stability(models["good"], spec, test).passed
+    train, _ = data
+    no_imputer = fit_sklearn(spec, train, train[spec.label_column].to_numpy(), impute=False)
+    broken = check_stability(no_imputer, spec, test)
+    assert not broken.passed and "ValueError" in broken.error
+
+    class LogOdds(SklearnModel):
+        def predict_proba(self, frame):
+            p = super().predict_proba(frame)
+            out = np.log(p / (1 - p))
+            out[frame["age"].isna().to_numpy()] = np.nan
+            return out
+
+    odd = check_stability(LogOdds(spec, models["good"].pipeline), spec, test)
+    assert odd.nonfinite >= 2 and odd.out_of_range > 0
+    assert "age=null" in odd.failing_cases and "all features null" in odd.failing_cases
+
+
+# ---- gates -----------------------------------------------------------------------------------------------
+TH = gates.GateThresholds()
+
+
+def test_beats_baseline_with_margin(scores):
+    good, bad = scores["good"], scores["shuffled"]
+    assert gates.beats_baseline(make_evaluation(good, bad), TH).passed
+    out = gates.beats_baseline(make_evaluation(bad, good), TH)
+    assert not out.passed and out.threshold == pytest.approx(good.metrics["roc_auc"])
+    assert out.metadata()["comparison"].startswith("candidate roc_auc >=")
+    tie = gates.beats_baseline(make_evaluation(good, good), TH.model_copy(update={"baseline_margin": 0.01}))
+    assert not tie.passed and "misses" in tie.description
+
+
+def test_blessing_uses_floor_alone_without_champion_and_change_threshold_with_one(scores):
+    good, bad = scores["good"], scores["shuffled"]
+    first = gates.blessed_against_champion(make_evaluation(good, bad), TH)
+    assert first.passed and "floor alone" in first.description and first.threshold == TH.absolute_floor
+    assert not gates.blessed_against_champion(make_evaluation(bad, bad), TH).passed
+    better = replace(good, tag="adult:champ", metrics=good.metrics | {"roc_auc": good.metrics["roc_auc"] + 0.05})
+    regressed = gates.blessed_against_champion(make_evaluation(good, bad, better), TH)
+    assert not regressed.passed and regressed.details["champion_tag"] == "adult:champ"
+    assert regressed.details["floor_passed"] and not regressed.details["change_passed"]
+    within = replace(better, metrics=good.metrics | {"roc_auc": good.metrics["roc_auc"] + 0.005})
+    assert gates.blessed_against_champion(make_evaluation(good, bad, within), TH).passed
+
+
+def test_lower_is_better_primary_metric_flips_every_comparison(scores):
+    th = gates.GateThresholds(primary_metric="log_loss", absolute_floor=0.6, slice_floor=0.7)
+    good, bad = scores["good"], scores["shuffled"]
+    assert not th.higher_is_better
+    assert gates.beats_baseline(make_evaluation(good, bad), th).passed
+    assert not gates.beats_baseline(make_evaluation(bad, good), th).passed
+    assert gates.blessed_against_champion(make_evaluation(good, bad, good), th).passed
+
+
+def test_slice_quality_names_the_worst_slice(scores):
+    good = gates.slice_quality(make_evaluation(scores["good"], scores["shuffled"]), TH)
+    assert good.passed and good.details["worst_slice"].split("=")[0] in ("race", "sex", "age_band")
+    biased = gates.slice_quality(make_evaluation(scores["biased"], scores["good"]), TH)
+    assert not biased.passed and "sex=Female" in biased.details["failing_slices"]
+    assert biased.observed < TH.slice_floor
+    none = gates.slice_quality(
+        make_evaluation(scores["good"], scores["good"]), TH.model_copy(update={"slice_min_size": 10**6})
+    )
+    assert none.passed and none.observed == "no slice judged"
+
+
+def test_fairness_gate_fails_the_biased_model_on_sex(scores):
+    assert gates.fairness(make_evaluation(scores["good"], scores["shuffled"]), TH).passed
+    out = gates.fairness(make_evaluation(scores["biased"], scores["good"]), TH)
+    assert not out.passed and out.details["failing_attributes"] == "sex"
+    assert out.details["sex_equalized_odds_difference"] > TH.max_equalized_odds_difference
+
+
+def test_latency_and_stability_gates(scores):
+    ev = make_evaluation(scores["good"], scores["shuffled"])
+    assert gates.latency_budget(ev, TH).passed
+    tight = gates.latency_budget(ev, TH.model_copy(update={"max_p99_ms": 1e-6}))
+    assert not tight.passed and "p99 over" in tight.description
+    assert gates.numerically_stable(ev, TH).passed
+    unmeasured = replace(scores["good"], stability=None, latency=None)
+    assert not gates.numerically_stable(make_evaluation(unmeasured, scores["good"]), TH).passed
+    assert not gates.latency_budget(make_evaluation(unmeasured, scores["good"]), TH).passed
+
+
+def test_every_gate_reports_observed_threshold_and_comparison(scores):
+    outcomes = gates.evaluate_gates(make_evaluation(scores["shuffled"], scores["good"], scores["good"]), TH)
+    assert [o.name for o in outcomes] == list(gates.GATE_NAMES)
+    for o in outcomes:
+        assert {"observed", "threshold", "comparison"} <= o.metadata().keys()
+    assert gates.failed_gates(outcomes) == ["beats_baseline", "blessed_against_champion", "slice_quality"]
+
+
+class SpecWithGates(DatasetSpec):
+    """The DatasetSpec field the lead is asked to add, so thresholds_for is tested against it."""
+
+    gates: dict = {}
+
+
+def test_thresholds_come_from_the_spec_gates_mapping(spec):
+    assert gates.thresholds_for(spec) == gates.GateThresholds()
+    custom = SpecWithGates.model_validate(spec.model_dump() | {"gates": {"absolute_floor": 0.85}})
+    assert gates.thresholds_for(custom).absolute_floor == 0.85
+    broken = SpecWithGates.model_validate(spec.model_dump() | {"gates": {"absolute_flor": 0.85}})
+    with pytest.raises(gates.GateConfigError, match=r"(?s)adult.*absolute_flor"):
+        gates.thresholds_for(broken)
+
+
+# ---- what a person reads ---------------------------------------------------------------------------------
+def test_comparison_and_slice_tables_and_plots(spec, data, models, scores):
+    ev = make_evaluation(scores["good"], scores["shuffled"], scores["biased"])
+    table = comparison_table(ev)
+    assert "candidate `adult-test:good`" in table and "champion `adult-test:biased`" in table
+    assert f"{scores['good'].metrics['roc_auc']:.4f}" in table and "roc_auc (primary)" in table
+    rows = slice_table(scores["good"], "roc_auc", 200)
+    assert "| sex=Female |" in rows and rows.count("\n") == len(scores["good"].slices) + 1
+    _, test = data
+    y = test[spec.label_column].to_numpy()
+    curves = {name: m.predict_proba(test) for name, m in models.items()}
+    for image in (roc_plot(y, curves), calibration_plot(y, curves)):
+        assert image.startswith("![") and "data:image/png;base64," in image
+        assert len(image) < 80_000
