@@ -1,0 +1,110 @@
+"""Build the Bento for one model tag, offline, in a child process.
+
+The child imports ``bento.service`` with ``ML_ASSETS_MODEL_TAG`` and ``BENTOML_HOME`` set, so BentoML packs that
+model into the Bento and the service module (which reads the tag at import) is never cached across builds in a
+long-lived Dagster process. Options come from ``bento/bentofile.yaml``; the model tag is added as a label and
+as the image's ``ML_ASSETS_MODEL_TAG`` so the Bento serves its champion wherever it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BENTOFILE = PROJECT_ROOT / "bento" / "bentofile.yaml"
+SERVICE_SOURCES = (  # what the served behaviour depends on: its hash is the bento asset's code version
+    "bento/service.py",
+    "bento/scoring.py",
+    "bento/prediction_log.py",
+    "bento/bentofile.yaml",
+    "ml_assets/serving/schema.py",
+    "ml_assets/serving/build.py",
+    "ml_assets/model/bundle.py",
+    "ml_assets/model/preprocessing.py",
+    "ml_assets/model/network.py",
+    "ml_assets/dataset.py",
+)
+
+
+class BentoBuildError(RuntimeError):
+    """``bentoml build`` failed; carries its output."""
+
+
+@dataclass(frozen=True)
+class BentoRef:
+    """What the ``bento`` asset hands to ``deployment``: the Bento and the model it serves."""
+
+    tag: str
+    model_tag: str
+    size_bytes: int
+    path: str
+    code_version: str
+
+
+def service_code_version() -> str:
+    digest = hashlib.sha256()
+    for rel in SERVICE_SOURCES:
+        path = PROJECT_ROOT / rel
+        digest.update(rel.encode())
+        digest.update(path.read_bytes() if path.exists() else b"<missing>")
+    return digest.hexdigest()[:12]
+
+
+def build_bento(
+    model_tag: str, bentoml_home: str | Path, labels: dict[str, str] | None = None, timeout_s: float = 600
+) -> BentoRef:
+    """Build a Bento serving ``model_tag`` into the store at ``bentoml_home``; returns its tag and size."""
+    code_version = service_code_version()
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(bentoml_home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "ML_ASSETS_MODEL_TAG": model_tag,
+        "PIP_NO_INDEX": "1",  # belt and braces: nothing in a build may reach an index
+    }
+    all_labels = {"model_tag": model_tag, "code_version": code_version, **(labels or {})}
+    cmd = [sys.executable, "-m", "ml_assets.serving.build", "--labels", json.dumps(all_labels)]
+    proc = subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout_s)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise BentoBuildError(
+            f"bentoml build for {model_tag} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
+            f"{proc.stderr[-3000:]}"
+        )
+    out = json.loads(lines[-1])
+    size = sum(p.stat().st_size for p in Path(out["path"]).rglob("*") if p.is_file())
+    return BentoRef(tag=out["tag"], model_tag=model_tag, size_bytes=size, path=out["path"], code_version=code_version)
+
+
+def _build_in_child(labels: dict[str, str]) -> dict[str, Any]:
+    import bentoml
+    from bentoml._internal.bento.build_config import BentoEnvSchema
+
+    config = yaml.safe_load(BENTOFILE.read_text())
+    model_tag = os.environ["ML_ASSETS_MODEL_TAG"]
+    config["labels"] = {**config.get("labels", {}), **labels}
+    envs = [*config.get("envs", []), {"name": "ML_ASSETS_MODEL_TAG", "value": model_tag}]
+    config["envs"] = [BentoEnvSchema(**e) for e in envs]
+    bento = bentoml.bentos.build(build_ctx=str(PROJECT_ROOT), **config)
+    return {"tag": str(bento.tag), "path": bento.path}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="build the ml-assets Bento (run by build_bento)")
+    parser.add_argument("--labels", default="{}")
+    args = parser.parse_args(argv)
+    print(json.dumps(_build_in_child(json.loads(args.labels))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
