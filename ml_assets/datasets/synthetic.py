@@ -182,6 +182,8 @@ def _positive(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Draw the label from a logistic model of up to three numeric and two categorical features."""
+    if n == 0:
+        return np.zeros(0, dtype=bool)
     score = np.zeros(n)
     numeric = [c for c in spec.numeric_features if c in cols][:3]
     for i, name in enumerate(numeric):
