@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 
@@ -28,34 +32,46 @@ def adult_training_set(spec: DatasetSpec, rows: int = 3000, seed: int = 0) -> pd
 
 
 def fit_logistic(spec: DatasetSpec, training_set: pd.DataFrame, c: float = 1.0):
-    """The logistic-regression baseline as a TabularModel (packed preprocessing + coefficients)."""
-    from sklearn.linear_model import LogisticRegression
+    """The project's logistic-regression baseline (packed preprocessing + coefficients) on the train split."""
+    from ml_assets.model.assets import BaselineConfig, fit_baseline
 
-    from ml_assets.model.bundle import LogisticWeights, TabularModel
-    from ml_assets.model.preprocessing import Preprocessing
-
-    train = training_set[training_set["split"] == "train"]
-    pre = Preprocessing.fit(spec, train)
-    clf = LogisticRegression(C=c, max_iter=500).fit(pre.one_hot(train), train[spec.label_column].to_numpy())
-    weights = LogisticWeights(coef=clf.coef_[0].astype(float).tolist(), intercept=float(clf.intercept_[0]))
-    return TabularModel(kind="logistic", spec_name=spec.name, preprocessing=pre, threshold=0.5, logistic=weights)
+    return fit_baseline(spec, training_set, BaselineConfig(regularization_c=c))
 
 
 def save_model(model, bentoml_home: Path, name: str = "adult-baseline") -> str:
     """Save into the BentoML store at ``bentoml_home`` with the project's ModelStore; returns the tag."""
-    os.environ["BENTOML_HOME"] = str(bentoml_home)
     from resources.model_store import ModelStore
 
     return ModelStore(home=str(bentoml_home)).save(model, name, "champion", {"source": "serving tests"})
 
 
-def sample_records(spec: DatasetSpec, training_set: pd.DataFrame, n: int = 32) -> list[dict]:
-    """JSON-ready feature dicts of ``n`` test rows (nulls as None), as a client would send them."""
-    test = training_set[training_set["split"] == "test"].head(n)
-    names = [c.name for c in spec.feature_columns]
-    out = []
-    for row in test[names].astype(object).to_dict("records"):
-        out.append(
-            {k: (None if pd.isna(v) else (int(v) if isinstance(v, (int, np.integer)) else v)) for k, v in row.items()}
-        )
-    return out
+def serve(bento_tag: str, model_tag: str, home: Path, bentoml_home: Path, timeout_s: float = 180) -> tuple[int, str]:
+    """``bentoml serve`` the Bento on a free loopback port; returns (pid, url) once /readyz answers 200.
+
+    The caller stops it with ``resources.bento_deployer.stop_pid(pid)`` in a finally/fixture teardown.
+    """
+    from resources.bento_deployer import free_port, stop_pid
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(bentoml_home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "ML_ASSETS_HOME": str(home),
+        "ML_ASSETS_MODEL_TAG": model_tag,
+    }
+    log = (home / f"serve-{port}.log").open("ab")
+    cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return proc.pid, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_pid(proc.pid)
+            raise RuntimeError(f"bentoml serve {bento_tag} did not become ready: see {log.name}")
+        time.sleep(0.25)

@@ -1,0 +1,232 @@
+"""Serving assets (group ``serving``): the Bento of the champion and its deployment, with checks.
+
+``bento`` is rebuilt when the champion or the service code changes (its code version is a hash of the service
+sources). ``deployment`` hands the Bento to the deployer resource: locally a blue/green ``bentoml serve`` behind
+a stable loopback URL, in production Kubernetes manifests. The checks call the stable URL like an application
+would. (No ``from __future__ import annotations``: Dagster reads resource annotations at definition time.)
+"""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetIn,
+    DataVersion,
+    Failure,
+    LastPartitionMapping,
+    MetadataValue,
+    Output,
+    asset,
+    asset_check,
+)
+
+from ml_assets.data.splits import SPLIT
+from ml_assets.dataset import DatasetSpec
+from ml_assets.model.bundle import ModelRef
+from ml_assets.serving.build import BentoRef, build_bento, service_code_version
+from ml_assets.serving.k8s import render_manifests, to_yaml
+from ml_assets.versioning import code_version
+from resources.bento_deployer import BentoDeployer, DeploymentError
+from resources.model_store import ModelStore
+
+VALIDATION_ROWS = 64  # fixed sample of test rows every new deployment must reproduce offline predictions for
+SKEW_TOLERANCE = 1e-5
+P99_BUDGET_MS = 100.0
+LATENCY_REQUESTS = 200
+LATENCY_CONCURRENCY = 4
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    """What ``deployment`` hands on: where the model serves and the sample its checks replay."""
+
+    url: str
+    bento_tag: str
+    model_tag: str
+    records: list[dict[str, Any]] = field(repr=False)
+    expected: list[float] = field(repr=False)
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def validation_sample(
+    spec: DatasetSpec, training_set: pd.DataFrame, n: int = VALIDATION_ROWS
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """A fixed sample of test rows (lowest ids first) as JSON-ready records, and the same rows as a frame."""
+    test = training_set[training_set[SPLIT] == "test"]
+    if test.empty:
+        raise Failure(description="deployment: the training set has no test rows to validate the new Bento on")
+    rows = test.sort_values(spec.id.name, kind="stable").head(n).reset_index(drop=True)
+    names = [c.name for c in spec.feature_columns]
+    records = [
+        {k: (None if pd.isna(v) else v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+        for r in rows[names].astype(object).to_dict("records")
+    ]
+    return records, rows
+
+
+def build_serving_assets(spec: DatasetSpec) -> list:
+    """``bento``, ``deployment`` and the deployment checks (health, train_serve_skew, http_p99_latency)."""
+    from ml_assets.serving import k8s, schema
+
+    @asset(
+        name="bento",
+        group_name="serving",
+        code_version=service_code_version(),
+        description="The champion packaged as a Bento (service code + model), built offline with bentoml.",
+    )
+    def bento(context: AssetExecutionContext, champion_model: ModelRef, model_store: ModelStore) -> Output[BentoRef]:
+        t0 = time.perf_counter()
+        ref = build_bento(
+            champion_model.tag,
+            model_store.home,
+            labels={"dataset": spec.name, "model_kind": champion_model.kind},
+        )
+        context.log.info(f"built {ref.tag} for {ref.model_tag} ({ref.size_bytes / 1e6:.2f} MB)")
+        return Output(
+            ref,
+            data_version=DataVersion(f"{ref.model_tag}|{ref.code_version}"),
+            metadata={
+                "bento_tag": ref.tag,
+                "model_tag": ref.model_tag,
+                "size_mb": round(ref.size_bytes / 1e6, 3),
+                "service_code_version": ref.code_version,
+                "path": MetadataValue.path(ref.path),
+                "build_seconds": round(time.perf_counter() - t0, 2),
+                "serve_locally": MetadataValue.md(f"`bentoml serve {ref.tag}`"),
+            },
+        )
+
+    @asset(
+        name="deployment",
+        group_name="serving",
+        ins={"training_set": AssetIn(partition_mapping=LastPartitionMapping())},
+        code_version=code_version(spec, k8s, schema),
+        description="The Bento serving on a stable URL; a new one takes traffic only after it validates.",
+    )
+    def deployment(
+        context: AssetExecutionContext,
+        bento: BentoRef,
+        training_set: pd.DataFrame,
+        bento_deployer: BentoDeployer,
+        model_store: ModelStore,
+    ) -> Output[DeploymentInfo]:
+        records, rows = validation_sample(spec, training_set)
+        expected = [float(p) for p in model_store.load(bento.model_tag).predict_proba(rows)]
+        t0 = time.perf_counter()
+        try:
+            state = bento_deployer.deploy(bento.tag, bento.model_tag, records, expected, log=context.log)
+        except DeploymentError as e:
+            raise Failure(
+                description=f"deployment of {bento.tag} rejected, the previous deployment keeps serving: {e}",
+                metadata={"bento_tag": bento.tag, "model_tag": bento.model_tag, "reason": str(e)[:2000]},
+            ) from e
+        manifests = to_yaml(render_manifests(bento.tag, bento.model_tag))
+        current = state.get("current") or {}
+        previous = state.get("previous") or {}
+        info = DeploymentInfo(bento_deployer.url, bento.tag, bento.model_tag, records, expected, state)
+        return Output(
+            info,
+            data_version=DataVersion(bento.tag),
+            metadata={
+                "url": MetadataValue.url(bento_deployer.url),
+                "bento_tag": bento.tag,
+                "model_tag": bento.model_tag,
+                "pid": current.get("pid") or 0,
+                "validated_on_rows": len(records),
+                "validation": MetadataValue.json(current.get("validated") or {}),
+                "previous_bento_tag": previous.get("bento_tag", ""),
+                "deploy_seconds": round(time.perf_counter() - t0, 2),
+                "kubernetes_manifests": MetadataValue.md(f"```yaml\n{manifests}```"),
+            },
+        )
+
+    @asset_check(asset=deployment, name="health", description="The stable URL answers /readyz and /livez.")
+    def health(deployment: DeploymentInfo) -> AssetCheckResult:
+        seen = {}
+        for path in ("/readyz", "/livez"):
+            try:
+                seen[path] = httpx.get(deployment.url + path, timeout=5).status_code
+            except httpx.HTTPError as e:
+                seen[path] = f"unreachable: {e!r}"
+        return AssetCheckResult(
+            passed=all(v == 200 for v in seen.values()),
+            metadata={"url": deployment.url, **{k: str(v) for k, v in seen.items()}},
+        )
+
+    @asset_check(
+        asset=deployment,
+        name="train_serve_skew",
+        description=f"Served predictions equal offline ones for the fixed sample (|diff| <= {SKEW_TOLERANCE:g}).",
+    )
+    def train_serve_skew(deployment: DeploymentInfo) -> AssetCheckResult:
+        r = httpx.post(deployment.url + "/predict_batch", json={"records": deployment.records}, timeout=60)
+        if r.status_code != 200:
+            return AssetCheckResult(
+                passed=False, metadata={"status": r.status_code, "body": r.text[:500], "url": deployment.url}
+            )
+        online = np.array([p["probability"] for p in r.json()])
+        diff = np.abs(online - np.asarray(deployment.expected))
+        tags = sorted({p["model_tag"] for p in r.json()})
+        return AssetCheckResult(
+            passed=bool(diff.max() <= SKEW_TOLERANCE) and tags == [deployment.model_tag],
+            metadata={
+                "rows": len(diff),
+                "max_abs_diff": float(diff.max()),
+                "rows_over_tolerance": int((diff > SKEW_TOLERANCE).sum()),
+                "served_model_tags": ", ".join(tags),
+                "expected_model_tag": deployment.model_tag,
+            },
+        )
+
+    @asset_check(
+        asset=deployment,
+        name="http_p99_latency",
+        description=f"p99 of /predict over HTTP at concurrency {LATENCY_CONCURRENCY} within {P99_BUDGET_MS:g} ms.",
+    )
+    def http_p99_latency(deployment: DeploymentInfo) -> AssetCheckResult:
+        stats = measure_latency(deployment.url, deployment.records, LATENCY_REQUESTS, LATENCY_CONCURRENCY)
+        return AssetCheckResult(
+            passed=stats["errors"] == 0 and stats["p99_ms"] <= P99_BUDGET_MS,
+            severity=AssetCheckSeverity.WARN,
+            metadata={**stats, "budget_ms": P99_BUDGET_MS},
+        )
+
+    return [bento, deployment, health, train_serve_skew, http_p99_latency]
+
+
+def measure_latency(url: str, records: list[dict[str, Any]], requests: int, concurrency: int) -> dict[str, float]:
+    """Send ``requests`` single-record predictions from ``concurrency`` threads; latency percentiles in ms."""
+
+    def worker(k: int) -> tuple[list[float], int]:
+        lat, errors = [], 0
+        with httpx.Client(timeout=30) as client:
+            for i in range(k, requests, concurrency):
+                t = time.perf_counter()
+                try:
+                    ok = client.post(url + "/predict", json={"record": records[i % len(records)]}).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                lat.append((time.perf_counter() - t) * 1000)
+                errors += not ok
+        return lat, errors
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(worker, range(concurrency)))
+    wall = time.perf_counter() - t0
+    lat = np.array([x for r in results for x in r[0]])
+    return {
+        "requests": len(lat),
+        "errors": int(sum(r[1] for r in results)),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2),
+        "requests_per_s": round(len(lat) / wall, 1),
+    }
