@@ -1,0 +1,141 @@
+"""TabularModel: a trained model packed with its preprocessing, the one thing serving and evaluation load.
+
+A model directory holds ``tabular_model.json`` (kind, spec, features, threshold, network config,
+preprocessing, and for the logistic baseline its coefficients) and, for networks, ``state_dict.pt`` (a plain
+fp32 state_dict, loaded with ``weights_only=True``). No pickled code, so a model outlives refactors.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ml_assets.model.network import NetworkConfig, build_network
+from ml_assets.model.preprocessing import Preprocessing
+
+Kind = Literal["mlp", "transformer", "logistic"]
+META_FILE = "tabular_model.json"
+WEIGHTS_FILE = "state_dict.pt"
+PREDICT_BATCH = 65_536
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What model assets hand downstream: where the model is in the store and how it scored on validation."""
+
+    tag: str
+    name: str
+    kind: str
+    metrics: dict[str, float]
+    training_set_version: str
+
+
+@dataclass
+class LogisticWeights:
+    coef: list[float]
+    intercept: float
+
+
+@dataclass
+class TabularModel:
+    """Probability of the positive label for raw typed rows; the packed preprocessing is applied inside."""
+
+    kind: Kind
+    spec_name: str
+    preprocessing: Preprocessing
+    threshold: float = 0.5
+    network_config: NetworkConfig | None = None
+    state_dict: dict[str, torch.Tensor] | None = None
+    logistic: LogisticWeights | None = None
+    _module: torch.nn.Module | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind == "logistic":
+            if self.logistic is None:
+                raise ValueError("a logistic TabularModel needs its coefficients")
+            width = self.preprocessing.n_numeric_inputs + sum(self.preprocessing.cardinalities)
+            if len(self.logistic.coef) != width:
+                raise ValueError(f"logistic model has {len(self.logistic.coef)} coefficients, inputs are {width}")
+        elif self.kind in ("mlp", "transformer"):
+            if self.network_config is None or self.state_dict is None:
+                raise ValueError(f"a {self.kind} TabularModel needs its network config and state_dict")
+            if self.network_config.architecture != self.kind:
+                raise ValueError(f"kind {self.kind!r} != network architecture {self.network_config.architecture!r}")
+            module = build_network(self.network_config, self.preprocessing)
+            module.load_state_dict(self.state_dict)  # strict: a mismatch is an error, not silently ignored
+            self._module = module.eval()
+        else:
+            raise ValueError(f"unknown model kind {self.kind!r}")
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.preprocessing.feature_names
+
+    # ---- prediction -----------------------------------------------------------------------------------------
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Float64 probability of the positive label per row."""
+        if self.kind == "logistic":
+            assert self.logistic is not None
+            x = self.preprocessing.one_hot(frame).astype(np.float64)
+            z = x @ np.asarray(self.logistic.coef) + self.logistic.intercept
+            return 1.0 / (1.0 + np.exp(-z))
+        num, cat = self.preprocessing.transform(frame)
+        assert self._module is not None
+        out = np.empty(len(frame), dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, len(frame), PREDICT_BATCH):
+                sl = slice(start, start + PREDICT_BATCH)
+                logits = self._module(torch.from_numpy(num[sl]), torch.from_numpy(cat[sl]))
+                out[sl] = torch.sigmoid(logits.float()).numpy()
+        return out
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(frame) >= self.threshold).astype(np.int64)
+
+    # ---- files ----------------------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": 1,
+            "kind": self.kind,
+            "spec_name": self.spec_name,
+            "threshold": self.threshold,
+            "feature_names": self.feature_names,
+            "preprocessing": self.preprocessing.to_dict(),
+            "network_config": self.network_config.model_dump() if self.network_config else None,
+            "logistic": {"coef": self.logistic.coef, "intercept": self.logistic.intercept} if self.logistic else None,
+        }
+        (directory / META_FILE).write_text(json.dumps(meta, indent=1))
+        if self.state_dict is not None:
+            torch.save(
+                {k: v.detach().to("cpu", torch.float32) for k, v in self.state_dict.items()}, directory / WEIGHTS_FILE
+            )
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TabularModel:
+        directory = Path(directory)
+        meta_path = directory / META_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{directory} is not a TabularModel directory: {META_FILE} is missing")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != 1:
+            raise ValueError(f"{meta_path}: unsupported model format {meta.get('format')!r}")
+        state = None
+        if meta["kind"] != "logistic":
+            state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        return cls(
+            kind=meta["kind"],
+            spec_name=meta["spec_name"],
+            preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
+            threshold=float(meta["threshold"]),
+            network_config=NetworkConfig(**meta["network_config"]) if meta["network_config"] else None,
+            state_dict=state,
+            logistic=LogisticWeights(**meta["logistic"]) if meta["logistic"] else None,
+        )
