@@ -1,0 +1,111 @@
+"""ModelStore: the BentoML model store as the model registry, with a ``stage`` label per model.
+
+Models are saved with ``bentoml.models.create`` (so ``bentoml models list`` and Bento builds see them) under
+``<home>/models``. BentoML resolves BENTOML_HOME once per process, so this resource passes its own store to
+every call instead of relying on the environment: two resources (or two tests) with different homes never mix.
+Stages live in the model's labels (``stage=candidate|champion|retired``). BentoML 1.4 has no API to relabel a
+saved model; its ``Model.info.labels`` is a plain dict on a frozen ModelInfo and ``Model.flush()`` rewrites
+``model.yaml`` from the info, which is what ``set_stage`` does (the model files themselves are never touched).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from bentoml._internal.models import ModelStore as BentoModelStore
+from bentoml.exceptions import NotFound
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from ml_assets.model.bundle import TabularModel
+
+STAGES = ("candidate", "champion", "retired")
+
+
+class ModelNotFoundError(LookupError):
+    """A tag that is not in this store."""
+
+
+class ModelStore(ConfigurableResource):
+    """Save, load, relabel and list TabularModels in a BentoML model store rooted at ``home``."""
+
+    home: str = Field(description="BENTOML_HOME of the store; models live in <home>/models")
+
+    def _store(self) -> BentoModelStore:
+        models = Path(self.home) / "models"
+        models.mkdir(parents=True, exist_ok=True)
+        return BentoModelStore(str(models))
+
+    def _get(self, tag: str) -> bentoml.Model:
+        try:
+            return bentoml.models.get(tag, _model_store=self._store())
+        except NotFound as e:
+            raise ModelNotFoundError(f"model {tag!r} is not in the BentoML store at {self.home}") from e
+
+    def save(self, model: TabularModel, name: str, stage: str, metadata: dict[str, Any]) -> str:
+        """Store ``model`` as a new version of ``name``; returns the tag "name:version"."""
+        _check_stage(stage)
+        os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+        labels = {"stage": stage, "kind": model.kind, "dataset": model.spec_name}
+        with bentoml.models.create(
+            name, labels=labels, metadata=_plain(metadata), _model_store=self._store()
+        ) as bento_model:
+            model.save(bento_model.path)
+        return str(bento_model.tag)
+
+    def load(self, tag: str) -> TabularModel:
+        return TabularModel.load(self._get(tag).path)
+
+    def path(self, tag: str) -> Path:
+        """Directory of the model's files (for packaging)."""
+        return Path(self._get(tag).path)
+
+    def set_stage(self, tag: str, stage: str) -> None:
+        _check_stage(stage)
+        bento_model = self._get(tag)
+        bento_model.info.labels["stage"] = stage
+        bento_model.flush()
+
+    def tags(self, name: str, stage: str | None = None) -> list[str]:
+        """Versions of ``name`` (optionally only those in ``stage``), newest first."""
+        if stage is not None:
+            _check_stage(stage)
+        try:
+            models = bentoml.models.list(name, _model_store=self._store())
+        except NotFound:
+            return []
+        chosen = [m for m in models if stage is None or m.info.labels.get("stage") == stage]
+        chosen.sort(key=lambda m: m.info.creation_time, reverse=True)
+        return [str(m.tag) for m in chosen]
+
+    def info(self, tag: str) -> dict[str, Any]:
+        bento_model = self._get(tag)
+        return {
+            "tag": str(bento_model.tag),
+            "labels": dict(bento_model.info.labels),
+            "metadata": dict(bento_model.info.metadata),
+            "creation_time": bento_model.info.creation_time.isoformat(),
+            "path": str(bento_model.path),
+        }
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+
+
+def _plain(value: Any) -> Any:
+    """BentoML metadata accepts basic values only (no None): drop unset entries, turn numpy scalars, paths and
+    tuples into plain values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value if v is not None]
+    if isinstance(value, bool | int | float | str):
+        return value
+    if hasattr(value, "item"):  # numpy scalar
+        return value.item()
+    return str(value)
