@@ -45,18 +45,13 @@ def synthetic_rows(
         raise ValueError(f"synthetic_rows: days must be >= 1, got {days}")
     rng = np.random.default_rng(seed)
     t0 = _start(spec, start)
-    if from_demo:
-        frame = _from_demo(spec, n, rng)
-    else:
-        frame = _draw(spec, n, rng)
-    frame[spec.id.name] = _ids(spec.id, n, id_start)
-    frame[spec.time.name] = _times(t0, n, days, rng)
-    frame = frame[spec.column_names]
+    cols = _from_demo(spec, n, rng) if from_demo else _draw(spec, n, rng)
+    cols[spec.id.name] = _ids(spec.id, n, id_start)
+    cols[spec.time.name] = _times(t0, n, days, rng)
     if categoricals == "string":
-        for name in frame.columns:
-            if isinstance(frame[name].dtype, pd.CategoricalDtype):
-                frame[name] = frame[name].astype("string")
-    return frame
+        cols = {k: v.astype("string") if isinstance(v.dtype, pd.CategoricalDtype) else v for k, v in cols.items()}
+    # side by side without consolidating the columns into one block: no copy, half the peak memory at 1e7
+    return pd.concat([cols[name].rename(name) for name in spec.column_names], axis=1, copy=False)
 
 
 def _start(spec: DatasetSpec, start: datetime | None) -> np.datetime64:
@@ -84,7 +79,7 @@ def _ids(col: Column, n: int, id_start: int) -> pd.Series:
     raise ValueError(f"synthetic_rows: id column {col.name!r} has dtype {col.dtype}, cannot generate unique ids")
 
 
-def _from_demo(spec: DatasetSpec, n: int, rng: np.random.Generator) -> pd.DataFrame:
+def _from_demo(spec: DatasetSpec, n: int, rng: np.random.Generator) -> dict[str, pd.Series]:
     path = demo_data_path(spec)
     if path is None or not path.exists():
         raise ValueError(f"synthetic_rows(from_demo=True): dataset {spec.name!r} ships no demo data ({path})")
@@ -102,10 +97,10 @@ def _from_demo(spec: DatasetSpec, n: int, rng: np.random.Generator) -> pd.DataFr
             out[c.name] = _categorical(cat.cat.codes.to_numpy()[pick], list(cat.cat.categories))
         else:
             out[c.name] = src.iloc[pick].reset_index(drop=True)
-    return pd.DataFrame(out)
+    return out
 
 
-def _draw(spec: DatasetSpec, n: int, rng: np.random.Generator) -> pd.DataFrame:
+def _draw(spec: DatasetSpec, n: int, rng: np.random.Generator) -> dict[str, pd.Series]:
     out: dict[str, pd.Series] = {}
     codes: dict[str, np.ndarray] = {}
     for c in spec.columns:
@@ -130,14 +125,14 @@ def _draw(spec: DatasetSpec, n: int, rng: np.random.Generator) -> pd.DataFrame:
     negatives = np.array([i for i in range(len(cats)) if i != pos_code], dtype=np.int8)
     neg_codes = negatives[rng.integers(0, len(negatives), size=n)] if len(negatives) else pos_code
     out[target.name] = _categorical(np.where(positive, pos_code, neg_codes).astype(np.int8), cats)
-    return pd.DataFrame(out)
+    return out
 
 
 def _numeric(c: Column, n: int, rng: np.random.Generator) -> pd.Series:
     lo = c.range.min if c.range else None
     hi = c.range.max if c.range else None
     if lo is not None and hi is not None:
-        values = lo + rng.beta(2.0, 4.0, size=n) * (hi - lo)  # skewed to the low end, like ages or amounts
+        values = lo + rng.triangular(0.0, 0.2, 1.0, size=n) * (hi - lo)  # skewed low, like ages or amounts
     elif lo is not None:
         values = lo + rng.exponential(10.0, size=n)
     elif hi is not None:
@@ -159,14 +154,18 @@ def _numeric(c: Column, n: int, rng: np.random.Generator) -> pd.Series:
 
 
 def _codes(k: int, n: int, nullable: bool, rng: np.random.Generator) -> np.ndarray:
-    """Category codes with a Zipf-like mix (a few common categories, a long tail), -1 for nulls."""
+    """Category codes with a Zipf-like mix (a few common categories, a long tail), -1 for nulls.
+
+    Drawn through a 65,536-entry lookup table indexed by random uint16: one byte-sized gather per row.
+    """
     weights = 1.0 / np.arange(1, k + 1)
     weights = weights[rng.permutation(k)]
     cdf = np.cumsum(weights / weights.sum())
     dtype = np.int8 if k < 127 else np.int16 if k < 32_767 else np.int32
-    codes = np.minimum(np.searchsorted(cdf, rng.random(n)), k - 1).astype(dtype)
+    table = np.minimum(np.searchsorted(cdf, (np.arange(65_536) + 0.5) / 65_536), k - 1).astype(dtype)
+    codes = table[rng.integers(0, 65_536, size=n, dtype=np.uint16)]
     if nullable:
-        codes[rng.random(n) < NULL_RATE] = -1
+        codes[rng.random(n, dtype=np.float32) < NULL_RATE] = -1
     return codes
 
 
