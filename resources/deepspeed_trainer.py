@@ -1,0 +1,300 @@
+"""DeepSpeedTrainer: trains a tabular network with DeepSpeed in a separate process group, via Dagster Pipes.
+
+The resource owns the knobs a user sets in the launchpad or in code (ranks, ZeRO stage, precision, batch sizes,
+epochs, learning rate and schedule, early stopping, seed, offload, checkpoints), turns them into a DeepSpeed
+config (a raw ``deepspeed_config`` dict overrides any key), rejects impossible settings before anything
+launches, stages the training set, and hands the launch to its ``launcher`` (local torchrun now, a pod later).
+The entrypoint ``ml_assets.model.train`` does the training; this module never imports DeepSpeed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import torch
+from dagster import AssetExecutionContext, ConfigurableResource, OpExecutionContext
+from pydantic import Field
+
+from ml_assets.data.splits import SPLIT
+from ml_assets.dataset import DatasetSpec
+from ml_assets.model.network import NetworkConfig
+from ml_assets.model.preprocessing import Preprocessing
+from ml_assets.settings import paths
+from resources.launchers import LaunchSpec, TrainingLauncher
+
+ENTRYPOINT = "ml_assets.model.train"
+FIT_SPLITS = ("train", "validation")
+SCHEDULERS = {"warmup": "WarmupLR", "warmup_decay": "WarmupDecayLR", "warmup_cosine": "WarmupCosineLR"}
+
+
+class TrainerConfigError(ValueError):
+    """A DeepSpeedTrainer setting that cannot work, found before any process was launched."""
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Settings resolved against the machine: what will actually run."""
+
+    device: str
+    precision: str
+    ranks: int
+    deepspeed_config: dict[str, Any]
+    config_hash: str
+
+
+@dataclass
+class TrainingResult:
+    """What a finished training run produced (read back from the entrypoint's output directory)."""
+
+    state_dict: dict[str, torch.Tensor]
+    preprocessing: Preprocessing
+    network: NetworkConfig
+    summary: dict[str, Any]  # metrics, history, throughput, timings, ranks, device, resume info
+    plan: TrainingPlan
+    checkpoint_dir: Path
+    output_dir: Path
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class DeepSpeedTrainer(ConfigurableResource):
+    """Data-parallel DeepSpeed training of a tabular network on N CPU processes or GPUs."""
+
+    launcher: TrainingLauncher
+    ranks: int = Field(1, description="processes (one per GPU on cuda)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when the target has GPUs")
+    zero_stage: int = Field(0, description="ZeRO stage 0-3")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it, fp32 on CPU"
+    )
+    micro_batch_size: int = Field(512, description="rows per rank per step")
+    gradient_accumulation_steps: int = 1
+    max_epochs: int = 20
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    lr_schedule: Literal["constant", "warmup", "warmup_decay", "warmup_cosine"] = "warmup_decay"
+    warmup_fraction: float = Field(0.05, description="share of all optimizer steps spent warming up")
+    gradient_clipping: float = Field(0.0, description="max gradient norm; 0 = off (it costs a reduction)")
+    early_stopping_patience: int = Field(3, description="epochs without validation-loss improvement")
+    seed: int = 0
+    offload_optimizer: bool = Field(False, description="ZeRO-Offload of optimizer state to CPU (stage >= 1)")
+    checkpoint_dir: str | None = Field(None, description="default: <ML_ASSETS_HOME>/checkpoints")
+    deepspeed_config: dict[str, Any] | None = Field(
+        None, description="raw DeepSpeed config; its keys override the ones built from the fields above"
+    )
+
+    # ---- validation and config ------------------------------------------------------------------------------
+    def plan(self) -> TrainingPlan:
+        """Resolve auto settings against the launcher's machine and validate; raise TrainerConfigError."""
+        problems: list[str] = []
+        device = self.device
+        if device == "auto":
+            device = "cuda" if self.launcher.capacity("cuda") > 0 else "cpu"
+        capacity = self.launcher.capacity(device)
+        if self.ranks < 1:
+            problems.append(f"ranks must be >= 1, got {self.ranks}")
+        elif capacity == 0:
+            problems.append(f"device {device!r} is not available on the launcher's machine")
+        elif self.ranks > capacity:
+            unit = "CPUs" if device == "cpu" else "GPUs"
+            problems.append(f"ranks={self.ranks} exceeds the {capacity} {unit} available to the launcher")
+        precision = self.precision
+        if precision == "auto":
+            precision = "bf16" if self.launcher.supports_bf16(device) else "fp32"
+        if device == "cpu" and precision == "fp16":
+            problems.append("precision fp16 is not supported on CPU (use fp32 or bf16)")
+        for name in ("micro_batch_size", "gradient_accumulation_steps", "max_epochs", "early_stopping_patience"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.warmup_fraction < 1:
+            problems.append(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.gradient_clipping < 0:
+            problems.append(f"gradient_clipping must be >= 0, got {self.gradient_clipping}")
+        if self.offload_optimizer and self.zero_stage < 1:
+            problems.append("offload_optimizer needs zero_stage >= 1")
+        config = self._deepspeed_config(max(1, self.ranks), precision)
+        problems += _check_deepspeed_config(config, max(1, self.ranks))
+        if problems:
+            raise TrainerConfigError("DeepSpeedTrainer configuration rejected before launch: " + "; ".join(problems))
+        digest = json.dumps(
+            {
+                "ds": config,
+                "device": device,
+                "ranks": self.ranks,
+                "max_epochs": self.max_epochs,
+                "patience": self.early_stopping_patience,
+                "seed": self.seed,
+                "warmup_fraction": self.warmup_fraction,
+            },
+            sort_keys=True,
+        )
+        return TrainingPlan(
+            device=device,
+            precision=precision,
+            ranks=self.ranks,
+            deepspeed_config=config,
+            config_hash=hashlib.sha256(digest.encode()).hexdigest()[:12],
+        )
+
+    def _deepspeed_config(self, ranks: int, precision: str) -> dict[str, Any]:
+        """The DeepSpeed config from the fields; step counts of schedules are filled in by the entrypoint."""
+        zero: dict[str, Any] = {"stage": self.zero_stage}
+        if self.offload_optimizer:
+            zero["offload_optimizer"] = {"device": "cpu", "pin_memory": self.device != "cpu"}
+        optimizer_params: dict[str, Any] = {"lr": self.learning_rate, "weight_decay": self.weight_decay}
+        if not self.offload_optimizer:
+            # torch's AdamW: no JIT build of DeepSpeed's fused Adam; offload needs DeepSpeed's CPU Adam instead.
+            optimizer_params["torch_adam"] = True
+        config: dict[str, Any] = {
+            "train_micro_batch_size_per_gpu": self.micro_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "train_batch_size": self.micro_batch_size * self.gradient_accumulation_steps * ranks,
+            "optimizer": {"type": "AdamW", "params": optimizer_params},
+            "zero_optimization": zero,
+            "bf16": {"enabled": precision == "bf16"},
+            "fp16": {"enabled": precision == "fp16"},
+            "gradient_clipping": self.gradient_clipping,
+            # Per-step overheads that cost throughput and give nothing here: the throughput timer synchronizes
+            # the device twice per step, and progress printing is ours (per epoch, through Pipes).
+            "timers": {"throughput": {"enabled": False}},
+            "wall_clock_breakdown": False,
+            "steps_per_print": 2**31 - 1,
+            "zero_allow_untested_optimizer": True,
+        }
+        if self.lr_schedule != "constant":
+            params: dict[str, Any] = {}
+            if self.lr_schedule in ("warmup", "warmup_decay"):
+                params = {"warmup_min_lr": 0.0, "warmup_max_lr": self.learning_rate, "warmup_type": "linear"}
+            config["scheduler"] = {"type": SCHEDULERS[self.lr_schedule], "params": params}
+        if self.deepspeed_config:
+            config = deep_merge(config, self.deepspeed_config)
+            if "train_batch_size" not in self.deepspeed_config:
+                micro = config.get("train_micro_batch_size_per_gpu")
+                gas = config.get("gradient_accumulation_steps", 1)
+                if isinstance(micro, int) and isinstance(gas, int):
+                    config["train_batch_size"] = micro * gas * ranks
+        return config
+
+    # ---- running ----------------------------------------------------------------------------------------------
+    def train(
+        self,
+        context: AssetExecutionContext | OpExecutionContext,
+        spec: DatasetSpec,
+        training_set: pd.DataFrame,
+        network: NetworkConfig,
+        training_set_version: str,
+    ) -> TrainingResult:
+        """Validate, stage the train/validation rows, launch the entrypoint, and read back its result."""
+        plan = self.plan()
+        fit_rows = training_set[training_set[SPLIT].isin(FIT_SPLITS)]
+        n_train = int((fit_rows[SPLIT] == "train").sum())
+        n_val = int((fit_rows[SPLIT] == "validation").sum())
+        if n_train < plan.ranks or n_val == 0:
+            raise TrainerConfigError(
+                f"training set {training_set_version} has {n_train} train and {n_val} validation rows: "
+                f"need at least one train row per rank ({plan.ranks}) and one validation row"
+            )
+        home = paths()
+        staging = home.staging / _safe(context.run_id)
+        if staging.exists():
+            shutil.rmtree(staging)
+        output_dir = staging / "output"
+        output_dir.mkdir(parents=True)
+        data_path = staging / "training_set.parquet"
+        fit_rows.to_parquet(data_path, index=False)
+        key = f"{training_set_version}-{hashlib.sha256(network.model_dump_json().encode()).hexdigest()[:8]}"
+        checkpoint_dir = (
+            Path(self.checkpoint_dir or home.checkpoints)
+            / f"{spec.name}-{network.architecture}"
+            / f"{key}-{plan.config_hash}"
+        )
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        extras = {
+            "training_set": str(data_path),
+            "output_dir": str(output_dir),
+            "checkpoint_dir": str(checkpoint_dir),
+            "spec": spec.model_dump(mode="json"),
+            "network": network.model_dump(),
+            "deepspeed_config": plan.deepspeed_config,
+            "device": plan.device,
+            "precision": plan.precision,
+            "max_epochs": self.max_epochs,
+            "patience": self.early_stopping_patience,
+            "seed": self.seed,
+            "warmup_fraction": self.warmup_fraction,
+            "launched_at": time.time(),
+        }
+        context.log.info(
+            f"training {network.architecture} on {n_train} train / {n_val} validation rows: {plan.ranks} "
+            f"{plan.device} rank(s), ZeRO {plan.deepspeed_config['zero_optimization'].get('stage')}, "
+            f"{plan.precision}; checkpoints in {checkpoint_dir}"
+        )
+        launch = LaunchSpec(
+            module=ENTRYPOINT,
+            ranks=plan.ranks,
+            device=plan.device,
+            extras=extras,
+            log_dir=staging / "logs",
+        )
+        self.launcher.launch(context, launch)
+        return read_result(output_dir, plan, checkpoint_dir)
+
+
+def read_result(output_dir: Path, plan: TrainingPlan, checkpoint_dir: Path) -> TrainingResult:
+    summary_path = output_dir / "result.json"
+    if not summary_path.is_file():
+        raise RuntimeError(f"training finished but wrote no {summary_path}; see the rank logs beside it")
+    summary = json.loads(summary_path.read_text())
+    return TrainingResult(
+        state_dict=torch.load(output_dir / "state_dict.pt", map_location="cpu", weights_only=True),
+        preprocessing=Preprocessing.load(output_dir / "preprocessing.json"),
+        network=NetworkConfig(**summary["network"]),
+        summary=summary,
+        plan=plan,
+        checkpoint_dir=checkpoint_dir,
+        output_dir=output_dir,
+    )
+
+
+def _check_deepspeed_config(config: dict[str, Any], ranks: int) -> list[str]:
+    """The rules DeepSpeed would enforce after start-up (and some it would not), checked up front."""
+    problems = []
+    zero = config.get("zero_optimization", {})
+    stage = zero.get("stage", 0) if isinstance(zero, dict) else None
+    if stage not in (0, 1, 2, 3):
+        problems.append(f"zero_optimization.stage must be 0, 1, 2 or 3, got {stage!r}")
+    micro = config.get("train_micro_batch_size_per_gpu")
+    gas = config.get("gradient_accumulation_steps", 1)
+    for name, value in (("train_micro_batch_size_per_gpu", micro), ("gradient_accumulation_steps", gas)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"{name} must be a positive integer, got {value!r}")
+    total = config.get("train_batch_size")
+    if isinstance(micro, int) and isinstance(gas, int) and total != micro * gas * ranks:
+        problems.append(f"train_batch_size {total!r} != micro batch {micro} x accumulation {gas} x ranks {ranks}")
+    if config.get("fp16", {}).get("enabled") and config.get("bf16", {}).get("enabled"):
+        problems.append("fp16 and bf16 cannot both be enabled")
+    scheduler = config.get("scheduler")
+    if scheduler is not None and scheduler.get("type") not in (*SCHEDULERS.values(), "OneCycle", "LRRangeTest"):
+        problems.append(f"unknown scheduler type {scheduler.get('type')!r}")
+    return problems
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

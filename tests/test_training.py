@@ -1,0 +1,241 @@
+"""DeepSpeed training through Dagster, for real: two CPU ranks (gloo) under torchrun via Pipes, ZeRO-2.
+
+Materializes baseline_model and candidate_model in process from a small training_set partition (a tiny
+upstream asset stands in for the data assets), then checks metrics in the metadata, the stored model on unseen
+rows, resume after a killed run, reproducibility, and that bad configs are rejected before anything launches.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+from dagster import (
+    AssetsDefinition,
+    DagsterInstance,
+    DailyPartitionsDefinition,
+    FilesystemIOManager,
+    asset,
+    materialize,
+)
+
+from ml_assets.data.features import featurize
+from ml_assets.data.splits import split_by_time
+from ml_assets.dataset import DatasetSpec, demo_data_path
+from ml_assets.model.assets import build_model_assets
+from ml_assets.model.metrics import classification_metrics
+from resources.deepspeed_trainer import DeepSpeedTrainer, TrainerConfigError
+from resources.launchers import LocalTorchrunLauncher, available_cpus
+from resources.model_store import ModelStore
+
+pytestmark = pytest.mark.integration
+
+WINDOW_END = date(2026, 1, 10)
+ROWS = 3000
+# Small and quick: ~18 steps per rank per epoch, a handful of epochs.
+FAST = {"micro_batch_size": 64, "max_epochs": 4, "learning_rate": 5e-3, "early_stopping_patience": 4}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("ml_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ML_ASSETS_HOME", str(home))
+        mp.setenv("BENTOML_HOME", str(home / "bentoml"))
+        mp.setenv("BENTOML_DO_NOT_TRACK", "true")
+        yield home
+
+
+@pytest.fixture(scope="module")
+def frame(adult_spec: DatasetSpec) -> pd.DataFrame:
+    raw = pd.read_parquet(demo_data_path(adult_spec)).sample(ROWS, random_state=0).reset_index(drop=True)
+    raw["event_time"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(ROWS) % 10, unit="D")
+    typed, _ = adult_spec.coerce(raw)
+    return split_by_time(adult_spec, featurize(adult_spec, typed), WINDOW_END)
+
+
+@pytest.fixture(scope="module")
+def graph(adult_spec: DatasetSpec, frame: pd.DataFrame, home: Path) -> dict[str, Any]:
+    """A training_set partition materialized once; model assets read it through LastPartitionMapping."""
+    daily = DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-11")
+
+    @asset(name="training_set", partitions_def=daily)
+    def training_set() -> pd.DataFrame:
+        # rows shuffled: the model assets must not depend on the order the warehouse returns
+        return frame.sample(frac=1.0, random_state=1)
+
+    instance = DagsterInstance.ephemeral()
+    io = FilesystemIOManager(base_dir=str(home / "storage"))
+    materialize([training_set], partition_key=WINDOW_END.isoformat(), instance=instance, resources={"io_manager": io})
+    models = {a.key.to_user_string(): a for a in build_model_assets(adult_spec)}
+    return {"source": training_set, "models": models, "instance": instance, "io": io}
+
+
+def run_assets(graph: dict[str, Any], home: Path, names: list[str], trainer: DeepSpeedTrainer, **kw: Any):
+    selected: list[AssetsDefinition] = [graph["models"][n] for n in names]
+    return materialize(
+        [graph["source"], *graph["models"].values()],
+        selection=selected,
+        instance=graph["instance"],
+        resources={
+            "io_manager": graph["io"],
+            "model_store": ModelStore(home=str(home / "bentoml")),
+            "trainer": trainer,
+        },
+        **kw,
+    )
+
+
+def trainer(**fields: Any) -> DeepSpeedTrainer:
+    return DeepSpeedTrainer(launcher=LocalTorchrunLauncher(), **{"ranks": 2, "zero_stage": 2, **FAST, **fields})
+
+
+def metadata(result, name: str) -> dict[str, Any]:
+    (mat,) = result.asset_materializations_for_node(name)
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def first_run(graph: dict[str, Any], home: Path):
+    started = time.perf_counter()
+    result = run_assets(graph, home, ["baseline_model", "candidate_model"], trainer())
+    return result, time.perf_counter() - started
+
+
+def test_two_rank_zero2_training_lands_in_dagster_and_the_store(
+    first_run, graph: dict[str, Any], home: Path, frame: pd.DataFrame
+) -> None:
+    result, _seconds = first_run
+    assert result.success
+    meta = metadata(result, "candidate_model")
+    assert meta["ranks"] == 2 and meta["zero_stage"] == 2 and meta["device"] == "cpu" and meta["precision"] == "fp32"
+    assert meta["samples_per_s"] > 0 and meta["launch_to_first_step_s"] > 0
+    assert meta["epochs_run"] == FAST["max_epochs"] and meta["resumed_from_epoch"] == 0
+    assert meta["val_roc_auc"] > 0.8, meta["validation_metrics"]
+    assert "| training (ranks) |" in meta["validation_metrics"]
+    assert meta["loss_curve"].startswith("![loss curve](data:image/png;base64,iVBOR")
+    # per-epoch progress streamed from rank 0 through Pipes into the step's Dagster log
+    assert logged(graph["instance"], result.run_id, "epoch 1/4: train_loss")
+
+    ref = result.output_for_node("candidate_model")
+    assert ref.tag == meta["model_tag"] and ref.name == "adult-classifier" and ref.kind == "mlp"
+    store = ModelStore(home=str(home / "bentoml"))
+    info = store.info(ref.tag)
+    assert info["labels"]["stage"] == "candidate"
+    lineage = info["metadata"]
+    assert lineage["training_set_version"] == ref.training_set_version
+    assert lineage["ranks"] == 2 and lineage["config"]["deepspeed"]["zero_optimization"]["stage"] == 2
+    assert set(lineage) >= {"code_version", "validation_metrics", "samples_per_s", "wall_seconds", "device"}
+
+    model = store.load(ref.tag)
+    unseen = frame[frame["split"] == "test"]  # never staged for training
+    proba = model.predict_proba(unseen)
+    assert proba.shape == (len(unseen),) and np.isfinite(proba).all()
+    assert classification_metrics(unseen["label"].to_numpy(), proba)["roc_auc"] > 0.8
+    # the stored model reproduces what the ranks measured on validation
+    val = frame[frame["split"] == "validation"]
+    served = classification_metrics(val["label"].to_numpy(), model.predict_proba(val))
+    assert served["roc_auc"] == pytest.approx(ref.metrics["roc_auc"], abs=1e-4)
+
+    base = result.output_for_node("baseline_model")
+    assert base.kind == "logistic" and base.metrics["roc_auc"] > 0.85
+    assert base.training_set_version == ref.training_set_version
+    assert store.tags("adult-baseline", "candidate") == [base.tag]
+
+
+def logged(instance: DagsterInstance, run_id: str, text: str) -> bool:
+    """Whether a log line (e.g. one rank 0 sent through Pipes) reached the run's Dagster event log."""
+    return any(text in entry.user_message for entry in instance.all_logs(run_id))
+
+
+def test_same_seed_and_data_give_the_same_metrics(first_run, graph, home: Path, tmp_path: Path) -> None:
+    first = first_run[0].output_for_node("candidate_model")
+    again = run_assets(graph, home, ["candidate_model"], trainer(checkpoint_dir=str(tmp_path / "fresh")))
+    second = again.output_for_node("candidate_model")
+    assert metadata(again, "candidate_model")["resumed_from_epoch"] == 0  # a fresh run, not a resume
+    assert second.tag != first.tag
+    for key in ("log_loss", "roc_auc", "accuracy"):
+        assert second.metrics[key] == pytest.approx(first.metrics[key], abs=1e-4), key
+
+
+def kill_after_first_checkpoint(root: Path, stop: threading.Event, killed: list[int]) -> None:
+    """Wait for DeepSpeed's ``latest`` marker, then SIGKILL the torchrun process group this test started."""
+    while not stop.is_set():
+        if any(root.rglob("latest")):
+            me = psutil.Process()
+            runs = [p for p in me.children(recursive=True) if "torch.distributed.run" in " ".join(p.cmdline())]
+            for run in runs:
+                victims = [*run.children(recursive=True), run]
+                for p in victims:
+                    p.kill()
+                    killed.append(p.pid)
+            return
+        time.sleep(0.02)
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(graph, home: Path, tmp_path: Path) -> None:
+    root = tmp_path / "ckpt"
+    slow = trainer(checkpoint_dir=str(root), max_epochs=10, early_stopping_patience=10)
+    stop, killed = threading.Event(), []
+    watcher = threading.Thread(target=kill_after_first_checkpoint, args=(root, stop, killed), daemon=True)
+    watcher.start()
+    try:
+        died = run_assets(graph, home, ["candidate_model"], slow, raise_on_error=False)
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+    assert killed, "the watcher never saw a checkpoint"
+    assert not died.success
+    failure = next(e for e in died.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "training process group (2 cpu rank(s)" in failure.event_specific_data.error.message
+
+    rerun = run_assets(graph, home, ["candidate_model"], slow)
+    meta = metadata(rerun, "candidate_model")
+    assert 1 <= meta["resumed_from_epoch"] < 10, meta
+    assert meta["epochs_run"] == 10
+    assert logged(graph["instance"], rerun.run_id, "resumed from checkpoint of epoch")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"zero_stage": 5}, "zero_optimization.stage must be 0, 1, 2 or 3, got 5"),
+        ({"micro_batch_size": 0}, "micro_batch_size must be >= 1, got 0"),
+        ({"ranks": available_cpus() + 1}, f"exceeds the {available_cpus()} CPUs available"),
+        ({"device": "cpu", "precision": "fp16"}, "fp16 is not supported on CPU"),
+        ({"offload_optimizer": True, "zero_stage": 0}, "offload_optimizer needs zero_stage >= 1"),
+        ({"deepspeed_config": {"zero_optimization": {"stage": 9}}}, "stage must be 0, 1, 2 or 3, got 9"),
+        ({"deepspeed_config": {"train_batch_size": 7}}, "train_batch_size 7 != micro batch 64"),
+    ],
+)
+def test_bad_config_is_rejected_before_launch(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(TrainerConfigError, match="rejected before launch") as err:
+        trainer(**fields).plan()
+    assert message in str(err.value)
+
+
+def test_bad_config_fails_the_asset_without_launching(graph, home: Path) -> None:
+    result = run_assets(graph, home, ["candidate_model"], trainer(zero_stage=5), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "zero_optimization.stage must be 0, 1, 2 or 3, got 5" in failure.event_specific_data.error.cause.message
+    assert not (home / "staging" / result.run_id).exists()  # nothing staged, nothing launched
+
+
+def test_resolved_plan_for_this_machine() -> None:
+    plan = trainer(ranks=1, zero_stage=0).plan()
+    assert plan.device == "cpu" and plan.precision == "fp32"
+    config = plan.deepspeed_config
+    assert config["train_batch_size"] == 64 and config["optimizer"]["params"]["torch_adam"] is True
+    assert config["timers"] == {"throughput": {"enabled": False}}
+    override = trainer(deepspeed_config={"train_micro_batch_size_per_gpu": 32, "gradient_clipping": 1.0}).plan()
+    assert override.deepspeed_config["train_batch_size"] == 64 and override.deepspeed_config["gradient_clipping"] == 1.0
+    assert override.config_hash != plan.config_hash
