@@ -379,7 +379,8 @@ def _day_frame(
             col = pd.Series(stamps, dtype="datetime64[ms]").dt.tz_localize("UTC")
         else:
             col = pd.Series(src[name].array.take(rows))
-        columns.append(col.rename(name))
+        col.name = name  # in place: Series.rename would copy the column
+        columns.append(col)
     return pd.concat(columns, axis=1, copy=False)
 
 
