@@ -43,11 +43,15 @@ def _child(rows: int) -> dict:
     land_s = time.perf_counter() - started
     del frame
 
-    raw_data, features, *_ = build_data_assets(spec)
+    data = build_data_assets(spec)
     instance = DagsterInstance.ephemeral()
     started = time.perf_counter()
     result = materialize(
-        [raw_data, features], partition_key=DAY, instance=instance, resources=local_resources(spec), raise_on_error=True
+        [data.raw_data, data.features, data.features_checks],
+        partition_key=DAY,
+        instance=instance,
+        resources=local_resources(spec),
+        raise_on_error=True,
     )
     pipeline_s = time.perf_counter() - started
     checks = result.get_asset_check_evaluations()

@@ -22,7 +22,7 @@ TRAINING_SET_JOB = "training_set_job"
 def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -> Definitions:
     spec = spec or load_default_spec()
     daily = daily_partitions(spec)
-    data = build_data_assets(spec)
+    data = [d for d in build_data_assets(spec) if d is not None]
     jobs = [
         define_asset_job(
             INGEST_JOB,
