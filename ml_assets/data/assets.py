@@ -10,9 +10,9 @@ from typing import NamedTuple
 
 import pandas as pd
 from dagster import (
+    AssetChecksDefinition,
     AssetExecutionContext,
     AssetIn,
-    AssetChecksDefinition,
     AssetsDefinition,
     Failure,
     MetadataValue,
