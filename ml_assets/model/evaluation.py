@@ -315,7 +315,9 @@ def edge_case_frame(spec: DatasetSpec, base: pd.DataFrame) -> tuple[pd.DataFrame
     """
     if base.empty:
         raise ValueError("edge cases need one real row to start from")
-    row = base.iloc[[0]].reset_index(drop=True)
+    features = spec.numeric_features + spec.categorical_features
+    # Spec dtypes (nullable Int64, string) so nulls fit even when storage handed back plain int64 columns.
+    row = base.iloc[[0]].reset_index(drop=True).astype({c: spec.pandas_dtypes[c] for c in features})
     cases: list[tuple[str, dict[str, Any]]] = []
     extremes: dict[str, float] = {}
     for name in spec.numeric_features:
@@ -331,7 +333,7 @@ def edge_case_frame(spec: DatasetSpec, base: pd.DataFrame) -> tuple[pd.DataFrame
     cases.append(("all numerics extreme", dict(extremes)))
     cases.append(("all numerics extreme negative", {k: -v for k, v in extremes.items()}))
     cases.append(("all categoricals unseen", dict.fromkeys(spec.categorical_features, UNSEEN_CATEGORY)))
-    cases.append(("all features null", dict.fromkeys(spec.numeric_features + spec.categorical_features)))
+    cases.append(("all features null", dict.fromkeys(features)))
     frames = []
     for _, changes in cases:
         edge = row.copy()

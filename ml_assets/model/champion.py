@@ -1,0 +1,188 @@
+"""``champion_model``: promote a blessed candidate in the model store, or roll back to a previous champion.
+
+Promotion happens only when every blocking gate on ``model_evaluation`` passed: the gates are blocking asset
+checks, so a failed gate skips this asset in the same run, and the asset re-derives the same verdict from the
+stored evaluation before relabelling, so a run that selects ``champion_model`` alone cannot promote a rejected
+candidate either. The candidate becomes ``stage=champion``; the previous champion becomes ``stage=retired``
+(kept, not deleted, for rollback).
+
+Rollback: launch the ``rollback_champion`` job (it materializes ``champion_model`` alone) with the tag of a
+previous champion as config::
+
+    ops:
+      champion_model:
+        config:
+          model_tag: adult-classifier:<version>
+
+(``rollback_run_config(tag)`` builds that dict). The tag must be a retired champion of the same model name;
+the serving champion is retired and the tag becomes champion again, and ``champion_model`` records it, so
+``bento`` and everything downstream see the change as usual.
+"""
+
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetSelection,
+    Config,
+    Failure,
+    MetadataValue,
+    Output,
+    asset,
+    define_asset_job,
+)
+from pydantic import Field
+
+from ml_assets.dataset import DatasetSpec
+from ml_assets.model import gates as gates_module
+from ml_assets.model.bundle import ModelRef
+from ml_assets.model.evaluation import Evaluation, comparison_table
+from ml_assets.model.gates import GateOutcome, evaluate_gates, failed_gates, thresholds_for
+from ml_assets.versioning import code_version
+from resources.model_store import ModelStore
+
+ROLLBACK_JOB = "rollback_champion"
+CHAMPION, RETIRED = "champion", "retired"
+
+
+def current_champion(store: ModelStore, name: str) -> str | None:
+    """Tag of the model of ``name`` serving as champion now, or None before the first promotion."""
+    tags = store.tags(name, stage=CHAMPION)
+    return tags[0] if tags else None
+
+
+def stored_ref(store: ModelStore, tag: str) -> ModelRef:
+    """A ModelRef for a model already in the store, from its labels and metadata."""
+    info = store.info(tag)
+    meta = info.get("metadata") or {}
+    metrics = meta.get("metrics") or meta.get("validation_metrics") or {}
+    return ModelRef(
+        tag=info["tag"],
+        name=info["tag"].split(":", 1)[0],
+        kind=str(info.get("labels", {}).get("kind", "")),
+        metrics={str(k): float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+        training_set_version=str(meta.get("training_set_version", "")),
+    )
+
+
+def gate_table(outcomes: list[GateOutcome]) -> str:
+    """Markdown table of every gate: verdict, observed value, threshold and comparison."""
+    rows = ["| gate | verdict | observed | threshold | comparison |", "|---|---|---|---|---|"]
+    for o in outcomes:
+        shown = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in (o.observed, o.threshold)]
+        rows.append(f"| {o.name} | {'pass' if o.passed else 'FAIL'} | {shown[0]} | {shown[1]} | {o.comparison} |")
+    return "\n".join(rows)
+
+
+def promote(store: ModelStore, candidate_tag: str) -> list[str]:
+    """Make ``candidate_tag`` the champion of its name and retire every other champion; returns those retired.
+
+    The candidate is labelled first, so a failure between the two steps leaves two champions (both blessed)
+    rather than none, and the newest champion is the one that serves.
+    """
+    name = candidate_tag.split(":", 1)[0]
+    store.set_stage(candidate_tag, CHAMPION)
+    retired = [t for t in store.tags(name, stage=CHAMPION) if t != candidate_tag]
+    for tag in retired:
+        store.set_stage(tag, RETIRED)
+    return retired
+
+
+class ChampionConfig(Config):
+    model_tag: str = Field(
+        "",
+        description="Rollback: the tag of a previous (retired) champion to make current again. Leave empty to "
+        "promote the candidate that model_evaluation blessed.",
+    )
+
+
+def build_champion_model(spec: DatasetSpec):
+    """The ``champion_model`` asset for one dataset spec."""
+    thresholds = thresholds_for(spec)
+
+    @asset(
+        name="champion_model",
+        group_name="model",
+        code_version=code_version(spec, gates_module),
+        description="The model serving as champion: the evaluated candidate when every blocking gate passed "
+        "(previous champion retired), or a previous champion named by rollback config.",
+    )
+    def champion_model(
+        context: AssetExecutionContext, config: ChampionConfig, model_evaluation: Evaluation, model_store: ModelStore
+    ) -> Output[ModelRef]:
+        if config.model_tag:
+            return _rollback(context, model_store, config.model_tag)
+        outcomes = evaluate_gates(model_evaluation, thresholds)
+        failed = failed_gates(outcomes)
+        candidate = model_evaluation.candidate_ref
+        if failed:
+            raise Failure(
+                description=f"candidate {candidate.tag} is not promoted: gates failed: {', '.join(failed)}; "
+                f"the champion stays {current_champion(model_store, candidate.name) or 'unset'}.",
+                metadata={"gates": MetadataValue.md(gate_table(outcomes))},
+            )
+        previous = current_champion(model_store, candidate.name)
+        retired = promote(model_store, candidate.tag)
+        m = model_evaluation.primary_metric
+        why = (
+            f"{candidate.tag} passed all {len(outcomes)} gates: {m} {model_evaluation.candidate.metrics[m]:.4f} vs "
+            f"baseline {model_evaluation.baseline.metrics[m]:.4f}"
+            + (
+                f" and previous champion {model_evaluation.champion.metrics[m]:.4f} ({model_evaluation.champion.tag})"
+                if model_evaluation.champion is not None and model_evaluation.champion.tag != candidate.tag
+                else " (first champion)"
+                if previous is None
+                else ""
+            )
+        )
+        context.log.info(why)
+        return Output(
+            stored_ref(model_store, candidate.tag),
+            metadata={
+                "model_tag": candidate.tag,
+                "previous_champion": previous or "none",
+                "retired": ", ".join(retired) or "none",
+                "why": why,
+                "gates": MetadataValue.md(gate_table(outcomes)),
+                "comparison": MetadataValue.md(comparison_table(model_evaluation)),
+                "action": "promote",
+            },
+        )
+
+    return champion_model
+
+
+def _rollback(context: AssetExecutionContext, store: ModelStore, tag: str) -> Output[ModelRef]:
+    info = store.info(tag)  # raises naming the store when the tag does not exist
+    stage = info.get("labels", {}).get("stage")
+    if stage not in (RETIRED, CHAMPION):
+        raise Failure(
+            description=f"rollback to {tag} refused: its stage is {stage!r}; only a previous champion "
+            f"(stage {RETIRED!r}) can be made current again without passing the gates."
+        )
+    name = tag.split(":", 1)[0]
+    previous = current_champion(store, name)
+    retired = promote(store, tag)
+    context.log.info(f"rolled back champion of {name}: {previous} -> {tag}")
+    return Output(
+        stored_ref(store, tag),
+        metadata={
+            "model_tag": tag,
+            "previous_champion": previous or "none",
+            "retired": ", ".join(retired) or "none",
+            "why": f"rollback requested to {tag} (was {stage})",
+            "action": "rollback",
+        },
+    )
+
+
+def rollback_run_config(model_tag: str) -> dict[str, Any]:
+    """Run config for the ``rollback_champion`` job that makes ``model_tag`` the champion again."""
+    return {"ops": {"champion_model": {"config": {"model_tag": model_tag}}}}
+
+
+rollback_champion_job = define_asset_job(
+    ROLLBACK_JOB,
+    selection=AssetSelection.assets("champion_model"),
+    description="Make a previous champion current again: config ops.champion_model.config.model_tag = its tag.",
+)

@@ -1,0 +1,163 @@
+"""``model_evaluation`` and its six blocking gates, for one dataset spec.
+
+The asset scores the candidate, the baseline and the serving champion (if any) on the newest days of the
+training set (its test split) and records everything a person needs to judge them in the UI. The gates are a
+``@multi_asset_check`` of blocking checks on it: a failed gate fails the check step, and Dagster then skips
+``champion_model`` (and everything after it) in the same run, so the champion keeps serving.
+"""
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    Failure,
+    LastPartitionMapping,
+    MetadataValue,
+    Output,
+    asset,
+    multi_asset_check,
+)
+
+from ml_assets.data.splits import SPLIT, WINDOW_END
+from ml_assets.dataset import DatasetSpec
+from ml_assets.model import evaluation as evaluation_module
+from ml_assets.model import gates as gates_module
+from ml_assets.model.bundle import ModelRef
+from ml_assets.model.champion import current_champion, gate_table, stored_ref
+from ml_assets.model.evaluation import Evaluation, comparison_table, predictions, score_model, slice_table
+from ml_assets.model.gates import GATE_NAMES, evaluate_gates, thresholds_for
+from ml_assets.model.plots import calibration_plot, roc_plot
+from ml_assets.versioning import code_version
+from resources.model_store import ModelStore
+
+GATE_DESCRIPTIONS = {
+    "beats_baseline": "candidate's primary metric >= the baseline's + a margin",
+    "blessed_against_champion": "TFX blessing: primary metric >= an absolute floor and no worse than the serving "
+    "champion by more than a tolerance (floor alone when there is no champion)",
+    "slice_quality": "every slice of a sensitive attribute or band with enough rows meets a floor",
+    "fairness": "demographic parity and equalized odds differences under their limits per sensitive attribute",
+    "latency_budget": "in-process p99 of a one-row predict_proba and 1,000-row throughput within budget",
+    "numerically_stable": "finite probabilities in [0, 1] for extreme, unseen and missing inputs",
+}
+
+
+def evaluation_rows(spec: DatasetSpec, training_set: pd.DataFrame) -> pd.DataFrame:
+    """The newest days of the window, as production would see them next."""
+    if SPLIT not in training_set.columns:
+        raise Failure(description=f"training_set has no {SPLIT!r} column; columns: {list(training_set.columns)}")
+    test = training_set[training_set[SPLIT].astype("string") == "test"].reset_index(drop=True)
+    if test.empty:
+        raise Failure(description="training_set has no rows in its test split: nothing to evaluate on")
+    labels = set(pd.unique(test[spec.label_column].astype("int64")))
+    if labels != {0, 1}:
+        raise Failure(description=f"the test split holds only label(s) {sorted(labels)}: AUC is undefined")
+    return test
+
+
+def build_model_evaluation(spec: DatasetSpec):
+    """``model_evaluation`` and the ``model_gates`` blocking checks for one dataset spec."""
+    thresholds = thresholds_for(spec)
+
+    @asset(
+        name="model_evaluation",
+        group_name="model",
+        ins={"training_set": AssetIn(partition_mapping=LastPartitionMapping())},
+        code_version=code_version(spec, evaluation_module, gates_module),
+        description="Candidate vs baseline vs serving champion on the test split (newest days): metrics, "
+        "slices, fairness gaps, latency, size and edge-input stability.",
+    )
+    def model_evaluation(
+        context: AssetExecutionContext,
+        training_set: pd.DataFrame,
+        candidate_model: ModelRef,
+        baseline_model: ModelRef,
+        model_store: ModelStore,
+    ) -> Output[Evaluation]:
+        test = evaluation_rows(spec, training_set)
+        champion_tag = current_champion(model_store, candidate_model.name)
+        refs = {"candidate": candidate_model, "baseline": baseline_model}
+        if champion_tag is not None:
+            refs["champion"] = stored_ref(model_store, champion_tag)
+        probabilities: dict[str, np.ndarray] = {}
+        scored = {}
+        for role, ref in refs.items():
+            model = model_store.load(ref.tag)
+            probabilities[role] = predictions(model, test)
+            scored[role] = score_model(
+                model,
+                ref.tag,
+                spec,
+                test,
+                min_group_size=thresholds.slice_min_size,
+                operational=role == "candidate",
+                saved_path=model_store.path(ref.tag) if role == "candidate" else None,
+                probabilities=probabilities[role],
+            )
+            context.log.info(
+                f"{role} {ref.tag}: {thresholds.primary_metric} {scored[role].metrics[thresholds.primary_metric]:.4f}"
+            )
+        y = test[spec.label_column].to_numpy(dtype=np.int64)
+        window_end = str(pd.Timestamp(test[WINDOW_END].max()).date()) if WINDOW_END in test.columns else None
+        ev = Evaluation(
+            spec_name=spec.name,
+            primary_metric=thresholds.primary_metric,
+            test_rows=len(test),
+            test_positives=int(y.sum()),
+            window_end=window_end,
+            candidate=scored["candidate"],
+            baseline=scored["baseline"],
+            champion=scored.get("champion"),
+            candidate_ref=candidate_model,
+            baseline_ref=baseline_model,
+            champion_ref=refs.get("champion"),
+            thresholds=thresholds.model_dump(),
+        )
+        curves = {f"{role} ({refs[role].kind})": p for role, p in probabilities.items()}
+        cand = ev.candidate
+        m = thresholds.primary_metric
+        metadata = {
+            "comparison": MetadataValue.md(comparison_table(ev)),
+            "slices": MetadataValue.md(slice_table(cand, m, thresholds.slice_min_size)),
+            "gates_preview": MetadataValue.md(gate_table(evaluate_gates(ev, thresholds))),
+            "roc": MetadataValue.md(roc_plot(y, curves)),
+            "calibration": MetadataValue.md(calibration_plot(y, curves)),
+            "candidate_tag": candidate_model.tag,
+            "baseline_tag": baseline_model.tag,
+            "champion_tag": champion_tag or "none",
+            "test_rows": len(test),
+            "window_end": window_end or "unknown",
+            f"candidate_{m}": cand.metrics[m],
+            f"baseline_{m}": ev.baseline.metrics[m],
+        }
+        if ev.champion is not None:
+            metadata[f"champion_{m}"] = ev.champion.metrics[m]
+        if cand.latency is not None:
+            metadata |= {"p99_ms": cand.latency.p99_ms, "rows_per_s": cand.latency.rows_per_s}
+        if cand.size is not None and cand.size.bytes is not None:
+            metadata["model_bytes"] = cand.size.bytes
+        return Output(ev, metadata=metadata)
+
+    @multi_asset_check(
+        name="model_gates",
+        specs=[
+            AssetCheckSpec(name, asset="model_evaluation", blocking=True, description=GATE_DESCRIPTIONS[name])
+            for name in GATE_NAMES
+        ],
+        ins={"model_evaluation": AssetIn("model_evaluation")},
+    )
+    def model_gates(model_evaluation: Evaluation):
+        for outcome in evaluate_gates(model_evaluation, thresholds):
+            yield AssetCheckResult(
+                asset_key="model_evaluation",
+                check_name=outcome.name,
+                passed=outcome.passed,
+                severity=AssetCheckSeverity.ERROR,
+                description=outcome.description,
+                metadata=outcome.metadata() | {"candidate_tag": model_evaluation.candidate.tag},
+            )
+
+    return model_evaluation, model_gates
