@@ -10,7 +10,7 @@ from datetime import date
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -157,6 +157,9 @@ class DatasetSpec(BaseModel):
     columns: list[Column]
     bands: list[Band] = []
     demo_data: str | None = Field(None, description="parquet file beside the spec with the real demo rows")
+    gates: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of the model gate thresholds (ml_assets.model.gates)"
+    )
     _path: Path | None = PrivateAttr(None)
 
     @model_validator(mode="after")
