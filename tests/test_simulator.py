@@ -425,6 +425,8 @@ def test_cli_rejects_malformed_options(
         (["--drift-from", "2026-11-01", "--label-rate", "2"], "--label-rate", "positive rate"),
         (["--corrupt", "null_burst@2026-11-01:workclass"], "--corrupt", "nullable"),
         (["--corrupt", "empty_file@2026-12-01"], "--corrupt", "outside"),
+        (["--corrupt", "wrong_type@2026-11-01", "--corrupt-fraction", "1.5"], "--corrupt-fraction", "(0, 1]"),
+        (["--drift-from", "2026-11-01", "--label-rate", "0.3", "--drift-ramp-days", "-1"], "--drift-ramp-days", ">= 0"),
         (["--spec", "/nonexistent/spec.yaml"], "--spec", "does not exist"),
     ],
 )

@@ -172,6 +172,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.end < args.start:
         raise _OptionError("--end", f"{args.end} is before --start {args.start}")
     drift = _drift(args, spec)
+    if not 0.0 < args.corrupt_fraction <= 1.0:
+        raise _OptionError("--corrupt-fraction", f"a share of rows in (0, 1], got {args.corrupt_fraction}")
     corruptions = []
     for c in args.corrupt:
         c = Corruption(c.kind, c.day, c.column, args.corrupt_fraction)
