@@ -293,7 +293,7 @@ def _cast(s: pd.Series, dtype: str) -> pd.Series:
         text = s.astype("string").str.strip()
         return text.mask(text == "")
     if dtype == "datetime":
-        ts = pd.to_datetime(s, errors="coerce", utc=True)
+        ts = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
         return ts.dt.tz_localize(None).astype("datetime64[ns]")
     if dtype == "bool":
         mapping = {"true": True, "false": False, "1": True, "0": False}
