@@ -27,7 +27,7 @@ class PredictionLog:
     def __init__(self, root: str | Path, flush_interval_s: float = 0.5) -> None:
         self.root = Path(root)
         self.flush_interval_s = flush_interval_s
-        self._buffer: list[tuple[str, str]] = []  # (day, json line)
+        self._buffer: list[dict[str, Any]] = []  # serialized by the flush thread, off the request path
         self._lock = threading.Lock()
         self._io_lock = threading.Lock()
         self._files: dict[str, IO[str]] = {}
@@ -36,14 +36,9 @@ class PredictionLog:
         self._thread.start()
 
     def append(self, entries: list[dict[str, Any]]) -> None:
-        """Queue entries; each needs FIELDS, ``time`` an aware UTC datetime or ISO string."""
-        lines = []
-        for e in entries:
-            t = e["time"]
-            stamp = t.isoformat() if isinstance(t, datetime) else str(t)
-            lines.append((stamp[:10], json.dumps({**e, "time": stamp}, separators=(",", ":"), default=str)))
+        """Queue entries (not copied: do not mutate them); each needs FIELDS, ``time`` a UTC datetime or ISO string."""
         with self._lock:
-            self._buffer.extend(lines)
+            self._buffer.extend(entries)
 
     def flush(self) -> int:
         """Write buffered entries to their day files now; returns how many were written."""
@@ -53,8 +48,11 @@ class PredictionLog:
             return 0
         with self._io_lock:
             by_day: dict[str, list[str]] = {}
-            for day, line in pending:
-                by_day.setdefault(day, []).append(line)
+            for e in pending:
+                t = e["time"]
+                stamp = t.isoformat() if isinstance(t, datetime) else str(t)
+                line = json.dumps({**e, "time": stamp}, separators=(",", ":"), default=str)
+                by_day.setdefault(stamp[:10], []).append(line)
             for day, lines in by_day.items():
                 f = self._file(day)
                 f.write("\n".join(lines) + "\n")

@@ -14,7 +14,7 @@ import numpy as np
 
 from bento.prediction_log import PredictionLog, utc_now
 from ml_assets.dataset import DatasetSpec
-from ml_assets.serving.schema import records_frame, unknown_categories
+from ml_assets.serving.schema import records_frame, unknown_category_mask
 
 
 class ScoringError(RuntimeError):
@@ -45,7 +45,8 @@ class Scorer:
         """Score validated records (dicts of feature values); returns one prediction dict per record."""
         if not records:
             return []
-        proba = np.asarray(self.model.predict_proba(records_frame(self.spec, records)), dtype="float64")
+        frame = records_frame(self.spec, records)
+        proba = np.asarray(self.model.predict_proba(frame), dtype="float64")
         if proba.shape != (len(records),) or not np.isfinite(proba).all():
             raise ScoringError(
                 f"model {self.model_tag} returned probabilities of shape {proba.shape} "
@@ -53,20 +54,23 @@ class Scorer:
             )
         ids = request_ids or [uuid.uuid4().hex for _ in records]
         now = utc_now()
-        out = []
-        for rid, rec, p in zip(ids, records, proba.tolist(), strict=True):
-            label = int(p >= self.threshold)
-            out.append(
-                {
-                    "request_id": rid,
-                    "probability": p,
-                    "label": label,
-                    "label_name": self._names[label],
-                    "threshold": self.threshold,
-                    "model_tag": self.model_tag,
-                    "unknown_categories": unknown_categories(self.spec, rec),
-                }
-            )
+        unknown: list[list[str]] = [[] for _ in records]
+        for name, mask in unknown_category_mask(self.spec, frame).items():
+            for i in np.flatnonzero(mask):
+                unknown[i].append(name)
+        labels = (proba >= self.threshold).astype(int).tolist()
+        out = [
+            {
+                "request_id": rid,
+                "probability": p,
+                "label": label,
+                "label_name": self._names[label],
+                "threshold": self.threshold,
+                "model_tag": self.model_tag,
+                "unknown_categories": unk,
+            }
+            for rid, p, label, unk in zip(ids, proba.tolist(), labels, unknown, strict=True)
+        ]
         if log and self.log is not None:
             self.log.append(
                 [
@@ -89,39 +93,55 @@ R = TypeVar("R")
 
 
 class MicroBatcher(Generic[T, R]):
-    """Coalesces concurrent single-item calls into one call of ``fn`` on a worker thread.
+    """Adaptive batching without a timer: concurrent requests are merged into one call of ``fn`` on a thread.
 
-    No timer and no shedding: the first caller starts a batch at once; callers arriving while it runs are
-    scored together in the next one, so batches grow with load and latency at low load stays one model call.
+    The first request starts a batch at once; requests arriving while it runs are merged (up to ``max_rows``
+    rows) into the next one, so batches grow with load, latency at low load is one model call, and nothing is
+    ever shed. Each request is a list of rows and gets its own rows' results back, in order.
     """
 
-    def __init__(self, fn: Callable[[list[T]], list[R]], max_batch: int) -> None:
+    def __init__(self, fn: Callable[[list[T]], list[R]], max_rows: int) -> None:
         self.fn = fn
-        self.max_batch = max_batch
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self.max_rows = max_rows
+        self._pending: list[tuple[list[T], asyncio.Future[list[R]]]] = []
         self._running = False
+        self.batches = 0  # model calls made, for tests and metrics
+        self._task: asyncio.Task[None] | None = None
 
-    async def submit(self, item: T) -> R:
-        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, fut))
+    async def submit(self, rows: list[T]) -> list[R]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[R]] = loop.create_future()
+        self._pending.append((rows, fut))
         if not self._running:
             self._running = True
-            asyncio.get_running_loop().create_task(self._drain())
+            self._task = loop.create_task(self._drain())  # keep a reference: the loop holds tasks weakly
         return await fut
+
+    def _take(self) -> list[tuple[list[T], asyncio.Future[list[R]]]]:
+        taken, n = [], 0
+        while self._pending and (not taken or n + len(self._pending[0][0]) <= self.max_rows):
+            job = self._pending.pop(0)
+            taken.append(job)
+            n += len(job[0])
+        return taken
 
     async def _drain(self) -> None:
         try:
             while self._pending:
-                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+                jobs = self._take()
+                flat = [row for rows, _ in jobs for row in rows]
+                self.batches += 1
                 try:
-                    results = await asyncio.to_thread(self.fn, [item for item, _ in batch])
-                except Exception as e:  # every caller of the batch gets the error, the loop goes on
-                    for _, fut in batch:
+                    results = await asyncio.to_thread(self.fn, flat)
+                except Exception as e:  # every request of the batch gets the error; the loop goes on
+                    for _, fut in jobs:
                         if not fut.done():
                             fut.set_exception(e)
                     continue
-                for (_, fut), res in zip(batch, results, strict=True):
+                start = 0
+                for rows, fut in jobs:
                     if not fut.done():
-                        fut.set_result(res)
+                        fut.set_result(results[start : start + len(rows)])
+                    start += len(rows)
         finally:
             self._running = False

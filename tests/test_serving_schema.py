@@ -160,11 +160,15 @@ def test_micro_batcher_coalesces_concurrent_calls_and_keeps_order():
         return [i * 2 for i in items]
 
     async def run() -> list[int]:
-        b = MicroBatcher(fn, max_batch=16)
-        return await asyncio.gather(*(b.submit(i) for i in range(50)))
+        b = MicroBatcher(fn, max_rows=16)
+        singles = asyncio.gather(*(b.submit([i]) for i in range(50)))
+        lists = asyncio.gather(*(b.submit([100 + i, 200 + i, 300 + i]) for i in range(5)))
+        return await singles, await lists
 
-    assert asyncio.run(run()) == [i * 2 for i in range(50)]
-    assert sum(calls) == 50 and max(calls) == 16 and len(calls) < 10
+    singles, lists = asyncio.run(run())
+    assert singles == [[i * 2] for i in range(50)]
+    assert lists == [[200 + 2 * i, 400 + 2 * i, 600 + 2 * i] for i in range(5)]  # each request its own rows
+    assert sum(calls) == 65 and max(calls) <= 16 and len(calls) < 10
 
 
 def test_micro_batcher_passes_model_errors_to_every_caller():
@@ -172,8 +176,8 @@ def test_micro_batcher_passes_model_errors_to_every_caller():
         raise RuntimeError("model broke")
 
     async def run():
-        b = MicroBatcher(fn, max_batch=4)
-        return await asyncio.gather(*(b.submit(i) for i in range(3)), return_exceptions=True)
+        b = MicroBatcher(fn, max_rows=4)
+        return await asyncio.gather(*(b.submit([i]) for i in range(3)), return_exceptions=True)
 
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(run()))
 
