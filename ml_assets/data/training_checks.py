@@ -1,0 +1,267 @@
+"""Checks on training_set: class balance, split overlap, single-feature leakage, and drift (PSI).
+
+These are statistics over a whole training window rather than row rules, so they are computed directly (pandas and
+scikit-learn), not with GX. ``psi`` lives here as the one implementation of the population stability index:
+monitoring reuses it for served inputs against the training set.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from ml_assets.data.expectations import markdown_table
+from ml_assets.data.splits import SPLIT, SPLITS
+from ml_assets.dataset import DatasetSpec
+
+PSI_FLOOR = 1e-4  # share given to an empty bin, so a bin seen on one side only counts, finitely
+NULL = "<null>"
+CHECKS = ("class_balance", "split_overlap", "single_feature_leakage", "feature_drift")
+
+
+def psi(expected: pd.Series | np.ndarray, actual: pd.Series | np.ndarray, bins: int = 10) -> float:
+    """Population stability index of ``actual`` against ``expected``: sum((a - e) * ln(a / e)) over bins.
+
+    Numeric data: bins at the quantiles of ``expected`` (ties merged, so a column with few values gets fewer
+    bins). Anything else: one bin per category. Nulls form a bin of their own. About 0.1 is a small shift, 0.2
+    or more a large one.
+    """
+    e, a = pd.Series(expected), pd.Series(actual)
+    if len(e) == 0 or len(a) == 0:
+        raise ValueError(f"psi needs rows on both sides, got {len(e)} expected and {len(a)} actual")
+    if _is_number(e) and _is_number(a):
+        ev, av = e.astype("float64"), a.astype("float64")
+        present = ev.dropna().to_numpy()
+        if len(present):
+            edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)))[1:-1]
+        else:
+            edges = np.array([])
+
+        def binned(v: pd.Series) -> pd.Series:
+            codes = pd.Series(np.searchsorted(edges, v.to_numpy(), side="right"), index=v.index).astype("string")
+            return codes.mask(v.isna(), NULL)
+
+        e_bins, a_bins = binned(ev), binned(av)
+    else:
+        e_bins = e.astype("string").fillna(NULL)
+        a_bins = a.astype("string").fillna(NULL)
+    e_share = e_bins.value_counts(normalize=True)
+    a_share = a_bins.value_counts(normalize=True)
+    keys = e_share.index.union(a_share.index)
+    pe = e_share.reindex(keys, fill_value=0.0).clip(lower=PSI_FLOOR).to_numpy()
+    pa = a_share.reindex(keys, fill_value=0.0).clip(lower=PSI_FLOOR).to_numpy()
+    return float(np.sum((pa - pe) * np.log(pa / pe)))
+
+
+def _is_number(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+
+
+def _features(spec: DatasetSpec) -> list[str]:
+    return [*spec.numeric_features, *spec.categorical_features]
+
+
+def _result(name: str, passed: bool, description: str, metadata: dict[str, Any], warn: bool = False):
+    return dg.AssetCheckResult(
+        asset_key="training_set",
+        check_name=name,
+        passed=bool(passed),
+        severity=dg.AssetCheckSeverity.WARN if warn else dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata=metadata,
+    )
+
+
+def check_class_balance(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
+    """Each split's positive rate within spec.training.class_balance; an empty split fails too."""
+    lo, hi = spec.training.class_balance
+    label = spec.label_column
+    rows, problems = [], []
+    for split in SPLITS:
+        y = ts.loc[ts[SPLIT] == split, label]
+        rate = float(y.mean()) if len(y) else float("nan")
+        rows.append({"split": split, "rows": len(y), "positives": int(y.sum()), "positive_rate": round(rate, 4)})
+        if not len(y):
+            problems.append(f"split {split!r} is empty")
+        elif not lo <= rate <= hi:
+            problems.append(f"split {split!r} positive rate {rate:.3f} outside [{lo}, {hi}]")
+    rule = f"positive rate ({spec.label_column!r} = 1) of every split within [{lo}, {hi}]"
+    return _result(
+        "class_balance",
+        not problems,
+        f"FAILED class_balance on {label!r}: {'; '.join(problems)}" if problems else f"PASSED: {rule}",
+        {"rule": rule, "splits": dg.MetadataValue.md(markdown_table(pd.DataFrame(rows).set_index("split")))},
+    )
+
+
+def check_split_overlap(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
+    """No id in both train and test, nor in both validation and test: the test set must be unseen rows."""
+    ident = spec.id.name
+    ids = {s: set(ts.loc[ts[SPLIT] == s, ident].dropna().tolist()) for s in SPLITS}
+    overlaps = {f"{a}&test": sorted(ids[a] & ids["test"]) for a in ("train", "validation")}
+    problems = [f"{len(v)} ids in both {k.replace('&', ' and ')}, e.g. {v[:5]}" for k, v in overlaps.items() if v]
+    rule = f"no {ident!r} in both train and test, nor in both validation and test"
+    return _result(
+        "split_overlap",
+        not problems,
+        f"FAILED split_overlap on {ident!r}: {'; '.join(problems)}" if problems else f"PASSED: {rule}",
+        {
+            "rule": rule,
+            "overlap_counts": dg.MetadataValue.json({k: len(v) for k, v in overlaps.items()}),
+            "sample_ids": dg.MetadataValue.json({k: [str(i) for i in v[:10]] for k, v in overlaps.items()}),
+        },
+    )
+
+
+def single_feature_auc(spec: DatasetSpec, train: pd.DataFrame) -> dict[str, float]:
+    """ROC AUC of each feature alone on the train split (direction-free, >= 0.5).
+
+    Numerics as they are (nulls as a value below all others); categoricals by target-rate encoding (the
+    positive rate of each category, nulls a category of their own).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = train[spec.label_column].astype(int).to_numpy()
+    out: dict[str, float] = {}
+    for name in _features(spec):
+        x = train[name]
+        if name in spec.numeric_features:
+            v = x.astype("float64")
+            score = v.fillna(v.min() - 1 if v.notna().any() else 0.0).to_numpy()
+        else:
+            key = x.astype("string").fillna(NULL)
+            score = key.map(pd.Series(y, index=x.index).groupby(key).mean()).astype("float64").to_numpy()
+        auc = float(roc_auc_score(y, score))
+        out[name] = max(auc, 1.0 - auc)
+    return out
+
+
+def check_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
+    """No single feature predicts the label almost perfectly on train (AUC >= spec.training.leakage_auc)."""
+    limit = spec.training.leakage_auc
+    train = ts[ts[SPLIT] == "train"]
+    rule = f"every feature alone scores ROC AUC < {limit} on the train split"
+    if train[spec.label_column].nunique() < 2:
+        return _result(
+            "single_feature_leakage",
+            True,
+            f"PASSED (not evaluated): the train split has {len(train)} rows and fewer than two classes",
+            {"rule": rule, "note": "not evaluated: train split has one class or none (see class_balance)"},
+        )
+    aucs = pd.Series(single_feature_auc(spec, train)).sort_values(ascending=False)
+    leaks = aucs[aucs >= limit]
+    table = markdown_table(aucs.round(4).rename("roc_auc").to_frame())
+    problems = [f"{name!r} alone scores ROC AUC {auc:.4f}" for name, auc in leaks.items()]
+    return _result(
+        "single_feature_leakage",
+        leaks.empty,
+        f"FAILED single_feature_leakage: {'; '.join(problems)} (limit {limit}); a feature this predictive is "
+        "usually the label in disguise"
+        if problems
+        else f"PASSED: {rule} (highest {aucs.index[0]!r} {aucs.iloc[0]:.3f})",
+        {"rule": rule, "max_auc": float(aucs.iloc[0]), "auc_per_feature": dg.MetadataValue.md(table)},
+    )
+
+
+def feature_psi(spec: DatasetSpec, previous: pd.DataFrame, current: pd.DataFrame) -> dict[str, float]:
+    """PSI of every feature of ``current`` against ``previous``."""
+    return {name: psi(previous[name], current[name]) for name in _features(spec)}
+
+
+def check_drift(spec: DatasetSpec, ts: pd.DataFrame, previous: pd.DataFrame | None, note: str = "") -> Any:
+    """PSI of each feature against the previous training set; warning severity (drift is news, not an error)."""
+    limit = spec.training.drift_psi
+    rule = f"PSI of every feature against the previous training set < {limit}"
+    if previous is None or len(previous) == 0 or len(ts) == 0:
+        why = note or "no previous training set to compare with"
+        return _result("feature_drift", True, f"PASSED (not evaluated): {why}", {"rule": rule, "note": why}, True)
+    values = pd.Series(feature_psi(spec, previous, ts)).sort_values(ascending=False)
+    drifted = values[values >= limit]
+    problems = [f"{name!r} PSI {v:.3f}" for name, v in drifted.items()]
+    return _result(
+        "feature_drift",
+        drifted.empty,
+        f"FAILED feature_drift: {'; '.join(problems)} (limit {limit}) against the previous training set"
+        if problems
+        else f"PASSED: {rule} (largest {values.index[0]!r} {values.iloc[0]:.3f})",
+        {
+            "rule": rule,
+            "max_psi": float(values.iloc[0]),
+            "psi_per_feature": dg.MetadataValue.md(markdown_table(values.round(4).rename("psi").to_frame())),
+            "previous_rows": len(previous),
+            **({"note": note} if note else {}),
+        },
+        True,
+    )
+
+
+def validate_training_set(
+    spec: DatasetSpec, ts: pd.DataFrame, previous: pd.DataFrame | None = None, note: str = ""
+) -> Iterator[dg.AssetCheckResult]:
+    """Every training_set check, one AssetCheckResult each."""
+    yield check_class_balance(spec, ts)
+    yield check_split_overlap(spec, ts)
+    yield check_leakage(spec, ts)
+    yield check_drift(spec, ts, previous, note)
+
+
+def previous_partition_key(partitions_def: dg.PartitionsDefinition | None, key: str) -> str | None:
+    """The partition before ``key`` (the previous training window), or None at the first one."""
+    if not isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        return None
+    window = partitions_def.get_prev_partition_window(partitions_def.time_window_for_partition_key(key).start)
+    return None if window is None else partitions_def.get_partition_key_for_timestamp(window.start.timestamp())
+
+
+def _load_previous(
+    context: dg.AssetCheckExecutionContext, partitions_def: dg.PartitionsDefinition | None
+) -> tuple[pd.DataFrame | None, str]:
+    """The previous partition of training_set, loaded through its IO manager, or None with the reason.
+
+    Dagster does not let a check take its own asset twice (once per partition mapping) as inputs, so the
+    previous partition is loaded explicitly, only when the instance has materialized it.
+    """
+    op = context.op_execution_context
+    if not op.has_partition_key:
+        return None, "unpartitioned run: no previous training set"
+    prev = previous_partition_key(partitions_def, op.partition_key)
+    if prev is None:
+        return None, f"partition {op.partition_key} is the first: no previous training set"
+    key = dg.AssetKey("training_set")
+    if prev not in context.instance.get_materialized_partitions(key):
+        return None, f"previous training set (partition {prev}) was never materialized"
+    return op.load_asset_value(key, partition_key=prev), f"compared with training_set partition {prev}"
+
+
+def build_training_set_checks(
+    spec: DatasetSpec, partitions_def: dg.PartitionsDefinition | None = None
+) -> dg.AssetChecksDefinition:
+    """The training_set checks as one ``@multi_asset_check``; blocking except drift, which warns."""
+    descriptions = {
+        "class_balance": f"positive rate of every split within {list(spec.training.class_balance)}",
+        "split_overlap": f"no {spec.id.name!r} in both train and test, nor validation and test",
+        "single_feature_leakage": f"no feature alone scores ROC AUC >= {spec.training.leakage_auc} on train",
+        "feature_drift": f"PSI of every feature against the previous training set < {spec.training.drift_psi}",
+    }
+    specs = [
+        dg.AssetCheckSpec(
+            name,
+            asset="training_set",
+            description=descriptions[name],
+            blocking=True,
+            partitions_def=partitions_def,
+            metadata={"severity": "warn" if name == "feature_drift" else "error"},
+        )
+        for name in CHECKS
+    ]
+
+    @dg.multi_asset_check(specs=specs, name="training_set_checks", ins={"training_set": dg.AssetIn("training_set")})
+    def training_set_checks(
+        context: dg.AssetCheckExecutionContext, training_set: pd.DataFrame
+    ) -> Iterator[dg.AssetCheckResult]:
+        previous, note = _load_previous(context, partitions_def)
+        yield from validate_training_set(spec, training_set, previous, note)
+
+    return training_set_checks

@@ -1,0 +1,194 @@
+"""training_set checks (class balance, overlap, leakage, drift) and the PSI they and monitoring share."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from dagster_duckdb_pandas import DuckDBPandasIOManager
+
+from ml_assets.data.features import featurize
+from ml_assets.data.splits import SPLIT, WINDOW_END, split_by_time
+from ml_assets.data.training_checks import (
+    CHECKS,
+    build_training_set_checks,
+    previous_partition_key,
+    psi,
+    single_feature_auc,
+    validate_training_set,
+)
+from ml_assets.dataset import DatasetSpec, demo_data_path, load_default_spec
+
+END = date(2026, 1, 12)
+
+
+@pytest.fixture(scope="module")
+def spec() -> DatasetSpec:
+    return load_default_spec()
+
+
+def training_set(spec: DatasetSpec, end: date, n: int = 3000, offset: int = 0) -> pd.DataFrame:
+    """A real training set: n Adult rows spread over the window's days, featurized and split by time."""
+    days = spec.training.window_days
+    df = pd.read_parquet(demo_data_path(spec)).iloc[offset : offset + n].reset_index(drop=True)
+    start = pd.Timestamp(end - timedelta(days=days - 1))
+    df[spec.time.name] = start + pd.to_timedelta(np.arange(n) * (days * 86_400 // n), unit="s")
+    typed, _ = spec.coerce(df)
+    return split_by_time(spec, featurize(spec, typed), end)
+
+
+@pytest.fixture(scope="module")
+def clean(spec: DatasetSpec) -> pd.DataFrame:
+    return training_set(spec, END)
+
+
+def results(spec: DatasetSpec, ts: pd.DataFrame, previous: pd.DataFrame | None = None) -> dict:
+    return {r.check_name: r for r in validate_training_set(spec, ts, previous)}
+
+
+# ---- psi ----------------------------------------------------------------------------------------------------
+
+
+def test_psi_of_identical_samples_is_zero() -> None:
+    x = np.random.default_rng(0).normal(size=5000)
+    assert psi(x, x) == pytest.approx(0.0, abs=1e-12)
+    assert psi(pd.Series(["a", "b"] * 50), pd.Series(["b", "a"] * 50)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_psi_known_categorical_value() -> None:
+    # shares (0.5, 0.5) -> (0.75, 0.25): 0.25 ln 1.5 + 0.25 ln 2
+    expected = 0.25 * np.log(1.5) + 0.25 * np.log(2.0)
+    assert psi(["a", "a", "b", "b"], ["a", "a", "a", "b"]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_psi_numeric_uses_quantile_bins_of_expected() -> None:
+    rng = np.random.default_rng(1)
+    base, same = rng.normal(size=20_000), rng.normal(size=20_000)
+    assert psi(base, same) < 0.01
+    small, large = psi(base, same + 0.1), psi(base, same + 1.0)
+    assert 0.0 < small < 0.1 < 0.2 < large  # the conventional "no change" and "large shift" bands
+    # deciles of expected hold 10 % each; every actual value lands in the top decile, the other nine are
+    # empty and floored at 1e-4
+    top = 0.9 * np.log(1.0 / 0.1)
+    empty = 9 * (1e-4 - 0.1) * np.log(1e-4 / 0.1)
+    assert psi(np.arange(100.0), np.full(100, 1000.0)) == pytest.approx(top + empty, rel=1e-9)
+
+
+def test_psi_counts_nulls_new_categories_and_constants() -> None:
+    assert psi([1.0, 2.0, None, None], [1.0, 2.0, 3.0, 4.0]) > 0.2  # nulls are a bin of their own
+    assert psi(["a"] * 10, ["a"] * 9 + ["new"]) > 0.0  # a category never seen before counts
+    assert psi([5] * 10, [5] * 10) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="rows on both sides"):
+        psi([], [1, 2])
+
+
+# ---- checks on real training sets --------------------------------------------------------------------------
+
+
+def test_clean_training_set_passes_every_check(spec: DatasetSpec, clean: pd.DataFrame) -> None:
+    assert set(clean[SPLIT]) == {"train", "validation", "test"}
+    out = results(spec, clean)
+    assert set(out) == set(CHECKS)
+    assert all(r.passed for r in out.values()), {n: r.description for n, r in out.items() if not r.passed}
+    assert "not evaluated" in out["feature_drift"].description  # no previous training set
+    assert out["single_feature_leakage"].metadata["max_auc"].value < spec.training.leakage_auc
+
+
+def test_class_imbalance_fails_naming_the_split(spec: DatasetSpec, clean: pd.DataFrame) -> None:
+    skewed = clean.copy()
+    skewed.loc[skewed[SPLIT] == "test", spec.label_column] = 1
+    r = results(spec, skewed)["class_balance"]
+    assert not r.passed and r.severity == dg.AssetCheckSeverity.ERROR
+    assert "split 'test' positive rate 1.000" in r.description and "'label'" in r.description
+    assert "| test |" in r.metadata["splits"].value
+
+
+def test_ids_in_train_and_test_fail(spec: DatasetSpec, clean: pd.DataFrame) -> None:
+    leaked = clean.copy()
+    test_idx = leaked.index[leaked[SPLIT] == "test"][:7]
+    train_ids = leaked.loc[leaked[SPLIT] == "train", spec.id.name].iloc[:7].to_numpy()
+    leaked.loc[test_idx, spec.id.name] = train_ids
+    r = results(spec, leaked)["split_overlap"]
+    assert not r.passed
+    assert "7 ids in both train and test" in r.description and "'record_id'" in r.description
+    assert r.metadata["overlap_counts"].value == {"train&test": 7, "validation&test": 0}
+
+
+@pytest.mark.parametrize("feature", ["capital_gain", "occupation"])
+def test_a_feature_that_encodes_the_label_is_leakage(spec: DatasetSpec, clean: pd.DataFrame, feature: str) -> None:
+    leaky = clean.copy()
+    y = leaky[spec.label_column].astype("int64")
+    if feature in spec.numeric_features:
+        leaky[feature] = (y * 50_000 + np.arange(len(y)) % 7).astype("Int64")
+    else:
+        leaky[feature] = y.map({1: "Exec-managerial", 0: "Sales"}).astype("string")
+    r = results(spec, leaky)["single_feature_leakage"]
+    assert not r.passed and r.severity == dg.AssetCheckSeverity.ERROR
+    assert f"'{feature}' alone scores ROC AUC" in r.description
+    assert single_feature_auc(spec, leaky[leaky[SPLIT] == "train"])[feature] >= 0.99
+
+
+def test_drift_against_previous_training_set_warns(spec: DatasetSpec, clean: pd.DataFrame) -> None:
+    previous = training_set(spec, END - timedelta(days=1), offset=5000)
+    assert results(spec, clean, previous)["feature_drift"].passed  # same population, other rows
+    shifted = clean.copy()
+    shifted["age"] = (shifted["age"] + 25).astype("Int64")
+    r = results(spec, shifted, previous)["feature_drift"]
+    assert not r.passed and r.severity == dg.AssetCheckSeverity.WARN
+    assert "'age' PSI" in r.description and "'fnlwgt'" not in r.description
+    assert r.metadata["max_psi"].value > spec.training.drift_psi
+
+
+def test_previous_partition_key(spec: DatasetSpec) -> None:
+    daily = dg.DailyPartitionsDefinition(start_date=spec.partitions_start.isoformat())
+    assert previous_partition_key(daily, "2026-01-12") == "2026-01-11"
+    assert previous_partition_key(daily, spec.partitions_start.isoformat()) is None
+    assert previous_partition_key(None, "2026-01-12") is None
+
+
+# ---- in process: the multi_asset_check with the DuckDB IO manager ---------------------------------------------
+
+
+def test_training_set_checks_materialize_and_compare_with_previous_partition(spec: DatasetSpec, tmp_path) -> None:
+    daily = dg.DailyPartitionsDefinition(start_date=spec.partitions_start.isoformat())
+    drifted_day = "2026-01-12"
+
+    @dg.asset(name="training_set", partitions_def=daily, metadata={"partition_expr": WINDOW_END})
+    def training_set_asset(context: dg.AssetExecutionContext) -> pd.DataFrame:
+        end = date.fromisoformat(context.partition_key)
+        ts = training_set(spec, end, n=2000, offset=(end.day % 3) * 2000)
+        if context.partition_key == drifted_day:
+            ts["hours_per_week"] = (ts["hours_per_week"] + 30).clip(upper=99).astype("Int64")
+        return ts
+
+    checks = build_training_set_checks(spec, daily)
+    assert {k.name for k in checks.check_keys} == set(CHECKS)
+    resources = {"io_manager": DuckDBPandasIOManager(database=str(tmp_path / "w.duckdb"), schema="ml")}
+    instance = dg.DagsterInstance.ephemeral()
+
+    def run(day: str) -> dict[str, dg.AssetCheckEvaluation]:
+        result = dg.materialize([training_set_asset, checks], partition_key=day, resources=resources, instance=instance)
+        assert result.success  # drift only warns: it never fails the run
+        return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+    first = run("2026-01-10")
+    assert all(e.passed for e in first.values())
+    assert "never materialized" in first["feature_drift"].description  # 2026-01-09 was not
+
+    second = run("2026-01-11")
+    assert all(e.passed for e in second.values())
+    assert second["feature_drift"].metadata["note"].text == "compared with training_set partition 2026-01-10"
+    assert second["feature_drift"].metadata["previous_rows"].value == 2000
+
+    third = run(drifted_day)
+    assert {n for n, e in third.items() if not e.passed} == {"feature_drift"}
+    assert third["feature_drift"].severity == dg.AssetCheckSeverity.WARN
+    assert "'hours_per_week' PSI" in third["feature_drift"].description
+    assert {e.partition for e in third.values()} == {drifted_day}
+    # the window_end partition column round-trips, so the stored training set is the one the check read
+    assert set(instance.get_materialized_partitions(dg.AssetKey("training_set"))) == {
+        "2026-01-10",
+        "2026-01-11",
+        drifted_day,
+    }
