@@ -23,6 +23,9 @@ def _prepare_environment(home: str | None) -> Path:
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     for folder in (where.home, where.dagster_home, where.landing, where.quarantine):
         folder.mkdir(parents=True, exist_ok=True)
+    instance_config = where.dagster_home / "dagster.yaml"
+    if not instance_config.exists():  # the embedded instance: SQLite under DAGSTER_HOME, no telemetry
+        instance_config.write_text("telemetry:\n  enabled: false\n")
     return where.home
 
 
@@ -34,6 +37,18 @@ def _demo(args: argparse.Namespace) -> int:
     from ml_assets.demo import run_demo
 
     return run_demo(days=args.days, seed=args.seed, stages=args.stages)
+
+
+def _stop(args: argparse.Namespace) -> int:
+    _prepare_environment(args.home)
+    from ml_assets.settings import paths
+    from resources.bento_deployer import LocalBentoDeployer
+
+    where = paths()
+    port = int(os.environ.get("ML_ASSETS_SERVE_PORT", "3000"))
+    state = LocalBentoDeployer(home=str(where.home), bentoml_home=str(where.bentoml_home), port=port).stop()
+    print(f"stopped the served model and its proxy (state: {where.deployments}); last: {state.get('previous')}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,15 +73,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_demo)
 
+    stop = sub.add_parser("stop", help="stop the model server and proxy that the demo (or deployment) started")
+    stop.add_argument("--home", help="state directory (default: $ML_ASSETS_HOME or ./.ml_assets)")
+    stop.set_defaults(func=_stop)
+
     from ml_assets.datasets.simulate_cli import add_simulate_parser
 
     add_simulate_parser(sub)
     return parser
 
 
+def _quiet_warnings() -> None:
+    """Dagster flags preview/beta parameters (partitioned check specs, data versions) on every load."""
+    import warnings
+
+    from dagster import BetaWarning, PreviewWarning
+
+    warnings.filterwarnings("ignore", category=PreviewWarning)
+    warnings.filterwarnings("ignore", category=BetaWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command != "demo":
+    _quiet_warnings()
+    if args.command == "simulate":
         _prepare_environment(None)
     return int(args.func(args) or 0)
 

@@ -38,18 +38,25 @@ class Summary:
         return "\n".join(out)
 
 
-def check_outcome(result: ExecuteInProcessResult) -> tuple[int, int, list[str]]:
-    """(passed, failed, names of failed blocking ERROR checks) of a run."""
-    passed = failed = 0
+def check_outcome(result: ExecuteInProcessResult) -> tuple[int, list[str], list[str]]:
+    """(passed count, names of failed warnings, names of failed ERROR checks) of a run."""
+    passed = 0
+    warned: list[str] = []
     blocking: list[str] = []
     for ev in result.get_asset_check_evaluations():
+        name = f"{ev.asset_key.to_user_string()}.{ev.check_name}"
         if ev.passed:
             passed += 1
-            continue
-        failed += 1
-        if ev.severity == AssetCheckSeverity.ERROR:
-            blocking.append(f"{ev.asset_key.to_user_string()}.{ev.check_name}")
-    return passed, failed, blocking
+        elif ev.severity == AssetCheckSeverity.ERROR:
+            blocking.append(name)
+        else:
+            warned.append(name)
+    return passed, warned, blocking
+
+
+def describe_checks(passed: int, warned: list[str], blocking: list[str]) -> str:
+    text = f"checks {passed} passed / {len(warned) + len(blocking)} failed"
+    return text + (f" (warnings: {', '.join(warned)})" if warned else "")
 
 
 def rows_of(result: ExecuteInProcessResult, asset: str) -> str:
@@ -68,11 +75,11 @@ def run_partitioned(
     good = []
     for day in days:
         started = time.perf_counter()
-        result = defs.get_job_def(job).execute_in_process(
+        result = defs.resolve_job_def(job).execute_in_process(
             partition_key=day, instance=instance, raise_on_error=False, run_config=QUIET
         )
-        passed, failed, blocking = check_outcome(result)
-        detail = f"{rows_of(result, asset)}, checks {passed} passed / {failed} failed"
+        passed, warned, blocking = check_outcome(result)
+        detail = f"{rows_of(result, asset)}, {describe_checks(passed, warned, blocking)}"
         detail += f", {time.perf_counter() - started:.1f}s"
         if not result.success:
             failure = next((e for e in result.all_events if e.is_step_failure), None)
@@ -112,8 +119,40 @@ def land_demo_data(spec: DatasetSpec, days: list[str], seed: int) -> int:
     return moved
 
 
+def run_unpartitioned(
+    defs: Definitions, instance: DagsterInstance, job: str, assets: Iterable[str], summary: Summary
+) -> ExecuteInProcessResult:
+    """Run an unpartitioned job once; record each asset's outcome and any failed blocking check."""
+    started = time.perf_counter()
+    result = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
+    passed, warned, blocking = check_outcome(result)
+    done = {
+        ev.event_specific_data.materialization.asset_key.to_user_string()  # type: ignore[union-attr]
+        for ev in result.get_asset_materialization_events()
+    }
+    detail = f"{describe_checks(passed, warned, blocking)}, {time.perf_counter() - started:.0f}s"
+    summary.add(job, "-", "ok" if result.success else "FAILED", detail)
+    for asset in assets:
+        summary.add(f"  {asset}", "-", "ok" if asset in done else "not run", "")
+    if blocking:
+        summary.blocking_failures.extend(blocking)
+    failure = next((e for e in result.all_events if e.is_step_failure), None)
+    if failure is not None:
+        message = failure.step_failure_data.error.message.strip().splitlines()[0]  # type: ignore[union-attr]
+        summary.blocking_failures.append(f"{job}/{failure.step_key}: {message}")
+    return result
+
+
 def run_demo(days: int | None = None, seed: int = 0, stages: str = "all") -> int:
-    from ml_assets.definitions import INGEST_JOB, TRAINING_SET_JOB, build_definitions
+    from ml_assets.definitions import (
+        INGEST_JOB,
+        MODEL_ASSETS,
+        MODEL_JOB,
+        SERVING_ASSETS,
+        SERVING_JOB,
+        TRAINING_SET_JOB,
+        build_definitions,
+    )
 
     spec = load_default_spec()
     wanted = {"data", "model", "serving"} if stages == "all" else set(stages.split(","))
@@ -131,16 +170,52 @@ def run_demo(days: int | None = None, seed: int = 0, stages: str = "all") -> int
     instance = DagsterInstance.get()
     summary = Summary()
     started = time.perf_counter()
+    data_ok = True
     if "data" in wanted:
+        print("\n[data] validating and featurizing each day, then the training set", flush=True)
         good = run_partitioned(defs, instance, INGEST_JOB, day_keys, "features", summary)
         window_end = day_keys[-1]
         if set(day_keys[-spec.training.window_days :]) <= set(good):
-            run_partitioned(defs, instance, TRAINING_SET_JOB, [window_end], "training_set", summary)
+            data_ok = bool(run_partitioned(defs, instance, TRAINING_SET_JOB, [window_end], "training_set", summary))
         else:
+            data_ok = False
             summary.add(TRAINING_SET_JOB, window_end, "SKIPPED", "a day of its window failed ingestion")
+    promoted = False
+    if "model" in wanted and data_ok:
+        print("\n[model] baseline, DeepSpeed candidate, evaluation gates, promotion", flush=True)
+        result = run_unpartitioned(defs, instance, MODEL_JOB, MODEL_ASSETS, summary)
+        print_evaluation(result)
+        promoted = any(
+            ev.event_specific_data.materialization.asset_key.to_user_string() == "champion_model"  # type: ignore[union-attr]
+            for ev in result.get_asset_materialization_events()
+        )
+    if "serving" in wanted and data_ok and ("model" not in wanted or promoted):
+        print("\n[serving] bento build and blue/green deployment", flush=True)
+        result = run_unpartitioned(defs, instance, SERVING_JOB, SERVING_ASSETS, summary)
+        if result.success:
+            print_served(result)
     print(f"\nsummary ({time.perf_counter() - started:.0f}s):\n{summary.table()}")
     if summary.blocking_failures:
         print("\nblocking failures:\n  " + "\n  ".join(summary.blocking_failures))
         return 1
     print("\nall blocking checks passed. Explore it in the UI: dagster dev (from the repository root)")
     return 0
+
+
+def print_evaluation(result: ExecuteInProcessResult) -> None:
+    from ml_assets.model.evaluation import comparison_table
+
+    try:
+        evaluation = result.output_for_node("model_evaluation")
+    except Exception:  # the evaluation step did not run (training failed): the failure is in the summary
+        return
+    print("\n" + comparison_table(evaluation))
+    failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+    print(f"\ngates: {'all passed' if not failed else 'FAILED ' + ', '.join(failed)}")
+
+
+def print_served(result: ExecuteInProcessResult) -> None:
+    from ml_assets.serving.client import demo_report
+
+    info = result.output_for_node("deployment")
+    print("\n" + demo_report(info.url, info.records, stop_hint="ml-assets stop"))

@@ -7,6 +7,7 @@ and needs no service; ``prod`` reads its locations from environment variables so
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from dagster import FilesystemIOManager
@@ -14,37 +15,65 @@ from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ml_assets.dataset import DatasetSpec
 from ml_assets.settings import Paths, paths
+from resources.bento_deployer import KubernetesManifestDeployer, LocalBentoDeployer
+from resources.deepspeed_trainer import DeepSpeedTrainer
 from resources.landing import LandingZone
+from resources.launchers import LocalTorchrunLauncher
+from resources.model_store import ModelStore
 
 WAREHOUSE_SCHEMA = "ml"
 
 
-def local_resources(spec: DatasetSpec, where: Paths | None = None) -> dict[str, Any]:
-    where = where or paths()
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError as e:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from e
+
+
+def _shared(where: Paths) -> dict[str, Any]:
     return {
         "warehouse_io_manager": DuckDBPandasIOManager(database=str(where.warehouse), schema=WAREHOUSE_SCHEMA),
         "io_manager": FilesystemIOManager(base_dir=str(where.home / "storage")),
         "landing": LandingZone(root=str(where.landing), quarantine_root=str(where.quarantine)),
+        "model_store": ModelStore(home=str(where.bentoml_home)),
     }
 
 
-def prod_resources(spec: DatasetSpec) -> dict[str, Any]:
-    """Production: shared volumes mounted into run pods; locations come from the pod's environment."""
-    where = Paths(_required_path("ML_ASSETS_HOME"))
-    return local_resources(spec, where) | {
-        "warehouse_io_manager": DuckDBPandasIOManager(
-            database=os.environ.get("ML_ASSETS_WAREHOUSE", str(where.warehouse)), schema=WAREHOUSE_SCHEMA
+def local_resources(spec: DatasetSpec, where: Paths | None = None) -> dict[str, Any]:
+    """Embedded: everything on this machine under ML_ASSETS_HOME; DeepSpeed ranks as local processes."""
+    where = where or paths()
+    return _shared(where) | {
+        "trainer": DeepSpeedTrainer(
+            launcher=LocalTorchrunLauncher(),
+            ranks=_int_env("ML_ASSETS_TRAINER_RANKS", 2),
+            zero_stage=_int_env("ML_ASSETS_TRAINER_ZERO_STAGE", 2),
+            checkpoint_dir=str(where.checkpoints),
+        ),
+        "bento_deployer": LocalBentoDeployer(
+            home=str(where.home),
+            bentoml_home=str(where.bentoml_home),
+            port=_int_env("ML_ASSETS_SERVE_PORT", 3000),
         ),
     }
 
 
-def _required_path(var: str):
-    from pathlib import Path
-
-    value = os.environ.get(var)
-    if not value:
-        raise RuntimeError(f"ML_ASSETS_ENV=prod needs {var} set to the shared volume path")
-    return Path(value)
+def prod_resources(spec: DatasetSpec) -> dict[str, Any]:
+    """Production: a shared volume mounted into run pods; serving rendered as Kubernetes manifests."""
+    home = os.environ.get("ML_ASSETS_HOME")
+    if not home:
+        raise RuntimeError("ML_ASSETS_ENV=prod needs ML_ASSETS_HOME set to the shared volume path")
+    where = Paths(Path(home))
+    return local_resources(spec, where) | {
+        "bento_deployer": KubernetesManifestDeployer(
+            output_dir=str(where.deployments / "k8s"),
+            service_name=f"{spec.name}-service",
+            registry=os.environ.get("ML_ASSETS_IMAGE_REGISTRY", "registry.example.com/ml-assets"),
+        ),
+    }
 
 
 def resources_for(env: str, spec: DatasetSpec) -> dict[str, Any]:
