@@ -70,11 +70,9 @@ class TrainingLauncher(ConfigurableResource, ABC):
         """Run ``spec`` to completion under a Pipes session; raise ``dagster.Failure`` when it fails."""
 
 
-def device_env(device: str, ranks: int, cpus: int) -> dict[str, str]:
+def device_env(device: str, threads_per_rank: int) -> dict[str, str]:
     """Environment every rank needs, whatever runs it: accelerator choice, threads, op-builder fixes."""
-    env = {"DS_ACCELERATOR": device, "PYTHONUNBUFFERED": "1"}
-    if device == "cpu":
-        env["OMP_NUM_THREADS"] = str(max(1, cpus // max(1, ranks)))
+    env = {"DS_ACCELERATOR": device, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads_per_rank)}
     if os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip() == "9.0a":
         # DeepSpeed's op builder cannot parse the "a" suffix of Hopper's arch-specific target.
         env["TORCH_CUDA_ARCH_LIST"] = "9.0"
@@ -92,6 +90,9 @@ class LocalTorchrunLauncher(TrainingLauncher):
     """torchrun on this machine through ``PipesSubprocessClient``; rendezvous on a port the OS picks."""
 
     python_executable: str = ""  # default: the interpreter running Dagster
+    # Tabular batches are small matrices: a second intra-op thread per rank buys little and, when the cores
+    # are shared, OpenMP threads spinning against each other cost up to 20x (measured: benchmarks/training.py).
+    threads_per_rank: int = 1
     termination_timeout_seconds: float = 20.0
 
     def capacity(self, device: str) -> int:
@@ -131,7 +132,7 @@ class LocalTorchrunLauncher(TrainingLauncher):
             "-m",
             spec.module,
         ]
-        env = {**device_env(spec.device, spec.ranks, available_cpus()), **spec.env}
+        env = {**device_env(spec.device, self.threads_per_rank), **spec.env}
         return LaunchCommand(argv=argv, env=env)
 
     def launch(

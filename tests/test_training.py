@@ -7,6 +7,7 @@ rows, resume after a killed run, reproducibility, and that bad configs are rejec
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -202,6 +203,35 @@ def test_killed_run_resumes_from_its_last_checkpoint(graph, home: Path, tmp_path
     assert 1 <= meta["resumed_from_epoch"] < 10, meta
     assert meta["epochs_run"] == 10
     assert logged(graph["instance"], rerun.run_id, "resumed from checkpoint of epoch")
+
+
+def test_a_failing_rank_reports_every_ranks_stderr(graph, home: Path, tmp_path: Path) -> None:
+    """DeepSpeed itself rejects this optimizer inside every rank: the step fails with the traceback, and the
+    stderr of both ranks is in the Dagster event log."""
+    broken = trainer(deepspeed_config={"optimizer": {"type": "NoSuchOptimizer"}}, checkpoint_dir=str(tmp_path))
+    result = run_assets(graph, home, ["candidate_model"], broken, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message
+    assert "First traceback, rank" in message and "nosuchoptimizer" in message.lower()
+    for rank in (0, 1):
+        assert logged(graph["instance"], result.run_id, f"training rank {rank} stderr")
+
+
+def cpu_adam_built() -> bool:
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR", Path.home() / ".cache" / "torch_extensions"))
+    return root.is_dir() and any(root.rglob("cpu_adam*.so"))
+
+
+@pytest.mark.skipif(
+    not cpu_adam_built(),
+    reason="DeepSpeed's cpu_adam op is not built (minutes on 2 cores); run scripts/warm_deepspeed_ops.py, "
+    "as .ci/run does, with the same TORCH_EXTENSIONS_DIR",
+)
+def test_optimizer_offload_trains(graph, home: Path, tmp_path: Path) -> None:
+    offload = trainer(zero_stage=2, offload_optimizer=True, max_epochs=2, checkpoint_dir=str(tmp_path))
+    meta = metadata(run_assets(graph, home, ["candidate_model"], offload), "candidate_model")
+    assert meta["epochs_run"] == 2 and meta["val_roc_auc"] > 0.75
 
 
 @pytest.mark.parametrize(

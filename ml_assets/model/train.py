@@ -218,7 +218,10 @@ def predict_shard(engine: Any, shard: Shard, chunks: int) -> np.ndarray:
 
 # ---- the run ---------------------------------------------------------------------------------------------
 def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> dict[str, Any]:
+    startup = {"python_and_torch_ready": time.time() - job.launched_at}
     import deepspeed
+
+    startup["deepspeed_imported"] = time.time() - job.launched_at
     import torch.distributed as dist
 
     logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
@@ -233,6 +236,7 @@ def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> d
         device = torch.device("cpu")
         backend = "gloo"
     deepspeed.init_distributed(dist_backend=backend)
+    startup["process_group_ready"] = time.time() - job.launched_at
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(job.precision, torch.float32)
     zero_stage = int(job.deepspeed_config.get("zero_optimization", {}).get("stage", 0))
 
@@ -247,11 +251,13 @@ def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> d
     micro, steps = step_plan(len(train), job.deepspeed_config)
     gas = int(job.deepspeed_config.get("gradient_accumulation_steps", 1))
     config = fill_schedule(job.deepspeed_config, job.max_epochs * steps // gas, job.warmup_fraction)
+    startup["data_on_device"] = time.time() - job.launched_at
 
     torch.manual_seed(job.seed)
     np.random.seed(job.seed)
     net = build_network(job.network, pre)
     engine, _, _, _ = deepspeed.initialize(model=net, model_parameters=net.parameters(), config=config)
+    startup["engine_ready"] = time.time() - job.launched_at
 
     state = State()
     resumed_from = None
@@ -328,7 +334,8 @@ def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> d
 
     summary: dict[str, Any] = {}
     if rank == 0:
-        summary = export(job, pre, state, world, zero_stage, first_step_s, resumed_from, n_params)
+        startup["first_step_done"] = first_step_s or float("nan")
+        summary = export(job, pre, state, world, zero_stage, startup, resumed_from, n_params)
         report.result(summary)
     dist.barrier()
     return summary
@@ -353,7 +360,7 @@ def export(
     state: State,
     world: int,
     zero_stage: int,
-    first_step_s: float | None,
+    startup: dict[str, float],
     resumed_from: int | None,
     n_params: int,
 ) -> dict[str, Any]:
@@ -377,7 +384,8 @@ def export(
         "overall_samples_per_s": state.train_samples / state.train_seconds if state.train_seconds else 0.0,
         "train_seconds": state.train_seconds,
         "wall_seconds": time.time() - job.launched_at,
-        "launch_to_first_step_s": first_step_s,
+        "launch_to_first_step_s": startup["first_step_done"],
+        "startup_s": startup,  # seconds after launch at which rank 0 reached each phase
         "resumed_from_epoch": None if resumed_from is None else resumed_from + 1,
         "ranks": world,
         "device": job.device if job.device == "cpu" else torch.cuda.get_device_name(),

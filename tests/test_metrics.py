@@ -1,0 +1,30 @@
+"""The numpy metrics every training rank computes agree with scikit-learn's definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, log_loss, roc_auc_score
+
+from ml_assets.model.metrics import classification_metrics
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metrics_match_scikit_learn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 500)
+    p = np.clip(0.3 * y + rng.random(500) * 0.7, 0, 1)
+    p[:50] = np.round(p[:50], 1)  # ties
+    got = classification_metrics(y, p)
+    assert got["log_loss"] == pytest.approx(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7)), rel=1e-9)
+    assert got["roc_auc"] == pytest.approx(roc_auc_score(y, p), rel=1e-12)
+    assert got["pr_auc"] == pytest.approx(average_precision_score(y, p), rel=1e-12)
+    assert got["accuracy"] == pytest.approx(accuracy_score(y, p >= 0.5))
+    assert got["f1"] == pytest.approx(f1_score(y, p >= 0.5))
+
+
+def test_single_class_and_bad_shapes() -> None:
+    got = classification_metrics(np.zeros(4), np.full(4, 0.2))
+    assert np.isnan(got["roc_auc"]) and np.isnan(got["pr_auc"]) and got["accuracy"] == 1.0 and got["f1"] == 0.0
+    with pytest.raises(ValueError, match="equal-length"):
+        classification_metrics(np.zeros(3), np.zeros(4))
