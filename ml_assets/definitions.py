@@ -31,7 +31,7 @@ SERVING_ASSETS = ("bento", "deployment")
 def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -> Definitions:
     spec = spec or load_default_spec()
     daily = daily_partitions(spec)
-    data = [d for d in build_data_assets(spec) if d is not None]
+    data = list(build_data_assets(spec))
     model_evaluation, model_gates = build_model_evaluation(spec)
     model = [*build_model_assets(spec), model_evaluation, build_champion_model(spec)]
     serving = build_serving_assets(spec)

@@ -62,7 +62,7 @@ def test_clean_days_flow_to_a_time_split_training_set(ml_home: Path, small_spec:
         evaluations = result.get_asset_check_evaluations()
         assert {e.asset_key for e in evaluations} == {AssetKey("raw_data"), AssetKey("features")}
 
-    assets = [d for d in build_data_assets(small_spec) if d is not None]
+    assets = list(build_data_assets(small_spec))
     result = materialize(
         assets,
         selection=AssetSelection.assets("training_set") | AssetSelection.checks_for_assets("training_set"),
@@ -86,7 +86,7 @@ def test_training_set_refuses_a_window_with_missing_days(ml_home: Path, small_sp
     instance = DagsterInstance.get()
     for day in DAYS[1:]:  # the window's first day is never ingested
         assert _ingest(small_spec, day, instance).success
-    assets = [d for d in build_data_assets(small_spec) if d is not None]
+    assets = list(build_data_assets(small_spec))
     result = materialize(
         assets,
         selection=AssetSelection.assets("training_set"),

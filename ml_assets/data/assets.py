@@ -21,7 +21,7 @@ from dagster import (
     asset,
 )
 
-from ml_assets.data import expectations, splits
+from ml_assets.data import expectations, splits, training_checks
 from ml_assets.data import features as features_module
 from ml_assets.data.features import featurize
 from ml_assets.data.splits import split_by_time
@@ -68,7 +68,7 @@ class DataAssets(NamedTuple):
     features: AssetsDefinition
     training_set: AssetsDefinition
     features_checks: AssetChecksDefinition
-    training_set_checks: AssetChecksDefinition | None
+    training_set_checks: AssetChecksDefinition
 
 
 def build_data_assets(spec: DatasetSpec) -> DataAssets:
@@ -176,5 +176,5 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
         features,
         training_set,
         expectations.build_features_checks(spec, daily),
-        None,  # TEMP training checks
+        training_checks.build_training_set_checks(spec, daily),
     )
