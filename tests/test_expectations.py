@@ -201,12 +201,20 @@ def test_batches_of_one_definition_keep_their_own_data(spec: DatasetSpec) -> Non
     assert found["row_count"][0].result["observed_value"] == 4
 
 
-def test_arrow_and_categorical_dtypes_are_judged_by_kind(spec: DatasetSpec, clean: pd.DataFrame) -> None:
+@pytest.mark.parametrize("per_column", [False, True])
+def test_arrow_and_categorical_dtypes_are_judged_by_kind(
+    spec: DatasetSpec, clean: pd.DataFrame, per_column: bool
+) -> None:
+    options = GxOptions(per_column=per_column)
     arrow = clean.astype({"workclass": "string[pyarrow]", "race": "category", "age": "int64[pyarrow]"})
     arrow[spec.time.name] = arrow[spec.time.name].dt.tz_localize("UTC")
-    assert failed(check(spec, arrow)) == set()
-    text_age = clean.astype({"age": "string[pyarrow]"})
-    assert failed(check(spec, text_age)) == {"age_type"}
+    assert failed(check(spec, arrow, gx_options=options)) == set()
+    text_age = clean.astype({"age": "string[pyarrow]", "sex": object})
+    text_age.loc[3, "sex"] = 1  # a number among the text of an object column: found value by value
+    results = check(spec, text_age, gx_options=options)
+    assert failed(results) == {"age_type", "sex_type", "sex_in_domain"}
+    assert "landed as type str" in results["age_type"].description
+    assert "1 of 400 values landed as another type" in results["sex_type"].description
 
 
 # ---- in an asset, partitioned, with the DuckDB IO manager ---------------------------------------------------

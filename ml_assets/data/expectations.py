@@ -1,9 +1,10 @@
 """Great Expectations 1.x rules for raw_data and features, derived from the DatasetSpec.
 
-dagster-ge does not support GX 1.x, so GX is called directly: an ephemeral context, a pandas datasource, one
-batch per frame and ``batch.validate(suite)``. Each rule (one Dagster asset check) is one or more expectations
-tagged with ``meta={"check": <name>}``; results are matched back by that tag, never by order. GX costs seconds to
-import, so it is imported only inside the functions that validate.
+dagster-ge does not support GX 1.x, so GX is called directly: an ephemeral context, a pandas datasource, and
+``batch.validate(suite)`` per batch (one batch per frame, or per column for large frames: see GxOptions). Each rule
+(one Dagster asset check) is one or more expectations tagged with ``meta={"check": <name>}``; results are matched
+back by that tag, never by order. GX costs seconds to import, so it is imported only inside the functions that
+validate.
 
 raw_data rules run inside the raw_data asset because only there is the frame as it landed visible: the type
 rule looks at the landed dtypes (numbers that landed as text must fail), every other rule at the typed frame.
@@ -296,14 +297,16 @@ def _batches(
                 continue
             for e in r.expects:
                 column = e.kwargs.get("column")
-                if e.type == "ExpectColumnToExist" or column is None or not split:
+                if column is None or not split or _schema_level(e, frame):
                     groups[None].append((r, e))
                 elif column in frame.columns:  # a missing column fails its ExpectColumnToExist instead
                     groups[column].append((r, e))
         for column, group in groups.items():
             if column is None:
-                data = _gx_comparable(frame)
                 group = [(r, e) for r, e in group if not _skip(e, frame)]
+                # expectations that read only the schema get the schema: no rows to convert or scan
+                schema_only = split and all(_schema_level(e, frame) for _, e in group)
+                data = _gx_comparable(frame.iloc[:0] if schema_only else frame)
             else:
                 data = _gx_comparable(frame[[column]])
                 if frame_name != LANDED:
@@ -342,6 +345,14 @@ def _fast_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
         elif isinstance(s.dtype, pd.StringDtype) or s.dtype == object:
             fixes[name] = s.astype("category")
     return frame.assign(**fixes) if fixes else frame
+
+
+def _schema_level(e: Expect, frame: pd.DataFrame) -> bool:
+    """An expectation GX answers from column names and dtypes alone (not per value, as on object columns)."""
+    if e.type == "ExpectColumnToExist":
+        return True
+    column = e.kwargs.get("column")
+    return e.type == "ExpectColumnValuesToBeInTypeList" and column in frame.columns and frame[column].dtype != object
 
 
 def _skip(e: Expect, frame: pd.DataFrame) -> bool:
