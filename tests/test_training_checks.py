@@ -77,6 +77,12 @@ def test_psi_numeric_uses_quantile_bins_of_expected() -> None:
 
 def test_psi_counts_nulls_new_categories_and_constants() -> None:
     assert psi([1.0, 2.0, None, None], [1.0, 2.0, 3.0, 4.0]) > 0.2  # nulls are a bin of their own
+    nullable = pd.Series([1, 2, None, None], dtype="Int64")
+    assert psi(nullable, nullable) == pytest.approx(0.0)
+    assert psi(nullable, pd.Series([1, 2, 3, 4], dtype="Int64")) == pytest.approx(
+        psi([1.0, 2.0, None, None], [1.0, 2.0, 3.0, 4.0])
+    )
+    assert psi(pd.Series(["a", None], dtype="string"), pd.Series(["a", "a"], dtype="string")) > 0.2
     assert psi(["a"] * 10, ["a"] * 9 + ["new"]) > 0.0  # a category never seen before counts
     assert psi([5] * 10, [5] * 10) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="rows on both sides"):
