@@ -129,7 +129,7 @@ class DeepSpeedTrainer(ConfigurableResource):
             problems.append(f"gradient_clipping must be >= 0, got {self.gradient_clipping}")
         if self.offload_optimizer and self.zero_stage < 1:
             problems.append("offload_optimizer needs zero_stage >= 1")
-        config = self._deepspeed_config(max(1, self.ranks), precision)
+        config = self._deepspeed_config(max(1, self.ranks), precision, device)
         problems += _check_deepspeed_config(config, max(1, self.ranks))
         if problems:
             raise TrainerConfigError("DeepSpeedTrainer configuration rejected before launch: " + "; ".join(problems))
@@ -153,11 +153,11 @@ class DeepSpeedTrainer(ConfigurableResource):
             config_hash=hashlib.sha256(digest.encode()).hexdigest()[:12],
         )
 
-    def _deepspeed_config(self, ranks: int, precision: str) -> dict[str, Any]:
+    def _deepspeed_config(self, ranks: int, precision: str, device: str) -> dict[str, Any]:
         """The DeepSpeed config from the fields; step counts of schedules are filled in by the entrypoint."""
         zero: dict[str, Any] = {"stage": self.zero_stage}
         if self.offload_optimizer:
-            zero["offload_optimizer"] = {"device": "cpu", "pin_memory": self.device != "cpu"}
+            zero["offload_optimizer"] = {"device": "cpu", "pin_memory": device == "cuda"}
         optimizer_params: dict[str, Any] = {"lr": self.learning_rate, "weight_decay": self.weight_decay}
         if not self.offload_optimizer:
             # torch's AdamW: no JIT build of DeepSpeed's fused Adam; offload needs DeepSpeed's CPU Adam instead.
@@ -254,7 +254,9 @@ class DeepSpeedTrainer(ConfigurableResource):
             log_dir=staging / "logs",
         )
         self.launcher.launch(context, launch)
-        return read_result(output_dir, plan, checkpoint_dir)
+        result = read_result(output_dir, plan, checkpoint_dir)
+        data_path.unlink()  # the warehouse has the rows; keep only logs and outputs of the run
+        return result
 
 
 def read_result(output_dir: Path, plan: TrainingPlan, checkpoint_dir: Path) -> TrainingResult:

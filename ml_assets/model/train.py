@@ -218,7 +218,7 @@ def predict_shard(engine: Any, shard: Shard, chunks: int) -> np.ndarray:
 
 # ---- the run ---------------------------------------------------------------------------------------------
 def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> dict[str, Any]:
-    startup = {"python_and_torch_ready": time.time() - job.launched_at}
+    startup: dict[str, float | None] = {"python_and_torch_ready": time.time() - job.launched_at}
     import deepspeed
 
     startup["deepspeed_imported"] = time.time() - job.launched_at
@@ -334,7 +334,7 @@ def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> d
 
     summary: dict[str, Any] = {}
     if rank == 0:
-        startup["first_step_done"] = first_step_s or float("nan")
+        startup["first_step_done"] = first_step_s  # None when resuming a run that had already finished
         summary = export(job, pre, state, world, zero_stage, startup, resumed_from, n_params)
         report.result(summary)
     dist.barrier()
@@ -360,7 +360,7 @@ def export(
     state: State,
     world: int,
     zero_stage: int,
-    startup: dict[str, float],
+    startup: dict[str, float | None],
     resumed_from: int | None,
     n_params: int,
 ) -> dict[str, Any]:
