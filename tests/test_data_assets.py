@@ -83,7 +83,7 @@ def test_clean_days_flow_to_a_time_split_training_set(ml_home: Path, small_spec:
 
 def test_training_set_refuses_a_window_with_missing_days(ml_home: Path, small_spec: DatasetSpec) -> None:
     simulate(small_spec, ml_home / "landing", DAYS[0], DAYS[-1], rows_per_day=300)
-    instance = DagsterInstance.get()
+    instance = DagsterInstance.ephemeral()
     for day in DAYS[1:]:  # the window's first day is never ingested
         assert _ingest(small_spec, day, instance).success
     assets = list(build_data_assets(small_spec))
@@ -112,7 +112,7 @@ def test_unparseable_file_is_quarantined_and_fails_the_partition(ml_home: Path, 
         files_per_day=2,
         corruptions=[Corruption("unparseable_file", day)],
     )
-    result = _ingest(small_spec, day, DagsterInstance.get())
+    result = _ingest(small_spec, day, DagsterInstance.ephemeral())
     assert not result.success
     message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
     bad = files[-1]
@@ -125,12 +125,12 @@ def test_unparseable_file_is_quarantined_and_fails_the_partition(ml_home: Path, 
     assert files[0].exists(), "the good file of the day stays in the landing zone"
     assert not _materialized(result, "features")
 
-    rerun = _ingest(small_spec, day, DagsterInstance.get())  # the day's remaining good file now goes through
+    rerun = _ingest(small_spec, day, DagsterInstance.ephemeral())  # the day's remaining good file now goes through
     assert rerun.success and _materialized(rerun, "features")
 
 
-CORRUPTIONS = {
-    # kind: (column or None, the column that a failed check must name)
+ROW_CORRUPTIONS = {
+    # kind: (column to corrupt or None for the spec's default, the column a failed check must name)
     "wrong_type": ("age", "age"),
     "out_of_domain": ("workclass", "workclass"),
     "out_of_range": ("hours_per_week", "hours_per_week"),
@@ -138,31 +138,34 @@ CORRUPTIONS = {
     "duplicate_ids": (None, "record_id"),
     "missing_column": ("occupation", "occupation"),
     "bad_label": (None, "income"),
-    "empty_file": (None, None),
 }
 
 
-@pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
-def test_corrupted_landing_file_fails_a_blocking_check_and_stops_features(
-    ml_home: Path, small_spec: DatasetSpec, kind: str
-) -> None:
+def _failed_naming(failed: dict[str, dict], column: str) -> list[str]:
+    return [name for name, meta in failed.items() if column in name or column in str(meta)]
+
+
+def test_each_corruption_fails_its_blocking_check_and_stops_features(ml_home: Path, small_spec: DatasetSpec) -> None:
+    """One day carries every row-level corruption (each on its own column): each must fail its own rule."""
     day = DAYS[1]
-    column, named = CORRUPTIONS[kind]
-    files_per_day = 1 if kind == "empty_file" else 2
-    simulate(
-        small_spec,
-        ml_home / "landing",
-        day,
-        day,
-        rows_per_day=300,
-        files_per_day=files_per_day,
-        corruptions=[Corruption(kind, day, column=column)],
-    )
-    result = _ingest(small_spec, day, DagsterInstance.get())
+    corruptions = [Corruption(kind, day, column=column) for kind, (column, _) in ROW_CORRUPTIONS.items()]
+    simulate(small_spec, ml_home / "landing", day, day, rows_per_day=400, files_per_day=2, corruptions=corruptions)
+    result = _ingest(small_spec, day, DagsterInstance.ephemeral())
     failed = _failed_checks(result)
-    assert failed, f"{kind}: no blocking check failed"
     assert all(name.startswith("raw_data.") for name in failed)
-    if named:
-        assert any(named in name or named in str(meta) for name, meta in failed.items()), (kind, failed)
+    for kind, (_, named) in ROW_CORRUPTIONS.items():
+        assert _failed_naming(failed, named), f"{kind}: no failed blocking check names {named!r}: {sorted(failed)}"
+    assert "raw_data.age_type" in failed, "numbers that landed as text fail the type rule"
+    untouched = [c for c in ("sex", "race", "capital_gain") if _failed_naming(failed, c)]
+    assert untouched == [], "clean columns pass"
     assert _materialized(result, "raw_data"), "bad data is stored for inspection"
     assert not _materialized(result, "features"), "a blocking failure stops features for the partition"
+
+
+def test_empty_file_fails_the_row_count_and_stops_features(ml_home: Path, small_spec: DatasetSpec) -> None:
+    day = DAYS[2]
+    simulate(small_spec, ml_home / "landing", day, day, rows_per_day=300, corruptions=[Corruption("empty_file", day)])
+    result = _ingest(small_spec, day, DagsterInstance.ephemeral())
+    failed = _failed_checks(result)
+    assert "raw_data.row_count" in failed, sorted(failed)
+    assert not _materialized(result, "features")
