@@ -257,6 +257,10 @@ def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> d
     np.random.seed(job.seed)
     net = build_network(job.network, pre)
     engine, _, _, _ = deepspeed.initialize(model=net, model_parameters=net.parameters(), config=config)
+    if world == 1 and zero_stage == 0:
+        # One rank has nothing to average: DeepSpeed would still flatten, all-reduce and copy back every
+        # gradient each step (measured: 0.53x -> 0.70x of a plain loop in-process on CPU).
+        engine.enable_backward_allreduce = False
     startup["engine_ready"] = time.time() - job.launched_at
 
     state = State()
