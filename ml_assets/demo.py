@@ -81,14 +81,14 @@ def run_partitioned(
         passed, warned, blocking = check_outcome(result)
         detail = f"{rows_of(result, asset)}, {describe_checks(passed, warned, blocking)}"
         detail += f", {time.perf_counter() - started:.1f}s"
-        if not result.success:
+        if blocking:
+            summary.blocking_failures.extend(f"{name}[{day}]" for name in blocking)
+            summary.add(job, day, "BLOCKED", f"{detail}; blocking: {', '.join(blocking)}")
+        elif not result.success:
             failure = next((e for e in result.all_events if e.is_step_failure), None)
             reason = failure.step_failure_data.error.message.strip() if failure else "run failed"  # type: ignore[union-attr]
             summary.blocking_failures.append(f"{job}[{day}]: {reason.splitlines()[0]}")
             summary.add(job, day, "FAILED", reason.splitlines()[0][:160])
-        elif blocking:
-            summary.blocking_failures.extend(f"{name}[{day}]" for name in blocking)
-            summary.add(job, day, "BLOCKED", f"{detail}; blocking: {', '.join(blocking)}")
         else:
             summary.add(job, day, "ok", detail)
             good.append(day)
@@ -137,7 +137,7 @@ def run_unpartitioned(
     if blocking:
         summary.blocking_failures.extend(blocking)
     failure = next((e for e in result.all_events if e.is_step_failure), None)
-    if failure is not None:
+    if failure is not None and not blocking:  # a blocked step's failure is the failed checks, listed above
         message = failure.step_failure_data.error.message.strip().splitlines()[0]  # type: ignore[union-attr]
         summary.blocking_failures.append(f"{job}/{failure.step_key}: {message}")
     return result

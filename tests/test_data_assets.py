@@ -53,7 +53,7 @@ def _materialized(result, asset: str) -> bool:
 
 def test_clean_days_flow_to_a_time_split_training_set(ml_home: Path, small_spec: DatasetSpec) -> None:
     simulate(small_spec, ml_home / "landing", DAYS[0], DAYS[-1], rows_per_day=600, files_per_day=2, fmt="csv")
-    instance = DagsterInstance.get()
+    instance = DagsterInstance.ephemeral()
     for day in DAYS:
         result = _ingest(small_spec, day, instance)
         assert result.success
