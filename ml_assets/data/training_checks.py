@@ -18,7 +18,7 @@ from ml_assets.dataset import DatasetSpec
 
 PSI_FLOOR = 1e-4  # share given to an empty bin, so a bin seen on one side only counts, finitely
 NULL = "<null>"
-LEAKAGE_ROWS = 500_000
+LEAKAGE_ROWS = 200_000
 CHECKS = ("class_balance", "split_overlap", "single_feature_leakage", "feature_drift")
 
 
