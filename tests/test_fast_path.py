@@ -90,6 +90,7 @@ def _frames(adult_spec: DatasetSpec, rows: pd.DataFrame) -> dict[str, pd.DataFra
         "object": untyped,
         "numpy floats": floats,
         "one row": rows.iloc[[7]],
+        "large (hash-table lookups)": pd.concat([rows] * 3, ignore_index=True),
         "empty": rows.iloc[0:0],
     }
 

@@ -7,6 +7,7 @@ fp32 state_dict, loaded with ``weights_only=True``). No pickled code, so a model
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class TabularModel:
     state_dict: dict[str, torch.Tensor] | None = None
     logistic: LogisticWeights | None = None
     _module: torch.nn.Module | None = field(default=None, init=False, repr=False)
+    _coef: tuple[np.ndarray, list[np.ndarray]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind == "logistic":
@@ -80,12 +82,14 @@ class TabularModel:
     # ---- prediction -----------------------------------------------------------------------------------------
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Float64 probability of the positive label per row."""
-        if self.kind == "logistic":
-            assert self.logistic is not None
-            x = self.preprocessing.one_hot(frame).astype(np.float64)
-            z = x @ np.asarray(self.logistic.coef) + self.logistic.intercept
-            return 1.0 / (1.0 + np.exp(-z))
         num, cat = self.preprocessing.transform(frame)
+        if self.kind == "logistic":
+            # the one-hot matmul without the one-hot matrix: numeric part, plus one gathered weight per category
+            coef_num, coef_cat = self._logistic_tables()
+            z = num.astype(np.float64) @ coef_num + self.logistic.intercept  # type: ignore[union-attr]
+            for j, weights in enumerate(coef_cat):
+                z += weights[cat[:, j]]
+            return 1.0 / (1.0 + np.exp(-z))
         assert self._module is not None
         out = np.empty(len(frame), dtype=np.float64)
         with torch.inference_mode():
@@ -94,6 +98,16 @@ class TabularModel:
                 logits = self._module(torch.from_numpy(num[sl]), torch.from_numpy(cat[sl]))
                 out[sl] = torch.sigmoid(logits.float()).numpy()
         return out
+
+    def _logistic_tables(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The logistic coefficients split into the numeric block and one weight vector per categorical column."""
+        if self._coef is None:
+            assert self.logistic is not None
+            coef = np.asarray(self.logistic.coef, dtype=np.float64)
+            k = self.preprocessing.n_numeric_inputs
+            bounds = np.cumsum([k, *self.preprocessing.cardinalities])
+            self._coef = (coef[:k], [coef[a:b] for a, b in itertools.pairwise(bounds)])
+        return self._coef
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(frame) >= self.threshold).astype(np.int64)
