@@ -369,17 +369,13 @@ def test_every_gate_reports_observed_threshold_and_comparison(scores):
     assert gates.failed_gates(outcomes) == ["beats_baseline", "blessed_against_champion", "slice_quality"]
 
 
-class SpecWithGates(DatasetSpec):
-    """The DatasetSpec field the lead is asked to add, so thresholds_for is tested against it."""
-
-    gates: dict = {}
-
-
 def test_thresholds_come_from_the_spec_gates_mapping(spec):
-    assert gates.thresholds_for(spec) == gates.GateThresholds()
-    custom = SpecWithGates.model_validate(spec.model_dump() | {"gates": {"absolute_floor": 0.85}})
-    assert gates.thresholds_for(custom).absolute_floor == 0.85
-    broken = SpecWithGates.model_validate(spec.model_dump() | {"gates": {"absolute_flor": 0.85}})
+    plain = DatasetSpec.model_validate(spec.model_dump() | {"gates": {}})
+    assert gates.thresholds_for(plain) == gates.GateThresholds()
+    assert gates.thresholds_for(spec).absolute_floor == spec.gates["absolute_floor"] == 0.85  # the shipped Adult spec
+    custom = DatasetSpec.model_validate(spec.model_dump() | {"gates": {"absolute_floor": 0.8}})
+    assert gates.thresholds_for(custom).absolute_floor == 0.8
+    broken = DatasetSpec.model_validate(spec.model_dump() | {"gates": {"absolute_flor": 0.85}})
     with pytest.raises(gates.GateConfigError, match=r"(?s)adult.*absolute_flor"):
         gates.thresholds_for(broken)
 
