@@ -294,7 +294,7 @@ def _cast(s: pd.Series, dtype: str) -> pd.Series:
         return text.mask(text == "")
     if dtype == "datetime":
         ts = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
-        return ts.dt.tz_localize(None).astype("datetime64[ns]")
+        return ts.dt.tz_convert(None).astype("datetime64[ns]")  # naive UTC, numpy-backed whatever the reader
     if dtype == "bool":
         mapping = {"true": True, "false": False, "1": True, "0": False}
         return s.astype("string").str.lower().map(mapping).astype("boolean")

@@ -69,7 +69,8 @@ class LandingZone(ConfigurableResource):
             if path.suffix == ".parquet":
                 frame = pd.read_parquet(path)
             else:
-                frame = pd.read_csv(path, low_memory=False)
+                # Arrow's parser: 2x faster, and typed columns let the GX type rules check dtypes, not values
+                frame = pd.read_csv(path, engine="pyarrow", dtype_backend="pyarrow")
         except pd.errors.EmptyDataError:
             return LandedFile(path, pd.DataFrame(), size)
         except Exception as e:  # every reader error means the same thing here: unparseable

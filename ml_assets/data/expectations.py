@@ -380,7 +380,9 @@ def _gx_comparable(frame: pd.DataFrame) -> pd.DataFrame:
             kind = dt.kind
             if kind in "OSU":
                 fixes[name] = s.astype("string[python]")
-            elif kind == "M":
+            elif kind == "M":  # Arrow timestamps, with or without a zone: naive UTC like the typed frame
+                if getattr(dt.pyarrow_dtype, "tz", None):
+                    s = s.dt.tz_convert(None)
                 fixes[name] = s.astype("datetime64[ns]")
             else:
                 fixes[name] = s.astype(dt.numpy_dtype if s.notna().all() else "float64")
