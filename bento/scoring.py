@@ -14,7 +14,7 @@ import numpy as np
 
 from bento.prediction_log import PredictionLog, utc_now
 from ml_assets.dataset import DatasetSpec
-from ml_assets.serving.schema import records_frame, unknown_category_mask
+from ml_assets.serving.schema import records_frame
 
 
 class ScoringError(RuntimeError):
@@ -38,6 +38,12 @@ class Scorer:
         self.log = log
         cats = spec.target.categories or []
         self._names = (next(c for c in cats if c != spec.positive_label), spec.positive_label)
+        # categorical fields whose unseen values are scored as unknown, with the spec's known categories
+        self._known = [
+            (c.name, frozenset(c.categories or ()))
+            for c in spec.feature_columns
+            if c.is_categorical_feature and c.unknown_category == "map_to_unknown"
+        ]
 
     def score(
         self, records: list[dict[str, Any]], request_ids: list[str] | None = None, log: bool = True
@@ -54,10 +60,10 @@ class Scorer:
             )
         ids = request_ids or [uuid.uuid4().hex for _ in records]
         now = utc_now()
-        unknown: list[list[str]] = [[] for _ in records]
-        for name, mask in unknown_category_mask(self.spec, frame).items():
-            for i in np.flatnonzero(mask):
-                unknown[i].append(name)
+        unknown = [
+            [name for name, known in self._known if (v := rec.get(name)) is not None and v not in known]
+            for rec in records
+        ]
         labels = (proba >= self.threshold).astype(int).tolist()
         out = [
             {
@@ -93,7 +99,8 @@ R = TypeVar("R")
 
 
 class MicroBatcher(Generic[T, R]):
-    """Adaptive batching without a timer: concurrent requests are merged into one call of ``fn`` on a thread.
+    """Adaptive batching without a timer for single-record ``predict`` (predict_batch uses BentoML's): concurrent
+    requests are merged into one call of ``fn`` on a thread.
 
     The first request starts a batch at once; requests arriving while it runs are merged (up to ``max_rows``
     rows) into the next one, so batches grow with load, latency at low load is one model call, and nothing is
