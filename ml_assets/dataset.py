@@ -33,7 +33,7 @@ Severity = Literal["error", "warn"]
 PANDAS_DTYPES: dict[str, str] = {
     "int64": "Int64",
     "float64": "float64",
-    "string": "string",
+    "string": "string[pyarrow]",  # Arrow strings: vectorised strip/compare, near zero-copy into DuckDB
     "datetime": "datetime64[ns]",
     "bool": "boolean",
 }
@@ -257,6 +257,9 @@ class DatasetSpec(BaseModel):
                 continue
             src = frame[col.name]
             cast = _cast(src, col.dtype)
+            if col.dtype == "string":  # any value is text: nothing can fail to cast (blank text is missing)
+                out[col.name] = cast
+                continue
             bad = int((cast.isna() & _present(src)).sum())
             if bad:
                 failures[col.name] = bad
@@ -277,7 +280,7 @@ class DatasetSpec(BaseModel):
 def _present(s: pd.Series) -> pd.Series:
     """Values that were really given (not null, not blank text)."""
     if s.dtype == object or pd.api.types.is_string_dtype(s):
-        return s.notna() & (s.astype("string").str.strip() != "")
+        return s.notna() & (s.astype(PANDAS_DTYPES["string"]).str.strip() != "")
     return s.notna()
 
 
@@ -290,7 +293,7 @@ def _cast(s: pd.Series, dtype: str) -> pd.Series:
             return num.astype("Int64")
         return num.astype("float64")
     if dtype == "string":
-        text = s.astype("string").str.strip()
+        text = s.astype(PANDAS_DTYPES["string"]).str.strip()
         return text.mask(text == "")
     if dtype == "datetime":
         ts = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")

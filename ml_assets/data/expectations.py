@@ -307,10 +307,10 @@ def _batches(
                 # expectations that read only the schema get the schema: no rows to convert or scan
                 schema_only = split and all(_schema_level(e, frame) for _, e in group)
                 data = _gx_comparable(frame.iloc[:0] if schema_only else frame)
-            else:
+            elif frame_name == LANDED:
                 data = _gx_comparable(frame[[column]])
-                if frame_name != LANDED:
-                    data = _fast_dtypes(data)
+            else:  # the typed frame has spec dtypes only: straight to GX-fast ones, no detour via Python strings
+                data = _fast_dtypes(frame[[column]])
             if group:
                 yield data, group
 
@@ -343,7 +343,10 @@ def _fast_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
         if isinstance(s.dtype, pd.api.extensions.ExtensionDtype) and s.dtype.kind in "iuf":
             fixes[name] = s.astype("float64" if s.hasnans else s.dtype.numpy_dtype)
         elif isinstance(s.dtype, pd.StringDtype) or s.dtype == object:
-            fixes[name] = s.astype("category")
+            codes, uniques = pd.factorize(s)  # Arrow strings factorize natively; categories as plain Python str
+            fixes[name] = pd.Series(
+                pd.Categorical.from_codes(codes, categories=uniques.astype(object)), index=s.index, name=name
+            )
     return frame.assign(**fixes) if fixes else frame
 
 
