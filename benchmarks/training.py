@@ -17,7 +17,6 @@ import os
 import statistics
 import tempfile
 import time
-from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -25,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from dagster import Output, asset, materialize
 
-from ml_assets.data.features import featurize
-from ml_assets.data.splits import SPLIT, split_by_time
-from ml_assets.dataset import DatasetSpec, demo_data_path, load_default_spec
+from ml_assets.data.splits import SPLIT
+from ml_assets.dataset import DatasetSpec, load_default_spec
+from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.versioning import frame_version
@@ -36,14 +35,7 @@ from resources.launchers import LocalTorchrunLauncher
 
 
 def training_set(spec: DatasetSpec, rows: int) -> pd.DataFrame:
-    raw = pd.read_parquet(demo_data_path(spec))
-    if rows > len(raw):  # repeat the real rows to reach a size (ids stay unique)
-        raw = pd.concat([raw] * (rows // len(raw) + 1), ignore_index=True)
-    raw = raw.head(rows).copy()
-    raw[spec.id.name] = np.arange(len(raw))
-    raw[spec.time.name] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(len(raw)) % 10, unit="D")
-    typed, _ = spec.coerce(raw)
-    return split_by_time(spec, featurize(spec, typed), date(2026, 1, 10))
+    return demo_training_set(spec, rows)
 
 
 def plain_loop(spec: DatasetSpec, frame: pd.DataFrame, net_cfg: NetworkConfig, args: argparse.Namespace) -> float:

@@ -6,29 +6,21 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pandas as pd
 
-from ml_assets.data.features import featurize
-from ml_assets.data.splits import split_by_time
-from ml_assets.dataset import DatasetSpec, demo_data_path
+from ml_assets.dataset import DatasetSpec
+from ml_assets.datasets.samples import demo_training_set
 
 WINDOW_END = date(2026, 1, 10)
 
 
 def adult_training_set(spec: DatasetSpec, rows: int = 3000, seed: int = 0) -> pd.DataFrame:
     """``rows`` real Adult records spread over the spec's window, typed, featurized and split by time."""
-    df = pd.read_parquet(demo_data_path(spec)).sample(rows, random_state=seed).reset_index(drop=True)
-    days = spec.training.window_days
-    start = pd.Timestamp(WINDOW_END - timedelta(days=days - 1))
-    offsets = np.arange(rows) % days
-    df[spec.time.name] = start + pd.to_timedelta(offsets, unit="D") + pd.to_timedelta(np.arange(rows), unit="s")
-    typed, _ = spec.coerce(df)
-    return split_by_time(spec, featurize(spec, typed), WINDOW_END)
+    return demo_training_set(spec, rows, seed=seed, window_end=WINDOW_END)
 
 
 def fit_logistic(spec: DatasetSpec, training_set: pd.DataFrame, c: float = 1.0):

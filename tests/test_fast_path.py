@@ -6,16 +6,13 @@ column ``to_numeric``/``astype``/``map``, dense one-hot matmul); the optimised c
 
 from __future__ import annotations
 
-from datetime import date
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from ml_assets.data.features import featurize
-from ml_assets.data.splits import split_by_time
-from ml_assets.dataset import DatasetSpec, demo_data_path
+from ml_assets.dataset import DatasetSpec
+from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.bundle import TabularModel
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import CLIP, MISSING_INDEX, UNKNOWN_INDEX, Preprocessing
@@ -59,10 +56,7 @@ def _reference_logistic(model: TabularModel, frame: pd.DataFrame) -> np.ndarray:
 @pytest.fixture(scope="module")
 def data(adult_spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train split, scored rows): real Adult rows, with nulls and unseen values injected in every column kind."""
-    raw = pd.read_parquet(demo_data_path(adult_spec)).head(3000)
-    raw["event_time"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(len(raw)) % 10, unit="D")
-    typed, _ = adult_spec.coerce(raw)
-    splits = split_by_time(adult_spec, featurize(adult_spec, typed), date(2026, 1, 10))
+    splits = demo_training_set(adult_spec, 3000)
     train = splits[splits["split"] == "train"]
     rows = splits.reset_index(drop=True).copy()
     assert rows["workclass"].isna().any() and rows["native_country"].isna().any()  # real nulls in Adult

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from ml_assets.data.features import featurize
-from ml_assets.data.splits import split_by_time
-from ml_assets.dataset import DatasetSpec, demo_data_path
+from ml_assets.dataset import DatasetSpec
+from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.assets import BaselineConfig, fit_baseline
 from ml_assets.model.bundle import TabularModel
 from resources.model_store import ModelNotFoundError, ModelStore
@@ -21,10 +19,7 @@ from resources.model_store import ModelNotFoundError, ModelStore
 
 @pytest.fixture(scope="module")
 def training_set(adult_spec: DatasetSpec) -> pd.DataFrame:
-    raw = pd.read_parquet(demo_data_path(adult_spec)).head(1500)
-    raw["event_time"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(len(raw)) % 10, unit="D")
-    typed, _ = adult_spec.coerce(raw)
-    return split_by_time(adult_spec, featurize(adult_spec, typed), date(2026, 1, 10))
+    return demo_training_set(adult_spec, 1500)
 
 
 @pytest.fixture(scope="module")

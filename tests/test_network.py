@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch.nn import functional as F
 
-from ml_assets.data.features import featurize
-from ml_assets.data.splits import split_by_time
-from ml_assets.dataset import DatasetSpec, demo_data_path
+from ml_assets.dataset import DatasetSpec
+from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.bundle import LogisticWeights, TabularModel
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
@@ -29,10 +26,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def rows(adult_spec: DatasetSpec) -> pd.DataFrame:
-    raw = pd.read_parquet(demo_data_path(adult_spec)).head(1500)
-    raw["event_time"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(len(raw)) % 10, unit="D")
-    typed, _ = adult_spec.coerce(raw)
-    return split_by_time(adult_spec, featurize(adult_spec, typed), date(2026, 1, 10))
+    return demo_training_set(adult_spec, 1500)
 
 
 @pytest.fixture(scope="module")

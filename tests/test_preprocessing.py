@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ml_assets.data.features import featurize
-from ml_assets.data.splits import split_by_time
-from ml_assets.dataset import DatasetSpec, demo_data_path
+from ml_assets.dataset import DatasetSpec
+from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.preprocessing import MISSING_INDEX, UNKNOWN_INDEX, Preprocessing
 
 
 @pytest.fixture(scope="module")
 def splits(adult_spec: DatasetSpec) -> pd.DataFrame:
-    raw = pd.read_parquet(demo_data_path(adult_spec)).head(2000)
-    raw["event_time"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(len(raw)) % 10, unit="D")
-    typed, _ = adult_spec.coerce(raw)
-    return split_by_time(adult_spec, featurize(adult_spec, typed), date(2026, 1, 10))
+    return demo_training_set(adult_spec, 2000)
 
 
 def test_fit_uses_train_split_only(adult_spec: DatasetSpec, splits: pd.DataFrame) -> None:

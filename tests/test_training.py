@@ -28,9 +28,8 @@ from dagster import (
     materialize,
 )
 
-from ml_assets.data.features import featurize
-from ml_assets.data.splits import split_by_time
-from ml_assets.dataset import DatasetSpec, demo_data_path
+from ml_assets.dataset import DatasetSpec
+from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.assets import build_model_assets
 from ml_assets.model.metrics import classification_metrics
 from resources.deepspeed_trainer import DeepSpeedTrainer, TrainerConfigError
@@ -57,10 +56,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def frame(adult_spec: DatasetSpec) -> pd.DataFrame:
-    raw = pd.read_parquet(demo_data_path(adult_spec)).sample(ROWS, random_state=0).reset_index(drop=True)
-    raw["event_time"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(ROWS) % 10, unit="D")
-    typed, _ = adult_spec.coerce(raw)
-    return split_by_time(adult_spec, featurize(adult_spec, typed), WINDOW_END)
+    return demo_training_set(adult_spec, ROWS, seed=0, window_end=WINDOW_END)
 
 
 @pytest.fixture(scope="module")
