@@ -306,7 +306,12 @@ def _batches(
                 group = [(r, e) for r, e in group if not _skip(e, frame)]
                 # expectations that read only the schema get the schema: no rows to convert or scan
                 schema_only = split and all(_schema_level(e, frame) for _, e in group)
-                data = _gx_comparable(frame.iloc[:0] if schema_only else frame)
+                if split and frame_name != LANDED and not schema_only:
+                    # table-level rules (row count) need rows but not every column: convert only those named
+                    named = [c for c in dict.fromkeys(e.kwargs.get("column") for _, e in group) if c in frame.columns]
+                    data = _fast_dtypes(frame[named or list(frame.columns[:1])])
+                else:
+                    data = _gx_comparable(frame.iloc[:0] if schema_only else frame)
             elif frame_name == LANDED:
                 data = _gx_comparable(frame[[column]])
             else:  # the typed frame has spec dtypes only: straight to GX-fast ones, no detour via Python strings
