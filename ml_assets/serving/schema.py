@@ -8,10 +8,12 @@ names the field and the rule before it ever reaches the model.
 from __future__ import annotations
 
 from functools import cache
+from operator import itemgetter
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from ml_assets.dataset import PANDAS_DTYPES, Column, DatasetSpec
@@ -113,14 +115,51 @@ def warmup_record(spec: DatasetSpec) -> dict[str, Any]:
     return out
 
 
-def records_frame(spec: DatasetSpec, records: list[dict[str, Any]]) -> pd.DataFrame:
+def records_columns(spec: DatasetSpec, records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The feature values of records as one list per feature column (None where a record lacks the field).
+
+    One C-level pass over the records (``itemgetter`` + ``zip``) when every record holds every feature, as
+    validated records do; a per-column ``get`` otherwise.
+    """
+    names = [c.name for c in spec.feature_columns]
+    try:
+        rows = list(map(itemgetter(*names), records))
+    except KeyError:
+        return {n: [r.get(n) for r in records] for n in names}
+    if len(names) == 1:
+        return {names[0]: rows}
+    return dict(zip(names, map(list, zip(*rows, strict=True)), strict=True))
+
+
+def records_frame(
+    spec: DatasetSpec, records: list[dict[str, Any]], columns: dict[str, list[Any]] | None = None
+) -> pd.DataFrame:
     """Validated records -> a frame typed like the training data (spec dtypes), as the model expects.
 
-    Built column by column with ``pd.array``: 5x cheaper than a frame-wide ``astype`` for small batches.
+    Built column-wise from numpy arrays (integers with a null mask, floats with NaN, strings straight into
+    Arrow), no row-wise or per-value pandas construction. ``columns``: the records' ``records_columns`` if the
+    caller already has them.
     """
-    return pd.DataFrame(
-        {c.name: pd.array([r.get(c.name) for r in records], dtype=PANDAS_DTYPES[c.dtype]) for c in spec.feature_columns}
-    )
+    cols = columns if columns is not None else records_columns(spec, records)
+    n = len(records)
+    data: dict[str, Any] = {}
+    for c in spec.feature_columns:
+        values = cols[c.name]
+        if c.dtype == "int64":
+            if None in values:
+                mask = np.fromiter((v is None for v in values), dtype=bool, count=n)
+                ints = np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=n)
+            else:
+                mask = np.zeros(n, dtype=bool)
+                ints = np.array(values, dtype=np.int64)
+            data[c.name] = pd.arrays.IntegerArray(ints, mask)
+        elif c.dtype == "float64":
+            data[c.name] = np.array(values, dtype=np.float64)  # None -> NaN
+        elif c.dtype == "string":
+            data[c.name] = pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string()))
+        else:
+            data[c.name] = pd.array(values, dtype=PANDAS_DTYPES[c.dtype])
+    return pd.DataFrame(data, copy=False)
 
 
 def unknown_category_mask(spec: DatasetSpec, frame: pd.DataFrame) -> dict[str, np.ndarray]:
