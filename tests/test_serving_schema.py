@@ -190,3 +190,39 @@ def test_log_lines_are_json(tmp_path: Path):
     files = list(tmp_path.rglob("*.jsonl"))
     assert len(files) == 1 and json.loads(files[0].read_text())["request_id"] == "x"
     log.close()
+
+
+def test_records_frame_equals_per_value_pandas_construction(adult_spec: DatasetSpec):
+    from ml_assets.dataset import PANDAS_DTYPES
+
+    model = record_model(adult_spec)
+    recs = [
+        model.model_validate(GOOD).__dict__,
+        model.model_validate({**GOOD, "occupation": None, "native_country": "Atlantis"}).__dict__,
+        {k: v for k, v in GOOD.items() if k != "capital_gain"},  # a record lacking a field: null there
+    ]
+    want = pd.DataFrame(
+        {
+            c.name: pd.array([r.get(c.name) for r in recs], dtype=PANDAS_DTYPES[c.dtype])
+            for c in adult_spec.feature_columns
+        }
+    )
+    pd.testing.assert_frame_equal(records_frame(adult_spec, recs), want)
+    pd.testing.assert_frame_equal(records_frame(adult_spec, recs[:2]), want.iloc[:2])
+
+
+def test_batch_log_lines_equal_entry_lines(tmp_path: Path):
+    now = utc_now()
+    inputs = [GOOD, {**GOOD, "occupation": None, "native_country": 'quo"te\n'}]
+    log = PredictionLog(tmp_path, flush_interval_s=60)
+    log.append_batch(now, "m:1", ["abc123", 'x-"odd" id'], inputs, [0.25, 1e-05], [0, 1])
+    log.append([{"request_id": "e", "time": now, "model_tag": "m:1", "inputs": GOOD, "probability": 0.5, "label": 1}])
+    assert log.flush() == 3
+    log.close()
+    lines = (tmp_path / now.date().isoformat() / f"{os.getpid()}.jsonl").read_text().splitlines()
+    got = [json.loads(line) for line in lines]
+    assert [list(e) for e in got] == [list(("request_id", "time", "model_tag", "inputs", "probability", "label"))] * 3
+    assert got[:2] == [
+        {"request_id": rid, "time": now.isoformat(), "model_tag": "m:1", "inputs": rec, "probability": p, "label": y}
+        for rid, rec, p, y in zip(["abc123", 'x-"odd" id'], inputs, [0.25, 1e-05], [0, 1], strict=True)
+    ]
