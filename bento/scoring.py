@@ -6,7 +6,7 @@ Kept apart from ``service.py`` so the same code path is exercised in-process and
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from bento.prediction_log import PredictionLog, utc_now
 from ml_assets.dataset import DatasetSpec
-from ml_assets.serving.schema import records_frame
+from ml_assets.serving.schema import records_columns, records_frame
 
 
 class ScoringError(RuntimeError):
@@ -51,47 +51,49 @@ class Scorer:
         """Score validated records (dicts of feature values); returns one prediction dict per record."""
         if not records:
             return []
-        frame = records_frame(self.spec, records)
+        columns = records_columns(self.spec, records)
+        frame = records_frame(self.spec, records, columns)
         proba = np.asarray(self.model.predict_proba(frame), dtype="float64")
         if proba.shape != (len(records),) or not np.isfinite(proba).all():
             raise ScoringError(
                 f"model {self.model_tag} returned probabilities of shape {proba.shape} "
                 f"(finite: {bool(np.isfinite(proba).all())}) for {len(records)} records"
             )
-        ids = request_ids or [uuid.uuid4().hex for _ in records]
+        ids = request_ids or new_request_ids(len(records))
         now = utc_now()
-        unknown = [
-            [name for name, known in self._known if (v := rec.get(name)) is not None and v not in known]
-            for rec in records
-        ]
+        unknown: list[list[str]] = [[] for _ in records]
+        for name, known in self._known:
+            values = columns[name]
+            # one set difference per column; the per-row scan only when some value is unknown (rare)
+            if set(values).difference(known).difference((None,)):
+                for i, v in enumerate(values):
+                    if v is not None and v not in known:
+                        unknown[i].append(name)
+        probs = proba.tolist()
         labels = (proba >= self.threshold).astype(int).tolist()
+        names, threshold, tag = self._names, self.threshold, self.model_tag
         out = [
             {
                 "request_id": rid,
                 "probability": p,
                 "label": label,
-                "label_name": self._names[label],
-                "threshold": self.threshold,
-                "model_tag": self.model_tag,
+                "label_name": names[label],
+                "threshold": threshold,
+                "model_tag": tag,
                 "unknown_categories": unk,
             }
-            for rid, p, label, unk in zip(ids, proba.tolist(), labels, unknown, strict=True)
+            for rid, p, label, unk in zip(ids, probs, labels, unknown, strict=True)
         ]
         if log and self.log is not None:
-            self.log.append(
-                [
-                    {
-                        "request_id": o["request_id"],
-                        "time": now,
-                        "model_tag": self.model_tag,
-                        "inputs": rec,
-                        "probability": o["probability"],
-                        "label": o["label"],
-                    }
-                    for o, rec in zip(out, records, strict=True)
-                ]
-            )
+            self.log.append_batch(now, tag, ids, records, probs, labels)
         return out
+
+
+def new_request_ids(n: int) -> list[str]:
+    """``n`` random 128-bit ids as 32 hex digits (like ``uuid4().hex``): one ``os.urandom`` call for the batch,
+    ~15x cheaper than ``n`` uuid4 objects."""
+    digits = os.urandom(16 * n).hex()
+    return [digits[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
 T = TypeVar("T")
