@@ -119,6 +119,14 @@ def land_demo_data(spec: DatasetSpec, days: list[str], seed: int) -> int:
     return moved
 
 
+def materialized(result: ExecuteInProcessResult) -> set[str]:
+    """Names of the assets a run materialized."""
+    return {
+        ev.event_specific_data.materialization.asset_key.to_user_string()  # type: ignore[union-attr]
+        for ev in result.get_asset_materialization_events()
+    }
+
+
 def run_unpartitioned(
     defs: Definitions, instance: DagsterInstance, job: str, assets: Iterable[str], summary: Summary
 ) -> ExecuteInProcessResult:
@@ -126,10 +134,7 @@ def run_unpartitioned(
     started = time.perf_counter()
     result = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
     passed, warned, blocking = check_outcome(result)
-    done = {
-        ev.event_specific_data.materialization.asset_key.to_user_string()  # type: ignore[union-attr]
-        for ev in result.get_asset_materialization_events()
-    }
+    done = materialized(result)
     detail = f"{describe_checks(passed, warned, blocking)}, {time.perf_counter() - started:.0f}s"
     summary.add(job, "-", "ok" if result.success else "FAILED", detail)
     for asset in assets:
@@ -185,10 +190,7 @@ def run_demo(days: int | None = None, seed: int = 0, stages: str = "all") -> int
         print("\n[model] baseline, DeepSpeed candidate, evaluation gates, promotion", flush=True)
         result = run_unpartitioned(defs, instance, MODEL_JOB, MODEL_ASSETS, summary)
         print_evaluation(result)
-        promoted = any(
-            ev.event_specific_data.materialization.asset_key.to_user_string() == "champion_model"  # type: ignore[union-attr]
-            for ev in result.get_asset_materialization_events()
-        )
+        promoted = "champion_model" in materialized(result)
     if "serving" in wanted and data_ok and ("model" not in wanted or promoted):
         print("\n[serving] bento build and blue/green deployment", flush=True)
         result = run_unpartitioned(defs, instance, SERVING_JOB, SERVING_ASSETS, summary)

@@ -90,8 +90,3 @@ class LandingZone(ConfigurableResource):
             f"file: {path}\nquarantined_at: {datetime.now(UTC).isoformat()}\nreason: {reason}\n"
         )
         return target
-
-    def quarantined(self, day: str | None = None) -> list[Path]:
-        root = Path(self.quarantine_root)
-        folders = [root / day] if day else [d for d in root.glob("*") if d.is_dir()]
-        return sorted(p for f in folders if f.is_dir() for p in f.iterdir() if not p.name.endswith(".reason.txt"))

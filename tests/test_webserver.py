@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from resources.bento_deployer import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,15 +24,9 @@ QUERY = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def webserver(tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     home = tmp_path / "state"
     (home / "dagster").mkdir(parents=True)
     env = {
