@@ -30,7 +30,9 @@ def _prepare_environment(home: str | None) -> Path:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    home = Path(args.home or os.environ.get("ML_ASSETS_HOME", ".ml_assets")).resolve()
+    from ml_assets.settings import ml_assets_home
+
+    home = Path(args.home).resolve() if args.home else ml_assets_home()
     if args.fresh and home.exists():
         shutil.rmtree(home)
     _prepare_environment(str(home))
@@ -41,12 +43,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _stop(args: argparse.Namespace) -> int:
     _prepare_environment(args.home)
-    from ml_assets.settings import paths
+    from ml_assets.settings import paths, serve_port
     from resources.bento_deployer import LocalBentoDeployer
 
     where = paths()
-    port = int(os.environ.get("ML_ASSETS_SERVE_PORT", "3000"))
-    state = LocalBentoDeployer(home=str(where.home), bentoml_home=str(where.bentoml_home), port=port).stop()
+    state = LocalBentoDeployer(home=str(where.home), bentoml_home=str(where.bentoml_home), port=serve_port()).stop()
     print(f"stopped the served model and its proxy (state: {where.deployments}); last: {state.get('previous')}")
     return 0
 

@@ -66,6 +66,22 @@ def paths() -> Paths:
     return Paths(ml_assets_home())
 
 
+def int_env(name: str, default: int) -> int:
+    """An integer setting from the environment, with an error that names the variable."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as e:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from e
+
+
+def serve_port() -> int:
+    """The stable loopback port applications call the served model on (``ML_ASSETS_SERVE_PORT``, default 3000)."""
+    return int_env("ML_ASSETS_SERVE_PORT", 3000)
+
+
 def spec_path() -> Path:
     """The dataset spec in use: ML_ASSETS_DATASET_SPEC or the shipped UCI Adult spec."""
     return Path(os.environ.get("ML_ASSETS_DATASET_SPEC", DEFAULT_SPEC_PATH)).resolve()

@@ -14,7 +14,7 @@ from dagster import FilesystemIOManager
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ml_assets.dataset import DatasetSpec
-from ml_assets.settings import Paths, paths
+from ml_assets.settings import Paths, int_env, paths, serve_port
 from resources.bento_deployer import KubernetesManifestDeployer, LocalBentoDeployer
 from resources.deepspeed_trainer import DeepSpeedTrainer
 from resources.landing import LandingZone
@@ -22,16 +22,6 @@ from resources.launchers import LocalTorchrunLauncher
 from resources.model_store import ModelStore
 
 WAREHOUSE_SCHEMA = "ml"
-
-
-def _int_env(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError as e:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from e
 
 
 def _shared(where: Paths) -> dict[str, Any]:
@@ -49,14 +39,14 @@ def local_resources(spec: DatasetSpec, where: Paths | None = None) -> dict[str, 
     return _shared(where) | {
         "trainer": DeepSpeedTrainer(
             launcher=LocalTorchrunLauncher(),
-            ranks=_int_env("ML_ASSETS_TRAINER_RANKS", 2),
-            zero_stage=_int_env("ML_ASSETS_TRAINER_ZERO_STAGE", 0),  # measured: ZeRO-2 on CPU is gloo-latency bound
+            ranks=int_env("ML_ASSETS_TRAINER_RANKS", 2),
+            zero_stage=int_env("ML_ASSETS_TRAINER_ZERO_STAGE", 0),  # measured: ZeRO-2 on CPU is gloo-latency bound
             checkpoint_dir=str(where.checkpoints),
         ),
         "bento_deployer": LocalBentoDeployer(
             home=str(where.home),
             bentoml_home=str(where.bentoml_home),
-            port=_int_env("ML_ASSETS_SERVE_PORT", 3000),
+            port=serve_port(),
         ),
     }
 

@@ -21,6 +21,7 @@ from dagster import (
     asset,
 )
 
+from ml_assets import markdown
 from ml_assets.data import expectations, splits, training_checks
 from ml_assets.data import features as features_module
 from ml_assets.data.features import featurize
@@ -29,11 +30,6 @@ from ml_assets.dataset import DatasetSpec
 from ml_assets.partitions import LANDING_DAY, daily_partitions
 from ml_assets.versioning import code_version, frame_version
 from resources.landing import LandingFileError, LandingZone
-
-
-def _markdown_counts(counts: dict[str, int], header: tuple[str, str]) -> str:
-    rows = "\n".join(f"| {k} | {v} |" for k, v in counts.items()) or "| (none) | 0 |"
-    return f"| {header[0]} | {header[1]} |\n| --- | --- |\n{rows}"
 
 
 def read_landed(landing: LandingZone, day: str) -> tuple[pd.DataFrame, list[str], int]:
@@ -99,7 +95,9 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
                 "dagster/row_count": len(typed),
                 "files": MetadataValue.json(files),
                 "bytes": nbytes,
-                "null_counts": MetadataValue.md(_markdown_counts(nulls, ("column", "nulls"))),
+                "null_counts": MetadataValue.md(
+                    markdown.table([{"column": c, "nulls": n} for c, n in nulls.items()], ["column", "nulls"])
+                ),
                 "cast_failures": MetadataValue.json(cast_failures),
                 "landing_dir": str(landing.day_dir(day)),
             },
@@ -158,8 +156,10 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
         out = out.drop(columns=[LANDING_DAY]).reset_index(drop=True)
         counts = out[splits.SPLIT].value_counts().reindex(splits.SPLITS, fill_value=0)
         rates = out.groupby(splits.SPLIT)[spec.label_column].mean().reindex(splits.SPLITS)
-        table = "| split | rows | positive rate |\n| --- | --- | --- |\n" + "\n".join(
-            f"| {s} | {int(counts[s])} | {rates[s]:.3f} |" for s in splits.SPLITS
+        table = markdown.table(
+            [{"split": s, "rows": int(counts[s]), "positive rate": rates[s]} for s in splits.SPLITS],
+            digits=3,
+            right=["rows", "positive rate"],
         )
         return Output(
             out,

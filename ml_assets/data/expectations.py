@@ -23,6 +23,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from ml_assets import markdown
 from ml_assets.dataset import Column, DatasetSpec, Severity
 
 SAMPLE_ROWS = 5
@@ -410,17 +411,6 @@ def _exception(r: Any) -> str | None:
     return None
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A small markdown table (no tabulate dependency) for check metadata."""
-    cols = [str(c) for c in frame.columns]
-    head = "| " + " | ".join(["row", *cols]) + " |\n| " + " | ".join(["---"] * (len(cols) + 1)) + " |\n"
-    body = "\n".join(
-        "| " + " | ".join([str(i), *("null" if pd.isna(v) else str(v) for v in row)]) + " |"
-        for i, row in zip(frame.index, frame.itertuples(index=False), strict=True)
-    )
-    return head + body
-
-
 def _sample(frames: Mapping[str, pd.DataFrame], rule: Rule, index: list[Any], id_col: str) -> str | None:
     if not index:
         return None
@@ -431,7 +421,7 @@ def _sample(frames: Mapping[str, pd.DataFrame], rule: Rule, index: list[Any], id
     landed = frames.get(LANDED)
     if rule.frame == TYPED and landed is not None and rule.column in landed.columns:
         sample[f"{rule.column} (as landed)"] = landed.loc[[i for i in idx if i in landed.index], rule.column]
-    return markdown_table(sample)
+    return markdown.table(sample, index="row")
 
 
 def _describe(rule: Rule, r: Any) -> tuple[str, dict[str, Any]]:
@@ -642,7 +632,6 @@ __all__ = [
     "Rule",
     "build_features_checks",
     "features_rules",
-    "markdown_table",
     "raw_data_check_specs",
     "raw_data_rules",
     "run_gx",

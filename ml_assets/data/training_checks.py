@@ -12,7 +12,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from ml_assets.data.expectations import markdown_table
+from ml_assets import markdown
 from ml_assets.data.splits import SPLIT, SPLITS
 from ml_assets.dataset import DatasetSpec
 
@@ -100,7 +100,7 @@ def check_class_balance(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckRes
         "class_balance",
         not problems,
         f"FAILED class_balance on {label!r}: {'; '.join(problems)}" if problems else f"PASSED: {rule}",
-        {"rule": rule, "splits": dg.MetadataValue.md(markdown_table(pd.DataFrame(rows).set_index("split")))},
+        {"rule": rule, "splits": dg.MetadataValue.md(markdown.table(rows))},
     )
 
 
@@ -162,7 +162,7 @@ def check_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
         train = train.sample(LEAKAGE_ROWS, random_state=0)
     aucs = pd.Series(single_feature_auc(spec, train)).sort_values(ascending=False)
     leaks = aucs[aucs >= limit]
-    table = markdown_table(aucs.round(4).rename("roc_auc").to_frame())
+    table = markdown.table(aucs.rename("roc_auc").to_frame(), index="feature")
     problems = [f"{name!r} alone scores ROC AUC {auc:.4f}" for name, auc in leaks.items()]
     return _result(
         "single_feature_leakage",
@@ -204,7 +204,7 @@ def check_drift(spec: DatasetSpec, ts: pd.DataFrame, previous: pd.DataFrame | No
         {
             "rule": rule,
             "max_psi": float(values.iloc[0]),
-            "psi_per_feature": dg.MetadataValue.md(markdown_table(values.round(4).rename("psi").to_frame())),
+            "psi_per_feature": dg.MetadataValue.md(markdown.table(values.rename("psi").to_frame(), index="feature")),
             "previous_rows": len(previous),
             **({"note": note} if note else {}),
         },

@@ -6,8 +6,6 @@ full lineage in its metadata, and hand a ``ModelRef`` downstream. (No ``from __f
 Dagster reads the Config and resource annotations of asset functions at definition time.)
 """
 
-import base64
-import io
 from typing import Any, Literal
 
 import numpy as np
@@ -24,6 +22,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from ml_assets import markdown
 from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model import bundle, network, preprocessing, train
@@ -77,31 +76,21 @@ def split_rows(training_set: pd.DataFrame, split: str) -> pd.DataFrame:
 
 
 def metrics_table(rows: dict[str, dict[str, float]]) -> str:
+    """One row per model, one column per metric."""
     names = list(next(iter(rows.values())))
-    head = "| model | " + " | ".join(names) + " |\n|" + " --- |" * (len(names) + 1)
-    body = "\n".join(f"| {m} | " + " | ".join(f"{v[n]:.4f}" for n in names) + " |" for m, v in rows.items())
-    return f"{head}\n{body}"
+    return markdown.table([{"model": m, **v} for m, v in rows.items()], ["model", *names], right=names)
 
 
 def loss_curve_markdown(history: list[dict[str, float]]) -> str:
     """A small train/validation loss plot, embedded as a base64 PNG so the UI shows it inline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(4.5, 2.8), dpi=90)
+    fig, ax = markdown.new_figure(4.5, 2.8, 90)
     ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
     ax.plot(epochs, [h["val_log_loss"] for h in history], marker="o", label="validation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("log loss")
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return f"![loss curve](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
+    return markdown.figure(fig, "loss curve")
 
 
 def fit_baseline(spec: DatasetSpec, training_set: pd.DataFrame, cfg: BaselineConfig) -> TabularModel:

@@ -33,6 +33,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from ml_assets import markdown
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model import gates as gates_module
 from ml_assets.model.bundle import ModelRef
@@ -67,11 +68,18 @@ def stored_ref(store: ModelStore, tag: str) -> ModelRef:
 
 def gate_table(outcomes: list[GateOutcome]) -> str:
     """Markdown table of every gate: verdict, observed value, threshold and comparison."""
-    rows = ["| gate | verdict | observed | threshold | comparison |", "|---|---|---|---|---|"]
-    for o in outcomes:
-        shown = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in (o.observed, o.threshold)]
-        rows.append(f"| {o.name} | {'pass' if o.passed else 'FAIL'} | {shown[0]} | {shown[1]} | {o.comparison} |")
-    return "\n".join(rows)
+    return markdown.table(
+        [
+            {
+                "gate": o.name,
+                "verdict": "pass" if o.passed else "FAIL",
+                "observed": o.observed,
+                "threshold": o.threshold,
+                "comparison": o.comparison,
+            }
+            for o in outcomes
+        ]
+    )
 
 
 def promote(store: ModelStore, candidate_tag: str) -> list[str]:

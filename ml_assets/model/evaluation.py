@@ -27,6 +27,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from ml_assets import markdown
 from ml_assets.dataset import DatasetSpec
 
 MISSING_GROUP = "(missing)"
@@ -454,41 +455,52 @@ class Evaluation:
         return out
 
 
-def _cell(x: float | None, digits: int = 4) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
 def comparison_table(evaluation: Evaluation) -> str:
     """Markdown table of candidate vs baseline vs champion on the test split (printed by the demo)."""
     scored = evaluation.scored()
-    head = "| metric | " + " | ".join(f"{role} `{s.tag}`" for role, s in scored.items()) + " |"
-    lines = [head, "|---" * (len(scored) + 1) + "|"]
+    columns = ["metric", *(f"{role} `{s.tag}`" for role, s in scored.items())]
+    rows: list[dict[str, Any]] = []
     for name in METRIC_NAMES:
         arrow = "lower is better" if name in LOWER_IS_BETTER else "higher is better"
         star = " (primary)" if name == evaluation.primary_metric else ""
-        lines.append(f"| {name}{star}, {arrow} | " + " | ".join(_cell(s.metrics[name]) for s in scored.values()) + " |")
-    lines.append("| threshold | " + " | ".join(_cell(s.threshold, 3) for s in scored.values()) + " |")
+        rows.append(
+            dict(zip(columns, [f"{name}{star}, {arrow}", *(s.metrics[name] for s in scored.values())], strict=True))
+        )
+    rows.append(dict(zip(columns, ["threshold", *(round(s.threshold, 3) for s in scored.values())], strict=True)))
     cand = evaluation.candidate
     if cand.latency is not None:
-        lines.append(f"| candidate p50 / p99 one row | {cand.latency.p50_ms:.2f} / {cand.latency.p99_ms:.2f} ms |")
-        lines.append(f"| candidate rows/s ({cand.latency.batch_rows} rows) | {cand.latency.rows_per_s:,.0f} |")
+        rows.append(
+            {
+                columns[0]: "candidate p50 / p99 one row",
+                columns[1]: f"{cand.latency.p50_ms:.2f} / {cand.latency.p99_ms:.2f} ms",
+            }
+        )
+        rows.append(
+            {
+                columns[0]: f"candidate rows/s ({cand.latency.batch_rows} rows)",
+                columns[1]: f"{cand.latency.rows_per_s:,.0f}",
+            }
+        )
     if cand.size is not None:
-        lines.append(f"| candidate size | {cand.size.describe()} |")
-    lines.append(f"\n{evaluation.test_rows:,} test rows, {evaluation.test_positives:,} positive.")
-    return "\n".join(lines)
+        rows.append({columns[0]: "candidate size", columns[1]: cand.size.describe()})
+    table = markdown.table(rows, columns, right=columns[1:])
+    return f"{table}\n\n{evaluation.test_rows:,} test rows, {evaluation.test_positives:,} positive."
 
 
 def slice_table(scores: ModelScores, primary_metric: str, min_size: int) -> str:
     """Markdown table of every slice: size, positives and the main metrics; small slices are marked."""
-    lines = [
-        f"| slice | rows | positives | {primary_metric} | accuracy | f1 | positive rate | judged |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+    rows = [
+        {
+            "slice": s.name,
+            "rows": f"{s.size:,}",
+            "positives": f"{s.positives:,}",
+            primary_metric: s.metrics[primary_metric],
+            "accuracy": s.metrics["accuracy"],
+            "f1": s.metrics["f1"],
+            "positive rate": s.metrics["positive_rate"],
+            "judged": "yes" if s.size >= min_size and not math.isnan(s.metrics[primary_metric]) else "no",
+        }
+        for s in scores.slices
     ]
-    for s in scores.slices:
-        judged = "yes" if s.size >= min_size and not math.isnan(s.metrics[primary_metric]) else "no"
-        lines.append(
-            f"| {s.name} | {s.size:,} | {s.positives:,} | {_cell(s.metrics[primary_metric])} | "
-            f"{_cell(s.metrics['accuracy'])} | {_cell(s.metrics['f1'])} | {_cell(s.metrics['positive_rate'])} | "
-            f"{judged} |"
-        )
-    return "\n".join(lines)
+    numbers = ["rows", "positives", primary_metric, "accuracy", "f1", "positive rate"]
+    return markdown.table(rows, ["slice", *numbers, "judged"], right=numbers)
