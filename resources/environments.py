@@ -15,8 +15,9 @@ from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ml_assets.dataset import DatasetSpec
 from ml_assets.settings import Paths, int_env, paths, serve_port
-from resources.bento_deployer import KubernetesManifestDeployer, LocalBentoDeployer
+from resources.bento_deployer import LocalBentoDeployer
 from resources.deepspeed_trainer import DeepSpeedTrainer
+from resources.k8s_deployer import KubernetesManifestDeployer
 from resources.landing import LandingZone
 from resources.launchers import LocalTorchrunLauncher
 from resources.model_store import ModelStore

@@ -20,8 +20,8 @@ from ml_assets.dataset import DatasetSpec
 from ml_assets.model.bundle import ModelRef
 from ml_assets.serving.assets import build_serving_assets, validation_sample
 from ml_assets.serving.build import BentoRef, build_bento
-from ml_assets.serving.k8s import render_manifests
 from resources.bento_deployer import DeploymentError, LocalBentoDeployer, _alive, free_port
+from resources.k8s_manifests import render_manifests
 from resources.model_store import ModelStore
 from tests.serving_support import adult_training_set, fit_logistic, save_model
 

@@ -32,7 +32,6 @@ from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.bundle import ModelRef
 from ml_assets.serving.build import BentoRef, build_bento, service_code_version
-from ml_assets.serving.k8s import render_manifests, to_yaml
 from ml_assets.versioning import code_version
 from resources.bento_deployer import BentoDeployer, DeploymentError
 from resources.model_store import ModelStore
@@ -74,7 +73,7 @@ def validation_sample(
 
 def build_serving_assets(spec: DatasetSpec) -> list:
     """``bento``, ``deployment`` and the deployment checks (health, train_serve_skew, http_p99_latency)."""
-    from ml_assets.serving import k8s, schema
+    from ml_assets.serving import schema
 
     @asset(
         name="bento",
@@ -108,7 +107,7 @@ def build_serving_assets(spec: DatasetSpec) -> list:
         name="deployment",
         group_name="serving",
         ins={"training_set": AssetIn(partition_mapping=LastPartitionMapping())},
-        code_version=code_version(spec, k8s, schema),
+        code_version=code_version(spec, schema),
         description="The Bento serving on a stable URL; a new one takes traffic only after it validates.",
     )
     def deployment(
@@ -128,7 +127,6 @@ def build_serving_assets(spec: DatasetSpec) -> list:
                 description=f"deployment of {bento.tag} rejected, the previous deployment keeps serving: {e}",
                 metadata={"bento_tag": bento.tag, "model_tag": bento.model_tag, "reason": str(e)[:2000]},
             ) from e
-        manifests = to_yaml(render_manifests(bento.tag, bento.model_tag))
         current = state.get("current") or {}
         previous = state.get("previous") or {}
         info = DeploymentInfo(bento_deployer.url, bento.tag, bento.model_tag, records, expected, state)
@@ -144,7 +142,11 @@ def build_serving_assets(spec: DatasetSpec) -> list:
                 "validation": MetadataValue.json(current.get("validated") or {}),
                 "previous_bento_tag": previous.get("bento_tag", ""),
                 "deploy_seconds": round(time.perf_counter() - t0, 2),
-                "kubernetes_manifests": MetadataValue.md(f"```yaml\n{manifests}```"),
+                **(
+                    {"kubernetes_manifests": MetadataValue.md(f"```yaml\n{state['manifests_yaml']}```")}
+                    if state.get("manifests_yaml")
+                    else {}
+                ),
             },
         )
 
