@@ -9,6 +9,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+# The embedded instance (SQLite under DAGSTER_HOME), sized for a 2-core machine: at most two runs at a time from the
+# queue (sensors and automation included), one step per pool (the training pool: ranks take every core), and the
+# freshness daemon that judges the model-age policies. No telemetry.
+LOCAL_INSTANCE_CONFIG = """\
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 2
+  pools:
+    default_limit: 1
+freshness:
+  enabled: true
+"""
+
 
 def _prepare_environment(home: str | None) -> Path:
     """Point every piece of state at one home directory before Dagster or BentoML import anything."""
@@ -24,8 +39,8 @@ def _prepare_environment(home: str | None) -> Path:
     for folder in (where.home, where.dagster_home, where.landing, where.quarantine):
         folder.mkdir(parents=True, exist_ok=True)
     instance_config = where.dagster_home / "dagster.yaml"
-    if not instance_config.exists():  # the embedded instance: SQLite under DAGSTER_HOME, no telemetry
-        instance_config.write_text("telemetry:\n  enabled: false\n")
+    if not instance_config.exists():
+        instance_config.write_text(LOCAL_INSTANCE_CONFIG)
     return where.home
 
 
@@ -39,6 +54,13 @@ def _demo(args: argparse.Namespace) -> int:
     from ml_assets.demo import run_demo
 
     return run_demo(days=args.days, seed=args.seed, stages=args.stages)
+
+
+def _up(args: argparse.Namespace) -> int:
+    _prepare_environment(args.home)
+    from ml_assets.up import run_up
+
+    return run_up(host=args.host, port=args.port, replay_s=args.replay)
 
 
 def _stop(args: argparse.Namespace) -> int:
@@ -73,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list of stages to run: data,model,serving (default: all that exist)",
     )
     demo.set_defaults(func=_demo)
+
+    up = sub.add_parser(
+        "up",
+        help="start the Dagster UI and daemon on the embedded instance; the graph then refreshes itself",
+        description="Start the Dagster webserver and daemon (127.0.0.1) on the instance under ML_ASSETS_HOME, with "
+        "the landing, automation and health sensors on; Ctrl-C stops both (whole process trees).",
+    )
+    up.add_argument("--home", help="state directory (default: $ML_ASSETS_HOME or ./.ml_assets)")
+    up.add_argument("--host", default="127.0.0.1", help="address of the UI (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=3030, help="port of the UI (default 3030; the model serves on 3000)")
+    up.add_argument(
+        "--replay", type=float, default=None, metavar="SECONDS", help="land the next simulated day every SECONDS"
+    )
+    up.set_defaults(func=_up)
 
     stop = sub.add_parser("stop", help="stop the model server and proxy that the demo (or deployment) started")
     stop.add_argument("--home", help="state directory (default: $ML_ASSETS_HOME or ./.ml_assets)")

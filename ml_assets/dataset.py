@@ -139,6 +139,30 @@ class TrainingWindow(BaseModel):
         return self
 
 
+class Retraining(BaseModel):
+    """When models retrain by themselves (declarative automation), and how old a serving model may get."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trigger: Literal["every_training_set", "cron", "on_request"] = Field(
+        "every_training_set",
+        description="every_training_set: retrain whenever a new training set passes its checks; cron: at most once "
+        "per tick of `cron`, when a new training set passed since the last tick; on_request: only when the "
+        "retrain sensor (monitoring) or a person asks",
+    )
+    cron: str | None = Field(None, description="cron schedule for trigger `cron`, e.g. '0 */6 * * *'")
+    max_model_age_hours: float = Field(
+        168.0, gt=0, description="freshness policy of champion_model and deployment: older than this fails"
+    )
+
+    @model_validator(mode="after")
+    def _cron_given(self) -> Retraining:
+        # the schedule itself is validated by Dagster when the automation condition is built
+        if self.trigger == "cron" and len((self.cron or "").split()) != 5:
+            raise ValueError(f"retraining: trigger 'cron' needs a 5-field cron schedule, got {self.cron!r}")
+        return self
+
+
 class DatasetSpec(BaseModel):
     """A tabular dataset: its columns with roles and rules, partitioning and training window."""
 
@@ -149,11 +173,16 @@ class DatasetSpec(BaseModel):
     source: str = ""
     license: str = ""
     positive_label: str
-    partitions_start: date
+    partitions_start: date | Literal["auto"] = Field(
+        "auto",
+        description="first daily partition: a date (where the data starts), or auto: the first landed day found "
+        "when the code location loads (today if nothing has landed yet)",
+    )
     timezone: str = "UTC"
     freshness_hours: float = 48.0
     row_count: RowCount = RowCount()
     training: TrainingWindow = TrainingWindow()
+    retraining: Retraining = Retraining()
     columns: list[Column]
     bands: list[Band] = []
     demo_data: str | None = Field(None, description="parquet file beside the spec with the real demo rows")

@@ -6,17 +6,19 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job
+from dagster import AssetSelection, DefaultSensorStatus, Definitions, define_asset_job, in_process_executor
 
 from ml_assets.data.assets import build_data_assets
 from ml_assets.dataset import DatasetSpec, load_default_spec
 from ml_assets.model.assets import build_model_assets
 from ml_assets.model.champion import build_champion_model, rollback_champion_job
 from ml_assets.model.evaluation_asset import build_model_evaluation
-from ml_assets.partitions import daily_partitions
+from ml_assets.partitions import daily_partitions, resolve_start, training_set_partitions
 from ml_assets.serving.assets import build_serving_assets
 from ml_assets.settings import environment
 from resources.environments import resources_for
+from sensors.automation import build_automation_sensor
+from sensors.deployment_health import build_health_sensor
 from sensors.landing_sensor import build_landing_sensor
 
 INGEST_JOB = "ingest_job"
@@ -24,12 +26,13 @@ TRAINING_SET_JOB = "training_set_job"
 MODEL_JOB = "model_job"
 SERVING_JOB = "serving_job"
 
-MODEL_ASSETS = ("baseline_model", "candidate_model", "model_evaluation", "champion_model")
+MODEL_ASSETS = ("approved_training_set", "baseline_model", "candidate_model", "model_evaluation", "champion_model")
 SERVING_ASSETS = ("bento", "deployment")
 
 
 def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -> Definitions:
-    spec = spec or load_default_spec()
+    env = env or environment()
+    spec = resolve_start(spec or load_default_spec())  # one partitioning for the whole load
     daily = daily_partitions(spec)
     data = list(build_data_assets(spec))
     model_evaluation, model_gates = build_model_evaluation(spec)
@@ -45,14 +48,14 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
         define_asset_job(
             TRAINING_SET_JOB,
             selection=AssetSelection.assets("training_set"),
-            partitions_def=daily,
+            partitions_def=training_set_partitions(spec),
             description="Cut the training window ending on a day and split it by time.",
         ),
         define_asset_job(
             MODEL_JOB,
             selection=AssetSelection.assets(*MODEL_ASSETS),
-            description="Train the baseline and a DeepSpeed candidate on the newest training set, evaluate them "
-            "against the champion and promote the candidate if every blocking gate passes.",
+            description="Approve the newest training window, train the baseline and a DeepSpeed candidate on it, "
+            "evaluate them against the champion and promote the candidate if every blocking gate passes.",
         ),
         define_asset_job(
             SERVING_JOB,
@@ -61,13 +64,18 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
         ),
         rollback_champion_job,
     ]
-    sensors = [build_landing_sensor(INGEST_JOB, daily)]
+    # Self-driving by default on the embedded instance; in prod a platform team switches them on.
+    status = DefaultSensorStatus.RUNNING if env == "local" else DefaultSensorStatus.STOPPED
+    sensors = [build_landing_sensor(daily, status), build_automation_sensor(status), build_health_sensor(status)]
     return Definitions(
         assets=[*data, *model, *serving],
         asset_checks=[model_gates],
         jobs=jobs,
         sensors=sensors,
-        resources=resources_for(env or environment(), spec),
+        resources=resources_for(env, spec),
+        # Locally every run executes its steps in one process: a process per step would start Python, Dagster and
+        # torch again for each of them (about 5 s a step on 2 cores); the training ranks are processes anyway.
+        executor=in_process_executor if env == "local" else None,
     )
 
 

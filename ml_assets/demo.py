@@ -1,7 +1,9 @@
 """The headless demo: land the demo data, then materialize the graph through the Definitions' own jobs.
 
 It uses the same jobs a user launches from the Dagster UI, on the instance under DAGSTER_HOME, so after a demo
-``dagster dev`` shows every materialization and check result it produced.
+``ml-assets up`` (or ``dagster dev``) shows every materialization and check result it produced. It records the
+landing observations of the days it lands, exactly as the landing sensor would, so switching the sensor on
+afterwards re-ingests nothing that was ingested with the same files.
 """
 
 from __future__ import annotations
@@ -119,6 +121,18 @@ def land_demo_data(spec: DatasetSpec, days: list[str], seed: int) -> int:
     return moved
 
 
+def observe_landing(instance: DagsterInstance, days: Iterable[str]) -> None:
+    """Record a landing_files observation per day, as the landing sensor does when files land."""
+    from ml_assets.data.landing import landing_observation
+    from resources.landing import LandingZone
+
+    where = paths()
+    landing = LandingZone(root=str(where.landing), quarantine_root=str(where.quarantine))
+    for day in days:
+        if landing.files(day):
+            instance.report_runless_asset_event(landing_observation(landing, day, landing.fingerprint(day)))
+
+
 def materialized(result: ExecuteInProcessResult) -> set[str]:
     """Names of the assets a run materialized."""
     return {
@@ -173,6 +187,7 @@ def run_demo(days: int | None = None, seed: int = 0, stages: str = "all") -> int
 
     defs = build_definitions(spec)
     instance = DagsterInstance.get()
+    observe_landing(instance, day_keys)
     summary = Summary()
     started = time.perf_counter()
     data_ok = True

@@ -6,6 +6,7 @@ is moved (never deleted) to ``<quarantine>/<YYYY-MM-DD>/<name>`` with ``<name>.r
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,12 +54,25 @@ class LandingZone(ConfigurableResource):
             if p.is_file() and p.suffix in SUPPORTED_SUFFIXES and not p.name.startswith((".", "_"))
         )
 
-    def days(self) -> list[str]:
-        """Days that have at least one data file."""
+    def folders(self) -> list[str]:
+        """Names of every folder directly under the landing root (day folders and anything else), sorted."""
         root = Path(self.root)
         if not root.is_dir():
             return []
-        return sorted(d.name for d in root.iterdir() if d.is_dir() and self.files(d.name))
+        return sorted(d.name for d in root.iterdir() if d.is_dir())
+
+    def days(self) -> list[str]:
+        """Folders that have at least one data file."""
+        return [d for d in self.folders() if self.files(d)]
+
+    def fingerprint(self, day: str) -> str:
+        """What a day's files look like now (names, sizes, modification times): changes whenever a file lands,
+        is replaced or is removed, without reading the data. Used as the day's data version."""
+        digest = hashlib.sha256()
+        for path in self.files(day):
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        return digest.hexdigest()[:16]
 
     def read(self, path: Path) -> LandedFile:
         """Parse one file as it landed (types as the file gives them), or raise LandingFileError."""

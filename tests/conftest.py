@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,17 @@ def ml_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+FIRST_DAY = date(2026, 1, 1)
+
+
 @pytest.fixture(scope="session")
 def adult_spec() -> DatasetSpec:
-    return load_default_spec()
+    """The shipped Adult spec with its partitions starting on a fixed day (``auto`` would follow the landing zone)."""
+    return pinned(load_default_spec())
+
+
+def pinned(spec: DatasetSpec, **changes) -> DatasetSpec:
+    """A copy of ``spec`` with partitions from FIRST_DAY (and any other field changes), keeping its file path."""
+    copy = spec.model_copy(update={"partitions_start": FIRST_DAY, **changes})
+    copy._path = spec._path
+    return copy

@@ -25,7 +25,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml_assets.data.features import featurize
 from ml_assets.data.splits import split_by_time
-from ml_assets.dataset import DatasetSpec, demo_data_path, load_default_spec
+from ml_assets.dataset import DatasetSpec, demo_data_path
 from ml_assets.model import gates
 from ml_assets.model.evaluation import (
     MISSING_GROUP,
@@ -97,8 +97,8 @@ def fit_sklearn(spec: DatasetSpec, train: pd.DataFrame, labels: np.ndarray, impu
 
 
 @pytest.fixture(scope="module")
-def spec() -> DatasetSpec:
-    return load_default_spec()
+def spec(adult_spec: DatasetSpec) -> DatasetSpec:
+    return adult_spec
 
 
 @pytest.fixture(scope="module")

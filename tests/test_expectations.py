@@ -18,14 +18,14 @@ from ml_assets.data.expectations import (
     validate_raw_data,
 )
 from ml_assets.data.features import featurize
-from ml_assets.dataset import DatasetSpec, demo_data_path, load_default_spec
+from ml_assets.dataset import DatasetSpec, demo_data_path
 
 DAY = "2026-01-05"
 
 
 @pytest.fixture(scope="module")
-def spec() -> DatasetSpec:
-    return load_default_spec()
+def spec(adult_spec: DatasetSpec) -> DatasetSpec:
+    return adult_spec
 
 
 def day_rows(spec: DatasetSpec, day: str, n: int = 400, offset: int = 0) -> pd.DataFrame:

@@ -15,20 +15,23 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, FilesystemIOManager, asset, materialize
+from dagster import DagsterInstance, FilesystemIOManager, Output, asset, materialize
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
+from ml_assets.data.approval import build_approved_training_set
 from ml_assets.data.features import featurize
 from ml_assets.data.splits import WINDOW_END, split_by_time
-from ml_assets.dataset import DatasetSpec, demo_data_path, load_default_spec
+from ml_assets.data.training_checks import build_training_set_checks
+from ml_assets.dataset import DatasetSpec, demo_data_path
 from ml_assets.model.assets import BaselineConfig, baseline_name, classifier_name, fit_baseline
 from ml_assets.model.bundle import ModelRef, TabularModel
 from ml_assets.model.champion import build_champion_model, rollback_run_config
 from ml_assets.model.evaluation import Evaluation
 from ml_assets.model.evaluation_asset import build_model_evaluation
 from ml_assets.model.gates import GATE_NAMES
-from ml_assets.partitions import daily_partitions
+from ml_assets.partitions import training_set_partitions
 from resources.model_store import ModelStore
+from tests.conftest import pinned
 
 ROWS = 6000
 # This suite shares 2 CPU cores with other work, so one-row latency is noise-bound here; the e2e runs give the
@@ -36,24 +39,15 @@ ROWS = 6000
 CI_GATES = {"max_p99_ms": 5000.0, "min_rows_per_s": 10.0}
 
 
-class SpecWithGates(DatasetSpec):
-    """DatasetSpec with the ``gates`` field the lead is asked to add."""
-
-    gates: dict = {}
-
-
 @pytest.fixture(scope="module")
-def spec() -> DatasetSpec:
-    shipped = load_default_spec()
-    spec = SpecWithGates.model_validate(shipped.model_dump() | {"gates": CI_GATES})
-    spec._path = shipped._path
-    return spec
+def spec(adult_spec: DatasetSpec) -> DatasetSpec:
+    return pinned(adult_spec, gates=CI_GATES)
 
 
 @pytest.fixture(scope="module")
 def window_end(spec) -> date:
-    """The newest daily partition: where LastPartitionMapping reads the training set from."""
-    return date.fromisoformat(daily_partitions(spec).get_last_partition_key())
+    """The newest training window: the one approved_training_set approves."""
+    return date.fromisoformat(training_set_partitions(spec).get_last_partition_key())
 
 
 @pytest.fixture(scope="module")
@@ -111,31 +105,34 @@ class Pipeline:
         self.evaluation, self.gates = build_model_evaluation(spec)
         self.champion = build_champion_model(spec)
         frame = training_set
+        windows = training_set_partitions(spec)
 
         @asset(
             name="training_set",
-            partitions_def=daily_partitions(spec),
+            partitions_def=windows,
             io_manager_key="warehouse_io_manager",
             metadata={"partition_expr": WINDOW_END},
         )
         def training_set_asset() -> pd.DataFrame:
             return frame
 
-        self.training_set = training_set_asset
+        checks = build_training_set_checks(spec, windows)
+        self.training_set = [training_set_asset, checks]
+        self.approved = build_approved_training_set(windows, [s.name for s in checks.check_specs if s.blocking])
         result = materialize(
-            [training_set_asset], resources=self.resources, partition_key=window_end.isoformat(), instance=self.instance
+            self.training_set, resources=self.resources, partition_key=window_end.isoformat(), instance=self.instance
         )
         assert result.success
         self.baseline_tag = self.save("baseline", baseline_name(spec))
         self.candidate_tag = ""
 
         @asset(name="candidate_model")
-        def candidate_model() -> ModelRef:
-            return self.ref(self.candidate_tag)
+        def candidate_model() -> Output[ModelRef]:
+            return Output(self.ref(self.candidate_tag), metadata={"model_tag": self.candidate_tag})
 
         @asset(name="baseline_model")
-        def baseline_model() -> ModelRef:
-            return self.ref(self.baseline_tag)
+        def baseline_model() -> Output[ModelRef]:
+            return Output(self.ref(self.baseline_tag), metadata={"model_tag": self.baseline_tag})
 
         self.upstream = [candidate_model, baseline_model]
 
@@ -148,14 +145,16 @@ class Pipeline:
     def run(self, candidate_tag: str):
         """Materialize candidate/baseline refs, model_evaluation, its gates and champion_model in one run."""
         self.candidate_tag = candidate_tag
-        return self.materialize(["candidate_model", "baseline_model", "model_evaluation", "champion_model"])
+        return self.materialize(
+            ["approved_training_set", "candidate_model", "baseline_model", "model_evaluation", "champion_model"]
+        )
 
     def rollback(self, tag: str):
         return self.materialize(["champion_model"], rollback_run_config(tag))
 
     def materialize(self, selection: list[str], run_config: dict | None = None):
         return materialize(
-            [self.training_set, *self.upstream, self.evaluation, self.gates, self.champion],
+            [*self.training_set, self.approved, *self.upstream, self.evaluation, self.gates, self.champion],
             selection=selection,
             resources=self.resources,
             instance=self.instance,
@@ -260,12 +259,24 @@ def test_second_promotion_retires_the_champion_and_rollback_restores_it(pipeline
 
 
 def test_champion_model_alone_cannot_promote_a_rejected_candidate(pipeline):
-    """Without the gates in the run (no blocking check), champion_model re-derives the verdict and refuses."""
+    """Without the gates in the run (no blocking check), champion_model reads their latest verdict and refuses."""
     champion = pipeline.save("good")
     assert pipeline.run(champion).success
     bad = pipeline.save("shuffled")
     assert not pipeline.run(bad).success
     alone = pipeline.materialize(["champion_model"])
     assert not alone.success and pipeline.champions() == [champion]
-    assert f"candidate {bad} is not promoted" in failure_message(alone)
+    assert "champion_model refuses to use model_evaluation" in failure_message(alone)
     assert "beats_baseline" in failure_message(alone)
+
+
+def test_champion_model_refuses_an_evaluation_of_an_older_candidate(pipeline):
+    """A newer candidate_model was trained since the evaluation: promoting on the old verdict would skip its gates."""
+    first = pipeline.save("good")
+    assert pipeline.run(first).success
+    assert pipeline.run(pipeline.save("good_v2")).success
+    pipeline.candidate_tag = pipeline.save("good")
+    assert pipeline.materialize(["candidate_model"]).success
+    alone = pipeline.materialize(["champion_model"])
+    assert not alone.success
+    assert "stale model_evaluation" in failure_message(alone) and pipeline.candidate_tag in failure_message(alone)

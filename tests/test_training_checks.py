@@ -18,14 +18,14 @@ from ml_assets.data.training_checks import (
     single_feature_auc,
     validate_training_set,
 )
-from ml_assets.dataset import DatasetSpec, demo_data_path, load_default_spec
+from ml_assets.dataset import DatasetSpec, demo_data_path
 
 END = date(2026, 1, 12)
 
 
 @pytest.fixture(scope="module")
-def spec() -> DatasetSpec:
-    return load_default_spec()
+def spec(adult_spec: DatasetSpec) -> DatasetSpec:
+    return adult_spec
 
 
 def training_set(spec: DatasetSpec, end: date, n: int = 3000, offset: int = 0) -> pd.DataFrame:

@@ -1,8 +1,11 @@
-"""Data assets: raw_data (validated landing files), features, and the time-split training_set.
+"""Data assets: landing_files (observed), raw_data (validated landing files), features, the time-split
+training_set, and approved_training_set (the window models use next).
 
-All three are daily partitioned and stored in the warehouse by the DuckDB-pandas IO manager. raw_data runs its
-Great Expectations rules inside the asset because only there is the frame as it landed (before type coercion)
-visible: a column of numbers that landed as text must fail its type rule, and coercion would hide that.
+raw_data, features and training_set are daily partitioned and stored in the warehouse by the DuckDB-pandas IO
+manager. raw_data runs its Great Expectations rules inside the asset because only there is the frame as it landed
+(before type coercion) visible: a column of numbers that landed as text must fail its type rule, and coercion would
+hide that. Each asset refuses an upstream partition whose latest blocking checks failed (``check_status``), so the
+gates hold in every run, not only in the run that executed them.
 """
 
 from datetime import date
@@ -13,21 +16,27 @@ from dagster import (
     AssetChecksDefinition,
     AssetExecutionContext,
     AssetIn,
+    AssetKey,
     AssetsDefinition,
     Failure,
     MetadataValue,
     Output,
+    SourceAsset,
     TimeWindowPartitionMapping,
     asset,
 )
 
 from ml_assets import markdown
+from ml_assets.automation import on_new_landing, on_upstream_update
 from ml_assets.data import expectations, splits, training_checks
 from ml_assets.data import features as features_module
+from ml_assets.data.approval import build_approved_training_set
 from ml_assets.data.features import featurize
+from ml_assets.data.landing import LANDING_FILES, build_landing_files
 from ml_assets.data.splits import split_by_time
 from ml_assets.dataset import DatasetSpec
-from ml_assets.partitions import LANDING_DAY, daily_partitions
+from ml_assets.event_log import require_passed
+from ml_assets.partitions import LANDING_DAY, daily_partitions, training_set_partitions
 from ml_assets.versioning import code_version, frame_version
 from resources.landing import LandingFileError, LandingZone
 
@@ -60,17 +69,29 @@ def read_landed(landing: LandingZone, day: str) -> tuple[pd.DataFrame, list[str]
 class DataAssets(NamedTuple):
     """The data group's definitions for one dataset spec."""
 
+    landing_files: SourceAsset
     raw_data: AssetsDefinition
     features: AssetsDefinition
     training_set: AssetsDefinition
+    approved_training_set: AssetsDefinition
     features_checks: AssetChecksDefinition
     training_set_checks: AssetChecksDefinition
 
 
+def blocking_check_names(specs) -> list[str]:
+    return [s.name for s in specs if s.blocking]
+
+
 def build_data_assets(spec: DatasetSpec) -> DataAssets:
-    """raw_data, features, training_set and their checks for one dataset spec."""
+    """landing_files, raw_data, features, training_set, approved_training_set and their checks for one spec."""
     daily = daily_partitions(spec)
+    windows = training_set_partitions(spec)
     window = spec.training.window_days
+    raw_specs = expectations.raw_data_check_specs(spec, daily)
+    features_checks = expectations.build_features_checks(spec, daily)
+    training_set_checks = training_checks.build_training_set_checks(spec, windows)
+    raw_gates = blocking_check_names(raw_specs)
+    features_gates = blocking_check_names(features_checks.check_specs)
 
     @asset(
         name="raw_data",
@@ -78,12 +99,15 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
         partitions_def=daily,
         io_manager_key="warehouse_io_manager",
         metadata={"partition_expr": LANDING_DAY},
-        check_specs=expectations.raw_data_check_specs(spec, daily),
-        code_version=code_version(spec, expectations),
+        deps=[LANDING_FILES],
+        check_specs=raw_specs,
+        automation_condition=on_new_landing(),
+        code_version=code_version(spec, expectations, uses=("columns", "row_count", "freshness_hours", "timezone")),
         description=f"{spec.name} rows as landed each day, cast to the spec's types and validated.",
     )
     def raw_data(context: AssetExecutionContext, landing: LandingZone):
         day = context.partition_key
+        fingerprint = landing.fingerprint(day)
         landed, files, nbytes = read_landed(landing, day)
         typed, cast_failures = spec.coerce(landed)
         typed[LANDING_DAY] = pd.Timestamp(day)
@@ -100,6 +124,7 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
                 ),
                 "cast_failures": MetadataValue.json(cast_failures),
                 "landing_dir": str(landing.day_dir(day)),
+                "landing_fingerprint": fingerprint,
             },
         )
         yield from expectations.validate_raw_data(
@@ -112,10 +137,12 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
         partitions_def=daily,
         io_manager_key="warehouse_io_manager",
         metadata={"partition_expr": LANDING_DAY},
-        code_version=code_version(spec, features_module),
+        automation_condition=on_upstream_update(),
+        code_version=code_version(spec, features_module, uses=("columns", "bands", "positive_label")),
         description="Stateless per-row features: spec casts, derived bands, encoded label.",
     )
-    def features(raw_data: pd.DataFrame) -> Output[pd.DataFrame]:
+    def features(context: AssetExecutionContext, raw_data: pd.DataFrame) -> Output[pd.DataFrame]:
+        require_passed(context.instance, AssetKey("raw_data"), raw_gates, context.partition_key, "features")
         out = featurize(spec, raw_data)
         out[LANDING_DAY] = raw_data[LANDING_DAY]
         return Output(
@@ -127,17 +154,12 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
     @asset(
         name="training_set",
         group_name="data",
-        partitions_def=daily,
+        partitions_def=windows,
         io_manager_key="warehouse_io_manager",
         metadata={"partition_expr": splits.WINDOW_END},
-        ins={
-            "features": AssetIn(
-                partition_mapping=TimeWindowPartitionMapping(
-                    start_offset=-(window - 1), allow_nonexistent_upstream_partitions=True
-                )
-            )
-        },
-        code_version=code_version(spec, splits),
+        ins={"features": AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-(window - 1)))},
+        automation_condition=on_upstream_update(),
+        code_version=code_version(spec, splits, uses=("columns", "training")),
         description=f"The {window} days of features ending on the partition day, split by time "
         f"(newest {spec.training.test_days} days = test).",
     )
@@ -152,6 +174,8 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
                 f"training window needs all {window} days (materialize features for them first).",
                 metadata={"missing_days": MetadataValue.json(missing)},
             )
+        for day in sorted(expected):
+            require_passed(context.instance, AssetKey("features"), features_gates, day, "training_set")
         out = split_by_time(spec, features.sort_values([LANDING_DAY, spec.id.name]), end)
         out = out.drop(columns=[LANDING_DAY]).reset_index(drop=True)
         counts = out[splits.SPLIT].value_counts().reindex(splits.SPLITS, fill_value=0)
@@ -172,9 +196,11 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
         )
 
     return DataAssets(
+        build_landing_files(daily),
         raw_data,
         features,
         training_set,
-        expectations.build_features_checks(spec, daily),
-        training_checks.build_training_set_checks(spec, daily),
+        build_approved_training_set(windows, blocking_check_names(training_set_checks.check_specs)),
+        features_checks,
+        training_set_checks,
     )

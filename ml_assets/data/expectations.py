@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ml_assets import markdown
+from ml_assets.automation import with_its_asset
 from ml_assets.dataset import Column, DatasetSpec, Severity
 
 SAMPLE_ROWS = 5
@@ -614,6 +615,7 @@ def build_features_checks(
             description=r.rule,
             blocking=True,
             partitions_def=partitions_def,
+            automation_condition=with_its_asset(),
             metadata={"severity": r.severity, "rule": r.kind, "column": r.column},
         )
         for r in rules

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ml_assets import markdown
+from ml_assets.automation import with_its_asset
 from ml_assets.data.splits import SPLIT, SPLITS
 from ml_assets.dataset import DatasetSpec
 
@@ -267,6 +268,7 @@ def build_training_set_checks(
             description=descriptions[name],
             blocking=True,
             partitions_def=partitions_def,
+            automation_condition=with_its_asset(),
             metadata={"severity": "warn" if name == "feature_drift" else "error"},
         )
         for name in CHECKS

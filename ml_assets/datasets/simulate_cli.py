@@ -41,8 +41,14 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Examples::", 1)[1],
     )
-    p.add_argument("--start", required=True, type=_day, help="first day, YYYY-MM-DD (UTC)")
-    p.add_argument("--end", required=True, type=_day, help="last day, YYYY-MM-DD, inclusive")
+    p.add_argument("--start", type=_day, help="first day, YYYY-MM-DD (UTC)")
+    p.add_argument("--end", type=_day, help="last day, YYYY-MM-DD, inclusive")
+    p.add_argument(
+        "--next",
+        action="store_true",
+        help="instead of --start/--end: land the day after the newest landed day (a later batch of today once "
+        "today has landed), a typical day's rows with new ids",
+    )
     p.add_argument("--landing", type=Path, default=None, help="landing folder (default <ML_ASSETS_HOME>/landing)")
     p.add_argument("--spec", type=Path, default=None, help="dataset spec YAML (default: ML_ASSETS_DATASET_SPEC)")
     p.add_argument("--format", dest="fmt", choices=("parquet", "csv"), default="parquet", help="file format")
@@ -169,9 +175,14 @@ def _run(args: argparse.Namespace) -> int:
         spec = load_spec(args.spec) if args.spec else load_default_spec()
     except SpecError as e:
         raise _OptionError("--spec", str(e)) from None
+    if args.next:
+        return _run_next(args, spec)
+    for option, value in (("--start", args.start), ("--end", args.end)):
+        if value is None:
+            raise _OptionError(option, "is required (or use --next)")
     if args.end < args.start:
         raise _OptionError("--end", f"{args.end} is before --start {args.start}")
-    drift = _drift(args, spec)
+    drift = _drift(args, spec, end=args.end)
     if not 0.0 < args.corrupt_fraction <= 1.0:
         raise _OptionError("--corrupt-fraction", f"a share of rows in (0, 1], got {args.corrupt_fraction}")
     corruptions = []
@@ -218,7 +229,25 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _drift(args: argparse.Namespace, spec: DatasetSpec) -> DriftConfig | None:
+def _run_next(args: argparse.Namespace, spec: DatasetSpec) -> int:
+    """``--next``: one more day (or a later batch of today), with new ids; drift options apply to it."""
+    from ml_assets.datasets.next_day import land_next_day
+    from ml_assets.settings import paths
+
+    given = [o for o, v in (("--start", args.start), ("--end", args.end)) if v is not None]
+    if given or args.corrupt or args.synthetic:
+        raise _OptionError("--next", "lands one demo-data day: leave out --start/--end, --corrupt and --synthetic")
+    drift = _drift(args, spec, end=None)
+    landing = args.landing or paths().landing
+    landed = land_next_day(spec, landing, rows_per_day=args.rows_per_day, drift=drift)
+    what = "a later batch of" if landed.late_batch else "the next day,"
+    print(f"ml-assets simulate --next: {what} {landed.day}: {landed.rows:,} rows in {len(landed.files)} file(s)")
+    for path in landed.files:
+        print(f"  {path}")
+    return 0
+
+
+def _drift(args: argparse.Namespace, spec: DatasetSpec, end: date | None) -> DriftConfig | None:
     asked = {"--shift": args.shift, "--mix": args.mix, "--label-rate": args.label_rate is not None}
     if args.drift_from is None:
         named = [opt for opt, given in asked.items() if given]
@@ -227,8 +256,8 @@ def _drift(args: argparse.Namespace, spec: DatasetSpec) -> DriftConfig | None:
         return None
     if not any(asked.values()):
         raise _OptionError("--drift-from", "give at least one of --shift, --mix, --label-rate")
-    if args.drift_from > args.end:
-        raise _OptionError("--drift-from", f"{args.drift_from} is after --end {args.end}")
+    if end is not None and args.drift_from > end:
+        raise _OptionError("--drift-from", f"{args.drift_from} is after --end {end}")
     parts = [
         ("--shift", DriftConfig(args.drift_from, numeric_shift=dict(args.shift))),
         ("--mix", DriftConfig(args.drift_from, category_mix=dict(args.mix))),

@@ -10,6 +10,7 @@ DatasetSpec, so they work for any dataset and fail with a clear message when the
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import uuid
 from collections.abc import Sequence
@@ -217,6 +218,8 @@ def simulate(
     seed: int = 0,
     drift: DriftConfig | None = None,
     corruptions: Sequence[Corruption] = (),
+    first_id: int | None = None,
+    file_stem: str | None = None,
 ) -> list[Path]:
     """Replay ``source`` (default: the spec's demo data) into daily landing files; return their paths."""
     return [
@@ -233,6 +236,8 @@ def simulate(
             seed=seed,
             drift=drift,
             corruptions=corruptions,
+            first_id=first_id,
+            file_stem=file_stem,
         )
     ]
 
@@ -250,12 +255,16 @@ def replay(
     seed: int = 0,
     drift: DriftConfig | None = None,
     corruptions: Sequence[Corruption] = (),
+    first_id: int | None = None,
+    file_stem: str | None = None,
 ) -> list[LandedFile]:
     """``simulate`` with a record per file (day, rows, drift strength, corruptions), for reports and tests.
 
     Rows are shuffled once by seed and dealt to the days (all of them spread evenly by default). With
     ``rows_per_day`` beyond what the source holds, rows are sampled with replacement and the extra ones get
-    fresh ids, so ids stay unique across the whole replay.
+    fresh ids, so ids stay unique across the whole replay. ``first_id``: number every landed row from there
+    instead (rows replayed again after an earlier replay are new records, not the same ones twice).
+    ``file_stem``: name files ``<stem>-<nn>`` instead of ``<dataset>-<nn>`` (a later batch for a day).
     """
     if end < start:
         raise SimulationError(f"end {end} is before start {start}")
@@ -276,7 +285,10 @@ def replay(
     src = _prepare_source(spec, source)
     rng = np.random.default_rng(seed)
     chunks, ids = _deal(spec, src, len(days), rows_per_day, rng)
-    next_id = int(max((i.max() for i in ids if len(i)), default=0)) + 1
+    if first_id is not None:
+        bounds = np.cumsum([0, *(len(i) for i in ids)]) + first_id
+        ids = [np.arange(a, b, dtype=np.int64) for a, b in itertools.pairwise(bounds)]
+    next_id = int(max((i.max() for i in ids if len(i)), default=(first_id or 1) - 1)) + 1
     stds = {
         c: float(pd.to_numeric(src[c], errors="coerce").std() or 0.0) for c in (drift.numeric_shift if drift else {})
     }
@@ -297,7 +309,7 @@ def replay(
         for c in todays:
             if c.kind not in FILE_CORRUPTIONS:
                 frame = _corrupt_rows(spec, frame, c, day_rng)
-        written += _write_day(spec, landing_root, day, frame, files_per_day, fmt, todays, strength)
+        written += _write_day(spec, landing_root, day, frame, files_per_day, fmt, todays, strength, file_stem)
     return written
 
 
@@ -513,6 +525,7 @@ def _write_day(
     fmt: Format,
     todays: list[Corruption],
     strength: float,
+    file_stem: str | None = None,
 ) -> list[LandedFile]:
     folder = root / day.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
@@ -522,7 +535,7 @@ def _write_day(
     parts = np.array_split(np.arange(len(frame)), files_per_day)
     for i, part in enumerate(parts):
         chunk = frame.iloc[part]
-        path = folder / f"{spec.name}-{i:02d}.{fmt}"
+        path = folder / f"{file_stem or spec.name}-{i:02d}.{fmt}"
         last = i == files_per_day - 1
         kinds = row_kinds
         if last and "unparseable_file" in file_kinds:

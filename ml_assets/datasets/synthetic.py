@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.dataset import Column, DatasetSpec, Role, demo_data_path
+from ml_assets.partitions import first_day
 
 NULL_RATE = 0.02  # share of nulls in nullable columns
 POSITIVE_RATE = 0.25  # average share of the positive label
@@ -35,7 +36,7 @@ def synthetic_rows(
 ) -> pd.DataFrame:
     """``n`` rows with the spec's columns, in domain and range, unique ids and event times over ``days`` days.
 
-    ``start`` defaults to midnight UTC of the spec's ``partitions_start``. ``from_demo`` samples the spec's demo
+    ``start`` defaults to midnight UTC of the spec's first partition day. ``from_demo`` samples the spec's demo
     rows with replacement instead of drawing values (realistic joint distribution, fresh ids and times).
     ``categoricals="string"`` returns string columns instead of ``pd.Categorical`` (costs memory at scale).
     """
@@ -58,7 +59,7 @@ def synthetic_rows(
 
 def _start(spec: DatasetSpec, start: datetime | None) -> np.datetime64:
     if start is None:
-        start = datetime.combine(spec.partitions_start, time(), tzinfo=UTC)
+        start = datetime.combine(first_day(spec), time(), tzinfo=UTC)
     if start.tzinfo is not None:
         start = start.astimezone(UTC).replace(tzinfo=None)
     return np.datetime64(start, "ms")
@@ -119,7 +120,7 @@ def _draw(spec: DatasetSpec, n: int, rng: np.random.Generator) -> dict[str, pd.S
                 values[rng.random(n) < NULL_RATE] = pd.NA
             out[c.name] = pd.Series(values)
         elif c.dtype == "datetime":
-            out[c.name] = _times(np.datetime64(spec.partitions_start, "ms"), n, 365, rng)
+            out[c.name] = _times(np.datetime64(first_day(spec), "ms"), n, 365, rng)
     target = spec.target
     positive = _positive(spec, out, codes, n, rng)
     cats = target.categories or []

@@ -1,7 +1,7 @@
 """Model assets (group ``model``): the logistic-regression baseline and the DeepSpeed-trained candidate.
 
-Both read the newest training_set partition, fit on its train split, score its validation split, store the
-model in the BentoML store (``<dataset>-baseline`` / ``<dataset>-classifier``, label ``stage=candidate``) with
+Both read the approved training window (``approved_training_set``: the newest one whose blocking checks passed,
+verified again here), fit on its train split, score its validation split, store the model in the BentoML store (``<dataset>-baseline`` / ``<dataset>-classifier``, label ``stage=candidate``) with
 full lineage in its metadata, and hand a ``ModelRef`` downstream. (No ``from __future__ import annotations``:
 Dagster reads the Config and resource annotations of asset functions at definition time.)
 """
@@ -12,10 +12,8 @@ import numpy as np
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
-    AssetIn,
     AssetsDefinition,
     Config,
-    LastPartitionMapping,
     MetadataValue,
     Output,
     asset,
@@ -23,6 +21,8 @@ from dagster import (
 from pydantic import Field
 
 from ml_assets import markdown
+from ml_assets.automation import retraining
+from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model import bundle, network, preprocessing, train
@@ -35,7 +35,8 @@ from ml_assets.versioning import code_version, frame_version
 from resources.deepspeed_trainer import DeepSpeedTrainer
 from resources.model_store import ModelStore
 
-TRAINING_SET_IN = {"training_set": AssetIn(partition_mapping=LastPartitionMapping())}
+TRAINING_POOL = "training"  # one training at a time (the run queue's pool limit): ranks take every core
+MODEL_SPEC_FIELDS = ("columns", "bands", "positive_label")
 
 
 def classifier_name(spec: DatasetSpec) -> str:
@@ -108,25 +109,31 @@ def fit_baseline(spec: DatasetSpec, training_set: pd.DataFrame, cfg: BaselineCon
 
 def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
     """baseline_model and candidate_model for one dataset spec."""
-    model_code = code_version(spec, preprocessing, network, bundle, metrics_module, train)
+    model_code = code_version(spec, preprocessing, network, bundle, metrics_module, train, uses=MODEL_SPEC_FIELDS)
+    when = retraining(spec, ignore=READ_NOT_REACTED)
 
     @asset(
         name="baseline_model",
         group_name="model",
-        ins=TRAINING_SET_IN,
-        code_version=code_version(spec, preprocessing, bundle, metrics_module),
+        deps=[TRAINING_SET_DEP],
+        automation_condition=when,
+        code_version=code_version(spec, preprocessing, bundle, metrics_module, uses=MODEL_SPEC_FIELDS),
         description="Logistic regression on the same splits and preprocessing: the reference every model must beat.",
     )
     def baseline_model(
-        context: AssetExecutionContext, config: BaselineConfig, training_set: pd.DataFrame, model_store: ModelStore
+        context: AssetExecutionContext,
+        config: BaselineConfig,
+        approved_training_set: TrainingSetRef,
+        model_store: ModelStore,
     ) -> Output[ModelRef]:
-        training_set = ordered(spec, training_set)
+        training_set = ordered(spec, load_approved(context, approved_training_set, "baseline_model"))
         version = frame_version(training_set).value
         model = fit_baseline(spec, training_set, config)
         val = split_rows(training_set, "validation")
         scores = classification_metrics(val[spec.label_column].to_numpy(), model.predict_proba(val))
         meta = {
             "training_set_version": version,
+            "training_set_partition": approved_training_set.partition_key,
             "code_version": context.assets_def.code_versions_by_key[context.asset_key],
             "config": config.model_dump(),
             "validation_metrics": scores,
@@ -142,24 +149,27 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
                 "validation_metrics": MetadataValue.md(metrics_table({"baseline": scores})),
                 **{f"val_{k}": v for k, v in scores.items()},
                 "training_set_version": version,
+                "training_set_partition": approved_training_set.partition_key,
             },
         )
 
     @asset(
         name="candidate_model",
         group_name="model",
-        ins=TRAINING_SET_IN,
+        deps=[TRAINING_SET_DEP],
+        automation_condition=when,
+        pool=TRAINING_POOL,
         code_version=model_code,
         description="A tabular network trained with DeepSpeed through the DeepSpeedTrainer resource.",
     )
     def candidate_model(
         context: AssetExecutionContext,
         config: CandidateConfig,
-        training_set: pd.DataFrame,
+        approved_training_set: TrainingSetRef,
         trainer: DeepSpeedTrainer,
         model_store: ModelStore,
     ) -> Output[ModelRef]:
-        training_set = ordered(spec, training_set)
+        training_set = ordered(spec, load_approved(context, approved_training_set, "candidate_model"))
         version = frame_version(training_set).value
         net_cfg = config.network()
         result = trainer.train(context, spec, training_set, net_cfg, version)
@@ -178,6 +188,7 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
         scores: dict[str, float] = {k: float(v) for k, v in s["metrics"].items()}
         lineage: dict[str, Any] = {
             "training_set_version": version,
+            "training_set_partition": approved_training_set.partition_key,
             "code_version": model_code,
             "config": {
                 "network": net_cfg.model_dump(),
@@ -217,6 +228,7 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
                 "resumed_from_epoch": int(s["resumed_from_epoch"] or 0),
                 "parameters": int(s["parameters"]),
                 "training_set_version": version,
+                "training_set_partition": approved_training_set.partition_key,
                 "checkpoint_dir": MetadataValue.path(s["checkpoint_dir"]),
             },
         )

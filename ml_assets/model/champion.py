@@ -1,9 +1,10 @@
 """``champion_model``: promote a blessed candidate in the model store, or roll back to a previous champion.
 
 Promotion happens only when every blocking gate on ``model_evaluation`` passed: the gates are blocking asset
-checks, so a failed gate skips this asset in the same run, and the asset re-derives the same verdict from the
-stored evaluation before relabelling, so a run that selects ``champion_model`` alone cannot promote a rejected
-candidate either. The candidate becomes ``stage=champion``; the previous champion becomes ``stage=retired``
+checks, so a failed gate skips this asset in the same run; in any other run (UI, automation, CLI) the asset reads
+the gates' latest results for the latest evaluation from the instance and refuses a failed, missing or stale
+evaluation (one that judged another candidate or another champion than today's), and it re-derives the same
+verdict from the stored evaluation before relabelling. The candidate becomes ``stage=champion``; the previous champion becomes ``stage=retired``
 (kept, not deleted, for rollback).
 
 Rollback: launch the ``rollback_champion`` job (it materializes ``champion_model`` alone) with the tag of a
@@ -19,13 +20,16 @@ the serving champion is retired and the tag becomes champion again, and ``champi
 ``bento`` and everything downstream see the change as usual.
 """
 
+from datetime import timedelta
 from typing import Any
 
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     AssetSelection,
     Config,
     Failure,
+    FreshnessPolicy,
     MetadataValue,
     Output,
     asset,
@@ -34,11 +38,13 @@ from dagster import (
 from pydantic import Field
 
 from ml_assets import markdown
+from ml_assets.automation import on_upstream_update
 from ml_assets.dataset import DatasetSpec
+from ml_assets.event_log import require_passed
 from ml_assets.model import gates as gates_module
 from ml_assets.model.bundle import ModelRef
 from ml_assets.model.evaluation import Evaluation, comparison_table
-from ml_assets.model.gates import GateOutcome, evaluate_gates, failed_gates, thresholds_for
+from ml_assets.model.gates import GATE_NAMES, GateOutcome, evaluate_gates, failed_gates, thresholds_for
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
 
@@ -104,6 +110,33 @@ class ChampionConfig(Config):
     )
 
 
+def model_age_policy(spec: DatasetSpec) -> FreshnessPolicy:
+    """Freshness of the serving model: warn at 3/4 of the spec's max_model_age_hours, fail beyond it."""
+    limit = timedelta(hours=spec.retraining.max_model_age_hours)
+    return FreshnessPolicy.time_window(fail_window=limit, warn_window=limit * 0.75)
+
+
+def latest_candidate_tag(context: AssetExecutionContext) -> str | None:
+    """The model tag of the latest candidate_model materialization, whichever run made it."""
+    event = context.instance.get_latest_materialization_event(AssetKey("candidate_model"))
+    mat = event.asset_materialization if event is not None else None
+    tag = mat.metadata.get("model_tag") if mat is not None else None
+    return str(tag.value) if tag is not None else None
+
+
+def stale_because(context: AssetExecutionContext, evaluation: Evaluation, store: ModelStore) -> str | None:
+    """Why an evaluation no longer describes the decision at hand, or None when it still does."""
+    candidate = evaluation.candidate_ref
+    newest = latest_candidate_tag(context)
+    if newest is not None and newest != candidate.tag:
+        return f"it judged candidate {candidate.tag}, but the latest candidate_model is {newest}"
+    judged_against = evaluation.champion_ref.tag if evaluation.champion_ref is not None else None
+    serving = current_champion(store, candidate.name)
+    if serving != judged_against and serving != candidate.tag:
+        return f"it compared against champion {judged_against or 'none'}, but the champion is now {serving or 'none'}"
+    return None
+
+
 def build_champion_model(spec: DatasetSpec):
     """The ``champion_model`` asset for one dataset spec."""
     thresholds = thresholds_for(spec)
@@ -111,7 +144,9 @@ def build_champion_model(spec: DatasetSpec):
     @asset(
         name="champion_model",
         group_name="model",
-        code_version=code_version(spec, gates_module),
+        automation_condition=on_upstream_update(),
+        freshness_policy=model_age_policy(spec),
+        code_version=code_version(spec, gates_module, uses=("gates",)),
         description="The model serving as champion: the evaluated candidate when every blocking gate passed "
         "(previous champion retired), or a previous champion named by rollback config.",
     )
@@ -120,6 +155,13 @@ def build_champion_model(spec: DatasetSpec):
     ) -> Output[ModelRef]:
         if config.model_tag:
             return _rollback(context, model_store, config.model_tag)
+        require_passed(context.instance, AssetKey("model_evaluation"), GATE_NAMES, None, "champion_model")
+        stale = stale_because(context, model_evaluation, model_store)
+        if stale:
+            raise Failure(
+                description=f"champion_model refuses a stale model_evaluation: {stale}. Materialize "
+                "model_evaluation again (the champion keeps serving meanwhile)."
+            )
         outcomes = evaluate_gates(model_evaluation, thresholds)
         failed = failed_gates(outcomes)
         candidate = model_evaluation.candidate_ref

@@ -15,13 +15,14 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     Failure,
-    LastPartitionMapping,
     MetadataValue,
     Output,
     asset,
     multi_asset_check,
 )
 
+from ml_assets.automation import on_upstream_update, with_its_asset
+from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.data.splits import SPLIT, WINDOW_END
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model import evaluation as evaluation_module
@@ -65,19 +66,22 @@ def build_model_evaluation(spec: DatasetSpec):
     @asset(
         name="model_evaluation",
         group_name="model",
-        ins={"training_set": AssetIn(partition_mapping=LastPartitionMapping())},
-        code_version=code_version(spec, evaluation_module, gates_module),
+        deps=[TRAINING_SET_DEP],
+        automation_condition=on_upstream_update(ignore=(*READ_NOT_REACTED, "approved_training_set")),
+        code_version=code_version(
+            spec, evaluation_module, gates_module, uses=("columns", "bands", "positive_label", "gates")
+        ),
         description="Candidate vs baseline vs serving champion on the test split (newest days): metrics, "
         "slices, fairness gaps, latency, size and edge-input stability.",
     )
     def model_evaluation(
         context: AssetExecutionContext,
-        training_set: pd.DataFrame,
+        approved_training_set: TrainingSetRef,
         candidate_model: ModelRef,
         baseline_model: ModelRef,
         model_store: ModelStore,
     ) -> Output[Evaluation]:
-        test = evaluation_rows(spec, training_set)
+        test = evaluation_rows(spec, load_approved(context, approved_training_set, "model_evaluation"))
         champion_tag = current_champion(model_store, candidate_model.name)
         refs = {"candidate": candidate_model, "baseline": baseline_model}
         if champion_tag is not None:
@@ -130,6 +134,7 @@ def build_model_evaluation(spec: DatasetSpec):
             "champion_tag": champion_tag or "none",
             "test_rows": len(test),
             "window_end": window_end or "unknown",
+            "training_set_partition": approved_training_set.partition_key,
             f"candidate_{m}": cand.metrics[m],
             f"baseline_{m}": ev.baseline.metrics[m],
         }
@@ -144,7 +149,13 @@ def build_model_evaluation(spec: DatasetSpec):
     @multi_asset_check(
         name="model_gates",
         specs=[
-            AssetCheckSpec(name, asset="model_evaluation", blocking=True, description=GATE_DESCRIPTIONS[name])
+            AssetCheckSpec(
+                name,
+                asset="model_evaluation",
+                blocking=True,
+                description=GATE_DESCRIPTIONS[name],
+                automation_condition=with_its_asset(),
+            )
             for name in GATE_NAMES
         ],
         ins={"model_evaluation": AssetIn("model_evaluation")},

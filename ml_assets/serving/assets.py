@@ -18,19 +18,20 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
-    AssetIn,
     DataVersion,
     Failure,
-    LastPartitionMapping,
     MetadataValue,
     Output,
     asset,
     asset_check,
 )
 
+from ml_assets.automation import on_upstream_update, with_its_asset
+from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.bundle import ModelRef
+from ml_assets.model.champion import model_age_policy
 from ml_assets.serving.build import BentoRef, build_bento, service_code_version
 from ml_assets.versioning import code_version
 from resources.bento_deployer import BentoDeployer, DeploymentError
@@ -78,6 +79,7 @@ def build_serving_assets(spec: DatasetSpec) -> list:
     @asset(
         name="bento",
         group_name="serving",
+        automation_condition=on_upstream_update(),
         code_version=service_code_version(),
         description="The champion packaged as a Bento (service code + model), built offline with bentoml.",
     )
@@ -106,17 +108,20 @@ def build_serving_assets(spec: DatasetSpec) -> list:
     @asset(
         name="deployment",
         group_name="serving",
-        ins={"training_set": AssetIn(partition_mapping=LastPartitionMapping())},
+        deps=[TRAINING_SET_DEP],
+        automation_condition=on_upstream_update(ignore=(*READ_NOT_REACTED, "approved_training_set")),
+        freshness_policy=model_age_policy(spec),
         code_version=code_version(spec, schema),
         description="The Bento serving on a stable URL; a new one takes traffic only after it validates.",
     )
     def deployment(
         context: AssetExecutionContext,
         bento: BentoRef,
-        training_set: pd.DataFrame,
+        approved_training_set: TrainingSetRef,
         bento_deployer: BentoDeployer,
         model_store: ModelStore,
     ) -> Output[DeploymentInfo]:
+        training_set = load_approved(context, approved_training_set, "deployment")
         records, rows = validation_sample(spec, training_set)
         expected = [float(p) for p in model_store.load(bento.model_tag).predict_proba(rows)]
         t0 = time.perf_counter()
@@ -150,7 +155,12 @@ def build_serving_assets(spec: DatasetSpec) -> list:
             },
         )
 
-    @asset_check(asset=deployment, name="health", description="The stable URL answers /readyz and /livez.")
+    @asset_check(
+        asset=deployment,
+        name="health",
+        description="The stable URL answers /readyz and /livez.",
+        automation_condition=with_its_asset(),
+    )
     def health(deployment: DeploymentInfo) -> AssetCheckResult:
         seen = {}
         for path in ("/readyz", "/livez"):
@@ -166,6 +176,7 @@ def build_serving_assets(spec: DatasetSpec) -> list:
     @asset_check(
         asset=deployment,
         name="train_serve_skew",
+        automation_condition=with_its_asset(),
         description=f"Served predictions equal offline ones for the fixed sample (|diff| <= {SKEW_TOLERANCE:g}).",
     )
     def train_serve_skew(deployment: DeploymentInfo) -> AssetCheckResult:
@@ -191,6 +202,7 @@ def build_serving_assets(spec: DatasetSpec) -> list:
     @asset_check(
         asset=deployment,
         name="http_p99_latency",
+        automation_condition=with_its_asset(),
         description=f"p99 of /predict over HTTP at concurrency {LATENCY_CONCURRENCY} within {P99_BUDGET_MS:g} ms.",
     )
     def http_p99_latency(deployment: DeploymentInfo) -> AssetCheckResult:

@@ -1,0 +1,132 @@
+"""What the Dagster instance recorded, read back: gate verdicts, data versions and observations.
+
+Gates that hold across runs: Dagster's blocking checks stop downstream steps only inside the run that executed
+them. A consumer launched in a later run (from the UI, a sensor, the CLI or automation) asks here whether the
+upstream asset (partition) it is about to use passed its blocking checks *for its latest materialization*, and
+refuses otherwise.
+
+This is the one adapter to Dagster internals that have no public export in Dagster 1.13: the per-partition filter
+of check executions (``PartitionKeyFilter``) and the data version tag (``DATA_VERSION_TAG``).
+``tests/test_event_log.py`` runs it against a real instance, so a library change fails loudly there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, AssetRecordsFilter, DagsterInstance, Failure
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster._core.event_api import PartitionKeyFilter
+
+__all__ = ["DATA_VERSION_TAG", "CheckVerdict", "blocking_verdict", "observed_versions", "require_passed"]
+
+
+@dataclass(frozen=True)
+class CheckVerdict:
+    """Blocking checks of one asset (partition) against its latest materialization."""
+
+    asset: str
+    partition: str | None
+    materialized: bool
+    passed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # failed with ERROR severity: these block
+    warned: list[str] = field(default_factory=list)  # failed with WARN severity: reported, never blocking
+    not_run: list[str] = field(default_factory=list)  # no result for the latest materialization (yet)
+
+    @property
+    def where(self) -> str:
+        return f"{self.asset}[{self.partition}]" if self.partition else self.asset
+
+    @property
+    def ok(self) -> bool:
+        return self.materialized and not self.failed and not self.not_run
+
+    def describe(self) -> str:
+        if not self.materialized:
+            return f"{self.where} was never materialized"
+        parts = []
+        if self.failed:
+            parts.append(f"failed blocking checks: {', '.join(self.failed)}")
+        if self.not_run:
+            parts.append(f"blocking checks with no result for its latest materialization: {', '.join(self.not_run)}")
+        if not parts:
+            return f"{self.where}: all {len(self.passed) + len(self.warned)} blocking checks passed" + (
+                f" (warnings: {', '.join(self.warned)})" if self.warned else ""
+            )
+        return f"{self.where}: " + "; ".join(parts)
+
+
+def latest_materialization_id(instance: DagsterInstance, asset: AssetKey, partition: str | None) -> int | None:
+    """Storage id of the latest materialization of ``asset`` (partition), or None."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset, asset_partitions=[partition] if partition else None), limit=1
+    ).records
+    return records[0].storage_id if records else None
+
+
+def blocking_verdict(
+    instance: DagsterInstance, asset: AssetKey, check_names: Sequence[str], partition: str | None = None
+) -> CheckVerdict:
+    """The verdict of ``check_names`` (the asset's blocking checks) for the latest materialization."""
+    name = asset.to_user_string()
+    latest = latest_materialization_id(instance, asset, partition)
+    if latest is None:
+        return CheckVerdict(name, partition, materialized=False, not_run=list(check_names))
+    keys = [AssetCheckKey(asset, n) for n in check_names]
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        keys, partition_filter=PartitionKeyFilter(key=partition) if partition else None
+    )
+    verdict = CheckVerdict(name, partition, materialized=True)
+    for key in keys:
+        record = records.get(key)
+        evaluation = record.evaluation if record is not None else None
+        target = evaluation.target_materialization_data if evaluation is not None else None
+        if evaluation is None or (target is not None and target.storage_id != latest):
+            verdict.not_run.append(key.name)
+        elif evaluation.passed:
+            verdict.passed.append(key.name)
+        elif evaluation.severity == AssetCheckSeverity.WARN:
+            verdict.warned.append(key.name)
+        else:
+            verdict.failed.append(key.name)
+    return verdict
+
+
+def require_passed(
+    instance: DagsterInstance,
+    asset: AssetKey,
+    check_names: Sequence[str],
+    partition: str | None,
+    consumer: str,
+) -> CheckVerdict:
+    """The verdict, or a ``Failure`` naming the partition and the checks when it does not let ``consumer`` on."""
+    verdict = blocking_verdict(instance, asset, check_names, partition)
+    if not verdict.ok:
+        raise Failure(
+            description=f"{consumer} refuses to use {verdict.where}: {verdict.describe()}. A blocking check "
+            "holds in every run, whoever launches it: fix the data upstream (or the check) and materialize "
+            f"{verdict.where} again.",
+            metadata={
+                "asset": verdict.asset,
+                "partition": verdict.partition or "",
+                "failed_checks": ", ".join(verdict.failed) or "none",
+                "checks_without_result": ", ".join(verdict.not_run) or "none",
+            },
+        )
+    return verdict
+
+
+def observed_versions(instance: DagsterInstance, asset: AssetKey, partitions: list[str]) -> dict[str, str]:
+    """The latest observed data version of each of ``partitions`` of an observable asset that has one."""
+    if not partitions:
+        return {}
+    records = instance.fetch_observations(
+        AssetRecordsFilter(asset_key=asset, asset_partitions=partitions), limit=len(partitions) * 4
+    ).records
+    found: dict[str, str] = {}
+    for record in records:  # newest first
+        obs = record.asset_observation
+        if obs is not None and obs.partition and obs.partition not in found and DATA_VERSION_TAG in obs.tags:
+            found[obs.partition] = obs.tags[DATA_VERSION_TAG]
+    return found

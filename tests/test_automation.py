@@ -1,0 +1,157 @@
+"""Declarative automation of the real graph, evaluated tick by tick with Dagster's own evaluator.
+
+The Definitions are the real ones (spec with a three-day training window). What happens between ticks is written to
+a real ephemeral instance by real runs of stand-ins: an asset of the same key and partitioning whose checks carry
+the real check names and pass or fail as the test says, so every event (planned and evaluated checks included) is
+what a run of the real asset writes, without the cost of running it. Landings are observations, as the sensor
+reports them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import dagster as dg
+import pytest
+from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, evaluate_automation_conditions
+
+from ml_assets.data.landing import LANDING_FILES
+from ml_assets.dataset import DatasetSpec, Retraining
+from ml_assets.definitions import build_definitions
+from ml_assets.event_log import DATA_VERSION_TAG
+from tests.conftest import pinned
+
+DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
+MODEL_CHAIN = {"baseline_model", "candidate_model", "model_evaluation", "champion_model", "bento", "deployment"}
+
+
+@pytest.fixture
+def spec(adult_spec: DatasetSpec) -> DatasetSpec:
+    return pinned(
+        adult_spec,
+        partitions_start=DAYS[0],
+        training=adult_spec.training.model_copy(update={"window_days": 3, "validation_days": 1, "test_days": 1}),
+    )
+
+
+class Graph:
+    """The real Definitions, an ephemeral instance and the evaluator's cursor between ticks."""
+
+    def __init__(self, spec: DatasetSpec) -> None:
+        self.defs = build_definitions(spec, env="local")
+        self.instance = DagsterInstance.ephemeral()
+        self.cursor = None
+        self.checks: dict[str, list[str]] = {}
+        for key in self.defs.get_repository_def().asset_graph.asset_check_keys:
+            self.checks.setdefault(key.asset_key.to_user_string(), []).append(key.name)
+
+    def tick(self) -> dict[str, set[str | None]]:
+        result = evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
+        self.cursor = result.cursor
+        keys = self.defs.get_repository_def().asset_graph.get_all_asset_keys()
+        return {k.to_user_string(): set(p) for k in keys if (p := result.get_requested_partitions(k))}
+
+    def land(self, day: date, fingerprint: str) -> None:
+        from dagster import AssetObservation
+
+        self.instance.report_runless_asset_event(
+            AssetObservation(LANDING_FILES, partition=day.isoformat(), tags={DATA_VERSION_TAG: fingerprint})
+        )
+
+    def materialize(self, asset: str, day: date | None = None, failed: tuple[str, ...] = ()) -> None:
+        """Run a stand-in of ``asset`` that materializes it and reports each of its checks (``failed`` fail)."""
+        names = self.checks.get(asset, [])
+        node = self.defs.get_repository_def().asset_graph.get(AssetKey(asset))
+
+        @dg.asset(
+            name=asset,
+            partitions_def=node.partitions_def,
+            check_specs=[dg.AssetCheckSpec(n, asset=asset, partitions_def=node.partitions_def) for n in names],
+        )
+        def stand_in():
+            yield dg.Output(None)
+            for n in names:
+                yield dg.AssetCheckResult(check_name=n, passed=n not in failed, severity=AssetCheckSeverity.ERROR)
+
+        dg.materialize(
+            [stand_in],
+            partition_key=day.isoformat() if day else None,
+            instance=self.instance,
+            resources={"io_manager": dg.mem_io_manager},
+            raise_on_error=False,
+        )
+
+
+def test_a_landed_day_is_ingested_and_featurized_in_one_tick(spec: DatasetSpec) -> None:
+    graph = Graph(spec)
+    assert graph.tick() == {}
+    graph.land(DAYS[0], "v1")
+    requested = graph.tick()
+    assert requested == {"raw_data": {"2026-03-01"}, "features": {"2026-03-01"}}
+    assert graph.tick() == {}, "a day is requested once per landing"
+    graph.land(DAYS[0], "v1")
+    assert graph.tick() == {}, "an observation with the same files is not a change"
+    graph.land(DAYS[0], "v2")
+    assert graph.tick() == {"raw_data": {"2026-03-01"}, "features": {"2026-03-01"}}
+
+
+def test_the_window_is_cut_once_every_day_passed_and_not_after_a_failed_day(spec: DatasetSpec) -> None:
+    graph = Graph(spec)
+    for day in DAYS[:2]:
+        graph.materialize("raw_data", day)
+        graph.materialize("features", day)
+    assert graph.tick() == {}, "two of three days: no window yet"
+    graph.materialize("raw_data", DAYS[2])
+    graph.materialize("features", DAYS[2], failed=("label_not_null",))
+    assert "training_set" not in graph.tick(), "a day of the window failed its blocking checks"
+    graph.materialize("features", DAYS[2])
+    assert graph.tick() == {"training_set": {"2026-03-03"}}
+
+
+def test_a_blocking_raw_data_failure_stops_features_across_runs(spec: DatasetSpec) -> None:
+    graph = Graph(spec)
+    graph.tick()
+    graph.materialize("raw_data", DAYS[0], failed=("age_in_range",))
+    assert "features" not in graph.tick()
+
+
+def test_a_new_window_is_approved_trained_gated_and_deployed_in_one_run(spec: DatasetSpec) -> None:
+    graph = Graph(spec)
+    graph.tick()
+    graph.materialize("training_set", DAYS[2])
+    assert graph.tick() == {n: {None} for n in {"approved_training_set", *MODEL_CHAIN}}, "one tick: one run"
+    for asset in ("approved_training_set", "baseline_model", "candidate_model"):
+        graph.materialize(asset)
+    graph.materialize("model_evaluation", failed=("fairness",))
+    assert graph.tick() == {}, "a failed gate: champion_model is not requested in a later run either"
+    graph.materialize("model_evaluation")
+    assert graph.tick() == {"champion_model": {None}, "bento": {None}, "deployment": {None}}
+
+
+def test_a_window_that_failed_its_checks_is_refused_in_the_run_that_approves(spec: DatasetSpec) -> None:
+    """Automation still requests the approval (it cannot tell the newest window from the others); the approval
+    itself refuses (test_gates_across_runs) and everything after it is skipped in that run."""
+    graph = Graph(spec)
+    graph.tick()
+    graph.materialize("training_set", DAYS[2], failed=("class_balance",))
+    assert "approved_training_set" in graph.tick()
+
+
+def test_retraining_only_on_request(spec: DatasetSpec) -> None:
+    graph = Graph(pinned(spec, retraining=Retraining(trigger="on_request"), training=spec.training))
+    graph.tick()
+    graph.materialize("training_set", DAYS[2])
+    assert graph.tick() == {"approved_training_set": {None}}, "models wait for the retrain sensor or a person"
+    for asset in ("approved_training_set", "baseline_model"):
+        graph.materialize(asset)
+    assert graph.tick() == {}
+    graph.materialize("candidate_model")  # the retrain sensor's run
+    assert graph.tick() == {n: {None} for n in MODEL_CHAIN - {"baseline_model", "candidate_model"}}
+
+
+def test_retraining_on_a_cron_waits_for_its_tick(spec: DatasetSpec) -> None:
+    cron = Retraining(trigger="cron", cron="0 3 * * *")
+    graph = Graph(pinned(spec, retraining=cron, training=spec.training))
+    graph.tick()
+    graph.materialize("training_set", DAYS[2])
+    assert graph.tick() == {"approved_training_set": {None}}, "no cron tick has passed since the new training set"
