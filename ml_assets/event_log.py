@@ -15,11 +15,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, AssetRecordsFilter, DagsterInstance, Failure
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
+    Failure,
+)
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.event_api import PartitionKeyFilter
 
-__all__ = ["DATA_VERSION_TAG", "CheckVerdict", "blocking_verdict", "observed_versions", "require_passed"]
+__all__ = [
+    "DATA_VERSION_TAG",
+    "CheckVerdict",
+    "blocking_verdict",
+    "latest_check_evaluations",
+    "observed_versions",
+    "require_passed",
+]
 
 
 @dataclass(frozen=True)
@@ -43,18 +58,19 @@ class CheckVerdict:
         return self.materialized and not self.failed and not self.not_run
 
     def describe(self) -> str:
+        """What the verdict is, in words (without the asset's name)."""
         if not self.materialized:
-            return f"{self.where} was never materialized"
+            return "never materialized"
         parts = []
         if self.failed:
             parts.append(f"failed blocking checks: {', '.join(self.failed)}")
         if self.not_run:
             parts.append(f"blocking checks with no result for its latest materialization: {', '.join(self.not_run)}")
         if not parts:
-            return f"{self.where}: all {len(self.passed) + len(self.warned)} blocking checks passed" + (
+            return f"all {len(self.passed) + len(self.warned)} blocking checks passed" + (
                 f" (warnings: {', '.join(self.warned)})" if self.warned else ""
             )
-        return f"{self.where}: " + "; ".join(parts)
+        return "; ".join(parts)
 
 
 def latest_materialization_id(instance: DagsterInstance, asset: AssetKey, partition: str | None) -> int | None:
@@ -65,6 +81,23 @@ def latest_materialization_id(instance: DagsterInstance, asset: AssetKey, partit
     return records[0].storage_id if records else None
 
 
+def latest_check_evaluations(
+    instance: DagsterInstance, asset: AssetKey, check_names: Sequence[str], partition: str | None = None
+) -> dict[str, AssetCheckEvaluation | None]:
+    """The latest evaluation of each named check of ``asset`` (for ``partition``), None where it never ran."""
+    keys = [AssetCheckKey(asset, n) for n in check_names]
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        keys, partition_filter=PartitionKeyFilter(key=partition) if partition else None
+    )
+    found: dict[str, AssetCheckEvaluation | None] = {}
+    for key in keys:
+        record = records.get(key)
+        evaluation = record.evaluation if record is not None else None
+        # a planned execution (its run has not evaluated it yet) carries the planned event, not an evaluation
+        found[key.name] = evaluation if isinstance(evaluation, AssetCheckEvaluation) else None
+    return found
+
+
 def blocking_verdict(
     instance: DagsterInstance, asset: AssetKey, check_names: Sequence[str], partition: str | None = None
 ) -> CheckVerdict:
@@ -73,23 +106,17 @@ def blocking_verdict(
     latest = latest_materialization_id(instance, asset, partition)
     if latest is None:
         return CheckVerdict(name, partition, materialized=False, not_run=list(check_names))
-    keys = [AssetCheckKey(asset, n) for n in check_names]
-    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        keys, partition_filter=PartitionKeyFilter(key=partition) if partition else None
-    )
     verdict = CheckVerdict(name, partition, materialized=True)
-    for key in keys:
-        record = records.get(key)
-        evaluation = record.evaluation if record is not None else None
+    for check, evaluation in latest_check_evaluations(instance, asset, check_names, partition).items():
         target = evaluation.target_materialization_data if evaluation is not None else None
         if evaluation is None or (target is not None and target.storage_id != latest):
-            verdict.not_run.append(key.name)
+            verdict.not_run.append(check)
         elif evaluation.passed:
-            verdict.passed.append(key.name)
+            verdict.passed.append(check)
         elif evaluation.severity == AssetCheckSeverity.WARN:
-            verdict.warned.append(key.name)
+            verdict.warned.append(check)
         else:
-            verdict.failed.append(key.name)
+            verdict.failed.append(check)
     return verdict
 
 
