@@ -27,11 +27,13 @@ from dagster import Output, asset, materialize
 from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec, load_default_spec
 from ml_assets.datasets.samples import demo_training_set
+from ml_assets.model import training_result
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.versioning import frame_version
 from resources.deepspeed_trainer import DeepSpeedTrainer
 from resources.launchers import LocalTorchrunLauncher
+from resources.training_storage import TrainingStorage
 
 
 def training_set(spec: DatasetSpec, rows: int) -> pd.DataFrame:
@@ -77,6 +79,7 @@ def deepspeed_run(
     """One DeepSpeedTrainer run through Dagster (Pipes + torchrun), like the candidate_model asset does."""
     trainer = DeepSpeedTrainer(
         launcher=LocalTorchrunLauncher(threads_per_rank=args.threads),
+        storage=TrainingStorage(root=tempfile.mkdtemp(prefix="bench-storage-")),
         ranks=ranks,
         device=args.device,
         zero_stage=zero,
@@ -92,9 +95,12 @@ def deepspeed_run(
 
     @asset
     def bench(context):  # no annotations: this module's annotations are strings, Dagster needs real ones
-        result = trainer.train(context, spec, frame, net_cfg, frame_version(frame).value)
-        out.update(result.summary)
-        return Output(result.summary["samples_per_s"])  # Output: a Pipes session ran in this step
+        train_rows, validation_rows = (frame[frame[SPLIT] == split] for split in ("train", "validation"))
+        run = trainer.train(
+            context, spec, train_rows, validation_rows, net_cfg.model_dump(), frame_version(frame).value
+        )
+        out.update(training_result.decode(run).summary)
+        return Output(out["samples_per_s"])  # Output: a Pipes session ran in this step
 
     materialize([bench], resources={"trainer": trainer}, raise_on_error=True)
     return out

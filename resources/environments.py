@@ -21,6 +21,7 @@ from resources.k8s_deployer import KubernetesManifestDeployer
 from resources.landing import LandingZone
 from resources.launchers import LocalTorchrunLauncher
 from resources.model_store import ModelStore
+from resources.training_storage import TrainingStorage
 
 WAREHOUSE_SCHEMA = "ml"
 
@@ -39,7 +40,8 @@ def local_resources(spec: DatasetSpec, where: Paths | None = None) -> dict[str, 
     where = where or paths()
     return _shared(where) | {
         "trainer": DeepSpeedTrainer(
-            launcher=LocalTorchrunLauncher(),
+            launcher=LocalTorchrunLauncher(log_root=str(where.home / "logs" / "training")),
+            storage=TrainingStorage(root=str(where.staging)),
             ranks=int_env("ML_ASSETS_TRAINER_RANKS", 2),
             zero_stage=int_env("ML_ASSETS_TRAINER_ZERO_STAGE", 0),  # measured: ZeRO-2 on CPU is gloo-latency bound
             checkpoint_dir=str(where.checkpoints),

@@ -32,9 +32,11 @@ from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.assets import build_model_assets
 from ml_assets.model.metrics import classification_metrics
+from ml_assets.settings import paths
 from resources.deepspeed_trainer import DeepSpeedTrainer, TrainerConfigError
 from resources.launchers import LocalTorchrunLauncher, available_cpus
 from resources.model_store import ModelStore
+from resources.training_storage import TrainingStorage
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +94,10 @@ def run_assets(graph: dict[str, Any], home: Path, names: list[str], trainer: Dee
 
 
 def trainer(**fields: Any) -> DeepSpeedTrainer:
-    return DeepSpeedTrainer(launcher=LocalTorchrunLauncher(), **{"ranks": 2, "zero_stage": 2, **FAST, **fields})
+    storage = TrainingStorage(root=str(paths().staging))  # the test module's ML_ASSETS_HOME
+    return DeepSpeedTrainer(
+        launcher=LocalTorchrunLauncher(), storage=storage, **{"ranks": 2, "zero_stage": 2, **FAST, **fields}
+    )
 
 
 def metadata(result, name: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pydantic import Field
 from ml_assets import markdown
 from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model import bundle, network, preprocessing, train
+from ml_assets.model import bundle, network, preprocessing, train, training_result
 from ml_assets.model import metrics as metrics_module
 from ml_assets.model.bundle import LogisticWeights, ModelRef, TabularModel
 from ml_assets.model.metrics import classification_metrics
@@ -108,7 +108,7 @@ def fit_baseline(spec: DatasetSpec, training_set: pd.DataFrame, cfg: BaselineCon
 
 def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
     """baseline_model and candidate_model for one dataset spec."""
-    model_code = code_version(spec, preprocessing, network, bundle, metrics_module, train)
+    model_code = code_version(spec, preprocessing, network, bundle, metrics_module, train, training_result)
 
     @asset(
         name="baseline_model",
@@ -162,7 +162,9 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
         training_set = ordered(spec, training_set)
         version = frame_version(training_set).value
         net_cfg = config.network()
-        result = trainer.train(context, spec, training_set, net_cfg, version)
+        fit = {split: split_rows(training_set, split) for split in ("train", "validation")}
+        run = trainer.train(context, spec, fit["train"], fit["validation"], net_cfg.model_dump(), version)
+        result = training_result.decode(run)
         s = result.summary
         model = TabularModel(
             kind=net_cfg.architecture,
