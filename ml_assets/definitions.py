@@ -16,7 +16,7 @@ from ml_assets.model.evaluation_asset import build_model_evaluation
 from ml_assets.partitions import daily_partitions
 from ml_assets.serving.assets import build_serving_assets
 from ml_assets.settings import environment
-from resources.environments import resources_for
+from resources.environments import executor_for, resources_for
 from sensors.landing_sensor import build_landing_sensor
 
 INGEST_JOB = "ingest_job"
@@ -68,6 +68,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
         jobs=jobs,
         sensors=sensors,
         resources=resources_for(env or environment(), spec),
+        executor=executor_for(env),
     )
 
 

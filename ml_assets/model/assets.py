@@ -32,7 +32,7 @@ from ml_assets.model.metrics import classification_metrics
 from ml_assets.model.network import NetworkConfig
 from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.versioning import code_version, frame_version
-from resources.deepspeed_trainer import DeepSpeedTrainer
+from resources.deepspeed_trainer import TRAINING_POOL, DeepSpeedTrainer
 from resources.model_store import ModelStore
 
 TRAINING_SET_IN = {"training_set": AssetIn(partition_mapping=LastPartitionMapping())}
@@ -150,6 +150,7 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
         group_name="model",
         ins=TRAINING_SET_IN,
         code_version=model_code,
+        pool=TRAINING_POOL,
         description="A tabular network trained with DeepSpeed through the DeepSpeedTrainer resource.",
     )
     def candidate_model(
