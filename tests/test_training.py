@@ -117,6 +117,14 @@ def test_two_rank_zero2_training_lands_in_dagster_and_the_store(
 ) -> None:
     result, _seconds = first_run
     assert result.success
+    # the launch went through TrainingStorage: the job and the outputs stay, the staged rows are gone
+    staged = home / "staging" / result.run_id
+    assert sorted(p.name for p in staged.iterdir()) == ["job.json", "output"]
+    assert sorted(p.name for p in (staged / "output").iterdir()) == [
+        "preprocessing.json",
+        "result.json",
+        "state_dict.pt",
+    ]
     meta = metadata(result, "candidate_model")
     assert meta["ranks"] == 2 and meta["zero_stage"] == 2 and meta["device"] == "cpu" and meta["precision"] == "fp32"
     assert meta["samples_per_s"] > 0 and meta["launch_to_first_step_s"] > 0
