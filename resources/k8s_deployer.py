@@ -160,9 +160,12 @@ class KubernetesBentoDeployer(BentoDeployer):
 
     def _render_only(self, bento_tag: str, model_tag: str, say: Any) -> dict[str, Any]:
         state = self.recorded_state()
+        previous = state["slots"].get(state["live_slot"]) if state["live_slot"] else None
+        if previous and previous["bento_tag"] == bento_tag:
+            say(f"{bento_tag} is already the live slot {state['live_slot']}; nothing to render")
+            return self._result([], {**previous, "validated": None}, None)
         slot = other_slot(state["live_slot"]) if state["live_slot"] else SLOTS[0]
         objects = self.objects(bento_tag, model_tag, slot, live_slot=slot)
-        previous = state["slots"].get(state["live_slot"]) if state["live_slot"] else None
         current = {"bento_tag": bento_tag, "model_tag": model_tag, "slot": slot, "rendered_at": now()}
         state = {"live_slot": slot, "slots": {**state["slots"], slot: current}, "applied": False}
         folder = self.write(objects, state)
@@ -182,6 +185,9 @@ class KubernetesBentoDeployer(BentoDeployer):
         live = self._live_slot(core)
         slot = other_slot(live) if live else SLOTS[0]
         previous = self._slot_info(apps, live) if live else None
+        if previous and previous["bento_tag"] == bento_tag:
+            say(f"{bento_tag} already serves {self.url} from slot {live}; nothing to do")
+            return self._result([], {**previous, "validated": None}, None)
         deployment, preview, stable = self.objects(bento_tag, model_tag, slot, live_slot=slot)
         _upsert(
             apps.read_namespaced_deployment,

@@ -98,6 +98,8 @@ def test_redeploys_alternate_slots_and_keep_the_previous_one(tmp_path: Path, no_
     assert objects["Service/adult-service"]["spec"]["selector"][SLOT_LABEL] == "green"
     annotations = objects["Deployment/adult-service-blue"]["metadata"]["annotations"]
     assert annotations["ml-assets/bento-tag"] == "adult-service:v1"  # kept for rollback
+    same = d.deploy("adult-service:v2", "adult-classifier:v2", RECORDS, EXPECTED)  # already live: no change
+    assert same["current"]["slot"] == "green" and same["manifests_yaml"] == ""
     third = d.deploy("adult-service:v1", "adult-classifier:v1", RECORDS, EXPECTED)  # the rollback path
     assert third["current"]["slot"] == "blue" and third["previous"]["bento_tag"] == "adult-service:v2"
     assert "kind: Deployment" in third["manifests_yaml"]
