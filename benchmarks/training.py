@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from dagster import Output, asset, materialize
 
+from ml_assets import markdown
 from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec, load_default_spec
 from ml_assets.datasets.samples import demo_training_set
@@ -163,14 +164,23 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
     best_plain = max(plain)
-    print()
-    print("| trainer | ranks | ZeRO | samples/s | vs plain | launch to first step (s) |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    print(f"| plain PyTorch loop | 1 | - | {best_plain:,.0f} | 1.00x | - |")
+    rows = [{"trainer": "plain PyTorch loop", "ranks": 1, "ZeRO": "-", "samples/s": f"{best_plain:,.0f}",
+             "vs plain": "1.00x", "launch to first step (s)": "-"}]  # fmt: skip
     for (ranks, zero), results in runs.items():
         rate = max(r["samples_per_s"] for r in results)
         first = min(r["launch_to_first_step_s"] for r in results)
-        print(f"| DeepSpeedTrainer | {ranks} | {zero} | {rate:,.0f} | {rate / best_plain:.2f}x | {first:.1f} |")
+        rows.append(
+            {
+                "trainer": "DeepSpeedTrainer",
+                "ranks": ranks,
+                "ZeRO": zero,
+                "samples/s": f"{rate:,.0f}",
+                "vs plain": f"{rate / best_plain:.2f}x",
+                "launch to first step (s)": f"{first:.1f}",
+            }
+        )
+    print()
+    print(markdown.table(rows, right=["ranks", "samples/s", "vs plain", "launch to first step (s)"]))
 
 
 if __name__ == "__main__":

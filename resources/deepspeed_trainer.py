@@ -32,7 +32,7 @@ from resources.training_storage import TrainingStorage
 ENTRYPOINT = "ml_assets.model.train"
 # The Dagster concurrency pool of the step that trains: a launch takes every GPU it was given, so one at a time
 # (deploy/dagster.yaml and the Helm values limit it).
-TRAINING_POOL = "gpu_training"
+TRAINING_POOL = "training"
 SCHEDULERS = {"warmup": "WarmupLR", "warmup_decay": "WarmupDecayLR", "warmup_cosine": "WarmupCosineLR"}
 
 

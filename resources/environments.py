@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dagster import FilesystemIOManager
+from dagster import ExecutorDefinition, FilesystemIOManager, in_process_executor
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ml_assets.dataset import DatasetSpec
@@ -123,11 +123,13 @@ STEP_RESOURCES = {
 }
 
 
-def executor_for(env: str | None = None):
-    """The executor of every job: in process locally; in prod each step in its own pod (dagster-k8s), sized
-    per asset. Run pods come from the K8sRunLauncher of the instance (deploy/helm/values.yaml)."""
+def executor_for(env: str | None = None) -> ExecutorDefinition:
+    """The executor of every job. Locally every run executes its steps in one process: a process per step would
+    start Python, Dagster and torch again for each of them (about 5 s a step on 2 cores), and the training ranks
+    are processes anyway. In prod each step runs in its own pod (dagster-k8s), sized per asset; run pods come from
+    the instance's K8sRunLauncher (deploy/)."""
     if (env or environment()) != "prod":
-        return None
+        return in_process_executor
     from dagster_k8s import k8s_job_executor
 
     return k8s_job_executor.configured(

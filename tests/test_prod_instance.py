@@ -1,6 +1,6 @@
 """The production instance config (deploy/dagster.yaml) against a real Postgres, and the prod Definitions.
 
-Runs and events land in Postgres; the "gpu_training" pool lets one training step run at a time, enforced by
+Runs and events land in Postgres; the "training" pool lets one training step run at a time, enforced by
 Dagster's executor through the instance for real; the K8sRunLauncher accepts its config. No cluster runs here:
 the run launcher is constructed from a kubeconfig naming an unreachable API server (only its credential source
 differs from the in-cluster default), and nothing is launched through it.
