@@ -24,14 +24,17 @@ import torch
 import torch.nn.functional as F
 from dagster import Output, asset, materialize
 
+from ml_assets import markdown
 from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec, load_default_spec
 from ml_assets.datasets.samples import demo_training_set
+from ml_assets.model import training_result
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.versioning import frame_version
 from resources.deepspeed_trainer import DeepSpeedTrainer
 from resources.launchers import LocalTorchrunLauncher
+from resources.training_storage import TrainingStorage
 
 
 def training_set(spec: DatasetSpec, rows: int) -> pd.DataFrame:
@@ -77,6 +80,7 @@ def deepspeed_run(
     """One DeepSpeedTrainer run through Dagster (Pipes + torchrun), like the candidate_model asset does."""
     trainer = DeepSpeedTrainer(
         launcher=LocalTorchrunLauncher(threads_per_rank=args.threads),
+        storage=TrainingStorage(root=tempfile.mkdtemp(prefix="bench-storage-")),
         ranks=ranks,
         device=args.device,
         zero_stage=zero,
@@ -92,9 +96,12 @@ def deepspeed_run(
 
     @asset
     def bench(context):  # no annotations: this module's annotations are strings, Dagster needs real ones
-        result = trainer.train(context, spec, frame, net_cfg, frame_version(frame).value)
-        out.update(result.summary)
-        return Output(result.summary["samples_per_s"])  # Output: a Pipes session ran in this step
+        train_rows, validation_rows = (frame[frame[SPLIT] == split] for split in ("train", "validation"))
+        run = trainer.train(
+            context, spec, train_rows, validation_rows, net_cfg.model_dump(), frame_version(frame).value
+        )
+        out.update(training_result.decode(run).summary)
+        return Output(out["samples_per_s"])  # Output: a Pipes session ran in this step
 
     materialize([bench], resources={"trainer": trainer}, raise_on_error=True)
     return out
@@ -157,14 +164,23 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
     best_plain = max(plain)
-    print()
-    print("| trainer | ranks | ZeRO | samples/s | vs plain | launch to first step (s) |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    print(f"| plain PyTorch loop | 1 | - | {best_plain:,.0f} | 1.00x | - |")
+    rows = [{"trainer": "plain PyTorch loop", "ranks": 1, "ZeRO": "-", "samples/s": f"{best_plain:,.0f}",
+             "vs plain": "1.00x", "launch to first step (s)": "-"}]  # fmt: skip
     for (ranks, zero), results in runs.items():
         rate = max(r["samples_per_s"] for r in results)
         first = min(r["launch_to_first_step_s"] for r in results)
-        print(f"| DeepSpeedTrainer | {ranks} | {zero} | {rate:,.0f} | {rate / best_plain:.2f}x | {first:.1f} |")
+        rows.append(
+            {
+                "trainer": "DeepSpeedTrainer",
+                "ranks": ranks,
+                "ZeRO": zero,
+                "samples/s": f"{rate:,.0f}",
+                "vs plain": f"{rate / best_plain:.2f}x",
+                "launch to first step (s)": f"{first:.1f}",
+            }
+        )
+    print()
+    print(markdown.table(rows, right=["ranks", "samples/s", "vs plain", "launch to first step (s)"]))
 
 
 if __name__ == "__main__":

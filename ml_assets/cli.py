@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ml_assets.datasets.simulate_cli import add_simulate_parser
 
     add_simulate_parser(sub)
+    from ml_assets.k8s_cli import add_k8s_parser
+
+    add_k8s_parser(sub)
     return parser
 
 

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, DefaultSensorStatus, Definitions, define_asset_job, in_process_executor
+from dagster import AssetSelection, DefaultSensorStatus, Definitions, define_asset_job
 
 from ml_assets.data.assets import build_data_assets
 from ml_assets.dataset import DatasetSpec, load_default_spec
@@ -16,7 +16,7 @@ from ml_assets.model.evaluation_asset import build_model_evaluation
 from ml_assets.partitions import daily_partitions, resolve_start, training_set_partitions
 from ml_assets.serving.assets import build_serving_assets
 from ml_assets.settings import environment
-from resources.environments import resources_for
+from resources.environments import executor_for, resources_for
 from sensors.automation import build_automation_sensor
 from sensors.deployment_health import build_health_sensor
 from sensors.landing_sensor import build_landing_sensor
@@ -73,9 +73,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
         jobs=jobs,
         sensors=sensors,
         resources=resources_for(env, spec),
-        # Locally every run executes its steps in one process: a process per step would start Python, Dagster and
-        # torch again for each of them (about 5 s a step on 2 cores); the training ranks are processes anyway.
-        executor=in_process_executor if env == "local" else None,
+        executor=executor_for(env),
     )
 
 

@@ -3,34 +3,36 @@
 The resource owns the knobs a user sets in the launchpad or in code (ranks, ZeRO stage, precision, batch sizes,
 epochs, learning rate and schedule, early stopping, seed, offload, checkpoints), turns them into a DeepSpeed
 config (a raw ``deepspeed_config`` dict overrides any key), rejects impossible settings before anything
-launches, stages the training set, and hands the launch to its ``launcher`` (local torchrun now, a pod later).
-The entrypoint ``ml_assets.model.train`` does the training; this module never imports DeepSpeed.
+launches, stages the rows the asset hands it and a job description in its ``storage``, and hands the launch to
+its ``launcher`` (torchrun on this machine, or GPU pods on Kubernetes). It reads the outputs back as raw files:
+what they mean (network, preprocessing, weights) is ``ml_assets.model``'s business. The entrypoint
+``ml_assets.model.train`` does the training; this module never imports DeepSpeed or the model code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import posixpath
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import torch
 from dagster import AssetExecutionContext, ConfigurableResource, OpExecutionContext
 from pydantic import Field
 
-from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model.network import NetworkConfig
-from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.settings import paths
 from resources.launchers import LaunchSpec, TrainingLauncher
+from resources.training_storage import TrainingStorage
 
 ENTRYPOINT = "ml_assets.model.train"
-FIT_SPLITS = ("train", "validation")
+# The Dagster concurrency pool of the step that trains: a launch takes every GPU it was given, so one at a time
+# (deploy/dagster.yaml and the Helm values limit it).
+TRAINING_POOL = "training"
 SCHEDULERS = {"warmup": "WarmupLR", "warmup_decay": "WarmupDecayLR", "warmup_cosine": "WarmupCosineLR"}
 
 
@@ -49,17 +51,14 @@ class TrainingPlan:
     config_hash: str
 
 
-@dataclass
-class TrainingResult:
-    """What a finished training run produced (read back from the entrypoint's output directory)."""
+@dataclass(frozen=True)
+class TrainingRun:
+    """What a finished launch left in storage: its outputs as raw files (``ml_assets.model`` decodes them)."""
 
-    state_dict: dict[str, torch.Tensor]
-    preprocessing: Preprocessing
-    network: NetworkConfig
-    summary: dict[str, Any]  # metrics, history, throughput, timings, ranks, device, resume info
     plan: TrainingPlan
-    checkpoint_dir: Path
-    output_dir: Path
+    location: str  # the launch's folder in TrainingStorage (job, outputs)
+    outputs: dict[str, bytes] = field(repr=False)
+    checkpoint_dir: str
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +75,7 @@ class DeepSpeedTrainer(ConfigurableResource):
     """Data-parallel DeepSpeed training of a tabular network on N CPU processes or GPUs."""
 
     launcher: TrainingLauncher
+    storage: TrainingStorage
     ranks: int = Field(1, description="processes (one per GPU on cuda)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when the target has GPUs")
     zero_stage: int = Field(0, description="ZeRO stage 0-3")
@@ -113,6 +113,8 @@ class DeepSpeedTrainer(ConfigurableResource):
         elif self.ranks > capacity:
             unit = "CPUs" if device == "cpu" else "GPUs"
             problems.append(f"ranks={self.ranks} exceeds the {capacity} {unit} available to the launcher")
+        else:
+            problems += self.launcher.layout_problems(self.ranks, device)
         precision = self.precision
         if precision == "auto":
             precision = "bf16" if self.launcher.supports_bf16(device) else "fp32"
@@ -197,41 +199,38 @@ class DeepSpeedTrainer(ConfigurableResource):
         self,
         context: AssetExecutionContext | OpExecutionContext,
         spec: DatasetSpec,
-        training_set: pd.DataFrame,
-        network: NetworkConfig,
-        training_set_version: str,
-    ) -> TrainingResult:
-        """Validate, stage the train/validation rows, launch the entrypoint, and read back its result."""
+        train_rows: pd.DataFrame,
+        validation_rows: pd.DataFrame,
+        network: Mapping[str, Any],
+        data_version: str,
+    ) -> TrainingRun:
+        """Validate, stage the rows and the job in storage, launch the entrypoint, and read back its outputs."""
         plan = self.plan()
-        fit_rows = training_set[training_set[SPLIT].isin(FIT_SPLITS)]
-        n_train = int((fit_rows[SPLIT] == "train").sum())
-        n_val = int((fit_rows[SPLIT] == "validation").sum())
-        if n_train < plan.ranks or n_val == 0:
+        if len(train_rows) < plan.ranks or len(validation_rows) == 0:
             raise TrainerConfigError(
-                f"training set {training_set_version} has {n_train} train and {n_val} validation rows: "
-                f"need at least one train row per rank ({plan.ranks}) and one validation row"
+                f"training set {data_version} has {len(train_rows)} train and {len(validation_rows)} validation "
+                f"rows: need at least one train row per rank ({plan.ranks}) and one validation row"
             )
-        home = paths()
-        staging = home.staging / _safe(context.run_id)
-        if staging.exists():
-            shutil.rmtree(staging)
-        output_dir = staging / "output"
-        output_dir.mkdir(parents=True)
-        data_path = staging / "training_set.parquet"
-        fit_rows.to_parquet(data_path, index=False)
-        key = f"{training_set_version}-{hashlib.sha256(network.model_dump_json().encode()).hexdigest()[:8]}"
+        run_name = _safe(context.run_id)
+        location = self.storage.location(run_name)
+        self.storage.remove(location)  # a retried step starts from a clean slate
+        staged = {
+            "train_rows": self.storage.put_frame(posixpath.join(location, "train.parquet"), train_rows),
+            "validation_rows": self.storage.put_frame(posixpath.join(location, "validation.parquet"), validation_rows),
+        }
+        output = posixpath.join(location, "output")
+        net_hash = hashlib.sha256(json.dumps(dict(network), sort_keys=True).encode()).hexdigest()[:8]
         checkpoint_dir = (
-            Path(self.checkpoint_dir or home.checkpoints)
-            / f"{spec.name}-{network.architecture}"
-            / f"{key}-{plan.config_hash}"
+            Path(self.checkpoint_dir or paths().checkpoints)
+            / f"{spec.name}-{network.get('architecture', 'network')}"
+            / f"{data_version}-{net_hash}-{plan.config_hash}"
         )
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        extras = {
-            "training_set": str(data_path),
-            "output_dir": str(output_dir),
+        job = {
+            **staged,
+            "output_dir": output,
             "checkpoint_dir": str(checkpoint_dir),
             "spec": spec.model_dump(mode="json"),
-            "network": network.model_dump(),
+            "network": dict(network),
             "deepspeed_config": plan.deepspeed_config,
             "device": plan.device,
             "precision": plan.precision,
@@ -241,38 +240,20 @@ class DeepSpeedTrainer(ConfigurableResource):
             "warmup_fraction": self.warmup_fraction,
             "launched_at": time.time(),
         }
+        job_url = self.storage.put_json(posixpath.join(location, "job.json"), job)
         context.log.info(
-            f"training {network.architecture} on {n_train} train / {n_val} validation rows: {plan.ranks} "
-            f"{plan.device} rank(s), ZeRO {plan.deepspeed_config['zero_optimization'].get('stage')}, "
-            f"{plan.precision}; checkpoints in {checkpoint_dir}"
+            f"training {network.get('architecture')} on {len(train_rows)} train / {len(validation_rows)} validation "
+            f"rows: {plan.ranks} {plan.device} rank(s), ZeRO {plan.deepspeed_config['zero_optimization'].get('stage')}, "
+            f"{plan.precision}; job {job_url}; checkpoints in {checkpoint_dir}"
         )
-        launch = LaunchSpec(
-            module=ENTRYPOINT,
-            ranks=plan.ranks,
-            device=plan.device,
-            extras=extras,
-            log_dir=staging / "logs",
-        )
+        launch = LaunchSpec(module=ENTRYPOINT, args=(job_url,), ranks=plan.ranks, device=plan.device, run_name=run_name)
         self.launcher.launch(context, launch)
-        result = read_result(output_dir, plan, checkpoint_dir)
-        data_path.unlink()  # the warehouse has the rows; keep only logs and outputs of the run
-        return result
-
-
-def read_result(output_dir: Path, plan: TrainingPlan, checkpoint_dir: Path) -> TrainingResult:
-    summary_path = output_dir / "result.json"
-    if not summary_path.is_file():
-        raise RuntimeError(f"training finished but wrote no {summary_path}; see the rank logs beside it")
-    summary = json.loads(summary_path.read_text())
-    return TrainingResult(
-        state_dict=torch.load(output_dir / "state_dict.pt", map_location="cpu", weights_only=True),
-        preprocessing=Preprocessing.load(output_dir / "preprocessing.json"),
-        network=NetworkConfig(**summary["network"]),
-        summary=summary,
-        plan=plan,
-        checkpoint_dir=checkpoint_dir,
-        output_dir=output_dir,
-    )
+        outputs = self.storage.read_all(output)
+        if not outputs:
+            raise RuntimeError(f"training finished but wrote nothing to {output}; see the rank logs")
+        for url in staged.values():  # the warehouse has the rows; keep the job and the outputs of the run
+            self.storage.remove(url)
+        return TrainingRun(plan=plan, location=location, outputs=outputs, checkpoint_dir=str(checkpoint_dir))
 
 
 def _check_deepspeed_config(config: dict[str, Any], ranks: int) -> list[str]:

@@ -1,7 +1,9 @@
 """Resources per environment, the way Dagster's example projects choose them: one dict per environment.
 
 ``local`` is embedded (DuckDB file, BentoML store on disk, torchrun subprocesses, ``bentoml serve`` on loopback)
-and needs no service; ``prod`` reads its locations from environment variables so the same code runs in pods.
+and needs no service; ``prod`` reads its locations from environment variables so the same code runs in pods
+(runs and steps as pods, training in GPU pods, tables in PostgreSQL, blue/green serving), and imports its
+Kubernetes and PostgreSQL clients only when chosen (they come with the ``k8s`` extra).
 """
 
 from __future__ import annotations
@@ -10,19 +12,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dagster import FilesystemIOManager
+from dagster import ExecutorDefinition, FilesystemIOManager, in_process_executor
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ml_assets.dataset import DatasetSpec
-from ml_assets.settings import Paths, int_env, paths, serve_port
+from ml_assets.settings import Paths, environment, int_env, paths, serve_port
 from resources.bento_deployer import LocalBentoDeployer
 from resources.deepspeed_trainer import DeepSpeedTrainer
-from resources.k8s_deployer import KubernetesManifestDeployer
 from resources.landing import LandingZone
 from resources.launchers import LocalTorchrunLauncher
 from resources.model_store import ModelStore
+from resources.training_storage import TrainingStorage
 
 WAREHOUSE_SCHEMA = "ml"
+PROD_IMAGE = "registry.example.com/ml-assets:latest"  # deploy/helm/values.yaml sets ML_ASSETS_IMAGE to its image
+SHARED_VOLUME_CLAIM = "ml-assets-data"  # the ReadWriteMany volume mounted at ML_ASSETS_HOME in every pod
 
 
 def _shared(where: Paths) -> dict[str, Any]:
@@ -39,7 +43,8 @@ def local_resources(spec: DatasetSpec, where: Paths | None = None) -> dict[str, 
     where = where or paths()
     return _shared(where) | {
         "trainer": DeepSpeedTrainer(
-            launcher=LocalTorchrunLauncher(),
+            launcher=LocalTorchrunLauncher(log_root=str(where.home / "logs" / "training")),
+            storage=TrainingStorage(root=str(where.staging)),
             ranks=int_env("ML_ASSETS_TRAINER_RANKS", 2),
             zero_stage=int_env("ML_ASSETS_TRAINER_ZERO_STAGE", 0),  # measured: ZeRO-2 on CPU is gloo-latency bound
             checkpoint_dir=str(where.checkpoints),
@@ -52,19 +57,89 @@ def local_resources(spec: DatasetSpec, where: Paths | None = None) -> dict[str, 
     }
 
 
-def prod_resources(spec: DatasetSpec) -> dict[str, Any]:
-    """Production: a shared volume mounted into run pods; serving rendered as Kubernetes manifests."""
-    home = os.environ.get("ML_ASSETS_HOME")
+def prod_resources(spec: DatasetSpec, home: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+    """Production on Kubernetes: the shared volume at ML_ASSETS_HOME in every pod, tables in PostgreSQL
+    (``ML_ASSETS_WAREHOUSE_URL``), DeepSpeed ranks in GPU pods of the project image (``ML_ASSETS_IMAGE``), and
+    blue/green serving of the Bento's image (``ML_ASSETS_IMAGE_REGISTRY``) in ``ML_ASSETS_NAMESPACE``."""
+    from dagster import EnvVar
+
+    from resources.k8s_deployer import KubernetesBentoDeployer
+    from resources.k8s_training import KubernetesTrainingLauncher
+    from resources.postgres_warehouse import PostgresPandasIOManager
+
+    home = home or os.environ.get("ML_ASSETS_HOME")
     if not home:
         raise RuntimeError("ML_ASSETS_ENV=prod needs ML_ASSETS_HOME set to the shared volume path")
     where = Paths(Path(home))
-    return local_resources(spec, where) | {
-        "bento_deployer": KubernetesManifestDeployer(
+    namespace = namespace or os.environ.get("ML_ASSETS_NAMESPACE", "default")
+    gpus_per_node = int_env("ML_ASSETS_GPUS_PER_NODE", 8)
+    return _shared(where) | {
+        "warehouse_io_manager": PostgresPandasIOManager(
+            url=EnvVar("ML_ASSETS_WAREHOUSE_URL"), db_schema=WAREHOUSE_SCHEMA
+        ),
+        "trainer": DeepSpeedTrainer(
+            launcher=KubernetesTrainingLauncher(
+                image=os.environ.get("ML_ASSETS_IMAGE", PROD_IMAGE),
+                namespace=namespace,
+                gpus_per_node=gpus_per_node,
+                max_nodes=int_env("ML_ASSETS_TRAINING_MAX_NODES", 2),
+                volume_claim=SHARED_VOLUME_CLAIM,
+                mount_path=str(where.home),  # the same paths in the training pods as in the step's pod
+            ),
+            storage=TrainingStorage(root=os.environ.get("ML_ASSETS_TRAINING_STORAGE", str(where.staging))),
+            ranks=int_env("ML_ASSETS_TRAINER_RANKS", gpus_per_node),
+            zero_stage=int_env("ML_ASSETS_TRAINER_ZERO_STAGE", 0),
+            checkpoint_dir=str(where.checkpoints),
+        ),
+        "bento_deployer": KubernetesBentoDeployer(
             output_dir=str(where.deployments / "k8s"),
             service_name=f"{spec.name}-service",
+            namespace=namespace,
             registry=os.environ.get("ML_ASSETS_IMAGE_REGISTRY", "registry.example.com/ml-assets"),
+            volume_claim=SHARED_VOLUME_CLAIM,
+            home=str(where.home),
         ),
     }
+
+
+def _resources(cpu: str, memory: str) -> dict[str, Any]:
+    return {
+        "container_config": {"resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}}
+    }
+
+
+# Step pods per asset (the k8s executor's per-step config, merged like a ``dagster-k8s/config`` op tag). The
+# training step itself holds no GPU: it stages rows, launches the GPU pods and stores the model, and a GPU
+# requested here would sit idle for the whole training while the training pods hold their own.
+STEP_RESOURCES = {
+    "raw_data": _resources("1", "4Gi"),
+    "features": _resources("1", "4Gi"),
+    "training_set": _resources("2", "16Gi"),
+    "baseline_model": _resources("2", "8Gi"),
+    "candidate_model": _resources("2", "16Gi"),
+    "model_evaluation": _resources("4", "8Gi"),
+    "bento": _resources("1", "2Gi"),
+    "deployment": _resources("1", "2Gi"),
+}
+
+
+def executor_for(env: str | None = None) -> ExecutorDefinition:
+    """The executor of every job. Locally every run executes its steps in one process: a process per step would
+    start Python, Dagster and torch again for each of them (about 5 s a step on 2 cores), and the training ranks
+    are processes anyway. In prod each step runs in its own pod (dagster-k8s), sized per asset; run pods come from
+    the instance's K8sRunLauncher (deploy/)."""
+    if (env or environment()) != "prod":
+        return in_process_executor
+    from dagster_k8s import k8s_job_executor
+
+    return k8s_job_executor.configured(
+        {
+            "max_concurrent": 4,
+            "step_k8s_config": _resources("1", "2Gi"),
+            "per_step_k8s_config": STEP_RESOURCES,
+        },
+        name="k8s_steps",
+    )
 
 
 def resources_for(env: str, spec: DatasetSpec) -> dict[str, Any]:

@@ -1,20 +1,21 @@
 """Where a training process group runs: the seam between DeepSpeedTrainer and the infrastructure.
 
-A launcher turns a ``LaunchSpec`` (the entrypoint module, ranks, Pipes extras, environment) into processes and
-reports what the machine can hold. ``LocalTorchrunLauncher`` runs ``torch.distributed.run`` as a subprocess
-through Dagster Pipes on this machine. A Kubernetes launcher implements the same two abstract methods
-(``build_command`` for the pod's command and env, ``launch`` with ``PipesK8sClient``) and runs the same
-entrypoint in a pod; nothing else changes.
+A launcher turns a ``LaunchSpec`` (the entrypoint module and its arguments, ranks, device) into processes under
+one Dagster Pipes session, and says what its target can hold. ``LocalTorchrunLauncher`` runs
+``torch.distributed.run`` as a subprocess on this machine; ``resources.k8s_training.KubernetesTrainingLauncher``
+runs the same entrypoint in GPU pods (one node, or several as an Indexed Job). Launchers move no data: the
+entrypoint reads its job and writes its results through ``TrainingStorage``, which both sides reach.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -23,33 +24,30 @@ from dagster import (
     MetadataValue,
     OpExecutionContext,
     PipesClientCompletedInvocation,
-    PipesSubprocessClient,
+    PipesTempFileContextInjector,
+    PipesTempFileMessageReader,
+    open_pipes_session,
 )
-from dagster._core.errors import DagsterPipesExecutionError  # not re-exported by dagster 1.13
+from pydantic import Field
+
+from ml_assets.settings import paths
 
 STDERR_TAIL_CHARS = 6_000
 
 
 @dataclass(frozen=True)
 class LaunchSpec:
-    """One training launch: run ``python -m <module>`` on ``ranks`` processes of ``device``."""
+    """One training launch: ``python -m <module> <args>`` on ``ranks`` processes of ``device``."""
 
     module: str
+    args: tuple[str, ...]
     ranks: int
     device: str  # "cpu" | "cuda"
-    extras: dict[str, Any]
-    log_dir: Path  # per-rank stdout/stderr files land under here
-    env: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LaunchCommand:
-    argv: list[str]
-    env: dict[str, str]
+    run_name: str  # unique per launch and safe in file and DNS names: names log folders and pods
 
 
 class TrainingLauncher(ConfigurableResource, ABC):
-    """Interface: what the target can hold, the command for a launch, and running it under Pipes."""
+    """Interface: what the target can hold, and running a launch to completion under Pipes."""
 
     @abstractmethod
     def capacity(self, device: str) -> int:
@@ -59,9 +57,9 @@ class TrainingLauncher(ConfigurableResource, ABC):
     def supports_bf16(self, device: str) -> bool:
         """Whether ``device`` on the target trains in bf16 natively (for precision "auto")."""
 
-    @abstractmethod
-    def build_command(self, spec: LaunchSpec) -> LaunchCommand:
-        """The argv and environment that start the process group of ``spec`` (pure; no side effects)."""
+    def layout_problems(self, ranks: int, device: str) -> list[str]:
+        """Why ``ranks`` of ``device`` cannot be laid out on the target beyond capacity (none by default)."""
+        return []
 
     @abstractmethod
     def launch(
@@ -87,13 +85,16 @@ def available_cpus() -> int:
 
 
 class LocalTorchrunLauncher(TrainingLauncher):
-    """torchrun on this machine through ``PipesSubprocessClient``; rendezvous on a port the OS picks."""
+    """torchrun on this machine in one Pipes session; rendezvous on a port the OS picks."""
 
     python_executable: str = ""  # default: the interpreter running Dagster
     # Tabular batches are small matrices: a second intra-op thread per rank buys little and, when the cores
     # are shared, OpenMP threads spinning against each other cost up to 20x (measured: benchmarks/training.py).
     threads_per_rank: int = 1
     termination_timeout_seconds: float = 20.0
+    log_root: str = Field(
+        "", description="per-rank logs go to <log_root>/<run>; default <ML_ASSETS_HOME>/logs/training"
+    )
 
     def capacity(self, device: str) -> int:
         if device == "cpu":
@@ -111,8 +112,12 @@ class LocalTorchrunLauncher(TrainingLauncher):
 
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
-    def build_command(self, spec: LaunchSpec) -> LaunchCommand:
-        argv = [
+    def log_dir(self, spec: LaunchSpec) -> Path:
+        return Path(self.log_root or paths().home / "logs" / "training") / spec.run_name
+
+    def command(self, spec: LaunchSpec) -> list[str]:
+        """The torchrun command line of ``spec`` (pure)."""
+        return [
             self.python_executable or sys.executable,
             "-m",
             "torch.distributed.run",
@@ -126,26 +131,43 @@ class LocalTorchrunLauncher(TrainingLauncher):
             "--rdzv-endpoint",
             "127.0.0.1:0",
             "--log-dir",
-            str(spec.log_dir),
+            str(self.log_dir(spec)),
             "--tee",
             "3",
             "-m",
             spec.module,
+            *spec.args,
         ]
-        env = {**device_env(spec.device, self.threads_per_rank), **spec.env}
-        return LaunchCommand(argv=argv, env=env)
 
     def launch(
         self, context: AssetExecutionContext | OpExecutionContext, spec: LaunchSpec
     ) -> PipesClientCompletedInvocation:
-        cmd = self.build_command(spec)
-        spec.log_dir.mkdir(parents=True, exist_ok=True)
-        client = PipesSubprocessClient(env=cmd.env, termination_timeout_seconds=self.termination_timeout_seconds)
-        context.log.info(f"launching {spec.ranks} {spec.device} rank(s): {' '.join(cmd.argv)}")
+        argv = self.command(spec)
+        self.log_dir(spec).mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **device_env(spec.device, self.threads_per_rank)}
+        context.log.info(f"launching {spec.ranks} {spec.device} rank(s): {' '.join(argv)}")
+        with open_pipes_session(
+            context=context,
+            context_injector=PipesTempFileContextInjector(),
+            message_reader=PipesTempFileMessageReader(),
+        ) as session:
+            process = subprocess.Popen(argv, env={**env, **session.get_bootstrap_env_vars()})
+            try:
+                code = process.wait()
+            except BaseException:  # run canceled or interrupted: let torchrun stop its ranks, then make sure
+                self._terminate(process)
+                raise
+        if code != 0:
+            raise rank_failure(context, spec, self.log_dir(spec), f"torchrun exited with code {code}")
+        return PipesClientCompletedInvocation(session)
+
+    def _terminate(self, process: subprocess.Popen) -> None:
+        process.send_signal(signal.SIGINT)
         try:
-            return client.run(context=context, command=cmd.argv, extras=spec.extras)
-        except DagsterPipesExecutionError as e:
-            raise rank_failure(context, spec, str(e)) from e
+            process.wait(timeout=self.termination_timeout_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def rank_logs(log_dir: Path) -> dict[str, str]:
@@ -157,9 +179,11 @@ def rank_logs(log_dir: Path) -> dict[str, str]:
     return {rank: latest[rank].read_text(errors="replace") for rank in sorted(latest, key=int)}
 
 
-def rank_failure(context: AssetExecutionContext | OpExecutionContext, spec: LaunchSpec, why: str) -> Failure:
+def rank_failure(
+    context: AssetExecutionContext | OpExecutionContext, spec: LaunchSpec, log_dir: Path, why: str
+) -> Failure:
     """Log every rank's stderr to the Dagster event log and build the Failure naming the failing rank."""
-    logs = rank_logs(spec.log_dir)
+    logs = rank_logs(log_dir)
     culprit = ""
     for rank, text in logs.items():
         tail = text[-STDERR_TAIL_CHARS:]
@@ -175,5 +199,5 @@ def rank_failure(context: AssetExecutionContext | OpExecutionContext, spec: Laun
             f"training process group ({spec.ranks} {spec.device} rank(s), module {spec.module}) failed: {why}."
             + (f" First traceback, rank {culprit}:\n{first_error}" if culprit else " No rank wrote a traceback.")
         ),
-        metadata={"log_dir": MetadataValue.path(str(spec.log_dir)), "ranks": spec.ranks},
+        metadata={"log_dir": MetadataValue.path(str(log_dir)), "ranks": spec.ranks},
     )

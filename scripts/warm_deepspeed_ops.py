@@ -3,7 +3,8 @@
     TORCH_EXTENSIONS_DIR=~/.cache/ml-assets/torch_extensions python scripts/warm_deepspeed_ops.py [--all]
 
 What the training path needs on CPU: nothing by default (``torch_adam`` replaces DeepSpeed's fused Adam, and
-the entrypoint marks the shared-memory all-reduce op, used only by inference tensor parallelism, incompatible).
+the entrypoint marks the shared-memory all-reduce op, used only by inference tensor parallelism, incompatible:
+``ml_assets/model/deepspeed_ops.py``).
 ``offload_optimizer=True`` needs ``cpu_adam``, which this script builds. ``--all`` also builds ``shm_comm``, for
 other DeepSpeed users in the same environment (``deepspeed.init_distributed`` builds it on CPU otherwise).
 On a GPU machine run it with DS_ACCELERATOR=cuda to build the CUDA flavours of the same ops.

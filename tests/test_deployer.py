@@ -14,14 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 from dagster import asset, materialize
-from kubernetes.client import ApiClient, V1Deployment, V1Service
 
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.bundle import ModelRef
 from ml_assets.serving.assets import build_serving_assets, validation_sample
 from ml_assets.serving.build import BentoRef, build_bento
 from resources.bento_deployer import DeploymentError, LocalBentoDeployer, _alive, free_port
-from resources.k8s_manifests import render_manifests
 from resources.model_store import ModelStore
 from tests.serving_support import adult_training_set, fit_logistic, save_model
 
@@ -165,19 +163,3 @@ def test_stop_stops_everything_by_pid(world: World):
     assert not any(_alive(p) for p in pids)
     with pytest.raises(httpx.HTTPError):
         httpx.get(d.url + "/readyz", timeout=2)
-
-
-def test_kubernetes_manifests_are_valid_api_objects():
-    manifests = render_manifests("adult-service:abc123", "adult-classifier:v1", registry="registry.local/ml")
-    api = ApiClient()
-    dep = api._ApiClient__deserialize(manifests[0], "V1Deployment")
-    svc = api._ApiClient__deserialize(manifests[1], "V1Service")
-    assert isinstance(dep, V1Deployment) and isinstance(svc, V1Service)
-    container = dep.spec.template.spec.containers[0]
-    assert container.image == "registry.local/ml/adult-service:abc123"
-    assert container.readiness_probe.http_get.path == "/readyz"
-    assert container.readiness_probe.http_get.port == container.ports[0].container_port == 3000
-    assert {e.name: e.value for e in container.env}["ML_ASSETS_MODEL_TAG"] == "adult-classifier:v1"
-    assert dep.spec.strategy.rolling_update.max_unavailable == 0
-    assert dep.spec.selector.match_labels == svc.spec.selector
-    assert svc.spec.ports[0].target_port == "http" and dep.metadata.name == svc.metadata.name == "adult-service"

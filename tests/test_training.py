@@ -28,13 +28,16 @@ from dagster import (
     materialize,
 )
 
+from ml_assets.data.approval import build_approved_training_set
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.assets import build_model_assets
 from ml_assets.model.metrics import classification_metrics
+from ml_assets.settings import paths
 from resources.deepspeed_trainer import DeepSpeedTrainer, TrainerConfigError
 from resources.launchers import LocalTorchrunLauncher, available_cpus
 from resources.model_store import ModelStore
+from resources.training_storage import TrainingStorage
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +64,7 @@ def frame(adult_spec: DatasetSpec) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def graph(adult_spec: DatasetSpec, frame: pd.DataFrame, home: Path) -> dict[str, Any]:
-    """A training_set partition materialized once; model assets read it through LastPartitionMapping."""
+    """A training_set partition materialized once and approved; model assets read the approved window."""
     daily = DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-11")
 
     @asset(name="training_set", partitions_def=daily)
@@ -72,14 +75,16 @@ def graph(adult_spec: DatasetSpec, frame: pd.DataFrame, home: Path) -> dict[str,
     instance = DagsterInstance.ephemeral()
     io = FilesystemIOManager(base_dir=str(home / "storage"))
     materialize([training_set], partition_key=WINDOW_END.isoformat(), instance=instance, resources={"io_manager": io})
+    approved = build_approved_training_set(daily, [])  # this window has no checks: nothing to fail
+    materialize([training_set, approved], selection=[approved], instance=instance, resources={"io_manager": io})
     models = {a.key.to_user_string(): a for a in build_model_assets(adult_spec)}
-    return {"source": training_set, "models": models, "instance": instance, "io": io}
+    return {"source": [training_set, approved], "models": models, "instance": instance, "io": io}
 
 
 def run_assets(graph: dict[str, Any], home: Path, names: list[str], trainer: DeepSpeedTrainer, **kw: Any):
     selected: list[AssetsDefinition] = [graph["models"][n] for n in names]
     return materialize(
-        [graph["source"], *graph["models"].values()],
+        [*graph["source"], *graph["models"].values()],
         selection=selected,
         instance=graph["instance"],
         resources={
@@ -92,7 +97,10 @@ def run_assets(graph: dict[str, Any], home: Path, names: list[str], trainer: Dee
 
 
 def trainer(**fields: Any) -> DeepSpeedTrainer:
-    return DeepSpeedTrainer(launcher=LocalTorchrunLauncher(), **{"ranks": 2, "zero_stage": 2, **FAST, **fields})
+    storage = TrainingStorage(root=str(paths().staging))  # the test module's ML_ASSETS_HOME
+    return DeepSpeedTrainer(
+        launcher=LocalTorchrunLauncher(), storage=storage, **{"ranks": 2, "zero_stage": 2, **FAST, **fields}
+    )
 
 
 def metadata(result, name: str) -> dict[str, Any]:
@@ -112,6 +120,14 @@ def test_two_rank_zero2_training_lands_in_dagster_and_the_store(
 ) -> None:
     result, _seconds = first_run
     assert result.success
+    # the launch went through TrainingStorage: the job and the outputs stay, the staged rows are gone
+    staged = home / "staging" / result.run_id
+    assert sorted(p.name for p in staged.iterdir()) == ["job.json", "output"]
+    assert sorted(p.name for p in (staged / "output").iterdir()) == [
+        "preprocessing.json",
+        "result.json",
+        "state_dict.pt",
+    ]
     meta = metadata(result, "candidate_model")
     assert meta["ranks"] == 2 and meta["zero_stage"] == 2 and meta["device"] == "cpu" and meta["precision"] == "fp32"
     assert meta["samples_per_s"] > 0 and meta["launch_to_first_step_s"] > 0

@@ -25,17 +25,16 @@ from ml_assets.automation import retraining
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model import bundle, network, preprocessing, train
+from ml_assets.model import bundle, network, preprocessing, train, training_result
 from ml_assets.model import metrics as metrics_module
 from ml_assets.model.bundle import LogisticWeights, ModelRef, TabularModel
 from ml_assets.model.metrics import classification_metrics
 from ml_assets.model.network import NetworkConfig
 from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.versioning import code_version, frame_version
-from resources.deepspeed_trainer import DeepSpeedTrainer
+from resources.deepspeed_trainer import TRAINING_POOL, DeepSpeedTrainer
 from resources.model_store import ModelStore
 
-TRAINING_POOL = "training"  # one training at a time (the run queue's pool limit): ranks take every core
 MODEL_SPEC_FIELDS = ("columns", "bands", "positive_label")
 
 
@@ -109,7 +108,9 @@ def fit_baseline(spec: DatasetSpec, training_set: pd.DataFrame, cfg: BaselineCon
 
 def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
     """baseline_model and candidate_model for one dataset spec."""
-    model_code = code_version(spec, preprocessing, network, bundle, metrics_module, train, uses=MODEL_SPEC_FIELDS)
+    model_code = code_version(
+        spec, preprocessing, network, bundle, metrics_module, train, training_result, uses=MODEL_SPEC_FIELDS
+    )
     when = retraining(spec, ignore=READ_NOT_REACTED)
 
     @asset(
@@ -172,7 +173,9 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
         training_set = ordered(spec, load_approved(context, approved_training_set, "candidate_model"))
         version = frame_version(training_set).value
         net_cfg = config.network()
-        result = trainer.train(context, spec, training_set, net_cfg, version)
+        fit = {split: split_rows(training_set, split) for split in ("train", "validation")}
+        run = trainer.train(context, spec, fit["train"], fit["validation"], net_cfg.model_dump(), version)
+        result = training_result.decode(run)
         s = result.summary
         model = TabularModel(
             kind=net_cfg.architecture,

@@ -1,24 +1,28 @@
-"""Training entrypoint, run on every rank by torchrun: ``python -m torch.distributed.run ... -m ml_assets.model.train``.
+"""Training entrypoint, run on every rank by torchrun: ``python -m torch.distributed.run ... -m ml_assets.model.train JOB``.
 
-Every rank reads the staged train/validation rows named in the Pipes extras, fits the same preprocessing on the
-train split (deterministic, so all ranks agree without communication), keeps its shard of the train rows as
-tensors on its device and iterates it by index slices (no DataLoader: tabular training is bound by data
-movement). DeepSpeed runs data parallelism and ZeRO. After every epoch all ranks evaluate their share of the
-validation rows, save a DeepSpeed checkpoint, and stop early when validation loss stops improving. A rerun
-with the same checkpoint directory (same data version and config) resumes from the last checkpoint.
+``JOB`` is the URL of the job description ``DeepSpeedTrainer`` staged in its storage (a path on a shared volume
+or an object-store URL): every rank, on whatever node, reads the job and the train/validation rows it names from
+there, fits the same preprocessing on the train rows (deterministic, so all ranks agree without
+communication), keeps its shard of the train rows as tensors on its device and iterates it by index slices (no
+DataLoader: tabular training is bound by data movement). DeepSpeed runs data parallelism and ZeRO. After every
+epoch all ranks evaluate their share of the validation rows, save a DeepSpeed checkpoint, and stop early when
+validation loss stops improving. A rerun with the same checkpoint directory (same data version and config)
+resumes from the last checkpoint.
 
-Only rank 0 opens the Dagster Pipes context (every rank reporting would fail the step): it streams per-epoch
-metrics as log lines, writes the best epoch's plain fp32 state_dict, the preprocessing and ``result.json`` to
-the output directory, and reports the summary as a custom Pipes message.
+Only rank 0 opens the Dagster Pipes context (every rank reporting would fail the step) and streams per-epoch
+metrics as log lines; it writes the best epoch's plain fp32 state_dict, the preprocessing and the summary to the
+job's output folder, where the launching step reads them back.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 import os
 import shutil
+import sys
 import time
 import warnings
 from contextlib import nullcontext
@@ -26,18 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from dagster_pipes import (
-    PipesContext,
-    PipesDefaultContextLoader,
-    PipesEnvVarParamsLoader,
-    open_dagster_pipes,
-)
+from dagster_pipes import PipesContext, open_dagster_pipes
 
-from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.metrics import classification_metrics
 from ml_assets.model.network import NetworkConfig, build_network
@@ -46,14 +45,19 @@ from ml_assets.model.preprocessing import Preprocessing
 MIN_IMPROVEMENT = 1e-4
 EVAL_CHUNK = 65_536
 TAG_PREFIX = "epoch"
+# The outputs rank 0 writes (ml_assets.model.training_result decodes them).
+STATE_DICT = "state_dict.pt"
+PREPROCESSING = "preprocessing.json"
+SUMMARY = "result.json"
 
 
 @dataclass
 class Job:
-    """The Pipes extras, typed."""
+    """The job description the trainer staged, typed."""
 
-    training_set: Path
-    output_dir: Path
+    train_rows: str
+    validation_rows: str
+    output_dir: str
     checkpoint_dir: Path
     spec: DatasetSpec
     network: NetworkConfig
@@ -67,21 +71,24 @@ class Job:
     launched_at: float
 
     @classmethod
-    def from_extras(cls, extras: dict[str, Any]) -> Job:
+    def read(cls, url: str) -> Job:
+        with fsspec.open(url, "r") as f:
+            job = json.load(f)
         return cls(
-            training_set=Path(extras["training_set"]),
-            output_dir=Path(extras["output_dir"]),
-            checkpoint_dir=Path(extras["checkpoint_dir"]),
-            spec=DatasetSpec.model_validate(extras["spec"]),
-            network=NetworkConfig(**extras["network"]),
-            deepspeed_config=dict(extras["deepspeed_config"]),
-            device=extras["device"],
-            precision=extras["precision"],
-            max_epochs=int(extras["max_epochs"]),
-            patience=int(extras["patience"]),
-            seed=int(extras["seed"]),
-            warmup_fraction=float(extras["warmup_fraction"]),
-            launched_at=float(extras["launched_at"]),
+            train_rows=job["train_rows"],
+            validation_rows=job["validation_rows"],
+            output_dir=job["output_dir"],
+            checkpoint_dir=Path(job["checkpoint_dir"]),
+            spec=DatasetSpec.model_validate(job["spec"]),
+            network=NetworkConfig(**job["network"]),
+            deepspeed_config=dict(job["deepspeed_config"]),
+            device=job["device"],
+            precision=job["precision"],
+            max_epochs=int(job["max_epochs"]),
+            patience=int(job["patience"]),
+            seed=int(job["seed"]),
+            warmup_fraction=float(job["warmup_fraction"]),
+            launched_at=float(job["launched_at"]),
         )
 
 
@@ -95,6 +102,20 @@ class Shard:
 
     def __len__(self) -> int:
         return int(self.label.shape[0])
+
+
+@dataclass
+class Data:
+    """Everything this rank trains and validates on."""
+
+    pre: Preprocessing
+    train: Shard
+    val: Shard
+    val_idx: np.ndarray  # this rank's validation rows, as indices into all validation rows
+    val_labels: np.ndarray  # labels of all validation rows
+    val_chunks: int  # forward calls per validation pass (the same on every rank)
+    n_train: int
+    n_val: int
 
 
 @dataclass
@@ -112,6 +133,15 @@ class State:
     train_samples: int = 0
 
 
+@dataclass(frozen=True)
+class Rank:
+    """Where this process sits in the group, and its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+
 class Reporter:
     """Rank 0 talks to Dagster through Pipes; other ranks stay silent (and print to their own stderr)."""
 
@@ -122,19 +152,8 @@ class Reporter:
         if self.pipes is not None:
             self.pipes.log.info(message)
 
-    def result(self, summary: dict[str, Any]) -> None:
-        if self.pipes is not None:
-            self.pipes.report_custom_message(summary)
-
 
 # ---- data ------------------------------------------------------------------------------------------------
-def load_splits(job: Job) -> tuple[pd.DataFrame, pd.DataFrame]:
-    frame = pd.read_parquet(job.training_set)
-    train = frame[frame[SPLIT] == "train"].reset_index(drop=True)
-    val = frame[frame[SPLIT] == "validation"].reset_index(drop=True)
-    return train, val
-
-
 def to_shard(pre: Preprocessing, rows: pd.DataFrame, label_col: str, device: torch.device, dtype: torch.dtype) -> Shard:
     num, cat = pre.transform(rows)
     return Shard(
@@ -152,6 +171,26 @@ def shard_rows(n: int, rank: int, world: int, seed: int, equal: bool) -> np.ndar
         size = n // world
         return np.sort(perm[rank * size : (rank + 1) * size])
     return np.sort(np.array_split(perm, world)[rank])
+
+
+def load_data(job: Job, me: Rank, dtype: torch.dtype) -> Data:
+    """Read the staged rows, fit the preprocessing on the train rows, and keep this rank's shards on device."""
+    train_rows = pd.read_parquet(job.train_rows)
+    val_rows = pd.read_parquet(job.validation_rows)
+    pre = Preprocessing.fit(job.spec, train_rows)
+    label = job.spec.label_column
+    train_idx = shard_rows(len(train_rows), me.rank, me.world, job.seed, equal=True)
+    val_idx = shard_rows(len(val_rows), me.rank, me.world, job.seed, equal=False)
+    return Data(
+        pre=pre,
+        train=to_shard(pre, train_rows.iloc[train_idx], label, me.device, dtype),
+        val=to_shard(pre, val_rows.iloc[val_idx], label, me.device, dtype),
+        val_idx=val_idx,
+        val_labels=val_rows[label].to_numpy(),
+        val_chunks=max(1, math.ceil(math.ceil(len(val_rows) / me.world) / EVAL_CHUNK)),
+        n_train=len(train_rows),
+        n_val=len(val_rows),
+    )
 
 
 # ---- engine ----------------------------------------------------------------------------------------------
@@ -180,26 +219,56 @@ def fill_schedule(config: dict[str, Any], optimizer_steps: int, warmup_fraction:
     return {**config, "scheduler": {**scheduler, "params": params}}
 
 
-def disable_unused_cpu_ops() -> None:
-    """DeepSpeed's CPU backend JIT-builds a shared-memory all-reduce op (~40 s) that only inference tensor
-    parallelism uses; mark it incompatible so gloo serves training collectives and nothing is compiled."""
-    import deepspeed.ops
+def join_process_group(job: Job, local_rank: int) -> torch.device:
+    """Pick this rank's device and join the process group (NCCL on GPUs, gloo on CPU)."""
+    import deepspeed
 
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
+    # ZeRO calls a torch collective that torch 2.13 deprecates; one warning per call and rank floods the log.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
+    if job.device == "cuda":
+        torch.cuda.set_device(local_rank)
+        device, backend = torch.device("cuda", local_rank), "nccl"
+    else:
+        from ml_assets.model.deepspeed_ops import skip_shared_memory_allreduce
+
+        skip_shared_memory_allreduce()
+        device, backend = torch.device("cpu"), "gloo"
+    deepspeed.init_distributed(dist_backend=backend)
+    return device
 
 
-def gathered(engine: Any, zero_stage: int):
+def build_engine(job: Job, pre: Preprocessing, config: dict[str, Any], world: int) -> tuple[Any, int]:
+    """The DeepSpeed engine around a freshly seeded network, and the network's parameter count."""
+    import deepspeed
+
+    torch.manual_seed(job.seed)
+    np.random.seed(job.seed)
+    net = build_network(job.network, pre)
+    engine, _, _, _ = deepspeed.initialize(model=net, model_parameters=net.parameters(), config=config)
+    if world == 1 and zero_stage(config) == 0:
+        # One rank has nothing to average: DeepSpeed would still flatten, all-reduce and copy back every
+        # gradient each step (measured: 0.53x -> 0.70x of a plain loop in-process on CPU).
+        engine.enable_backward_allreduce = False
+    return engine, sum(p.numel() for p in net.parameters())
+
+
+def zero_stage(config: dict[str, Any]) -> int:
+    return int(config.get("zero_optimization", {}).get("stage", 0))
+
+
+def gathered(engine: Any, stage: int):
     """Context in which every rank sees full parameters (ZeRO-3 partitions them); all ranks must enter."""
-    if zero_stage == 3:
+    if stage == 3:
         import deepspeed
 
         return deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None)
     return nullcontext()
 
 
-def plain_state_dict(engine: Any, zero_stage: int) -> dict[str, torch.Tensor]:
+def plain_state_dict(engine: Any, stage: int) -> dict[str, torch.Tensor]:
     """A consolidated fp32 state_dict on CPU (collective under ZeRO-3: call on every rank)."""
-    with gathered(engine, zero_stage):
+    with gathered(engine, stage):
         return {k: v.detach().to("cpu", torch.float32).clone() for k, v in engine.module.state_dict().items()}
 
 
@@ -216,121 +285,114 @@ def predict_shard(engine: Any, shard: Shard, chunks: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-# ---- the run ---------------------------------------------------------------------------------------------
-def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> dict[str, Any]:
-    startup: dict[str, float | None] = {"python_and_torch_ready": time.time() - job.launched_at}
-    import deepspeed
-
-    startup["deepspeed_imported"] = time.time() - job.launched_at
+def validate(engine: Any, data: Data, world: int) -> dict[str, float]:
+    """Validation metrics over all ranks' shares (every rank gathers every prediction)."""
     import torch.distributed as dist
 
-    logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
-    # ZeRO calls a torch collective that torch 2.13 deprecates; one warning per call and rank floods the log.
-    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
-    if job.device == "cuda":
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-        backend = "nccl"
-    else:
-        disable_unused_cpu_ops()
-        device = torch.device("cpu")
-        backend = "gloo"
-    deepspeed.init_distributed(dist_backend=backend)
-    startup["process_group_ready"] = time.time() - job.launched_at
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(job.precision, torch.float32)
-    zero_stage = int(job.deepspeed_config.get("zero_optimization", {}).get("stage", 0))
+    probs = [None] * world
+    dist.all_gather_object(probs, (data.val_idx, predict_shard(engine, data.val, data.val_chunks)))
+    order = np.concatenate([i for i, _ in probs])
+    p_val = np.concatenate([p for _, p in probs])[np.argsort(order)]
+    return classification_metrics(data.val_labels[np.sort(order)], p_val)
 
-    train_rows, val_rows = load_splits(job)
-    pre = Preprocessing.fit(job.spec, train_rows)
-    label = job.spec.label_column
-    train_idx = shard_rows(len(train_rows), rank, world, job.seed, equal=True)
-    val_idx = shard_rows(len(val_rows), rank, world, job.seed, equal=False)
-    train = to_shard(pre, train_rows.iloc[train_idx], label, device, dtype)
-    val = to_shard(pre, val_rows.iloc[val_idx], label, device, dtype)
-    val_chunks = max(1, math.ceil(math.ceil(len(val_rows) / world) / EVAL_CHUNK))
-    micro, steps = step_plan(len(train), job.deepspeed_config)
+
+# ---- the run ---------------------------------------------------------------------------------------------
+def train_epoch(
+    engine: Any, data: Data, job: Job, epoch: int, me: Rank, micro: int, steps: int, time_first_step: bool
+) -> tuple[float, float, float | None]:
+    """One pass over this rank's shard in a seeded order: (mean train loss over all ranks, seconds, and when
+    ``time_first_step`` the time at which its first step finished)."""
+    import torch.distributed as dist
+
+    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(job.seed * 100_003 + epoch))
+    order = order.to(me.device)
+    loss_sum = torch.zeros((), device=me.device)
+    first_step_at = None
+    _sync(me.device)
+    t0 = time.perf_counter()
+    for step in range(steps):
+        idx = order[step * micro : (step + 1) * micro]
+        logits = engine(data.train.numeric[idx], data.train.categorical[idx])
+        loss = F.binary_cross_entropy_with_logits(logits.float(), data.train.label[idx])
+        engine.backward(loss)
+        engine.step()
+        loss_sum += loss.detach()
+        if time_first_step and step == 0:
+            _sync(me.device)
+            first_step_at = time.time()
+    _sync(me.device)
+    seconds = time.perf_counter() - t0
+    mean_loss = loss_sum / steps
+    dist.all_reduce(mean_loss)
+    return float(mean_loss) / me.world, seconds, first_step_at
+
+
+def record_epoch(
+    state: State, epoch: int, train_loss: float, metrics: dict[str, float], samples: int, seconds: float
+) -> bool:
+    """Update progress and early stopping with one finished epoch; whether it is the best so far."""
+    improved = metrics["log_loss"] < state.best_loss - MIN_IMPROVEMENT
+    if improved:
+        state.best_loss, state.best_epoch, state.bad_epochs = metrics["log_loss"], epoch, 0
+    else:
+        state.bad_epochs += 1
+    state.epoch = epoch
+    state.train_seconds += seconds
+    state.train_samples += samples
+    state.history.append(
+        {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "samples_per_s": samples / seconds,
+            **{f"val_{k}": v for k, v in metrics.items()},
+        }
+    )
+    return improved
+
+
+def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> dict[str, Any]:
+    """Train to the end (or early stop) from the last checkpoint, if any; rank 0 returns and exports the summary."""
+    startup: dict[str, float | None] = {"python_and_torch_ready": time.time() - job.launched_at}
+    device = join_process_group(job, local_rank)
+    startup["process_group_ready"] = time.time() - job.launched_at
+    me = Rank(rank, world, device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(job.precision, torch.float32)
+    data = load_data(job, me, dtype)
+    micro, steps = step_plan(len(data.train), job.deepspeed_config)
     gas = int(job.deepspeed_config.get("gradient_accumulation_steps", 1))
     config = fill_schedule(job.deepspeed_config, job.max_epochs * steps // gas, job.warmup_fraction)
     startup["data_on_device"] = time.time() - job.launched_at
-
-    torch.manual_seed(job.seed)
-    np.random.seed(job.seed)
-    net = build_network(job.network, pre)
-    engine, _, _, _ = deepspeed.initialize(model=net, model_parameters=net.parameters(), config=config)
-    if world == 1 and zero_stage == 0:
-        # One rank has nothing to average: DeepSpeed would still flatten, all-reduce and copy back every
-        # gradient each step (measured: 0.53x -> 0.70x of a plain loop in-process on CPU).
-        engine.enable_backward_allreduce = False
+    engine, n_params = build_engine(job, data.pre, config, world)
     startup["engine_ready"] = time.time() - job.launched_at
 
-    state = State()
-    resumed_from = None
+    state, resumed_from = State(), None
     if (job.checkpoint_dir / "latest").is_file():
         _, client = engine.load_checkpoint(str(job.checkpoint_dir))
         state = State(**client["progress"])
         resumed_from = state.epoch
         report.info(f"resumed from checkpoint of epoch {state.epoch + 1} in {job.checkpoint_dir}")
-
-    first_step_s: float | None = None
-    n_params = sum(p.numel() for p in net.parameters())
     report.info(
-        f"{job.network.architecture}: {n_params} parameters; {world} {job.device} rank(s), ZeRO {zero_stage}, "
-        f"{job.precision}; {len(train_rows)} train rows ({len(train)} per rank, {steps} steps of {micro}), "
-        f"{len(val_rows)} validation rows"
+        f"{job.network.architecture}: {n_params} parameters; {world} {job.device} rank(s), ZeRO "
+        f"{zero_stage(config)}, {job.precision}; {data.n_train} train rows ({len(data.train)} per rank, {steps} "
+        f"steps of {micro}), {data.n_val} validation rows"
     )
     while not state.stopped and state.epoch + 1 < job.max_epochs:
         epoch = state.epoch + 1
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(job.seed * 100_003 + epoch))
-        order = order.to(device)
-        loss_sum = torch.zeros((), device=device)
-        _sync(device)
-        t0 = time.perf_counter()
-        for step in range(steps):
-            idx = order[step * micro : (step + 1) * micro]
-            logits = engine(train.numeric[idx], train.categorical[idx])
-            loss = F.binary_cross_entropy_with_logits(logits.float(), train.label[idx])
-            engine.backward(loss)
-            engine.step()
-            loss_sum += loss.detach()
-            if first_step_s is None:
-                _sync(device)
-                first_step_s = time.time() - job.launched_at
-        _sync(device)
-        epoch_s = time.perf_counter() - t0
-        state.train_seconds += epoch_s
-        state.train_samples += steps * micro * world
-
-        mean_loss = loss_sum / steps
-        dist.all_reduce(mean_loss)
-        train_loss = float(mean_loss) / world
-        probs = [None] * world
-        dist.all_gather_object(probs, (val_idx, predict_shard(engine, val, val_chunks)))
-        order_val = np.concatenate([i for i, _ in probs])
-        p_val = np.concatenate([p for _, p in probs])[np.argsort(order_val)]
-        metrics = classification_metrics(val_rows[label].to_numpy()[np.sort(order_val)], p_val)
-
-        improved = metrics["log_loss"] < state.best_loss - MIN_IMPROVEMENT
-        current = plain_state_dict(engine, zero_stage) if improved else None
+        first = "first_step_done" not in startup
+        train_loss, seconds, first_step_at = train_epoch(engine, data, job, epoch, me, micro, steps, first)
+        if first_step_at is not None:
+            startup["first_step_done"] = first_step_at - job.launched_at
+        metrics = validate(engine, data, world)
+        improved = record_epoch(state, epoch, train_loss, metrics, steps * micro * world, seconds)
         if improved:
-            state.best_loss, state.best_epoch, state.bad_epochs = metrics["log_loss"], epoch, 0
-            state.best_state = current if rank == 0 else None
-        else:
-            state.bad_epochs += 1
-        state.epoch = epoch
+            best = plain_state_dict(engine, zero_stage(config))  # collective under ZeRO-3: every rank
+            state.best_state = best if rank == 0 else None
         state.stopped = state.bad_epochs >= job.patience
-        samples_per_s = steps * micro * world / epoch_s
-        state.history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": train_loss,
-                "samples_per_s": samples_per_s,
-                **{f"val_{k}": v for k, v in metrics.items()},
-            }
-        )
         save_checkpoint(engine, job.checkpoint_dir, epoch, state, rank)
         report.info(
             f"epoch {epoch + 1}/{job.max_epochs}: train_loss {train_loss:.4f}, val_log_loss "
-            f"{metrics['log_loss']:.4f}, val_roc_auc {metrics['roc_auc']:.4f}, {samples_per_s:,.0f} samples/s"
+            f"{metrics['log_loss']:.4f}, val_roc_auc {metrics['roc_auc']:.4f}, "
+            f"{state.history[-1]['samples_per_s']:,.0f} samples/s"
             + (" (best)" if improved else f" (no improvement for {state.bad_epochs})")
         )
     if state.stopped:
@@ -338,9 +400,10 @@ def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> d
 
     summary: dict[str, Any] = {}
     if rank == 0:
-        startup["first_step_done"] = first_step_s  # None when resuming a run that had already finished
-        summary = export(job, pre, state, world, zero_stage, startup, resumed_from, n_params)
-        report.result(summary)
+        startup.setdefault("first_step_done", None)  # None when resuming a run that had already finished
+        summary = export(job, data.pre, state, world, zero_stage(config), startup, resumed_from, n_params)
+    import torch.distributed as dist
+
     dist.barrier()
     return summary
 
@@ -349,7 +412,7 @@ def save_checkpoint(engine: Any, directory: Path, epoch: int, state: State, rank
     """Checkpoint on all ranks (ZeRO shards live on each), then keep only the newest on disk."""
     import torch.distributed as dist
 
-    progress = {k: v for k, v in state.__dict__.items()}
+    progress = dict(state.__dict__)
     engine.save_checkpoint(str(directory), tag=f"{TAG_PREFIX}{epoch:04d}", client_state={"progress": progress})
     dist.barrier()
     if rank == 0:
@@ -358,24 +421,18 @@ def save_checkpoint(engine: Any, directory: Path, epoch: int, state: State, rank
                 shutil.rmtree(old, ignore_errors=True)
 
 
-def export(
+def summarize(
     job: Job,
-    pre: Preprocessing,
     state: State,
     world: int,
-    zero_stage: int,
+    stage: int,
     startup: dict[str, float | None],
     resumed_from: int | None,
     n_params: int,
 ) -> dict[str, Any]:
-    """Rank 0: write the best epoch's weights, the preprocessing and the summary to the output directory."""
-    if state.best_state is None:
-        raise RuntimeError(f"no epoch finished with a finite validation loss; nothing to export ({job.checkpoint_dir})")
-    job.output_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(state.best_state, job.output_dir / "state_dict.pt")
-    pre.save(job.output_dir / "preprocessing.json")
+    """The run's summary: the best epoch's validation metrics, history, throughput, timings and settings."""
     best = state.history[[h["epoch"] for h in state.history].index(state.best_epoch + 1)]
-    summary = {
+    return {
         "metrics": {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")},
         "best_epoch": state.best_epoch + 1,
         "epochs_run": state.epoch + 1,
@@ -394,13 +451,35 @@ def export(
         "ranks": world,
         "device": job.device if job.device == "cpu" else torch.cuda.get_device_name(),
         "precision": job.precision,
-        "zero_stage": zero_stage,
+        "zero_stage": stage,
         "parameters": n_params,
         "network": job.network.model_dump(),
         "deepspeed_config": job.deepspeed_config,
         "checkpoint_dir": str(job.checkpoint_dir),
     }
-    (job.output_dir / "result.json").write_text(json.dumps(summary, indent=1, default=float))
+
+
+def export(
+    job: Job,
+    pre: Preprocessing,
+    state: State,
+    world: int,
+    stage: int,
+    startup: dict[str, float | None],
+    resumed_from: int | None,
+    n_params: int,
+) -> dict[str, Any]:
+    """Rank 0: write the best epoch's weights, the preprocessing and the summary to the job's output folder."""
+    if state.best_state is None:
+        raise RuntimeError(f"no epoch finished with a finite validation loss; nothing to export ({job.checkpoint_dir})")
+    summary = summarize(job, state, world, stage, startup, resumed_from, n_params)
+    weights = io.BytesIO()
+    torch.save(state.best_state, weights)
+    fs, folder = fsspec.core.url_to_fs(job.output_dir)
+    fs.makedirs(folder, exist_ok=True)
+    fs.pipe_file(f"{folder}/{STATE_DICT}", weights.getvalue())
+    fs.pipe_file(f"{folder}/{PREPROCESSING}", json.dumps(pre.to_dict(), indent=1).encode())
+    fs.pipe_file(f"{folder}/{SUMMARY}", json.dumps(summary, indent=1, default=float).encode())
     return summary
 
 
@@ -409,22 +488,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def read_extras() -> dict[str, Any]:
-    """Ranks other than 0 read the same Pipes context (read-only) without opening a Pipes session."""
-    params = PipesEnvVarParamsLoader().load_context_params()
-    with PipesDefaultContextLoader().load_context(params) as data:
-        return dict(data["extras"])
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m ml_assets.model.train JOB_URL (the job DeepSpeedTrainer staged)")
+    job = Job.read(args[0])
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if rank == 0:
         with open_dagster_pipes() as pipes:
-            run(Job.from_extras(dict(pipes.extras)), rank, world, local_rank, Reporter(pipes))
+            run(job, rank, world, local_rank, Reporter(pipes))
     else:
-        run(Job.from_extras(read_extras()), rank, world, local_rank, Reporter(None))
+        run(job, rank, world, local_rank, Reporter(None))
 
 
 if __name__ == "__main__":
