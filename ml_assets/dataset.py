@@ -163,6 +163,29 @@ class Retraining(BaseModel):
         return self
 
 
+class Monitoring(BaseModel):
+    """Thresholds of the served model's monitoring (``model_monitoring`` checks, retraining and rollback)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    drift_psi: float = Field(0.2, gt=0, description="PSI of a served input or of the predictions beyond this is drift")
+    performance_drop: float = Field(
+        0.05, ge=0, description="estimated or realized primary metric this far below the evaluation's fails"
+    )
+    rollback_drop: float = Field(
+        0.02,
+        ge=0,
+        description="the champion realizing this far below the previous champion on the same labeled "
+        "rows rolls back to the previous champion",
+    )
+    label_window_days: int = Field(7, ge=0, description="labels of a day's predictions land within this many days")
+    min_labeled_rows: int = Field(200, ge=1, description="realized figures need at least this many labeled rows")
+    max_training_data_age_days: float = Field(
+        30.0, gt=0, description="staleness: the serving model's newest training day older than this fails"
+    )
+    retrain_cooldown_hours: float = Field(6.0, ge=0, description="at most one retraining request per this many hours")
+
+
 class DatasetSpec(BaseModel):
     """A tabular dataset: its columns with roles and rules, partitioning and training window."""
 
@@ -183,6 +206,7 @@ class DatasetSpec(BaseModel):
     row_count: RowCount = RowCount()
     training: TrainingWindow = TrainingWindow()
     retraining: Retraining = Retraining()
+    monitoring: Monitoring = Monitoring()
     columns: list[Column]
     bands: list[Band] = []
     demo_data: str | None = Field(None, description="parquet file beside the spec with the real demo rows")
