@@ -35,20 +35,24 @@ def no_failed_blocking_checks(ignore: tuple[str, ...] = ()) -> AutomationConditi
     return ~_deps(failed, ignore).with_label("a dependency failed its blocking checks")
 
 
-def on_new_landing() -> AutomationCondition:
-    """raw_data: a day's landing files changed (the landing sensor observed a new fingerprint)."""
-    changed = AC.any_deps_match(AC.data_version_changed()).with_label("landing files changed")
-    return (changed.since_last_handled() & _idle()).with_label("on new landing files")
+def on_new_files() -> AutomationCondition:
+    """raw_data, prediction_log, labels: a day's files changed (their sensor observed a new fingerprint)."""
+    changed = AC.any_deps_match(AC.data_version_changed()).with_label("files changed")
+    return (changed.since_last_handled() & _idle()).with_label("on new files")
 
 
-def on_upstream_update(ignore: tuple[str, ...] = ()) -> AutomationCondition:
+def on_upstream_update(ignore: tuple[str, ...] = (), must_exist: tuple[str, ...] = ()) -> AutomationCondition:
     """Recompute when a dependency updated (or will this tick), none is missing, and none failed its gates.
 
-    ``ignore``: dependencies that are read but whose updates alone do not call for a recompute.
+    ``ignore``: dependencies that are read but whose updates alone do not call for a recompute. ``must_exist``:
+    when given, only these dependencies must be present (the others are optional, e.g. labels not landed yet).
     """
+    missing = _deps(AC.any_deps_missing(), ignore)
+    if must_exist:
+        missing = AC.any_deps_missing().allow(AssetSelection.assets(*must_exist))
     return (
         _deps(AC.any_deps_updated(), ignore).since_last_handled()
-        & ~_deps(AC.any_deps_missing(), ignore)
+        & ~missing
         & _idle(ignore)
         & no_failed_blocking_checks(ignore)
     ).with_label("on upstream update" + (f" (not reacting to {', '.join(ignore)})" if ignore else ""))

@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ml_assets.datasets.simulate_cli import add_simulate_parser
 
     add_simulate_parser(sub)
+    from ml_assets.monitoring.traffic_cli import add_traffic_parser
+
+    add_traffic_parser(sub)
     from ml_assets.k8s_cli import add_k8s_parser
 
     add_k8s_parser(sub)
@@ -136,7 +139,7 @@ def _quiet_warnings() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_warnings()
-    if args.command == "simulate":
+    if args.command in ("simulate", "traffic"):
         _prepare_environment(None)
     return int(args.func(args) or 0)
 

@@ -13,18 +13,22 @@ from ml_assets.dataset import DatasetSpec, load_default_spec
 from ml_assets.model.assets import build_model_assets
 from ml_assets.model.champion import build_champion_model, rollback_champion_job
 from ml_assets.model.evaluation_asset import build_model_evaluation
+from ml_assets.monitoring.assets import build_monitoring_assets
 from ml_assets.partitions import daily_partitions, resolve_start, training_set_partitions
 from ml_assets.serving.assets import build_serving_assets
 from ml_assets.settings import environment
 from resources.environments import executor_for, resources_for
 from sensors.automation import build_automation_sensor
 from sensors.deployment_health import build_health_sensor
-from sensors.landing_sensor import build_landing_sensor
+from sensors.folder_sensors import build_label_sensor, build_landing_sensor, build_prediction_log_sensor
+from sensors.retrain_sensor import build_retrain_sensor
+from sensors.run_failure_alerts import build_run_failure_sensor
 
 INGEST_JOB = "ingest_job"
 TRAINING_SET_JOB = "training_set_job"
 MODEL_JOB = "model_job"
 SERVING_JOB = "serving_job"
+MONITORING_JOB = "monitoring_job"
 
 MODEL_ASSETS = ("approved_training_set", "baseline_model", "candidate_model", "model_evaluation", "champion_model")
 SERVING_ASSETS = ("bento", "deployment")
@@ -38,6 +42,13 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
     model_evaluation, model_gates = build_model_evaluation(spec)
     model = [*build_model_assets(spec), model_evaluation, build_champion_model(spec)]
     serving = build_serving_assets(spec)
+    monitoring = list(build_monitoring_assets(spec, daily))
+    model_job = define_asset_job(
+        MODEL_JOB,
+        selection=AssetSelection.assets(*MODEL_ASSETS),
+        description="Approve the newest training window, train the baseline and a DeepSpeed candidate on it, "
+        "evaluate them against the champion and promote the candidate if every blocking gate passes.",
+    )
     jobs = [
         define_asset_job(
             INGEST_JOB,
@@ -51,24 +62,33 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
             partitions_def=training_set_partitions(spec),
             description="Cut the training window ending on a day and split it by time.",
         ),
-        define_asset_job(
-            MODEL_JOB,
-            selection=AssetSelection.assets(*MODEL_ASSETS),
-            description="Approve the newest training window, train the baseline and a DeepSpeed candidate on it, "
-            "evaluate them against the champion and promote the candidate if every blocking gate passes.",
-        ),
+        model_job,
         define_asset_job(
             SERVING_JOB,
             selection=AssetSelection.assets(*SERVING_ASSETS),
             description="Build a Bento for the champion and deploy it blue/green behind the stable URL.",
         ),
         rollback_champion_job,
+        define_asset_job(
+            MONITORING_JOB,
+            selection=AssetSelection.assets("prediction_log", "model_monitoring"),
+            partitions_def=daily,
+            description="Load one day's prediction log and judge the served model on it (drift, quality, fairness).",
+        ),
     ]
     # Self-driving by default on the embedded instance; in prod a platform team switches them on.
     status = DefaultSensorStatus.RUNNING if env == "local" else DefaultSensorStatus.STOPPED
-    sensors = [build_landing_sensor(daily, status), build_automation_sensor(status), build_health_sensor(status)]
+    sensors = [
+        build_landing_sensor(daily, status),
+        build_automation_sensor(status),
+        build_health_sensor(status),
+        build_prediction_log_sensor(daily, status),
+        build_label_sensor(daily, status),
+        build_retrain_sensor(spec, daily, model_job, rollback_champion_job, status),
+        build_run_failure_sensor(status),
+    ]
     return Definitions(
-        assets=[*data, *model, *serving],
+        assets=[*data, *model, *serving, *monitoring],
         asset_checks=[model_gates],
         jobs=jobs,
         sensors=sensors,

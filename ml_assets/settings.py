@@ -54,6 +54,10 @@ class Paths:
         return self.home / "prediction_log"
 
     @property
+    def labels(self) -> Path:
+        return self.home / "labels"
+
+    @property
     def deployments(self) -> Path:
         return self.home / "deployments"
 

@@ -17,11 +17,14 @@ from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ml_assets.dataset import DatasetSpec
 from ml_assets.settings import Paths, environment, int_env, paths, serve_port
+from resources.alerts import Alerts
 from resources.bento_deployer import LocalBentoDeployer
 from resources.deepspeed_trainer import DeepSpeedTrainer
+from resources.label_files import LabelFiles
 from resources.landing import LandingZone
 from resources.launchers import LocalTorchrunLauncher
 from resources.model_store import ModelStore
+from resources.prediction_logs import PredictionLogFiles
 from resources.training_storage import TrainingStorage
 
 WAREHOUSE_SCHEMA = "ml"
@@ -34,7 +37,12 @@ def _shared(where: Paths) -> dict[str, Any]:
         "warehouse_io_manager": DuckDBPandasIOManager(database=str(where.warehouse), schema=WAREHOUSE_SCHEMA),
         "io_manager": FilesystemIOManager(base_dir=str(where.home / "storage")),
         "landing": LandingZone(root=str(where.landing), quarantine_root=str(where.quarantine)),
+        "prediction_logs": PredictionLogFiles(root=str(where.prediction_log)),
+        "label_files": LabelFiles(root=str(where.labels)),
         "model_store": ModelStore(home=str(where.bentoml_home)),
+        "alerts": Alerts(
+            log_path=str(where.home / "alerts.jsonl"), webhook_url=os.environ.get("ML_ASSETS_ALERT_WEBHOOK", "")
+        ),
     }
 
 

@@ -20,7 +20,7 @@ from ml_assets.demo import observe_landing
 from ml_assets.event_log import DATA_VERSION_TAG
 from ml_assets.partitions import daily_partitions, today
 from resources.landing import LandingZone
-from sensors.landing_sensor import build_landing_sensor
+from sensors.folder_sensors import build_landing_sensor
 
 DAY1, DAY2 = date(2026, 3, 1), date(2026, 3, 2)
 

@@ -27,7 +27,7 @@ from dagster import (
 )
 
 from ml_assets import markdown
-from ml_assets.automation import on_new_landing, on_upstream_update
+from ml_assets.automation import on_new_files, on_upstream_update
 from ml_assets.data import expectations, splits, training_checks
 from ml_assets.data import features as features_module
 from ml_assets.data.approval import build_approved_training_set
@@ -101,7 +101,7 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
         metadata={"partition_expr": LANDING_DAY},
         deps=[LANDING_FILES],
         check_specs=raw_specs,
-        automation_condition=on_new_landing(),
+        automation_condition=on_new_files(),
         code_version=code_version(spec, expectations, uses=("columns", "row_count", "freshness_hours", "timezone")),
         description=f"{spec.name} rows as landed each day, cast to the spec's types and validated.",
     )

@@ -2,7 +2,7 @@
 
 Its data version per day is the fingerprint of the day's files (names, sizes, modification times). The landing
 sensor reports a new observation whenever a day's fingerprint changes; ``raw_data`` recomputes a day when its
-observed version changes (``ml_assets.automation.on_new_landing``). "Observe" in the UI fingerprints every day.
+observed version changes (``ml_assets.automation.on_new_files``). "Observe" in the UI fingerprints every day.
 """
 
 from dagster import (
@@ -16,15 +16,19 @@ from dagster import (
 )
 
 from ml_assets.event_log import DATA_VERSION_TAG
+from resources.day_folders import DayFolders
 from resources.landing import LandingZone
 
 LANDING_FILES = "landing_files"
 
 
-def landing_observation(landing: LandingZone, day: str, fingerprint: str) -> AssetObservation:
+def landing_observation(
+    landing: LandingZone | DayFolders, day: str, fingerprint: str, asset: str = LANDING_FILES
+) -> AssetObservation:
+    """The observation of one day folder's files (of ``asset``) with its fingerprint as data version."""
     files = landing.files(day)
     return AssetObservation(
-        asset_key=LANDING_FILES,
+        asset_key=asset,
         partition=day,
         tags={DATA_VERSION_TAG: fingerprint},
         metadata={
@@ -35,20 +39,31 @@ def landing_observation(landing: LandingZone, day: str, fingerprint: str) -> Ass
     )
 
 
-def build_landing_files(daily: PartitionsDefinition) -> SourceAsset:
-    @observable_source_asset(
-        name=LANDING_FILES,
-        group_name="data",
-        partitions_def=daily,
-        required_resource_keys={"landing"},
-        description="Files landed under landing/<YYYY-MM-DD>/, observed by the landing sensor: one data version "
-        "(a fingerprint of the day's files) per day.",
-    )
-    def landing_files(context) -> DataVersionsByPartition:
-        landing = context.resources.landing
-        valid = set(daily.get_partition_keys())
-        return DataVersionsByPartition(
-            {day: DataVersion(landing.fingerprint(day)) for day in landing.days() if day in valid}
-        )
+def build_day_folder_asset(
+    name: str, resource_key: str, daily: PartitionsDefinition, group: str, description: str
+) -> SourceAsset:
+    """An observable source asset over day folders (the resource ``resource_key``): one data version per day."""
 
-    return landing_files
+    @observable_source_asset(
+        name=name,
+        group_name=group,
+        partitions_def=daily,
+        required_resource_keys={resource_key},
+        description=description + " Data version per day: a fingerprint of its files.",
+    )
+    def observe(context) -> DataVersionsByPartition:
+        folders = getattr(context.resources, resource_key)
+        valid = set(daily.get_partition_keys())
+        return DataVersionsByPartition({d: DataVersion(folders.fingerprint(d)) for d in folders.days() if d in valid})
+
+    return observe
+
+
+def build_landing_files(daily: PartitionsDefinition) -> SourceAsset:
+    return build_day_folder_asset(
+        LANDING_FILES,
+        "landing",
+        daily,
+        "data",
+        "Files landed under landing/<YYYY-MM-DD>/, observed by the landing sensor.",
+    )

@@ -1,0 +1,444 @@
+"""Monitoring assets (group ``monitoring``): prediction_log, labels and model_monitoring, daily.
+
+- ``prediction_log_files`` / ``label_files``: the day folders, observed by their sensors (data version = the day's
+  fingerprint), like ``landing_files``.
+- ``prediction_log[D]``: every logged prediction of UTC day D from every serving process, once per request id
+  (re-running while servers still write replaces the partition with all complete lines so far).
+- ``labels[D]``: delayed ground truth that landed on day D, keyed by record id (or request id), encoded 1/0.
+- ``model_monitoring[D]``: for each model tag that served on D, against that model's own training set: input and
+  prediction drift (PSI), CBPE-estimated quality, realized quality once labels of D's rows have landed (within
+  ``monitoring.label_window_days``), per slice, live fairness gaps, volume, log errors, staleness, and the previous
+  champion shadow-scored on the same labeled rows. Its checks warn; the retrain sensor acts on them.
+"""
+
+import math
+from datetime import UTC, datetime
+
+import pandas as pd
+import pyarrow as pa
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Failure,
+    MetadataValue,
+    Output,
+    PartitionsDefinition,
+    SourceAsset,
+    TimeWindowPartitionMapping,
+    asset,
+)
+
+from ml_assets import markdown
+from ml_assets.automation import on_new_files, on_upstream_update
+from ml_assets.data.landing import build_day_folder_asset
+from ml_assets.dataset import DatasetSpec, Role
+from ml_assets.model.gates import thresholds_for
+from ml_assets.model.registry import current_champion_tag, previous_champion
+from ml_assets.monitoring import performance, report, verdicts
+from ml_assets.monitoring.report import LABEL, PROBABILITY, TagReport, as_keys, join_labels, tag_report
+from ml_assets.monitoring.verdicts import CHECKS, DESCRIPTIONS
+from ml_assets.monitoring.verdicts import verdicts as judge
+from ml_assets.versioning import code_version, frame_version
+from resources.alerts import Alerts
+from resources.label_files import LabelFileError, LabelFiles
+from resources.model_store import ModelStore
+from resources.prediction_logs import PredictionLogFiles
+
+LOG_DAY, LABEL_DAY = "log_day", "label_day"
+PREDICTION_LOG_FILES, LABEL_FILES = "prediction_log_files", "label_files"
+ARROW = {
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "string": pa.string(),
+    "datetime": pa.string(),
+    "bool": pa.bool_(),
+}
+
+
+def logged_columns(spec: DatasetSpec) -> list[str]:
+    """Request fields the service logs: the features, and the id, time and sensitive columns when sent."""
+    return [c.name for c in spec.columns if c.is_feature or c.role in (Role.ID, Role.TIME, Role.SENSITIVE)]
+
+
+def log_schema(spec: DatasetSpec) -> pa.Schema:
+    """The prediction log line (bento/prediction_log.py) with the spec's types for the logged inputs."""
+    inputs = pa.struct([pa.field(c.name, ARROW[c.dtype]) for c in spec.columns if c.name in logged_columns(spec)])
+    return pa.schema(
+        [
+            ("request_id", pa.string()),
+            ("time", pa.string()),
+            ("model_tag", pa.string()),
+            ("inputs", inputs),
+            ("probability", pa.float64()),
+            ("label", pa.int64()),
+        ]
+    )
+
+
+def log_frame(spec: DatasetSpec, table: pa.Table) -> tuple[pd.DataFrame, int]:
+    """Logged lines as a typed frame (spec dtypes for the inputs), one row per request id; and duplicates dropped."""
+    inputs = table.column("inputs").combine_chunks()
+    raw = pd.DataFrame({f.name: a.to_pandas() for f, a in zip(inputs.type, inputs.flatten(), strict=True)})
+    typed, _ = spec.coerce(raw)
+    typed = typed[[c for c in spec.column_names if c in raw.columns]]
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "request_id": table.column("request_id").to_pandas().astype("string"),
+                    "served_at": pd.to_datetime(table.column("time").to_pandas(), utc=True, format="ISO8601")
+                    .dt.tz_convert(None)
+                    .astype("datetime64[ns]"),
+                    "model_tag": table.column("model_tag").to_pandas().astype("string"),
+                    PROBABILITY: table.column("probability").to_pandas().astype("float64"),
+                    report.PREDICTED: table.column("label").to_pandas().astype("Int64"),
+                }
+            ),
+            typed.reset_index(drop=True),
+        ],
+        axis=1,
+    )
+    before = len(frame)
+    frame = frame.drop_duplicates("request_id", keep="first").reset_index(drop=True)
+    return frame, before - len(frame)
+
+
+def label_frame(spec: DatasetSpec, landed: pd.DataFrame, files: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Landed labels as ``key`` (record id, else request id), ``key_kind`` and ``label`` (1 = positive label)."""
+    target = spec.target.name
+    key_col = (
+        spec.id.name if spec.id.name in landed.columns else "request_id" if "request_id" in landed.columns else None
+    )
+    if landed.empty and not files:
+        return pd.DataFrame(
+            {"key": pd.Series(dtype="string"), "key_kind": pd.Series(dtype="string"), "label": pd.Series(dtype="int8")}
+        ), {}
+    if key_col is None or target not in landed.columns:
+        raise Failure(
+            description=f"label files {files} need a key column ({spec.id.name!r} or 'request_id') and the target "
+            f"column {target!r}; they have {list(landed.columns)}"
+        )
+    text = landed[target].astype("string").str.strip()
+    known = text.isin(list(spec.target.categories or []))
+    keys = as_keys(landed[key_col])
+    out = pd.DataFrame(
+        {
+            "key": keys[known].reset_index(drop=True),
+            "key_kind": "id" if key_col == spec.id.name else "request_id",
+            "label": spec.encode_label(text[known]).reset_index(drop=True),
+        }
+    )
+    problems = {"unknown_label_values": int((~known & text.notna()).sum()), "missing_labels": int(text.isna().sum())}
+    return out, problems
+
+
+def build_monitoring_assets(
+    spec: DatasetSpec, daily: PartitionsDefinition
+) -> tuple[SourceAsset, SourceAsset, AssetsDefinition, AssetsDefinition, AssetsDefinition]:
+    """prediction_log_files, label_files, prediction_log, labels and model_monitoring for one spec."""
+    gates = thresholds_for(spec)
+    window = spec.monitoring.label_window_days
+    log_files = build_day_folder_asset(
+        PREDICTION_LOG_FILES,
+        "prediction_logs",
+        daily,
+        "monitoring",
+        "JSON lines the serving processes append under prediction_log/<YYYY-MM-DD>/, observed by their sensor.",
+    )
+    label_files = build_day_folder_asset(
+        LABEL_FILES,
+        "label_files",
+        daily,
+        "monitoring",
+        "Delayed ground truth landed under labels/<YYYY-MM-DD>/ (the day it landed), observed by its sensor.",
+    )
+
+    @asset(
+        name="prediction_log",
+        group_name="monitoring",
+        partitions_def=daily,
+        io_manager_key="warehouse_io_manager",
+        metadata={"partition_expr": LOG_DAY},
+        deps=[PREDICTION_LOG_FILES],
+        automation_condition=on_new_files(),
+        code_version=code_version(spec, uses=("columns",)),
+        description="Every prediction served on the day, once per request id, with the inputs as the spec types them.",
+    )
+    def prediction_log(context: AssetExecutionContext, prediction_logs: PredictionLogFiles) -> Output[pd.DataFrame]:
+        day = context.partition_key
+        table, read = prediction_logs.read_day(day, log_schema(spec))
+        frame, duplicates = log_frame(spec, table)
+        frame[LOG_DAY] = pd.Timestamp(day)
+        tags = frame["model_tag"].value_counts()
+        return Output(
+            frame,
+            data_version=frame_version(frame),
+            metadata={
+                "dagster/row_count": len(frame),
+                "files": MetadataValue.json(read.files),
+                "log_lines": read.lines,
+                "duplicate_request_ids": duplicates,
+                "errors": read.bad_lines,
+                "unfinished_bytes": read.partial_bytes,
+                "model_tags": MetadataValue.md(
+                    markdown.table(
+                        [{"model tag": t, "predictions": int(n)} for t, n in tags.items()], right=["predictions"]
+                    )
+                ),
+                "model_tags_seen": len(tags),
+            },
+        )
+
+    @asset(
+        name="labels",
+        group_name="monitoring",
+        partitions_def=daily,
+        io_manager_key="warehouse_io_manager",
+        metadata={"partition_expr": LABEL_DAY},
+        deps=[LABEL_FILES],
+        automation_condition=on_new_files(),
+        code_version=code_version(spec, uses=("columns", "positive_label")),
+        description="Ground truth that landed on the day: record id (or request id) and the label (1 = positive).",
+    )
+    def labels(context: AssetExecutionContext, label_files: LabelFiles) -> Output[pd.DataFrame]:
+        day = context.partition_key
+        try:
+            landed, files = label_files.read_day(day)
+        except LabelFileError as e:
+            raise Failure(description=f"labels partition {day}: {e}") from e
+        frame, problems = label_frame(spec, landed, files)
+        frame[LABEL_DAY] = pd.Timestamp(day)
+        return Output(
+            frame,
+            data_version=frame_version(frame),
+            metadata={
+                "dagster/row_count": len(frame),
+                "files": MetadataValue.json(files),
+                "positive_rate": float(frame["label"].mean()) if len(frame) else math.nan,
+                **problems,
+            },
+        )
+
+    @asset(
+        name="model_monitoring",
+        group_name="monitoring",
+        partitions_def=daily,
+        deps=[
+            AssetDep(
+                "labels",
+                partition_mapping=TimeWindowPartitionMapping(
+                    start_offset=0, end_offset=window, allow_nonexistent_upstream_partitions=True
+                ),
+            ),
+            AssetDep("training_set"),
+            AssetDep("champion_model"),
+        ],
+        check_specs=[
+            AssetCheckSpec(name, asset="model_monitoring", description=DESCRIPTIONS[name], partitions_def=daily)
+            for name in CHECKS
+        ],
+        automation_condition=on_upstream_update(
+            ignore=("training_set", "champion_model"), must_exist=("prediction_log",)
+        ),
+        code_version=code_version(
+            spec, report, verdicts, performance, uses=("columns", "bands", "monitoring", "gates")
+        ),
+        description="Drift, estimated and realized quality, live fairness and staleness of each model tag that served "
+        "on the day, against its own training set; warnings that drive retraining and rollback.",
+    )
+    def model_monitoring(
+        context: AssetExecutionContext, prediction_log: pd.DataFrame, model_store: ModelStore, alerts: Alerts
+    ):
+        day = context.partition_key
+        labels_frame = load_labels(context, day, window)
+        served = prediction_log.copy()
+        served[LABEL] = join_labels(spec, served, labels_frame)
+        champion = current_champion_tag(context.instance)
+        reports = {}
+        for tag, rows in served.groupby("model_tag", sort=False):
+            reports[str(tag)] = report_for(context, spec, str(tag), rows, model_store, gates.slice_min_size)
+        main = main_tag(reports, champion)
+        yield Output(reports, metadata=monitoring_metadata(context, reports, main, len(served)))
+        if main is None:
+            for name in CHECKS:
+                yield AssetCheckResult(
+                    check_name=name,
+                    passed=True,
+                    severity=AssetCheckSeverity.WARN,
+                    description="not judged: no prediction was served on this day",
+                )
+            return
+        for v in judge(spec, gates, reports[main]):
+            if not v.passed:
+                alerts.send(f"monitoring.{v.name}", f"{day} {main}: {v.description}", log=context.log, day=day)
+            yield AssetCheckResult(
+                check_name=v.name,
+                passed=v.passed,
+                severity=AssetCheckSeverity.WARN,
+                description=v.description,
+                metadata={"model_tag": main, **{k: val for k, val in v.metadata.items() if val is not None}},
+            )
+
+    return log_files, label_files, prediction_log, labels, model_monitoring
+
+
+def load_labels(context: AssetExecutionContext, day: str, window: int) -> pd.DataFrame:
+    """Labels that landed from ``day`` through ``day + window`` days (the partitions materialized so far)."""
+    start = pd.Timestamp(day)
+    days = {(start + pd.Timedelta(days=i)).date().isoformat() for i in range(window + 1)}
+    landed = sorted(days & set(context.instance.get_materialized_partitions(AssetKey("labels"))))
+    frames = [context.load_asset_value(AssetKey("labels"), partition_key=d) for d in landed]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"key": [], "label": []})
+
+
+def report_for(
+    context: AssetExecutionContext, spec: DatasetSpec, tag: str, rows: pd.DataFrame, store: ModelStore, min_group: int
+) -> TagReport:
+    """One tag's report: its model and own training set from the store's lineage, the previous champion shadowed."""
+    info = store.info(tag)
+    meta = info.get("metadata") or {}
+    partition = meta.get("training_set_partition")
+    if not partition:
+        raise Failure(description=f"model {tag} records no training_set_partition: cannot monitor it against its data")
+    reference = context.load_asset_value(AssetKey("training_set"), partition_key=str(partition))
+    previous = previous_champion(context.instance, tag)
+    now = datetime.now(UTC)
+    created = datetime.fromisoformat(info["creation_time"])
+    trained_on = datetime.fromisoformat(str(partition)).replace(tzinfo=UTC)
+    return tag_report(
+        spec,
+        tag,
+        rows,
+        store.load(tag),
+        reference,
+        previous=(previous, store.load(previous)) if previous else None,
+        min_group_size=min_group,
+        model_age_hours=(now - created).total_seconds() / 3600,
+        training_data_age_days=(now - trained_on).total_seconds() / 86400,
+    )
+
+
+def main_tag(reports: dict[str, TagReport], champion: str | None) -> str | None:
+    """The tag the checks judge: the champion when it served that day, else the tag that served most."""
+    if not reports:
+        return None
+    if champion in reports:
+        return champion
+    return max(reports, key=lambda t: reports[t].rows)
+
+
+def monitoring_metadata(
+    context: AssetExecutionContext, reports: dict[str, TagReport], main: str | None, rows: int
+) -> dict:
+    """Numbers for the UI's plots across partitions (the main tag's), and tables of every tag."""
+    meta: dict = {"dagster/row_count": rows, "model_tags_seen": len(reports), "main_model_tag": main or "none"}
+    if main is None:
+        return meta
+    r = reports[main]
+    worst, worst_psi = r.max_input_psi
+    meta |= {
+        "labeled_rows": r.labeled_rows,
+        "max_input_psi": worst_psi,
+        "max_input_psi_feature": worst,
+        "prediction_psi": r.prediction_psi,
+        "estimated_roc_auc": r.estimated["roc_auc"],
+        "estimated_accuracy": r.estimated["accuracy"],
+        "evaluation_roc_auc": r.reference["roc_auc"],
+        "model_age_hours": r.model_age_hours,
+        "training_data_age_days": r.training_data_age_days,
+    }
+    if r.realized is not None:
+        meta |= {f"realized_{k}": r.realized[k] for k in ("roc_auc", "accuracy", "ece")}
+        for g in r.fairness:
+            if g.assessable:
+                meta[f"{g.attribute}_demographic_parity_difference"] = g.demographic_parity_difference
+                meta[f"{g.attribute}_equalized_odds_difference"] = g.equalized_odds_difference
+    if r.previous_realized is not None:
+        meta["previous_champion_realized_roc_auc"] = r.previous_realized["roc_auc"]
+    meta["input_drift"] = MetadataValue.md(
+        markdown.table(
+            [{"feature": k, "psi": v} for k, v in sorted(r.input_psi.items(), key=lambda kv: -kv[1])], right=["psi"]
+        )
+    )
+    meta["per_model_tag"] = MetadataValue.md(
+        markdown.table(
+            [
+                {
+                    "model tag": t,
+                    "rows": x.rows,
+                    "labeled": x.labeled_rows,
+                    "max input PSI": x.max_input_psi[1],
+                    "prediction PSI": x.prediction_psi,
+                    "estimated ROC AUC": x.estimated["roc_auc"],
+                    "realized ROC AUC": (x.realized or {}).get("roc_auc"),
+                    "evaluation ROC AUC": x.reference["roc_auc"],
+                }
+                for t, x in reports.items()
+            ],
+            right=[
+                "rows",
+                "labeled",
+                "max input PSI",
+                "prediction PSI",
+                "estimated ROC AUC",
+                "realized ROC AUC",
+                "evaluation ROC AUC",
+            ],
+        )
+    )
+    if r.slices:
+        meta["realized_slices"] = MetadataValue.md(
+            markdown.table(
+                [
+                    {
+                        "slice": s.name,
+                        "rows": s.size,
+                        "roc_auc": s.metrics["roc_auc"],
+                        "accuracy": s.metrics["accuracy"],
+                    }
+                    for s in r.slices
+                ],
+                right=["rows", "roc_auc", "accuracy"],
+            )
+        )
+    meta["quality_over_time"] = MetadataValue.md(quality_plot(context, r))
+    return meta
+
+
+def quality_plot(context: AssetExecutionContext, today: TagReport) -> str:
+    """Estimated and realized ROC AUC of the recent days (earlier materializations) and today, as a picture."""
+    records = context.instance.fetch_materializations(AssetKey("model_monitoring"), limit=200).records
+    points: dict[str, dict[str, float]] = {}
+    for rec in records:
+        mat = rec.asset_materialization
+        if mat is None or not mat.partition or mat.partition in points:
+            continue
+        points[mat.partition] = {
+            k: float(v.value)
+            for k in ("estimated_roc_auc", "realized_roc_auc", "evaluation_roc_auc")
+            if (v := mat.metadata.get(k)) is not None
+        }
+    points[context.partition_key] = {
+        "estimated_roc_auc": today.estimated["roc_auc"],
+        "evaluation_roc_auc": today.reference["roc_auc"],
+        **({"realized_roc_auc": today.realized["roc_auc"]} if today.realized else {}),
+    }
+    days = sorted(points)[-30:]
+    fig, ax = markdown.new_figure(5.0, 2.8, 80)
+    for key, label in (
+        ("estimated_roc_auc", "estimated (CBPE)"),
+        ("realized_roc_auc", "realized"),
+        ("evaluation_roc_auc", "evaluation"),
+    ):
+        xs = [d for d in days if key in points[d]]
+        ax.plot([d[5:] for d in xs], [points[d][key] for d in xs], marker="o", label=label)
+    ax.set_ylabel("ROC AUC")
+    ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    ax.legend(fontsize=7)
+    return markdown.figure(fig, "quality over time")

@@ -1,0 +1,131 @@
+"""Traffic and delayed labels for the served model, so the monitoring loop can be exercised locally.
+
+``send_traffic`` replays a simulated day of the dataset (the rows ``ml-assets simulate`` would land for that day,
+drift included, with new ids) to the served model over HTTP, as an application would: features plus the record id
+and sensitive attributes, which the service logs but never passes to the model. What the world knows and the model
+does not, the true label of each answered record, is kept as ground truth under ``<ML_ASSETS_HOME>/traffic/``.
+``land_labels`` later lands that ground truth as label files under ``labels/<day>/``, ``lag_days`` after the day
+the traffic was served: the delayed labels that monitoring joins back to the logged predictions.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from ml_assets.dataset import DatasetSpec, Role
+from ml_assets.datasets.next_day import typical_rows
+from ml_assets.datasets.simulator import DriftConfig, replay
+from ml_assets.partitions import today
+from ml_assets.settings import paths
+
+GROUND_TRUTH = "ground_truth.parquet"
+
+
+@dataclass(frozen=True)
+class TrafficRun:
+    """One replay: what was sent, answered and where its ground truth is."""
+
+    day: date
+    served_on: date
+    sent: int
+    answered: int
+    errors: int
+    seconds: float
+    ground_truth: Path
+
+
+def day_rows(
+    spec: DatasetSpec, day: date, rows: int, drift: DriftConfig | None, seed: int, first_id: int
+) -> pd.DataFrame:
+    """The rows the simulator would land for ``day`` (with ``drift``), as landed, with ids from ``first_id``."""
+    with tempfile.TemporaryDirectory(prefix="traffic-") as scratch:
+        files = replay(spec, Path(scratch), day, day, rows_per_day=rows, drift=drift, seed=seed, first_id=first_id)
+        return pd.concat([pd.read_parquet(f.path) for f in files], ignore_index=True)
+
+
+def request_records(spec: DatasetSpec, rows: pd.DataFrame) -> list[dict]:
+    """JSON-ready request records: the features, the id and the sensitive attributes (nulls as None)."""
+    names = [c.name for c in spec.columns if c.is_feature or c.role in (Role.ID, Role.SENSITIVE)]
+    frame = rows[[n for n in names if n in rows.columns]].astype(object)
+    frame = frame.where(pd.notna(frame), None)
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in frame.to_dict("records")]
+
+
+def send_traffic(
+    spec: DatasetSpec,
+    url: str,
+    day: date,
+    rows: int | None = None,
+    drift: DriftConfig | None = None,
+    rate: float | None = None,
+    batch: int = 50,
+    seed: int | None = None,
+) -> TrafficRun:
+    """Send a simulated day's rows to ``url``/predict_batch in batches (at most ``rate`` rows/s); keep the truth."""
+    stamp = time.time_ns() // 1_000
+    frame = day_rows(spec, day, rows or typical_rows(spec), drift, stamp % 2**32 if seed is None else seed, stamp)
+    records = request_records(spec, frame)
+    answered: list[str] = []
+    errors = 0
+    started = time.perf_counter()
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for i in range(0, len(records), batch):
+            chunk = records[i : i + batch]
+            try:
+                r = client.post("/predict_batch", json={"records": chunk})
+            except httpx.HTTPError:
+                errors += len(chunk)
+                continue
+            if r.status_code != 200:
+                errors += len(chunk)
+                continue
+            answered += [str(rec[spec.id.name]) for rec in chunk]
+            if rate:
+                ahead = (i + len(chunk)) / rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+    served_on = today(spec)
+    truth = frame[frame[spec.id.name].astype("string").isin(answered)][[spec.id.name, spec.target.name]].copy()
+    truth["served_on"] = pd.Timestamp(served_on)
+    folder = paths().home / "traffic" / f"{stamp}"
+    folder.mkdir(parents=True, exist_ok=True)
+    truth.to_parquet(folder / GROUND_TRUTH, index=False)
+    return TrafficRun(
+        day, served_on, len(records), len(answered), errors, time.perf_counter() - started, folder / GROUND_TRUTH
+    )
+
+
+def land_labels(spec: DatasetSpec, lag_days: int, landing_root: Path | None = None) -> list[Path]:
+    """Land the ground truth of every traffic replay not landed yet, ``lag_days`` after the day it was served.
+
+    One label file per replay, under ``labels/<served day + lag>/`` (a day in the future waits there, as delayed
+    labels would); each replay's truth is landed once (a marker beside it remembers).
+    """
+    root = landing_root or paths().labels
+    written = []
+    for truth in sorted((paths().home / "traffic").glob(f"*/{GROUND_TRUTH}")):
+        marker = truth.with_name("landed")
+        if marker.exists():
+            continue
+        frame = pd.read_parquet(truth)
+        if frame.empty:
+            marker.write_text("nothing to land\n")
+            continue
+        served = pd.Timestamp(frame["served_on"].iloc[0]).date()
+        folder = root / (served + timedelta(days=lag_days)).isoformat()
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"labels-{truth.parent.name}.parquet"
+        tmp = folder / f".{target.name}.tmp"
+        frame[[spec.id.name, spec.target.name]].to_parquet(tmp, index=False)
+        tmp.replace(target)
+        marker.write_text(f"{target}\n")
+        written.append(target)
+    return written

@@ -1,0 +1,196 @@
+"""The monitoring checks' verdicts on a day's report: warnings that request retraining or a rollback, never a gate.
+
+Thresholds come from the spec's ``monitoring:`` section (drift, performance drop, rollback drop, staleness) and its
+model gates (primary metric, fairness limits, smallest judged group), so live traffic is held to the bars the
+model was promoted on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ml_assets.dataset import DatasetSpec
+from ml_assets.model.gates import GateThresholds
+from ml_assets.monitoring.report import TagReport
+
+INPUT_DRIFT = "input_drift"
+PREDICTION_DRIFT = "prediction_drift"
+ESTIMATED_PERFORMANCE = "estimated_performance"
+REALIZED_PERFORMANCE = "realized_performance"
+FAIRNESS = "live_fairness"
+STALENESS = "staleness"
+CHAMPION_REGRESSION = "champion_regression"
+CHECKS = (
+    INPUT_DRIFT,
+    PREDICTION_DRIFT,
+    ESTIMATED_PERFORMANCE,
+    REALIZED_PERFORMANCE,
+    FAIRNESS,
+    STALENESS,
+    CHAMPION_REGRESSION,
+)
+RETRAIN_CAUSES = (INPUT_DRIFT, PREDICTION_DRIFT, ESTIMATED_PERFORMANCE, REALIZED_PERFORMANCE, FAIRNESS, STALENESS)
+DESCRIPTIONS = {
+    INPUT_DRIFT: "PSI of every served feature against the serving model's own training rows under the limit",
+    PREDICTION_DRIFT: "PSI of the served probabilities against the model's predictions on its test split under the limit",
+    ESTIMATED_PERFORMANCE: "CBPE-estimated primary metric (before labels) no further below the model's evaluation than allowed",
+    REALIZED_PERFORMANCE: "realized primary metric on labeled traffic no further below the model's evaluation than allowed",
+    FAIRNESS: "demographic parity and equalized odds gaps on labeled traffic within the fairness gate's limits",
+    STALENESS: "the serving model and its newest training day are younger than the spec's limits",
+    CHAMPION_REGRESSION: "the champion realizes no worse than the previous champion, shadow-scored on the same rows",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def _metric(gates: GateThresholds) -> str:
+    """The primary metric, as far as it can be estimated without labels (ROC AUC or accuracy)."""
+    return gates.primary_metric if gates.primary_metric in ("roc_auc", "accuracy") else "roc_auc"
+
+
+def verdicts(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> list[Verdict]:
+    m = spec.monitoring
+    metric = _metric(gates)
+    enough = r.labeled_rows >= m.min_labeled_rows
+    out: list[Verdict] = []
+
+    worst, worst_psi = r.max_input_psi
+    drifted = {k: round(v, 4) for k, v in r.input_psi.items() if v >= m.drift_psi}
+    out.append(
+        Verdict(
+            INPUT_DRIFT,
+            not drifted,
+            f"{len(drifted)} of {len(r.input_psi)} features drifted (PSI >= {m.drift_psi}): {drifted}"
+            if drifted
+            else f"no feature drifted; largest PSI {worst} {worst_psi:.3f} < {m.drift_psi}",
+            {
+                "max_psi": worst_psi,
+                "max_psi_feature": worst,
+                "limit": m.drift_psi,
+                "drifted": ", ".join(drifted) or "none",
+            },
+        )
+    )
+    ok = not r.prediction_psi >= m.drift_psi
+    out.append(
+        Verdict(
+            PREDICTION_DRIFT,
+            ok,
+            f"prediction PSI {r.prediction_psi:.3f} {'<' if ok else '>='} {m.drift_psi}",
+            {"psi": r.prediction_psi, "limit": m.drift_psi},
+        )
+    )
+    bar = r.reference[metric] - m.performance_drop
+    est = r.estimated[metric]
+    ok = math.isnan(est) or est >= bar
+    out.append(
+        Verdict(
+            ESTIMATED_PERFORMANCE,
+            ok,
+            f"estimated {metric} {_fmt(est)} vs evaluation {_fmt(r.reference[metric])} (needs >= {_fmt(bar)})",
+            {"estimated": est, "evaluation": r.reference[metric], "needs_at_least": bar, "method": "CBPE"},
+        )
+    )
+    if not enough:
+        why = f"not judged: {r.labeled_rows} labeled rows < {m.min_labeled_rows}"
+        out += [Verdict(n, True, why, {"labeled_rows": r.labeled_rows}) for n in (REALIZED_PERFORMANCE, FAIRNESS)]
+    else:
+        assert r.realized is not None
+        real = r.realized[metric]
+        ok = not real < bar
+        out.append(
+            Verdict(
+                REALIZED_PERFORMANCE,
+                ok,
+                f"realized {metric} {_fmt(real)} on {r.labeled_rows} labeled rows vs evaluation "
+                f"{_fmt(r.reference[metric])} (needs >= {_fmt(bar)})",
+                {
+                    "realized": real,
+                    "evaluation": r.reference[metric],
+                    "needs_at_least": bar,
+                    "labeled_rows": r.labeled_rows,
+                },
+            )
+        )
+        judged = [g for g in r.fairness if g.assessable]
+        over = [
+            g.attribute
+            for g in judged
+            if g.demographic_parity_difference > gates.max_demographic_parity_difference
+            or g.equalized_odds_difference > gates.max_equalized_odds_difference
+        ]
+        gaps = {
+            g.attribute: f"DP {g.demographic_parity_difference:.3f}, EO {g.equalized_odds_difference:.3f}"
+            for g in judged
+        }
+        excluded = {g.attribute: g.excluded for g in r.fairness if g.excluded}
+        out.append(
+            Verdict(
+                FAIRNESS,
+                not over,
+                (
+                    f"gaps over the limits for {', '.join(over)}: {gaps}"
+                    if over
+                    else f"gaps within limits: {gaps or 'no attribute with two judged groups'}"
+                ),
+                {
+                    "limits": f"DP <= {gates.max_demographic_parity_difference}, EO <= {gates.max_equalized_odds_difference}",
+                    "excluded_groups": str(excluded) if excluded else "none",
+                    **{f"{g.attribute}_dp": g.demographic_parity_difference for g in judged},
+                    **{f"{g.attribute}_eo": g.equalized_odds_difference for g in judged},
+                },
+            )
+        )
+    max_age_h = spec.retraining.max_model_age_hours
+    old = []
+    if r.model_age_hours > max_age_h:
+        old.append(f"model {r.model_age_hours:.0f} h old > {max_age_h:g} h")
+    if r.training_data_age_days > m.max_training_data_age_days:
+        old.append(f"newest training day {r.training_data_age_days:.1f} days old > {m.max_training_data_age_days:g}")
+    out.append(
+        Verdict(
+            STALENESS,
+            not old,
+            "; ".join(old)
+            or f"model {r.model_age_hours:.1f} h old, newest training day {r.training_data_age_days:.1f} days old",
+            {"model_age_hours": r.model_age_hours, "training_data_age_days": r.training_data_age_days},
+        )
+    )
+    if r.previous_realized is None or not enough:
+        why = (
+            "no previous champion to compare with"
+            if r.previous_tag is None
+            else f"not judged: {r.labeled_rows} labeled rows"
+        )
+        out.append(Verdict(CHAMPION_REGRESSION, True, why, {"previous_champion": r.previous_tag or "none"}))
+    else:
+        assert r.realized is not None
+        cur, prev = r.realized[metric], r.previous_realized[metric]
+        ok = not cur < prev - m.rollback_drop
+        out.append(
+            Verdict(
+                CHAMPION_REGRESSION,
+                ok,
+                f"champion {r.model_tag} realizes {metric} {_fmt(cur)}, previous champion {r.previous_tag} "
+                f"{_fmt(prev)} on the same {r.labeled_rows} rows (rollback below {_fmt(prev - m.rollback_drop)})",
+                {
+                    "champion": cur,
+                    "previous": prev,
+                    "previous_champion": r.previous_tag,
+                    "rollback_drop": m.rollback_drop,
+                },
+            )
+        )
+    return out

@@ -1,0 +1,56 @@
+"""Files that arrive in one folder per day (``<root>/<YYYY-MM-DD>/``): what each day holds and its fingerprint.
+
+The prediction log and the delayed labels are such folders; a sensor observes a day's fingerprint (names, sizes,
+modification times) and the asset that loads the day recomputes when it changes. Symbolic links and anything that
+is not a regular file are never read as data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+
+class DayFolders(ConfigurableResource):
+    """Day folders under ``root`` whose data files end in one of ``suffixes``."""
+
+    root: str
+    suffixes: list[str] = Field([".csv", ".parquet"], description="file endings that count as data")
+
+    def day_dir(self, day: str) -> Path:
+        return Path(self.root) / day
+
+    def folders(self) -> list[str]:
+        """Names of every folder directly under the root, sorted."""
+        root = Path(self.root)
+        if not root.is_dir():
+            return []
+        return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.is_symlink())
+
+    def files(self, day: str) -> list[Path]:
+        """The day's data files in name order: regular files only; hidden and temporary files are not data."""
+        folder = self.day_dir(day)
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p
+            for p in folder.iterdir()
+            if p.suffix in tuple(self.suffixes)
+            and not p.name.startswith((".", "_"))
+            and p.is_file()
+            and not p.is_symlink()
+        )
+
+    def days(self) -> list[str]:
+        return [d for d in self.folders() if self.files(d)]
+
+    def fingerprint(self, day: str) -> str:
+        """Changes whenever a file of the day is added, grows, is replaced or removed; reads no data."""
+        digest = hashlib.sha256()
+        for path in self.files(day):
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        return digest.hexdigest()[:16]

@@ -1,0 +1,32 @@
+"""run_failure_alerts: every failed run of the code location becomes an alert (log, alerts.jsonl, webhook)."""
+
+from __future__ import annotations
+
+from dagster import DefaultSensorStatus, RunFailureSensorContext, SensorDefinition, run_failure_sensor
+
+from resources.alerts import Alerts
+
+
+def build_run_failure_sensor(default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING) -> SensorDefinition:
+    @run_failure_sensor(
+        name="run_failure_alerts",
+        default_status=default_status,
+        description="Sends an alert for every failed run, naming the job, the run and the first error.",
+    )
+    def run_failure_alerts(context: RunFailureSensorContext, alerts: Alerts) -> None:
+        run = context.dagster_run
+        error = context.failure_event.message or ""
+        failures = [e for e in context.get_step_failure_events()]
+        if failures:
+            first = failures[0]
+            error = f"step {first.step_key}: {first.event_specific_data.error.message.strip().splitlines()[0]}"  # type: ignore[union-attr]
+        alerts.send(
+            "run_failed",
+            f"run {run.run_id[:8]} of {run.job_name} failed: {error}"[:1000],
+            log=context.log,
+            run_id=run.run_id,
+            job=run.job_name,
+            partition=run.tags.get("dagster/partition", ""),
+        )
+
+    return run_failure_alerts

@@ -1,0 +1,128 @@
+"""Monitoring figures on constructed data with known answers, and the log and label readers on real files.
+
+- CBPE: on calibrated synthetic scores the estimated ROC AUC and accuracy match the realized ones.
+- Drift: served rows drawn like the training rows show no drift; a shifted feature shows a large PSI.
+- Fairness: a model that never predicts the positive label for one group shows the gap fairlearn computes.
+- The prediction log reader keeps complete lines only, counts bad ones, and the frame keeps one row per request.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from ml_assets.dataset import DatasetSpec
+from ml_assets.datasets.samples import demo_training_set
+from ml_assets.model.gates import thresholds_for
+from ml_assets.monitoring.assets import label_frame, log_frame, log_schema
+from ml_assets.monitoring.performance import expected_accuracy, expected_roc_auc, fit_calibration
+from ml_assets.monitoring.report import LABEL, PROBABILITY, join_labels, tag_report
+from ml_assets.monitoring.verdicts import verdicts
+from resources.prediction_logs import PredictionLogFiles
+from tests.serving_support import fit_logistic
+
+
+@pytest.mark.parametrize("a,b", [(2.0, 5.0), (0.5, 0.5), (5.0, 1.5)])
+def test_cbpe_matches_realized_quality_on_calibrated_scores(a: float, b: float) -> None:
+    rng = np.random.default_rng(0)
+    p = rng.beta(a, b, 40_000)
+    y = (rng.random(len(p)) < p).astype(int)
+    assert expected_roc_auc(p) == pytest.approx(roc_auc_score(y, p), abs=0.01)
+    assert expected_accuracy(p, 0.5) == pytest.approx(((p >= 0.5) == y).mean(), abs=0.01)
+
+
+def test_calibration_corrects_overconfident_scores() -> None:
+    rng = np.random.default_rng(1)
+    truth = rng.beta(2, 2, 20_000)
+    y = (rng.random(len(truth)) < truth).astype(int)
+    overconfident = np.clip(truth * 1.6 - 0.3, 0, 1)
+    calibrated = fit_calibration(overconfident, y).predict(overconfident)
+    assert expected_accuracy(calibrated, 0.5) == pytest.approx(((overconfident >= 0.5) == y).mean(), abs=0.02)
+    assert abs(expected_accuracy(overconfident, 0.5) - ((overconfident >= 0.5) == y).mean()) > 0.05
+
+
+@pytest.fixture(scope="module")
+def world(adult_spec: DatasetSpec):
+    """A real fitted baseline, its own training set, and served rows drawn from later real Adult records."""
+    reference = demo_training_set(adult_spec, 6000, seed=1)
+    model = fit_logistic(adult_spec, reference)
+    served = demo_training_set(adult_spec, 3000, seed=2)
+    served = served[served["split"] == "train"].reset_index(drop=True)
+    served[PROBABILITY] = model.predict_proba(served)
+    return reference, model, served
+
+
+def test_report_on_traffic_like_the_training_data(adult_spec: DatasetSpec, world) -> None:
+    reference, model, served = world
+    labeled = served.assign(**{LABEL: served[adult_spec.label_column].astype(float)})
+    r = tag_report(adult_spec, "m:1", labeled, model, reference, previous=("m:0", model), min_group_size=50)
+    assert max(r.input_psi.values()) < 0.1 and r.prediction_psi < 0.1
+    assert r.realized["roc_auc"] == pytest.approx(r.reference["roc_auc"], abs=0.04)
+    assert r.estimated["roc_auc"] == pytest.approx(r.realized["roc_auc"], abs=0.04)
+    assert r.previous_realized == r.realized, "the same model shadow-scored on the same rows"
+    names = {v.name: v.passed for v in verdicts(adult_spec, thresholds_for(adult_spec), r)}
+    assert names == dict.fromkeys(names, True) | {"staleness": True}
+
+
+def test_a_shifted_feature_drifts_and_a_biased_model_shows_its_gap(adult_spec: DatasetSpec, world) -> None:
+    reference, model, served = world
+    shifted = served.copy()
+    shifted["age"] = shifted["age"] + 25
+    shifted[PROBABILITY] = model.predict_proba(shifted)
+    women = (shifted["sex"] == "Female").to_numpy()
+    shifted.loc[women, PROBABILITY] = 0.01  # never positive for women
+    shifted[LABEL] = shifted[adult_spec.label_column].astype(float)
+    r = tag_report(adult_spec, "m:2", shifted, model, reference, min_group_size=50)
+    assert r.input_psi["age"] > 1.0 and max(v for k, v in r.input_psi.items() if k != "age") < 0.1
+    sex = next(g for g in r.fairness if g.attribute == "sex")
+    yhat = (shifted[PROBABILITY] >= model.threshold).to_numpy()
+    men_rate = yhat[~women].mean()
+    assert sex.demographic_parity_difference == pytest.approx(men_rate, abs=1e-9)
+    failed = {v.name for v in verdicts(adult_spec, thresholds_for(adult_spec), r) if not v.passed}
+    assert {"input_drift", "live_fairness"} <= failed
+
+
+def test_prediction_log_reader_and_frame(tmp_path: Path, adult_spec: DatasetSpec, world) -> None:
+    _, _, served = world
+    day = "2026-03-01"
+    folder = tmp_path / "log" / day
+    folder.mkdir(parents=True)
+    names = [c.name for c in adult_spec.feature_columns] + ["record_id", "sex", "race"]
+    lines = []
+    for i, row in served.head(5).iterrows():
+        inputs = {
+            n: (None if pd.isna(row[n]) else (row[n].item() if hasattr(row[n], "item") else row[n])) for n in names
+        }
+        lines.append(json.dumps({"request_id": f"r{i}", "time": "2026-03-01T10:00:00+00:00", "model_tag": "m:1",
+                                 "inputs": inputs, "probability": 0.25, "label": 0}))  # fmt: skip
+    lines.append(lines[0])  # a retried write of the same request
+    (folder / "111.jsonl").write_text("\n".join(lines) + "\n" + "{not json}\n" + '{"request_id": "torn", "ti')
+    table, read = PredictionLogFiles(root=str(tmp_path / "log")).read_day(day, log_schema(adult_spec))
+    assert (read.lines, read.bad_lines) == (6, 1) and read.partial_bytes > 0
+    frame, duplicates = log_frame(adult_spec, table)
+    assert duplicates == 1 and len(frame) == 5
+    assert frame["age"].dtype == "Int64" and str(frame["sex"].dtype).startswith("string")
+    assert frame["served_at"].iloc[0] == pd.Timestamp("2026-03-01 10:00:00")
+
+
+def test_labels_join_on_record_id_then_request_id(adult_spec: DatasetSpec) -> None:
+    landed = pd.DataFrame({"record_id": ["7", "8", "9", "9"], "income": [">50K", "<=50K", "bogus", ">50K"]})
+    labels, problems = label_frame(adult_spec, landed, ["a.csv"])
+    assert problems == {"unknown_label_values": 1, "missing_labels": 0}
+    by_request = pd.DataFrame({"key": ["req-3"], "key_kind": ["request_id"], "label": [1]})
+    served = pd.DataFrame({"record_id": [7, 8, 10, None], "request_id": ["a", "b", "c", "req-3"]})
+    both = pd.concat([labels, by_request], ignore_index=True)
+    joined = join_labels(adult_spec, served, both)
+    assert joined.iloc[0] == 1.0 and joined.iloc[1] == 0.0 and np.isnan(joined.iloc[2]) and joined.iloc[3] == 1.0
+
+
+def test_staleness_uses_the_spec_limits(adult_spec: DatasetSpec, world) -> None:
+    reference, model, served = world
+    r = tag_report(adult_spec, "m:3", served, model, reference, model_age_hours=1000.0, training_data_age_days=2.0)
+    staleness = next(v for v in verdicts(adult_spec, thresholds_for(adult_spec), r) if v.name == "staleness")
+    assert not staleness.passed and "1000 h old > 168 h" in staleness.description
