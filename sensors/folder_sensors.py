@@ -91,8 +91,10 @@ def build_day_folder_sensor(
     interval_s: int,
     default_status: DefaultSensorStatus,
     description: str,
+    what: str,
 ) -> SensorDefinition:
-    """A sensor that observes the day folders of resource ``resource_key`` as partitions of ``asset``."""
+    """A sensor that observes the day folders of resource ``resource_key`` (holding ``what``) as partitions of
+    ``asset``."""
 
     @sensor(
         name=name,
@@ -109,9 +111,9 @@ def build_day_folder_sensor(
             context.log.warning(f"folder {folders.day_dir(folder)} cannot be used: {reason}")
         new_cursor = json.dumps(cursor, sort_keys=True)
         if observations:
-            context.log.info(f"new or changed files for {', '.join(o.partition or '' for o in observations)}")
+            context.log.info(f"new or changed {what} for {', '.join(o.partition or '' for o in observations)}")
             return SensorResult(asset_events=observations, cursor=new_cursor)
-        skip = "no new or changed files"
+        skip = f"no new or changed {what}"
         if unusable:
             skip += "; folders that cannot be used: " + "; ".join(
                 f"{folders.day_dir(n)}: {r}" for n, r in unusable.items()
@@ -133,6 +135,7 @@ def build_landing_sensor(
         default_status,
         "Observes landing/<YYYY-MM-DD>/: reports a landing_files observation for every day whose files changed; "
         "automation then ingests that day.",
+        "landing files",
     )
 
 
@@ -148,6 +151,7 @@ def build_prediction_log_sensor(
         default_status,
         "Observes prediction_log/<YYYY-MM-DD>/ every 2 minutes; automation then reloads the day's "
         "prediction_log and its model_monitoring.",
+        "prediction log files",
     )
 
 
@@ -163,4 +167,5 @@ def build_label_sensor(
         default_status,
         "Observes labels/<YYYY-MM-DD>/ (delayed ground truth); automation then loads the labels and re-judges the "
         "days they label.",
+        "label files",
     )
