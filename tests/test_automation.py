@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import dagster as dg
 import pytest
-from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, evaluate_automation_conditions
+from dagster import DagsterInstance, evaluate_automation_conditions
 
 from ml_assets.data.landing import LANDING_FILES
 from ml_assets.dataset import DatasetSpec, Retraining
 from ml_assets.definitions import build_definitions
 from ml_assets.event_log import DATA_VERSION_TAG
 from tests.conftest import pinned
+from tests.standins import materialize_stand_in
 
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
 MODEL_CHAIN = {"baseline_model", "candidate_model", "model_evaluation", "champion_model", "bento", "deployment"}
@@ -41,9 +41,6 @@ class Graph:
         self.defs = build_definitions(spec, env="local")
         self.instance = DagsterInstance.ephemeral()
         self.cursor = None
-        self.checks: dict[str, list[str]] = {}
-        for key in self.defs.get_repository_def().asset_graph.asset_check_keys:
-            self.checks.setdefault(key.asset_key.to_user_string(), []).append(key.name)
 
     def tick(self) -> dict[str, set[str | None]]:
         result = evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
@@ -59,27 +56,8 @@ class Graph:
         )
 
     def materialize(self, asset: str, day: date | None = None, failed: tuple[str, ...] = ()) -> None:
-        """Run a stand-in of ``asset`` that materializes it and reports each of its checks (``failed`` fail)."""
-        names = self.checks.get(asset, [])
-        node = self.defs.get_repository_def().asset_graph.get(AssetKey(asset))
-
-        @dg.asset(
-            name=asset,
-            partitions_def=node.partitions_def,
-            check_specs=[dg.AssetCheckSpec(n, asset=asset, partitions_def=node.partitions_def) for n in names],
-        )
-        def stand_in():
-            yield dg.Output(None)
-            for n in names:
-                yield dg.AssetCheckResult(check_name=n, passed=n not in failed, severity=AssetCheckSeverity.ERROR)
-
-        dg.materialize(
-            [stand_in],
-            partition_key=day.isoformat() if day else None,
-            instance=self.instance,
-            resources={"io_manager": dg.mem_io_manager},
-            raise_on_error=False,
-        )
+        """A stand-in run of ``asset``: materialized, its checks passing except ``failed``."""
+        materialize_stand_in(self.defs, self.instance, asset, day.isoformat() if day else None, failed)
 
 
 def test_a_landed_day_is_ingested_and_featurized_in_one_tick(spec: DatasetSpec) -> None:
