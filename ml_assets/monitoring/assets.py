@@ -90,11 +90,11 @@ def log_frame(spec: DatasetSpec, table: pa.Table) -> tuple[pd.DataFrame, int]:
         [
             pd.DataFrame(
                 {
-                    "request_id": table.column("request_id").to_pandas().astype("string"),
+                    "request_id": table.column("request_id").to_pandas().astype("string[pyarrow]"),
                     "served_at": pd.to_datetime(table.column("time").to_pandas(), utc=True, format="ISO8601")
                     .dt.tz_convert(None)
                     .astype("datetime64[ns]"),
-                    "model_tag": table.column("model_tag").to_pandas().astype("string"),
+                    "model_tag": table.column("model_tag").to_pandas().astype("string[pyarrow]"),
                     PROBABILITY: table.column("probability").to_pandas().astype("float64"),
                     report.PREDICTED: table.column("label").to_pandas().astype("Int64"),
                 }

@@ -22,6 +22,9 @@ from ml_assets.model.evaluation import FairnessGap, SliceMetrics, classification
 from ml_assets.monitoring.performance import estimate, fit_calibration
 
 PROBABILITY, PREDICTED = "probability", "label"
+# Fairness gaps on at most this many labeled rows (a seeded sample): fairlearn's MetricFrame costs ~13 us a row, and
+# a gap estimated from 50,000 rows is within ~0.007 of the whole day's.
+FAIRNESS_ROWS = 50_000
 LABEL = "true_label"  # the realized outcome joined from the labels (1 = positive)
 
 
@@ -121,7 +124,11 @@ def tag_report(
         slice_columns = [c for c in spec.slice_columns if c in frame.columns]
         slices = slice_metrics(frame, y, p, threshold, slice_columns)
         sensitive = [c for c in spec.sensitive_columns if c in frame.columns]
-        fairness = fairness_gaps(frame, y, (p >= threshold).astype(np.int64), sensitive, min_group_size)
+        pick = np.arange(len(frame))
+        if len(pick) > FAIRNESS_ROWS:
+            pick = np.sort(np.random.default_rng(0).choice(len(pick), FAIRNESS_ROWS, replace=False))
+        yhat = (p[pick] >= threshold).astype(np.int64)
+        fairness = fairness_gaps(frame.iloc[pick], y[pick], yhat, sensitive, min_group_size)
         if previous is not None:
             p_prev = np.asarray(previous[1].predict_proba(labeled), dtype=np.float64)
             previous_realized = classification_metrics(y, p_prev, float(previous[1].threshold))
