@@ -27,6 +27,7 @@ from ml_assets.partitions import today
 from ml_assets.settings import paths
 
 GROUND_TRUTH = "ground_truth.parquet"
+SENT_ROWS = "rows.parquet"  # the answered records as sent, beside their ground truth
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,13 @@ def send_traffic(
                 if ahead > 0:
                     time.sleep(ahead)
     served_on = today(spec)
-    truth = frame[frame[spec.id.name].astype("string").isin(answered)][[spec.id.name, spec.target.name]].copy()
+    answered_rows = frame[frame[spec.id.name].astype("string").isin(answered)]
+    truth = answered_rows[[spec.id.name, spec.target.name]].copy()
     truth["served_on"] = pd.Timestamp(served_on)
     folder = paths().home / "traffic" / f"{stamp}"
     folder.mkdir(parents=True, exist_ok=True)
     truth.to_parquet(folder / GROUND_TRUTH, index=False)
+    answered_rows.to_parquet(folder / SENT_ROWS, index=False)
     return TrafficRun(
         day, served_on, len(records), len(answered), errors, time.perf_counter() - started, folder / GROUND_TRUTH
     )

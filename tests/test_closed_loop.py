@@ -1,12 +1,15 @@
-"""The self-driving graph with real processes: ``ml-assets demo``, then ``ml-assets up`` (a real dagster-webserver and
-dagster-daemon on free ports), then nothing but landings.
+"""The closed loop with real processes, on one home seeded by ``ml-assets demo`` (a real champion served by a real
+``bentoml serve`` behind the deployer's proxy):
 
-- The UI serves the whole graph, its checks, jobs and sensors, with the sensors on.
-- A landed day flows to a new deployment answering over HTTP with a new model tag: no call but the landing.
-- A corrupted batch stops at raw_data (its blocking checks fail): features are not recomputed, the champion keeps
-  serving.
-- When the served model stops answering, the deployment's health check turns red within a minute.
-- Ctrl-C stops the webserver and the daemon with their whole process trees, by PID: nothing is left listening.
+1. Monitoring acts: drifted traffic replayed over HTTP (``ml-assets traffic``) with its labels landed, the day's
+   monitoring fails its drift check, the retrain sensor requests a run, the new candidate (real DeepSpeed ranks)
+   passes every gate and serves. Then labels that the previous champion predicts better than the new one make
+   ``champion_regression`` fail: the sensor requests the rollback, and the previous champion serves again.
+   The runs the sensor requests are executed in process here, with the run config and tags it asked for (the daemon
+   would launch the same requests; that path is covered by test 2).
+2. The self-driving graph: ``ml-assets up`` (a real dagster-webserver and dagster-daemon), then nothing but landings:
+   a landed day flows to a new deployment; a corrupted batch stops at raw_data and the champion keeps serving; when
+   the served model stops answering the health check turns red within a minute; Ctrl-C leaves no process behind.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pandas as pd
 import psutil
 import pytest
 
@@ -38,6 +43,7 @@ GRAPH = """
   repositoriesOrError { ... on RepositoryConnection { nodes { name jobs { name } sensors { name sensorState { status } } } } }
 }
 """
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 class Home:
@@ -72,6 +78,17 @@ class Home:
         return DagsterInstance.from_config(str(self.root / "dagster"))
 
 
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory):
+    home = Home(tmp_path_factory.mktemp("closed_loop") / "home")
+    seeded = home.cli("demo", "--fresh", timeout=900)
+    assert seeded.returncode == 0, seeded.stdout[-4000:] + seeded.stderr[-4000:]
+    try:
+        yield home
+    finally:
+        home.cli("stop", timeout=120)
+
+
 def events_since(home: Home, asset: str, since: float, partition: str | None = None) -> list:
     from dagster import AssetKey, AssetRecordsFilter
 
@@ -97,13 +114,78 @@ def latest_check(home: Home, asset: str, check: str, partition: str | None = Non
         return latest_check_evaluations(instance, AssetKey(asset), [check], partition)[check]
 
 
-def test_demo_then_up_then_only_landings(tmp_path: Path) -> None:
-    home = Home(tmp_path / "home")
-    seeded = home.cli("demo", "--fresh", timeout=900)
-    assert seeded.returncode == 0, seeded.stdout[-4000:] + seeded.stderr[-4000:]
-    first_model = home.served_tag()
-    assert first_model is not None
+def test_monitoring_retrains_on_drift_and_rolls_back_a_regressing_champion(home: Home, monkeypatch) -> None:
+    from dagster import AssetKey, build_sensor_context
 
+    from ml_assets.definitions import MONITORING_JOB, build_definitions
+    from ml_assets.model.registry import champion_history
+    from resources.model_store import ModelStore
+
+    for name, value in home.env.items():
+        if name.startswith(("ML_ASSETS", "BENTOML")):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DAGSTER_HOME", str(home.root / "dagster"))
+    spec = load_default_spec()
+    day = today(spec).isoformat()
+    first = home.served_tag()
+    assert first is not None
+
+    sent = home.cli(
+        "traffic", "--day", day, "--rows", "1500", "--shift", "age=2", "--labels-lag-days", "0", timeout=600
+    )
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    defs = build_definitions(spec)
+    instance = home.instance()
+    labels_job = defs.get_implicit_global_asset_job_def().get_subset(asset_selection={AssetKey("labels")})
+
+    def monitor():
+        assert labels_job.execute_in_process(partition_key=day, instance=instance, run_config=QUIET).success
+        result = defs.resolve_job_def(MONITORING_JOB).execute_in_process(
+            partition_key=day, instance=instance, run_config=QUIET
+        )
+        assert result.success
+        return {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+
+    assert "input_drift" in monitor()
+    sensor = defs.get_sensor_def("retrain_sensor")
+    [retrain] = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs)).run_requests
+    assert retrain.job_name == "model_job" and "input_drift" in retrain.tags["ml_assets/retrain_reason"]
+    ran = defs.resolve_job_def(retrain.job_name).execute_in_process(
+        instance=instance, tags=retrain.tags, run_config=QUIET
+    )
+    assert ran.success, "the retrained candidate passed every gate"
+    assert defs.resolve_job_def("serving_job").execute_in_process(instance=instance, run_config=QUIET).success
+    second = home.served_tag()
+    assert second not in (None, first) and champion_history(instance)[0][0] == second
+
+    # labels under which the previous champion is right and the new one is not: the new one regresses
+    store = ModelStore(home=str(home.root / "bentoml"))
+    truth = sorted((home.root / "traffic").glob("*/ground_truth.parquet"))[-1]
+    rows = pd.read_parquet(truth.with_name("rows.parquet"))
+    old = store.load(first).predict_proba(rows)
+    new = store.load(second).predict_proba(rows)
+    disagree = (old >= 0.5) != (new >= 0.5)
+    assert disagree.sum() >= 20, "the two champions must disagree somewhere for the test to mean anything"
+    negative = next(c for c in spec.target.categories or [] if c != spec.positive_label)
+    rows[spec.target.name] = np.where(old >= 0.5, spec.positive_label, negative)
+    keep = disagree | (np.arange(len(rows)) % 2 == 0)
+    landed = home.root / "labels" / day / "previous-champion-right.parquet"
+    rows.loc[keep, [spec.id.name, spec.target.name]].to_parquet(landed)
+    assert "champion_regression" in monitor()
+    [rollback] = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs)).run_requests
+    assert rollback.job_name == "rollback_champion"
+    rolled = defs.resolve_job_def("rollback_champion").execute_in_process(
+        instance=instance, run_config=rollback.run_config, tags=rollback.tags
+    )
+    assert rolled.success
+    assert defs.resolve_job_def("serving_job").execute_in_process(instance=instance, run_config=QUIET).success
+    assert home.served_tag() == first
+    instance.dispose()
+
+
+def test_demo_then_up_then_only_landings(home: Home, tmp_path: Path) -> None:
+    before = home.served_tag()
+    assert before is not None
     up = subprocess.Popen(
         [sys.executable, "-m", "ml_assets.cli", "up", "--port", str(home.ui_port)],
         env=home.env,
@@ -117,44 +199,47 @@ def test_demo_then_up_then_only_landings(tmp_path: Path) -> None:
         assert up.poll() is None, (tmp_path / "up.log").read_text()
         data = _graph(home.ui)
         nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-        assert {
-            k: nodes[k]["groupName"] for k in ("landing_files", "raw_data", "approved_training_set")
-        } == dict.fromkeys(("landing_files", "raw_data", "approved_training_set"), "data")
+        groups = {k: nodes[k]["groupName"] for k in ("landing_files", "raw_data", "champion_model", "deployment",
+                                                      "model_monitoring")}  # fmt: skip
+        assert groups == {"landing_files": "data", "raw_data": "data", "champion_model": "model",
+                          "deployment": "serving", "model_monitoring": "monitoring"}  # fmt: skip
         assert nodes["raw_data"]["isPartitioned"] and not nodes["champion_model"]["isPartitioned"]
-        assert {"beats_baseline", "fairness"} <= {
-            c["name"] for c in nodes["model_evaluation"]["assetChecksOrError"]["checks"]
-        }
+        checks = {c["name"] for c in nodes["model_evaluation"]["assetChecksOrError"]["checks"]}
+        assert {"beats_baseline", "fairness"} <= checks
         repo = data["repositoriesOrError"]["nodes"][0]
         assert {"ingest_job", "model_job", "serving_job", "rollback_champion"} <= {j["name"] for j in repo["jobs"]}
         sensors = {s["name"]: s["sensorState"]["status"] for s in repo["sensors"]}
-        assert sensors == dict.fromkeys(("automation_sensor", "deployment_health_sensor", "landing_sensor"), "RUNNING")
+        assert set(sensors.values()) == {"RUNNING"} and {
+            "automation_sensor",
+            "landing_sensor",
+            "retrain_sensor",
+        } <= set(sensors)
         trees = [p.pid for p in psutil.Process(up.pid).children(recursive=True)]
 
         # 1. a landed day, and nothing else: a new model serves
         landed_at = time.time()
         landed = land_next_day(load_default_spec(), home.root / "landing")
-        assert wait_until(lambda: home.served_tag() not in (None, first_model), 600, every_s=2), (
+        assert wait_until(lambda: home.served_tag() not in (None, before), 600, every_s=2), (
             f"no new model after landing {landed.day}; see {tmp_path / 'up.log'} and {home.root / 'logs'}"
         )
         second_model = home.served_tag()
         # the stable URL switches inside the deployment step; its materialization follows
         assert wait_until(lambda: events_since(home, "deployment", landed_at), 60, every_s=1)
-        for asset in ("raw_data", "features", "training_set", "approved_training_set", "candidate_model", "deployment"):
+        for asset in ("raw_data", "features", "training_set", "approved_training_set", "candidate_model"):
             assert events_since(home, asset, landed_at), f"{asset} was not materialized by automation"
 
         # 2. a corrupted batch of the same day: raw_data fails its blocking check, nothing after it moves
-        day = today(load_default_spec()).isoformat()
+        day = landed.day.isoformat()
         bad_at = time.time()
         scratch = tmp_path / "bad"
-        corrupt = Corruption("out_of_range", landed.day, "age")
-        replay(load_default_spec(), scratch, landed.day, landed.day, rows_per_day=500, corruptions=[corrupt],
-               first_id=7_000_000_000, file_stem="bad")  # fmt: skip
+        replay(load_default_spec(), scratch, landed.day, landed.day, rows_per_day=500, file_stem="bad",
+               corruptions=[Corruption("out_of_range", landed.day, "age")], first_id=7_000_000_000)  # fmt: skip
         for f in (scratch / day).iterdir():
             f.rename(home.root / "landing" / day / f.name)
         assert wait_until(lambda: events_since(home, "raw_data", bad_at, day), 300, every_s=2)
         assert wait_until(lambda: latest_check(home, "raw_data", "age_in_range", day) is not None, 60)
         assert not latest_check(home, "raw_data", "age_in_range", day).passed
-        time.sleep(40)  # two more automation ticks
+        time.sleep(35)  # two more automation ticks
         assert events_since(home, "features", bad_at, day) == [], "features recomputed from a day that failed"
         assert events_since(home, "training_set", bad_at) == [] and home.served_tag() == second_model
 
@@ -170,7 +255,6 @@ def test_demo_then_up_then_only_landings(tmp_path: Path) -> None:
             up.wait(timeout=90)
         except subprocess.TimeoutExpired:
             stop_tree(up.pid)
-        home.cli("stop", timeout=120)
     assert up.returncode == 0, (tmp_path / "up.log").read_text()[-3000:]
     assert trees and not [pid for pid in trees if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert not _answers(home.ui + "/server_info")
