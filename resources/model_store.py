@@ -1,11 +1,14 @@
-"""ModelStore: the BentoML model store as the model registry, with a ``stage`` label per model.
+"""ModelStore: the BentoML model store, where every trained model is kept with its lineage.
 
 Models are saved with ``bentoml.models.create`` (so ``bentoml models list`` and Bento builds see them) under
-``<home>/models``. BentoML resolves BENTOML_HOME once per process, so this resource passes its own store to
-every call instead of relying on the environment: two resources (or two tests) with different homes never mix.
-Stages live in the model's labels (``stage=candidate|champion|retired``). BentoML 1.4 has no API to relabel a
-saved model; its ``Model.info.labels`` is a plain dict on a frozen ModelInfo and ``Model.flush()`` rewrites
-``model.yaml`` from the info, which is what ``set_stage`` does (the model files themselves are never touched).
+``<home>/models``, labelled with their kind and dataset, their lineage (training window, config, metrics) in their
+metadata; a saved model is never rewritten. Which model is champion is not a label (BentoML freezes labels): it is
+the history of ``champion_model`` in the Dagster instance (``ml_assets.model.registry``).
+
+This module is the one adapter to BentoML's private store API: BentoML resolves BENTOML_HOME once per process, and
+only ``bentoml._internal.models.ModelStore`` with the ``_model_store=`` argument lets a resource use a store of its
+own, so two resources (or two tests) with different homes never mix. ``tests/test_model_store.py`` fails loudly
+if BentoML changes either.
 """
 
 from __future__ import annotations
@@ -22,15 +25,13 @@ from pydantic import Field
 
 from ml_assets.model.bundle import TabularModel
 
-STAGES = ("candidate", "champion", "retired")
-
 
 class ModelNotFoundError(LookupError):
     """A tag that is not in this store."""
 
 
 class ModelStore(ConfigurableResource):
-    """Save, load, relabel and list TabularModels in a BentoML model store rooted at ``home``."""
+    """Save, load and list TabularModels in a BentoML model store rooted at ``home``."""
 
     home: str = Field(description="BENTOML_HOME of the store; models live in <home>/models")
 
@@ -45,11 +46,10 @@ class ModelStore(ConfigurableResource):
         except NotFound as e:
             raise ModelNotFoundError(f"model {tag!r} is not in the BentoML store at {self.home}") from e
 
-    def save(self, model: TabularModel, name: str, stage: str, metadata: dict[str, Any]) -> str:
+    def save(self, model: TabularModel, name: str, metadata: dict[str, Any]) -> str:
         """Store ``model`` as a new version of ``name``; returns the tag "name:version"."""
-        _check_stage(stage)
         os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-        labels = {"stage": stage, "kind": model.kind, "dataset": model.spec_name}
+        labels = {"kind": model.kind, "dataset": model.spec_name}
         with bentoml.models.create(
             name, labels=labels, metadata=_plain(metadata), _model_store=self._store()
         ) as bento_model:
@@ -63,23 +63,14 @@ class ModelStore(ConfigurableResource):
         """Directory of the model's files (for packaging)."""
         return Path(self._get(tag).path)
 
-    def set_stage(self, tag: str, stage: str) -> None:
-        _check_stage(stage)
-        bento_model = self._get(tag)
-        bento_model.info.labels["stage"] = stage
-        bento_model.flush()
-
-    def tags(self, name: str, stage: str | None = None) -> list[str]:
-        """Versions of ``name`` (optionally only those in ``stage``), newest first."""
-        if stage is not None:
-            _check_stage(stage)
+    def tags(self, name: str) -> list[str]:
+        """Versions of ``name``, newest first."""
         try:
             models = bentoml.models.list(name, _model_store=self._store())
         except NotFound:
             return []
-        chosen = [m for m in models if stage is None or m.info.labels.get("stage") == stage]
-        chosen.sort(key=lambda m: m.info.creation_time, reverse=True)
-        return [str(m.tag) for m in chosen]
+        models.sort(key=lambda m: m.info.creation_time, reverse=True)
+        return [str(m.tag) for m in models]
 
     def info(self, tag: str) -> dict[str, Any]:
         bento_model = self._get(tag)
@@ -90,11 +81,6 @@ class ModelStore(ConfigurableResource):
             "creation_time": bento_model.info.creation_time.isoformat(),
             "path": str(bento_model.path),
         }
-
-
-def _check_stage(stage: str) -> None:
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
 
 
 def _plain(value: Any) -> Any:

@@ -18,10 +18,10 @@ from ml_assets.data.assets import build_data_assets
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.simulator import Corruption, DriftConfig, simulate
 from ml_assets.definitions import INGEST_JOB, MODEL_JOB, TRAINING_SET_JOB, build_definitions
+from ml_assets.model.registry import current_champion_tag
 from resources.environments import local_resources
-from resources.model_store import ModelStore
 from tests.conftest import pinned
-from tests.serving_support import adult_training_set, fit_logistic
+from tests.standins import materialize_stand_in
 
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
 
@@ -73,15 +73,15 @@ def test_model_job_after_a_failed_training_set_check_refuses_and_the_champion_st
     failed = {e.check_name for e in cut.get_asset_check_evaluations() if not e.passed}
     assert "class_balance" in failed
 
-    store = ModelStore(home=str(ml_home / "bentoml"))
-    champion = store.save(fit_logistic(spec, adult_training_set(spec, rows=1500)), "adult-classifier", "champion", {})
+    champion = "adult-classifier:serving"  # promoted earlier (its champion_model materialization is the record)
+    materialize_stand_in(defs, instance, "champion_model", metadata={"model_tag": champion})
 
     later = defs.resolve_job_def(MODEL_JOB).execute_in_process(instance=instance, raise_on_error=False)
     assert not later.success
     message = step_failure(later, "approved_training_set")
     assert "training_set[2026-03-03]" in message and "class_balance" in message
     assert materialized(later) == set(), "nothing trained, evaluated or promoted on rejected data"
-    assert store.tags("adult-classifier", stage="champion") == [champion]
+    assert current_champion_tag(instance) == champion
 
 
 def test_features_in_a_later_run_refuses_a_day_whose_raw_checks_failed(ml_home: Path, spec: DatasetSpec) -> None:

@@ -29,6 +29,7 @@ from ml_assets.model.champion import build_champion_model, rollback_run_config
 from ml_assets.model.evaluation import Evaluation
 from ml_assets.model.evaluation_asset import build_model_evaluation
 from ml_assets.model.gates import GATE_NAMES
+from ml_assets.model.registry import champion_history
 from ml_assets.partitions import training_set_partitions
 from resources.model_store import ModelStore
 from tests.conftest import pinned
@@ -137,7 +138,7 @@ class Pipeline:
         self.upstream = [candidate_model, baseline_model]
 
     def save(self, which: str, name: str | None = None) -> str:
-        return self.store.save(self.models[which], name or classifier_name(self.spec), "candidate", {"which": which})
+        return self.store.save(self.models[which], name or classifier_name(self.spec), {"which": which})
 
     def ref(self, tag: str) -> ModelRef:
         return ModelRef(tag=tag, name=tag.split(":")[0], kind="logistic", metrics={}, training_set_version="test")
@@ -163,7 +164,8 @@ class Pipeline:
         )
 
     def champions(self) -> list[str]:
-        return self.store.tags(classifier_name(self.spec), stage="champion")
+        """The champions so far, newest first (the instance's record of champion_model)."""
+        return [tag for tag, _ in champion_history(self.instance)]
 
 
 @pytest.fixture
@@ -227,8 +229,7 @@ def test_bad_candidate_fails_the_right_gates_and_the_champion_stays(pipeline, ba
     assert set(verdicts) == set(GATE_NAMES)
     assert all(name in failure_message(result) for name in failing)
     assert "model_evaluation" in materialized(result) and "champion_model" not in materialized(result)
-    assert pipeline.champions() == [champion]
-    assert pipeline.store.info(candidate)["labels"]["stage"] == "candidate"
+    assert pipeline.champions() == [champion], "the rejected candidate never became champion"
     blessed = check_metadata(result, "blessed_against_champion")
     assert blessed["champion_tag"] == champion and not blessed["change_passed"]
 
@@ -241,21 +242,19 @@ def test_second_promotion_retires_the_champion_and_rollback_restores_it(pipeline
     assert result.success, checks(result)
     ev: Evaluation = result.output_for_node("model_evaluation")
     assert ev.champion is not None and ev.champion.tag == first
-    assert pipeline.champions() == [second]
-    assert pipeline.store.info(first)["labels"]["stage"] == "retired"
+    assert pipeline.champions() == [second, first]
 
     rolled = pipeline.rollback(first)
     assert rolled.success
     assert rolled.output_for_node("champion_model").tag == first
-    assert pipeline.champions() == [first]
-    assert pipeline.store.info(second)["labels"]["stage"] == "retired"
+    assert pipeline.champions() == [first, second, first]
     meta = rolled.asset_materializations_for_node("champion_model")[0].metadata
     assert meta["action"].value == "rollback" and meta["previous_champion"].value == second
 
     never_blessed = pipeline.save("shuffled")
     refused = pipeline.rollback(never_blessed)
-    assert not refused.success and pipeline.champions() == [first]
-    assert "refused" in failure_message(refused) and "'candidate'" in failure_message(refused)
+    assert not refused.success and pipeline.champions()[0] == first
+    assert "refused" in failure_message(refused) and "never champion" in failure_message(refused)
 
 
 def test_champion_model_alone_cannot_promote_a_rejected_candidate(pipeline):
@@ -265,7 +264,7 @@ def test_champion_model_alone_cannot_promote_a_rejected_candidate(pipeline):
     bad = pipeline.save("shuffled")
     assert not pipeline.run(bad).success
     alone = pipeline.materialize(["champion_model"])
-    assert not alone.success and pipeline.champions() == [champion]
+    assert not alone.success and pipeline.champions()[0] == champion
     assert "champion_model refuses to use model_evaluation" in failure_message(alone)
     assert "beats_baseline" in failure_message(alone)
 

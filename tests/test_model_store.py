@@ -1,4 +1,5 @@
-"""ModelStore over the real BentoML model store: save, load, stages as labels, listing, isolation by home."""
+"""ModelStore over the real BentoML model store: save, load, listing, isolation by home. It is the adapter to BentoML's
+private store API (``_internal`` ModelStore, ``_model_store=``): a BentoML change fails here."""
 
 from __future__ import annotations
 
@@ -29,45 +30,35 @@ def model(adult_spec: DatasetSpec, training_set: pd.DataFrame) -> TabularModel:
 
 def test_save_load_predicts_the_same(ml_home: Path, model: TabularModel, training_set: pd.DataFrame) -> None:
     store = ModelStore(home=str(ml_home / "bentoml"))
-    tag = store.save(model, "adult-baseline", "candidate", {"training_set_version": "abc", "metrics": {"auc": 0.9}})
+    tag = store.save(model, "adult-baseline", {"training_set_version": "abc", "metrics": {"auc": 0.9}})
     assert tag.startswith("adult-baseline:")
     loaded = store.load(tag)
     test_rows = training_set[training_set["split"] == "test"]
     np.testing.assert_allclose(loaded.predict_proba(test_rows), model.predict_proba(test_rows))
     info = store.info(tag)
-    assert info["labels"] == {"stage": "candidate", "kind": "logistic", "dataset": "adult"}
+    assert info["labels"] == {"kind": "logistic", "dataset": "adult"}
     assert info["metadata"]["training_set_version"] == "abc"
     assert info["metadata"]["metrics"] == {"auc": 0.9}
     # a real BentoML store entry: model.yaml where bentoml expects it
     assert (ml_home / "bentoml" / "models" / "adult-baseline" / tag.split(":")[1] / "model.yaml").is_file()
 
 
-def test_stages_are_labels_that_persist(ml_home: Path, model: TabularModel) -> None:
+def test_versions_are_listed_newest_first_and_never_rewritten(ml_home: Path, model: TabularModel) -> None:
     store = ModelStore(home=str(ml_home / "bentoml"))
-    first = store.save(model, "adult-classifier", "candidate", {})
+    first = store.save(model, "adult-classifier", {})
     time.sleep(0.01)
-    second = store.save(model, "adult-classifier", "candidate", {})
-    assert store.tags("adult-classifier") == [second, first]  # newest first
-    store.set_stage(first, "champion")
+    second = store.save(model, "adult-classifier", {})
     fresh = ModelStore(home=str(ml_home / "bentoml"))  # re-read from disk
-    assert fresh.tags("adult-classifier", "champion") == [first]
-    assert fresh.tags("adult-classifier", "candidate") == [second]
-    assert fresh.info(first)["labels"]["stage"] == "champion"
+    assert fresh.tags("adult-classifier") == [second, first]
     on_disk = yaml.safe_load((fresh.path(first) / "model.yaml").read_text())
-    assert on_disk["labels"]["stage"] == "champion"
-    assert fresh.load(first).kind == "logistic"  # relabelling left the model files intact
-    store.set_stage(first, "retired")
-    assert fresh.tags("adult-classifier", "champion") == []
+    assert on_disk["labels"] == {"kind": "logistic", "dataset": "adult"}
+    assert fresh.load(first).kind == "logistic"
 
 
 def test_errors_and_isolation(ml_home: Path, model: TabularModel) -> None:
     a = ModelStore(home=str(ml_home / "a"))
     b = ModelStore(home=str(ml_home / "b"))
-    tag = a.save(model, "adult-baseline", "candidate", {})
+    tag = a.save(model, "adult-baseline", {})
     assert b.tags("adult-baseline") == []
     with pytest.raises(ModelNotFoundError, match=f"{tag}.*not in the BentoML store at {ml_home / 'b'}"):
         b.load(tag)
-    with pytest.raises(ValueError, match="unknown stage 'production'"):
-        a.set_stage(tag, "production")
-    with pytest.raises(ValueError, match="unknown stage"):
-        a.save(model, "adult-baseline", "blessed", {})

@@ -1,7 +1,7 @@
 """Model assets (group ``model``): the logistic-regression baseline and the DeepSpeed-trained candidate.
 
 Both read the approved training window (``approved_training_set``: the newest one whose blocking checks passed,
-verified again here), fit on its train split, score its validation split, store the model in the BentoML store (``<dataset>-baseline`` / ``<dataset>-classifier``, label ``stage=candidate``) with
+verified again here), fit on its train split, score its validation split, store the model in the BentoML store (``<dataset>-baseline`` / ``<dataset>-classifier``) with
 full lineage in its metadata, and hand a ``ModelRef`` downstream. (No ``from __future__ import annotations``:
 Dagster reads the Config and resource annotations of asset functions at definition time.)
 """
@@ -140,7 +140,7 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
             "validation_metrics": scores,
             "train_rows": int((training_set[SPLIT] == "train").sum()),
         }
-        tag = model_store.save(model, baseline_name(spec), "candidate", meta)
+        tag = model_store.save(model, baseline_name(spec), meta)
         context.log.info(f"baseline {tag}: validation {scores}")
         ref = ModelRef(tag=tag, name=baseline_name(spec), kind=model.kind, metrics=scores, training_set_version=version)
         return Output(
@@ -206,7 +206,7 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
             "precision": s["precision"],
             "best_epoch": s["best_epoch"],
         }
-        tag = model_store.save(model, classifier_name(spec), "candidate", lineage)
+        tag = model_store.save(model, classifier_name(spec), lineage)
         ref = ModelRef(
             tag=tag, name=classifier_name(spec), kind=model.kind, metrics=scores, training_set_version=version
         )

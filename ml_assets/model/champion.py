@@ -1,11 +1,12 @@
-"""``champion_model``: promote a blessed candidate in the model store, or roll back to a previous champion.
+"""``champion_model``: promote a blessed candidate, or roll back to a previous champion.
 
 Promotion happens only when every blocking gate on ``model_evaluation`` passed: the gates are blocking asset
 checks, so a failed gate skips this asset in the same run; in any other run (UI, automation, CLI) the asset reads
 the gates' latest results for the latest evaluation from the instance and refuses a failed, missing or stale
 evaluation (one that judged another candidate or another champion than today's), and it re-derives the same
-verdict from the stored evaluation before relabelling. The candidate becomes ``stage=champion``; the previous champion becomes ``stage=retired``
-(kept, not deleted, for rollback).
+verdict from the stored evaluation before promoting. A promotion is this asset's materialization with the new
+champion's ``model_tag``: the instance keeps the champions' history (``ml_assets.model.registry``); models in the
+BentoML store are never rewritten, and every former champion stays there for a rollback.
 
 Rollback: launch the ``rollback_champion`` job (it materializes ``champion_model`` alone) with the tag of a
 previous champion as config::
@@ -15,9 +16,8 @@ previous champion as config::
         config:
           model_tag: adult-classifier:<version>
 
-(``rollback_run_config(tag)`` builds that dict). The tag must be a retired champion of the same model name;
-the serving champion is retired and the tag becomes champion again, and ``champion_model`` records it, so
-``bento`` and everything downstream see the change as usual.
+(``rollback_run_config(tag)`` builds that dict). The tag must be a former champion (it passed the gates once);
+``champion_model`` records it as champion again, so ``bento`` and everything downstream see the change as usual.
 """
 
 from datetime import timedelta
@@ -45,17 +45,11 @@ from ml_assets.model import gates as gates_module
 from ml_assets.model.bundle import ModelRef
 from ml_assets.model.evaluation import Evaluation, comparison_table
 from ml_assets.model.gates import GATE_NAMES, GateOutcome, evaluate_gates, failed_gates, thresholds_for
+from ml_assets.model.registry import champion_history, current_champion_tag
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
 
 ROLLBACK_JOB = "rollback_champion"
-CHAMPION, RETIRED = "champion", "retired"
-
-
-def current_champion(store: ModelStore, name: str) -> str | None:
-    """Tag of the model of ``name`` serving as champion now, or None before the first promotion."""
-    tags = store.tags(name, stage=CHAMPION)
-    return tags[0] if tags else None
 
 
 def stored_ref(store: ModelStore, tag: str) -> ModelRef:
@@ -88,24 +82,10 @@ def gate_table(outcomes: list[GateOutcome]) -> str:
     )
 
 
-def promote(store: ModelStore, candidate_tag: str) -> list[str]:
-    """Make ``candidate_tag`` the champion of its name and retire every other champion; returns those retired.
-
-    The candidate is labelled first, so a failure between the two steps leaves two champions (both blessed)
-    rather than none, and the newest champion is the one that serves.
-    """
-    name = candidate_tag.split(":", 1)[0]
-    store.set_stage(candidate_tag, CHAMPION)
-    retired = [t for t in store.tags(name, stage=CHAMPION) if t != candidate_tag]
-    for tag in retired:
-        store.set_stage(tag, RETIRED)
-    return retired
-
-
 class ChampionConfig(Config):
     model_tag: str = Field(
         "",
-        description="Rollback: the tag of a previous (retired) champion to make current again. Leave empty to "
+        description="Rollback: the tag of a former champion to make current again. Leave empty to "
         "promote the candidate that model_evaluation blessed.",
     )
 
@@ -124,14 +104,14 @@ def latest_candidate_tag(context: AssetExecutionContext) -> str | None:
     return str(tag.value) if tag is not None else None
 
 
-def stale_because(context: AssetExecutionContext, evaluation: Evaluation, store: ModelStore) -> str | None:
+def stale_because(context: AssetExecutionContext, evaluation: Evaluation) -> str | None:
     """Why an evaluation no longer describes the decision at hand, or None when it still does."""
     candidate = evaluation.candidate_ref
     newest = latest_candidate_tag(context)
     if newest is not None and newest != candidate.tag:
         return f"it judged candidate {candidate.tag}, but the latest candidate_model is {newest}"
     judged_against = evaluation.champion_ref.tag if evaluation.champion_ref is not None else None
-    serving = current_champion(store, candidate.name)
+    serving = current_champion_tag(context.instance)
     if serving != judged_against and serving != candidate.tag:
         return f"it compared against champion {judged_against or 'none'}, but the champion is now {serving or 'none'}"
     return None
@@ -148,7 +128,7 @@ def build_champion_model(spec: DatasetSpec):
         freshness_policy=model_age_policy(spec),
         code_version=code_version(spec, gates_module, uses=("gates",)),
         description="The model serving as champion: the evaluated candidate when every blocking gate passed "
-        "(previous champion retired), or a previous champion named by rollback config.",
+        "(the previous one stays in the store), or a former champion named by rollback config.",
     )
     def champion_model(
         context: AssetExecutionContext, config: ChampionConfig, model_evaluation: Evaluation, model_store: ModelStore
@@ -156,7 +136,7 @@ def build_champion_model(spec: DatasetSpec):
         if config.model_tag:
             return _rollback(context, model_store, config.model_tag)
         require_passed(context.instance, AssetKey("model_evaluation"), GATE_NAMES, None, "champion_model")
-        stale = stale_because(context, model_evaluation, model_store)
+        stale = stale_because(context, model_evaluation)
         if stale:
             raise Failure(
                 description=f"champion_model refuses a stale model_evaluation: {stale}. Materialize "
@@ -168,11 +148,10 @@ def build_champion_model(spec: DatasetSpec):
         if failed:
             raise Failure(
                 description=f"candidate {candidate.tag} is not promoted: gates failed: {', '.join(failed)}; "
-                f"the champion stays {current_champion(model_store, candidate.name) or 'unset'}.",
+                f"the champion stays {current_champion_tag(context.instance) or 'unset'}.",
                 metadata={"gates": MetadataValue.md(gate_table(outcomes))},
             )
-        previous = current_champion(model_store, candidate.name)
-        retired = promote(model_store, candidate.tag)
+        previous = current_champion_tag(context.instance)
         m = model_evaluation.primary_metric
         why = (
             f"{candidate.tag} passed all {len(outcomes)} gates: {m} {model_evaluation.candidate.metrics[m]:.4f} vs "
@@ -191,7 +170,6 @@ def build_champion_model(spec: DatasetSpec):
             metadata={
                 "model_tag": candidate.tag,
                 "previous_champion": previous or "none",
-                "retired": ", ".join(retired) or "none",
                 "why": why,
                 "gates": MetadataValue.md(gate_table(outcomes)),
                 "comparison": MetadataValue.md(comparison_table(model_evaluation)),
@@ -203,24 +181,21 @@ def build_champion_model(spec: DatasetSpec):
 
 
 def _rollback(context: AssetExecutionContext, store: ModelStore, tag: str) -> Output[ModelRef]:
-    info = store.info(tag)  # raises naming the store when the tag does not exist
-    stage = info.get("labels", {}).get("stage")
-    if stage not in (RETIRED, CHAMPION):
+    ref = stored_ref(store, tag)  # raises naming the store when the tag does not exist
+    former = [t for t, _ in champion_history(context.instance)]
+    if tag not in former:
         raise Failure(
-            description=f"rollback to {tag} refused: its stage is {stage!r}; only a previous champion "
-            f"(stage {RETIRED!r}) can be made current again without passing the gates."
+            description=f"rollback to {tag} refused: it was never champion (champions so far: "
+            f"{', '.join(former) or 'none'}); only a former champion can serve again without passing the gates."
         )
-    name = tag.split(":", 1)[0]
-    previous = current_champion(store, name)
-    retired = promote(store, tag)
-    context.log.info(f"rolled back champion of {name}: {previous} -> {tag}")
+    previous = former[0]
+    context.log.info(f"rolled back the champion: {previous} -> {tag}")
     return Output(
-        stored_ref(store, tag),
+        ref,
         metadata={
             "model_tag": tag,
-            "previous_champion": previous or "none",
-            "retired": ", ".join(retired) or "none",
-            "why": f"rollback requested to {tag} (was {stage})",
+            "previous_champion": previous,
+            "why": f"rollback requested from {previous} to {tag}",
             "action": "rollback",
         },
     )

@@ -28,10 +28,11 @@ from ml_assets.dataset import DatasetSpec
 from ml_assets.model import evaluation as evaluation_module
 from ml_assets.model import gates as gates_module
 from ml_assets.model.bundle import ModelRef
-from ml_assets.model.champion import current_champion, gate_table, stored_ref
+from ml_assets.model.champion import gate_table, stored_ref
 from ml_assets.model.evaluation import Evaluation, comparison_table, predictions, score_model, slice_table
 from ml_assets.model.gates import GATE_NAMES, evaluate_gates, thresholds_for
 from ml_assets.model.plots import calibration_plot, roc_plot
+from ml_assets.model.registry import current_champion_tag
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
 
@@ -82,7 +83,9 @@ def build_model_evaluation(spec: DatasetSpec):
         model_store: ModelStore,
     ) -> Output[Evaluation]:
         test = evaluation_rows(spec, load_approved(context, approved_training_set, "model_evaluation"))
-        champion_tag = current_champion(model_store, candidate_model.name)
+        champion_tag = current_champion_tag(context.instance)
+        if champion_tag is not None and not champion_tag.startswith(f"{candidate_model.name}:"):
+            champion_tag = None  # a champion of another model name (another dataset) is no comparison
         refs = {"candidate": candidate_model, "baseline": baseline_model}
         if champion_tag is not None:
             refs["champion"] = stored_ref(model_store, champion_tag)

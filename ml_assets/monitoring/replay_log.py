@@ -42,7 +42,7 @@ def install_champion(spec: DatasetSpec, home: Path, window_end: date, instance, 
     window = demo_training_set(spec, rows, seed=0, window_end=window_end)
     model = fit_baseline(spec, window, BaselineConfig(max_iter=300))
     store = ModelStore(home=str(home / "bentoml"))
-    tag = store.save(model, f"{spec.name}-classifier", "champion", {"training_set_partition": window_end.isoformat()})
+    tag = store.save(model, f"{spec.name}-classifier", {"training_set_partition": window_end.isoformat()})
 
     @dg.asset(
         name="training_set",
