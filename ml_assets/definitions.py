@@ -15,6 +15,7 @@ from ml_assets.model.champion import build_champion_model, rollback_champion_job
 from ml_assets.model.evaluation_asset import build_model_evaluation
 from ml_assets.partitions import daily_partitions
 from ml_assets.serving.assets import build_serving_assets
+from ml_assets.serving.batch import build_batch_predictions
 from ml_assets.settings import environment
 from resources.environments import resources_for
 from sensors.landing_sensor import build_landing_sensor
@@ -63,7 +64,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
     ]
     sensors = [build_landing_sensor(INGEST_JOB, daily)]
     return Definitions(
-        assets=[*data, *model, *serving],
+        assets=[*data, *model, *serving, *build_batch_predictions(spec)],
         asset_checks=[model_gates],
         jobs=jobs,
         sensors=sensors,

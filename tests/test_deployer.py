@@ -32,6 +32,8 @@ from resources.k8s_manifests import render_manifests
 from resources.model_store import ModelStore
 from resources.process_tree import ProcessRecord, free_port, listening_pids
 from tests.serving_support import adult_training_set, fit_logistic, save_model
+from tests.test_batch_predictions import features_day
+from tests.test_batch_predictions import run as run_batch
 
 pytestmark = pytest.mark.integration
 
@@ -233,6 +235,17 @@ def test_deployment_asset_and_checks(world: World, adult_spec: DatasetSpec):
     meta = result.asset_materializations_for_node("bento")[0].metadata
     assert meta["model_tag"].value == a_ref.tag and meta["size_mb"].value > 0
     assert served_tags(world.deployer.url, world.records) == {a_ref.tag}
+
+
+def test_batch_predictions_equal_the_served_answers(world: World, adult_spec: DatasetSpec, tmp_path: Path):
+    """The online/offline check of ``batch_predictions`` against the model this deployment serves (A)."""
+    result = run_batch(
+        adult_spec, tmp_path, features_day(adult_spec), world.a.bento.model_tag, world.deployer, world.bentoml_home
+    )
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed, check.metadata
+    assert check.metadata["max_abs_diff"].value <= 1e-5 and check.metadata["rows"].value == 64
 
 
 def test_oversized_bodies_are_413s_from_the_proxy_and_the_service(world: World):
