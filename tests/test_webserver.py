@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from resources.bento_deployer import free_port
+from resources.process_tree import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
