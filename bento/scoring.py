@@ -74,14 +74,14 @@ class Scorer:
         proba = self._predict(records_frame(self.spec, records, columns, self.features), len(records))
         ids = request_ids(id_prefixes or [""] * len(records))
         now = utc_now()
-        unknown: list[list[str]] = [[] for _ in records]
+        unknown: list[tuple[str, ...]] = [()] * len(records)  # one shared empty tuple: most rows have none
         for name, known in self._known:
             values = columns[name]
             # one set difference per column; the per-row scan only when some value is unknown (rare)
             if set(values).difference(known).difference((None,)):
                 for i, v in enumerate(values):
                     if v is not None and v not in known:
-                        unknown[i].append(name)
+                        unknown[i] = (*unknown[i], name)
         probs = proba.tolist()
         labels = (proba >= self.threshold).astype(int).tolist()
         names, threshold, tag = self._names, self.threshold, self.model_tag
