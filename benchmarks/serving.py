@@ -3,11 +3,13 @@
 A logistic baseline is fitted on real UCI Adult rows, saved in a fresh BentoML store, built into a Bento and
 served; the reference server loads the same model in-process and answers the same JSON (no validation, no
 prediction log, no batching) and the same Parquet files (read, predict, write). A closed-loop aiohttp client
-drives ``predict`` (one record) and ``predict_batch`` (``--batch-rows`` records) at each concurrency for
-``--seconds``, then ``predict_file`` with a Parquet file of ``--file-rows`` rows; every answer must be a 200.
+drives ``predict`` (one record) and ``predict_batch`` (``--batch-rows`` records) at each concurrency, in
+``--rounds`` interleaved rounds of ``--seconds`` per server, then ``predict_file`` with a Parquet file of
+``--file-rows`` rows; every answer must be a 200.
 Prints requests/s, rows/s, p50, p99 and errors per row, the Bento/reference ratios, and the targets.
 
-    python -m benchmarks.serving [--concurrency 1 8 32] [--seconds 5] [--batch-rows 256] [--file-rows 1000000]
+    python -m benchmarks.serving [--concurrency 1 8 32] [--seconds 3] [--rounds 2] [--batch-rows 256]
+                                 [--file-rows 1000000] [--file-calls 3]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +110,33 @@ def run_reference(port: int, model_tag: str) -> None:
 
 
 # ---- the load generator -----------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """Latencies (s), wall time (s) and errors of closed-loop runs; ``+`` pools runs of the same setting."""
+
+    lat: list[float]
+    wall: float
+    errors: int
+    rows: int
+
+    def __add__(self, other: Run) -> Run:
+        return Run(self.lat + other.lat, self.wall + other.wall, self.errors + other.errors, self.rows)
+
+    def figures(self) -> dict[str, float]:
+        ms = np.array(self.lat) * 1000
+        return {
+            "requests": len(self.lat),
+            "requests/s": len(self.lat) / self.wall,
+            "rows/s": len(self.lat) * self.rows / self.wall,
+            "p50 ms": float(np.percentile(ms, 50)),
+            "p99 ms": float(np.percentile(ms, 99)),
+            "errors": self.errors,
+        }
+
+
 async def drive(
     url: str, path: str, bodies: list[bytes], rows: int, concurrency: int, seconds: float, content_type: str
-) -> dict[str, float]:
+) -> Run:
     import aiohttp
 
     lat: list[float] = []
@@ -138,15 +165,7 @@ async def drive(
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(k, session) for k in range(concurrency)))
         wall = time.perf_counter() - t0
-    ms = np.array(lat) * 1000
-    return {
-        "requests": len(lat),
-        "requests/s": len(lat) / wall,
-        "rows/s": len(lat) * rows / wall,
-        "p50 ms": float(np.percentile(ms, 50)),
-        "p99 ms": float(np.percentile(ms, 99)),
-        "errors": errors,
-    }
+    return Run(lat, wall, errors, rows)
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 180) -> None:
@@ -210,7 +229,8 @@ def main(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per round of each JSON row")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per server and JSON row")
     parser.add_argument("--batch-rows", type=int, default=256)
     parser.add_argument("--file-rows", type=int, default=1_000_000)
     parser.add_argument("--file-calls", type=int, default=3, help="predict_file calls per server")
@@ -265,11 +285,16 @@ def main(argv: list[str]) -> None:
         runs = [("/predict", one, 1, c, args.seconds) for c in args.concurrency]
         runs += [("/predict_batch", batches, args.batch_rows, c, args.seconds) for c in args.concurrency]
         for endpoint, bodies, n, c, seconds in runs:
-            ref: dict[str, float] = {}
+            pooled: dict[str, Run] = {}
             for name in ("reference", "bento"):
                 asyncio.run(drive(urls[name], endpoint, bodies, n, c, 1.0, "application/json"))  # warm up
-                res = asyncio.run(drive(urls[name], endpoint, bodies, n, c, seconds, "application/json"))
-                ref = ref or res
+            for _ in range(args.rounds):  # interleaved, so a busy moment of the shared machine hits both servers
+                for name in ("reference", "bento"):
+                    run = asyncio.run(drive(urls[name], endpoint, bodies, n, c, seconds, "application/json"))
+                    pooled[name] = pooled[name] + run if name in pooled else run
+            ref = pooled["reference"].figures()
+            for name, run in pooled.items():
+                res = run.figures()
                 rows.append({"server": name, "endpoint": endpoint, "c": c, **res,
                              "requests/s ratio": res["requests/s"] / ref["requests/s"],
                              "rows/s ratio": res["rows/s"] / ref["rows/s"]})  # fmt: skip
@@ -287,7 +312,8 @@ def main(argv: list[str]) -> None:
                          "rows/s ratio": res["rows/s"] / file_ref["rows/s"]})  # fmt: skip
         print(
             f"Bento {bento.tag} (model {tag}, {args.workers} worker(s)) vs reference Starlette/uvicorn; "
-            f"{os.cpu_count()} CPUs shared with the load client; {args.seconds:.0f} s per JSON row, "
+            f"{os.cpu_count()} CPUs shared with the load client; {args.rounds} interleaved rounds of "
+            f"{args.seconds:.0f} s per server and JSON row, "
             f"{args.batch_rows} records per predict_batch, {args.file_rows} rows per Parquet file\n"
         )
         cols = ["server", "endpoint", "c", "requests/s", "rows/s", "p50 ms", "p99 ms", "errors",
@@ -317,16 +343,7 @@ async def file_calls(url: str, body: bytes, rows: int, calls: int, settle: Path 
                 await r.read()
                 errors += r.status != 200
             lat.append(time.perf_counter() - t)
-    wall = sum(lat)
-    ms = np.array(lat) * 1000
-    return {
-        "requests": calls,
-        "requests/s": calls / wall,
-        "rows/s": calls * rows / wall,
-        "p50 ms": float(np.percentile(ms, 50)),
-        "p99 ms": float(np.percentile(ms, 99)),
-        "errors": errors,
-    }
+    return Run(lat, sum(lat), errors, rows).figures()
 
 
 if __name__ == "__main__":

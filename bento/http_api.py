@@ -97,7 +97,8 @@ def build_api(spec: DatasetSpec) -> HttpApi:
     schemas = request_schemas(spec)
     errors = {
         400: {"model": ErrorResponse, "description": "a field, header or column breaks a rule of the spec"},
-        413: {"model": ErrorResponse, "description": "the body is larger than the endpoint accepts"},
+        413: {"model": ErrorResponse, "description": "the body is larger than the endpoint (or the proxy) accepts"},
+        502: {"model": ErrorResponse, "description": "behind the deployment's proxy: the server broke the request"},
         503: {"model": ErrorResponse, "description": "the model is not loaded yet, or the server is unavailable"},
     }
     header = {

@@ -156,7 +156,6 @@ class MicroBatcher(Generic[T, R]):
         self.inline_rows = inline_rows
         self._pending: list[tuple[list[T], asyncio.Future[list[R]]]] = []
         self._running = False
-        self.batches = 0  # model calls made, for tests and metrics
         self._task: asyncio.Task[None] | None = None
 
     async def submit(self, rows: list[T]) -> list[R]:
@@ -181,7 +180,6 @@ class MicroBatcher(Generic[T, R]):
             while self._pending:
                 jobs = self._take()
                 flat = [row for rows, _ in jobs for row in rows]
-                self.batches += 1
                 try:
                     if len(flat) <= self.inline_rows:
                         results = self.fn(flat)

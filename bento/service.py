@@ -3,13 +3,13 @@
 Configuration comes from the environment, set by the deployer (or baked into the Bento's image):
 ``ML_ASSETS_MODEL_TAG`` (required: the BentoML model tag to serve), ``BENTOML_HOME`` (the store holding it when
 the Bento does not pack it), ``ML_ASSETS_HOME`` (where the prediction log goes), ``ML_ASSETS_DATASET_SPEC`` (the
-spec the model was trained with; default the shipped one), ``ML_ASSETS_SERVE_WORKERS`` and
-``ML_ASSETS_BATCH_MAX_ROWS`` (rows per merged model call). ``/readyz`` answers 200 only after the model is loaded
-and a warm-up prediction through the full scoring path succeeded.
+spec the model was trained with; default the shipped one), ``ML_ASSETS_SERVE_WORKERS``, ``ML_ASSETS_BATCH_MAX_ROWS``,
+``ML_ASSETS_BATCH_INLINE_ROWS`` and ``ML_ASSETS_SERVE_TRACING`` (below). ``/readyz`` answers 200 only after the model
+is loaded and a warm-up prediction through the full scoring path succeeded.
 
-The routes are ``bento.http_api``, mounted with ``bentoml.asgi_app`` (public API). This module imports only what serving
-needs: BentoML, the spec, the schema, the model bundle and the scoring code; never Dagster, Great Expectations
-or the data pipeline (a test checks it in a fresh interpreter).
+The routes are ``bento.http_api``, mounted with ``bentoml.asgi_app`` (public API). This module imports only what
+serving needs: BentoML, the spec, the schema, the model bundle and the scoring code; never Dagster, Great
+Expectations or the data pipeline (a test checks it in a fresh interpreter).
 """
 
 from __future__ import annotations
@@ -39,10 +39,12 @@ API = build_api(SPEC)
 # Rows per merged model call (MicroBatcher): concurrent /predict and /predict_batch requests are merged up to
 # this many rows. 8192 = 32 full predict_batch requests of 256 rows, one logistic call ~15-30 ms on 2 cores.
 BATCH_MAX_ROWS = int_env("ML_ASSETS_BATCH_MAX_ROWS", 8192)
-# Batches up to this many rows are scored on the event loop, larger ones on a thread (see MicroBatcher).
+# Batches up to this many rows are scored on the event loop, larger ones on a thread (see MicroBatcher). With the
+# logistic model, everything on the loop measured within noise of 512 at c=32 (predict_batch 102-110k vs 101-104k
+# rows/s); the thread keeps the loop answering while a network scores a large batch (torch releases the GIL).
 BATCH_INLINE_ROWS = int_env("ML_ASSETS_BATCH_INLINE_ROWS", 512)
-# 1 worker on 2 cores: 2 workers measured predict_batch 14.4k/19.6k rows/s at c=1/32 against 22.8k/23.9k with 1
-# (/predict c=32 924 vs 844 req/s, within noise): the load client and the log writes already share the cores.
+# 1 worker on 2 cores shared with the load client: 2 workers measured 89k and 172k rows/s (predict_batch c=32, two
+# runs) against 78-90k with 1, and the same /predict at c=1: not a reliable gain where the client shares the cores.
 WORKERS = int_env("ML_ASSETS_SERVE_WORKERS", 1)
 # Per-request instrumentation. BentoML's OpenTelemetry middleware and access log wrap every request, also the
 # mounted routes; on the prediction routes they measured ~40% of /predict's requests/s at c=32 (with no tracing
