@@ -10,6 +10,9 @@ Prints requests/s, rows/s, p50, p99 and errors per row, the Bento/reference rati
 
     python -m benchmarks.serving [--concurrency 1 8 32] [--seconds 3] [--rounds 2] [--batch-rows 256]
                                  [--file-rows 1000000] [--file-calls 3]
+
+Where a served worker's time goes: ``py-spy record --gil -f raw -p <worker pid> -d 8`` while this runs (the
+worker is the ``_bentoml_impl.worker.service`` child of ``bentoml serve``).
 """
 
 from __future__ import annotations
