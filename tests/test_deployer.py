@@ -131,8 +131,9 @@ def test_deploy_then_redeploy_without_a_failed_request(world: World):
     state = d.deploy(a.bento.tag, a.bento.model_tag, world.records, a.expected)
     assert served_tags(d.url, world.records) == {a.bento.model_tag}
     assert httpx.get(d.url + "/readyz").status_code == 200
-    first = [r for r in deployment_processes(d) if r.pid == state["current"]["pid"]]
-    assert first and first[0].alive()
+    old_port = state["current"]["port"]
+    first = [ProcessRecord.from_json(r) for r in d.actual()["servers"][state["current"]["slot"]]["tree"]]
+    assert len(first) >= 2 and all(r.alive() for r in first)  # bentoml serve and its worker
 
     with load(d.url, world.records) as results:
         state = d.deploy(b.bento.tag, b.bento.model_tag, world.records, b.expected)
@@ -142,7 +143,8 @@ def test_deploy_then_redeploy_without_a_failed_request(world: World):
     tags = [r[1] for r in results]
     assert tags[0] == a.bento.model_tag and tags[-1] == b.bento.model_tag
     assert len(results) > 50
-    assert not first[0].alive()  # the old server was drained and its tree stopped
+    assert not [r for r in first if r.alive()]  # the old server was drained and its whole tree stopped
+    assert listening_pids(old_port) == []
     assert state["previous"]["bento_tag"] == a.bento.tag  # kept for rollback
     assert served_tags(d.url, world.records) == {b.bento.model_tag}
 
