@@ -61,15 +61,13 @@ class Runtime:
     """What the routes score with, set by the service once the model is loaded."""
 
     scorer: Scorer
-    batcher: MicroBatcher[tuple[dict[str, Any], str], dict[str, Any]]
+    batcher: MicroBatcher[dict[str, Any], str, dict[str, Any]]  # records, X-Request-ID prefix, predictions
     bulk: asyncio.Semaphore  # one bulk file scored at a time per worker: bounds memory, leaves CPU to the rest
 
 
 def new_runtime(scorer: Scorer, max_rows: int, inline_rows: int) -> Runtime:
-    batcher: MicroBatcher[tuple[dict[str, Any], str], dict[str, Any]] = MicroBatcher(
-        lambda items: scorer.score([rec for rec, _ in items], [prefix for _, prefix in items]),
-        max_rows=max_rows,
-        inline_rows=inline_rows,
+    batcher: MicroBatcher[dict[str, Any], str, dict[str, Any]] = MicroBatcher(
+        scorer.score, max_rows=max_rows, inline_rows=inline_rows
     )
     return Runtime(scorer, batcher, asyncio.Semaphore(1))
 
@@ -127,14 +125,14 @@ def build_api(spec: DatasetSpec) -> HttpApi:
         prefix = request_id_prefix(request.headers.get(REQUEST_ID_HEADER))
         body = await read_body(request, MAX_JSON_BODY_BYTES)
         record = _validate(schemas.predict.validate_json, body)["record"]
-        (out,) = await runtime.batcher.submit([(record, prefix)])
+        (out,) = await runtime.batcher.submit([record], prefix)
         return Response(orjson.dumps(out), media_type=JSON)
 
     async def predict_batch(runtime: Runtime, request: Request) -> Response:
         prefix = request_id_prefix(request.headers.get(REQUEST_ID_HEADER))
         body = await read_body(request, MAX_JSON_BODY_BYTES)
         records = _validate(schemas.predict_batch.validate_json, body)["records"]
-        out = await runtime.batcher.submit([(rec, prefix) for rec in records])
+        out = await runtime.batcher.submit(records, prefix)
         return Response(orjson.dumps(out), media_type=JSON)
 
     async def predict_file(runtime: Runtime, request: Request) -> Response:

@@ -62,17 +62,18 @@ class Scorer:
         ]
 
     def score(
-        self, records: list[dict[str, Any]], id_prefixes: Sequence[str] | None = None, log: bool = True
+        self, records: list[dict[str, Any]], requests: Sequence[tuple[str, int]] | None = None, log: bool = True
     ) -> list[dict[str, Any]]:
         """Score validated records (dicts of request fields); returns one prediction dict per record.
 
-        ``id_prefixes``: per record, the X-Request-ID its request id starts with ('' for none).
+        ``requests``: the records' requests in order, as ``(X-Request-ID prefix or '', record count)``; default
+        one request without a prefix.
         """
         if not records:
             return []
         columns = records_columns(self.spec, records, self.features)
         proba = self._predict(records_frame(self.spec, records, columns, self.features), len(records))
-        ids = request_ids(id_prefixes or [""] * len(records))
+        ids = request_ids(requests or [("", len(records))])
         now = utc_now()
         unknown: list[tuple[str, ...]] = [()] * len(records)  # one shared empty tuple: most rows have none
         for name, known in self._known:
@@ -105,7 +106,7 @@ class Scorer:
         """Score a table validated by ``ml_assets.serving.columnar.validate_table`` (bulk files, batch assets)."""
         proba = self._predict(model_frame(self.spec, table), table.num_rows)
         labels = (proba >= self.threshold).astype(np.int8)
-        (base,) = request_ids([id_prefix])
+        (base,) = request_ids([(id_prefix, 1)])
         if log and self.log is not None:
             self.log.write_table(utc_now(), self.model_tag, base, table, proba, labels)
         return ScoredTable(row_request_ids(base, table.num_rows), proba, labels)
@@ -120,14 +121,17 @@ class Scorer:
         return proba
 
 
-def request_ids(prefixes: Sequence[str]) -> list[str]:
-    """One unique id per prediction: 32 random hex digits (one ``os.urandom`` call for the batch, ~15x cheaper
-    than uuid4 objects), after the request's X-Request-ID and '-' where one was sent."""
-    n = len(prefixes)
+def request_ids(runs: Sequence[tuple[str, int]]) -> list[str]:
+    """One unique id per prediction of requests given as ``(X-Request-ID prefix or '', row count)``: 32 random hex
+    digits (one ``os.urandom`` call for the batch, ~15x cheaper than uuid4 objects), after '<prefix>-' where a
+    request sent one."""
+    n = sum(count for _, count in runs)
     digits = os.urandom(16 * n).hex()
-    return [
-        f"{p}-{digits[i * 32 : i * 32 + 32]}" if p else digits[i * 32 : i * 32 + 32] for i, p in enumerate(prefixes)
-    ]
+    ids = [digits[i : i + 32] for i in range(0, 32 * n, 32)]
+    if any(prefix for prefix, _ in runs):
+        prefixes = [prefix for prefix, count in runs for _ in range(count)]
+        ids = [f"{p}-{h}" if p else h for p, h in zip(prefixes, ids, strict=True)]
+    return ids
 
 
 def row_request_ids(base: str, n: int) -> pa.Array:
@@ -137,37 +141,41 @@ def row_request_ids(base: str, n: int) -> pa.Array:
 
 
 T = TypeVar("T")
+K = TypeVar("K")
 R = TypeVar("R")
 
 
-class MicroBatcher(Generic[T, R]):
+class MicroBatcher(Generic[T, K, R]):
     """Adaptive batching without a timer: concurrent requests are merged into one call of ``fn``.
 
     The first request starts a batch at once; requests arriving while it runs are merged (up to ``max_rows``
     rows) into the next one, so batches grow with load, latency at low load is one model call, and nothing is
-    ever shed. Each request is a list of rows and gets its own rows' results back, in order. A batch of at most
-    ``inline_rows`` rows runs on the event loop itself (a thread hop costs more than scoring a few rows); larger
-    ones on a worker thread, so the loop keeps reading and validating the next requests meanwhile.
+    ever shed. Each request is a list of rows and a key (here its X-Request-ID prefix); ``fn`` gets the merged
+    rows and the requests' ``(key, row count)`` in order, and each request gets its own rows' results back. A
+    batch of at most ``inline_rows`` rows runs on the event loop itself (a thread hop costs more than scoring a
+    few rows); larger ones on a worker thread, so the loop keeps reading and validating the next requests.
     """
 
-    def __init__(self, fn: Callable[[list[T]], list[R]], max_rows: int, inline_rows: int = 0) -> None:
+    def __init__(
+        self, fn: Callable[[list[T], list[tuple[K, int]]], list[R]], max_rows: int, inline_rows: int = 0
+    ) -> None:
         self.fn = fn
         self.max_rows = max_rows
         self.inline_rows = inline_rows
-        self._pending: list[tuple[list[T], asyncio.Future[list[R]]]] = []
+        self._pending: list[tuple[list[T], K, asyncio.Future[list[R]]]] = []
         self._running = False
         self._task: asyncio.Task[None] | None = None
 
-    async def submit(self, rows: list[T]) -> list[R]:
+    async def submit(self, rows: list[T], key: K) -> list[R]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[R]] = loop.create_future()
-        self._pending.append((rows, fut))
+        self._pending.append((rows, key, fut))
         if not self._running:
             self._running = True
             self._task = loop.create_task(self._drain())  # keep a reference: the loop holds tasks weakly
         return await fut
 
-    def _take(self) -> list[tuple[list[T], asyncio.Future[list[R]]]]:
+    def _take(self) -> list[tuple[list[T], K, asyncio.Future[list[R]]]]:
         taken, n = [], 0
         while self._pending and (not taken or n + len(self._pending[0][0]) <= self.max_rows):
             job = self._pending.pop(0)
@@ -179,19 +187,20 @@ class MicroBatcher(Generic[T, R]):
         try:
             while self._pending:
                 jobs = self._take()
-                flat = [row for rows, _ in jobs for row in rows]
+                flat = [row for rows, _, _ in jobs for row in rows]
+                runs = [(key, len(rows)) for rows, key, _ in jobs]
                 try:
                     if len(flat) <= self.inline_rows:
-                        results = self.fn(flat)
+                        results = self.fn(flat, runs)
                     else:
-                        results = await asyncio.to_thread(self.fn, flat)
+                        results = await asyncio.to_thread(self.fn, flat, runs)
                 except Exception as e:  # every request of the batch gets the error; the loop goes on
-                    for _, fut in jobs:
+                    for _, _, fut in jobs:
                         if not fut.done():
                             fut.set_exception(e)
                     continue
                 start = 0
-                for rows, fut in jobs:
+                for rows, _, fut in jobs:
                     if not fut.done():
                         fut.set_result(results[start : start + len(rows)])
                     start += len(rows)

@@ -174,21 +174,26 @@ def test_records_frame_equals_per_value_pandas_construction(adult_spec: DatasetS
 def test_micro_batcher_coalesces_concurrent_calls_and_keeps_order():
     calls: list[int] = []
 
-    def fn(items: list[int]) -> list[int]:
+    runs_seen: list[list[tuple[str, int]]] = []
+
+    def fn(items: list[int], runs: list[tuple[str, int]]) -> list[int]:
         calls.append(len(items))
+        runs_seen.append(runs)
         time.sleep(0.01)
         return [i * 2 for i in items]
 
     async def run() -> tuple[list, list]:
         b = MicroBatcher(fn, max_rows=16)
-        singles = asyncio.gather(*(b.submit([i]) for i in range(50)))
-        lists = asyncio.gather(*(b.submit([100 + i, 200 + i, 300 + i]) for i in range(5)))
+        singles = asyncio.gather(*(b.submit([i], f"s{i}") for i in range(50)))
+        lists = asyncio.gather(*(b.submit([100 + i, 200 + i, 300 + i], f"l{i}") for i in range(5)))
         return await singles, await lists
 
     singles, lists = asyncio.run(run())
     assert singles == [[i * 2] for i in range(50)]
     assert lists == [[200 + 2 * i, 400 + 2 * i, 600 + 2 * i] for i in range(5)]  # each request its own rows
     assert sum(calls) == 65 and max(calls) <= 16 and len(calls) < 10
+    assert [key for runs in runs_seen for key, _ in runs] == [f"s{i}" for i in range(50)] + [f"l{i}" for i in range(5)]
+    assert all(sum(n for _, n in runs) == c for runs, c in zip(runs_seen, calls, strict=True))
 
 
 def test_micro_batcher_runs_small_batches_on_the_loop_and_large_ones_on_a_thread():
@@ -196,25 +201,25 @@ def test_micro_batcher_runs_small_batches_on_the_loop_and_large_ones_on_a_thread
 
     threads: list[str] = []
 
-    def fn(items: list[int]) -> list[int]:
+    def fn(items: list[int], runs: list) -> list[int]:
         threads.append(threading.current_thread().name)
         return items
 
     async def run() -> None:
         b = MicroBatcher(fn, max_rows=100, inline_rows=4)
-        await b.submit([1, 2])
-        await b.submit(list(range(10)))
+        await b.submit([1, 2], "")
+        await b.submit(list(range(10)), "")
 
     asyncio.run(run())
     assert threads[0] == threading.main_thread().name and threads[1] != threading.main_thread().name
 
 
 def test_micro_batcher_passes_model_errors_to_every_caller():
-    def fn(items: list[int]) -> list[int]:
+    def fn(items: list[int], runs: list) -> list[int]:
         raise RuntimeError("model broke")
 
     async def run():
         b = MicroBatcher(fn, max_rows=4)
-        return await asyncio.gather(*(b.submit([i]) for i in range(3)), return_exceptions=True)
+        return await asyncio.gather(*(b.submit([i], "") for i in range(3)), return_exceptions=True)
 
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(run()))
