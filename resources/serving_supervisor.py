@@ -17,7 +17,8 @@ of every tree with its start time, so ``stop`` can end them even if the supervis
   parent's own process manager; requests wait in the socket's backlog meanwhile.) A server that never gets
   ready within ``startup_timeout_s`` is stopped and retried with backoff, its failure published;
 - the upstream: the proxy is switched to the served slot once it is ready; a slot that is no longer wanted is
-  drained (no request in flight through the proxy) and stopped, whole tree.
+  stopped, whole tree, once the proxy has reported routing elsewhere and no request to it is in flight (so a
+  redeploy never stops the old server while the proxy may still send to it).
 
 On SIGTERM it stops everything it owns (trees first, then the proxy, then the socket) and exits.
 """
@@ -109,8 +110,10 @@ class Supervisor:
         self.logs = folder / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.slots: dict[str, Slot] = {}
+        self.wanted: set[str] = set()  # slots desired.json lists
         self.serve: str | None = None
-        self.upstream_port: int | None = None
+        self.upstream_port: int | None = None  # what the upstream file names
+        self.routed_port: int | None = None  # what the proxy has reported using
         self.proxy: subprocess.Popen[bytes] | None = None
         self.proxy_restarts = 0
         self.proxy_next_start = 0.0
@@ -135,9 +138,10 @@ class Supervisor:
             reap_children()
             self._read_desired()
             self._ensure_proxy()
-            for slot_id in list(self.slots):
+            for slot_id in [s for s in self.slots if s in self.wanted]:
                 self._reconcile(slot_id)
             self._route()
+            self._retire_unwanted()
             self._publish()
             time.sleep(TICK_S)
         self._shutdown()
@@ -160,8 +164,7 @@ class Supervisor:
         for slot_id, spec in wanted.items():
             if slot_id not in self.slots:
                 self.slots[slot_id] = Slot(spec["bento_tag"], spec["model_tag"])
-        for slot_id in [s for s in self.slots if s not in wanted]:
-            self._retire_slot(slot_id)
+        self.wanted = set(wanted)
         self.serve = desired.get("serve")
 
     # ---- proxy -----------------------------------------------------------------------------------------------------
@@ -249,12 +252,20 @@ class Supervisor:
             return []
         return [r for child in children if child.pid not in claimed for r in tree(child.pid)]
 
-    def _retire_slot(self, slot_id: str) -> None:
-        slot = self.slots.pop(slot_id)
-        for inst in [*slot.retiring, *([slot.instance] if slot.instance else [])]:
-            if inst.port == self.upstream_port:
-                self._drain(inst.port)
-            self._stop_instance(inst)
+    def _retire_unwanted(self) -> None:
+        """Stop the slots desired.json no longer lists; one the proxy still routes to waits until it has switched
+        to the served slot, then is drained first."""
+        for slot_id in [s for s in self.slots if s not in self.wanted]:
+            slot = self.slots[slot_id]
+            instances = [*slot.retiring, *([slot.instance] if slot.instance else [])]
+            serving = self.routed_port in {i.port for i in instances}
+            if serving and self.serve in self.wanted and self.serve != slot_id:
+                continue  # the served slot is not routed yet: this one keeps the traffic meanwhile
+            del self.slots[slot_id]
+            for inst in instances:
+                if inst.port in (self.routed_port, self.upstream_port):
+                    self._drain(inst.port)
+                self._stop_instance(inst)
 
     def _stop_instance(self, inst: Instance) -> None:
         records = inst.records or tree(inst.proc.pid)
@@ -267,7 +278,7 @@ class Supervisor:
         slot = self.slots.get(self.serve or "")
         if slot is None or slot.instance is None or not slot.instance.ready:
             return
-        if slot.instance.port != self.upstream_port:
+        if slot.instance.port != self.routed_port:
             self._switch(slot.instance.port)
 
     def _switch(self, port: int) -> bool:
@@ -276,7 +287,9 @@ class Supervisor:
             self._write(UPSTREAM, {"upstream": f"http://{self.host}:{port}"})
             self.upstream_port = port
         status = _status(self.host, self.port)
-        return status is not None and status.get("upstream") == f"http://{self.host}:{port}"
+        if status is not None and status.get("upstream") == f"http://{self.host}:{port}":
+            self.routed_port = port
+        return self.routed_port == port
 
     def _drain(self, port: int) -> None:
         url = f"http://{self.host}:{port}"
@@ -308,7 +321,7 @@ class Supervisor:
         state = {
             "supervisor": _rec(os.getpid()),
             "listening": f"{self.host}:{self.port}",
-            "upstream": f"http://{self.host}:{self.upstream_port}" if self.upstream_port else None,
+            "upstream": f"http://{self.host}:{self.routed_port}" if self.routed_port else None,
             "serve": self.serve,
             "proxy": {
                 "pid": proxy.pid if proxy else None,
