@@ -41,7 +41,7 @@ CHAIN = (
 
 
 def free_port() -> int:
-    from resources.bento_deployer import free_port as pick
+    from resources.process_tree import free_port as pick
 
     return pick()
 
@@ -74,7 +74,7 @@ def run(timeout_s: float, keep: Path | None) -> list[dict]:
     from ml_assets.dataset import load_default_spec
     from ml_assets.datasets.next_day import land_next_day
     from ml_assets.serving.schema import warmup_record
-    from resources.processes import stop_tree
+    from resources.process_tree import stop_tree
 
     home = keep or Path(tempfile.mkdtemp(prefix="lead-time-"))
     serve_port, ui_port = free_port(), free_port()

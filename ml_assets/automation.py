@@ -10,6 +10,8 @@ runs, a dependency whose latest blocking checks failed keeps its downstream from
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from dagster import AssetSelection, AutomationCondition
 
 from ml_assets.dataset import DatasetSpec
@@ -65,6 +67,13 @@ def with_its_asset() -> AutomationCondition:
     one it is requested in the same tick (and run), so its verdict exists before anything downstream is judged.
     """
     return AC.any_deps_updated().since_last_handled().with_label("with its asset")
+
+
+def on_recent_update(days: int = 2) -> AutomationCondition:
+    """A daily asset that follows an unpartitioned one (the champion): only its recent days are recomputed when
+    either updates, never every day since the data started."""
+    recent = AC.in_latest_time_window(timedelta(days=days))
+    return (recent & on_upstream_update()).with_label(f"on upstream update, last {days} days")
 
 
 def on_training_set_approved() -> AutomationCondition:

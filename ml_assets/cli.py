@@ -66,11 +66,18 @@ def _up(args: argparse.Namespace) -> int:
 def _stop(args: argparse.Namespace) -> int:
     _prepare_environment(args.home)
     from ml_assets.settings import paths, serve_port
-    from resources.bento_deployer import LocalBentoDeployer
+    from resources.bento_deployer import DeploymentError, LocalBentoDeployer
 
     where = paths()
-    state = LocalBentoDeployer(home=str(where.home), bentoml_home=str(where.bentoml_home), port=serve_port()).stop()
-    print(f"stopped the served model and its proxy (state: {where.deployments}); last: {state.get('previous')}")
+    deployer = LocalBentoDeployer(home=str(where.home), bentoml_home=str(where.bentoml_home), port=serve_port())
+    try:
+        state = deployer.stop()
+    except DeploymentError as e:
+        print(f"ml-assets stop: {e}", file=sys.stderr)
+        return 1
+    last = (state.get("previous") or {}).get("bento_tag", "none")
+    print(f"stopped the served model, its proxy and supervisor: no process of {deployer.url} is left (state: "
+          f"{deployer.folder}); last served: {last}")  # fmt: skip
     return 0
 
 

@@ -16,6 +16,7 @@ from ml_assets.model.evaluation_asset import build_model_evaluation
 from ml_assets.monitoring.assets import build_monitoring_assets
 from ml_assets.partitions import daily_partitions, resolve_start, training_set_partitions
 from ml_assets.serving.assets import build_serving_assets
+from ml_assets.serving.batch import build_batch_predictions
 from ml_assets.settings import environment
 from resources.environments import executor_for, resources_for
 from sensors.automation import build_automation_sensor
@@ -88,7 +89,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
         build_run_failure_sensor(status),
     ]
     return Definitions(
-        assets=[*data, *model, *serving, *monitoring],
+        assets=[*data, *model, *serving, *build_batch_predictions(spec), *monitoring],
         asset_checks=[model_gates],
         jobs=jobs,
         sensors=sensors,

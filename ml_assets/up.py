@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from ml_assets.settings import paths
-from resources.processes import alive, start, stop_tree, wait_until
+from resources.process_tree import alive, start, stop_tree, wait_until
 
 WORKSPACE = """\
 # Written by `ml-assets up`: the one code location of ml-assets.

@@ -1,11 +1,17 @@
-"""LocalBentoDeployer: serves a Bento with ``bentoml serve`` behind a stable loopback URL, blue/green.
+"""LocalBentoDeployer: serves a Bento with ``bentoml serve`` behind a stable loopback URL, blue/green, supervised.
 
-A redeploy starts the new Bento on a free side port, validates it (it loads, ``/readyz`` answers, and its
-predictions for a fixed sample equal the offline predictions of the model), then switches the loopback proxy
-(``resources.loopback_proxy``) to it, waits until no request to the old server is in flight, and stops the old
-server by PID. If validation fails the new server is stopped and the old one keeps serving; the error says why.
-State (PIDs, ports, current and previous Bento) lives in ``<ML_ASSETS_HOME>/deployments/<name>.json`` so another
-process (the CLI) can find the servers and stop them.
+The deployer owns the whole process tree of a deployment through one supervisor process
+(``resources.serving_supervisor``), which holds the stable port, runs the proxy and the servers, and restarts
+what dies. The deployer tells it what to run by replacing ``desired.json`` and reads what runs from
+``actual.json`` (both in ``<ML_ASSETS_HOME>/deployments/<name>/``).
+
+A redeploy starts the new Bento in a new slot on a free side port, validates it there (it loads, ``/readyz``
+answers, and its predictions for a fixed sample equal the offline predictions of the model: ``served_skew``),
+and only then makes it the served slot: the supervisor switches the proxy, drains the old server and stops its
+tree. If validation fails the new slot is removed and the old one keeps serving; the error says why.
+``stop`` (and ``ml-assets stop``) ends the supervisor and then every process any tree of the deployment ever
+recorded, and checks that none is left. The record of the deployment (current, previous, history) is kept in
+``<ML_ASSETS_HOME>/deployments/<name>.json``.
 """
 
 from __future__ import annotations
@@ -14,12 +20,11 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,13 +34,67 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources.loopback_proxy import STATUS_PATH
+from resources.process_tree import ProcessRecord, stop
+from resources.serving_supervisor import ACTUAL, CONFIG, DESIRED
 
 PASSED_ENV = ("ML_ASSETS_DATASET_SPEC", "ML_ASSETS_SERVE_WORKERS", "ML_ASSETS_BATCH_MAX_ROWS",
-              "ML_ASSETS_BATCH_MAX_LATENCY_MS", "PATH", "HOME", "LANG", "TMPDIR")  # fmt: skip
+              "ML_ASSETS_BATCH_INLINE_ROWS", "ML_ASSETS_SERVE_TRACING", "PATH", "HOME", "LANG", "TMPDIR")  # fmt: skip
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SKEW_TOLERANCE = 1e-5  # max |online - offline| probability: deployments are validated and checked against it
+SKEW_REQUEST_ID = "skew-check"  # X-Request-ID of validation traffic (its prediction-log lines are told apart)
 
 
 class DeploymentError(RuntimeError):
     """A Bento that did not pass validation (or could not start); the previous deployment keeps serving."""
+
+
+@dataclass(frozen=True)
+class SkewReport:
+    """Served predictions for a fixed sample against the model's offline ones."""
+
+    rows: int
+    max_abs_diff: float
+    rows_over_tolerance: int
+    worst_row: int
+    served_model_tags: list[str]
+
+    def passed(self, model_tag: str) -> bool:
+        return self.max_abs_diff <= SKEW_TOLERANCE and self.served_model_tags == [model_tag]
+
+
+def served_skew(
+    base_url: str, records: Sequence[dict[str, Any]], expected: Sequence[float], request_id: str = SKEW_REQUEST_ID
+) -> SkewReport:
+    """Score ``records`` through ``base_url``'s /predict_batch and /predict and compare with ``expected``.
+
+    The one train/serve skew comparison: the deployer validates a new Bento with it before it takes traffic,
+    and the ``train_serve_skew`` and ``online_offline_equality`` checks run it against the stable URL. The
+    requests carry ``request_id`` as X-Request-ID, so their prediction-log lines are told apart from real
+    traffic. Raises DeploymentError if the server does not answer every prediction.
+    """
+    if len(records) != len(expected) or not records:
+        raise DeploymentError(f"skew validation needs a non-empty sample, got {len(records)} records")
+    headers = {"X-Request-ID": request_id}
+    try:
+        batch = httpx.post(base_url + "/predict_batch", json={"records": list(records)}, headers=headers, timeout=60)
+        one = httpx.post(base_url + "/predict", json={"record": records[0]}, headers=headers, timeout=60)
+    except httpx.HTTPError as e:
+        raise DeploymentError(f"{base_url} did not answer predictions: {e!r}") from e
+    for resp in (batch, one):
+        if resp.status_code != 200:
+            raise DeploymentError(
+                f"{base_url} answered {resp.request.url.path} with {resp.status_code}: {resp.text[:500]}"
+            )
+    got = [*batch.json(), one.json()]
+    diffs = [abs(p["probability"] - e) for p, e in zip(got, [*expected, expected[0]], strict=True)]
+    worst = max(diffs)
+    return SkewReport(
+        rows=len(records),
+        max_abs_diff=worst,
+        rows_over_tolerance=sum(d > SKEW_TOLERANCE for d in diffs),
+        worst_row=diffs.index(worst) % len(records),
+        served_model_tags=sorted({p["model_tag"] for p in got}),
+    )
 
 
 class BentoDeployer(ConfigurableResource):
@@ -55,27 +114,24 @@ class BentoDeployer(ConfigurableResource):
     ) -> dict[str, Any]:
         raise NotImplementedError
 
-    def healthy(self) -> tuple[bool, str]:
-        """Whether the stable URL answers /readyz with 200, and a line that says what was seen."""
-        try:
-            r = httpx.get(self.url + "/readyz", timeout=5)
-        except httpx.HTTPError as e:
-            return False, f"{self.url}/readyz unreachable: {e!r}"
-        return r.status_code == 200, f"{self.url}/readyz -> {r.status_code}"
-
 
 class LocalBentoDeployer(BentoDeployer):
-    """Blue/green ``bentoml serve`` deployments on loopback, behind a stable URL on ``port``."""
+    """Blue/green ``bentoml serve`` deployments on loopback, behind a stable URL on ``port``, supervised."""
 
     home: str = Field(description="ML_ASSETS_HOME: state goes to <home>/deployments, predictions to its log")
     bentoml_home: str = Field(description="BENTOML_HOME holding the Bentos and models")
     port: int = Field(3000, description="stable port of the loopback URL applications call")
     host: str = "127.0.0.1"
-    name: str = Field("local", description="deployment name: one state file and one stable URL per name")
+    name: str = Field("local", description="deployment name: one supervisor, state folder and stable URL per name")
     workers: int = 1
     startup_timeout_s: float = 180.0
+    unready_restart_s: float = Field(60.0, description="a server that stopped answering /readyz this long is replaced")
     drain_timeout_s: float = 30.0
-    tolerance: float = Field(1e-5, description="max |online - offline| probability accepted by validation")
+    stop_timeout_s: float = Field(10.0, description="SIGTERM grace of each process before SIGKILL")
+    max_body_bytes: int = Field(512 * 1024**2, description="larger request bodies get a 413 from the proxy")
+    connect_timeout_s: float = 2.0
+    read_timeout_s: float = Field(120.0, description="an upstream silent this long gets the request a 503")
+    connect_grace_s: float = Field(10.0, description="how long a request waits for an upstream that refuses")
 
     # ---- public API --------------------------------------------------------------------------------------
     @property
@@ -83,15 +139,26 @@ class LocalBentoDeployer(BentoDeployer):
         return f"http://{self.host}:{self.port}"
 
     @property
+    def folder(self) -> Path:
+        return Path(self.home) / "deployments" / self.name
+
+    @property
     def state_file(self) -> Path:
         return Path(self.home) / "deployments" / f"{self.name}.json"
 
     def state(self) -> dict[str, Any]:
-        """The recorded state: url, proxy, current, previous, candidate (each with pid/port/bento_tag...)."""
+        """The record: url, current, previous (each with bento_tag, model_tag, port, validation...), history."""
         try:
             return json.loads(self.state_file.read_text())
         except FileNotFoundError:
-            return {"url": self.url, "proxy": None, "current": None, "previous": None, "candidate": None}
+            return {"url": self.url, "current": None, "previous": None, "history": []}
+
+    def actual(self) -> dict[str, Any]:
+        """What the supervisor last published: its pid, the proxy, the servers with their process trees."""
+        try:
+            return json.loads((self.folder / ACTUAL).read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
 
     def deploy(
         self,
@@ -101,233 +168,203 @@ class LocalBentoDeployer(BentoDeployer):
         expected: Sequence[float],
         log: Any = None,
     ) -> dict[str, Any]:
-        """Serve ``bento_tag`` on the stable URL if it validates; returns the new state.
+        """Serve ``bento_tag`` on the stable URL if it validates; returns the new record.
 
         ``records`` (feature dicts) and ``expected`` (their offline probabilities) are the fixed sample the new
-        server must reproduce within ``tolerance`` before it takes traffic. Raises DeploymentError otherwise.
+        server must reproduce within SKEW_TOLERANCE before it takes traffic. Raises DeploymentError otherwise.
         """
         say = log.info if log is not None else lambda *_: None
         with self._locked():
+            self._ensure_supervisor(say)
+            desired = self._desired()
             state = self.state()
-            current = state.get("current")
-            if (
-                current
-                and current["bento_tag"] == bento_tag
-                and _alive(current["pid"])
-                and self._ready(current["port"])
-            ):
-                say(f"{bento_tag} already serves {self.url} (pid {current['pid']}); nothing to do")
-                self._ensure_proxy(state, current["port"])
+            serving = desired.get("serve")
+            now = self.actual().get("servers", {}).get(serving or "", {})
+            if serving and now.get("bento_tag") == bento_tag and now.get("ready"):
+                say(f"{bento_tag} already serves {self.url} (port {now['port']}); nothing to do")
                 return state
-            proxy = self._ensure_proxy(state, current["port"] if current and _alive(current["pid"]) else None)
-            state["proxy"] = proxy
-            candidate = self._start(bento_tag, model_tag)
-            state["candidate"] = candidate
-            self._save(state)  # a crash from here on leaves the candidate's PID findable
-            say(f"started {bento_tag} on side port {candidate['port']} (pid {candidate['pid']})")
+            slot = f"s{int(time.time() * 1000)}"
+            desired["servers"][slot] = {"bento_tag": bento_tag, "model_tag": model_tag}
+            self._write(DESIRED, desired)
             try:
-                timings = self._validate(candidate, model_tag, records, expected)
+                server = self._wait_ready(slot, bento_tag)
+                say(f"started {bento_tag} on side port {server['port']} (pid {server['pid']})")
+                report = served_skew(f"http://{self.host}:{server['port']}", records, expected)
+                if not report.passed(model_tag):
+                    raise DeploymentError(skew_message(bento_tag, model_tag, report))
             except DeploymentError:
-                _stop_pid(candidate["pid"])
-                state["candidate"] = None
-                self._save(state)
+                desired["servers"].pop(slot)
+                self._write(DESIRED, desired)
+                self._wait(lambda a: slot not in a.get("servers", {}), f"removal of {slot}")
                 raise
-            self._switch(candidate["port"])
-            say(f"switched {self.url} to {bento_tag} (port {candidate['port']})")
+            desired = {"servers": {slot: desired["servers"][slot]}, "serve": slot}
+            self._write(DESIRED, desired)
+            url = f"http://{self.host}:{server['port']}"
+            self._wait(lambda a: a.get("upstream") == url and list(a.get("servers", {})) == [slot], "the switch")
+            self._wait_proxy_ready(url)
+            say(f"switched {self.url} to {bento_tag} (port {server['port']})")
+            current = state.get("current")
             if current:
-                self._drain(current["port"])
-                _stop_pid(current["pid"])
-                say(f"stopped previous {current['bento_tag']} (pid {current['pid']})")
-                state["previous"] = {**current, "pid": None, "stopped_at": _now()}
-            state["current"] = {**candidate, "validated": timings, "live_since": _now()}
-            state["candidate"] = None
+                say(f"stopped previous {current['bento_tag']}")
+                state["previous"] = {**current, "stopped_at": _now()}
+            state["current"] = {
+                "bento_tag": bento_tag,
+                "model_tag": model_tag,
+                "slot": slot,
+                "port": server["port"],
+                "pid": server["pid"],
+                "log": server["log"],
+                "validated": {"max_abs_diff": report.max_abs_diff, "sample": report.rows},
+                "live_since": _now(),
+            }
             state["history"] = [*state.get("history", []), {"bento_tag": bento_tag, "at": _now()}][-20:]
             self._save(state)
             return state
 
-    def rollback(self, records: Sequence[dict[str, Any]], expected: Sequence[float], log: Any = None) -> dict:
-        """Redeploy the previous Bento (validated like any deploy); its Bento stays in the store for this."""
-        previous = self.state().get("previous")
-        if not previous:
-            raise DeploymentError(f"deployment {self.name!r} has no previous Bento to roll back to")
-        return self.deploy(previous["bento_tag"], previous["model_tag"], records, expected, log)
-
     def stop(self) -> dict[str, Any]:
-        """Stop the serving Bento, any half-validated candidate and the proxy, by PID; keeps the history."""
+        """Stop the supervisor and every process of the deployment (also after a kill -9 of the supervisor);
+        raises if one survives. Keeps the history; the served Bento becomes ``previous``."""
         with self._locked():
+            actual = self.actual()
+            supervisor = _records([actual.get("supervisor")])
+            stop(supervisor, timeout_s=self.drain_timeout_s + 4 * self.stop_timeout_s)  # it stops its trees
+            survivors = stop(_all_records(actual), timeout_s=self.stop_timeout_s)  # left by a killed supervisor
+            self._reap()
+            if survivors:
+                raise DeploymentError(f"processes of deployment {self.name!r} survived SIGKILL: {survivors}")
+            self._write(DESIRED, {"servers": {}, "serve": None})
+            with contextlib.suppress(FileNotFoundError):
+                (self.folder / ACTUAL).unlink()
             state = self.state()
-            for key in ("candidate", "current"):
-                if state.get(key) and state[key].get("pid"):
-                    _stop_pid(state[key]["pid"])
-                    if key == "current":
-                        state["previous"] = {**state[key], "pid": None, "stopped_at": _now()}
-                    state[key] = None
-            if state.get("proxy"):
-                _stop_pid(state["proxy"]["pid"])
-                state["proxy"] = None
+            if state.get("current"):
+                state["previous"] = {**state["current"], "stopped_at": _now()}
+                state["current"] = None
             self._save(state)
             return state
 
-    # ---- steps -----------------------------------------------------------------------------------------------
-    def _start(self, bento_tag: str, model_tag: str) -> dict[str, Any]:
-        port = free_port(self.host)
-        logs = self.state_file.parent / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        log_path = logs / f"{bento_tag.replace(':', '-')}-{port}.log"
+    # ---- the supervisor ----------------------------------------------------------------------------------
+    def _ensure_supervisor(self, say: Any) -> None:
+        actual = self.actual()
+        sup = _records([actual.get("supervisor")])
+        if sup and sup[0].alive() and actual.get("listening"):
+            if actual["listening"] != f"{self.host}:{self.port}":
+                raise DeploymentError(
+                    f"deployment {self.name!r} is served on {actual['listening']}, not {self.host}:{self.port}: "
+                    "stop it first (ml-assets stop) or use another name"
+                )
+            return
+        leftovers = stop(_all_records(actual), timeout_s=self.stop_timeout_s)  # a killed supervisor's trees
+        if leftovers:
+            raise DeploymentError(f"processes of a dead supervisor of {self.name!r} survived SIGKILL: {leftovers}")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name in (ACTUAL, DESIRED):
+            with contextlib.suppress(FileNotFoundError):
+                (self.folder / name).unlink()
+        self._write(CONFIG, self._config())
+        self._write(DESIRED, {"servers": {}, "serve": None})
+        with (self.folder / "supervisor.log").open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "resources.serving_supervisor", "--dir", str(self.folder)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=PROJECT_ROOT,
+            )
+        _CHILDREN[proc.pid] = proc
+        deadline = time.monotonic() + 30
+        while True:
+            actual = self.actual()
+            if actual.get("error"):
+                raise DeploymentError(f"the supervisor of {self.url} failed: {actual['error']}")
+            if actual.get("listening") and (actual.get("proxy") or {}).get("pid"):
+                say(f"supervisor of {self.url} started (pid {proc.pid})")
+                return
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise DeploymentError(
+                    f"the supervisor of {self.url} did not start; log {self.folder / 'supervisor.log'}:\n"
+                    f"{_tail(self.folder / 'supervisor.log')}"
+                )
+            time.sleep(0.1)
+
+    def _config(self) -> dict[str, Any]:
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         env |= {
             "BENTOML_HOME": self.bentoml_home,
             "BENTOML_DO_NOT_TRACK": "true",
             "ML_ASSETS_HOME": self.home,
-            "ML_ASSETS_MODEL_TAG": model_tag,
             "ML_ASSETS_SERVE_WORKERS": str(self.workers),
             "PYTHONUNBUFFERED": "1",
         }
-        cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", self.host, "--port", str(port)]
-        with log_path.open("ab") as out:
-            proc = subprocess.Popen(
-                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.home
-            )
-        _CHILDREN[proc.pid] = proc
         return {
-            "bento_tag": bento_tag,
-            "model_tag": model_tag,
-            "pid": proc.pid,
-            "port": port,
-            "log": str(log_path),
-            "started_at": _now(),
+            "host": self.host,
+            "port": self.port,
+            "home": self.home,
+            "project_root": str(PROJECT_ROOT),
+            "server_env": env,
+            "startup_timeout_s": self.startup_timeout_s,
+            "unready_restart_s": self.unready_restart_s,
+            "drain_timeout_s": self.drain_timeout_s,
+            "stop_timeout_s": self.stop_timeout_s,
+            "max_body_bytes": self.max_body_bytes,
+            "connect_timeout_s": self.connect_timeout_s,
+            "read_timeout_s": self.read_timeout_s,
+            "connect_grace_s": self.connect_grace_s,
         }
 
-    def _validate(
-        self, cand: dict[str, Any], model_tag: str, records: Sequence[dict[str, Any]], expected: Sequence[float]
-    ) -> dict[str, float]:
-        """Loads (ready within the timeout), answers, and reproduces the offline predictions."""
-        base = f"http://{self.host}:{cand['port']}"
-        t0 = time.monotonic()
-        deadline = t0 + self.startup_timeout_s
-        while not self._ready(cand["port"]):
-            if not _alive(cand["pid"]):
+    def _wait_ready(self, slot: str, bento_tag: str) -> dict[str, Any]:
+        deadline = time.monotonic() + self.startup_timeout_s + 5
+        while True:
+            actual = self.actual()
+            server = actual.get("servers", {}).get(slot)
+            if server and server.get("ready"):
+                return server
+            if server and server.get("failures"):
                 raise DeploymentError(
-                    f"{cand['bento_tag']} exited before it became ready; log {cand['log']}:\n{_tail(cand['log'])}"
+                    f"{bento_tag} did not start: {server['error']}; log {server['log']}:\n{_tail(server['log'])}"
                 )
+            if not _records([actual.get("supervisor")]):
+                raise DeploymentError(f"the supervisor of {self.url} died while starting {bento_tag}")
             if time.monotonic() > deadline:
-                raise DeploymentError(
-                    f"{cand['bento_tag']} not ready on {base}/readyz after {self.startup_timeout_s:.0f} s; "
-                    f"log {cand['log']}:\n{_tail(cand['log'])}"
-                )
-            time.sleep(0.25)
-        ready_s = time.monotonic() - t0
-        if len(records) != len(expected) or not records:
-            raise DeploymentError(f"validation needs a non-empty sample, got {len(records)} records")
-        try:
-            r = httpx.post(base + "/predict_batch", json={"records": list(records)}, timeout=60)
-            one = httpx.post(base + "/predict", json={"record": records[0]}, timeout=60)
-        except httpx.HTTPError as e:
-            raise DeploymentError(f"{cand['bento_tag']} did not answer predictions on {base}: {e!r}") from e
-        for resp in (r, one):
-            if resp.status_code != 200:
-                raise DeploymentError(
-                    f"{cand['bento_tag']} answered {resp.request.url.path} with {resp.status_code}: {resp.text[:500]}"
-                )
-        got = r.json()
-        tags = {p["model_tag"] for p in got} | {one.json()["model_tag"]}
-        if tags != {model_tag}:
-            raise DeploymentError(f"{cand['bento_tag']} serves model {sorted(tags)}, expected {model_tag}")
-        diffs = [abs(p["probability"] - e) for p, e in zip(got, expected, strict=True)]
-        diffs.append(abs(one.json()["probability"] - expected[0]))
-        worst = max(diffs)
-        if worst > self.tolerance:
-            i = diffs.index(worst)
-            raise DeploymentError(
-                f"train/serve skew: {cand['bento_tag']} predicts differently from the offline model "
-                f"{model_tag}: max |online - offline| = {worst:.3g} > {self.tolerance:g} "
-                f"({sum(d > self.tolerance for d in diffs)} of {len(diffs)} predictions; worst at sample {i})"
-            )
-        return {"ready_s": round(ready_s, 2), "max_abs_diff": worst, "sample": len(records)}
+                log = server.get("log") if server else None
+                raise DeploymentError(f"{bento_tag} not ready after {self.startup_timeout_s:.0f} s; log {log}")
+            time.sleep(0.2)
 
-    def _ensure_proxy(self, state: dict[str, Any], upstream_port: int | None) -> dict[str, Any]:
-        proxy = state.get("proxy")
-        if proxy and _alive(proxy["pid"]) and self._proxy_status() is not None:
-            return proxy
-        if upstream_port is not None:
-            self._write_upstream(upstream_port)
-        if _port_in_use(self.host, self.port):
-            raise DeploymentError(
-                f"port {self.port} on {self.host} is taken by another process; choose another port for the "
-                f"deployer or stop that process (state {self.state_file})"
-            )
-        logs = self.state_file.parent / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        with (logs / f"proxy-{self.port}.log").open("ab") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "resources.loopback_proxy",
-                    "--host",
-                    self.host,
-                    "--port",
-                    str(self.port),
-                    "--state",
-                    str(self._upstream_file),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=str(Path(__file__).resolve().parents[1]),
-            )
-        _CHILDREN[proc.pid] = proc
-        deadline = time.monotonic() + 30
-        while self._proxy_status() is None:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                _stop_pid(proc.pid)
-                raise DeploymentError(f"the loopback proxy did not start on {self.url}; see {logs}")
+    def _wait(self, done: Any, what: str, timeout_s: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout_s or self.drain_timeout_s + 4 * self.stop_timeout_s)
+        while not done(self.actual()):
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"the supervisor of {self.url} did not complete {what}; see {self.folder}")
             time.sleep(0.1)
-        proxy = {"pid": proc.pid, "port": self.port, "started_at": _now()}
-        state["proxy"] = proxy
-        self._save(state)
-        return proxy
 
-    def _switch(self, port: int) -> None:
-        self._write_upstream(port)
-        want = f"http://{self.host}:{port}"
+    def _wait_proxy_ready(self, upstream: str) -> None:
+        """Until the proxy's own probe has seen the new upstream ready, so /readyz on the stable URL says 200."""
         deadline = time.monotonic() + 10
-        while (self._proxy_status() or {}).get("upstream") != want:
-            if time.monotonic() > deadline:
-                raise DeploymentError(f"the proxy on {self.url} did not switch to {want}")
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                status = httpx.get(self.url + STATUS_PATH, timeout=2).json()
+                if status.get("upstream") == upstream and status.get("ready"):
+                    return
             time.sleep(0.05)
+        raise DeploymentError(f"the proxy on {self.url} did not see {upstream} ready within 10 s")
 
-    def _drain(self, old_port: int) -> None:
-        old = f"http://{self.host}:{old_port}"
-        deadline = time.monotonic() + self.drain_timeout_s
-        while ((self._proxy_status() or {}).get("inflight") or {}).get(old, 0) > 0:
-            if time.monotonic() > deadline:
-                break  # a stuck request must not keep the old server forever; it gets the stop signal
-            time.sleep(0.05)
-
-    # ---- helpers ---------------------------------------------------------------------------------------------
-    @property
-    def _upstream_file(self) -> Path:
-        return self.state_file.parent / f"{self.name}.upstream.json"
-
-    def _write_upstream(self, port: int) -> None:
-        self._upstream_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._upstream_file.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"upstream": f"http://{self.host}:{port}"}))
-        os.replace(tmp, self._upstream_file)
-
-    def _proxy_status(self) -> dict[str, Any] | None:
+    def _desired(self) -> dict[str, Any]:
         try:
-            r = httpx.get(self.url + STATUS_PATH, timeout=2)
-            return r.json() if r.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
-            return None
+            return json.loads((self.folder / DESIRED).read_text())
+        except FileNotFoundError:
+            return {"servers": {}, "serve": None}
 
-    def _ready(self, port: int) -> bool:
-        try:
-            return httpx.get(f"http://{self.host}:{port}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+    def _reap(self) -> None:
+        for pid, proc in list(_CHILDREN.items()):
+            if proc.poll() is not None:
+                _CHILDREN.pop(pid)
+
+    # ---- files ---------------------------------------------------------------------------------------------
+    def _write(self, name: str, state: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / name
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, path)
 
     def _save(self, state: dict[str, Any]) -> None:
         state["url"] = self.url
@@ -347,60 +384,34 @@ class LocalBentoDeployer(BentoDeployer):
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # processes this process started: reaped on stop
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # supervisors this process started: reaped after stop
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        return proc.poll() is None
+def _records(values: Sequence[Any]) -> list[ProcessRecord]:
+    return [ProcessRecord.from_json(v) for v in values if v]
+
+
+def _all_records(actual: dict[str, Any]) -> list[ProcessRecord]:
+    """Every process the supervisor last published: proxy and server trees (leftovers included)."""
+    trees = [(actual.get("proxy") or {}).get("tree", [])]
+    trees += [s.get("tree", []) for s in (actual.get("servers") or {}).values()]
+    return _records([r for t in trees for r in t])
+
+
+def skew_message(bento_tag: str, model_tag: str, report: SkewReport) -> str:
+    """Why a served sample does not reproduce the offline predictions of ``model_tag``."""
+    if report.served_model_tags != [model_tag]:
+        return f"{bento_tag} serves model {report.served_model_tags}, expected {model_tag}"
+    return (
+        f"train/serve skew: {bento_tag} predicts differently from the offline model {model_tag}: "
+        f"max |online - offline| = {report.max_abs_diff:.3g} > {SKEW_TOLERANCE:g} "
+        f"({report.rows_over_tolerance} of {report.rows + 1} predictions; worst at sample {report.worst_row})"
+    )
+
+
+def _tail(path: str | Path | None, lines: int = 30) -> str:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _stop_pid(pid: int | None, timeout_s: float = 20.0) -> None:
-    """SIGTERM the process group ``pid`` leads (server + its workers), SIGKILL it if it outlives the timeout."""
-    if not pid:
-        return
-    for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
-        deadline = time.monotonic() + wait
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not _alive(pid):
-            break
-    _CHILDREN.pop(pid, None)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)  # workers that outlived their arbiter
-
-
-def stop_pid(pid: int | None, timeout_s: float = 20.0) -> None:
-    """Public form of the PID stop used by tests and the CLI for processes they started themselves."""
-    _stop_pid(pid, timeout_s)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        return s.connect_ex((host, port)) == 0
-
-
-def _tail(path: str, lines: int = 30) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:]) if path else "(no log)"
     except OSError:
         return "(no log)"
 

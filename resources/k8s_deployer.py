@@ -3,7 +3,7 @@
 A new Bento goes into the slot the stable Service does not select (``resources.k8s_manifests``): its Deployment
 is applied, the preview Service points at it, the deployer waits for the rollout (every replica ready on
 ``/readyz``), then sends the fixed sample through the preview Service and requires the offline predictions back
-(same model tag, |online - offline| within ``tolerance``). Only then does the stable Service's selector switch to
+(same model tag, |online - offline| within the deployer's ``SKEW_TOLERANCE``). Only then does the stable Service's selector switch to
 the new slot; the previous version keeps running in the other slot for rollback (deploying its Bento again
 switches back once it validates). A Bento that fails leaves the stable Service untouched and its own Deployment
 scaled to zero for inspection. Objects are applied through the kubernetes client when a cluster is configured
@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 from pydantic import Field
 
-from resources.bento_deployer import BentoDeployer, DeploymentError
+from resources.bento_deployer import BentoDeployer, DeploymentError, served_skew, skew_message
 from resources.k8s_cluster import api_client, cluster_configured
 from resources.k8s_manifests import (
     SLOT_LABEL,
@@ -55,25 +55,6 @@ def rollout_complete(deployment: dict[str, Any]) -> bool:
     )
 
 
-def prediction_mismatch(
-    served: Sequence[dict[str, Any]], expected: Sequence[float], model_tag: str, tolerance: float
-) -> str:
-    """Why served predictions differ from the offline ones ('' when they agree)."""
-    if len(served) != len(expected) or not expected:
-        return f"{len(served)} predictions for a sample of {len(expected)}"
-    tags = sorted({p["model_tag"] for p in served})
-    if tags != [model_tag]:
-        return f"serves model {tags}, expected {model_tag}"
-    diffs = [abs(float(p["probability"]) - e) for p, e in zip(served, expected, strict=True)]
-    worst = max(diffs)
-    if worst > tolerance:
-        return (
-            f"train/serve skew: max |online - offline| = {worst:.3g} > {tolerance:g} "
-            f"({sum(d > tolerance for d in diffs)} of {len(diffs)} predictions)"
-        )
-    return ""
-
-
 class KubernetesBentoDeployer(BentoDeployer):
     """Production serving: blue/green Deployments of the Bento's image behind a stable Service."""
 
@@ -86,7 +67,6 @@ class KubernetesBentoDeployer(BentoDeployer):
     memory: str = "2Gi"
     volume_claim: str = Field("ml-assets-data", description="shared volume holding the prediction log")
     home: str = Field("/data/ml-assets", description="ML_ASSETS_HOME in the pods (the volume's mount path)")
-    tolerance: float = Field(1e-5, description="max |online - offline| probability accepted by validation")
     rollout_timeout_s: float = 600.0
     service_base_url: str = Field("", description="URL the checks call; default the stable Service's DNS name")
     preview_base_url: str = Field("", description="URL validation calls; default the preview Service's DNS name")
@@ -275,18 +255,14 @@ class KubernetesBentoDeployer(BentoDeployer):
         base = self.preview_base_url or service_url(self.name, self.namespace, preview=True)
         try:
             ready = httpx.get(base + "/readyz", timeout=10)
-            batch = httpx.post(base + "/predict_batch", json={"records": list(records)}, timeout=60)
         except httpx.HTTPError as e:
             raise DeploymentError(f"{bento_tag} unreachable through {base}: {e!r}") from e
-        for resp in (ready, batch):
-            if resp.status_code != 200:
-                raise DeploymentError(
-                    f"{bento_tag} answered {resp.request.url.path} with {resp.status_code}: {resp.text[:500]}"
-                )
-        why = prediction_mismatch(batch.json(), expected, model_tag, self.tolerance)
-        if why:
-            raise DeploymentError(f"{bento_tag} through {base}: {why}")
-        return {"sample": len(records), "preview_url": base}
+        if ready.status_code != 200:
+            raise DeploymentError(f"{bento_tag} answered /readyz through {base} with {ready.status_code}")
+        report = served_skew(base, records, expected)
+        if not report.passed(model_tag):
+            raise DeploymentError(f"{skew_message(bento_tag, model_tag, report)} (through {base})")
+        return {"sample": len(records), "preview_url": base, "max_abs_diff": report.max_abs_diff}
 
 
 def _upsert(read: Any, create: Any, update: Any, obj: dict[str, Any]) -> None:

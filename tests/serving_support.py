@@ -40,9 +40,9 @@ def save_model(model, bentoml_home: Path, name: str = "adult-baseline") -> str:
 def serve(bento_tag: str, model_tag: str, home: Path, bentoml_home: Path, timeout_s: float = 180) -> tuple[int, str]:
     """``bentoml serve`` the Bento on a free loopback port; returns (pid, url) once /readyz answers 200.
 
-    The caller stops it with ``resources.bento_deployer.stop_pid(pid)`` in a finally/fixture teardown.
+    The caller stops it (and its workers) with ``resources.process_tree.stop_tree(pid)`` in a teardown.
     """
-    from resources.bento_deployer import free_port, stop_pid
+    from resources.process_tree import free_port, stop_tree
 
     port = free_port()
     env = {
@@ -64,6 +64,6 @@ def serve(bento_tag: str, model_tag: str, home: Path, bentoml_home: Path, timeou
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            stop_pid(proc.pid)
+            stop_tree(proc.pid)
             raise RuntimeError(f"bentoml serve {bento_tag} did not become ready: see {log.name}")
         time.sleep(0.25)

@@ -32,8 +32,7 @@ from ml_assets.datasets.next_day import land_next_day
 from ml_assets.datasets.simulator import Corruption, replay
 from ml_assets.partitions import today
 from ml_assets.serving.schema import warmup_record
-from resources.bento_deployer import free_port
-from resources.processes import stop_tree, wait_until
+from resources.process_tree import free_port, stop_tree, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from dagster import AssetMaterialization, DagsterInstance, build_sensor_context
 
-from resources.bento_deployer import LocalBentoDeployer, free_port
+from resources.bento_deployer import LocalBentoDeployer
+from resources.process_tree import free_port
 from sensors.deployment_health import build_health_sensor
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from resources.bento_deployer import DeploymentError
-from resources.k8s_deployer import KubernetesBentoDeployer, prediction_mismatch, rollout_complete
+from resources.bento_deployer import DeploymentError, SkewReport, skew_message
+from resources.k8s_deployer import KubernetesBentoDeployer, rollout_complete
 from resources.k8s_manifests import SLOT_LABEL, dns_label, workload_rbac
 from tests.k8s_schemas import assert_valid_object
 
@@ -110,17 +110,17 @@ def test_an_empty_validation_sample_is_refused(tmp_path: Path, no_cluster) -> No
         deployer(tmp_path).deploy("adult-service:v1", "adult-classifier:v1", [], [])
 
 
-def test_served_predictions_must_match_the_offline_ones() -> None:
-    good = [{"probability": 0.25 + 1e-7, "model_tag": "m:1"}, {"probability": 0.75, "model_tag": "m:1"}]
-    assert prediction_mismatch(good, EXPECTED, "m:1", 1e-5) == ""
-    skewed = [good[0], {"probability": 0.7, "model_tag": "m:1"}]
-    assert prediction_mismatch(skewed, EXPECTED, "m:1", 1e-5).startswith(
-        "train/serve skew: max |online - offline| = 0.05"
+def test_the_skew_verdict_and_its_message() -> None:
+    """The one skew comparison (the local and the Kubernetes deployer both judge with it)."""
+    good = SkewReport(rows=2, max_abs_diff=1e-7, rows_over_tolerance=0, worst_row=0, served_model_tags=["m:1"])
+    assert good.passed("m:1") and not good.passed("m:0")
+    skewed = SkewReport(rows=2, max_abs_diff=0.05, rows_over_tolerance=1, worst_row=1, served_model_tags=["m:1"])
+    assert not skewed.passed("m:1")
+    assert "max |online - offline| = 0.05 > 1e-05 (1 of 3 predictions; worst at sample 1)" in skew_message(
+        "adult-service:v2", "m:1", skewed
     )
-    assert "serves model ['m:0'], expected m:1" in prediction_mismatch(
-        [{**p, "model_tag": "m:0"} for p in good], EXPECTED, "m:1", 1e-5
-    )
-    assert prediction_mismatch(good[:1], EXPECTED, "m:1", 1e-5) == "1 predictions for a sample of 2"
+    other = SkewReport(rows=2, max_abs_diff=0.0, rows_over_tolerance=0, worst_row=0, served_model_tags=["m:0"])
+    assert skew_message("adult-service:v2", "m:1", other) == "adult-service:v2 serves model ['m:0'], expected m:1"
 
 
 def test_a_rollout_is_complete_only_when_every_replica_runs_the_new_spec() -> None:

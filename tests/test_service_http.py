@@ -1,40 +1,58 @@
 """Integration: a real Bento of a real model under ``bentoml serve`` on a free loopback port, real HTTP.
 
-One server per module (start-up takes seconds); it is stopped by PID in the fixture teardown even on failure.
+One server per module (start-up takes seconds); it is stopped with its whole process tree in the fixture
+teardown even on failure. Covers the published contract (``/docs.json``, refusals in its ErrorResponse form,
+schemathesis over it), the limits, the prediction log and the bulk endpoint.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import jsonschema
 import numpy as np
 import pandas as pd
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from bento.prediction_log import read_day
 from ml_assets.dataset import DatasetSpec
+from ml_assets.serving import columnar
 from ml_assets.serving.assets import validation_sample
 from ml_assets.serving.build import build_bento
-from ml_assets.serving.schema import MAX_BATCH_ROWS
-from resources.bento_deployer import stop_pid
+from ml_assets.serving.schema import MAX_BATCH_ROWS, MAX_JSON_BODY_BYTES, category_max_chars, frame_records
 from resources.model_store import ModelStore
+from resources.process_tree import stop_tree
 from tests.serving_support import adult_training_set, fit_logistic, save_model, serve
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
 class Served:
     url: str
+    pid: int
     home: Path
     model_tag: str
     bento_tag: str
     records: list[dict]
     expected: np.ndarray
     threshold: float
+    rows: pd.DataFrame
 
 
 @pytest.fixture(scope="module")
@@ -52,28 +70,38 @@ def served(tmp_path_factory: pytest.TempPathFactory, adult_spec: DatasetSpec):
         expected = ModelStore(home=str(bentoml_home)).load(tag).predict_proba(rows)
         pid, url = serve(bento.tag, tag, home, bentoml_home)
         try:
-            yield Served(url, home, tag, bento.tag, records, np.asarray(expected), model.threshold)
+            yield Served(url, pid, home, tag, bento.tag, records, np.asarray(expected), model.threshold, rows)
         finally:
-            stop_pid(pid)
+            stop_tree(pid)
 
 
 def post(s: Served, path: str, body, **kw) -> httpx.Response:
     return httpx.post(s.url + path, json=body, timeout=60, **kw)
 
 
+def docs(s: Served) -> dict:
+    return httpx.get(s.url + "/docs.json").json()
+
+
 def test_ready_and_schema_in_docs(served: Served, adult_spec: DatasetSpec):
     assert httpx.get(served.url + "/readyz").status_code == 200
-    docs = httpx.get(served.url + "/docs.json").json()
-    body = docs["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    ref = body["properties"]["record"]["$ref"].rsplit("/", 1)[-1]
-    record = docs["components"]["schemas"][ref]
+    paths = docs(served)["paths"]
+    assert {"/predict", "/predict_batch", "/predict_file"} <= set(paths)
+    body = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    record = body["properties"]["record"]
     assert record["additionalProperties"] is False
-    assert set(record["properties"]) == {c.name for c in adult_spec.feature_columns}
+    features = {c.name for c in adult_spec.feature_columns}
+    assert set(record["properties"]) == features | {adult_spec.id.name, *adult_spec.sensitive_columns}
+    assert set(record["required"]) <= features
+    for name in (adult_spec.id.name, *adult_spec.sensitive_columns):
+        assert "never a model input" in record["properties"][name]["description"]
     assert record["properties"]["hours_per_week"]["maximum"] == 99
     assert record["properties"]["relationship"]["x-categories"] == adult_spec.column("relationship").categories
-    batch = docs["paths"]["/predict_batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    batch = paths["/predict_batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert batch["properties"]["records"]["maxItems"] == MAX_BATCH_ROWS
-    assert batch["properties"]["records"]["items"]["$ref"].endswith("/" + ref)
+    assert batch["properties"]["records"]["items"] == record
+    files = paths["/predict_file"]["post"]["requestBody"]["content"]
+    assert set(files) == set(columnar.MEDIA_TYPES)
 
 
 def test_predictions_equal_offline(served: Served):
@@ -104,6 +132,9 @@ BAD_CASES = {
     "below range": ({"age": 5}, ["record", "age"], "greater_than_equal"),
     "null for a required field": ({"education": None}, ["record", "education"], "string_type"),
     "unknown field": ({"salary": 10}, ["record", "salary"], "extra_forbidden"),
+    "the target": ({"income": ">50K"}, ["record", "income"], "extra_forbidden"),
+    "8 MB category": ({"native_country": "x" * 8_000_000}, ["record", "native_country"], "string_too_long"),
+    "id beyond int64": ({"record_id": -(2**63) - 1}, ["record", "record_id"], "greater_than_equal"),
 }
 
 
@@ -115,6 +146,7 @@ def test_bad_record_is_a_400_naming_field_and_rule(served: Served, case: str):
     detail = r.json()["detail"]
     assert [(d["loc"], d["type"]) for d in detail] == [(loc, rule)], detail
     assert detail[0]["msg"]  # a human-readable rule, e.g. "Input should be less than or equal to 99"
+    assert len(r.content) < 1000  # an 8 MB input is never echoed back
 
 
 def test_bad_batches_are_400s(served: Served):
@@ -129,27 +161,170 @@ def test_bad_batches_are_400s(served: Served):
     assert post(served, "/predict", {"records": served.records[:1]}).status_code == 400  # wrong envelope
 
 
-def test_unknown_category_is_scored_as_unknown_and_reported(served: Served):
-    r = post(served, "/predict", {"record": _rec(served, native_country="Atlantis")})
-    assert r.status_code == 200, r.text
-    assert r.json()["unknown_categories"] == ["native_country"]
-    assert 0.0 <= r.json()["probability"] <= 1.0
+def test_limits_on_body_size_and_request_id(served: Served):
+    huge = httpx.post(served.url + "/predict_batch", content=b" " * (MAX_JSON_BODY_BYTES + 1), timeout=60)
+    assert huge.status_code == 413 and huge.json()["detail"][0]["type"] == "body_too_large"
+    for bad in ("x" * 8192, "has space", "quo'te"):
+        r = post(served, "/predict", {"record": served.records[0]}, headers={"X-Request-ID": bad})
+        assert r.status_code == 400 and r.json()["detail"][0]["loc"] == ["header", "X-Request-ID"], r.text
+        assert "64" in r.json()["detail"][0]["msg"] and len(r.content) < 1000
+    ids = [post(served, "/predict", {"record": served.records[0]}, headers={"X-Request-ID": "dup"}).json()["request_id"]
+           for _ in range(3)]  # fmt: skip
+    assert len(set(ids)) == 3 and all(i.startswith("dup-") for i in ids)  # a repeated id is made unique
 
 
-def test_every_served_prediction_is_logged(served: Served):
-    ids = [f"log-test-{i}" for i in range(3)]
-    for i, rid in enumerate(ids):
-        r = post(served, "/predict", {"record": served.records[i]}, headers={"X-Request-ID": rid})
-        assert r.json()["request_id"] == rid
+def test_error_bodies_follow_the_published_schema(served: Served):
+    spec = docs(served)
+    error_schema = {**spec["components"]["schemas"]["ErrorResponse"], "components": spec["components"]}
+    resolver_doc = {"components": spec["components"]}
+    answers = [
+        post(served, "/predict", {"record": _rec(served, age=5, education=None)}),
+        post(served, "/predict", {"record": served.records[0]}, headers={"X-Request-ID": "no way"}),
+        httpx.post(served.url + "/predict", content=b" " * (MAX_JSON_BODY_BYTES + 1)),
+        httpx.post(served.url + "/predict_file", content=b"a,b\n1,2", headers={"content-type": "text/csv"}),
+        httpx.post(served.url + "/predict_file", content=b"junk", headers={"content-type": columnar.PARQUET}),
+    ]
+    assert [a.status_code for a in answers] == [400, 400, 413, 415, 400]
+    for paths_op in ("/predict", "/predict_file"):
+        responses = spec["paths"][paths_op]["post"]["responses"]
+        assert responses["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    for a in answers:
+        jsonschema.validate(a.json(), {**error_schema, **resolver_doc})
+    assert error_schema["properties"]["detail"]["type"] == "array"  # the issue: it said string, answers a list
+
+
+def test_every_answered_prediction_is_logged_with_its_id_and_sensitive_fields(served: Served, adult_spec):
+    sent = [{**served.records[i], "record_id": 1000 + i, "sex": "Female", "race": "Black"} for i in range(3)]
+    answers = [post(served, "/predict", {"record": r}, headers={"X-Request-ID": f"log-{i}"}).json() for i, r in
+               enumerate(sent)]  # fmt: skip
     batch = post(served, "/predict_batch", {"records": served.records[:4]}).json()
-    time.sleep(1.5)  # the writer flushes at least every second
+    # written before the answer was sent: no wait needed
     day = pd.Timestamp.now(tz="UTC").date()
     entries = {e["request_id"]: e for e in read_day(served.home / "prediction_log", day)}
-    for i, rid in enumerate(ids + [p["request_id"] for p in batch]):
-        e = entries[rid]
-        assert e["model_tag"] == served.model_tag
-        assert e["inputs"] == {k: v for k, v in served.records[i % 3 if i < 3 else i - 3].items()}
-        assert abs(e["probability"] - served.expected[i if i < 3 else i - 3]) <= 1e-5
-        assert e["label"] in (0, 1) and e["time"].startswith(day.isoformat())
-    files = list((served.home / "prediction_log" / day.isoformat()).glob("*.jsonl"))
-    assert files and all(f.stem.split("-")[0].isdigit() for f in files)  # one file per serving process
+    for answer, rec in zip(answers, sent, strict=True):
+        e = entries[answer["request_id"]]
+        assert e["inputs"] == rec and e["model_tag"] == served.model_tag  # id and sensitive fields logged
+        assert e["probability"] == answer["probability"] and e["time"].startswith(day.isoformat())
+    for answer, rec in zip(batch, served.records[:4], strict=True):
+        assert entries[answer["request_id"]]["inputs"] == rec  # absent when not sent
+    folder = served.home / "prediction_log" / day.isoformat()
+    files = list(folder.glob("*.jsonl"))
+    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def _file(rows: pd.DataFrame, kind: str) -> bytes:
+    return columnar.write_table(pa.Table.from_pandas(rows, preserve_index=False), kind)
+
+
+@pytest.mark.parametrize("kind", columnar.MEDIA_TYPES)
+def test_bulk_file_equals_json_scoring(served: Served, adult_spec: DatasetSpec, kind: str):
+    names = [adult_spec.id.name, *(c.name for c in adult_spec.feature_columns)]
+    rows = served.rows[names]
+    r = httpx.post(served.url + "/predict_file", content=_file(rows, kind), headers={"content-type": kind},
+                   timeout=60)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith(kind)
+    answer = columnar.read_table(r.content, kind)
+    assert answer.column(adult_spec.id.name).to_pylist() == rows[adult_spec.id.name].tolist()
+    json_scores = post(served, "/predict_batch", {"records": frame_records(served.rows[names[1:]])}).json()
+    assert answer.column("probability").to_pylist() == [p["probability"] for p in json_scores]
+    assert answer.column("label").to_pylist() == [p["label"] for p in json_scores]
+    assert answer.schema.metadata[columnar.MODEL_TAG_KEY].decode() == served.model_tag
+
+
+def test_bulk_file_refusals_name_column_and_rule(served: Served, adult_spec: DatasetSpec):
+    rows = served.rows[[c.name for c in adult_spec.feature_columns]].copy()
+    rows["age"] = rows["age"].astype("Int64")
+    rows.loc[3, "age"] = 500
+    rows["education"] = rows["education"].astype(object)
+    rows.loc[5, "education"] = "x" * (category_max_chars(adult_spec) + 1)
+    r = httpx.post(served.url + "/predict_file", content=_file(rows, columnar.PARQUET),
+                   headers={"content-type": columnar.PARQUET})  # fmt: skip
+    assert r.status_code == 400
+    found = {(tuple(d["loc"]), d["type"]) for d in r.json()["detail"]}
+    assert found == {(("file", "age"), "less_than_equal"), (("file", "education"), "string_too_long")}
+    assert any("first at row 3" in d["msg"] for d in r.json()["detail"])
+
+
+def test_a_million_row_parquet_file_in_one_call(served: Served, adult_spec: DatasetSpec):
+    names = [c.name for c in adult_spec.feature_columns]
+    big = served.rows[names].iloc[np.arange(1_000_000) % len(served.rows)].reset_index(drop=True)
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(big, preserve_index=False), sink)
+    r = httpx.post(served.url + "/predict_file", content=sink.getvalue(), headers={"content-type": columnar.PARQUET},
+                   timeout=300)  # fmt: skip
+    assert r.status_code == 200, r.text[:500]
+    answer = pq.read_table(pa.BufferReader(r.content))
+    assert answer.num_rows == 1_000_000
+    probs = answer.column("probability").to_numpy()
+    np.testing.assert_allclose(probs[: len(served.rows)], served.expected, atol=1e-5, rtol=0)
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(served: Served, tmp_path: Path):
+    """Property-based fuzzing of the published /docs.json (positive and negative data, bounded examples)."""
+    report = tmp_path / "report.json"
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "schemathesis.cli", "run", served.url + "/docs.json",
+           "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,"
+           "content_type_conformance", "--max-examples", "100", "--seed", "7", "--generation-database", "none",
+           "--workers", "1", "--no-color", "--report", "json", "--report-json-path", str(report)]  # fmt: skip
+    run = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)  # its cache there
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]  # any failure or error exits non-zero
+    assert " passed" in run.stdout.split("SUMMARY")[-1], run.stdout[-3000:]
+
+
+def test_a_killed_worker_loses_no_answered_prediction(served: Served):
+    """Under load, kill -9 the serving worker: every request id answered with a 200 is in the log."""
+    parent = psutil.Process(served.pid)
+    worker = next(p for p in parent.children(recursive=True) if "worker" in " ".join(p.cmdline()))
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def client(k: int) -> None:
+        with httpx.Client(timeout=60) as c:
+            i = 0
+            while not stop.is_set():
+                try:
+                    r = c.post(served.url + "/predict_batch", json={"records": served.records[i % 8 : i % 8 + 8]},
+                               headers={"X-Request-ID": f"kill-{k}"})  # fmt: skip
+                    if r.status_code == 200:
+                        answered.extend(p["request_id"] for p in r.json())
+                except httpx.HTTPError:
+                    pass  # the requests in flight when the worker dies
+                i += 1
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    os.kill(worker.pid, signal.SIGKILL)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    deadline = time.monotonic() + 120  # the parent respawns the worker: the service comes back
+    while httpx.get(served.url + "/readyz", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    logged = {e["request_id"] for day in (served.home / "prediction_log").iterdir()
+              for e in read_day(served.home / "prediction_log", day.name)}  # fmt: skip
+    assert len(answered) > 200
+    assert set(answered) - logged == set()
+
+
+def test_service_module_does_not_import_dagster_or_the_data_pipeline():
+    """Importing the Bento's service in a fresh interpreter loads neither Dagster, GX, the data pipeline nor
+    the Dagster resources (the Bento packs and pins only what serving needs)."""
+    probe = (
+        "import sys, bento.service; "
+        "print(sorted({m.split('.')[0] if not m.startswith('ml_assets.') else '.'.join(m.split('.')[:2]) "
+        "for m in sys.modules}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("ML_ASSETS_MODEL_TAG", None)
+    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    loaded = set(json.loads(out.stdout.strip().replace("'", '"')))
+    assert {"dagster", "great_expectations", "resources", "ml_assets.data", "duckdb"}.isdisjoint(loaded)
+    assert {"bentoml", "ml_assets.serving", "ml_assets.model"} <= loaded

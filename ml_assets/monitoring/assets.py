@@ -33,6 +33,7 @@ from dagster import (
     asset,
 )
 
+from bento.prediction_log import recover_spools
 from ml_assets import markdown
 from ml_assets.automation import on_new_files, on_upstream_update
 from ml_assets.data.landing import build_day_folder_asset
@@ -43,8 +44,10 @@ from ml_assets.monitoring import performance, report, verdicts
 from ml_assets.monitoring.report import LABEL, PROBABILITY, TagReport, as_keys, join_labels, tag_report
 from ml_assets.monitoring.verdicts import CHECKS, DESCRIPTIONS
 from ml_assets.monitoring.verdicts import verdicts as judge
+from ml_assets.serving.batch import CHECK_REQUEST_ID
 from ml_assets.versioning import code_version, frame_version
 from resources.alerts import Alerts
+from resources.bento_deployer import SKEW_REQUEST_ID
 from resources.label_files import LabelFileError, LabelFiles
 from resources.model_store import ModelStore
 from resources.prediction_logs import PredictionLogFiles
@@ -78,6 +81,10 @@ def log_schema(spec: DatasetSpec) -> pa.Schema:
             ("label", pa.int64()),
         ]
     )
+
+
+# X-Request-IDs of the platform's own validation traffic (deployment skew checks, the batch check): not real traffic
+VALIDATION_REQUESTS = (SKEW_REQUEST_ID, CHECK_REQUEST_ID)
 
 
 def log_frame(spec: DatasetSpec, table: pa.Table) -> tuple[pd.DataFrame, int]:
@@ -171,8 +178,11 @@ def build_monitoring_assets(
     )
     def prediction_log(context: AssetExecutionContext, prediction_logs: PredictionLogFiles) -> Output[pd.DataFrame]:
         day = context.partition_key
+        recover_spools(prediction_logs.root)  # bulk answers a killed server left spooled become lines first
         table, read = prediction_logs.read_day(day, log_schema(spec))
         frame, duplicates = log_frame(spec, table)
+        ours = frame["request_id"].str.startswith(tuple(f"{p}-" for p in VALIDATION_REQUESTS)).fillna(False)
+        frame = frame[~ours].reset_index(drop=True)
         frame[LOG_DAY] = pd.Timestamp(day)
         tags = frame["model_tag"].value_counts()
         return Output(
@@ -183,6 +193,7 @@ def build_monitoring_assets(
                 "files": MetadataValue.json(read.files),
                 "log_lines": read.lines,
                 "duplicate_request_ids": duplicates,
+                "validation_requests_left_out": int(ours.sum()),
                 "errors": read.bad_lines,
                 "unfinished_bytes": read.partial_bytes,
                 "model_tags": MetadataValue.md(

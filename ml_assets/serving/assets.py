@@ -33,12 +33,12 @@ from ml_assets.dataset import DatasetSpec
 from ml_assets.model.bundle import ModelRef
 from ml_assets.model.champion import model_age_policy
 from ml_assets.serving.build import BentoRef, build_bento, service_code_version
+from ml_assets.serving.schema import frame_records
 from ml_assets.versioning import code_version
-from resources.bento_deployer import BentoDeployer, DeploymentError
+from resources.bento_deployer import SKEW_TOLERANCE, BentoDeployer, DeploymentError, served_skew
 from resources.model_store import ModelStore
 
 VALIDATION_ROWS = 64  # fixed sample of test rows every new deployment must reproduce offline predictions for
-SKEW_TOLERANCE = 1e-5
 P99_BUDGET_MS = 100.0
 LATENCY_REQUESTS = 200
 LATENCY_CONCURRENCY = 4
@@ -64,12 +64,7 @@ def validation_sample(
     if test.empty:
         raise Failure(description="deployment: the training set has no test rows to validate the new Bento on")
     rows = test.sort_values(spec.id.name, kind="stable").head(n).reset_index(drop=True)
-    names = [c.name for c in spec.feature_columns]
-    records = [
-        {k: (None if pd.isna(v) else v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
-        for r in rows[names].astype(object).to_dict("records")
-    ]
-    return records, rows
+    return frame_records(rows[[c.name for c in spec.feature_columns]]), rows
 
 
 def build_serving_assets(spec: DatasetSpec) -> list:
@@ -180,22 +175,19 @@ def build_serving_assets(spec: DatasetSpec) -> list:
         description=f"Served predictions equal offline ones for the fixed sample (|diff| <= {SKEW_TOLERANCE:g}).",
     )
     def train_serve_skew(deployment: DeploymentInfo) -> AssetCheckResult:
-        r = httpx.post(deployment.url + "/predict_batch", json={"records": deployment.records}, timeout=60)
-        if r.status_code != 200:
-            return AssetCheckResult(
-                passed=False, metadata={"status": r.status_code, "body": r.text[:500], "url": deployment.url}
-            )
-        online = np.array([p["probability"] for p in r.json()])
-        diff = np.abs(online - np.asarray(deployment.expected))
-        tags = sorted({p["model_tag"] for p in r.json()})
+        try:
+            report = served_skew(deployment.url, deployment.records, deployment.expected)
+        except DeploymentError as e:
+            return AssetCheckResult(passed=False, metadata={"url": deployment.url, "error": str(e)[:1000]})
         return AssetCheckResult(
-            passed=bool(diff.max() <= SKEW_TOLERANCE) and tags == [deployment.model_tag],
+            passed=report.passed(deployment.model_tag),
             metadata={
-                "rows": len(diff),
-                "max_abs_diff": float(diff.max()),
-                "rows_over_tolerance": int((diff > SKEW_TOLERANCE).sum()),
-                "served_model_tags": ", ".join(tags),
+                "rows": report.rows,
+                "max_abs_diff": report.max_abs_diff,
+                "rows_over_tolerance": report.rows_over_tolerance,
+                "served_model_tags": ", ".join(report.served_model_tags),
                 "expected_model_tag": deployment.model_tag,
+                "tolerance": SKEW_TOLERANCE,
             },
         )
 
@@ -206,7 +198,7 @@ def build_serving_assets(spec: DatasetSpec) -> list:
         description=f"p99 of /predict over HTTP at concurrency {LATENCY_CONCURRENCY} within {P99_BUDGET_MS:g} ms.",
     )
     def http_p99_latency(deployment: DeploymentInfo) -> AssetCheckResult:
-        stats = measure_latency(deployment.url, deployment.records, LATENCY_REQUESTS, LATENCY_CONCURRENCY)
+        stats = http_latency(deployment.url, deployment.records, LATENCY_REQUESTS, LATENCY_CONCURRENCY)
         return AssetCheckResult(
             passed=stats["errors"] == 0 and stats["p99_ms"] <= P99_BUDGET_MS,
             severity=AssetCheckSeverity.WARN,
@@ -216,8 +208,9 @@ def build_serving_assets(spec: DatasetSpec) -> list:
     return [bento, deployment, health, train_serve_skew, http_p99_latency]
 
 
-def measure_latency(url: str, records: list[dict[str, Any]], requests: int, concurrency: int) -> dict[str, float]:
-    """Send ``requests`` single-record predictions from ``concurrency`` threads; latency percentiles in ms."""
+def http_latency(url: str, records: list[dict[str, Any]], requests: int, concurrency: int) -> dict[str, float]:
+    """Latency of the served model over HTTP (the in-process one is ``ml_assets.model.evaluation``'s): send
+    ``requests`` single-record predictions to ``url`` from ``concurrency`` threads; percentiles in ms."""
 
     def worker(k: int) -> tuple[list[float], int]:
         lat, errors = [], 0

@@ -2,8 +2,9 @@
 
 The child imports ``bento.service`` with ``ML_ASSETS_MODEL_TAG`` and ``BENTOML_HOME`` set, so BentoML packs that
 model into the Bento and the service module (which reads the tag at import) is never cached across builds in a
-long-lived Dagster process. Options come from ``bento/bentofile.yaml``; the model tag is added as a label and
-as the image's ``ML_ASSETS_MODEL_TAG`` so the Bento serves its champion wherever it runs.
+long-lived Dagster process. Options come from ``bento/bentofile.yaml``; the child writes a copy with the model
+tag added as the image's ``ML_ASSETS_MODEL_TAG`` (so the Bento serves its champion wherever it runs) and builds
+it with BentoML's public ``bentoml.bentos.build_bentofile``; the tag is also a label.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BENTOFILE = PROJECT_ROOT / "bento" / "bentofile.yaml"
 SERVICE_SOURCES = (  # what the served behaviour depends on: its hash is the bento asset's code version
     "bento/service.py",
+    "bento/http_api.py",
     "bento/scoring.py",
     "bento/prediction_log.py",
     "bento/bentofile.yaml",
     "ml_assets/serving/schema.py",
+    "ml_assets/serving/columnar.py",
     "ml_assets/serving/build.py",
+    "ml_assets/settings.py",
     "ml_assets/model/bundle.py",
     "ml_assets/model/preprocessing.py",
     "ml_assets/model/network.py",
@@ -88,14 +93,16 @@ def build_bento(
 
 def _build_in_child(labels: dict[str, str]) -> dict[str, Any]:
     import bentoml
-    from bentoml._internal.bento.build_config import BentoEnvSchema
 
     config = yaml.safe_load(BENTOFILE.read_text())
-    model_tag = os.environ["ML_ASSETS_MODEL_TAG"]
-    config["labels"] = {**config.get("labels", {}), **labels}
-    envs = [*config.get("envs", []), {"name": "ML_ASSETS_MODEL_TAG", "value": model_tag}]
-    config["envs"] = [BentoEnvSchema(**e) for e in envs]
-    bento = bentoml.bentos.build(build_ctx=str(PROJECT_ROOT), **config)
+    config["envs"] = [
+        *config.get("envs", []),
+        {"name": "ML_ASSETS_MODEL_TAG", "value": os.environ["ML_ASSETS_MODEL_TAG"]},
+    ]
+    with tempfile.TemporaryDirectory(prefix="bentofile-") as tmp:
+        bentofile = Path(tmp) / "bentofile.yaml"
+        bentofile.write_text(yaml.safe_dump(config, sort_keys=False))
+        bento = bentoml.bentos.build_bentofile(str(bentofile), labels=labels, build_ctx=str(PROJECT_ROOT))
     return {"tag": str(bento.tag), "path": bento.path}
 
 

@@ -1,30 +1,54 @@
 """The HTTP contract of the served model, generated from the DatasetSpec.
 
-One pydantic model per dataset: feature columns only, with their types, categories and numeric ranges as
-constraints, so BentoML's ``/docs.json`` documents the real schema and bad input is refused with a 400 that
-names the field and the rule before it ever reaches the model.
+One record type per dataset: the feature columns with their types, categories and numeric ranges as
+constraints, plus the spec's id and sensitive columns as optional fields that never reach the model (they are
+logged with the prediction, so monitoring can join labels and slice fairness). Unknown fields are refused.
+Requests are validated straight from the JSON bytes into plain dicts (pydantic-core, no model instances), and
+every refusal is a 400 whose body follows ``ErrorResponse``, the schema ``/docs.json`` publishes.
+
+Limits are part of the contract: request bodies, rows per request, text lengths (no category longer than the
+spec's longest, so an 8 MB string never reaches the log) and the ``X-Request-ID`` header.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from operator import itemgetter
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
-from ml_assets.dataset import PANDAS_DTYPES, Column, DatasetSpec
+from ml_assets.dataset import PANDAS_DTYPES, Column, DatasetSpec, Role
 
-MAX_BATCH_ROWS = 4096  # rows per predict_batch request; larger lists get a 400 naming the limit
+MAX_BATCH_ROWS = 4096  # records per predict_batch request; larger lists get a 400 naming the limit
+MAX_FILE_ROWS = 4_000_000  # rows per predict_file request
+MAX_JSON_BODY_BYTES = 8 * 1024**2  # 4096 records of ~400 bytes need 1.6 MB
+MAX_FILE_BODY_BYTES = 256 * 1024**2  # a million Adult rows: ~15 MB as Parquet, ~120 MB as plain Arrow IPC
+ID_MAX_CHARS = 128  # text ids (the spec's id column when it is a string)
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._~-]{1,64}$"  # URL-safe, short: safe to log and to echo
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # integers must fit the warehouse and numpy int64
+ERROR_INPUT_MAX_CHARS = 100  # an offending value is echoed in the error only when this short
+
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 
 class Prediction(BaseModel):
     """One scored record."""
 
-    request_id: str = Field(description="id of this prediction in the prediction log (X-Request-ID if sent)")
+    request_id: str = Field(
+        description="unique id of this prediction in the prediction log: 32 hex digits, prefixed by the "
+        "request's X-Request-ID and '-' when one was sent (so a repeated X-Request-ID never makes two "
+        "predictions share an id)"
+    )
     probability: float = Field(description="probability of the positive label")
     label: int = Field(description="1 when probability >= threshold, else 0")
     label_name: str = Field(description="the target category the label stands for")
@@ -35,72 +59,200 @@ class Prediction(BaseModel):
     )
 
 
+class ErrorItem(BaseModel):
+    """One refused part of a request."""
+
+    loc: list[str | int] = Field(
+        description="where: the path to the field in the JSON body, ['header', name], ['file', column] or ['body']"
+    )
+    type: str = Field(description="the rule that failed, e.g. less_than_equal, string_too_long, extra_forbidden")
+    msg: str = Field(description="the rule in words, with the limit")
+    input: Any = Field(None, description=f"the offending value, when at most {ERROR_INPUT_MAX_CHARS} characters")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx (and 5xx) answer: what was refused and why."""
+
+    detail: list[ErrorItem]
+
+
+class RequestRefused(Exception):
+    """A request the service refuses: HTTP status and ErrorItem dicts."""
+
+    def __init__(self, status: int, detail: list[dict[str, Any]]) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+def refusal(status: int, loc: list[str | int], type_: str, msg: str, value: Any = None) -> RequestRefused:
+    """A one-item refusal; ``value`` is echoed only when short."""
+    return RequestRefused(status, [error_item(loc, type_, msg, value)])
+
+
+def error_item(loc: list[str | int], type_: str, msg: str, value: Any = None) -> dict[str, Any]:
+    """One ErrorItem; ``value`` is echoed only when it is a short JSON scalar (an integer within int64, a
+    finite number, a short text), so a refusal can always be encoded and never repeats a huge input."""
+    item: dict[str, Any] = {"loc": list(loc), "type": type_, "msg": msg}
+    if _echoable(value):
+        item["input"] = value
+    return item
+
+
+def _echoable(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, str):
+        return len(value) <= ERROR_INPUT_MAX_CHARS
+    if isinstance(value, int):
+        return INT64_MIN <= value <= INT64_MAX
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def validation_refusal(error: ValidationError) -> RequestRefused:
+    """A pydantic ValidationError as a 400 (loc, rule, message; long inputs and library context left out)."""
+    return RequestRefused(
+        400,
+        [
+            error_item(list(e["loc"]), e["type"], e["msg"], e.get("input"))
+            for e in error.errors(include_url=False, include_context=False)
+        ],
+    )
+
+
+def request_id_prefix(header: str | None) -> str:
+    """The validated X-Request-ID ('' when absent); a 400 naming the header otherwise."""
+    if header is None:
+        return ""
+    if not _REQUEST_ID.fullmatch(header):
+        raise refusal(
+            400,
+            ["header", REQUEST_ID_HEADER],
+            "request_id_invalid",
+            f"{REQUEST_ID_HEADER} must be 1 to 64 characters of A-Z a-z 0-9 . _ ~ - (got {len(header)} characters)",
+            header,
+        )
+    return header
+
+
+# ---- the record type -------------------------------------------------------------------------------------------
+def category_max_chars(spec: DatasetSpec) -> int:
+    """Longest text a categorical value may have: the spec's longest category (the spec has no field for it).
+
+    A longer value cannot be a known category of any column, so refusing it loses nothing the model knows.
+    """
+    return max(len(v) for c in spec.columns for v in (c.categories or ()))
+
+
+def served_columns(spec: DatasetSpec) -> list[Column]:
+    """The fields a request record may have, in spec order: the id, the features and the sensitive columns."""
+    return [c for c in spec.columns if c.is_feature or c.role in (Role.ID, Role.SENSITIVE)]
+
+
+def _value_type(spec: DatasetSpec, col: Column) -> Any:
+    """The annotation of one value of a column (without nullability), rules taken from the spec."""
+    if col.dtype in ("int64", "float64"):
+        lo = col.range.min if col.range and col.range.min is not None else None
+        hi = col.range.max if col.range and col.range.max is not None else None
+        if col.dtype == "int64":
+            lo = INT64_MIN if lo is None else int(lo)
+            hi = INT64_MAX if hi is None else int(hi)
+            return Annotated[int, Field(strict=True, ge=lo, le=hi)]
+        return Annotated[float, Field(strict=True, ge=lo, le=hi, allow_inf_nan=False)]
+    if col.dtype == "bool":
+        return Annotated[bool, Field(strict=True)]
+    if col.dtype == "datetime":
+        return Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    if col.categories and col.unknown_category == "reject":
+        return Literal[tuple(col.categories)]  # type: ignore[misc]
+    limit = category_max_chars(spec) if col.categories else ID_MAX_CHARS
+    return Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limit)]
+
+
+def _field(spec: DatasetSpec, col: Column) -> Any:
+    """The TypedDict entry of one column: required feature, nullable feature (default null) or optional extra."""
+    doc = col.description or col.name
+    extra: dict[str, Any] = {}
+    if col.categories and col.unknown_category == "map_to_unknown" and col.dtype == "string":
+        extra["x-categories"] = list(col.categories)
+        doc += f"; known categories: {', '.join(col.categories)}; any other value is scored as unknown"
+    value = _value_type(spec, col)
+    if not col.is_feature:
+        doc += f" ({col.role.value} column: optional, never a model input; logged with the prediction)"
+        kind = value | None if col.nullable else value
+        return NotRequired[Annotated[kind, Field(description=doc, json_schema_extra=extra or None)]]
+    if col.nullable:
+        field = Field(None, description=doc + " (nullable: may be null or omitted)", json_schema_extra=extra or None)
+        return NotRequired[Annotated[value | None, field]]
+    return Annotated[value, Field(description=doc, json_schema_extra=extra or None)]
+
+
 def _title(spec: DatasetSpec) -> str:
     return "".join(part.capitalize() for part in spec.name.replace("-", "_").split("_")) + "Record"
 
 
-def _field(col: Column) -> tuple[Any, Any]:
-    """The annotation and Field of one feature column, rules taken from the spec."""
-    doc = col.description or col.name
-    extra: dict[str, Any] = {}
-    if col.dtype in ("int64", "float64"):
-        base: Any = int if col.dtype == "int64" else float
-        lo = col.range.min if col.range else None
-        hi = col.range.max if col.range else None
-        if col.dtype == "int64":
-            lo = int(lo) if lo is not None else None
-            hi = int(hi) if hi is not None else None
-        constraints = Field(strict=True, ge=lo, le=hi, allow_inf_nan=False if base is float else None)
-        annotation: Any = Annotated[base, constraints]
-    elif col.unknown_category == "reject":
-        annotation = Literal[tuple(col.categories or ())]  # type: ignore[misc]
-    else:
-        annotation = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-        extra["x-categories"] = list(col.categories or [])
-        doc += f"; known categories: {', '.join(col.categories or [])}; any other value is scored as unknown"
-    if col.nullable:
-        return annotation | None, Field(None, description=doc + " (nullable)", json_schema_extra=extra or None)
-    return annotation, Field(..., description=doc, json_schema_extra=extra or None)
+def _typed_dict(title: str, doc: str, fields: dict[str, Any]) -> Any:
+    cls = TypedDict(title, fields)  # type: ignore[operator]
+    cls.__doc__ = doc
+    cls.__pydantic_config__ = ConfigDict(extra="forbid", title=title)  # type: ignore[attr-defined]
+    return cls
+
+
+@dataclass(frozen=True)
+class RequestSchemas:
+    """The request types of one spec and their validators (from JSON bytes to plain dicts)."""
+
+    record: Any
+    record_adapter: TypeAdapter[Any]
+    predict: TypeAdapter[Any]
+    predict_batch: TypeAdapter[Any]
+
+    def json_schema(self, adapter: TypeAdapter[Any]) -> dict[str, Any]:
+        """The JSON schema of a request body with its definitions inlined (OpenAPI request bodies have no $defs)."""
+        return _inline_refs(adapter.json_schema())
 
 
 @cache
-def _record_model(spec_json: str) -> type[BaseModel]:
+def _request_schemas(spec_json: str) -> RequestSchemas:
     spec = DatasetSpec.model_validate_json(spec_json)
-    fields = {col.name: _field(col) for col in spec.feature_columns}
-    return create_model(  # type: ignore[call-overload]
-        _title(spec),
-        __config__=ConfigDict(extra="forbid", title=_title(spec)),
-        __doc__=f"One {spec.name} record: its feature columns as landed (ids, time and target are not inputs).",
-        **fields,
+    title = _title(spec)
+    record = _typed_dict(
+        title,
+        f"One {spec.name} record: its feature columns as landed; optionally its id and sensitive columns, which "
+        "are logged with the prediction but never passed to the model. Any other field is refused.",
+        {c.name: _field(spec, c) for c in served_columns(spec)},
     )
+    predict = _typed_dict("PredictRequest", "One record to score.", {"record": record})
+    batch = _typed_dict(
+        "PredictBatchRequest",
+        f"Records to score (1 to {MAX_BATCH_ROWS}).",
+        {"records": Annotated[list[record], Field(min_length=1, max_length=MAX_BATCH_ROWS)]},  # type: ignore[valid-type]
+    )
+    return RequestSchemas(record, TypeAdapter(record), TypeAdapter(predict), TypeAdapter(batch))
 
 
-def record_model(spec: DatasetSpec) -> type[BaseModel]:
-    """The request model of one record (cached per spec so repeated imports share one class)."""
-    return _record_model(spec.model_dump_json())
+def request_schemas(spec: DatasetSpec) -> RequestSchemas:
+    """The request types of ``spec`` (cached per spec, so repeated imports share one set of validators)."""
+    return _request_schemas(spec.model_dump_json())
 
 
-def unknown_categories(spec: DatasetSpec, record: dict[str, Any]) -> list[str]:
-    """Fields of a validated record whose category the model will score as unknown."""
-    out = []
-    for col in spec.feature_columns:
-        if col.is_categorical_feature and col.unknown_category == "map_to_unknown":
-            value = record.get(col.name)
-            if value is not None and value not in _known(spec, col.name):
-                out.append(col.name)
-    return out
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
 
 
-_KNOWN: dict[tuple[str, str], frozenset[str]] = {}
-
-
-def _known(spec: DatasetSpec, name: str) -> frozenset[str]:
-    key = (spec.name, name)
-    if key not in _KNOWN:
-        _KNOWN[key] = frozenset(spec.column(name).categories or ())
-    return _KNOWN[key]
-
-
+# ---- records -> model input ------------------------------------------------------------------------------------
 def warmup_record(spec: DatasetSpec) -> dict[str, Any]:
     """A valid record built from the spec alone (mid-range numbers, first category), to warm a model up."""
     out: dict[str, Any] = {}
@@ -115,13 +267,25 @@ def warmup_record(spec: DatasetSpec) -> dict[str, Any]:
     return out
 
 
-def records_columns(spec: DatasetSpec, records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A typed frame's rows as JSON-ready request records (nulls as None, numpy scalars as Python values)."""
+    return [
+        {k: (None if pd.isna(v) else v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+        for r in frame.astype(object).to_dict("records")
+    ]
+
+
+def records_columns(
+    spec: DatasetSpec, records: list[dict[str, Any]], features: Sequence[Column] | None = None
+) -> dict[str, list[Any]]:
     """The feature values of records as one list per feature column (None where a record lacks the field).
 
     One C-level pass over the records (``itemgetter`` + ``zip``) when every record holds every feature, as
-    validated records do; a per-column ``get`` otherwise.
+    validated records do; a per-column ``get`` otherwise. Fields that are not features (id, sensitive) are
+    never picked up, so they cannot reach the model. ``features``: the spec's feature columns, if the caller
+    keeps them (the property builds a new list per call).
     """
-    names = [c.name for c in spec.feature_columns]
+    names = [c.name for c in (features if features is not None else spec.feature_columns)]
     try:
         rows = list(map(itemgetter(*names), records))
     except KeyError:
@@ -132,18 +296,22 @@ def records_columns(spec: DatasetSpec, records: list[dict[str, Any]]) -> dict[st
 
 
 def records_frame(
-    spec: DatasetSpec, records: list[dict[str, Any]], columns: dict[str, list[Any]] | None = None
+    spec: DatasetSpec,
+    records: list[dict[str, Any]],
+    columns: dict[str, list[Any]] | None = None,
+    features: Sequence[Column] | None = None,
 ) -> pd.DataFrame:
     """Validated records -> a frame typed like the training data (spec dtypes), as the model expects.
 
     Built column-wise from numpy arrays (integers with a null mask, floats with NaN, strings straight into
     Arrow), no row-wise or per-value pandas construction. ``columns``: the records' ``records_columns`` if the
-    caller already has them.
+    caller already has them; ``features`` as in ``records_columns``.
     """
-    cols = columns if columns is not None else records_columns(spec, records)
+    features = features if features is not None else spec.feature_columns
+    cols = columns if columns is not None else records_columns(spec, records, features)
     n = len(records)
     data: dict[str, Any] = {}
-    for c in spec.feature_columns:
+    for c in features:
         values = cols[c.name]
         if c.dtype == "int64":
             if None in values:
@@ -160,15 +328,3 @@ def records_frame(
         else:
             data[c.name] = pd.array(values, dtype=PANDAS_DTYPES[c.dtype])
     return pd.DataFrame(data, copy=False)
-
-
-def unknown_category_mask(spec: DatasetSpec, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per map_to_unknown categorical column, which rows hold a value that is not a known category."""
-    out = {}
-    for col in spec.feature_columns:
-        if col.is_categorical_feature and col.unknown_category == "map_to_unknown":
-            values = frame[col.name]
-            mask = (values.notna() & ~values.isin(_known(spec, col.name))).to_numpy(dtype=bool)
-            if mask.any():
-                out[col.name] = mask
-    return out
