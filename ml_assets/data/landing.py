@@ -29,7 +29,7 @@ def landing_observation(landing: LandingZone, day: str, fingerprint: str) -> Ass
         tags={DATA_VERSION_TAG: fingerprint},
         metadata={
             "files": MetadataValue.json([p.name for p in files]),
-            "bytes": sum(p.stat().st_size for p in files),
+            "bytes": sum(p.lstat().st_size for p in files),
             "folder": MetadataValue.path(str(landing.day_dir(day))),
         },
     )
