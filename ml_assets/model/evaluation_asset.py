@@ -47,12 +47,13 @@ GATE_DESCRIPTIONS = {
 
 
 def evaluation_rows(spec: DatasetSpec, training_set: pd.DataFrame) -> pd.DataFrame:
-    """The newest days of the window, as production would see them next."""
+    """The labeled rows of the newest days of the window, as production would see them next."""
     if SPLIT not in training_set.columns:
         raise Failure(description=f"training_set has no {SPLIT!r} column; columns: {list(training_set.columns)}")
-    test = training_set[training_set[SPLIT].astype("string") == "test"].reset_index(drop=True)
+    test = training_set[training_set[SPLIT].astype("string") == "test"]
+    test = spec.labeled(test).reset_index(drop=True)  # unlabeled rows cannot be judged
     if test.empty:
-        raise Failure(description="training_set has no rows in its test split: nothing to evaluate on")
+        raise Failure(description="training_set has no labeled rows in its test split: nothing to evaluate on")
     labels = set(pd.unique(test[spec.label_column].astype("int64")))
     if labels != {0, 1}:
         raise Failure(description=f"the test split holds only label(s) {sorted(labels)}: AUC is undefined")
@@ -81,7 +82,9 @@ def build_model_evaluation(spec: DatasetSpec):
         baseline_model: ModelRef,
         model_store: ModelStore,
     ) -> Output[Evaluation]:
-        test = evaluation_rows(spec, load_approved(context, approved_training_set, "model_evaluation"))
+        window = load_approved(context, approved_training_set, "model_evaluation")
+        test = evaluation_rows(spec, window)
+        unlabeled_test = int((window[SPLIT].astype("string") == "test").sum()) - len(test)
         champion_tag = current_champion(model_store, candidate_model.name)
         refs = {"candidate": candidate_model, "baseline": baseline_model}
         if champion_tag is not None:
@@ -133,6 +136,7 @@ def build_model_evaluation(spec: DatasetSpec):
             "baseline_tag": baseline_model.tag,
             "champion_tag": champion_tag or "none",
             "test_rows": len(test),
+            "unlabeled_test_rows_left_out": unlabeled_test,
             "window_end": window_end or "unknown",
             "training_set_partition": approved_training_set.partition_key,
             f"candidate_{m}": cand.metrics[m],
