@@ -46,8 +46,8 @@ PANDAS_DTYPES: dict[str, str] = {
 
 class NumericRange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(None, description="smallest allowed value (none: open below)")
+    max: float | None = Field(None, description="largest allowed value (none: open above)")
 
 
 CODED_ROLES = (Role.CATEGORICAL, Role.SENSITIVE, Role.TARGET)
@@ -71,23 +71,25 @@ class Column(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    role: Role
+    name: str = Field(description="the column's name in the landing files")
+    role: Role = Field(description="id, time, target, sensitive, numeric or categorical (exactly one id, time, target)")
     dtype: DType = Field(description="the type the pipeline holds the column in after landing")
     landed: DType | None = Field(
         None,
         description="the type the column lands as in the files (default: dtype); categorical, sensitive and "
         "target columns may land integer-coded (int64), their categories then given as the codes",
     )
-    description: str = ""
+    description: str = Field("", description="what the column means (shown in the HTTP schema)")
     nullable: bool = Field(
         False, description="nulls allowed; on the target: rows may land unlabeled (label coverage: mostly)"
     )
-    categories: list[str] | None = None
+    categories: list[str] | None = Field(
+        None, description="the allowed values, in landed form (required for categorical, sensitive and target)"
+    )
     labels: dict[str, str] | None = Field(
         None, description="display names of categories (code -> name), for tables and reports"
     )
-    range: NumericRange | None = None
+    range: NumericRange | None = Field(None, description="allowed numeric range, {min, max}")
     mostly: float = Field(
         1.0,
         gt=0.0,
@@ -95,11 +97,13 @@ class Column(BaseModel):
         description="fraction of rows that must satisfy domain rules; on a nullable target, the fraction that "
         "must carry a label",
     )
-    severity: Severity = "error"
+    severity: Severity = Field("error", description="a failed rule of this column blocks the day (error) or warns")
     feature: bool | None = Field(
         None, description="feed this column to the model; default: yes for numeric/categorical, no otherwise"
     )
-    unknown_category: Literal["reject", "map_to_unknown"] = "map_to_unknown"
+    unknown_category: Literal["reject", "map_to_unknown"] = Field(
+        "map_to_unknown", description="serving: a category never seen is scored as unknown, or refused with a 400"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -190,10 +194,10 @@ class Band(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    source: str
-    edges: list[float] = Field(min_length=2)
-    labels: list[str]
+    name: str = Field(description="the band column's name (must not clash with a column)")
+    source: str = Field(description="the numeric column it bands")
+    edges: list[float] = Field(min_length=2, description="increasing edges; a band is [edge, next edge)")
+    labels: list[str] = Field(description="one label per band (len(edges) - 1)")
     sensitive: bool = Field(False, description="judge fairness across the bands (a numeric sensitive attribute)")
 
     @model_validator(mode="after")
@@ -209,9 +213,9 @@ class RowCount(BaseModel):
     """Rows a day may land: absolute bounds, and its volume against the trailing median of earlier days."""
 
     model_config = ConfigDict(extra="forbid")
-    min: int = 1
-    max: int = 10_000_000
-    severity: Severity = "error"
+    min: int = Field(1, description="fewest rows a day may land")
+    max: int = Field(10_000_000, description="most rows a day may land")
+    severity: Severity = Field("error", description="the row count and volume rules block (error) or warn")
     trailing_days: int = Field(7, ge=1, description="earlier days whose median row count a day is compared with")
     min_history: int = Field(3, ge=1, description="earlier days needed before the volume rule judges a day")
     min_ratio: float = Field(0.6, ge=0.0, description="a day below this share of the trailing median fails")
@@ -227,10 +231,12 @@ class TrainingWindow(BaseModel):
     """How a training set is cut from the latest feature partitions, split by time."""
 
     model_config = ConfigDict(extra="forbid")
-    window_days: int = Field(10, ge=3)
-    validation_days: int = Field(2, ge=1)
-    test_days: int = Field(2, ge=1)
-    class_balance: tuple[float, float] = (0.05, 0.95)
+    window_days: int = Field(10, ge=3, description="days in a training window (the N days ending at D)")
+    validation_days: int = Field(2, ge=1, description="days before the test days that validate")
+    test_days: int = Field(2, ge=1, description="newest days of the window: the test split the gates judge on")
+    class_balance: tuple[float, float] = Field(
+        (0.05, 0.95), description="each split's positive rate (labeled rows) must be within [low, high]"
+    )
     leakage_auc: float = Field(0.95, description="a single feature scoring this ROC AUC alone is leakage")
     leakage_purity: float = Field(
         0.99, gt=0.5, le=1.0, description="a feature value whose rows carry one label this often fixes the label"
@@ -302,15 +308,21 @@ class SearchSpace(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    architecture: list[Literal["mlp", "transformer"]] = Field(default_factory=lambda: ["mlp"], min_length=1)
+    architecture: list[Literal["mlp", "transformer"]] = Field(
+        default_factory=lambda: ["mlp"], min_length=1, description="networks to draw (transformer: slow on CPU)"
+    )
     hidden: list[list[int]] = Field(
         default_factory=lambda: [[128, 64], [256, 128], [64, 32], [256, 128, 64]],
         min_length=1,
         description="MLP hidden layer widths",
     )
-    dropout: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2], min_length=1)
-    learning_rate: list[float] = Field(default_factory=lambda: [1e-3, 2e-3, 5e-3], min_length=1)
-    weight_decay: list[float] = Field(default_factory=lambda: [1e-5, 1e-4, 1e-3], min_length=1)
+    dropout: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2], min_length=1, description="dropout rates")
+    learning_rate: list[float] = Field(
+        default_factory=lambda: [1e-3, 2e-3, 5e-3], min_length=1, description="AdamW learning rates"
+    )
+    weight_decay: list[float] = Field(
+        default_factory=lambda: [1e-5, 1e-4, 1e-3], min_length=1, description="AdamW weight decays"
+    )
 
 
 class CandidateSearch(BaseModel):
@@ -323,8 +335,8 @@ class CandidateSearch(BaseModel):
     max_seconds: float | None = Field(
         None, gt=0, description="start no further trial once training has run this long (the first always runs)"
     )
-    seed: int = 0
-    space: SearchSpace = SearchSpace()
+    seed: int = Field(0, description="seed of the draws from the space")
+    space: SearchSpace = Field(SearchSpace(), description="the values trials are drawn from")
 
 
 class DatasetSpec(BaseModel):
@@ -332,31 +344,31 @@ class DatasetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    description: str = ""
-    source: str = ""
-    license: str = ""
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="dataset name: model names derive from it")
+    description: str = Field("", description="what the data is")
+    source: str = Field("", description="where the data comes from (citation)")
+    license: str = Field("", description="the data's licence")
     positive_label: str = Field(description="the target category that is the positive class (an integer code too)")
     partitions_start: date | Literal["auto"] = Field(
         "auto",
         description="first daily partition: a date (where the data starts), or auto: the first landed day found "
         "when the code location loads (today if nothing has landed yet)",
     )
-    timezone: str = "UTC"
-    freshness_hours: float = 48.0
-    row_count: RowCount = RowCount()
-    training: TrainingWindow = TrainingWindow()
+    timezone: str = Field("UTC", description="the timezone of the daily partitions")
+    freshness_hours: float = Field(48.0, description="a day's newest event older than this warns (freshness)")
+    row_count: RowCount = Field(RowCount(), description="how many rows a day may land, and its volume rule")
+    training: TrainingWindow = Field(TrainingWindow(), description="the training window and its checks")
     retraining: Retraining = Retraining()
     monitoring: Monitoring = Monitoring()
-    columns: list[Column]
-    bands: list[Band] = []
+    columns: list[Column] = Field(description="every landed column with its role, type and rules")
+    bands: list[Band] = Field([], description="bands of numeric columns: slices, and sensitive attributes")
     unexpected_columns: Severity = Field(
         "warn", description="a landed column the spec does not name: warn (default) or error (blocks the day)"
     )
     demo_data: str | None = Field(
         None, description="the real demo rows: a CSV (gzip allowed) or Parquet file, path relative to the spec"
     )
-    search: CandidateSearch = CandidateSearch()
+    search: CandidateSearch = Field(CandidateSearch(), description="the candidate's budgeted search")
     gates: dict[str, Any] = Field(
         default_factory=dict, description="overrides of the model gate thresholds (ml_assets.model.gates)"
     )
@@ -480,7 +492,7 @@ class DatasetSpec(BaseModel):
         failures: dict[str, int] = {}
         for col in self.columns:
             if col.name not in frame.columns:
-                out[col.name] = pd.Series(pd.NA, index=frame.index, dtype=PANDAS_DTYPES[col.dtype])
+                out[col.name] = pd.Series(index=frame.index, dtype=PANDAS_DTYPES[col.dtype])  # all missing
                 continue
             src = frame[col.name]
             cast = _cast(src, col.landed_dtype)

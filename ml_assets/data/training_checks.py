@@ -27,7 +27,7 @@ from ml_assets.dataset import DatasetSpec
 PSI_FLOOR = 1e-4  # share given to an empty bin, so a bin seen on one side only counts, finitely
 NULL = "<null>"
 LEAKAGE_ROWS = 200_000
-PURITY_MIN_ROWS = 30  # a value seen on fewer train rows than this is too rare to call pure
+PURITY_MIN_EXPECTED = 10  # a value is called pure only where the other label should have shown this many times
 PURITY_LIFT = 10  # a pure value's other label must be this many times rarer than in all rows
 TOP_FEATURES = 10  # rows of the leakage table
 CHECKS = ("class_balance", "split_overlap", "single_feature_leakage", "feature_drift")
@@ -170,9 +170,10 @@ def single_feature_auc(spec: DatasetSpec, train: pd.DataFrame) -> dict[str, floa
 def label_purity(spec: DatasetSpec, train: pd.DataFrame, purity: float) -> dict[str, dict[str, Any]]:
     """Per feature: the share of ``train`` rows whose feature value fixes the label, and the largest such value.
 
-    A value fixes the label when it is on at least PURITY_MIN_ROWS rows, at least ``purity`` of them carry one
-    label, and the other label is PURITY_LIFT times rarer among them than among all rows (so a value is not
-    "pure" merely because one label is rare everywhere). Nulls count as a value; numerics by exact value.
+    A value fixes the label when at least ``purity`` of its rows carry one label, the other label is PURITY_LIFT
+    times rarer among them than among all rows, and the value has enough rows that the other label would have
+    shown PURITY_MIN_EXPECTED times at its overall rate (so neither a rare label nor a rare value makes a value
+    look pure by chance). Nulls count as a value; numerics by exact value.
     """
     y = train[spec.label_column].astype(int).to_numpy()
     n, base = len(y), float(y.mean())
@@ -180,9 +181,11 @@ def label_purity(spec: DatasetSpec, train: pd.DataFrame, purity: float) -> dict[
     for name in _features(spec):
         key = train[name].astype("string").fillna(NULL)
         stats = pd.DataFrame({"key": key.to_numpy(), "y": y}).groupby("key", sort=False)["y"].agg(["size", "mean"])
-        stats = stats[stats["size"] >= PURITY_MIN_ROWS]
-        positive = (stats["mean"] >= purity) & ((1 - stats["mean"]) * PURITY_LIFT <= 1 - base)
-        negative = (stats["mean"] <= 1 - purity) & (stats["mean"] * PURITY_LIFT <= base)
+        size, rate = stats["size"], stats["mean"]
+        positive = (
+            (rate >= purity) & ((1 - rate) * PURITY_LIFT <= 1 - base) & (size * (1 - base) >= PURITY_MIN_EXPECTED)
+        )
+        negative = (rate <= 1 - purity) & (rate * PURITY_LIFT <= base) & (size * base >= PURITY_MIN_EXPECTED)
         pure = stats[positive | negative]
         top = pure["size"].idxmax() if len(pure) else None
         out[name] = {

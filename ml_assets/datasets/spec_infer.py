@@ -29,7 +29,12 @@ from ml_assets.dataset import (
     CandidateSearch,
     Column,
     DatasetSpec,
+    Monitoring,
+    NumericRange,
+    Retraining,
+    Role,
     RowCount,
+    SearchSpace,
     TrainingWindow,
     category_text,
     read_table,
@@ -446,10 +451,14 @@ def spec_reference() -> str:
     for title, model in (
         ("spec (top level)", DatasetSpec),
         ("columns[]", Column),
+        ("columns[].range", NumericRange),
         ("bands[]", Band),
         ("row_count", RowCount),
         ("training", TrainingWindow),
         ("search", CandidateSearch),
+        ("search.space", SearchSpace),
+        ("retraining", Retraining),
+        ("monitoring", Monitoring),
     ):
         rows = [
             {
@@ -465,6 +474,8 @@ def spec_reference() -> str:
 
 
 def _type_name(annotation: Any) -> str:
+    if annotation is Role:
+        return " | ".join(r.value for r in Role)
     text = str(annotation).replace("typing.", "").replace("ml_assets.dataset.", "")
     return re.sub(r"<(?:class|enum) '([^']+)'>", r"\1", text)
 
