@@ -164,3 +164,20 @@ def test_clean_days_of_both_datasets_pass_every_blocking_rule(tmp_path: Path, co
         results = validate_raw_data(spec, landed, typed, failures, day.isoformat())
         blocking = [r.description for r in results if not r.passed and r.severity.value == "ERROR"]
         assert not blocking, (spec.name, blocking)
+
+
+def test_real_time_order_exposes_the_compas_selection_in_2014(tmp_path: Path, compas: DatasetSpec) -> None:
+    """From April 2014 on, ProPublica's two-year file keeps only people charged again (the others had no two
+    years of follow-up yet). Replayed in real time order those rows are the newest days, so the test split holds
+    one label and class_balance stops the window; a shuffled replay would have hidden it in random halves."""
+    from ml_assets.data.splits import split_by_time
+    from ml_assets.data.training_checks import validate_training_set
+
+    days = landed_days(compas, tmp_path)
+    typed, _ = compas.coerce(pd.concat(days.values(), ignore_index=True))
+    end = START + timedelta(days=DAYS - 1)
+    window = split_by_time(compas, featurize(compas, typed), end)
+    window = window[window[compas.time.name] >= pd.Timestamp(end - timedelta(days=compas.training.window_days - 1))]
+    balance = {r.check_name: r for r in validate_training_set(compas, window)}["class_balance"]
+    assert not balance.passed
+    assert "split 'test' positive rate 1.000" in balance.description
