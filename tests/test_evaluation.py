@@ -457,3 +457,25 @@ class _Recoded:
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         return self.model.predict_proba(frame.assign(sex=frame["sex"].map({"2": "Female", "1": "Male"})))
+
+
+def test_fairness_says_when_one_predicted_label_makes_the_gaps_vacuous(spec, data, models):
+    """A rare positive label and a 0.5 threshold can leave a model predicting no positives at all (Minneapolis
+    searches, 12%): every gap is then 0, and the gate says why instead of presenting it as fair."""
+    _, test = data
+    never = _Constant(0.1)
+    scored = score_model(never, "never", spec, test, min_group_size=200, operational=False)
+    out = gates.fairness(make_evaluation(scored, scored), TH)
+    assert out.passed and out.details["sex_demographic_parity_difference"] == 0.0
+    assert "predicts the negative label for every test row at its threshold 0.5" in out.details["note"]
+    assert "note" not in gates.fairness(make_evaluation(scores_of(spec, models["good"], test), scored), TH).details
+
+
+class _Constant:
+    threshold, kind = 0.5, "logistic"
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.full(len(frame), self.p)

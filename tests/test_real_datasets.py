@@ -181,3 +181,21 @@ def test_real_time_order_exposes_the_compas_selection_in_2014(tmp_path: Path, co
     balance = {r.check_name: r for r in validate_training_set(compas, window)}["class_balance"]
     assert not balance.passed
     assert "split 'test' positive rate 1.000" in balance.description
+
+
+def test_the_http_schema_takes_integer_codes_as_their_text_and_refuses_numbers_loudly(mpls: DatasetSpec) -> None:
+    """After landing an integer-coded category is text ("3"), and the request schema (derived from the spec)
+    asks for exactly that; a bare number is a 400 naming the field, never a silently unknown category. (Taking
+    the number too is a schema change for the serving code: see the data branch's report.)"""
+    from pydantic import ValidationError
+
+    from ml_assets.serving.schema import record_model, records_frame, unknown_categories, warmup_record
+
+    model = record_model(mpls)
+    record = warmup_record(mpls) | {"policePrecinct": "3"}
+    ok = model.model_validate(record).model_dump()
+    assert ok["policePrecinct"] == "3" and "policePrecinct" not in unknown_categories(mpls, ok)
+    frame = records_frame(mpls, [ok])
+    assert frame["policePrecinct"].tolist() == ["3"]
+    with pytest.raises(ValidationError, match="policePrecinct"):
+        model.model_validate(record | {"policePrecinct": 3})
