@@ -77,7 +77,8 @@ def test_demo_runs_a_real_dataset_from_its_raw_csv(tmp_path: Path) -> None:
     out = run.stdout
     assert run.returncode in (0, 1), out + run.stderr
     assert "dataset 'mpls_stops', 5 days" in out
-    assert out.count("ingest_job ") == 5 and " BLOCKED " not in out and "training_set_job" in out, out
+    progress = out.split("\nsummary")[0]
+    assert progress.count("ingest_job ") == 5 and " BLOCKED " not in out and "training_set_job" in out, out
     first = next((home / "landing").iterdir())
     landed = pd.read_parquet(next(first.iterdir()))
     assert landed["idNum"].str.startswith("17-").all() and landed["personSearch"].isna().any()
