@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ml_assets.k8s_cli import add_k8s_parser
 
     add_k8s_parser(sub)
+    from ml_assets.datasets.spec_cli import add_spec_parser
+
+    add_spec_parser(sub)
     return parser
 
 

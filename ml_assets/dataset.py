@@ -2,6 +2,11 @@
 
 Checks (Great Expectations rules), feature transforms, the model's inputs and the HTTP schema are all derived
 from one YAML file, so selecting another dataset is one spec plus landing files, with no code change.
+
+A column says how it lands (``landed``, default its ``dtype``) and how it is meant (``role``, ``dtype``): a
+categorical, sensitive or target column may land integer-coded (``landed: int64``, categories given as the codes,
+optional display ``labels``); after landing it is text like any category ("1"), so every consumer (features, the
+model's vocabulary, slices, the HTTP schema) sees one kind of category whatever the source wrote.
 """
 
 from __future__ import annotations
@@ -41,8 +46,24 @@ PANDAS_DTYPES: dict[str, str] = {
 
 class NumericRange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(None, description="smallest allowed value (none: open below)")
+    max: float | None = Field(None, description="largest allowed value (none: open above)")
+
+
+CODED_ROLES = (Role.CATEGORICAL, Role.SENSITIVE, Role.TARGET)
+
+
+def category_text(value: Any, where: str) -> str:
+    """A category as the pipeline holds it: text; integer codes (1, 2.0) as their digits ("1", "2")."""
+    if isinstance(value, bool):
+        raise ValueError(
+            f"{where}: {value!r} is a YAML boolean; quote it ('{str(value).lower()}', 'YES') to mean the text"
+        )
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise ValueError(f"{where}: {value!r} is not a category (text or an integer code)")
 
 
 class Column(BaseModel):
@@ -50,35 +71,104 @@ class Column(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    role: Role
-    dtype: DType
-    description: str = ""
-    nullable: bool = False
-    categories: list[str] | None = None
-    range: NumericRange | None = None
-    mostly: float = Field(1.0, gt=0.0, le=1.0, description="fraction of rows that must satisfy domain rules")
-    severity: Severity = "error"
+    name: str = Field(description="the column's name in the landing files")
+    role: Role = Field(description="id, time, target, sensitive, numeric or categorical (exactly one id, time, target)")
+    dtype: DType = Field(description="the type the pipeline holds the column in after landing")
+    landed: DType | None = Field(
+        None,
+        description="the type the column lands as in the files (default: dtype); categorical, sensitive and "
+        "target columns may land integer-coded (int64), their categories then given as the codes",
+    )
+    description: str = Field("", description="what the column means (shown in the HTTP schema)")
+    nullable: bool = Field(
+        False, description="nulls allowed; on the target: rows may land unlabeled (label coverage: mostly)"
+    )
+    categories: list[str] | None = Field(
+        None, description="the allowed values, in landed form (required for categorical, sensitive and target)"
+    )
+    labels: dict[str, str] | None = Field(
+        None, description="display names of categories (code -> name), for tables and reports"
+    )
+    range: NumericRange | None = Field(None, description="allowed numeric range, {min, max}")
+    mostly: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="fraction of rows that must satisfy domain rules; on a nullable target, the fraction that "
+        "must carry a label",
+    )
+    severity: Severity = Field("error", description="a failed rule of this column blocks the day (error) or warns")
     feature: bool | None = Field(
         None, description="feed this column to the model; default: yes for numeric/categorical, no otherwise"
     )
-    unknown_category: Literal["reject", "map_to_unknown"] = "map_to_unknown"
+    unknown_category: Literal["reject", "map_to_unknown"] = Field(
+        "map_to_unknown", description="serving: a category never seen is scored as unknown, or refused with a 400"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _categories_as_text(cls, data: Any) -> Any:
+        """Integer codes in YAML (``categories: [1, 2]``, ``labels: {1: male}``) become their text form."""
+        if not isinstance(data, dict):
+            return data
+        where = f"column {data.get('name')!r}"
+        data = dict(data)
+        if isinstance(data.get("categories"), list):
+            data["categories"] = [category_text(v, f"{where} categories") for v in data["categories"]]
+        if isinstance(data.get("labels"), dict):
+            data["labels"] = {category_text(k, f"{where} labels"): str(v) for k, v in data["labels"].items()}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Column:
         if self.role in (Role.NUMERIC,) and self.dtype not in ("int64", "float64"):
             raise ValueError(f"column {self.name!r}: numeric role needs dtype int64 or float64, got {self.dtype}")
-        if self.role in (Role.CATEGORICAL, Role.SENSITIVE, Role.TARGET) and self.dtype != "string":
-            raise ValueError(f"column {self.name!r}: role {self.role} needs dtype string, got {self.dtype}")
+        if self.role in CODED_ROLES and self.dtype != "string":
+            raise ValueError(
+                f"column {self.name!r}: role {self.role} needs dtype string, got {self.dtype} (a column that lands "
+                "integer-coded is dtype string with landed: int64)"
+            )
+        if self.landed is not None and self.landed != self.dtype:
+            if not (self.role in CODED_ROLES and self.landed == "int64"):
+                raise ValueError(
+                    f"column {self.name!r}: landed {self.landed} differs from dtype {self.dtype}; only categorical, "
+                    "sensitive and target columns may land as something else (integer codes: landed: int64)"
+                )
+            bad = [c for c in self.categories or [] if not c.lstrip("-").isdigit()]
+            if bad:
+                raise ValueError(f"column {self.name!r}: lands as int64 codes, but categories {bad} are not integers")
         if self.role == Role.TIME and self.dtype != "datetime":
             raise ValueError(f"column {self.name!r}: time role needs dtype datetime")
-        if self.role in (Role.CATEGORICAL, Role.SENSITIVE, Role.TARGET) and not self.categories:
+        if self.role in CODED_ROLES and not self.categories:
             raise ValueError(f"column {self.name!r}: role {self.role} needs a list of categories")
+        if self.labels is not None:
+            unknown = [k for k in self.labels if k not in (self.categories or [])]
+            if unknown:
+                raise ValueError(f"column {self.name!r}: labels name {unknown}, which are not among its categories")
         if self.range is not None and self.dtype not in ("int64", "float64"):
             raise ValueError(f"column {self.name!r}: a range needs a numeric dtype")
-        if self.role in (Role.ID, Role.TIME, Role.TARGET) and self.nullable:
+        if self.role in (Role.ID, Role.TIME) and self.nullable:
             raise ValueError(f"column {self.name!r}: {self.role} columns cannot be nullable")
+        if self.role == Role.TARGET and self.mostly < 1 and not self.nullable:
+            raise ValueError(
+                f"column {self.name!r}: a label coverage (mostly {self.mostly}) below 1 needs nullable: true"
+            )
         return self
+
+    @property
+    def landed_dtype(self) -> DType:
+        """The type the column lands as in the files."""
+        return self.landed or self.dtype
+
+    @property
+    def integer_coded(self) -> bool:
+        """A category column that lands as integer codes."""
+        return self.dtype == "string" and self.landed_dtype == "int64"
+
+    def display(self, value: str) -> str:
+        """A category with its display name when the spec gives one (``1 (male)``)."""
+        name = (self.labels or {}).get(value)
+        return f"{value} ({name})" if name else value
 
     @property
     def is_feature(self) -> bool:
@@ -96,14 +186,19 @@ class Column(BaseModel):
 
 
 class Band(BaseModel):
-    """A derived categorical band of a numeric column (for example age bands), used as a slice."""
+    """A derived categorical band of a numeric column (for example age bands), used as a slice.
+
+    ``sensitive: true`` makes a numeric sensitive attribute (age) judgeable: the fairness gate then treats the
+    band like a sensitive column.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    source: str
-    edges: list[float] = Field(min_length=2)
-    labels: list[str]
+    name: str = Field(description="the band column's name (must not clash with a column)")
+    source: str = Field(description="the numeric column it bands")
+    edges: list[float] = Field(min_length=2, description="increasing edges; a band is [edge, next edge)")
+    labels: list[str] = Field(description="one label per band (len(edges) - 1)")
+    sensitive: bool = Field(False, description="judge fairness across the bands (a numeric sensitive attribute)")
 
     @model_validator(mode="after")
     def _labels_match(self) -> Band:
@@ -115,21 +210,43 @@ class Band(BaseModel):
 
 
 class RowCount(BaseModel):
+    """Rows a day may land: absolute bounds, and its volume against the trailing median of earlier days."""
+
     model_config = ConfigDict(extra="forbid")
-    min: int = 1
-    max: int = 10_000_000
-    severity: Severity = "error"
+    min: int = Field(1, description="fewest rows a day may land")
+    max: int = Field(10_000_000, description="most rows a day may land")
+    severity: Severity = Field("error", description="the row count and volume rules block (error) or warn")
+    trailing_days: int = Field(7, ge=1, description="earlier days whose median row count a day is compared with")
+    min_history: int = Field(3, ge=1, description="earlier days needed before the volume rule judges a day")
+    min_ratio: float = Field(0.6, ge=0.0, description="a day below this share of the trailing median fails")
+    max_ratio: float | None = Field(
+        None,
+        gt=0.0,
+        description="a day above this multiple of the trailing median fails (off by default: later "
+        "batches of a day add rows)",
+    )
 
 
 class TrainingWindow(BaseModel):
     """How a training set is cut from the latest feature partitions, split by time."""
 
     model_config = ConfigDict(extra="forbid")
-    window_days: int = Field(10, ge=3)
-    validation_days: int = Field(2, ge=1)
-    test_days: int = Field(2, ge=1)
-    class_balance: tuple[float, float] = (0.05, 0.95)
-    leakage_auc: float = Field(0.98, description="a single feature scoring this ROC AUC alone is leakage")
+    window_days: int = Field(10, ge=3, description="days in a training window (the N days ending at D)")
+    validation_days: int = Field(2, ge=1, description="days before the test days that validate")
+    test_days: int = Field(2, ge=1, description="newest days of the window: the test split the gates judge on")
+    class_balance: tuple[float, float] = Field(
+        (0.05, 0.95), description="each split's positive rate (labeled rows) must be within [low, high]"
+    )
+    leakage_auc: float = Field(0.95, description="a single feature scoring this ROC AUC alone is leakage")
+    leakage_purity: float = Field(
+        0.99, gt=0.5, le=1.0, description="a feature value whose rows carry one label this often fixes the label"
+    )
+    leakage_share: float = Field(
+        0.25,
+        gt=0.0,
+        le=1.0,
+        description="a feature whose label-fixing values cover this share of the train rows is leakage",
+    )
     drift_psi: float = Field(0.2, description="PSI above this against the previous training set is drift")
 
     @model_validator(mode="after")
@@ -186,34 +303,83 @@ class Monitoring(BaseModel):
     retrain_cooldown_hours: float = Field(6.0, ge=0, description="at most one retraining request per this many hours")
 
 
+class SearchSpace(BaseModel):
+    """The values a candidate search draws from: architectures and a few hyperparameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: list[Literal["mlp", "transformer"]] = Field(
+        default_factory=lambda: ["mlp"], min_length=1, description="networks to draw (transformer: slow on CPU)"
+    )
+    hidden: list[list[int]] = Field(
+        default_factory=lambda: [[128, 64], [256, 128], [64, 32], [256, 128, 64]],
+        min_length=1,
+        description="MLP hidden layer widths",
+    )
+    dropout: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2], min_length=1, description="dropout rates")
+    learning_rate: list[float] = Field(
+        default_factory=lambda: [1e-3, 2e-3, 5e-3], min_length=1, description="AdamW learning rates"
+    )
+    weight_decay: list[float] = Field(
+        default_factory=lambda: [1e-5, 1e-4, 1e-3], min_length=1, description="AdamW weight decays"
+    )
+
+
+class CandidateSearch(BaseModel):
+    """The candidate's budgeted search: the configured network, then ``trials - 1`` seeded draws from ``space``,
+    all trained in one DeepSpeed launch; the best on validation becomes the candidate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(3, ge=1, description="networks trained per candidate (1: only the configured one)")
+    max_seconds: float | None = Field(
+        None, gt=0, description="start no further trial once training has run this long (the first always runs)"
+    )
+    seed: int = Field(0, description="seed of the draws from the space")
+    space: SearchSpace = Field(SearchSpace(), description="the values trials are drawn from")
+
+
 class DatasetSpec(BaseModel):
     """A tabular dataset: its columns with roles and rules, partitioning and training window."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    description: str = ""
-    source: str = ""
-    license: str = ""
-    positive_label: str
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="dataset name: model names derive from it")
+    description: str = Field("", description="what the data is")
+    source: str = Field("", description="where the data comes from (citation)")
+    license: str = Field("", description="the data's licence")
+    positive_label: str = Field(description="the target category that is the positive class (an integer code too)")
     partitions_start: date | Literal["auto"] = Field(
         "auto",
         description="first daily partition: a date (where the data starts), or auto: the first landed day found "
         "when the code location loads (today if nothing has landed yet)",
     )
-    timezone: str = "UTC"
-    freshness_hours: float = 48.0
-    row_count: RowCount = RowCount()
-    training: TrainingWindow = TrainingWindow()
+    timezone: str = Field("UTC", description="the timezone of the daily partitions")
+    freshness_hours: float = Field(48.0, description="a day's newest event older than this warns (freshness)")
+    row_count: RowCount = Field(RowCount(), description="how many rows a day may land, and its volume rule")
+    training: TrainingWindow = Field(TrainingWindow(), description="the training window and its checks")
     retraining: Retraining = Retraining()
     monitoring: Monitoring = Monitoring()
-    columns: list[Column]
-    bands: list[Band] = []
-    demo_data: str | None = Field(None, description="parquet file beside the spec with the real demo rows")
+    columns: list[Column] = Field(description="every landed column with its role, type and rules")
+    bands: list[Band] = Field([], description="bands of numeric columns: slices, and sensitive attributes")
+    unexpected_columns: Severity = Field(
+        "warn", description="a landed column the spec does not name: warn (default) or error (blocks the day)"
+    )
+    demo_data: str | None = Field(
+        None, description="the real demo rows: a CSV (gzip allowed) or Parquet file, path relative to the spec"
+    )
+    search: CandidateSearch = Field(CandidateSearch(), description="the candidate's budgeted search")
     gates: dict[str, Any] = Field(
         default_factory=dict, description="overrides of the model gate thresholds (ml_assets.model.gates)"
     )
     _path: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _positive_label_as_text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "positive_label" in data:
+            data = {**data, "positive_label": category_text(data["positive_label"], "positive_label")}
+        return data
 
     @model_validator(mode="after")
     def _roles(self) -> DatasetSpec:
@@ -287,6 +453,15 @@ class DatasetSpec(BaseModel):
         return self.sensitive_columns + [b.name for b in self.bands]
 
     @property
+    def fairness_columns(self) -> list[str]:
+        """What the fairness gate judges: sensitive columns and the bands marked sensitive."""
+        return self.sensitive_columns + [b.name for b in self.bands if b.sensitive]
+
+    def display(self, column: str, value: str) -> str:
+        """A slice value with its display name, when ``column`` is a spec column with ``labels``."""
+        return self.column(column).display(value) if column in self.column_names else value
+
+    @property
     def label_column(self) -> str:
         """The encoded target in features and training sets (1 = positive label)."""
         return "label"
@@ -295,36 +470,69 @@ class DatasetSpec(BaseModel):
     def pandas_dtypes(self) -> dict[str, str]:
         return {c.name: PANDAS_DTYPES[c.dtype] for c in self.columns}
 
+    @property
+    def labeled_fraction_required(self) -> float:
+        """Share of rows that must carry a label: 1 unless the target is nullable (then its ``mostly``)."""
+        return self.target.mostly if self.target.nullable else 1.0
+
+    def unexpected(self, frame: pd.DataFrame) -> list[str]:
+        """Landed columns the spec does not name, in landed order."""
+        known = set(self.column_names)
+        return [str(c) for c in frame.columns if c not in known]
+
     # ---- transforms shared by every consumer ---------------------------------------------------------
     def coerce(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
         """Cast a landed frame to the spec's types; return it and, per column, values that failed to cast.
 
-        Missing columns are added as all-null so storage keeps one schema; extra columns are dropped.
-        Values that cannot be cast become null and are counted, never silently accepted.
+        Missing columns are added as all-null so storage keeps one schema; extra columns are not stored (the
+        ``unexpected_columns`` check names them). Values that cannot be cast become null and are counted, never
+        silently accepted. Integer-coded categories are cast as integers first (so 1, "1" and 1.0 are one code).
         """
         out: dict[str, pd.Series] = {}
         failures: dict[str, int] = {}
         for col in self.columns:
             if col.name not in frame.columns:
-                out[col.name] = pd.Series(pd.NA, index=frame.index, dtype=PANDAS_DTYPES[col.dtype])
+                out[col.name] = pd.Series(index=frame.index, dtype=PANDAS_DTYPES[col.dtype])  # all missing
                 continue
             src = frame[col.name]
-            cast = _cast(src, col.dtype)
-            if col.dtype == "string":  # any value is text: nothing can fail to cast (blank text is missing)
-                out[col.name] = cast
-                continue
-            bad = int((cast.isna() & _present(src)).sum())
-            if bad:
-                failures[col.name] = bad
-            out[col.name] = cast
+            cast = _cast(src, col.landed_dtype)
+            if col.landed_dtype != "string":  # any value is text: nothing can fail to cast (blank text is missing)
+                bad = int((cast.isna() & _present(src)).sum())
+                if bad:
+                    failures[col.name] = bad
+            out[col.name] = cast.astype(PANDAS_DTYPES["string"]) if col.integer_coded else cast
         return pd.DataFrame(out, index=frame.index), failures
+
+    def typed(self, name: str, values: pd.Series) -> pd.Series:
+        """One column's values cast to its type as ``coerce`` would (failed casts become null)."""
+        col = self.column(name)
+        cast = _cast(values, col.landed_dtype)
+        return cast.astype(PANDAS_DTYPES["string"]) if col.integer_coded else cast
+
+    def landed_form(self, col: Column, values: pd.Series) -> pd.Series:
+        """Typed values back in the form the column lands in (integer codes for an integer-coded column)."""
+        if col.integer_coded:
+            return pd.to_numeric(values.astype(PANDAS_DTYPES["string"]), errors="coerce").astype("Int64")
+        return values
 
     def band_values(self, band: Band, values: pd.Series) -> pd.Series:
         cut = pd.cut(values.astype("float64"), bins=band.edges, labels=band.labels, right=False)
         return cut.astype("string")
 
     def encode_label(self, target: pd.Series) -> pd.Series:
-        return (target.astype("string") == self.positive_label).astype("int8")
+        """1 for the positive label, 0 for any other. With a nullable target a missing label stays missing
+        (an unlabeled row, nullable Int8); otherwise the label is plain int8, as every consumer can take it."""
+        text = target.astype("string")
+        positive = text == self.positive_label
+        if self.target.nullable:
+            return positive.astype("Int8").mask(text.isna())
+        return positive.astype("int8")
+
+    def labeled(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows that carry a label (every row unless the target is nullable)."""
+        if not self.target.nullable:
+            return frame
+        return frame[frame[self.label_column].notna()]
 
     def empty_frame(self) -> pd.DataFrame:
         return pd.DataFrame({c.name: pd.Series(dtype=PANDAS_DTYPES[c.dtype]) for c in self.columns})
@@ -385,6 +593,33 @@ def spec_dir(spec: DatasetSpec) -> Path:
 
 def demo_data_path(spec: DatasetSpec) -> Path | None:
     return spec_dir(spec) / spec.demo_data if spec.demo_data else None
+
+
+DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A CSV (gzip allowed) or Parquet file as its columns' own types (Arrow-backed for CSV, like a landing).
+
+    Raises SpecError naming the file when the suffix is not one of ``DATA_SUFFIXES``.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        return pd.read_parquet(path)
+    if name.endswith((".csv", ".csv.gz")):
+        return pd.read_csv(path, engine="pyarrow", dtype_backend="pyarrow")
+    raise SpecError(f"data file {path}: not a CSV, gzipped CSV or Parquet file (suffix one of {DATA_SUFFIXES})")
+
+
+def read_demo_data(spec: DatasetSpec) -> pd.DataFrame:
+    """The spec's demo rows from its ``demo_data`` file (CSV or Parquet), as they are in the file."""
+    path = demo_data_path(spec)
+    if path is None:
+        raise SpecError(f"dataset {spec.name!r} ships no demo data (the spec names no demo_data file)")
+    if not path.exists():
+        raise SpecError(f"dataset {spec.name!r} ships no demo data ({path} does not exist)")
+    return read_table(path)
 
 
 def load_default_spec() -> DatasetSpec:

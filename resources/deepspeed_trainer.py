@@ -15,7 +15,7 @@ import hashlib
 import json
 import posixpath
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -203,14 +203,26 @@ class DeepSpeedTrainer(ConfigurableResource):
         validation_rows: pd.DataFrame,
         network: Mapping[str, Any],
         data_version: str,
+        *,
+        search: Sequence[Mapping[str, Any]] = (),
+        max_seconds: float | None = None,
+        select_by: str = "log_loss",
+        higher_is_better: bool = False,
     ) -> TrainingRun:
-        """Validate, stage the rows and the job in storage, launch the entrypoint, and read back its outputs."""
+        """Validate, stage the rows and the job in storage, launch the entrypoint, and read back its outputs.
+
+        ``network`` is the first trial; ``search`` adds trials (``{"network": ..., "learning_rate": ...,
+        "weight_decay": ...}``, the last two optional), trained in turn in the same launch; the one best on
+        validation ``select_by`` is returned, every trial's figures in its summary. ``max_seconds``: start no
+        further trial once the launch has run this long.
+        """
         plan = self.plan()
         if len(train_rows) < plan.ranks or len(validation_rows) == 0:
             raise TrainerConfigError(
                 f"training set {data_version} has {len(train_rows)} train and {len(validation_rows)} validation "
                 f"rows: need at least one train row per rank ({plan.ranks}) and one validation row"
             )
+        trials = self._trials(network, search, plan)
         run_name = _safe(context.run_id)
         location = self.storage.location(run_name)
         self.storage.remove(location)  # a retried step starts from a clean slate
@@ -219,19 +231,21 @@ class DeepSpeedTrainer(ConfigurableResource):
             "validation_rows": self.storage.put_frame(posixpath.join(location, "validation.parquet"), validation_rows),
         }
         output = posixpath.join(location, "output")
-        net_hash = hashlib.sha256(json.dumps(dict(network), sort_keys=True).encode()).hexdigest()[:8]
+        trials_hash = hashlib.sha256(json.dumps(trials, sort_keys=True).encode()).hexdigest()[:8]
         checkpoint_dir = (
             Path(self.checkpoint_dir or paths().checkpoints)
             / f"{spec.name}-{network.get('architecture', 'network')}"
-            / f"{data_version}-{net_hash}-{plan.config_hash}"
+            / f"{data_version}-{trials_hash}-{plan.config_hash}"
         )
         job = {
             **staged,
             "output_dir": output,
             "checkpoint_dir": str(checkpoint_dir),
             "spec": spec.model_dump(mode="json"),
-            "network": dict(network),
-            "deepspeed_config": plan.deepspeed_config,
+            "trials": trials,
+            "select_by": select_by,
+            "higher_is_better": higher_is_better,
+            "max_seconds": max_seconds,
             "device": plan.device,
             "precision": plan.precision,
             "max_epochs": self.max_epochs,
@@ -242,9 +256,10 @@ class DeepSpeedTrainer(ConfigurableResource):
         }
         job_url = self.storage.put_json(posixpath.join(location, "job.json"), job)
         context.log.info(
-            f"training {network.get('architecture')} on {len(train_rows)} train / {len(validation_rows)} validation "
-            f"rows: {plan.ranks} {plan.device} rank(s), ZeRO {plan.deepspeed_config['zero_optimization'].get('stage')}, "
-            f"{plan.precision}; job {job_url}; checkpoints in {checkpoint_dir}"
+            f"training {len(trials)} trial(s) ({', '.join(t['network'].get('architecture', '?') for t in trials)}) on "
+            f"{len(train_rows)} train / {len(validation_rows)} validation rows: {plan.ranks} {plan.device} rank(s), "
+            f"ZeRO {plan.deepspeed_config['zero_optimization'].get('stage')}, {plan.precision}; job {job_url}; "
+            f"checkpoints in {checkpoint_dir}"
         )
         launch = LaunchSpec(module=ENTRYPOINT, args=(job_url,), ranks=plan.ranks, device=plan.device, run_name=run_name)
         self.launcher.launch(context, launch)
@@ -254,6 +269,35 @@ class DeepSpeedTrainer(ConfigurableResource):
         for url in staged.values():  # the warehouse has the rows; keep the job and the outputs of the run
             self.storage.remove(url)
         return TrainingRun(plan=plan, location=location, outputs=outputs, checkpoint_dir=str(checkpoint_dir))
+
+    def _trials(
+        self, network: Mapping[str, Any], search: Sequence[Mapping[str, Any]], plan: TrainingPlan
+    ) -> list[dict[str, Any]]:
+        """Every trial with its own DeepSpeed config (learning rate and weight decay overridden), checked up front."""
+        out = []
+        for i, trial in enumerate([{"network": dict(network)}, *search]):
+            unknown = sorted(set(trial) - {"network", "learning_rate", "weight_decay"})
+            if unknown or "network" not in trial:
+                raise TrainerConfigError(
+                    f"trial {i}: needs 'network', may set learning_rate, weight_decay; got {unknown}"
+                )
+            settings = {k: trial[k] for k in ("learning_rate", "weight_decay") if trial.get(k) is not None}
+            trainer = self.model_copy(update=settings) if settings else self
+            if settings and not trainer.learning_rate > 0:
+                raise TrainerConfigError(f"trial {i}: learning_rate must be > 0, got {trainer.learning_rate}")
+            config = trainer._deepspeed_config(plan.ranks, plan.precision, plan.device)
+            problems = _check_deepspeed_config(config, plan.ranks)
+            if problems:
+                raise TrainerConfigError(f"trial {i}: " + "; ".join(problems))
+            out.append(
+                {
+                    "name": f"trial-{i:02d}",
+                    "network": dict(trial["network"]),
+                    "deepspeed_config": config,
+                    "settings": settings,
+                }
+            )
+        return out
 
 
 def _check_deepspeed_config(config: dict[str, Any], ranks: int) -> list[str]:

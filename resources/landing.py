@@ -1,13 +1,17 @@
 """The landing zone: where daily data files arrive, and the quarantine where unreadable ones are kept.
 
 Layout: ``<root>/<YYYY-MM-DD>/<name>.csv|.parquet``, one folder per daily partition. A file that cannot be parsed
-is moved (never deleted) to ``<quarantine>/<YYYY-MM-DD>/<name>`` with ``<name>.reason.txt`` beside it.
+is moved (never deleted) to ``<quarantine>/<YYYY-MM-DD>/<name>`` with ``<name>.reason.txt`` beside it. Only
+regular files are data: an entry with a data suffix that is a symbolic link (it could point anywhere on the
+machine), a folder, a pipe or a device is refused by ``read`` with the reason, and quarantined like a bad file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import stat as stat_module
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,14 +48,16 @@ class LandingZone(ConfigurableResource):
         return Path(self.root) / day
 
     def files(self, day: str) -> list[Path]:
-        """The data files landed for a day, in name order; temporary and hidden files are not data."""
+        """The entries landed for a day with a data suffix, in name order; temporary and hidden files are not data.
+
+        Entries that are not regular files are listed too, so that ``read`` refuses them by name rather than the
+        day silently losing their rows.
+        """
         folder = self.day_dir(day)
         if not folder.is_dir():
             return []
         return sorted(
-            p
-            for p in folder.iterdir()
-            if p.is_file() and p.suffix in SUPPORTED_SUFFIXES and not p.name.startswith((".", "_"))
+            p for p in folder.iterdir() if p.suffix in SUPPORTED_SUFFIXES and not p.name.startswith((".", "_"))
         )
 
     def folders(self) -> list[str]:
@@ -70,12 +76,15 @@ class LandingZone(ConfigurableResource):
         is replaced or is removed, without reading the data. Used as the day's data version."""
         digest = hashlib.sha256()
         for path in self.files(day):
-            stat = path.stat()
-            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+            stat = path.lstat()  # a link itself, never what it points to
+            digest.update(f"{path.name}:{stat.st_mode}:{stat.st_size}:{stat.st_mtime_ns};".encode())
         return digest.hexdigest()[:16]
 
     def read(self, path: Path) -> LandedFile:
-        """Parse one file as it landed (types as the file gives them), or raise LandingFileError."""
+        """Parse one regular file as it landed (types as the file gives them), or raise LandingFileError."""
+        problem = not_a_regular_file(path)
+        if problem:
+            raise LandingFileError(path, problem)
         size = path.stat().st_size
         if size == 0:
             return LandedFile(path, pd.DataFrame(), 0)
@@ -104,3 +113,14 @@ class LandingZone(ConfigurableResource):
             f"file: {path}\nquarantined_at: {datetime.now(UTC).isoformat()}\nreason: {reason}\n"
         )
         return target
+
+
+def not_a_regular_file(path: Path) -> str | None:
+    """Why ``path`` is not landed data (a link, a folder, a pipe, ...), or None for a regular file."""
+    mode = os.lstat(path).st_mode
+    if stat_module.S_ISREG(mode):
+        return None
+    if stat_module.S_ISLNK(mode):
+        return f"is a symbolic link (to {os.readlink(path)}); landing files must be regular files, not links"
+    kind = "a folder" if stat_module.S_ISDIR(mode) else "a pipe, socket or device"
+    return f"is {kind}, not a regular file; only regular CSV or Parquet files are landed data"

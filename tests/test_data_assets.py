@@ -169,3 +169,50 @@ def test_empty_file_fails_the_row_count_and_stops_features(ml_home: Path, small_
     failed = _failed_checks(result)
     assert "raw_data.row_count" in failed, sorted(failed)
     assert not _materialized(result, "features")
+
+
+def test_a_half_day_fails_the_volume_rule_also_when_reingested_after_a_quarantine(
+    ml_home: Path, small_spec: DatasetSpec
+) -> None:
+    """Earlier days' row counts come from the instance; a day that lost one of its two files to the quarantine
+    is re-ingested with half its rows and fails, with the figures."""
+    instance = DagsterInstance.ephemeral()
+    days = [date(2026, 3, 1) + timedelta(days=i) for i in range(5)]
+    simulate(small_spec, ml_home / "landing", days[0], days[3], rows_per_day=400)
+    for day in days[:4]:
+        assert _ingest(small_spec, day, instance).success
+    last = days[4]
+    simulate(
+        small_spec,
+        ml_home / "landing",
+        last,
+        last,
+        rows_per_day=400,
+        files_per_day=2,
+        corruptions=[Corruption("unparseable_file", last)],
+        seed=4,
+    )
+    assert not _ingest(small_spec, last, instance).success  # the bad file is quarantined, the day fails
+    rerun = _ingest(small_spec, last, instance)
+    failed = _failed_checks(rerun)
+    assert set(failed) == {"raw_data.row_volume"}, sorted(failed)
+    volume = failed["raw_data.row_volume"]
+    assert volume["rows"] == 200 and volume["trailing_median"] == 400 and volume["earlier_days"] == 4
+    assert not _materialized(rerun, "features")
+
+
+def test_links_and_folders_in_the_landing_zone_are_refused_by_name(ml_home: Path, small_spec: DatasetSpec) -> None:
+    day = DAYS[0]
+    (real,) = simulate(small_spec, ml_home / "outside", day, day, rows_per_day=300)
+    folder = ml_home / "landing" / day.isoformat()
+    folder.mkdir(parents=True)
+    link = folder / "adult-00.parquet"
+    link.symlink_to(real)
+    result = _ingest(small_spec, day, DagsterInstance.ephemeral())
+    message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
+    assert "adult-00.parquet" in message and "is a symbolic link" in message
+    assert not link.is_symlink() and real.exists(), "the link (not its target) was moved to the quarantine"
+    (folder / "nested.csv").mkdir()
+    result = _ingest(small_spec, day, DagsterInstance.ephemeral())
+    message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
+    assert "nested.csv" in message and "is a folder, not a regular file" in message

@@ -394,3 +394,88 @@ def test_comparison_and_slice_tables_and_plots(spec, data, models, scores):
     for image in (roc_plot(y, curves), calibration_plot(y, curves)):
         assert image.startswith("![") and "data:image/png;base64," in image
         assert len(image) < 80_000
+
+
+# ---- numeric sensitive attributes through bands; groups too small to judge ---------------------------------
+def test_a_sensitive_band_is_judged_by_the_fairness_gate_and_small_groups_are_named(spec, data, models):
+    """Age is numeric: marking its band sensitive puts it beside race and sex in the fairness gate; a band too
+    small to judge is listed by name and size, never as a bare NaN."""
+    bands = [b.model_copy(update={"sensitive": True}) for b in spec.bands]
+    banded = spec.model_copy(update={"bands": bands})
+    assert banded.fairness_columns == ["race", "sex", "age_band"]
+    _, test = data
+    scored = score_model(models["good"], "adult-test:good", banded, test, min_group_size=200)
+    age = {g.attribute: g for g in scored.fairness}["age_band"]
+    sizes = test["age_band"].value_counts()
+    assert {v for v, n in sizes.items() if n < 200} <= set(age.excluded)
+    assert age.excluded["65+"] == f"{sizes['65+']} rows < 200"
+    assert all(why.startswith(f"{sizes[v]} rows") for v, why in age.excluded.items())  # single class: size too
+    out = gates.fairness(make_evaluation(scored, scores_of(banded, models["shuffled"], test)), TH)
+    assert "age_band_demographic_parity_difference" in out.details
+    assert f"65+ ({sizes['65+']} rows < 200)" in out.details["age_band_excluded_groups"]
+    assert "age_band: DP" in str(out.observed)
+
+    lonely = score_model(models["good"], "adult-test:good", banded, test, min_group_size=len(test) // 2)
+    out = gates.fairness(make_evaluation(lonely, lonely), TH)
+    reason = out.details["race_not_judged"]
+    assert reason.startswith("fewer than two groups to compare: judged White (") and "Black (" in reason
+    assert "race_demographic_parity_difference" not in out.details  # no NaN figure where nothing was judged
+    assert not any(isinstance(v, float) and math.isnan(v) for v in out.metadata().values())
+    assert "race" in out.details["attributes_not_judged"]
+
+
+def scores_of(spec, model, test):
+    return score_model(model, "adult-test:other", spec, test, min_group_size=200, operational=False)
+
+
+def test_slices_show_the_display_names_of_integer_codes(spec, data, models):
+    _, test = data
+    coded = test.assign(sex=test["sex"].map({"Female": "2", "Male": "1"}).astype("string"))
+    columns = [
+        c.model_copy(update={"categories": ["1", "2"], "labels": {"1": "male", "2": "female"}})
+        if c.name == "sex"
+        else c
+        for c in spec.columns
+    ]
+    labeled = spec.model_copy(update={"columns": columns})
+    model = SklearnModel(labeled, models["good"].pipeline)
+    scored = score_model(model, "t", labeled, coded.assign(sex=test["sex"]), 200, operational=False)
+    names = {s.name for s in scored.slices if s.column == "sex"}
+    assert names == {"sex=Female", "sex=Male"}  # values without labels stay as they are
+    scored = score_model(_Recoded(model), "t", labeled, coded, 200, operational=False)
+    assert {s.name for s in scored.slices if s.column == "sex"} == {"sex=1 (male)", "sex=2 (female)"}
+    assert {g.attribute: g for g in scored.fairness}["sex"].groups.keys() == {"1 (male)", "2 (female)"}
+
+
+class _Recoded:
+    """Scores integer-coded rows with a model trained on the text categories."""
+
+    threshold, kind = 0.5, "logistic"
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.model.predict_proba(frame.assign(sex=frame["sex"].map({"2": "Female", "1": "Male"})))
+
+
+def test_fairness_says_when_one_predicted_label_makes_the_gaps_vacuous(spec, data, models):
+    """A rare positive label and a 0.5 threshold can leave a model predicting no positives at all (Minneapolis
+    searches, 12%): every gap is then 0, and the gate says why instead of presenting it as fair."""
+    _, test = data
+    never = _Constant(0.1)
+    scored = score_model(never, "never", spec, test, min_group_size=200, operational=False)
+    out = gates.fairness(make_evaluation(scored, scored), TH)
+    assert out.passed and out.details["sex_demographic_parity_difference"] == 0.0
+    assert "predicts the negative label for every test row at its threshold 0.5" in out.details["note"]
+    assert "note" not in gates.fairness(make_evaluation(scores_of(spec, models["good"], test), scored), TH).details
+
+
+class _Constant:
+    threshold, kind = 0.5, "logistic"
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.full(len(frame), self.p)

@@ -314,3 +314,30 @@ def test_features_infinite_numbers_fail(spec: DatasetSpec, clean: pd.DataFrame) 
     results = {r.check_name: r for r in validate_features(spec, feats)}
     assert {n for n, r in results.items() if not r.passed} == {"hours_per_week_finite", "capital_gain_not_null"}
     assert "'hours_per_week'" in results["hours_per_week_finite"].description
+
+
+# ---- unexpected columns and volume -----------------------------------------------------------------------------
+def test_an_extra_column_is_named_warn_by_default_and_blocking_when_configured(
+    spec: DatasetSpec, clean: pd.DataFrame
+) -> None:
+    landed = clean.assign(ssn="123-45-6789")
+    r = check(spec, landed)["unexpected_columns"]
+    assert not r.passed and r.severity == dg.AssetCheckSeverity.WARN
+    assert "['ssn']" in r.description and r.metadata["unexpected"].value == ["ssn"]
+    typed, _ = spec.coerce(landed)
+    assert "ssn" not in typed.columns  # not stored, but no longer silently
+    strict = spec.model_copy(update={"unexpected_columns": "error"})
+    assert check(strict, landed)["unexpected_columns"].severity == dg.AssetCheckSeverity.ERROR
+    assert check(spec, clean)["unexpected_columns"].passed
+
+
+def test_volume_compares_a_day_with_the_trailing_median(spec: DatasetSpec, clean: pd.DataFrame) -> None:
+    earlier = {f"2026-01-0{d}": n for d, n in zip(range(1, 5), (400, 420, 390, 410), strict=True)}
+    whole = check(spec, clean, earlier_rows=earlier)["row_volume"]
+    assert whole.passed and whole.metadata["trailing_median"].value == 405
+    half = check(spec, clean.iloc[:200], earlier_rows=earlier)["row_volume"]
+    assert not half.passed and half.severity == dg.AssetCheckSeverity.ERROR
+    assert "200 rows is 0.49x the median 405 of the 4 days 2026-01-01 .. 2026-01-04" in half.description
+    assert "| 2026-01-02 | 420 |" in half.metadata["earlier_row_counts"].value
+    young = check(spec, clean.iloc[:200], earlier_rows=dict(list(earlier.items())[:2]))["row_volume"]
+    assert young.passed and "not judged: 2 earlier day(s)" in young.metadata["note"].value

@@ -45,6 +45,7 @@ WINDOW_END = date(2026, 1, 10)
 ROWS = 3000
 # Small and quick: ~18 steps per rank per epoch, a handful of epochs.
 FAST = {"micro_batch_size": 64, "max_epochs": 4, "learning_rate": 5e-3, "early_stopping_patience": 4}
+SEARCH_TRIALS = 3
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +82,13 @@ def graph(adult_spec: DatasetSpec, frame: pd.DataFrame, home: Path) -> dict[str,
     return {"source": [training_set, approved], "models": models, "instance": instance, "io": io}
 
 
-def run_assets(graph: dict[str, Any], home: Path, names: list[str], trainer: DeepSpeedTrainer, **kw: Any):
+def run_assets(
+    graph: dict[str, Any], home: Path, names: list[str], trainer: DeepSpeedTrainer, trials: int = 1, **kw: Any
+):
+    """Materialize the named model assets; the candidate trains ``trials`` networks (one unless a test searches)."""
     selected: list[AssetsDefinition] = [graph["models"][n] for n in names]
+    if "candidate_model" in names:
+        kw["run_config"] = {"ops": {"candidate_model": {"config": {"trials": trials}}}}
     return materialize(
         [*graph["source"], *graph["models"].values()],
         selection=selected,
@@ -111,7 +117,7 @@ def metadata(result, name: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def first_run(graph: dict[str, Any], home: Path):
     started = time.perf_counter()
-    result = run_assets(graph, home, ["baseline_model", "candidate_model"], trainer())
+    result = run_assets(graph, home, ["baseline_model", "candidate_model"], trainer(), trials=SEARCH_TRIALS)
     return result, time.perf_counter() - started
 
 
@@ -136,7 +142,17 @@ def test_two_rank_zero2_training_lands_in_dagster_and_the_store(
     assert "| training (ranks) |" in meta["validation_metrics"]
     assert meta["loss_curve"].startswith("![loss curve](data:image/png;base64,iVBOR")
     # per-epoch progress streamed from rank 0 through Pipes into the step's Dagster log
-    assert logged(graph["instance"], result.run_id, "epoch 1/4: train_loss")
+    assert logged(graph["instance"], result.run_id, "trial-00 epoch 1/4: train_loss")
+    # the search: every trial trained in this one launch, each in the metadata; the best on validation kept
+    assert meta["trials_run"] == SEARCH_TRIALS and logged(graph["instance"], result.run_id, "search: trial-")
+    summary = ModelStore(home=str(home / "bentoml")).info(meta["model_tag"])["metadata"]["search"]
+    trials = summary["trials"]
+    assert [t["trial"] for t in trials] == [f"trial-{i:02d}" for i in range(SEARCH_TRIALS)]
+    assert len({(t["hidden"], t["dropout"], t.get("learning_rate")) for t in trials}) == SEARCH_TRIALS
+    best = max(trials, key=lambda t: t["val_roc_auc"])
+    assert summary["best_trial"] == meta["best_trial"] == best["trial"] and summary["select_by"] == "roc_auc"
+    assert meta["val_roc_auc"] == pytest.approx(best["val_roc_auc"])
+    assert f"| yes | {best['trial']} |" in meta["search"]
 
     ref = result.output_for_node("candidate_model")
     assert ref.tag == meta["model_tag"] and ref.name == "adult-classifier" and ref.kind == "mlp"
@@ -171,7 +187,8 @@ def logged(instance: DagsterInstance, run_id: str, text: str) -> bool:
 
 def test_same_seed_and_data_give_the_same_metrics(first_run, graph, home: Path, tmp_path: Path) -> None:
     first = first_run[0].output_for_node("candidate_model")
-    again = run_assets(graph, home, ["candidate_model"], trainer(checkpoint_dir=str(tmp_path / "fresh")))
+    fresh = trainer(checkpoint_dir=str(tmp_path / "fresh"))
+    again = run_assets(graph, home, ["candidate_model"], fresh, trials=SEARCH_TRIALS)
     second = again.output_for_node("candidate_model")
     assert metadata(again, "candidate_model")["resumed_from_epoch"] == 0  # a fresh run, not a resume
     assert second.tag != first.tag

@@ -198,3 +198,52 @@ def test_training_set_checks_materialize_and_compare_with_previous_partition(spe
         "2026-01-11",
         drifted_day,
     }
+
+
+# ---- label purity: a feature value that fixes the label -----------------------------------------------------
+def test_an_outcome_column_that_fixes_the_label_on_most_rows_is_leakage(spec: DatasetSpec, clean: pd.DataFrame) -> None:
+    """Like COMPAS's is_recid next to two_year_recid: 0 always means label 0, 1 means either; its AUC alone stays
+    under the limit, but its value 0 fixes the label for over half the rows."""
+    leaky = clean.copy()
+    y = leaky[spec.label_column].astype("int64").to_numpy()
+    rng = np.random.default_rng(0)
+    outcome = np.where(y == 1, 1, (rng.random(len(y)) < 0.35).astype(int))  # negatives: 0 mostly, 1 sometimes
+    leaky["capital_loss"] = pd.array(outcome, dtype="Int64")
+    train = leaky[leaky[SPLIT] == "train"]
+    assert single_feature_auc(spec, train)["capital_loss"] < spec.training.leakage_auc  # the AUC test misses it
+    r = results(spec, leaky)["single_feature_leakage"]
+    assert not r.passed and r.severity == dg.AssetCheckSeverity.ERROR
+    assert "'capital_loss': values that fix the label cover" in r.description and "largest 0 (" in r.description
+    assert r.metadata["max_pure_share"].value > spec.training.leakage_share
+    table = r.metadata["top_features"].value
+    assert table.splitlines()[2].startswith("| capital_loss |")  # the riskiest feature first
+    assert "roc_auc" in table and "pure_share" in table
+
+
+def test_a_rare_label_does_not_make_every_value_pure(spec: DatasetSpec, clean: pd.DataFrame) -> None:
+    """With 3% positives most values carry the negative label on 97%+ of their rows: that is the base rate, not
+    leakage, so purity asks for the other label to be far rarer than overall."""
+    rare = clean.copy()
+    y = rare[spec.label_column].astype("int64")
+    keep = (y == 0) | (np.arange(len(y)) % 8 == 0)
+    rare = rare[keep.to_numpy()]
+    r = results(spec, rare)["single_feature_leakage"]
+    assert r.passed, r.description
+    assert r.metadata["max_pure_share"].value < spec.training.leakage_share
+
+
+def test_unlabeled_rows_are_left_out_of_label_checks(spec: DatasetSpec, clean: pd.DataFrame) -> None:
+    nullable = spec.model_copy(
+        update={"columns": [c.model_copy(update={"nullable": True}) if c.role == "target" else c for c in spec.columns]}
+    )
+    partly = clean.copy()
+    partly[spec.label_column] = partly[spec.label_column].astype("Int8")
+    partly.loc[partly.index[::3], spec.label_column] = pd.NA
+    out = results(nullable, partly)
+    assert out["class_balance"].passed and out["single_feature_leakage"].passed
+    table = out["class_balance"].metadata["splits"].value
+    assert "labeled" in table.splitlines()[0]
+    none = partly.copy()
+    none.loc[none[SPLIT] == "test", spec.label_column] = pd.NA
+    r = results(nullable, none)["class_balance"]
+    assert not r.passed and "split 'test' has no labeled rows" in r.description

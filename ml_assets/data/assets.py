@@ -28,7 +28,7 @@ from dagster import (
 
 from ml_assets import markdown
 from ml_assets.automation import on_new_files, on_upstream_update
-from ml_assets.data import expectations, splits, training_checks
+from ml_assets.data import expectations, splits, training_checks, volume
 from ml_assets.data import features as features_module
 from ml_assets.data.approval import build_approved_training_set
 from ml_assets.data.features import featurize
@@ -102,7 +102,12 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
         deps=[LANDING_FILES],
         check_specs=raw_specs,
         automation_condition=on_new_files(),
-        code_version=code_version(spec, expectations, uses=("columns", "row_count", "freshness_hours", "timezone")),
+        code_version=code_version(
+            spec,
+            expectations,
+            volume,
+            uses=("columns", "row_count", "freshness_hours", "timezone", "unexpected_columns"),
+        ),
         description=f"{spec.name} rows as landed each day, cast to the spec's types and validated.",
     )
     def raw_data(context: AssetExecutionContext, landing: LandingZone):
@@ -112,11 +117,13 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
         typed, cast_failures = spec.coerce(landed)
         typed[LANDING_DAY] = pd.Timestamp(day)
         nulls = {c: int(n) for c, n in typed[spec.column_names].isna().sum().items() if n}
+        earlier = volume.earlier_row_counts(context.instance, day, spec.row_count.trailing_days)
         yield Output(
             typed,
             data_version=frame_version(typed),
             metadata={
                 "dagster/row_count": len(typed),
+                "unlabeled_rows": int(typed[spec.target.name].isna().sum()),
                 "files": MetadataValue.json(files),
                 "bytes": nbytes,
                 "null_counts": MetadataValue.md(
@@ -128,7 +135,7 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
             },
         )
         yield from expectations.validate_raw_data(
-            spec, landed, typed[spec.column_names], cast_failures, partition_key=day
+            spec, landed, typed[spec.column_names], cast_failures, partition_key=day, earlier_rows=earlier
         )
 
     @asset(
@@ -145,10 +152,16 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
         require_passed(context.instance, AssetKey("raw_data"), raw_gates, context.partition_key, "features")
         out = featurize(spec, raw_data)
         out[LANDING_DAY] = raw_data[LANDING_DAY]
+        labeled = int(out[spec.label_column].notna().sum())
         return Output(
             out,
             data_version=frame_version(out),
-            metadata={"dagster/row_count": len(out), "positive_rate": float(out[spec.label_column].mean())},
+            metadata={
+                "dagster/row_count": len(out),
+                "labeled_rows": labeled,
+                "unlabeled_rows": len(out) - labeled,
+                "positive_rate": float(out[spec.label_column].mean()) if labeled else float("nan"),
+            },
         )
 
     @asset(
@@ -179,17 +192,29 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
         out = split_by_time(spec, features.sort_values([LANDING_DAY, spec.id.name]), end)
         out = out.drop(columns=[LANDING_DAY]).reset_index(drop=True)
         counts = out[splits.SPLIT].value_counts().reindex(splits.SPLITS, fill_value=0)
-        rates = out.groupby(splits.SPLIT)[spec.label_column].mean().reindex(splits.SPLITS)
+        labeled = out[out[spec.label_column].notna()]
+        labeled_counts = labeled[splits.SPLIT].value_counts().reindex(splits.SPLITS, fill_value=0)
+        rates = labeled.groupby(splits.SPLIT)[spec.label_column].mean().reindex(splits.SPLITS)
         table = markdown.table(
-            [{"split": s, "rows": int(counts[s]), "positive rate": rates[s]} for s in splits.SPLITS],
+            [
+                {
+                    "split": s,
+                    "rows": int(counts[s]),
+                    "labeled": int(labeled_counts[s]),
+                    "positive rate": float(rates[s]),
+                }
+                for s in splits.SPLITS
+            ],
             digits=3,
-            right=["rows", "positive rate"],
+            right=["rows", "labeled", "positive rate"],
         )
         return Output(
             out,
             data_version=frame_version(out),
             metadata={
                 "dagster/row_count": len(out),
+                "labeled_rows": len(labeled),
+                "unlabeled_rows": len(out) - len(labeled),
                 "window": f"{min(expected)} .. {max(expected)}",
                 "splits": MetadataValue.md(table),
             },

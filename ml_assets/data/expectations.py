@@ -25,6 +25,7 @@ import pandas as pd
 
 from ml_assets import markdown
 from ml_assets.automation import with_its_asset
+from ml_assets.data import volume
 from ml_assets.dataset import Column, DatasetSpec, Severity
 
 SAMPLE_ROWS = 5
@@ -46,7 +47,8 @@ _NUMERIC_TYPES = [
 ]
 _TEXT_TYPES = ["object", "str", "StringDtype"]
 _DATETIME_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]", "Timestamp", "datetime"]
-# What a column may have landed as: numbers as numbers, text as text; times and flags may land as text (CSV).
+# What a column may have landed as (its ``landed_dtype``): numbers as numbers, text as text; times and flags may
+# land as text (CSV); integer-coded categories as numbers.
 # Names as GX matches them: numpy dtype names, pandas extension dtype class names, and Python types for the
 # per-value check GX runs on object columns.
 LANDED_KINDS = {"int64": "numbers", "float64": "numbers", "string": "text", "datetime": "timestamps or text"}
@@ -93,20 +95,29 @@ def _mostly(col: Column) -> str:
     return f" (mostly {col.mostly:g})" if col.mostly < 1 else ""
 
 
+def _landed_kind(col: Column) -> str:
+    kind = LANDED_KINDS.get(col.landed_dtype, col.landed_dtype)
+    return f"{kind} (integer codes)" if col.integer_coded else kind
+
+
 def raw_data_rules(spec: DatasetSpec, partition_end: pd.Timestamp | None = None) -> list[Rule]:
-    """Every raw_data rule of a spec, in a stable order. Freshness needs the partition's end to be checkable."""
+    """Every raw_data rule of a spec, in a stable order. Freshness needs the partition's end to be checkable.
+
+    ``unexpected_columns`` and ``row_volume`` have no GX expectation: ``validate_raw_data`` judges them (the
+    landed column names; the day's rows against earlier days' counts).
+    """
     rules: list[Rule] = []
     target, ident = spec.target.name, spec.id.name
     for col in spec.columns:
-        types = LANDED_TYPES[col.dtype]
+        types = LANDED_TYPES[col.landed_dtype]
         rules.append(
             Rule(
                 check_name(col.name, "type"),
                 "type",
                 col.name,
                 col.severity,
-                f"column {col.name!r} exists, landed as {LANDED_KINDS.get(col.dtype, col.dtype)} and every value "
-                f"casts to {col.dtype}",
+                f"column {col.name!r} exists, landed as {_landed_kind(col)} and every value casts to "
+                f"{col.landed_dtype}",
                 LANDED,
                 (
                     Expect("ExpectColumnToExist", {"column": col.name}),
@@ -172,6 +183,17 @@ def raw_data_rules(spec: DatasetSpec, partition_end: pd.Timestamp | None = None)
             expects=(Expect("ExpectTableRowCountToBeBetween", {"min_value": rc.min, "max_value": rc.max}),),
         )
     )
+    rules.append(Rule("row_volume", "volume", None, rc.severity, volume.rule_text(rc)))
+    rules.append(
+        Rule(
+            "unexpected_columns",
+            "unexpected_columns",
+            None,
+            spec.unexpected_columns,
+            "every landed column is named by the spec (others are not stored)",
+            LANDED,
+        )
+    )
     rules.append(
         Rule(
             check_name(ident, "unique"),
@@ -182,16 +204,23 @@ def raw_data_rules(spec: DatasetSpec, partition_end: pd.Timestamp | None = None)
             expects=(Expect("ExpectColumnValuesToBeUnique", {"column": ident}),),
         )
     )
+    coverage = spec.labeled_fraction_required
+    present = (
+        "present on every row"
+        if coverage >= 1
+        else f"present on at least {coverage:.0%} of rows (label coverage; unlabeled rows are kept, not trained on)"
+    )
+    not_null: dict[str, Any] = {"column": target} | ({"mostly": coverage} if coverage < 1 else {})
     rules.append(
         Rule(
             "label_valid",
             "label",
             target,
             spec.target.severity,
-            f"label {target!r} present on every row and one of {spec.target.categories}",
+            f"label {target!r} {present} and one of {spec.target.categories}",
             expects=(
                 Expect("ExpectColumnToExist", {"column": target}),
-                Expect("ExpectColumnValuesToNotBeNull", {"column": target}),
+                Expect("ExpectColumnValuesToNotBeNull", not_null),
                 Expect("ExpectColumnValuesToBeInSet", {"column": target, "value_set": list(spec.target.categories)}),
             ),
         )
@@ -525,11 +554,13 @@ def validate_raw_data(
     cast_failures: Mapping[str, int],
     partition_key: str | None = None,
     gx_options: GxOptions | None = None,
+    earlier_rows: Mapping[str, int] | None = None,
 ) -> list[dg.AssetCheckResult]:
     """Run every raw_data rule; one AssetCheckResult per rule, failing (never raising) on an empty frame.
 
     ``landed`` is the frame as read from the landing files, ``typed`` the same rows after ``spec.coerce``
-    (same index), ``cast_failures`` the per-column count of values coercion could not cast.
+    (same index), ``cast_failures`` the per-column count of values coercion could not cast, ``earlier_rows``
+    the row counts of earlier days (``volume.earlier_row_counts``) for the volume rule.
     """
     end = partition_end(partition_key)
     rules = raw_data_rules(spec, end)
@@ -540,15 +571,33 @@ def validate_raw_data(
         problems: list[str] = []
         extra: dict[str, Any] = {}
         if rule.kind == "type":
-            bad = int(cast_failures.get(rule.column or "", 0))
+            col = spec.column(rule.column or "")
+            bad = int(cast_failures.get(col.name, 0))
             extra["cast_failures"] = bad
             extra["allowed_types"] = dg.MetadataValue.json(rule.expects[1].kwargs["type_list"])
-            if rule.column in landed.columns:
-                extra["landed_dtype"] = str(landed[rule.column].dtype)
+            if col.name in landed.columns:
+                extra["landed_dtype"] = str(landed[col.name].dtype)
             if bad:
-                problems.append(f"{rule.column!r}: {bad} values could not be cast to {spec.column(rule.column).dtype}")
-        if rule.kind == "label" and len(typed) == 0:
-            problems.append(f"label {rule.column!r}: no rows, so no labels")
+                problems.append(f"{col.name!r}: {bad} values could not be cast to {col.landed_dtype}")
+        if rule.kind == "label":
+            if len(typed) == 0:
+                problems.append(f"label {rule.column!r}: no rows, so no labels")
+            elif rule.column in typed.columns:
+                labeled = int(typed[rule.column].notna().sum())
+                extra |= {"labeled_rows": labeled, "unlabeled_rows": len(typed) - labeled}
+                extra["label_coverage"] = labeled / len(typed)
+        if rule.kind == "unexpected_columns":
+            extra_cols = spec.unexpected(landed)
+            extra["unexpected"] = dg.MetadataValue.json(extra_cols)
+            if extra_cols:
+                problems.append(
+                    f"{len(extra_cols)} landed column(s) the spec does not name: {extra_cols} (not stored; add them "
+                    "to the spec or stop sending them)"
+                )
+        if rule.kind == "volume":
+            verdict = volume.judge(spec.row_count, len(typed), earlier_rows or {})
+            extra |= verdict.metadata()
+            problems += verdict.problems
         if rule.kind == "freshness" and end is None:
             extra["note"] = "no partition given: freshness not evaluated"
         out.append(_result(None, rule, found.get(rule.name, []), frames, spec.id.name, problems, extra))
@@ -559,9 +608,10 @@ def validate_raw_data(
 
 
 def features_rules(spec: DatasetSpec) -> list[Rule]:
-    """No nulls where the model cannot take them (label, id, time, non-nullable features); finite numerics."""
+    """No nulls where the model cannot take them (id, time, non-nullable features, and the label unless the target
+    may be missing: unlabeled rows are kept and left out of training); finite numerics."""
     rules: list[Rule] = []
-    must = [spec.label_column, spec.id.name, spec.time.name]
+    must = [spec.id.name, spec.time.name] + ([] if spec.target.nullable else [spec.label_column])
     must += [c.name for c in spec.feature_columns if not c.nullable]
     for name in dict.fromkeys(must):
         rules.append(

@@ -33,7 +33,7 @@ def landing_observation(
         tags={DATA_VERSION_TAG: fingerprint},
         metadata={
             "files": MetadataValue.json([p.name for p in files]),
-            "bytes": sum(p.stat().st_size for p in files),
+            "bytes": sum(p.lstat().st_size for p in files),
             "folder": MetadataValue.path(str(landing.day_dir(day))),
         },
     )

@@ -2,7 +2,14 @@
 
 These are statistics over a whole training window rather than row rules, so they are computed directly (pandas and
 scikit-learn), not with GX. ``psi`` lives here as the one implementation of the population stability index:
-monitoring reuses it for served inputs against the training set.
+monitoring reuses it for served inputs against the training set. Label statistics use the labeled rows only
+(unlabeled rows are kept in the window but never trained or judged on).
+
+Leakage has two tests, because one misses what the other sees: a feature's ROC AUC alone (a continuous stand-in
+for the label), and label purity: a feature value whose rows (nearly) all carry one label, where that label is
+not already that common, "fixes" the label; a feature whose label-fixing values cover a large share of the rows
+is an outcome recorded after the fact (say a "re-offended at all" flag next to "re-offended within two years"),
+even when its AUC stays under the limit because its other values carry no signal.
 """
 
 from collections.abc import Iterator
@@ -20,6 +27,9 @@ from ml_assets.dataset import DatasetSpec
 PSI_FLOOR = 1e-4  # share given to an empty bin, so a bin seen on one side only counts, finitely
 NULL = "<null>"
 LEAKAGE_ROWS = 200_000
+PURITY_MIN_EXPECTED = 10  # a value is called pure only where the other label should have shown this many times
+PURITY_LIFT = 10  # a pure value's other label must be this many times rarer than in all rows
+TOP_FEATURES = 10  # rows of the leakage table
 CHECKS = ("class_balance", "split_overlap", "single_feature_leakage", "feature_drift")
 
 
@@ -84,16 +94,26 @@ def _result(name: str, passed: bool, description: str, metadata: dict[str, Any],
 
 
 def check_class_balance(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
-    """Each split's positive rate within spec.training.class_balance; an empty split fails too."""
+    """Each split's positive rate (labeled rows) within spec.training.class_balance; a split without labeled
+    rows fails too."""
     lo, hi = spec.training.class_balance
     label = spec.label_column
     rows, problems = [], []
     for split in SPLITS:
-        y = ts.loc[ts[SPLIT] == split, label]
+        all_rows = ts.loc[ts[SPLIT] == split, label]
+        y = all_rows.dropna()
         rate = float(y.mean()) if len(y) else float("nan")
-        rows.append({"split": split, "rows": len(y), "positives": int(y.sum()), "positive_rate": round(rate, 4)})
+        rows.append(
+            {
+                "split": split,
+                "rows": len(all_rows),
+                "labeled": len(y),
+                "positives": int(y.sum()),
+                "positive_rate": round(rate, 4),
+            }
+        )
         if not len(y):
-            problems.append(f"split {split!r} is empty")
+            problems.append(f"split {split!r} has no labeled rows" if len(all_rows) else f"split {split!r} is empty")
         elif not lo <= rate <= hi:
             problems.append(f"split {split!r} positive rate {rate:.3f} outside [{lo}, {hi}]")
     rule = f"positive rate ({spec.label_column!r} = 1) of every split within [{lo}, {hi}]"
@@ -147,35 +167,91 @@ def single_feature_auc(spec: DatasetSpec, train: pd.DataFrame) -> dict[str, floa
     return out
 
 
+def label_purity(spec: DatasetSpec, train: pd.DataFrame, purity: float) -> dict[str, dict[str, Any]]:
+    """Per feature: the share of ``train`` rows whose feature value fixes the label, and the largest such value.
+
+    A value fixes the label when at least ``purity`` of its rows carry one label, the other label is PURITY_LIFT
+    times rarer among them than among all rows, and the value has enough rows that the other label would have
+    shown PURITY_MIN_EXPECTED times at its overall rate (so neither a rare label nor a rare value makes a value
+    look pure by chance). Nulls count as a value; numerics by exact value.
+    """
+    y = train[spec.label_column].astype(int).to_numpy()
+    n, base = len(y), float(y.mean())
+    out: dict[str, dict[str, Any]] = {}
+    for name in _features(spec):
+        key = train[name].astype("string").fillna(NULL)
+        stats = pd.DataFrame({"key": key.to_numpy(), "y": y}).groupby("key", sort=False)["y"].agg(["size", "mean"])
+        size, rate = stats["size"], stats["mean"]
+        positive = (
+            (rate >= purity) & ((1 - rate) * PURITY_LIFT <= 1 - base) & (size * (1 - base) >= PURITY_MIN_EXPECTED)
+        )
+        negative = (rate <= 1 - purity) & (rate * PURITY_LIFT <= base) & (size * base >= PURITY_MIN_EXPECTED)
+        pure = stats[positive | negative]
+        top = pure["size"].idxmax() if len(pure) else None
+        out[name] = {
+            "pure_share": float(pure["size"].sum() / n) if n else 0.0,
+            "pure_values": len(pure),
+            "largest_pure_value": None
+            if top is None
+            else f"{top} ({int(pure.loc[top, 'size'])} rows, positive rate {pure.loc[top, 'mean']:.3f})",
+        }
+    return out
+
+
 def check_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
-    """No single feature predicts the label almost perfectly on train (AUC >= spec.training.leakage_auc)."""
-    limit = spec.training.leakage_auc
-    train = ts[ts[SPLIT] == "train"]
-    rule = f"every feature alone scores ROC AUC < {limit} on the train split"
+    """No single feature gives the label away on the labeled train rows: neither by its ROC AUC alone
+    (>= spec.training.leakage_auc) nor by values that fix the label on a large share of rows (label purity)."""
+    cfg = spec.training
+    limit, purity, share = cfg.leakage_auc, cfg.leakage_purity, cfg.leakage_share
+    train = spec.labeled(ts[ts[SPLIT] == "train"])
+    rule = (
+        f"every feature alone scores ROC AUC < {limit} on the labeled train rows, and no feature's values that "
+        f"carry one label on >= {purity:g} of their rows cover >= {share:g} of them"
+    )
     if train[spec.label_column].nunique() < 2:
         return _result(
             "single_feature_leakage",
             True,
-            f"PASSED (not evaluated): the train split has {len(train)} rows and fewer than two classes",
+            f"PASSED (not evaluated): the train split has {len(train)} labeled rows and fewer than two classes",
             {"rule": rule, "note": "not evaluated: train split has one class or none (see class_balance)"},
         )
     if len(train) > LEAKAGE_ROWS:  # an AUC near the limit is estimated well from a fixed sample
         train = train.sample(LEAKAGE_ROWS, random_state=0)
-    aucs = pd.Series(single_feature_auc(spec, train)).sort_values(ascending=False)
-    leaks = aucs[aucs >= limit]
-    table = markdown.table(aucs.rename("roc_auc").to_frame(), index="feature")
-    problems = [f"{name!r} alone scores ROC AUC {auc:.4f}" for name, auc in leaks.items()]
+    aucs = pd.Series(single_feature_auc(spec, train))
+    purities = label_purity(spec, train, purity)
+    scores = pd.DataFrame(
+        {
+            "roc_auc": aucs,
+            "pure_share": pd.Series({k: v["pure_share"] for k, v in purities.items()}),
+            "largest_pure_value": pd.Series({k: v["largest_pure_value"] for k, v in purities.items()}),
+        }
+    )
+    scores["risk"] = np.maximum(scores["roc_auc"] / limit, scores["pure_share"] / share)
+    scores = scores.sort_values("risk", ascending=False)
+    problems = [
+        f"{name!r} alone scores ROC AUC {auc:.4f} (limit {limit})" for name, auc in aucs.items() if auc >= limit
+    ]
+    problems += [
+        f"{name!r}: values that fix the label cover {p['pure_share']:.1%} of the train rows (limit {share:.0%}), "
+        f"largest {p['largest_pure_value']}"
+        for name, p in purities.items()
+        if p["pure_share"] >= share
+    ]
+    top = scores.head(TOP_FEATURES).drop(columns="risk")
+    first = scores.index[0]
     return _result(
         "single_feature_leakage",
-        leaks.empty,
-        f"FAILED single_feature_leakage: {'; '.join(problems)} (limit {limit}); a feature this predictive is "
-        "usually the label in disguise"
+        not problems,
+        f"FAILED single_feature_leakage: {'; '.join(problems)}; a feature this telling is usually the label in "
+        "disguise or an outcome recorded after it"
         if problems
-        else f"PASSED: {rule} (highest {aucs.index[0]!r} {aucs.iloc[0]:.3f})",
+        else f"PASSED: {rule} (closest {first!r}: AUC {scores.loc[first, 'roc_auc']:.3f}, "
+        f"label-fixing share {scores.loc[first, 'pure_share']:.3f})",
         {
             "rule": rule,
-            "max_auc": float(aucs.iloc[0]),
-            "auc_per_feature": dg.MetadataValue.md(table),
+            "max_auc": float(aucs.max()),
+            "max_pure_share": float(scores["pure_share"].max()),
+            "top_features": dg.MetadataValue.md(markdown.table(top, index="feature", digits=4)),
             "train_rows_scored": len(train),
         },
     )

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-import pandas as pd
-
-from ml_assets.dataset import DatasetSpec, demo_data_path
+from ml_assets.dataset import DatasetSpec, demo_data_path, read_demo_data
 from ml_assets.datasets.simulator import DriftConfig, replay
 from ml_assets.partitions import parse_day, today
 
@@ -44,7 +42,7 @@ def typical_rows(spec: DatasetSpec) -> int:
         return 1000
     import pyarrow.parquet as pq
 
-    rows = pq.ParquetFile(path).metadata.num_rows if path.suffix == ".parquet" else len(pd.read_csv(path))
+    rows = pq.ParquetFile(path).metadata.num_rows if path.suffix == ".parquet" else len(read_demo_data(spec))
     return max(1, rows // (spec.training.window_days + 2))
 
 

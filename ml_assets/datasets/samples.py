@@ -13,7 +13,7 @@ import pandas as pd
 
 from ml_assets.data.features import featurize
 from ml_assets.data.splits import split_by_time
-from ml_assets.dataset import DatasetSpec, demo_data_path
+from ml_assets.dataset import DatasetSpec, read_demo_data
 
 DEMO_WINDOW_END = date(2026, 1, 10)
 
@@ -26,7 +26,7 @@ def demo_training_set(
     Rows are dealt round-robin over the spec's training window ending on ``window_end``; asking for more rows than
     the demo data has repeats them with fresh ids.
     """
-    raw = pd.read_parquet(demo_data_path(spec))
+    raw = read_demo_data(spec)
     n = len(raw) if rows is None else rows
     if n > len(raw):
         raw = pd.concat([raw] * (n // len(raw) + 1), ignore_index=True)

@@ -61,6 +61,14 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
         f"{SYNTHETIC_ROWS_PER_DAY} with --synthetic)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--source-time",
+        choices=("scale", "keep"),
+        default="scale",
+        help="a source with the spec's time column lands in its time order: scale (default) maps its time span "
+        "onto --start .. --end keeping order and density; keep lands each row on its real day (then --start and "
+        "--end default to the source's first and last day)",
+    )
     p.add_argument("--synthetic", action="store_true", help="synthetic rows of the spec instead of its demo data")
     drift = p.add_argument_group("drift (applies from --drift-from to --end)")
     drift.add_argument("--drift-from", type=_day, default=None, help="first drifted day, YYYY-MM-DD")
@@ -177,6 +185,8 @@ def _run(args: argparse.Namespace) -> int:
         raise _OptionError("--spec", str(e)) from None
     if args.next:
         return _run_next(args, spec)
+    if args.source_time == "keep" and (args.start is None or args.end is None):
+        args.start, args.end = _source_span(spec, args.start, args.end)
     for option, value in (("--start", args.start), ("--end", args.end)):
         if value is None:
             raise _OptionError(option, "is required (or use --next)")
@@ -206,7 +216,8 @@ def _run(args: argparse.Namespace) -> int:
         from ml_assets.datasets.synthetic import synthetic_rows
 
         rows_per_day = rows_per_day or SYNTHETIC_ROWS_PER_DAY
-        source = synthetic_rows(spec, rows_per_day * n_days, seed=args.seed)
+        # synthetic times carry no order worth replaying: the simulator spreads the rows over each day itself
+        source = synthetic_rows(spec, rows_per_day * n_days, seed=args.seed).drop(columns=[spec.time.name])
     landing = args.landing or paths().landing
     try:
         files = replay(
@@ -221,12 +232,29 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             drift=drift,
             corruptions=corruptions,
+            time_mode=args.source_time,
         )
     except SimulationError as e:
         print(f"ml-assets simulate: error: {e}", file=sys.stderr)
         return 2
     _report(spec.name, landing, files, args.synthetic)
     return 0
+
+
+def _source_span(spec: DatasetSpec, start: date | None, end: date | None) -> tuple[date | None, date | None]:
+    """The first and last day of the demo data's time column, where --start / --end were left out."""
+    from ml_assets.dataset import SpecError, read_demo_data
+
+    try:
+        source = read_demo_data(spec)
+    except SpecError as e:
+        raise _OptionError("--source-time", str(e)) from None
+    if spec.time.name not in source.columns:
+        raise _OptionError("--source-time", f"keep needs source times; the demo data has no {spec.time.name!r}")
+    times = spec.typed(spec.time.name, source[spec.time.name]).dropna()
+    if times.empty:
+        raise _OptionError("--source-time", f"keep needs source times; {spec.time.name!r} holds none")
+    return start or times.min().date(), end or times.max().date()
 
 
 def _run_next(args: argparse.Namespace, spec: DatasetSpec) -> int:

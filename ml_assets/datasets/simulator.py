@@ -1,10 +1,22 @@
 """Landing-zone simulator: replay a dataset into daily landing files, with optional drift and corruption.
 
 It writes what an upstream system would: ``<landing>/<YYYY-MM-DD>/<dataset>-<nn>.csv|.parquet``, one folder per
-UTC day, event times spread over the day, each file written under a temporary name and renamed so a sensor never
-sees half a file. Everything is deterministic by seed. Drift (shifted numerics, a changed category mix, a
-changed positive rate) and corruption (the failure modes the data checks must catch) are derived from the
-DatasetSpec, so they work for any dataset and fail with a clear message when they name the wrong column.
+UTC day, each file written under a temporary name and renamed so a sensor never sees half a file. Everything is
+deterministic by seed. Drift (shifted numerics, a changed category mix, a changed positive rate) and corruption
+(the failure modes the data checks must catch) are derived from the DatasetSpec, so they work for any dataset and
+fail with a clear message when they name the wrong column.
+
+Time and ids, from the source when it has them:
+
+- A source with the spec's time column is replayed in its real time order. ``time_mode="scale"`` (default) maps
+  the source's whole time span linearly onto the landing days, so order and relative density are kept (a busy
+  month of the source is a busy landing day) and the newest source rows land on the newest day: the time split,
+  drift checks and monitoring see real time. ``time_mode="keep"`` lands every row on its real day and time
+  (only the days from ``start`` to ``end``). Without a time column, rows are shuffled, dealt evenly over the
+  days and given times uniform over their day.
+- The source's ids are kept when it has the id column, non-null and unique (text ids too). Otherwise, and for
+  rows drawn beyond the source (``rows_per_day``) or renumbered (``first_id``), ids are generated: numbers from 1
+  (from ``first_id``), as text ``id-<n>`` for a text id column, and ``<source id>-r<n>`` for a repeated text id.
 """
 
 from __future__ import annotations
@@ -24,9 +36,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from ml_assets.dataset import Column, DatasetSpec, Role, demo_data_path
+from ml_assets.dataset import Column, DatasetSpec, Role, SpecError, read_demo_data
 
 Format = Literal["parquet", "csv"]
+TimeMode = Literal["scale", "keep"]
 CorruptionKind = Literal[
     "missing_column",
     "wrong_type",
@@ -168,8 +181,8 @@ def _bounded(col: Column) -> bool:
 
 def _check_role(spec: DatasetSpec, kind: str, col: Column, where: str) -> None:
     problem = None
-    if kind == "wrong_type" and col.dtype not in ("int64", "float64", "datetime", "bool"):
-        problem = f"needs a numeric, datetime or bool column, {col.name!r} is {col.dtype}"
+    if kind == "wrong_type" and col.landed_dtype not in ("int64", "float64", "datetime", "bool"):
+        problem = f"needs a column that lands numeric, datetime or bool, {col.name!r} lands as {col.landed_dtype}"
     elif kind == "out_of_domain" and not col.categories:
         problem = f"needs a column with categories, {col.name!r} has none"
     elif kind == "out_of_range" and not _bounded(col):
@@ -220,6 +233,7 @@ def simulate(
     corruptions: Sequence[Corruption] = (),
     first_id: int | None = None,
     file_stem: str | None = None,
+    time_mode: TimeMode = "scale",
 ) -> list[Path]:
     """Replay ``source`` (default: the spec's demo data) into daily landing files; return their paths."""
     return [
@@ -238,6 +252,7 @@ def simulate(
             corruptions=corruptions,
             first_id=first_id,
             file_stem=file_stem,
+            time_mode=time_mode,
         )
     ]
 
@@ -257,14 +272,17 @@ def replay(
     corruptions: Sequence[Corruption] = (),
     first_id: int | None = None,
     file_stem: str | None = None,
+    time_mode: TimeMode = "scale",
 ) -> list[LandedFile]:
     """``simulate`` with a record per file (day, rows, drift strength, corruptions), for reports and tests.
 
-    Rows are shuffled once by seed and dealt to the days (all of them spread evenly by default). With
-    ``rows_per_day`` beyond what the source holds, rows are sampled with replacement and the extra ones get
-    fresh ids, so ids stay unique across the whole replay. ``first_id``: number every landed row from there
-    instead (rows replayed again after an earlier replay are new records, not the same ones twice).
-    ``file_stem``: name files ``<stem>-<nn>`` instead of ``<dataset>-<nn>`` (a later batch for a day).
+    Rows are shuffled once by seed and dealt to the days (all of them by default), in source time order when the
+    source has a time column (see the module docstring). With ``rows_per_day`` beyond what the source holds,
+    rows are sampled with replacement and the extra ones get fresh ids, so ids stay unique across the whole
+    replay; with a time column, ``rows_per_day`` x days rows are drawn and land by their source time, so a day's
+    count follows the source's density. ``first_id``: number every landed row from there instead (rows replayed
+    again after an earlier replay are new records, not the same ones twice). ``file_stem``: name files
+    ``<stem>-<nn>`` instead of ``<dataset>-<nn>`` (a later batch for a day).
     """
     if end < start:
         raise SimulationError(f"end {end} is before start {start}")
@@ -282,27 +300,35 @@ def replay(
     if outside:
         raise SimulationError(f"corruptions {outside} fall outside the replay {start} .. {end}")
 
-    src = _prepare_source(spec, source)
+    if time_mode not in ("scale", "keep"):
+        raise SimulationError(f"time_mode must be 'scale' or 'keep', got {time_mode!r}")
+    src, times = _prepare_source(spec, source)
+    if time_mode == "keep" and times is None:
+        raise SimulationError(
+            f"time_mode 'keep' needs source times, but the source has no usable {spec.time.name!r} column"
+        )
     rng = np.random.default_rng(seed)
-    chunks, ids = _deal(spec, src, len(days), rows_per_day, rng)
+    dealt = _deal(spec, src, days, rows_per_day, rng, times, time_mode)
+    chunks, ids, offsets = dealt.rows, dealt.ids, dealt.offsets
     if first_id is not None:
         bounds = np.cumsum([0, *(len(i) for i in ids)]) + first_id
         ids = [np.arange(a, b, dtype=np.int64) for a, b in itertools.pairwise(bounds)]
-    next_id = int(max((i.max() for i in ids if len(i)), default=(first_id or 1) - 1)) + 1
+    next_id = _next_number(ids, first_id)
     stds = {
         c: float(pd.to_numeric(src[c], errors="coerce").std() or 0.0) for c in (drift.numeric_shift if drift else {})
     }
 
     landing_root = Path(landing_root)
     written: list[LandedFile] = []
-    for day, idx, day_ids in zip(days, chunks, ids, strict=True):
+    for day, idx, day_ids, day_offsets in zip(days, chunks, ids, offsets, strict=True):
         day_rng = np.random.default_rng([seed, day.toordinal()])
         strength = drift.strength(day) if drift is not None else 0.0
         if drift is not None and strength > 0 and drift.resamples:
             idx = _resample(spec, src, drift, strength, len(idx), day_rng)
             day_ids = np.arange(next_id, next_id + len(idx), dtype=np.int64)
+            day_offsets = None  # new draws: times uniform over the day
             next_id += len(idx)
-        frame = _day_frame(spec, src, day, idx, day_ids, day_rng)
+        frame = _day_frame(spec, src, day, idx, day_ids, day_rng, day_offsets)
         if drift is not None and strength > 0:
             frame = _shift_numeric(spec, frame, drift, strength, stds)
         todays = [c for c in fixes if c.day == day]
@@ -313,15 +339,13 @@ def replay(
     return written
 
 
-def _prepare_source(spec: DatasetSpec, source: pd.DataFrame | None) -> pd.DataFrame:
+def _prepare_source(spec: DatasetSpec, source: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The source's spec columns (ids kept when usable, else numbered), and its times in ms when it has them."""
     if source is None:
-        path = demo_data_path(spec)
-        if path is None or not path.exists():
-            raise SimulationError(
-                f"dataset {spec.name!r} ships no demo data ({path}); pass source= or use synthetic rows "
-                "(ml-assets simulate --synthetic)"
-            )
-        source = pd.read_parquet(path)
+        try:
+            source = read_demo_data(spec)
+        except SpecError as e:
+            raise SimulationError(f"{e}; pass source= or use synthetic rows (ml-assets simulate --synthetic)") from None
     needed = [c for c in spec.column_names if c not in (spec.id.name, spec.time.name)]
     missing = [c for c in needed if c not in source.columns]
     if missing:
@@ -333,38 +357,96 @@ def _prepare_source(spec: DatasetSpec, source: pd.DataFrame | None) -> pd.DataFr
     idcol = spec.id.name
     if idcol not in src.columns or src[idcol].isna().any() or not src[idcol].is_unique:
         src[idcol] = np.arange(1, len(src) + 1, dtype=np.int64)  # ids the replay can keep unique
-    return src
+    return src, _source_times(spec, source)
+
+
+def _source_times(spec: DatasetSpec, source: pd.DataFrame) -> np.ndarray | None:
+    """The source's event times as UTC milliseconds, or None when it has no time column (or one with gaps)."""
+    name = spec.time.name
+    if name not in source.columns:
+        return None
+    times = spec.typed(name, source[name])
+    if times.isna().any():
+        return None
+    return times.to_numpy(dtype="datetime64[ms]").astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Dealt:
+    """Per landing day: source row positions, their ids, and their times in ms after midnight (None: draw)."""
+
+    rows: list[np.ndarray]
+    ids: list[np.ndarray]
+    offsets: list[np.ndarray | None]
 
 
 def _deal(
-    spec: DatasetSpec, src: pd.DataFrame, n_days: int, rows_per_day: int | None, rng: np.random.Generator
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Source row positions and ids per day: one shuffle, then extra rows with replacement and fresh ids."""
-    n = len(src)
+    spec: DatasetSpec,
+    src: pd.DataFrame,
+    days: list[date],
+    rows_per_day: int | None,
+    rng: np.random.Generator,
+    times: np.ndarray | None,
+    time_mode: TimeMode,
+) -> _Dealt:
+    """Source row positions and ids per day: one shuffle, extra rows with replacement and fresh ids, then dealt
+    evenly (no source times) or by source time."""
+    n, n_days = len(src), len(days)
     order = rng.permutation(n)
-    base_ids = _numeric_ids(src[spec.id.name])
     if rows_per_day is None:
         picks = order
     else:
         total = rows_per_day * n_days
         extra = max(0, total - n)
         picks = np.concatenate([order[:total], rng.integers(0, n, size=extra)])
-    ids = base_ids[picks]
+    ids = _picked_ids(src[spec.id.name], picks, n)
+    if times is None:
+        if rows_per_day is None:
+            rows, day_ids = np.array_split(picks, n_days), np.array_split(ids, n_days)
+        else:
+            cuts = np.arange(rows_per_day, rows_per_day * n_days, rows_per_day)
+            rows, day_ids = np.split(picks, cuts), np.split(ids, cuts)
+        return _Dealt(rows, day_ids, [None] * n_days)
+    by_time = np.argsort(times[picks], kind="stable")
+    picks, ids, stamps = picks[by_time], ids[by_time], times[picks][by_time]
+    if time_mode == "keep":
+        day_index = (stamps // MS_PER_DAY) - np.datetime64(days[0], "D").astype(np.int64)
+        offsets = stamps % MS_PER_DAY
+    else:
+        first, last = int(times.min()), int(times.max())
+        position = (stamps - first) / max(last - first, 1) * n_days  # [0, n_days]: the span onto the days
+        day_index = np.minimum(np.floor(position), n_days - 1).astype(np.int64)
+        offsets = np.minimum(((position - day_index) * MS_PER_DAY).astype(np.int64), MS_PER_DAY - 1)
+    found = [np.flatnonzero(day_index == i) for i in range(n_days)]  # rows outside the days (keep) never land
+    return _Dealt([picks[f] for f in found], [ids[f] for f in found], [offsets[f] for f in found])
+
+
+def _picked_ids(source_ids: pd.Series, picks: np.ndarray, n: int) -> np.ndarray:
+    """Ids of the picked rows; rows picked beyond the first ``n`` are repeats and get fresh ids."""
+    if pd.api.types.is_integer_dtype(source_ids) or pd.api.types.is_float_dtype(source_ids):
+        base = source_ids.to_numpy(dtype=np.int64)
+        ids = base[picks]
+        if len(picks) > n:
+            ids[n:] = int(base.max()) + 1 + np.arange(len(picks) - n)
+        return ids
+    base = source_ids.astype("string").to_numpy(dtype=object)  # text ids are kept as they are
+    ids = base[picks]
     if len(picks) > n:
-        ids[n:] = int(base_ids.max()) + 1 + np.arange(len(picks) - n)
-    if rows_per_day is None:
-        return np.array_split(picks, n_days), np.array_split(ids, n_days)
-    cuts = np.arange(rows_per_day, rows_per_day * n_days, rows_per_day)
-    return np.split(picks, cuts), np.split(ids, cuts)
+        ids[n:] = [f"{v}-r{i}" for i, v in enumerate(ids[n:])]
+    return ids
 
 
-def _numeric_ids(ids: pd.Series) -> np.ndarray:
-    if pd.api.types.is_integer_dtype(ids) or pd.api.types.is_float_dtype(ids):
-        return ids.to_numpy(dtype=np.int64)
-    return np.arange(1, len(ids) + 1, dtype=np.int64)  # non-numeric ids are re-issued as numbers
+def _next_number(ids: list[np.ndarray], first_id: int | None) -> int:
+    """The first number no generated id of the replay uses (for rows drawn by drift)."""
+    numeric = [i for i in ids if len(i) and i.dtype != object]
+    if numeric:
+        return int(max(i.max() for i in numeric)) + 1
+    return (first_id or 1) + sum(len(i) for i in ids)
 
 
 def _id_values(col: Column, ids: np.ndarray) -> pd.Series:
+    if ids.dtype == object:  # the source's own text ids
+        return pd.Series(ids, dtype="string")
     if col.dtype == "string":
         return pd.Series(ids.astype(str), dtype="string").radd("id-")
     if col.dtype == "float64":
@@ -373,13 +455,21 @@ def _id_values(col: Column, ids: np.ndarray) -> pd.Series:
 
 
 def _day_frame(
-    spec: DatasetSpec, src: pd.DataFrame, day: date, idx: np.ndarray, ids: np.ndarray, rng: np.random.Generator
+    spec: DatasetSpec,
+    src: pd.DataFrame,
+    day: date,
+    idx: np.ndarray,
+    ids: np.ndarray,
+    rng: np.random.Generator,
+    offsets: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The day's rows in event-time order: times uniform over the UTC day, one gather per column, no copies.
+    """The day's rows in event-time order, one gather per column, no copies: at ``offsets`` (ms after the UTC
+    midnight, from source times) or, without them, at times uniform over the day.
 
     Times are millisecond-resolution and timezone-aware, so every reader sees UTC.
     """
-    offsets = rng.integers(0, MS_PER_DAY, size=len(idx), dtype=np.int64)
+    if offsets is None:
+        offsets = rng.integers(0, MS_PER_DAY, size=len(idx), dtype=np.int64)
     order = np.argsort(offsets, kind="stable")
     stamps = np.datetime64(day, "ms") + offsets[order].astype("timedelta64[ms]")
     rows = idx[order]
@@ -408,11 +498,13 @@ def _resample(
     for name, mix in drift.category_mix.items():
         cats = spec.column(name).categories or []
         lookup = {c: i for i, c in enumerate(cats)}
-        codes = pd.Categorical(src[name].astype("string"), categories=cats).codes.astype(np.int64)
+        codes = pd.Categorical(spec.typed(name, src[name]), categories=cats).codes.astype(np.int64)
         groups = np.where(codes < 0, len(cats), codes)  # values outside the spec and nulls: one last group
         margins.append((groups, _mix_shares(groups, len(cats) + 1, [lookup[c] for c in mix], list(mix.values()))))
     if drift.label_shift is not None:
-        positive = (src[spec.target.name].astype("string") == spec.positive_label).to_numpy(dtype=bool)
+        positive = (spec.typed(spec.target.name, src[spec.target.name]) == spec.positive_label).to_numpy(
+            dtype=bool, na_value=False
+        )
         groups = positive.astype(np.int64)
         margins.append((groups, np.array([1.0 - drift.label_shift, drift.label_shift])))
     weights = np.ones(len(src))
@@ -474,6 +566,11 @@ def _corrupt_rows(spec: DatasetSpec, frame: pd.DataFrame, c: Corruption, rng: np
         text = frame[name].astype("string").astype(object)
         text.iloc[rows] = [f"n/a-{i}" for i in range(k)]
         frame[name] = text.astype("string")
+    elif c.kind in ("out_of_domain", "bad_label") and col.integer_coded:  # codes no category has
+        codes = pd.to_numeric(frame[name], errors="coerce").astype("Int64")
+        top = max(int(x) for x in col.categories or ["0"])
+        codes.iloc[rows] = top + 1 + (np.arange(k) % 3 if c.kind == "out_of_domain" else 0)
+        frame[name] = codes
     elif c.kind in ("out_of_domain", "bad_label"):
         text = frame[name].astype("string")
         if c.kind == "bad_label":  # a real-world slip: adult.test writes ">50K." for ">50K"

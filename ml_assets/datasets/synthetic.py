@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ml_assets.dataset import Column, DatasetSpec, Role, demo_data_path
+from ml_assets.dataset import Column, DatasetSpec, Role, SpecError, read_demo_data
 from ml_assets.partitions import first_day
 
 NULL_RATE = 0.02  # share of nulls in nullable columns
@@ -51,6 +51,9 @@ def synthetic_rows(
     cols[spec.time.name] = _times(t0, n, days, rng)
     if categoricals == "string":
         cols = {k: v.astype("string") if isinstance(v.dtype, pd.CategoricalDtype) else v for k, v in cols.items()}
+    for col in spec.columns:  # integer-coded categories land as their codes
+        if col.integer_coded and not from_demo:
+            cols[col.name] = spec.landed_form(col, cols[col.name])
     # side by side without consolidating the columns into one block: no copy, half the peak memory at 1e7
     for name, col in cols.items():
         col.name = name  # in place: Series.rename would copy every column
@@ -83,14 +86,14 @@ def _ids(col: Column, n: int, id_start: int) -> pd.Series:
 
 
 def _from_demo(spec: DatasetSpec, n: int, rng: np.random.Generator) -> dict[str, pd.Series]:
-    path = demo_data_path(spec)
-    if path is None or not path.exists():
-        raise ValueError(f"synthetic_rows(from_demo=True): dataset {spec.name!r} ships no demo data ({path})")
-    demo = pd.read_parquet(path)
+    try:
+        demo = read_demo_data(spec)
+    except SpecError as e:
+        raise ValueError(f"synthetic_rows(from_demo=True): {e}") from None
     wanted = [c for c in spec.columns if c.role not in (Role.ID, Role.TIME)]
     missing = [c.name for c in wanted if c.name not in demo.columns]
     if missing:
-        raise ValueError(f"demo data {path} lacks spec columns {missing}")
+        raise ValueError(f"demo data of {spec.name!r} ({spec.demo_data}) lacks spec columns {missing}")
     pick = rng.integers(0, len(demo), size=n)
     out: dict[str, pd.Series] = {}
     for c in wanted:

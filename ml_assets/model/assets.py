@@ -25,9 +25,10 @@ from ml_assets.automation import retraining
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model import bundle, network, preprocessing, train, training_result
+from ml_assets.model import bundle, network, preprocessing, search, train, training_result
 from ml_assets.model import metrics as metrics_module
 from ml_assets.model.bundle import LogisticWeights, ModelRef, TabularModel
+from ml_assets.model.gates import thresholds_for
 from ml_assets.model.metrics import classification_metrics
 from ml_assets.model.network import NetworkConfig
 from ml_assets.model.preprocessing import Preprocessing
@@ -36,6 +37,7 @@ from resources.deepspeed_trainer import TRAINING_POOL, DeepSpeedTrainer
 from resources.model_store import ModelStore
 
 MODEL_SPEC_FIELDS = ("columns", "bands", "positive_label")
+CANDIDATE_SPEC_FIELDS = (*MODEL_SPEC_FIELDS, "search", "gates")
 
 
 def classifier_name(spec: DatasetSpec) -> str:
@@ -52,8 +54,13 @@ class BaselineConfig(Config):
 
 
 class CandidateConfig(Config):
-    """Architecture of the candidate network (launchpad config), so teams compare architectures per run."""
+    """Architecture of the candidate network (launchpad config), so teams compare architectures per run, and the
+    budget of the search around it (default: the spec's ``search``)."""
 
+    trials: int | None = Field(None, ge=1, description="networks to train (default: the spec's search.trials)")
+    max_seconds: float | None = Field(
+        None, gt=0, description="start no further trial after this long (default: the spec's search.max_seconds)"
+    )
     architecture: Literal["mlp", "transformer"] = "mlp"
     hidden: list[int] = Field(default_factory=lambda: [128, 64])
     max_embedding_dim: int = 16
@@ -63,7 +70,7 @@ class CandidateConfig(Config):
     dropout: float = 0.1
 
     def network(self) -> NetworkConfig:
-        return NetworkConfig(**self.model_dump())
+        return NetworkConfig(**self.model_dump(exclude={"trials", "max_seconds"}))
 
 
 def ordered(spec: DatasetSpec, training_set: pd.DataFrame) -> pd.DataFrame:
@@ -73,6 +80,17 @@ def ordered(spec: DatasetSpec, training_set: pd.DataFrame) -> pd.DataFrame:
 
 def split_rows(training_set: pd.DataFrame, split: str) -> pd.DataFrame:
     return training_set[training_set[SPLIT] == split]
+
+
+def labeled_split(spec: DatasetSpec, training_set: pd.DataFrame, split: str) -> pd.DataFrame:
+    """A split's labeled rows: models fit and are scored only where the label is known."""
+    return spec.labeled(split_rows(training_set, split))
+
+
+def unlabeled_counts(spec: DatasetSpec, training_set: pd.DataFrame) -> dict[str, int]:
+    """Rows per split left out of fitting and scoring because they carry no label yet."""
+    missing = training_set[spec.label_column].isna()
+    return {split: int((missing & (training_set[SPLIT] == split)).sum()) for split in ("train", "validation", "test")}
 
 
 def metrics_table(rows: dict[str, dict[str, float]]) -> str:
@@ -97,7 +115,7 @@ def fit_baseline(spec: DatasetSpec, training_set: pd.DataFrame, cfg: BaselineCon
     """Logistic regression on the same preprocessing as the networks (one-hot categories, scaled numerics)."""
     from sklearn.linear_model import LogisticRegression
 
-    train_rows = split_rows(training_set, "train")
+    train_rows = labeled_split(spec, training_set, "train")
     pre = Preprocessing.fit(spec, train_rows)
     y = train_rows[spec.label_column].to_numpy().astype(np.int64)
     lr = LogisticRegression(C=cfg.regularization_c, max_iter=cfg.max_iter)
@@ -109,8 +127,9 @@ def fit_baseline(spec: DatasetSpec, training_set: pd.DataFrame, cfg: BaselineCon
 def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
     """baseline_model and candidate_model for one dataset spec."""
     model_code = code_version(
-        spec, preprocessing, network, bundle, metrics_module, train, training_result, uses=MODEL_SPEC_FIELDS
+        spec, preprocessing, network, bundle, metrics_module, train, training_result, search, uses=CANDIDATE_SPEC_FIELDS
     )
+    select_by, higher_is_better = search.selection_metric(thresholds_for(spec).primary_metric)
     when = retraining(spec, ignore=READ_NOT_REACTED)
 
     @asset(
@@ -130,15 +149,17 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
         training_set = ordered(spec, load_approved(context, approved_training_set, "baseline_model"))
         version = frame_version(training_set).value
         model = fit_baseline(spec, training_set, config)
-        val = split_rows(training_set, "validation")
-        scores = classification_metrics(val[spec.label_column].to_numpy(), model.predict_proba(val))
+        val = labeled_split(spec, training_set, "validation")
+        scores = classification_metrics(val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val))
+        unlabeled = unlabeled_counts(spec, training_set)
         meta = {
             "training_set_version": version,
             "training_set_partition": approved_training_set.partition_key,
             "code_version": context.assets_def.code_versions_by_key[context.asset_key],
             "config": config.model_dump(),
             "validation_metrics": scores,
-            "train_rows": int((training_set[SPLIT] == "train").sum()),
+            "train_rows": len(labeled_split(spec, training_set, "train")),
+            "unlabeled_rows_left_out": unlabeled,
         }
         tag = model_store.save(model, baseline_name(spec), meta)
         context.log.info(f"baseline {tag}: validation {scores}")
@@ -149,6 +170,7 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
                 "model_tag": tag,
                 "validation_metrics": MetadataValue.md(metrics_table({"baseline": scores})),
                 **{f"val_{k}": v for k, v in scores.items()},
+                "unlabeled_rows_left_out": sum(unlabeled.values()),
                 "training_set_version": version,
                 "training_set_partition": approved_training_set.partition_key,
             },
@@ -172,22 +194,36 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
     ) -> Output[ModelRef]:
         training_set = ordered(spec, load_approved(context, approved_training_set, "candidate_model"))
         version = frame_version(training_set).value
-        net_cfg = config.network()
-        fit = {split: split_rows(training_set, split) for split in ("train", "validation")}
-        run = trainer.train(context, spec, fit["train"], fit["validation"], net_cfg.model_dump(), version)
+        budget = spec.search
+        trials = search.plan_trials(config.network(), budget, config.trials or budget.trials)
+        max_seconds = config.max_seconds or budget.max_seconds
+        fit = {split: labeled_split(spec, training_set, split) for split in ("train", "validation")}
+        run = trainer.train(
+            context,
+            spec,
+            fit["train"],
+            fit["validation"],
+            trials[0]["network"],
+            version,
+            search=trials[1:],
+            max_seconds=max_seconds,
+            select_by=select_by,
+            higher_is_better=higher_is_better,
+        )
         result = training_result.decode(run)
         s = result.summary
+        net_cfg = result.network
         model = TabularModel(
             kind=net_cfg.architecture,
             spec_name=spec.name,
             preprocessing=result.preprocessing,
-            network_config=result.network,
+            network_config=net_cfg,
             state_dict=result.state_dict,
         )
         # The stored model, scored in this process, must agree with what training measured: this is the
         # packed preprocessing + plain state_dict path that serving will take.
-        val = split_rows(training_set, "validation")
-        served = classification_metrics(val[spec.label_column].to_numpy(), model.predict_proba(val))
+        val = fit["validation"]
+        served = classification_metrics(val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val))
         scores: dict[str, float] = {k: float(v) for k, v in s["metrics"].items()}
         lineage: dict[str, Any] = {
             "training_set_version": version,
@@ -205,6 +241,7 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
             "device": s["device"],
             "precision": s["precision"],
             "best_epoch": s["best_epoch"],
+            "search": {"best_trial": s["best_trial"], "select_by": s["select_by"], "trials": s["trials"]},
         }
         tag = model_store.save(model, classifier_name(spec), lineage)
         ref = ModelRef(
@@ -217,6 +254,11 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
                 "validation_metrics": MetadataValue.md(
                     metrics_table({"training (ranks)": scores, "stored model (this process)": served})
                 ),
+                "search": MetadataValue.md(search_table(s["trials"], s["best_trial"])),
+                "trials_run": sum(1 for t in s["trials"] if t["status"] == "trained"),
+                "best_trial": s["best_trial"],
+                "selected_by": f"validation {s['select_by']}",
+                "unlabeled_rows_left_out": sum(unlabeled_counts(spec, training_set).values()),
                 **{f"val_{k}": v for k, v in scores.items()},
                 "loss_curve": MetadataValue.md(loss_curve_markdown(s["history"])),
                 "samples_per_s": float(s["samples_per_s"]),
@@ -237,6 +279,14 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
         )
 
     return [baseline_model, candidate_model]
+
+
+def search_table(trials: list[dict[str, Any]], best: str) -> str:
+    """Every trial of the search with its settings and validation figures; the kept one marked."""
+    rows = [{"kept": "yes" if t["trial"] == best else "", **t} for t in trials]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    numbers = [c for c in columns if c.startswith("val_") or c in ("parameters", "seconds", "best_epoch", "epochs_run")]
+    return markdown.table(rows, columns, right=numbers)
 
 
 def _fields(trainer: DeepSpeedTrainer) -> dict[str, Any]:

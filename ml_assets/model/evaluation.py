@@ -12,6 +12,7 @@ import math
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -106,13 +107,29 @@ class SliceMetrics:
         return f"{self.column}={self.value}"
 
 
-def group_labels(values: pd.Series) -> pd.Series:
-    """Slice values as plain strings, with nulls as their own visible group."""
-    return values.astype("string").fillna(MISSING_GROUP).astype(object)
+GroupNames = Mapping[str, Mapping[str, str]]  # column -> category -> display name (the spec's ``labels``)
+
+
+def group_labels(values: pd.Series, names: Mapping[str, str] | None = None) -> pd.Series:
+    """Slice values as plain strings, with nulls as their own visible group and codes shown with their names."""
+    text = values.astype("string").fillna(MISSING_GROUP).astype(object)
+    if names:
+        text = text.map(lambda v: f"{v} ({names[v]})" if v in names else v)
+    return text
+
+
+def group_names(spec: DatasetSpec) -> dict[str, dict[str, str]]:
+    """Display names of the spec's slice columns that have ``labels``."""
+    return {c.name: dict(c.labels) for c in spec.columns if c.labels and c.name in spec.slice_columns}
 
 
 def slice_metrics(
-    frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold: float, columns: list[str]
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    p: np.ndarray,
+    threshold: float,
+    columns: list[str],
+    names: GroupNames | None = None,
 ) -> list[SliceMetrics]:
     """Metrics for every group of every slice column, with its size and number of positives."""
     y = np.asarray(y, dtype=np.int64)
@@ -121,7 +138,7 @@ def slice_metrics(
     for column in columns:
         if column not in frame.columns:
             raise KeyError(f"slice column {column!r} is not in the evaluation frame ({list(frame.columns)})")
-        groups = group_labels(frame[column]).to_numpy()
+        groups = group_labels(frame[column], (names or {}).get(column)).to_numpy()
         for value in sorted(set(groups)):
             mask = groups == value
             out.append(
@@ -151,14 +168,29 @@ class FairnessGap:
     def assessable(self) -> bool:
         return len(self.groups) >= 2
 
+    def excluded_text(self) -> str:
+        """The groups left out, by name, with their size and why (``65+ (120 rows < 200)``)."""
+        return ", ".join(f"{group} ({why})" for group, why in self.excluded.items()) or "none"
+
+    def not_judged_reason(self) -> str:
+        """Why this attribute has no gaps (fewer than two groups to compare), naming every group."""
+        kept = ", ".join(f"{g} ({n} rows)" for g, n in self.groups.items()) or "none"
+        return f"fewer than two groups to compare: judged {kept}; left out {self.excluded_text()}"
+
 
 def fairness_gaps(
-    frame: pd.DataFrame, y: np.ndarray, yhat: np.ndarray, attributes: list[str], min_group_size: int
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    yhat: np.ndarray,
+    attributes: list[str],
+    min_group_size: int,
+    names: GroupNames | None = None,
 ) -> list[FairnessGap]:
-    """Demographic parity and equalized odds differences per sensitive attribute (fairlearn).
+    """Demographic parity and equalized odds differences per sensitive attribute or sensitive band (fairlearn).
 
-    Groups smaller than ``min_group_size`` or holding a single class are left out (and listed with the reason):
-    their rates are too noisy to hold a model to, and equalized odds is undefined without both classes.
+    Groups smaller than ``min_group_size`` or holding a single class are left out (and listed by name with their
+    size and the reason): their rates are too noisy to hold a model to, and equalized odds is undefined without
+    both classes.
     """
     from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 
@@ -166,7 +198,7 @@ def fairness_gaps(
     yhat = np.asarray(yhat, dtype=np.int64)
     out: list[FairnessGap] = []
     for attribute in attributes:
-        groups = group_labels(frame[attribute]).to_numpy()
+        groups = group_labels(frame[attribute], (names or {}).get(attribute)).to_numpy()
         kept: dict[str, int] = {}
         excluded: dict[str, str] = {}
         for value in sorted(set(groups)):
@@ -175,7 +207,7 @@ def fairness_gaps(
             if size < min_group_size:
                 excluded[str(value)] = f"{size} rows < {min_group_size}"
             elif len(np.unique(y[mask])) < 2:
-                excluded[str(value)] = "a single class"
+                excluded[str(value)] = f"{size} rows, a single class"
             else:
                 kept[str(value)] = size
         if len(kept) < 2:
@@ -410,13 +442,14 @@ def score_model(
     p = predictions(model, test) if probabilities is None else np.asarray(probabilities, dtype=np.float64)
     threshold = float(model.threshold)
     yhat = (p >= threshold).astype(np.int64)
+    names = group_names(spec)
     return ModelScores(
         tag=tag,
         kind=str(model.kind),
         threshold=threshold,
         metrics=classification_metrics(y, p, threshold),
-        slices=slice_metrics(test, y, p, threshold, spec.slice_columns),
-        fairness=fairness_gaps(test, y, yhat, spec.sensitive_columns, min_group_size),
+        slices=slice_metrics(test, y, p, threshold, spec.slice_columns, names),
+        fairness=fairness_gaps(test, y, yhat, spec.fairness_columns, min_group_size, names),
         latency=measure_latency(model, test) if operational else None,
         size=model_size(model, saved_path) if operational else None,
         stability=check_stability(model, spec, test) if operational else None,

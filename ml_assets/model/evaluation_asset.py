@@ -48,12 +48,13 @@ GATE_DESCRIPTIONS = {
 
 
 def evaluation_rows(spec: DatasetSpec, training_set: pd.DataFrame) -> pd.DataFrame:
-    """The newest days of the window, as production would see them next."""
+    """The labeled rows of the newest days of the window, as production would see them next."""
     if SPLIT not in training_set.columns:
         raise Failure(description=f"training_set has no {SPLIT!r} column; columns: {list(training_set.columns)}")
-    test = training_set[training_set[SPLIT].astype("string") == "test"].reset_index(drop=True)
+    test = training_set[training_set[SPLIT].astype("string") == "test"]
+    test = spec.labeled(test).reset_index(drop=True)  # unlabeled rows cannot be judged
     if test.empty:
-        raise Failure(description="training_set has no rows in its test split: nothing to evaluate on")
+        raise Failure(description="training_set has no labeled rows in its test split: nothing to evaluate on")
     labels = set(pd.unique(test[spec.label_column].astype("int64")))
     if labels != {0, 1}:
         raise Failure(description=f"the test split holds only label(s) {sorted(labels)}: AUC is undefined")
@@ -82,7 +83,9 @@ def build_model_evaluation(spec: DatasetSpec):
         baseline_model: ModelRef,
         model_store: ModelStore,
     ) -> Output[Evaluation]:
-        test = evaluation_rows(spec, load_approved(context, approved_training_set, "model_evaluation"))
+        window = load_approved(context, approved_training_set, "model_evaluation")
+        test = evaluation_rows(spec, window)
+        unlabeled_test = int((window[SPLIT].astype("string") == "test").sum()) - len(test)
         champion_tag = current_champion_tag(context.instance)
         if champion_tag is not None and not champion_tag.startswith(f"{candidate_model.name}:"):
             champion_tag = None  # a champion of another model name (another dataset) is no comparison
@@ -136,6 +139,7 @@ def build_model_evaluation(spec: DatasetSpec):
             "baseline_tag": baseline_model.tag,
             "champion_tag": champion_tag or "none",
             "test_rows": len(test),
+            "unlabeled_test_rows_left_out": unlabeled_test,
             "window_end": window_end or "unknown",
             "training_set_partition": approved_training_set.partition_key,
             f"candidate_{m}": cand.metrics[m],

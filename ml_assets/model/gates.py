@@ -225,10 +225,20 @@ def fairness(ev: Evaluation, th: GateThresholds) -> GateOutcome:
     )
     details: dict[str, Any] = {}
     for g in ev.candidate.fairness:
-        details[f"{g.attribute}_demographic_parity_difference"] = g.demographic_parity_difference
-        details[f"{g.attribute}_equalized_odds_difference"] = g.equalized_odds_difference
+        if g.assessable:
+            details[f"{g.attribute}_demographic_parity_difference"] = g.demographic_parity_difference
+            details[f"{g.attribute}_equalized_odds_difference"] = g.equalized_odds_difference
+        else:  # no gap to report: say why, naming each group and its size, never a bare NaN
+            details[f"{g.attribute}_not_judged"] = g.not_judged_reason()
         if g.excluded:
-            details[f"{g.attribute}_excluded_groups"] = ", ".join(f"{k} ({v})" for k, v in g.excluded.items())
+            details[f"{g.attribute}_excluded_groups"] = g.excluded_text()
+    not_judged = [g.attribute for g in ev.candidate.fairness if not g.assessable]
+    predicted = ev.candidate.metrics.get("positive_rate", math.nan)
+    if predicted in (0.0, 1.0):  # one label for every row: parity holds by construction, and says nothing
+        details["note"] = (
+            f"the candidate predicts {'the positive' if predicted else 'the negative'} label for every test row "
+            f"at its threshold {ev.candidate.threshold:g}: the gaps are 0 by construction, not evidence of fairness"
+        )
     ok = not failing
     return GateOutcome(
         FAIRNESS,
@@ -241,7 +251,11 @@ def fairness(ev: Evaluation, th: GateThresholds) -> GateOutcome:
             if ok
             else "gaps over the limit for " + ", ".join(g.attribute for g in failing) + f" ({observed})"
         ),
-        details | {"failing_attributes": ", ".join(g.attribute for g in failing) or "none"},
+        details
+        | {
+            "failing_attributes": ", ".join(g.attribute for g in failing) or "none",
+            "attributes_not_judged": ", ".join(not_judged) or "none",
+        },
     )
 
 

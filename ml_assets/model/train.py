@@ -9,9 +9,15 @@ epoch all ranks evaluate their share of the validation rows, save a DeepSpeed ch
 validation loss stops improving. A rerun with the same checkpoint directory (same data version and config)
 resumes from the last checkpoint.
 
+A job holds one or more trials (a candidate search): networks with their own DeepSpeed configs (learning rate,
+weight decay), trained in turn by the same process group on the same shards, so start-up (interpreters, the
+process group, reading and preparing the rows) is paid once. The trial best on validation by the job's
+selection metric is exported; every trial's figures go into the summary. Past ``max_seconds`` no further trial
+starts (rank 0 decides, every rank follows).
+
 Only rank 0 opens the Dagster Pipes context (every rank reporting would fail the step) and streams per-epoch
-metrics as log lines; it writes the best epoch's plain fp32 state_dict, the preprocessing and the summary to the
-job's output folder, where the launching step reads them back.
+metrics as log lines; it writes the best trial's best epoch as a plain fp32 state_dict, the preprocessing and the
+summary to the job's output folder, where the launching step reads them back.
 """
 
 from __future__ import annotations
@@ -51,6 +57,16 @@ PREPROCESSING = "preprocessing.json"
 SUMMARY = "result.json"
 
 
+@dataclass(frozen=True)
+class Trial:
+    """One network of the job and its DeepSpeed config."""
+
+    name: str
+    network: NetworkConfig
+    deepspeed_config: dict[str, Any]
+    settings: dict[str, Any]  # what differs from the trainer's defaults (learning rate, weight decay), for reports
+
+
 @dataclass
 class Job:
     """The job description the trainer staged, typed."""
@@ -60,8 +76,10 @@ class Job:
     output_dir: str
     checkpoint_dir: Path
     spec: DatasetSpec
-    network: NetworkConfig
-    deepspeed_config: dict[str, Any]
+    trials: list[Trial]
+    select_by: str  # validation metric that picks the best trial
+    higher_is_better: bool
+    max_seconds: float | None
     device: str
     precision: str
     max_epochs: int
@@ -80,8 +98,13 @@ class Job:
             output_dir=job["output_dir"],
             checkpoint_dir=Path(job["checkpoint_dir"]),
             spec=DatasetSpec.model_validate(job["spec"]),
-            network=NetworkConfig(**job["network"]),
-            deepspeed_config=dict(job["deepspeed_config"]),
+            trials=[
+                Trial(t["name"], NetworkConfig(**t["network"]), dict(t["deepspeed_config"]), dict(t["settings"]))
+                for t in job["trials"]
+            ],
+            select_by=job["select_by"],
+            higher_is_better=bool(job["higher_is_better"]),
+            max_seconds=None if job["max_seconds"] is None else float(job["max_seconds"]),
             device=job["device"],
             precision=job["precision"],
             max_epochs=int(job["max_epochs"]),
@@ -175,8 +198,8 @@ def shard_rows(n: int, rank: int, world: int, seed: int, equal: bool) -> np.ndar
 
 def load_data(job: Job, me: Rank, dtype: torch.dtype) -> Data:
     """Read the staged rows, fit the preprocessing on the train rows, and keep this rank's shards on device."""
-    train_rows = pd.read_parquet(job.train_rows)
-    val_rows = pd.read_parquet(job.validation_rows)
+    train_rows = job.spec.labeled(pd.read_parquet(job.train_rows))  # the asset hands labeled rows; stay safe
+    val_rows = job.spec.labeled(pd.read_parquet(job.validation_rows))
     pre = Preprocessing.fit(job.spec, train_rows)
     label = job.spec.label_column
     train_idx = shard_rows(len(train_rows), me.rank, me.world, job.seed, equal=True)
@@ -238,13 +261,15 @@ def join_process_group(job: Job, local_rank: int) -> torch.device:
     return device
 
 
-def build_engine(job: Job, pre: Preprocessing, config: dict[str, Any], world: int) -> tuple[Any, int]:
+def build_engine(
+    job: Job, network: NetworkConfig, pre: Preprocessing, config: dict[str, Any], world: int
+) -> tuple[Any, int]:
     """The DeepSpeed engine around a freshly seeded network, and the network's parameter count."""
     import deepspeed
 
     torch.manual_seed(job.seed)
     np.random.seed(job.seed)
-    net = build_network(job.network, pre)
+    net = build_network(network, pre)
     engine, _, _, _ = deepspeed.initialize(model=net, model_parameters=net.parameters(), config=config)
     if world == 1 and zero_stage(config) == 0:
         # One rank has nothing to average: DeepSpeed would still flatten, all-reduce and copy back every
@@ -350,31 +375,121 @@ def record_epoch(
     return improved
 
 
+@dataclass
+class TrialOutcome:
+    """One finished trial: its progress (best epoch, history, rank 0's best weights) and settings."""
+
+    trial: Trial
+    state: State
+    stage: int
+    n_params: int
+    resumed_from: int | None
+    seconds: float
+
+    def score(self, metric: str) -> float:
+        value = self.best_metrics().get(metric, math.nan)
+        return float(value) if value is not None else math.nan
+
+    def best_metrics(self) -> dict[str, float]:
+        best = self.state.history[[h["epoch"] for h in self.state.history].index(self.state.best_epoch + 1)]
+        return {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")}
+
+
 def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> dict[str, Any]:
-    """Train to the end (or early stop) from the last checkpoint, if any; rank 0 returns and exports the summary."""
+    """Train every trial in turn (each from its last checkpoint, if any); rank 0 returns and exports the summary
+    of the best one."""
+    import torch.distributed as dist
+
     startup: dict[str, float | None] = {"python_and_torch_ready": time.time() - job.launched_at}
     device = join_process_group(job, local_rank)
     startup["process_group_ready"] = time.time() - job.launched_at
     me = Rank(rank, world, device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(job.precision, torch.float32)
     data = load_data(job, me, dtype)
-    micro, steps = step_plan(len(data.train), job.deepspeed_config)
-    gas = int(job.deepspeed_config.get("gradient_accumulation_steps", 1))
-    config = fill_schedule(job.deepspeed_config, job.max_epochs * steps // gas, job.warmup_fraction)
     startup["data_on_device"] = time.time() - job.launched_at
-    engine, n_params = build_engine(job, data.pre, config, world)
-    startup["engine_ready"] = time.time() - job.launched_at
+
+    best: TrialOutcome | None = None
+    figures: list[dict[str, Any]] = []
+    for i, trial in enumerate(job.trials):
+        elapsed = [time.time() - job.launched_at]
+        dist.broadcast_object_list(elapsed, src=0)  # rank 0's clock decides, so every rank stops together
+        if i > 0 and job.max_seconds is not None and elapsed[0] > job.max_seconds:
+            skipped = [t.name for t in job.trials[i:]]
+            report.info(f"search budget of {job.max_seconds:g} s used after {elapsed[0]:.0f} s: skipping {skipped}")
+            figures += [trial_figures(t, None, job) for t in job.trials[i:]]
+            break
+        outcome = run_trial(job, trial, data, me, report, startup)
+        figures.append(trial_figures(trial, outcome, job))
+        if best is None or better(outcome, best, job):
+            best = outcome
+        elif rank == 0:
+            outcome.state.best_state = None  # keep one set of weights: the best trial's
+    assert best is not None
+    if len(job.trials) > 1:
+        report.info(
+            f"search: {best.trial.name} is best on validation {job.select_by} "
+            f"({best.score(job.select_by):.4f}) of {len([f for f in figures if f['status'] == 'trained'])} trials"
+        )
+    summary: dict[str, Any] = {}
+    if rank == 0:
+        startup.setdefault("first_step_done", None)  # None when resuming a run that had already finished
+        summary = export(job, data.pre, best, world, startup, figures)
+    dist.barrier()
+    return summary
+
+
+def better(candidate: TrialOutcome, incumbent: TrialOutcome, job: Job) -> bool:
+    """``candidate`` beats ``incumbent`` on the selection metric (NaN never wins; ties keep the earlier)."""
+    new, old = candidate.score(job.select_by), incumbent.score(job.select_by)
+    if math.isnan(new):
+        return False
+    if math.isnan(old):
+        return True
+    return new > old if job.higher_is_better else new < old
+
+
+def trial_figures(trial: Trial, outcome: TrialOutcome | None, job: Job) -> dict[str, Any]:
+    """One row of the search table: the trial's settings and its best epoch's validation metrics."""
+    net = trial.network
+    row: dict[str, Any] = {
+        "trial": trial.name,
+        "architecture": net.architecture,
+        "hidden": "x".join(map(str, net.hidden)) if net.architecture == "mlp" else f"{net.n_layers}L/{net.d_token}d",
+        "dropout": net.dropout,
+        **trial.settings,
+    }
+    if outcome is None:
+        return row | {"status": "skipped (budget)"}
+    return row | {
+        "status": "trained",
+        "parameters": outcome.n_params,
+        "best_epoch": outcome.state.best_epoch + 1,
+        "epochs_run": outcome.state.epoch + 1,
+        "seconds": round(outcome.seconds, 1),
+        **{f"val_{k}": v for k, v in outcome.best_metrics().items() if k in ("log_loss", "roc_auc", "pr_auc")},
+    }
+
+
+def run_trial(job: Job, trial: Trial, data: Data, me: Rank, report: Reporter, startup: dict) -> TrialOutcome:
+    """Train one trial to the end (or early stop) from its last checkpoint, if any."""
+    started = time.perf_counter()
+    micro, steps = step_plan(len(data.train), trial.deepspeed_config)
+    gas = int(trial.deepspeed_config.get("gradient_accumulation_steps", 1))
+    config = fill_schedule(trial.deepspeed_config, job.max_epochs * steps // gas, job.warmup_fraction)
+    engine, n_params = build_engine(job, trial.network, data.pre, config, me.world)
+    startup.setdefault("engine_ready", time.time() - job.launched_at)
+    directory = job.checkpoint_dir / trial.name
 
     state, resumed_from = State(), None
-    if (job.checkpoint_dir / "latest").is_file():
-        _, client = engine.load_checkpoint(str(job.checkpoint_dir))
+    if (directory / "latest").is_file():
+        _, client = engine.load_checkpoint(str(directory))
         state = State(**client["progress"])
         resumed_from = state.epoch
-        report.info(f"resumed from checkpoint of epoch {state.epoch + 1} in {job.checkpoint_dir}")
+        report.info(f"{trial.name}: resumed from checkpoint of epoch {state.epoch + 1} in {directory}")
     report.info(
-        f"{job.network.architecture}: {n_params} parameters; {world} {job.device} rank(s), ZeRO "
-        f"{zero_stage(config)}, {job.precision}; {data.n_train} train rows ({len(data.train)} per rank, {steps} "
-        f"steps of {micro}), {data.n_val} validation rows"
+        f"{trial.name} {trial.network.architecture} {trial.settings or ''}: {n_params} parameters; {me.world} "
+        f"{job.device} rank(s), ZeRO {zero_stage(config)}, {job.precision}; {data.n_train} train rows "
+        f"({len(data.train)} per rank, {steps} steps of {micro}), {data.n_val} validation rows"
     )
     while not state.stopped and state.epoch + 1 < job.max_epochs:
         epoch = state.epoch + 1
@@ -382,30 +497,26 @@ def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> d
         train_loss, seconds, first_step_at = train_epoch(engine, data, job, epoch, me, micro, steps, first)
         if first_step_at is not None:
             startup["first_step_done"] = first_step_at - job.launched_at
-        metrics = validate(engine, data, world)
-        improved = record_epoch(state, epoch, train_loss, metrics, steps * micro * world, seconds)
+        metrics = validate(engine, data, me.world)
+        improved = record_epoch(state, epoch, train_loss, metrics, steps * micro * me.world, seconds)
         if improved:
             best = plain_state_dict(engine, zero_stage(config))  # collective under ZeRO-3: every rank
-            state.best_state = best if rank == 0 else None
+            state.best_state = best if me.rank == 0 else None
         state.stopped = state.bad_epochs >= job.patience
-        save_checkpoint(engine, job.checkpoint_dir, epoch, state, rank)
+        save_checkpoint(engine, directory, epoch, state, me.rank)
         report.info(
-            f"epoch {epoch + 1}/{job.max_epochs}: train_loss {train_loss:.4f}, val_log_loss "
+            f"{trial.name} epoch {epoch + 1}/{job.max_epochs}: train_loss {train_loss:.4f}, val_log_loss "
             f"{metrics['log_loss']:.4f}, val_roc_auc {metrics['roc_auc']:.4f}, "
             f"{state.history[-1]['samples_per_s']:,.0f} samples/s"
             + (" (best)" if improved else f" (no improvement for {state.bad_epochs})")
         )
     if state.stopped:
-        report.info(f"early stop: validation loss did not improve for {job.patience} epochs")
-
-    summary: dict[str, Any] = {}
-    if rank == 0:
-        startup.setdefault("first_step_done", None)  # None when resuming a run that had already finished
-        summary = export(job, data.pre, state, world, zero_stage(config), startup, resumed_from, n_params)
-    import torch.distributed as dist
-
-    dist.barrier()
-    return summary
+        report.info(f"{trial.name}: early stop, validation loss did not improve for {job.patience} epochs")
+    if not state.history:
+        raise RuntimeError(f"{trial.name}: no epoch ran (max_epochs {job.max_epochs}); nothing to compare")
+    stage = zero_stage(config)
+    del engine  # the next trial builds its own; free this one's optimizer state first
+    return TrialOutcome(trial, state, stage, n_params, resumed_from, time.perf_counter() - started)
 
 
 def save_checkpoint(engine: Any, directory: Path, epoch: int, state: State, rank: int) -> None:
@@ -422,18 +533,13 @@ def save_checkpoint(engine: Any, directory: Path, epoch: int, state: State, rank
 
 
 def summarize(
-    job: Job,
-    state: State,
-    world: int,
-    stage: int,
-    startup: dict[str, float | None],
-    resumed_from: int | None,
-    n_params: int,
+    job: Job, best: TrialOutcome, world: int, startup: dict[str, float | None], trials: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The run's summary: the best epoch's validation metrics, history, throughput, timings and settings."""
-    best = state.history[[h["epoch"] for h in state.history].index(state.best_epoch + 1)]
+    """The run's summary: the best trial's best epoch (metrics, history, throughput, settings), timings, and every
+    trial's figures."""
+    state = best.state
     return {
-        "metrics": {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")},
+        "metrics": best.best_metrics(),
         "best_epoch": state.best_epoch + 1,
         "epochs_run": state.epoch + 1,
         "early_stopped": state.stopped,
@@ -447,34 +553,35 @@ def summarize(
         "wall_seconds": time.time() - job.launched_at,
         "launch_to_first_step_s": startup["first_step_done"],
         "startup_s": startup,  # seconds after launch at which rank 0 reached each phase
-        "resumed_from_epoch": None if resumed_from is None else resumed_from + 1,
+        "resumed_from_epoch": None if best.resumed_from is None else best.resumed_from + 1,
         "ranks": world,
         "device": job.device if job.device == "cpu" else torch.cuda.get_device_name(),
         "precision": job.precision,
-        "zero_stage": stage,
-        "parameters": n_params,
-        "network": job.network.model_dump(),
-        "deepspeed_config": job.deepspeed_config,
-        "checkpoint_dir": str(job.checkpoint_dir),
+        "zero_stage": best.stage,
+        "parameters": best.n_params,
+        "network": best.trial.network.model_dump(),
+        "deepspeed_config": best.trial.deepspeed_config,
+        "checkpoint_dir": str(job.checkpoint_dir / best.trial.name),
+        "best_trial": best.trial.name,
+        "select_by": job.select_by,
+        "trials": trials,
     }
 
 
 def export(
     job: Job,
     pre: Preprocessing,
-    state: State,
+    best: TrialOutcome,
     world: int,
-    stage: int,
     startup: dict[str, float | None],
-    resumed_from: int | None,
-    n_params: int,
+    trials: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """Rank 0: write the best epoch's weights, the preprocessing and the summary to the job's output folder."""
-    if state.best_state is None:
+    """Rank 0: write the best trial's weights, the preprocessing and the summary to the job's output folder."""
+    if best.state.best_state is None:
         raise RuntimeError(f"no epoch finished with a finite validation loss; nothing to export ({job.checkpoint_dir})")
-    summary = summarize(job, state, world, stage, startup, resumed_from, n_params)
+    summary = summarize(job, best, world, startup, trials)
     weights = io.BytesIO()
-    torch.save(state.best_state, weights)
+    torch.save(best.state.best_state, weights)
     fs, folder = fsspec.core.url_to_fs(job.output_dir)
     fs.makedirs(folder, exist_ok=True)
     fs.pipe_file(f"{folder}/{STATE_DICT}", weights.getvalue())

@@ -182,6 +182,9 @@ def _column_problems(
             return None, [error_item(loc, "bool_type", f"column should hold booleans, not {array.type}")]
         typed, problems = array, []
     else:
+        if col.integer_coded and pa.types.is_integer(kind):  # codes as numbers: the same codes as text
+            array = pc.cast(array.dictionary_decode() if pa.types.is_dictionary(array.type) else array, _TEXT)
+            kind = _TEXT
         if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
             return None, [error_item(loc, "string_type", f"column should hold text, not {array.type}")]
         typed, problems = _text_column(spec, col, array)

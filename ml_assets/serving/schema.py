@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, NotRequired
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from ml_assets.dataset import PANDAS_DTYPES, Column, DatasetSpec, Role
@@ -164,9 +164,17 @@ def _value_type(spec: DatasetSpec, col: Column) -> Any:
     if col.dtype == "datetime":
         return Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     if col.categories and col.unknown_category == "reject":
-        return Literal[tuple(col.categories)]  # type: ignore[misc]
-    limit = category_max_chars(spec) if col.categories else ID_MAX_CHARS
-    return Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limit)]
+        text: Any = Literal[tuple(col.categories)]  # type: ignore[misc]
+    else:
+        limit = category_max_chars(spec) if col.categories else ID_MAX_CHARS
+        text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limit)]
+    if col.integer_coded:  # codes land as numbers: 3 and "3" are the same code, scored and logged as "3"
+        if col.categories and col.unknown_category == "reject":
+            number: Any = Literal[tuple(int(c) for c in col.categories)]  # type: ignore[misc]
+        else:
+            number = Annotated[int, Field(strict=True, ge=INT64_MIN, le=INT64_MAX)]
+        return Annotated[number | text, AfterValidator(str)]
+    return text
 
 
 def _field(spec: DatasetSpec, col: Column) -> Any:
@@ -254,7 +262,8 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 # ---- records -> model input ------------------------------------------------------------------------------------
 def warmup_record(spec: DatasetSpec) -> dict[str, Any]:
-    """A valid record built from the spec alone (mid-range numbers, first category), to warm a model up."""
+    """A valid record built from the spec alone (mid-range numbers, first category; integer codes as numbers, as
+    clients send them), to warm a model up."""
     out: dict[str, Any] = {}
     for col in spec.feature_columns:
         if col.dtype in ("int64", "float64"):
@@ -262,6 +271,8 @@ def warmup_record(spec: DatasetSpec) -> dict[str, Any]:
             hi = col.range.max if col.range and col.range.max is not None else lo
             mid = (lo + hi) / 2
             out[col.name] = int(mid) if col.dtype == "int64" else float(mid)
+        elif col.integer_coded:
+            out[col.name] = int((col.categories or ["0"])[0])
         else:
             out[col.name] = (col.categories or [""])[0]
     return out

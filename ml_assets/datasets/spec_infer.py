@@ -1,0 +1,487 @@
+"""Infer a DatasetSpec from a data file (``ml-assets spec infer``), in the spirit of TFDV's schema inference.
+
+It reads a CSV (gzip allowed) or Parquet file as it would land and proposes every spec field from what it sees:
+types and roles, category domains from the observed values, numeric ranges from the data with headroom,
+nullability, integer-coded categories, label coverage when the target has gaps, sensitive attributes (a numeric
+one becomes a sensitive band), the training window and class balance from the row count and positive rate, and
+the model gates' defaults. The output is commented YAML (each field's meaning comes from the spec model itself),
+so it doubles as the spec format's documentation; a person then reviews it and edits what only they can know.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel
+
+from ml_assets.dataset import (
+    Band,
+    CandidateSearch,
+    Column,
+    DatasetSpec,
+    Monitoring,
+    NumericRange,
+    Retraining,
+    Role,
+    RowCount,
+    SearchSpace,
+    TrainingWindow,
+    category_text,
+    read_table,
+)
+
+MAX_CATEGORIES = 100  # text columns with more distinct values are not categories (free text, ids)
+RANGE_HEADROOM = 0.1  # numeric ranges extend the observed span by this share on each side
+COVERAGE_HEADROOM = 0.8  # a nullable target's label coverage rule: this share of the observed coverage
+ROWS_PER_DAY = 300  # the window shrinks until a replayed day holds about this many labeled rows
+GENERATED_ID, GENERATED_TIME = "record_id", "event_time"
+
+
+class InferenceError(ValueError):
+    """A request the data cannot answer, naming the option and the column."""
+
+
+@dataclass
+class Inferred:
+    """A proposed spec (a plain mapping, valid for DatasetSpec) and what was observed, for the comments."""
+
+    spec: dict[str, Any]
+    notes: dict[str, str] = field(default_factory=dict)  # column -> what was seen
+    header: list[str] = field(default_factory=list)
+
+
+def infer_spec(
+    data: str | Path,
+    *,
+    target: str,
+    positive: str | None = None,
+    time: str | None = None,
+    ident: str | None = None,
+    sensitive: Sequence[str] = (),
+    ignore: Sequence[str] = (),
+    categorical: Sequence[str] = (),
+    out: str | Path | None = None,
+    name: str | None = None,
+) -> Inferred:
+    """Propose a spec for ``data``; ``out`` (where the spec will be written) makes ``demo_data`` relative to it."""
+    path = Path(data)
+    frame = read_table(path)
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    frame = frame.loc[:, ~frame.columns.duplicated()]  # a repeated header name: the first column of that name
+    columns = [str(c) for c in frame.columns]
+    for option, names in (
+        ("--target", [target]),
+        ("--time", [time] if time else []),
+        ("--id", [ident] if ident else []),
+        ("--sensitive", list(sensitive)),
+        ("--ignore", list(ignore)),
+        ("--categorical", list(categorical)),
+    ):
+        unknown = [n for n in names if n not in columns]
+        if unknown:
+            raise InferenceError(f"{option}: {unknown} not among the columns of {path}: {columns}")
+    roles_given = [target, *([time] if time else []), *([ident] if ident else [])]
+    clash = sorted(set(roles_given) & set(ignore))
+    if clash:
+        raise InferenceError(f"--ignore: {clash} also named as the target, time or id")
+
+    result = Inferred(spec={})
+    ident = ident or _guess_id(frame, exclude={target, *ignore, *sensitive})
+    time = time or _guess_time(frame, exclude={target, ident, *ignore, *sensitive})
+    cols: list[dict[str, Any]] = []
+    bands: list[dict[str, Any]] = []
+    if ident is None:
+        cols.append({"name": GENERATED_ID, "role": "id", "dtype": "int64", "description": "generated on landing"})
+        result.notes[GENERATED_ID] = "not in the source: the simulator numbers the rows (1, 2, ...)"
+    if time is None:
+        cols.append({"name": GENERATED_TIME, "role": "time", "dtype": "datetime", "description": "generated"})
+        result.notes[GENERATED_TIME] = "not in the source: the simulator spreads rows uniformly over each day"
+    ignored: list[str] = []
+    for col in columns:
+        values = frame[col]
+        if col in ignore:
+            ignored.append(col)
+            continue
+        if col == ident:
+            cols.append(_id_column(col, values, result))
+        elif col == time:
+            cols.append(_time_column(col, values, result))
+        elif col == target:
+            cols.append(_target_column(col, values, positive, result))
+        else:
+            inferred = _feature_column(col, values, col in sensitive, col in categorical, result)
+            if inferred is None:
+                ignored.append(col)
+                continue
+            column, band = inferred
+            cols.append(column)
+            if band is not None:
+                bands.append(band)
+
+    target_col = next(c for c in cols if c["role"] == "target")
+    label_rate, labeled = _label_stats(frame[target], target_col)
+    window = _window(labeled)
+    spec: dict[str, Any] = {
+        "name": name or _dataset_name(path),
+        "description": f"{path.name}: {len(frame):,} rows, {len(columns)} columns (inferred by ml-assets spec infer)",
+        "source": str(path.name),
+        "license": "",
+        "demo_data": _relative(path, out),
+        "positive_label": int(target_col["positive_label"])
+        if target_col.get("landed") == "int64"
+        else target_col["positive_label"],
+        "partitions_start": "auto",
+        "timezone": "UTC",
+        "freshness_hours": 48.0,
+        "row_count": {"min": max(1, len(frame) // (window + 2) // 10), "max": 10_000_000},
+        "training": {
+            "window_days": window,
+            "validation_days": 2,
+            "test_days": 2,
+            "class_balance": [round(max(0.01, label_rate / 3), 3), round(min(0.99, 1 - (1 - label_rate) / 3), 3)],
+        },
+        "unexpected_columns": "warn",
+        "search": {"trials": CandidateSearch().trials},
+        "columns": [{k: v for k, v in c.items() if k != "positive_label"} for c in cols],
+        "bands": bands,
+        "gates": _gate_defaults(),
+    }
+    spec["columns"] = [_ordered(c) for c in spec["columns"]]
+    result.spec = spec
+    result.header = _header(path, frame, ignored, time, labeled, label_rate, window)
+    if repeated:
+        result.header.append(f"Repeated column names (the first of each is used): {', '.join(repeated)}.")
+    DatasetSpec.model_validate(spec)  # what we write must load
+    return result
+
+
+# ---- per column --------------------------------------------------------------------------------------------
+def _guess_id(frame: pd.DataFrame, exclude: set[str]) -> str | None:
+    """A column named like an id whose values are unique and present, or None."""
+    for col in frame.columns:
+        name = str(col)
+        if name in exclude or not re.search(r"(^|_)(id|key)$|^id|Id$|ID$|Num$", name):
+            continue
+        values = frame[col]
+        if values.notna().all() and values.is_unique and not _is_float(values):
+            return name
+    return None
+
+
+def _guess_time(frame: pd.DataFrame, exclude: set[str]) -> str | None:
+    """The first column of timestamps (or text that parses as dates on every row), or None."""
+    for col in frame.columns:
+        if str(col) in exclude:
+            continue
+        if _as_times(frame[col]) is not None:
+            return str(col)
+    return None
+
+
+def _as_times(values: pd.Series) -> pd.Series | None:
+    if pd.api.types.is_datetime64_any_dtype(values.dtype) or (
+        isinstance(values.dtype, pd.ArrowDtype) and values.dtype.kind == "M"
+    ):
+        return values
+    if not _is_text(values) or values.isna().all():
+        return None
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    return parsed if parsed.notna().sum() == values.notna().sum() else None
+
+
+def _id_column(name: str, values: pd.Series, result: Inferred) -> dict[str, Any]:
+    if values.isna().any() or not values.is_unique:
+        raise InferenceError(f"--id: {name!r} has nulls or repeated values; an id must be unique and present")
+    dtype = "string" if _is_text(values) else "int64"
+    result.notes[name] = f"unique on all {len(values):,} rows; kept as the source's id"
+    return {"name": name, "role": "id", "dtype": dtype}
+
+
+def _time_column(name: str, values: pd.Series, result: Inferred) -> dict[str, Any]:
+    times = _as_times(values)
+    if times is None:
+        raise InferenceError(f"--time: {name!r} does not parse as timestamps on every row")
+    times = pd.to_datetime(times, utc=True)
+    if times.isna().any():
+        raise InferenceError(f"--time: {name!r} has {int(times.isna().sum())} missing times; times must be present")
+    span = times.max() - times.min()
+    result.notes[name] = (
+        f"{times.min().date()} .. {times.max().date()} ({span.days} days): replayed in this order, the span mapped "
+        "onto the landing days"
+    )
+    return {"name": name, "role": "time", "dtype": "datetime"}
+
+
+def _target_column(name: str, values: pd.Series, positive: str | None, result: Inferred) -> dict[str, Any]:
+    present = values.dropna()
+    codes = _is_integer(values)
+    if not (_is_text(values) or codes):
+        raise InferenceError(f"--target: {name!r} holds {values.dtype} values; a target is text or integer codes")
+    counts = present.map(lambda v: category_text(v, name)).value_counts()
+    if len(counts) != 2:
+        raise InferenceError(f"--target: {name!r} has {len(counts)} labels {list(counts.index)[:10]}; need 2")
+    if positive is None:
+        positive = str(counts.index[-1])  # the rarer label, usually the event of interest
+    elif str(positive) not in counts.index:
+        raise InferenceError(f"--positive: {positive!r} is not one of {name!r}'s labels {list(counts.index)}")
+    column: dict[str, Any] = {
+        "name": name,
+        "role": "target",
+        "dtype": "string",
+        **({"landed": "int64"} if codes else {}),
+        "categories": _sorted_categories(counts.index, codes),
+        "positive_label": str(positive),
+    }
+    missing = int(values.isna().sum())
+    note = f"labels {', '.join(f'{k}: {v:,}' for k, v in counts.items())}; positive {positive!r}"
+    if missing:
+        coverage = 1 - missing / len(values)
+        column |= {"nullable": True, "mostly": math.floor(coverage * COVERAGE_HEADROOM * 100) / 100}
+        note += f"; {missing:,} unlabeled rows (coverage {coverage:.1%}): kept, not trained or judged on"
+    result.notes[name] = note
+    return column
+
+
+def _feature_column(
+    name: str, values: pd.Series, sensitive: bool, categorical: bool, result: Inferred
+) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """(column, band or None) for a feature or sensitive column; None when it is not usable (noted why)."""
+    nulls = int(values.isna().sum())
+    distinct = int(values.nunique())
+    base: dict[str, Any] = {"name": name}
+    if nulls:
+        base["nullable"] = True
+    seen = f"{nulls:,} nulls, {distinct:,} distinct"
+    if categorical and not (_is_integer(values) or _is_text(values)):
+        raise InferenceError(f"--categorical: {name!r} holds {values.dtype}; categories are text or integer codes")
+    if _is_text(values) or categorical or (sensitive and _is_integer(values) and distinct <= MAX_CATEGORIES // 4):
+        if _as_times(values) is not None and not categorical:
+            result.notes[name] = f"timestamps ({seen}): not a feature (the spec has one time column); ignored"
+            return None
+        if distinct > MAX_CATEGORIES:
+            result.notes[name] = f"text with {distinct:,} distinct values (over {MAX_CATEGORIES}): ignored"
+            return None
+        codes = _is_integer(values)
+        cats = _sorted_categories(values.dropna().map(lambda v: category_text(v, name)).unique(), codes)
+        column = base | {
+            "role": "sensitive" if sensitive else "categorical",
+            "dtype": "string",
+            **({"landed": "int64"} if codes else {}),
+            "categories": cats,
+        }
+        result.notes[name] = f"{'integer codes' if codes else 'text'}; {seen}" + (
+            "; sensitive: judged for fairness, not a model input" if sensitive else ""
+        )
+        return column, None
+    if not (_is_integer(values) or _is_float(values)):
+        result.notes[name] = f"{values.dtype} values ({seen}): no spec type fits; ignored"
+        return None
+    dtype = "int64" if _is_integer(values) else "float64"
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64").dropna()
+    column = base | {"role": "numeric", "dtype": dtype}
+    if len(numbers):
+        column["range"] = _range(numbers, dtype)
+        seen += f", {numbers.min():g} .. {numbers.max():g}"
+    band = None
+    if sensitive:
+        band = _sensitive_band(name, numbers)
+        seen += f"; sensitive and numeric: a model input, judged for fairness by band {band['name']!r}"
+    result.notes[name] = seen
+    return column, band
+
+
+def _range(numbers: pd.Series, dtype: str) -> dict[str, float | int]:
+    lo, hi = float(numbers.min()), float(numbers.max())
+    pad = (hi - lo) * RANGE_HEADROOM or max(abs(hi), 1.0) * RANGE_HEADROOM
+    low = lo - pad if lo < 0 else max(0.0, lo - pad)  # non-negative data stays non-negative
+    high = hi + pad
+    if dtype == "int64":
+        return {"min": math.floor(low), "max": math.ceil(high)}
+    return {"min": round(low, 6), "max": round(high, 6)}
+
+
+def _sensitive_band(name: str, numbers: pd.Series) -> dict[str, Any]:
+    """Bands at the quartiles (rounded), open at both ends, marked sensitive."""
+    cuts = sorted({round(float(q)) for q in numbers.quantile([0.25, 0.5, 0.75])})
+    lo, hi = math.floor(min(numbers.min(), cuts[0])) - 1, math.ceil(max(numbers.max(), cuts[-1])) + 1
+    edges = [lo, *[c for c in cuts if lo < c < hi], hi]
+    labels = [f"<{edges[1]:g}"] + [f"{a:g}-{b - 1:g}" for a, b in itertools.pairwise(edges[1:-1])]
+    labels.append(f"{edges[-2]:g}+")
+    Band(name=f"{name}_band", source=name, edges=edges, labels=labels)  # raises if the edges do not band
+    return {"name": f"{name}_band", "source": name, "edges": edges, "labels": labels, "sensitive": True}
+
+
+def _label_stats(target: pd.Series, column: dict[str, Any]) -> tuple[float, int]:
+    present = target.dropna().map(lambda v: category_text(v, column["name"]))
+    return float((present == column["positive_label"]).mean()), len(present)
+
+
+def _window(labeled_rows: int) -> int:
+    """Ten days, fewer when the data is small (a replayed day should hold about ROWS_PER_DAY labeled rows)."""
+    return int(np.clip(labeled_rows // ROWS_PER_DAY - 2, 5, 10))
+
+
+def _gate_defaults() -> dict[str, Any]:
+    from ml_assets.model.gates import GateThresholds
+
+    keep = ("absolute_floor", "slice_floor", "slice_min_size", "max_demographic_parity_difference")
+    return {k: v for k, v in GateThresholds().model_dump().items() if k in keep}
+
+
+# ---- helpers -----------------------------------------------------------------------------------------------
+KEY_ORDER = ("name", "role", "dtype", "landed", "nullable", "mostly", "categories", "range", "description")
+
+
+def _ordered(column: dict[str, Any]) -> dict[str, Any]:
+    """Keys in reading order; integer codes written as the integers they land as."""
+    out = {k: column[k] for k in sorted(column, key=lambda k: KEY_ORDER.index(k) if k in KEY_ORDER else 99)}
+    if out.get("landed") == "int64":
+        out["categories"] = [int(c) for c in out["categories"]]
+    return out
+
+
+def _is_text(values: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(values.dtype) or values.dtype == object
+
+
+def _is_integer(values: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return False
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return True
+    if pd.api.types.is_float_dtype(values.dtype):  # integers with gaps, as numpy-backed readers give them
+        present = values.dropna().astype("float64")
+        return len(present) > 0 and bool((present == np.floor(present)).all())
+    return False
+
+
+def _is_float(values: pd.Series) -> bool:
+    return pd.api.types.is_float_dtype(values.dtype)
+
+
+def _sorted_categories(values: Any, codes: bool) -> list[str]:
+    return sorted((str(v) for v in values), key=(lambda v: (int(v), v)) if codes else None)
+
+
+def _dataset_name(path: Path) -> str:
+    stem = path.name.split(".")[0].lower()
+    clean = re.sub(r"[^a-z0-9_-]+", "-", stem).strip("-_") or "dataset"
+    return clean if clean[0].isalpha() else f"d-{clean}"
+
+
+def _relative(data: Path, out: str | Path | None) -> str:
+    """The data path as the spec will hold it: relative to the spec's folder, absolute when printed."""
+    if out is None:
+        return str(data.resolve())
+    return os.path.relpath(data.resolve(), Path(out).resolve().parent)
+
+
+def _header(
+    path: Path, frame: pd.DataFrame, ignored: list[str], time: str | None, labeled: int, rate: float, window: int
+) -> list[str]:
+    lines = [
+        f"Inferred from {path.name} ({len(frame):,} rows) by `ml-assets spec infer`. Review every line: domains and",
+        "ranges are what this file holds, the roles are guesses where no option named them.",
+        f"{labeled:,} labeled rows, positive rate {rate:.3f}; a {window}-day window when the demo replays it.",
+    ]
+    if ignored:
+        lines.append(f"Not in the spec (their rows land without them): {', '.join(ignored)}.")
+    if time is None:
+        lines.append("No time column: the simulator deals rows evenly over the days, in random order.")
+    return lines
+
+
+# ---- rendering: commented YAML -----------------------------------------------------------------------------
+SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "row_count": RowCount,
+    "training": TrainingWindow,
+    "search": CandidateSearch,
+}
+
+
+def render(inferred: Inferred) -> str:
+    """The spec as YAML with comments: each field's description from the spec model, and what was observed."""
+    spec = inferred.spec
+    lines = [f"# {h}" for h in inferred.header]
+    for key, value in spec.items():
+        info = DatasetSpec.model_fields[key]
+        if info.description:
+            lines.append(f"# {key}: {info.description}")
+        if key == "columns":
+            lines.append("columns:")
+            for col in value:
+                note = inferred.notes.get(col["name"])
+                if note:
+                    lines.append(f"  # {col['name']}: {note}")
+                lines.append(f"  - {_flow(col)}")
+        elif key == "bands":
+            lines.append("bands:" if value else "bands: []")
+            lines += [f"  - {_flow(b)}" for b in value]
+        elif isinstance(value, dict) and value:
+            lines.append(f"{key}:")
+            model = SECTION_MODELS.get(key)
+            for sub, v in value.items():
+                desc = model.model_fields[sub].description if model is not None else None
+                lines.append(f"  {sub}: {_flow(v)}" + (f"  # {desc}" if desc else ""))
+        else:
+            lines.append(f"{key}: {_flow(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _flow(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9, sort_keys=False).strip()
+    return text.removesuffix("...").strip()
+
+
+def spec_reference() -> str:
+    """Markdown reference of every spec field (top level, sections, columns, bands), from the spec models."""
+    from ml_assets import markdown
+
+    parts = []
+    for title, model in (
+        ("spec (top level)", DatasetSpec),
+        ("columns[]", Column),
+        ("columns[].range", NumericRange),
+        ("bands[]", Band),
+        ("row_count", RowCount),
+        ("training", TrainingWindow),
+        ("search", CandidateSearch),
+        ("search.space", SearchSpace),
+        ("retraining", Retraining),
+        ("monitoring", Monitoring),
+    ):
+        rows = [
+            {
+                "field": name,
+                "type": _type_name(info.annotation),
+                "default": "(required)" if info.is_required() else _default(info),
+                "meaning": info.description or "",
+            }
+            for name, info in model.model_fields.items()
+        ]
+        parts.append(f"### {title}\n\n{markdown.table(rows, ['field', 'type', 'default', 'meaning'])}")
+    return "\n\n".join(parts) + "\n"
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is Role:
+        return " | ".join(r.value for r in Role)
+    text = str(annotation).replace("typing.", "").replace("ml_assets.dataset.", "")
+    return re.sub(r"<(?:class|enum) '([^']+)'>", r"\1", text)
+
+
+def _default(info: Any) -> str:
+    value = info.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        return "(see its table)"
+    return "-" if value is None else _flow(value if not isinstance(value, tuple) else list(value))
