@@ -25,7 +25,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ml_assets.data.expectations import GxOptions, partition_end, raw_data_rules, validate_raw_data
+from ml_assets.data.expectations import validate_raw_data
+from ml_assets.data.gx_runner import GxOptions
+from ml_assets.data.rules import partition_end, raw_data_rules
 from ml_assets.dataset import DatasetSpec, demo_data_path, load_default_spec
 
 DAY = "2026-01-05"

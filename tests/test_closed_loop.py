@@ -118,6 +118,7 @@ def test_monitoring_retrains_on_drift_and_rolls_back_a_regressing_champion(home:
 
     from ml_assets.definitions import MONITORING_JOB, build_definitions
     from ml_assets.model.registry import champion_history
+    from resources.alerts import Alerts
     from resources.model_store import ModelStore
 
     for name, value in home.env.items():
@@ -147,7 +148,13 @@ def test_monitoring_retrains_on_drift_and_rolls_back_a_regressing_champion(home:
 
     assert "input_drift" in monitor()
     sensor = defs.get_sensor_def("retrain_sensor")
-    [retrain] = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs)).run_requests
+    alerts = Alerts(log_path=str(home.root / "alerts.jsonl"))
+
+    def tick():
+        context = build_sensor_context(instance=instance, definitions=defs, resources={"alerts": alerts})
+        return sensor.evaluate_tick(context).run_requests
+
+    [retrain] = tick()
     assert retrain.job_name == "model_job" and "input_drift" in retrain.tags["ml_assets/retrain_reason"]
     ran = defs.resolve_job_def(retrain.job_name).execute_in_process(
         instance=instance, tags=retrain.tags, run_config=QUIET
@@ -171,7 +178,7 @@ def test_monitoring_retrains_on_drift_and_rolls_back_a_regressing_champion(home:
     landed = home.root / "labels" / day / "previous-champion-right.parquet"
     rows.loc[keep, [spec.id.name, spec.target.name]].to_parquet(landed)
     assert "champion_regression" in monitor()
-    [rollback] = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs)).run_requests
+    [rollback] = tick()
     assert rollback.job_name == "rollback_champion"
     rolled = defs.resolve_job_def("rollback_champion").execute_in_process(
         instance=instance, run_config=rollback.run_config, tags=rollback.tags

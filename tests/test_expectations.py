@@ -9,15 +9,14 @@ import pytest
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ml_assets.data.expectations import (
-    GxOptions,
     build_features_checks,
     raw_data_check_specs,
-    raw_data_rules,
-    run_gx,
     validate_features,
     validate_raw_data,
 )
 from ml_assets.data.features import featurize
+from ml_assets.data.gx_runner import GxOptions, run_gx
+from ml_assets.data.rules import raw_data_rules
 from ml_assets.dataset import DatasetSpec, demo_data_path
 
 DAY = "2026-01-05"
@@ -341,3 +340,11 @@ def test_volume_compares_a_day_with_the_trailing_median(spec: DatasetSpec, clean
     assert "| 2026-01-02 | 420 |" in half.metadata["earlier_row_counts"].value
     young = check(spec, clean.iloc[:200], earlier_rows=dict(list(earlier.items())[:2]))["row_volume"]
     assert young.passed and "not judged: 2 earlier day(s)" in young.metadata["note"].value
+
+
+def test_the_gx_internal_the_runner_switches_off_still_exists() -> None:
+    """The one GX internal this project touches (gx_runner._batch_fingerprint): if GX renames or drops it, the speed-up
+    silently stops working; fail here instead."""
+    from great_expectations.execution_engine import pandas_execution_engine as engine
+
+    assert isinstance(engine.HASH_THRESHOLD, int | float) and engine.HASH_THRESHOLD > 0
