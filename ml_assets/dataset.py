@@ -374,6 +374,11 @@ class DatasetSpec(BaseModel):
     )
     _path: Path | None = PrivateAttr(None)
 
+    @property
+    def path(self) -> Path | None:
+        """The YAML file the spec was loaded from (None when built in memory); copies keep it."""
+        return self._path
+
     @model_validator(mode="before")
     @classmethod
     def _positive_label_as_text(cls, data: Any) -> Any:
@@ -588,7 +593,7 @@ def load_spec(path: str | Path) -> DatasetSpec:
 
 
 def spec_dir(spec: DatasetSpec) -> Path:
-    return (spec._path or Path("spec.yaml")).parent
+    return (spec.path or Path("spec.yaml")).parent
 
 
 def demo_data_path(spec: DatasetSpec) -> Path | None:

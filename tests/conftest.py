@@ -32,6 +32,4 @@ def adult_spec() -> DatasetSpec:
 
 def pinned(spec: DatasetSpec, **changes) -> DatasetSpec:
     """A copy of ``spec`` with partitions from FIRST_DAY (and any other field changes), keeping its file path."""
-    copy = spec.model_copy(update={"partitions_start": FIRST_DAY, **changes})
-    copy._path = spec._path
-    return copy
+    return spec.model_copy(update={"partitions_start": FIRST_DAY, **changes})

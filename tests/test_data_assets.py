@@ -21,7 +21,6 @@ DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
 def small_spec(adult_spec: DatasetSpec) -> DatasetSpec:
     """The Adult spec with a three-day training window (train, validation and test one day each)."""
     spec = adult_spec.model_copy(update={"training": TrainingWindow(window_days=3, validation_days=1, test_days=1)})
-    spec._path = adult_spec._path
     return spec
 
 

@@ -1,8 +1,8 @@
 """Unit tests of the evaluation metrics, slices, fairness, latency, size, stability and the gate decisions.
 
-Models are real scikit-learn pipelines fitted on real UCI Adult rows, wrapped in a small adapter that honours the
-TabularModel contract (predict_proba on raw typed frames, threshold, kind); the "bad" models are trained on
-shuffled labels or with every woman's label set negative, so they fail for the reasons a real model would.
+Models are the production baseline (TabularModel: packed preprocessing + logistic regression) fitted on real UCI
+Adult rows; the "bad" ones are trained on shuffled labels or with every woman's label set negative, so they fail for
+the reasons a real model would. Where a test needs a misbehaving model it alters a real one's answers.
 """
 
 from __future__ import annotations
@@ -16,17 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml_assets.data.features import featurize
 from ml_assets.data.splits import split_by_time
 from ml_assets.dataset import DatasetSpec, demo_data_path
 from ml_assets.model import gates
+from ml_assets.model.assets import BaselineConfig, fit_baseline
+from ml_assets.model.bundle import TabularModel
 from ml_assets.model.evaluation import (
     MISSING_GROUP,
     UNSEEN_CATEGORY,
@@ -65,35 +62,22 @@ def adult_training_set(spec: DatasetSpec, rows: int = ROWS, seed: int = 0) -> pd
     return split_by_time(spec, featurize(spec, typed), WINDOW_END)
 
 
-class SklearnModel:
-    """A fitted scikit-learn pipeline behind the TabularModel contract (raw typed frames in, probabilities out)."""
+def fit(spec: DatasetSpec, ts: pd.DataFrame, labels: np.ndarray) -> TabularModel:
+    """The production baseline (packed preprocessing + logistic regression) fitted on ``labels`` for the train rows."""
+    relabelled = ts.copy()
+    relabelled.loc[relabelled["split"] == "train", spec.label_column] = labels.astype("int8")
+    return fit_baseline(spec, relabelled, BaselineConfig(max_iter=300))
 
-    def __init__(self, spec: DatasetSpec, pipeline: Pipeline, kind: str = "logistic", threshold: float = 0.5):
-        self.spec, self.pipeline, self.kind, self.threshold = spec, pipeline, kind, threshold
 
-    def _matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
-        x = frame[self.spec.numeric_features + self.spec.categorical_features].copy()
-        for c in self.spec.numeric_features:
-            x[c] = x[c].astype("float64")
-        for c in self.spec.categorical_features:
-            x[c] = x[c].astype(object).where(x[c].notna(), "__missing__")
-        return x
+class Wrapped:
+    """A real model whose probabilities a test alters, to see how evaluation treats a misbehaving one."""
+
+    def __init__(self, model: TabularModel, alter) -> None:
+        self.model, self.alter = model, alter
+        self.threshold, self.kind = model.threshold, model.kind
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.pipeline.predict_proba(self._matrix(frame))[:, 1]
-
-
-def fit_sklearn(spec: DatasetSpec, train: pd.DataFrame, labels: np.ndarray, impute: bool = True) -> SklearnModel:
-    numeric = [SimpleImputer(), StandardScaler()] if impute else [StandardScaler()]
-    pre = ColumnTransformer(
-        [
-            ("num", make_pipeline(*numeric), spec.numeric_features),
-            ("cat", OneHotEncoder(handle_unknown="ignore"), spec.categorical_features),
-        ]
-    )
-    model = SklearnModel(spec, make_pipeline(pre, LogisticRegression(max_iter=300)))
-    model.pipeline.fit(model._matrix(train), labels)
-    return model
+        return self.alter(frame, self.model.predict_proba(frame))
 
 
 @pytest.fixture(scope="module")
@@ -102,21 +86,25 @@ def spec(adult_spec: DatasetSpec) -> DatasetSpec:
 
 
 @pytest.fixture(scope="module")
-def data(spec):
-    ts = adult_training_set(spec)
-    return ts[ts["split"] == "train"], ts[ts["split"] == "test"].reset_index(drop=True)
+def window(spec):
+    return adult_training_set(spec)
 
 
 @pytest.fixture(scope="module")
-def models(spec, data):
+def data(window):
+    return window[window["split"] == "train"], window[window["split"] == "test"].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def models(spec, window, data):
     """good: fitted on the true labels; shuffled: labels permuted; biased: every woman labelled negative."""
     train, _ = data
     y = train[spec.label_column].to_numpy()
     rng = np.random.default_rng(1)
     return {
-        "good": fit_sklearn(spec, train, y),
-        "shuffled": fit_sklearn(spec, train, rng.permutation(y)),
-        "biased": fit_sklearn(spec, train, np.where(train["sex"] == "Female", 0, y)),
+        "good": fit(spec, window, y),
+        "shuffled": fit(spec, window, rng.permutation(y)),
+        "biased": fit(spec, window, np.where(train["sex"] == "Female", 0, y)),
     }
 
 
@@ -254,10 +242,10 @@ def test_model_size_counts_saved_bytes_or_parameters(tmp_path, spec, models):
     (tmp_path / "sub" / "b.json").write_bytes(b"y" * 24)
     assert directory_bytes(tmp_path) == 1024
     assert model_size(models["good"], tmp_path).bytes == 1024
-    lr = models["good"].pipeline.named_steps["logisticregression"]
-    assert parameter_count(models["good"].pipeline) == lr.coef_.size + lr.intercept_.size
-    unsaved = model_size(models["good"].pipeline)
-    assert unsaved.bytes is None and unsaved.parameters == lr.coef_.size + 1
+    coefficients = len(models["good"].logistic.coef) + 1
+    assert parameter_count(models["good"]) == coefficients
+    unsaved = model_size(models["good"])  # saved to a scratch folder to be weighed
+    assert unsaved.bytes > 0 and unsaved.parameters == coefficients
     with pytest.raises(FileNotFoundError):
         directory_bytes(tmp_path / "nope")
 
@@ -278,19 +266,21 @@ def test_edge_cases_come_from_the_spec_and_keep_its_types(spec, data):
 def test_stability_passes_a_robust_model_and_names_what_breaks_a_fragile_one(spec, data, models):
     _, test = data
     assert check_stability(models["good"], spec, test).passed
-    train, _ = data
-    no_imputer = fit_sklearn(spec, train, train[spec.label_column].to_numpy(), impute=False)
-    broken = check_stability(no_imputer, spec, test)
+
+    def refuse_nulls(frame: pd.DataFrame, p: np.ndarray) -> np.ndarray:
+        if frame[spec.numeric_features].isna().any().any():
+            raise ValueError("Input contains NaN")
+        return p
+
+    broken = check_stability(Wrapped(models["good"], refuse_nulls), spec, test)
     assert not broken.passed and "ValueError" in broken.error
 
-    class LogOdds(SklearnModel):
-        def predict_proba(self, frame):
-            p = super().predict_proba(frame)
-            out = np.log(p / (1 - p))
-            out[frame["age"].isna().to_numpy()] = np.nan
-            return out
+    def log_odds(frame: pd.DataFrame, p: np.ndarray) -> np.ndarray:
+        out = np.log(p / (1 - p))
+        out[frame["age"].isna().to_numpy()] = np.nan
+        return out
 
-    odd = check_stability(LogOdds(spec, models["good"].pipeline), spec, test)
+    odd = check_stability(Wrapped(models["good"], log_odds), spec, test)
     assert odd.nonfinite >= 2 and odd.out_of_range > 0
     assert "age=null" in odd.failing_cases and "all features null" in odd.failing_cases
 
@@ -438,7 +428,7 @@ def test_slices_show_the_display_names_of_integer_codes(spec, data, models):
         for c in spec.columns
     ]
     labeled = spec.model_copy(update={"columns": columns})
-    model = SklearnModel(labeled, models["good"].pipeline)
+    model = models["good"]
     scored = score_model(model, "t", labeled, coded.assign(sex=test["sex"]), 200, operational=False)
     names = {s.name for s in scored.slices if s.column == "sex"}
     assert names == {"sex=Female", "sex=Male"}  # values without labels stay as they are

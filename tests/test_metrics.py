@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, log_loss, roc_auc_score
 
-from ml_assets.model.metrics import classification_metrics
+from ml_assets.model.metrics import validation_scores
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -15,7 +15,7 @@ def test_metrics_match_scikit_learn(seed: int) -> None:
     y = rng.integers(0, 2, 500)
     p = np.clip(0.3 * y + rng.random(500) * 0.7, 0, 1)
     p[:50] = np.round(p[:50], 1)  # ties
-    got = classification_metrics(y, p)
+    got = validation_scores(y, p)
     assert got["log_loss"] == pytest.approx(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7)), rel=1e-9)
     assert got["roc_auc"] == pytest.approx(roc_auc_score(y, p), rel=1e-12)
     assert got["pr_auc"] == pytest.approx(average_precision_score(y, p), rel=1e-12)
@@ -24,7 +24,7 @@ def test_metrics_match_scikit_learn(seed: int) -> None:
 
 
 def test_single_class_and_bad_shapes() -> None:
-    got = classification_metrics(np.zeros(4), np.full(4, 0.2))
+    got = validation_scores(np.zeros(4), np.full(4, 0.2))
     assert np.isnan(got["roc_auc"]) and np.isnan(got["pr_auc"]) and got["accuracy"] == 1.0 and got["f1"] == 0.0
     with pytest.raises(ValueError, match="equal-length"):
-        classification_metrics(np.zeros(3), np.zeros(4))
+        validation_scores(np.zeros(3), np.zeros(4))

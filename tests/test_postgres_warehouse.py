@@ -233,7 +233,6 @@ def test_the_real_data_assets_run_on_the_postgres_warehouse(
 ) -> None:
     """raw_data -> features (with their GX checks) per day, then the training window, all through Postgres."""
     spec = adult_spec.model_copy(update={"training": TrainingWindow(window_days=3, validation_days=1, test_days=1)})
-    spec._path = adult_spec._path
     simulate(spec, ml_home / "landing", DAYS[0], DAYS[2], rows_per_day=600, files_per_day=2, fmt="csv")
     resources = {**local_resources(spec), "warehouse_io_manager": PostgresPandasIOManager(url=warehouse_url)}
     data = build_data_assets(spec)

@@ -341,7 +341,7 @@ def test_drift_names_must_fit_the_spec(adult_spec: DatasetSpec) -> None:
 
 # ---- a spec without demo data ----------------------------------------------------------------------------
 def _spec_without_demo(tmp_path: Path, adult_spec: DatasetSpec) -> DatasetSpec:
-    text = adult_spec._path.read_text().replace("demo_data: adult.parquet\n", "")  # type: ignore[union-attr]
+    text = adult_spec.path.read_text().replace("demo_data: adult.parquet\n", "")  # type: ignore[union-attr]
     path = tmp_path / "nodemo.yaml"
     path.write_text(text)
     return load_spec(path)

@@ -116,7 +116,7 @@ def test_sampling_the_demo_data(adult_spec: DatasetSpec) -> None:
     typed = adult_spec.coerce(frame)[0]
     assert adult_spec.coerce(frame)[1] == {}
     assert typed["record_id"].tolist() == list(range(1, 5001))
-    demo = pd.read_parquet(adult_spec._path.parent / "adult.parquet")  # type: ignore[union-attr]
+    demo = pd.read_parquet(adult_spec.path.parent / "adult.parquet")  # type: ignore[union-attr]
     rows = set(map(tuple, demo[["age", "education", "income"]].astype(str).to_numpy()))
     sample = set(map(tuple, typed[["age", "education", "income"]].astype(str).to_numpy()))
     assert sample <= rows, "demo rows keep their real joint values"

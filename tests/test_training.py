@@ -32,7 +32,7 @@ from ml_assets.data.approval import build_approved_training_set
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.assets import build_model_assets
-from ml_assets.model.metrics import classification_metrics
+from ml_assets.model.metrics import validation_scores
 from ml_assets.settings import paths
 from resources.deepspeed_trainer import DeepSpeedTrainer, TrainerConfigError
 from resources.launchers import LocalTorchrunLauncher, available_cpus
@@ -168,10 +168,10 @@ def test_two_rank_zero2_training_lands_in_dagster_and_the_store(
     unseen = frame[frame["split"] == "test"]  # never staged for training
     proba = model.predict_proba(unseen)
     assert proba.shape == (len(unseen),) and np.isfinite(proba).all()
-    assert classification_metrics(unseen["label"].to_numpy(), proba)["roc_auc"] > 0.8
+    assert validation_scores(unseen["label"].to_numpy(), proba)["roc_auc"] > 0.8
     # the stored model reproduces what the ranks measured on validation
     val = frame[frame["split"] == "validation"]
-    served = classification_metrics(val["label"].to_numpy(), model.predict_proba(val))
+    served = validation_scores(val["label"].to_numpy(), model.predict_proba(val))
     assert served["roc_auc"] == pytest.approx(ref.metrics["roc_auc"], abs=1e-4)
 
     base = result.output_for_node("baseline_model")

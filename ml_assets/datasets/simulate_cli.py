@@ -22,7 +22,7 @@ from ml_assets.datasets.simulator import (
     CORRUPTION_KINDS,
     Corruption,
     DriftConfig,
-    LandedFile,
+    SimulatedFile,
     SimulationError,
     replay,
 )
@@ -306,8 +306,8 @@ def _drift(args: argparse.Namespace, spec: DatasetSpec, end: date | None) -> Dri
     )
 
 
-def _report(dataset: str, landing: Path, files: Sequence[LandedFile], synthetic: bool) -> None:
-    by_day: dict[date, list[LandedFile]] = defaultdict(list)
+def _report(dataset: str, landing: Path, files: Sequence[SimulatedFile], synthetic: bool) -> None:
+    by_day: dict[date, list[SimulatedFile]] = defaultdict(list)
     for f in files:
         by_day[f.day].append(f)
     source = "synthetic rows" if synthetic else "demo data"

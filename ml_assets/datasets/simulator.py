@@ -208,7 +208,7 @@ def _column(spec: DatasetSpec, name: str, where: str) -> Column:
 
 # ---- the replay ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class LandedFile:
+class SimulatedFile:
     """One file the simulator wrote, with what went into it."""
 
     path: Path
@@ -273,7 +273,7 @@ def replay(
     first_id: int | None = None,
     file_stem: str | None = None,
     time_mode: TimeMode = "scale",
-) -> list[LandedFile]:
+) -> list[SimulatedFile]:
     """``simulate`` with a record per file (day, rows, drift strength, corruptions), for reports and tests.
 
     Rows are shuffled once by seed and dealt to the days (all of them by default), in source time order when the
@@ -319,7 +319,7 @@ def replay(
     }
 
     landing_root = Path(landing_root)
-    written: list[LandedFile] = []
+    written: list[SimulatedFile] = []
     for day, idx, day_ids, day_offsets in zip(days, chunks, ids, offsets, strict=True):
         day_rng = np.random.default_rng([seed, day.toordinal()])
         strength = drift.strength(day) if drift is not None else 0.0
@@ -623,7 +623,7 @@ def _write_day(
     todays: list[Corruption],
     strength: float,
     file_stem: str | None = None,
-) -> list[LandedFile]:
+) -> list[SimulatedFile]:
     folder = root / day.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
     file_kinds = [c.kind for c in todays if c.kind in FILE_CORRUPTIONS]
@@ -637,12 +637,12 @@ def _write_day(
         kinds = row_kinds
         if last and "unparseable_file" in file_kinds:
             _atomic_write(path, _unparseable_bytes(chunk, fmt))
-            out.append(LandedFile(path, day, 0, strength, (*kinds, "unparseable_file")))
+            out.append(SimulatedFile(path, day, 0, strength, (*kinds, "unparseable_file")))
             continue
         if last and "empty_file" in file_kinds:
             chunk, kinds = chunk.iloc[:0], (*kinds, "empty_file")
         _atomic_write(path, _encode(chunk, fmt))
-        out.append(LandedFile(path, day, len(chunk), strength, kinds))
+        out.append(SimulatedFile(path, day, len(chunk), strength, kinds))
     return out
 
 

@@ -29,7 +29,7 @@ from ml_assets.model import bundle, network, preprocessing, search, train, train
 from ml_assets.model import metrics as metrics_module
 from ml_assets.model.bundle import LogisticWeights, ModelRef, TabularModel
 from ml_assets.model.gates import thresholds_for
-from ml_assets.model.metrics import classification_metrics
+from ml_assets.model.metrics import validation_scores
 from ml_assets.model.network import NetworkConfig
 from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.versioning import code_version, frame_version
@@ -150,7 +150,7 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
         version = frame_version(training_set).value
         model = fit_baseline(spec, training_set, config)
         val = labeled_split(spec, training_set, "validation")
-        scores = classification_metrics(val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val))
+        scores = validation_scores(val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val))
         unlabeled = unlabeled_counts(spec, training_set)
         meta = {
             "training_set_version": version,
@@ -223,7 +223,7 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
         # The stored model, scored in this process, must agree with what training measured: this is the
         # packed preprocessing + plain state_dict path that serving will take.
         val = fit["validation"]
-        served = classification_metrics(val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val))
+        served = validation_scores(val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val))
         scores: dict[str, float] = {k: float(v) for k, v in s["metrics"].items()}
         lineage: dict[str, Any] = {
             "training_set_version": version,

@@ -38,7 +38,7 @@ METRIC_NAMES = ("roc_auc", "pr_auc", "log_loss", "accuracy", "f1", "brier", "ece
 ECE_BINS = 15
 
 
-class Scorer(Protocol):
+class ProbabilityModel(Protocol):
     """The part of the TabularModel contract that evaluation needs."""
 
     threshold: float
@@ -243,7 +243,7 @@ class Latency:
 
 
 def measure_latency(
-    model: Scorer,
+    model: ProbabilityModel,
     frame: pd.DataFrame,
     single_calls: int = 200,
     batch_rows: int = 1000,
@@ -307,20 +307,12 @@ def directory_bytes(path: str | Path) -> int:
 
 
 def parameter_count(model: Any) -> int | None:
-    """Trainable numbers in a model: torch modules' parameters, or linear coefficients (``coef_``/``intercept_``
-    of scikit-learn estimators, or a ``logistic.coef`` list as the packed baseline keeps them)."""
-    import torch
-
-    modules = [model] if isinstance(model, torch.nn.Module) else []
-    modules += [v for v in vars(model).values() if isinstance(v, torch.nn.Module)] if hasattr(model, "__dict__") else []
-    if modules:
-        return int(sum(p.numel() for m in modules for p in m.parameters()))
+    """Trainable numbers of a TabularModel: its network's parameters, or the baseline's coefficients and intercept."""
+    state = getattr(model, "state_dict", None)
+    if state:
+        return int(sum(t.numel() for t in state.values()))
     logistic = getattr(model, "logistic", None)
-    if logistic is not None and hasattr(logistic, "coef"):
-        return len(logistic.coef) + 1
-    estimators = [model, *getattr(model, "named_steps", {}).values()]
-    arrays = [getattr(e, a) for e in estimators for a in ("coef_", "intercept_") if hasattr(e, a)]
-    return int(sum(np.size(a) for a in arrays)) if arrays else None
+    return len(logistic.coef) + 1 if logistic is not None else None
 
 
 def model_size(model: Any, saved_path: str | Path | None = None) -> ModelSize:
@@ -391,7 +383,7 @@ class Stability:
         return self.error is None and self.nonfinite == 0 and self.out_of_range == 0
 
 
-def check_stability(model: Scorer, spec: DatasetSpec, base: pd.DataFrame) -> Stability:
+def check_stability(model: ProbabilityModel, spec: DatasetSpec, base: pd.DataFrame) -> Stability:
     """Score the edge inputs; an exception counts as a failure and is kept with its message."""
     frame, names = edge_case_frame(spec, base)
     try:
@@ -425,7 +417,7 @@ class ModelScores:
 
 
 def score_model(
-    model: Scorer,
+    model: ProbabilityModel,
     tag: str,
     spec: DatasetSpec,
     test: pd.DataFrame,
@@ -456,7 +448,7 @@ def score_model(
     )
 
 
-def predictions(model: Scorer, frame: pd.DataFrame) -> np.ndarray:
+def predictions(model: ProbabilityModel, frame: pd.DataFrame) -> np.ndarray:
     """Positive-class probabilities as a flat float array (for plots and ad-hoc comparisons)."""
     return np.asarray(model.predict_proba(frame), dtype=np.float64).reshape(-1)
 

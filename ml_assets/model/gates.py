@@ -80,7 +80,7 @@ def thresholds_for(spec: DatasetSpec) -> GateThresholds:
     try:
         return GateThresholds.model_validate(overrides)
     except ValidationError as e:
-        where = spec._path or "(in memory)"
+        where = spec.path or "(in memory)"
         raise GateConfigError(f"dataset spec {spec.name!r} at {where}: invalid 'gates' mapping:\n{e}") from e
 
 

@@ -12,7 +12,7 @@ THRESHOLD = 0.5
 EPS = 1e-7
 
 
-def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float = THRESHOLD) -> dict[str, float]:
+def validation_scores(y: np.ndarray, p: np.ndarray, threshold: float = THRESHOLD) -> dict[str, float]:
     """Log loss, ROC AUC, PR AUC (average precision), accuracy and F1 of probabilities ``p`` for labels ``y``."""
     y = np.asarray(y).astype(np.int64)
     p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from dagster_pipes import PipesContext, open_dagster_pipes
 
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model.metrics import classification_metrics
+from ml_assets.model.metrics import validation_scores
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
 
@@ -318,7 +318,7 @@ def validate(engine: Any, data: Data, world: int) -> dict[str, float]:
     dist.all_gather_object(probs, (data.val_idx, predict_shard(engine, data.val, data.val_chunks)))
     order = np.concatenate([i for i, _ in probs])
     p_val = np.concatenate([p for _, p in probs])[np.argsort(order)]
-    return classification_metrics(data.val_labels[np.sort(order)], p_val)
+    return validation_scores(data.val_labels[np.sort(order)], p_val)
 
 
 # ---- the run ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.model.train import PREPROCESSING, STATE_DICT, SUMMARY
 from resources.deepspeed_trainer import TrainingRun
 
-# Validation metrics every training run measures (ml_assets.model.metrics.classification_metrics).
+# Validation metrics every training run measures (ml_assets.model.metrics.validation_scores).
 TRAINING_METRICS = ("log_loss", "roc_auc", "pr_auc", "accuracy", "f1")
 
 
