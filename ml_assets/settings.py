@@ -62,8 +62,14 @@ class Paths:
         return self.home / "deployments"
 
 
+def configured_home() -> Path | None:
+    """ML_ASSETS_HOME when it is set (production requires it: the shared volume), else None."""
+    value = os.environ.get("ML_ASSETS_HOME")
+    return Path(value).resolve() if value else None
+
+
 def ml_assets_home() -> Path:
-    return Path(os.environ.get("ML_ASSETS_HOME", ".ml_assets")).resolve()
+    return configured_home() or Path(".ml_assets").resolve()
 
 
 def paths() -> Paths:

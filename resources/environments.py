@@ -16,7 +16,7 @@ from dagster import ExecutorDefinition, FilesystemIOManager, in_process_executor
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ml_assets.dataset import DatasetSpec
-from ml_assets.settings import Paths, environment, int_env, paths, serve_port
+from ml_assets.settings import Paths, configured_home, environment, int_env, paths, serve_port
 from resources.alerts import Alerts
 from resources.bento_deployer import LocalBentoDeployer
 from resources.deepspeed_trainer import DeepSpeedTrainer
@@ -75,7 +75,7 @@ def prod_resources(spec: DatasetSpec, home: str | None = None, namespace: str | 
     from resources.k8s_training import KubernetesTrainingLauncher
     from resources.postgres_warehouse import PostgresPandasIOManager
 
-    home = home or os.environ.get("ML_ASSETS_HOME")
+    home = home or configured_home()
     if not home:
         raise RuntimeError("ML_ASSETS_ENV=prod needs ML_ASSETS_HOME set to the shared volume path")
     where = Paths(Path(home))

@@ -30,6 +30,7 @@ import pytest
 from ml_assets.dataset import load_default_spec
 from ml_assets.datasets.next_day import land_next_day
 from ml_assets.datasets.simulator import Corruption, replay
+from ml_assets.demo import observe_landing
 from ml_assets.partitions import today
 from ml_assets.serving.schema import warmup_record
 from resources.process_tree import free_port, stop_tree, wait_until
@@ -156,6 +157,15 @@ def test_monitoring_retrains_on_drift_and_rolls_back_a_regressing_champion(home:
 
     [retrain] = tick()
     assert retrain.job_name == "model_job" and "input_drift" in retrain.tags["ml_assets/retrain_reason"]
+    # meanwhile today's data landed and was cut into a window (retraining on an unchanged window would rebuild
+    # the same model: training is deterministic)
+    landed = land_next_day(spec, home.root / "landing")
+    observe_landing(instance, [landed.day.isoformat()])  # as the landing sensor would
+    for job in ("ingest_job", "training_set_job"):
+        done = defs.resolve_job_def(job).execute_in_process(
+            partition_key=landed.day.isoformat(), instance=instance, run_config=QUIET
+        )
+        assert done.success, job
     ran = defs.resolve_job_def(retrain.job_name).execute_in_process(
         instance=instance, tags=retrain.tags, run_config=QUIET
     )

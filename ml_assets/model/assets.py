@@ -220,8 +220,8 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
             network_config=net_cfg,
             state_dict=result.state_dict,
         )
-        # The stored model, scored in this process, must agree with what training measured: this is the
-        # packed preprocessing + plain state_dict path that serving will take.
+        # The stored model scored in this process (the packed preprocessing + plain state_dict path serving takes),
+        # shown beside what the training ranks measured, so a difference between the two is visible in the UI.
         val = fit["validation"]
         served = validation_scores(val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val))
         scores: dict[str, float] = {k: float(v) for k, v in s["metrics"].items()}

@@ -72,13 +72,9 @@ class GateConfigError(ValueError):
 
 
 def thresholds_for(spec: DatasetSpec) -> GateThresholds:
-    """The spec's thresholds: defaults overridden by its optional ``gates:`` mapping.
-
-    DatasetSpec will carry ``gates: dict[str, Any] = {}``; until it does, specs without the key use defaults.
-    """
-    overrides: dict[str, Any] = getattr(spec, "gates", None) or {}
+    """The spec's thresholds: defaults overridden by its optional ``gates:`` mapping."""
     try:
-        return GateThresholds.model_validate(overrides)
+        return GateThresholds.model_validate(spec.gates)
     except ValidationError as e:
         where = spec.path or "(in memory)"
         raise GateConfigError(f"dataset spec {spec.name!r} at {where}: invalid 'gates' mapping:\n{e}") from e
