@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import bentoml
 from bentoml._internal.models import ModelStore as BentoModelStore
@@ -23,7 +23,14 @@ from bentoml.exceptions import NotFound
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from ml_assets.model.bundle import TabularModel
+
+class StorableModel(Protocol):
+    """What the store needs of a model: its kind and dataset (labels) and how to write its files."""
+
+    kind: str
+    spec_name: str
+
+    def save(self, directory: str | Path) -> None: ...
 
 
 class ModelNotFoundError(LookupError):
@@ -31,7 +38,8 @@ class ModelNotFoundError(LookupError):
 
 
 class ModelStore(ConfigurableResource):
-    """Save, load and list TabularModels in a BentoML model store rooted at ``home``."""
+    """Save and list models in a BentoML model store rooted at ``home``; a model's files are at ``path(tag)``
+    (``ml_assets.model.bundle.load_stored`` reads a TabularModel back)."""
 
     home: str = Field(description="BENTOML_HOME of the store; models live in <home>/models")
 
@@ -46,7 +54,7 @@ class ModelStore(ConfigurableResource):
         except NotFound as e:
             raise ModelNotFoundError(f"model {tag!r} is not in the BentoML store at {self.home}") from e
 
-    def save(self, model: TabularModel, name: str, metadata: dict[str, Any]) -> str:
+    def save(self, model: StorableModel, name: str, metadata: dict[str, Any]) -> str:
         """Store ``model`` as a new version of ``name``; returns the tag "name:version"."""
         os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
         labels = {"kind": model.kind, "dataset": model.spec_name}
@@ -55,9 +63,6 @@ class ModelStore(ConfigurableResource):
         ) as bento_model:
             model.save(bento_model.path)
         return str(bento_model.tag)
-
-    def load(self, tag: str) -> TabularModel:
-        return TabularModel.load(self._get(tag).path)
 
     def path(self, tag: str) -> Path:
         """Directory of the model's files (for packaging)."""

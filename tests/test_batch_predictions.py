@@ -20,7 +20,7 @@ from dagster_duckdb_pandas import DuckDBPandasIOManager
 from bento.scoring import Scorer
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
-from ml_assets.model.bundle import ModelRef
+from ml_assets.model.bundle import ModelRef, load_stored
 from ml_assets.partitions import LANDING_DAY, daily_partitions
 from ml_assets.serving.batch import build_batch_predictions
 from ml_assets.serving.schema import request_schemas
@@ -89,7 +89,7 @@ def test_scores_equal_the_online_path_and_the_check_says_why_it_cannot_compare(a
     out = result.output_for_node("batch_predictions")
     assert list(out.columns) == [adult_spec.id.name, LANDING_DAY, "probability", "label", "model_tag"]
     assert out[adult_spec.id.name].tolist() == frame[adult_spec.id.name].tolist()
-    model = ModelStore(home=str(tmp_path / "bentoml")).load(tag)
+    model = load_stored(ModelStore(home=str(tmp_path / "bentoml")), tag)
     names = [c.name for c in adult_spec.feature_columns]
     records = frame[names].astype(object).where(frame[names].notna(), None).to_dict("records")
     online = Scorer(adult_spec, model, tag, log=None).score(

@@ -31,6 +31,7 @@ from ml_assets.dataset import load_default_spec
 from ml_assets.datasets.next_day import land_next_day
 from ml_assets.datasets.simulator import Corruption, replay
 from ml_assets.demo import observe_landing
+from ml_assets.model.bundle import load_stored
 from ml_assets.partitions import today
 from ml_assets.serving.schema import warmup_record
 from resources.process_tree import free_port, stop_tree, wait_until
@@ -178,8 +179,8 @@ def test_monitoring_retrains_on_drift_and_rolls_back_a_regressing_champion(home:
     store = ModelStore(home=str(home.root / "bentoml"))
     truth = sorted((home.root / "traffic").glob("*/ground_truth.parquet"))[-1]
     rows = pd.read_parquet(truth.with_name("rows.parquet"))
-    old = store.load(first).predict_proba(rows)
-    new = store.load(second).predict_proba(rows)
+    old = load_stored(store, first).predict_proba(rows)
+    new = load_stored(store, second).predict_proba(rows)
     disagree = (old >= 0.5) != (new >= 0.5)
     assert disagree.sum() >= 20, "the two champions must disagree somewhere for the test to mean anything"
     negative = next(c for c in spec.target.categories or [] if c != spec.positive_label)

@@ -14,7 +14,7 @@ import yaml
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.assets import BaselineConfig, fit_baseline
-from ml_assets.model.bundle import TabularModel
+from ml_assets.model.bundle import TabularModel, load_stored
 from resources.model_store import ModelNotFoundError, ModelStore
 
 
@@ -32,7 +32,7 @@ def test_save_load_predicts_the_same(ml_home: Path, model: TabularModel, trainin
     store = ModelStore(home=str(ml_home / "bentoml"))
     tag = store.save(model, "adult-baseline", {"training_set_version": "abc", "metrics": {"auc": 0.9}})
     assert tag.startswith("adult-baseline:")
-    loaded = store.load(tag)
+    loaded = load_stored(store, tag)
     test_rows = training_set[training_set["split"] == "test"]
     np.testing.assert_allclose(loaded.predict_proba(test_rows), model.predict_proba(test_rows))
     info = store.info(tag)
@@ -52,7 +52,7 @@ def test_versions_are_listed_newest_first_and_never_rewritten(ml_home: Path, mod
     assert fresh.tags("adult-classifier") == [second, first]
     on_disk = yaml.safe_load((fresh.path(first) / "model.yaml").read_text())
     assert on_disk["labels"] == {"kind": "logistic", "dataset": "adult"}
-    assert fresh.load(first).kind == "logistic"
+    assert load_stored(fresh, first).kind == "logistic"
 
 
 def test_errors_and_isolation(ml_home: Path, model: TabularModel) -> None:
@@ -61,4 +61,4 @@ def test_errors_and_isolation(ml_home: Path, model: TabularModel) -> None:
     tag = a.save(model, "adult-baseline", {})
     assert b.tags("adult-baseline") == []
     with pytest.raises(ModelNotFoundError, match=f"{tag}.*not in the BentoML store at {ml_home / 'b'}"):
-        b.load(tag)
+        load_stored(b, tag)

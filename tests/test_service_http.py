@@ -30,6 +30,7 @@ import pytest
 
 from bento.prediction_log import read_day
 from ml_assets.dataset import DatasetSpec
+from ml_assets.model.bundle import load_stored
 from ml_assets.serving import columnar
 from ml_assets.serving.assets import validation_sample
 from ml_assets.serving.build import build_bento
@@ -67,7 +68,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, adult_spec: DatasetSpec):
         tag = save_model(model, bentoml_home)
         bento = build_bento(tag, bentoml_home)
         records, rows = validation_sample(adult_spec, training_set)
-        expected = ModelStore(home=str(bentoml_home)).load(tag).predict_proba(rows)
+        expected = load_stored(ModelStore(home=str(bentoml_home)), tag).predict_proba(rows)
         pid, url = serve(bento.tag, tag, home, bentoml_home)
         try:
             yield Served(url, pid, home, tag, bento.tag, records, np.asarray(expected), model.threshold, rows)

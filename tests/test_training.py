@@ -32,6 +32,7 @@ from ml_assets.data.approval import build_approved_training_set
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.assets import build_model_assets
+from ml_assets.model.bundle import load_stored
 from ml_assets.model.metrics import validation_scores
 from ml_assets.settings import paths
 from resources.deepspeed_trainer import DeepSpeedTrainer, TrainerConfigError
@@ -164,7 +165,7 @@ def test_two_rank_zero2_training_lands_in_dagster_and_the_store(
     assert lineage["ranks"] == 2 and lineage["config"]["deepspeed"]["zero_optimization"]["stage"] == 2
     assert set(lineage) >= {"code_version", "validation_metrics", "samples_per_s", "wall_seconds", "device"}
 
-    model = store.load(ref.tag)
+    model = load_stored(store, ref.tag)
     unseen = frame[frame["split"] == "test"]  # never staged for training
     proba = model.predict_proba(unseen)
     assert proba.shape == (len(unseen),) and np.isfinite(proba).all()

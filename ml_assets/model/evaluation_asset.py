@@ -27,7 +27,7 @@ from ml_assets.data.splits import SPLIT, WINDOW_END
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model import evaluation as evaluation_module
 from ml_assets.model import gates as gates_module
-from ml_assets.model.bundle import ModelRef
+from ml_assets.model.bundle import ModelRef, load_stored
 from ml_assets.model.champion import gate_table, stored_ref
 from ml_assets.model.evaluation import Evaluation, comparison_table, predictions, score_model, slice_table
 from ml_assets.model.gates import GATE_NAMES, evaluate_gates, thresholds_for
@@ -95,7 +95,7 @@ def build_model_evaluation(spec: DatasetSpec):
         probabilities: dict[str, np.ndarray] = {}
         scored = {}
         for role, ref in refs.items():
-            model = model_store.load(ref.tag)
+            model = load_stored(model_store, ref.tag)
             probabilities[role] = predictions(model, test)
             scored[role] = score_model(
                 model,

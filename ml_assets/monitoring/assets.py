@@ -38,6 +38,7 @@ from ml_assets import markdown
 from ml_assets.automation import on_new_files, on_upstream_update
 from ml_assets.data.landing import build_day_folder_asset
 from ml_assets.dataset import DatasetSpec, Role
+from ml_assets.model.bundle import load_stored
 from ml_assets.model.gates import thresholds_for
 from ml_assets.model.registry import current_champion_tag, previous_champion
 from ml_assets.monitoring import performance, report, verdicts
@@ -326,9 +327,9 @@ def report_for(
         spec,
         tag,
         rows,
-        store.load(tag),
+        load_stored(store, tag),
         reference,
-        previous=(previous, store.load(previous)) if previous else None,
+        previous=(previous, load_stored(store, previous)) if previous else None,
         min_group_size=min_group,
         model_age_hours=(now - created).total_seconds() / 3600,
         training_data_age_days=(now - trained_on).total_seconds() / 86400,

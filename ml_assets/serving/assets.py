@@ -30,7 +30,7 @@ from ml_assets.automation import on_upstream_update, with_its_asset
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model.bundle import ModelRef
+from ml_assets.model.bundle import ModelRef, load_stored
 from ml_assets.model.champion import model_age_policy
 from ml_assets.serving.build import BentoRef, build_bento, service_code_version
 from ml_assets.serving.schema import frame_records
@@ -118,7 +118,7 @@ def build_serving_assets(spec: DatasetSpec) -> list:
     ) -> Output[DeploymentInfo]:
         training_set = load_approved(context, approved_training_set, "deployment")
         records, rows = validation_sample(spec, training_set)
-        expected = [float(p) for p in model_store.load(bento.model_tag).predict_proba(rows)]
+        expected = [float(p) for p in load_stored(model_store, bento.model_tag).predict_proba(rows)]
         t0 = time.perf_counter()
         try:
             state = bento_deployer.deploy(bento.tag, bento.model_tag, records, expected, log=context.log)

@@ -31,7 +31,7 @@ import bento.scoring
 from bento.scoring import Scorer
 from ml_assets.automation import on_recent_update, with_its_asset
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model.bundle import ModelRef
+from ml_assets.model.bundle import ModelRef, load_stored
 from ml_assets.partitions import LANDING_DAY, daily_partitions
 from ml_assets.serving import columnar
 from ml_assets.serving.schema import RequestRefused, frame_records
@@ -74,7 +74,7 @@ def build_batch_predictions(spec: DatasetSpec) -> list:
         context: AssetExecutionContext, features: pd.DataFrame, champion_model: ModelRef, model_store: ModelStore
     ) -> Output[pd.DataFrame]:
         t0 = time.perf_counter()
-        scorer = Scorer(spec, model_store.load(champion_model.tag), champion_model.tag, log=None)
+        scorer = Scorer(spec, load_stored(model_store, champion_model.tag), champion_model.tag, log=None)
         try:
             out = score_features(spec, features, scorer)
         except RequestRefused as e:
