@@ -32,7 +32,7 @@ def _child(rows: int) -> dict:
     from ml_assets.data.assets import build_data_assets
     from ml_assets.dataset import load_default_spec
     from ml_assets.datasets.synthetic import synthetic_rows
-    from resources.environments import local_resources
+    from ml_assets.environments import local_resources
 
     spec = load_default_spec()
     started = time.perf_counter()

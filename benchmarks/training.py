@@ -98,7 +98,12 @@ def deepspeed_run(
     def bench(context):  # no annotations: this module's annotations are strings, Dagster needs real ones
         train_rows, validation_rows = (frame[frame[SPLIT] == split] for split in ("train", "validation"))
         run = trainer.train(
-            context, spec, train_rows, validation_rows, net_cfg.model_dump(), frame_version(frame).value
+            context,
+            spec.model_dump(mode="json"),
+            train_rows,
+            validation_rows,
+            net_cfg.model_dump(),
+            frame_version(frame).value,
         )
         out.update(training_result.decode(run).summary)
         return Output(out["samples_per_s"])  # Output: a Pipes session ran in this step

@@ -10,6 +10,7 @@ from dagster import AssetSelection, DefaultSensorStatus, Definitions, define_ass
 
 from ml_assets.data.assets import build_data_assets
 from ml_assets.dataset import DatasetSpec, load_default_spec
+from ml_assets.environments import executor_for, resources_for
 from ml_assets.model.assets import build_model_assets
 from ml_assets.model.champion import build_champion_model, rollback_champion_job
 from ml_assets.model.evaluation_asset import build_model_evaluation
@@ -18,7 +19,6 @@ from ml_assets.partitions import daily_partitions, resolve_start, training_set_p
 from ml_assets.serving.assets import build_serving_assets
 from ml_assets.serving.batch import build_batch_predictions
 from ml_assets.settings import environment
-from resources.environments import executor_for, resources_for
 from sensors.automation import build_automation_sensor
 from sensors.deployment_health import build_health_sensor
 from sensors.folder_sensors import build_label_sensor, build_landing_sensor, build_prediction_log_sensor

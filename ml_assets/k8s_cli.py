@@ -1,6 +1,6 @@
 """``ml-assets k8s render --out DIR``: every object the prod environment creates, as YAML, for review and GitOps.
 
-The objects come from the same resources ``ML_ASSETS_ENV=prod`` runs with (``resources.environments``), so what
+The objects come from the same resources ``ML_ASSETS_ENV=prod`` runs with (``ml_assets.environments``), so what
 is reviewed is what runs: a training launch of N nodes x G GPUs (the rank-0 pod PipesK8sClient creates, less the
 Pipes variables it injects at run time, the workers' Indexed Job and the rendezvous Service), both serving slots
 with the stable and preview Services, the Role the run and step pods need, and the Dagster instance config and
@@ -29,8 +29,8 @@ def render(
 ) -> dict[str, list[dict[str, Any]]]:
     """Write the objects under ``out`` (one YAML file per group) and return them by file name."""
     from ml_assets.dataset import load_default_spec
+    from ml_assets.environments import prod_resources
     from resources.deepspeed_trainer import ENTRYPOINT
-    from resources.environments import prod_resources
     from resources.k8s_manifests import SLOTS, other_slot, to_yaml, workload_rbac
     from resources.launchers import LaunchSpec
 

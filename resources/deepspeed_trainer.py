@@ -24,7 +24,6 @@ import pandas as pd
 from dagster import AssetExecutionContext, ConfigurableResource, OpExecutionContext
 from pydantic import Field
 
-from ml_assets.dataset import DatasetSpec
 from ml_assets.settings import paths
 from resources.launchers import LaunchSpec, TrainingLauncher
 from resources.training_storage import TrainingStorage
@@ -198,7 +197,7 @@ class DeepSpeedTrainer(ConfigurableResource):
     def train(
         self,
         context: AssetExecutionContext | OpExecutionContext,
-        spec: DatasetSpec,
+        spec: Mapping[str, Any],
         train_rows: pd.DataFrame,
         validation_rows: pd.DataFrame,
         network: Mapping[str, Any],
@@ -211,10 +210,11 @@ class DeepSpeedTrainer(ConfigurableResource):
     ) -> TrainingRun:
         """Validate, stage the rows and the job in storage, launch the entrypoint, and read back its outputs.
 
-        ``network`` is the first trial; ``search`` adds trials (``{"network": ..., "learning_rate": ...,
-        "weight_decay": ...}``, the last two optional), trained in turn in the same launch; the one best on
-        validation ``select_by`` is returned, every trial's figures in its summary. ``max_seconds``: start no
-        further trial once the launch has run this long.
+        ``spec`` is the dataset spec as JSON, passed through to the entrypoint untouched. ``network`` is the first
+        trial; ``search`` adds trials (``{"network": ..., "learning_rate": ..., "weight_decay": ...}``, the last
+        two optional), trained in turn in the same launch; the one best on validation ``select_by`` is returned,
+        every trial's figures in its summary. ``max_seconds``: start no further trial once the launch has run this
+        long.
         """
         plan = self.plan()
         if len(train_rows) < plan.ranks or len(validation_rows) == 0:
@@ -234,14 +234,14 @@ class DeepSpeedTrainer(ConfigurableResource):
         trials_hash = hashlib.sha256(json.dumps(trials, sort_keys=True).encode()).hexdigest()[:8]
         checkpoint_dir = (
             Path(self.checkpoint_dir or paths().checkpoints)
-            / f"{spec.name}-{network.get('architecture', 'network')}"
+            / f"{spec.get('name', 'dataset')}-{network.get('architecture', 'network')}"
             / f"{data_version}-{trials_hash}-{plan.config_hash}"
         )
         job = {
             **staged,
             "output_dir": output,
             "checkpoint_dir": str(checkpoint_dir),
-            "spec": spec.model_dump(mode="json"),
+            "spec": dict(spec),
             "trials": trials,
             "select_by": select_by,
             "higher_is_better": higher_is_better,

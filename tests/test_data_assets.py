@@ -12,7 +12,7 @@ from dagster import AssetCheckSeverity, AssetKey, AssetSelection, DagsterInstanc
 from ml_assets.data.assets import build_data_assets
 from ml_assets.dataset import DatasetSpec, TrainingWindow
 from ml_assets.datasets.simulator import Corruption, simulate
-from resources.environments import local_resources
+from ml_assets.environments import local_resources
 
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
 

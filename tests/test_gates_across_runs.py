@@ -18,8 +18,8 @@ from ml_assets.data.assets import build_data_assets
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.simulator import Corruption, DriftConfig, simulate
 from ml_assets.definitions import INGEST_JOB, MODEL_JOB, TRAINING_SET_JOB, build_definitions
+from ml_assets.environments import local_resources
 from ml_assets.model.registry import current_champion_tag
-from resources.environments import local_resources
 from tests.conftest import pinned
 from tests.standins import materialize_stand_in
 

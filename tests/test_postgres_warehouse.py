@@ -32,8 +32,8 @@ from ml_assets.data.assets import build_data_assets
 from ml_assets.dataset import DatasetSpec, TrainingWindow
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.datasets.simulator import simulate
+from ml_assets.environments import local_resources
 from ml_assets.partitions import LANDING_DAY
-from resources.environments import local_resources
 from resources.postgres_warehouse import PostgresPandasIOManager, WarehouseError
 
 pytestmark = pytest.mark.integration

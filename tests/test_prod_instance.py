@@ -153,7 +153,7 @@ def test_the_helm_values_and_the_instance_config_agree() -> None:
 
 def test_prod_definitions_load_with_the_kubernetes_resources(monkeypatch, tmp_path: Path) -> None:
     from ml_assets.definitions import build_definitions
-    from resources.environments import STEP_RESOURCES
+    from ml_assets.environments import STEP_RESOURCES
     from resources.k8s_deployer import KubernetesBentoDeployer
     from resources.k8s_training import KubernetesTrainingLauncher
     from resources.postgres_warehouse import PostgresPandasIOManager

@@ -200,7 +200,7 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
         fit = {split: labeled_split(spec, training_set, split) for split in ("train", "validation")}
         run = trainer.train(
             context,
-            spec,
+            spec.model_dump(mode="json"),
             fit["train"],
             fit["validation"],
             trials[0]["network"],

@@ -34,9 +34,9 @@ def install_champion(spec: DatasetSpec, home: Path, window_end: date, instance, 
 
     from ml_assets.data.splits import WINDOW_END
     from ml_assets.datasets.samples import demo_training_set
+    from ml_assets.environments import local_resources
     from ml_assets.model.assets import BaselineConfig, fit_baseline
     from ml_assets.partitions import training_set_partitions
-    from resources.environments import local_resources
     from resources.model_store import ModelStore
 
     window = demo_training_set(spec, rows, seed=0, window_end=window_end)
