@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from ml_assets.dataset import DatasetSpec, load_default_spec
+
+
+@pytest.fixture(autouse=True)
+def processes_only_in_integration_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast tier starts no process: a test without the ``integration`` marker that tries fails, naming it."""
+    if request.node.get_closest_marker("integration"):
+        return
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(
+            f"{request.node.nodeid} starts a process but is not marked integration (pytest.mark.integration)"
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(os, "fork", refuse)
 
 
 @pytest.fixture
@@ -33,3 +52,26 @@ def adult_spec() -> DatasetSpec:
 def pinned(spec: DatasetSpec, **changes) -> DatasetSpec:
     """A copy of ``spec`` with partitions from FIRST_DAY (and any other field changes), keeping its file path."""
     return spec.model_copy(update={"partitions_start": FIRST_DAY, **changes})
+
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL (127.0.0.1:5432, trust auth), dropped afterwards; its name."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        admin = psycopg2.connect(PG_ADMIN, connect_timeout=3)
+    except psycopg2.OperationalError as e:
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({e})")
+    admin.autocommit = True
+    name = f"ml_assets_test_{uuid.uuid4().hex[:8]}"
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    try:
+        yield name
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()

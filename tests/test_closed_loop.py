@@ -175,7 +175,10 @@ def test_monitoring_retrains_on_drift_and_rolls_back_a_regressing_champion(home:
     second = home.served_tag()
     assert second not in (None, first) and champion_history(instance)[0][0] == second
 
-    # labels under which the previous champion is right and the new one is not: the new one regresses
+    # the new champion serves the rest of the day; labels under which the previous champion is right and the new
+    # one is not land for those rows: the new one regresses
+    served = home.cli("traffic", "--day", day, "--rows", "1500", timeout=600)
+    assert served.returncode == 0, served.stdout + served.stderr
     store = ModelStore(home=str(home.root / "bentoml"))
     truth = sorted((home.root / "traffic").glob("*/ground_truth.parquet"))[-1]
     rows = pd.read_parquet(truth.with_name("rows.parquet"))
@@ -185,7 +188,12 @@ def test_monitoring_retrains_on_drift_and_rolls_back_a_regressing_champion(home:
     assert disagree.sum() >= 20, "the two champions must disagree somewhere for the test to mean anything"
     negative = next(c for c in spec.target.categories or [] if c != spec.positive_label)
     rows[spec.target.name] = np.where(old >= 0.5, spec.positive_label, negative)
-    keep = disagree | (np.arange(len(rows)) % 2 == 0)
+    # every disagreement, and the agreeing rows nearest the new champion's threshold: the previous one ranks them
+    # all right (its own decisions), the new one misranks the disagreements against their neighbours
+    agreeing = np.flatnonzero(~disagree)
+    nearest = agreeing[np.argsort(np.abs(new[agreeing] - 0.5))[: spec.monitoring.min_labeled_rows + 50]]
+    keep = disagree.copy()
+    keep[nearest] = True
     landed = home.root / "labels" / day / "previous-champion-right.parquet"
     rows.loc[keep, [spec.id.name, spec.target.name]].to_parquet(landed)
     assert "champion_regression" in monitor()

@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
@@ -38,29 +36,14 @@ from resources.postgres_warehouse import PostgresPandasIOManager, WarehouseError
 
 pytestmark = pytest.mark.integration
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(4)]
 WINDOW = 3
 ROWS_PER_DAY = 5_000
 
 
 @pytest.fixture
-def warehouse_url() -> Iterator[str]:
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(PG_ADMIN, connect_timeout=3)
-    except psycopg2.OperationalError as e:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({e})")
-    admin.autocommit = True
-    name = f"mlk8s_wh_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+def warehouse_url(postgres_database: str) -> str:
+    return f"postgresql://postgres@127.0.0.1:5432/{postgres_database}"
 
 
 @pytest.fixture(scope="module")

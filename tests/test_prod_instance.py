@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,6 @@ from dagster import (
 from resources.deepspeed_trainer import TRAINING_POOL
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 KUBECONFIG = {
     "apiVersion": "v1",
     "kind": "Config",
@@ -42,22 +40,8 @@ KUBECONFIG = {
 
 
 @pytest.fixture
-def postgres_db():
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(PG_ADMIN, connect_timeout=3)
-    except psycopg2.OperationalError as e:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({e})")
-    admin.autocommit = True
-    name = f"ml_assets_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"  # SQLAlchemy 2.1 defaults to psycopg 3
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+def postgres_db(postgres_database: str) -> str:
+    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{postgres_database}"  # SQLAlchemy 2.1 defaults to psycopg 3
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -218,43 +218,12 @@ class SimulatedFile:
     corruptions: tuple[str, ...] = ()
 
 
-def simulate(
-    spec: DatasetSpec,
-    landing_root: Path,
-    start: date,
-    end: date,
-    *,
-    source: pd.DataFrame | None = None,
-    rows_per_day: int | None = None,
-    files_per_day: int = 1,
-    fmt: Format = "parquet",
-    seed: int = 0,
-    drift: DriftConfig | None = None,
-    corruptions: Sequence[Corruption] = (),
-    first_id: int | None = None,
-    file_stem: str | None = None,
-    time_mode: TimeMode = "scale",
-) -> list[Path]:
-    """Replay ``source`` (default: the spec's demo data) into daily landing files; return their paths."""
-    return [
-        f.path
-        for f in replay(
-            spec,
-            landing_root,
-            start,
-            end,
-            source=source,
-            rows_per_day=rows_per_day,
-            files_per_day=files_per_day,
-            fmt=fmt,
-            seed=seed,
-            drift=drift,
-            corruptions=corruptions,
-            first_id=first_id,
-            file_stem=file_stem,
-            time_mode=time_mode,
-        )
-    ]
+def simulate(spec: DatasetSpec, landing_root: Path, start: date, end: date, **options: Any) -> list[Path]:
+    """Replay the spec's demo data (or ``source``) into daily landing files; return their paths.
+
+    ``options`` are ``replay``'s keywords; ``replay`` also returns a record per file.
+    """
+    return [f.path for f in replay(spec, landing_root, start, end, **options)]
 
 
 def replay(
