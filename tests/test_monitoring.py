@@ -126,3 +126,22 @@ def test_staleness_uses_the_spec_limits(adult_spec: DatasetSpec, world) -> None:
     r = tag_report(adult_spec, "m:3", served, model, reference, model_age_hours=1000.0, training_data_age_days=2.0)
     staleness = next(v for v in verdicts(adult_spec, thresholds_for(adult_spec), r) if v.name == "staleness")
     assert not staleness.passed and "1000 h old > 168 h" in staleness.description
+
+
+def test_simulate_labels_lands_each_replay_once_after_its_lag(ml_home: Path, adult_spec: DatasetSpec, capsys) -> None:
+    from ml_assets.cli import main
+    from ml_assets.monitoring.traffic import GROUND_TRUTH
+
+    served = pd.Timestamp("2026-03-01")
+    replay = ml_home / "traffic" / "1772323200000000"
+    replay.mkdir(parents=True)
+    truth = pd.DataFrame({"record_id": ["7", "8"], "income": [">50K", "<=50K"], "served_on": [served, served]})
+    truth.to_parquet(replay / GROUND_TRUTH, index=False)
+
+    assert main(["simulate", "--labels", "2"]) == 0
+    [landed] = (ml_home / "labels" / "2026-03-03").glob("*.parquet")
+    assert pd.read_parquet(landed).to_dict("list") == {"record_id": ["7", "8"], "income": [">50K", "<=50K"]}
+    assert main(["simulate", "--labels", "2"]) == 0  # landed once: nothing new
+    assert "no traffic replay without landed labels" in capsys.readouterr().out
+    assert main(["simulate", "--labels", "1", "--next"]) == 2
+    assert "--labels: lands labels only: leave out --next" in capsys.readouterr().err

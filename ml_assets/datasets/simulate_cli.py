@@ -6,6 +6,8 @@ Examples::
     ml-assets simulate --start 2026-11-01 --end 2026-11-10 --format csv --files-per-day 3 \\
         --drift-from 2026-11-06 --shift age=1.5 --mix sex=Female:0.8 --label-rate 0.5 \\
         --corrupt wrong_type@2026-11-04:age --corrupt unparseable_file@2026-11-05
+    ml-assets simulate --next
+    ml-assets simulate --labels 2      # ground truth of replayed traffic, landed two days after it was served
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="instead of --start/--end: land the day after the newest landed day (a later batch of today once "
         "today has landed), a typical day's rows with new ids",
+    )
+    p.add_argument(
+        "--labels",
+        type=_non_negative_int,
+        default=None,
+        metavar="LAG_DAYS",
+        help="instead of data: land the delayed labels of every `ml-assets traffic` replay not landed yet, under "
+        "labels/<day served + LAG_DAYS>/",
     )
     p.add_argument("--landing", type=Path, default=None, help="landing folder (default <ML_ASSETS_HOME>/landing)")
     p.add_argument("--spec", type=Path, default=None, help="dataset spec YAML (default: ML_ASSETS_DATASET_SPEC)")
@@ -108,14 +118,23 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a day in YYYY-MM-DD form") from None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+def _int_at_least(low: int):
+    """An argparse type: a whole number no smaller than ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least {low}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _shift(text: str) -> tuple[str, float]:
@@ -183,6 +202,8 @@ def _run(args: argparse.Namespace) -> int:
         spec = load_spec(args.spec) if args.spec else load_default_spec()
     except SpecError as e:
         raise _OptionError("--spec", str(e)) from None
+    if args.labels is not None:
+        return _run_labels(args, spec)
     if args.next:
         return _run_next(args, spec)
     if args.source_time == "keep" and (args.start is None or args.end is None):
@@ -272,6 +293,21 @@ def _run_next(args: argparse.Namespace, spec: DatasetSpec) -> int:
     print(f"ml-assets simulate --next: {what} {landed.day}: {landed.rows:,} rows in {len(landed.files)} file(s)")
     for path in landed.files:
         print(f"  {path}")
+    return 0
+
+
+def _run_labels(args: argparse.Namespace, spec: DatasetSpec) -> int:
+    """``--labels LAG``: the ground truth ``ml-assets traffic`` kept, landed as delayed label files."""
+    from ml_assets.monitoring.traffic import land_labels
+
+    given = [o for o, v in (("--start", args.start), ("--end", args.end), ("--next", args.next)) if v]
+    if given or args.corrupt or args.synthetic:
+        raise _OptionError("--labels", f"lands labels only: leave out {', '.join(given) or '--corrupt/--synthetic'}")
+    written = land_labels(spec, args.labels)
+    if not written:
+        print("ml-assets simulate --labels: no traffic replay without landed labels (run `ml-assets traffic` first)")
+    for path in written:
+        print(f"ml-assets simulate --labels: {path}")
     return 0
 
 
