@@ -28,10 +28,10 @@ from ml_assets.dataset import DatasetSpec
 from ml_assets.model import evaluation as evaluation_module
 from ml_assets.model import gates as gates_module
 from ml_assets.model.bundle import ModelRef, load_stored
-from ml_assets.model.champion import gate_table, stored_ref
 from ml_assets.model.evaluation import Evaluation, comparison_table, predictions, score_model, slice_table
-from ml_assets.model.gates import GATE_NAMES, evaluate_gates, thresholds_for
+from ml_assets.model.gates import GATE_NAMES, evaluate_gates, gate_table, thresholds_for
 from ml_assets.model.plots import calibration_plot, roc_plot
+from ml_assets.model.refs import stored_ref
 from ml_assets.model.registry import current_champion_tag
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
