@@ -14,6 +14,7 @@ from typing import NamedTuple
 import pandas as pd
 from dagster import (
     AssetChecksDefinition,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
     AssetKey,
@@ -21,6 +22,7 @@ from dagster import (
     Failure,
     MetadataValue,
     Output,
+    PartitionsDefinition,
     SourceAsset,
     TimeWindowPartitionMapping,
     asset,
@@ -86,12 +88,24 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
     """landing_files, raw_data, features, training_set, approved_training_set and their checks for one spec."""
     daily = daily_partitions(spec)
     windows = training_set_partitions(spec)
-    window = spec.training.window_days
     raw_specs = expectations.raw_data_check_specs(spec, daily)
     features_checks = expectations.build_features_checks(spec, daily)
     training_set_checks = training_checks.build_training_set_checks(spec, windows)
-    raw_gates = blocking_check_names(raw_specs)
-    features_gates = blocking_check_names(features_checks.check_specs)
+    return DataAssets(
+        build_landing_files(daily),
+        build_raw_data(spec, daily, raw_specs),
+        build_features(spec, daily, blocking_check_names(raw_specs)),
+        build_training_set(spec, windows, blocking_check_names(features_checks.check_specs)),
+        build_approved_training_set(windows, blocking_check_names(training_set_checks.check_specs)),
+        features_checks,
+        training_set_checks,
+    )
+
+
+def build_raw_data(
+    spec: DatasetSpec, daily: PartitionsDefinition, check_specs: list[AssetCheckSpec]
+) -> AssetsDefinition:
+    """The daily ``raw_data``: the landed files cast to the spec's types, validated as they landed."""
 
     @asset(
         name="raw_data",
@@ -100,7 +114,7 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
         io_manager_key="warehouse_io_manager",
         metadata={"partition_expr": LANDING_DAY},
         deps=[LANDING_FILES],
-        check_specs=raw_specs,
+        check_specs=check_specs,
         automation_condition=on_new_files(),
         code_version=code_version(
             spec,
@@ -138,6 +152,12 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
             spec, landed, typed[spec.column_names], cast_failures, partition_key=day, earlier_rows=earlier
         )
 
+    return raw_data
+
+
+def build_features(spec: DatasetSpec, daily: PartitionsDefinition, raw_gates: list[str]) -> AssetsDefinition:
+    """The daily ``features`` of a raw_data day whose blocking checks (``raw_gates``) passed."""
+
     @asset(
         name="features",
         group_name="data",
@@ -164,6 +184,13 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
             },
         )
 
+    return features
+
+
+def build_training_set(spec: DatasetSpec, windows: PartitionsDefinition, features_gates: list[str]) -> AssetsDefinition:
+    """The ``training_set`` window ending on each day, from features days whose blocking checks passed."""
+    window = spec.training.window_days
+
     @asset(
         name="training_set",
         group_name="data",
@@ -178,36 +205,12 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
     )
     def training_set(context: AssetExecutionContext, features: pd.DataFrame) -> Output[pd.DataFrame]:
         end = date.fromisoformat(context.partition_key)
-        expected = {d.isoformat() for d in pd.date_range(end=end, periods=window).date}
-        present = set(features[LANDING_DAY].dt.date.astype(str).unique()) if len(features) else set()
-        missing = sorted(expected - present)
-        if missing:
-            raise Failure(
-                description=f"training_set partition {end}: feature partitions missing for {missing}; a "
-                f"training window needs all {window} days (materialize features for them first).",
-                metadata={"missing_days": MetadataValue.json(missing)},
-            )
+        expected = complete_window(features, end, window)
         for day in sorted(expected):
             require_passed(context.instance, AssetKey("features"), features_gates, day, "training_set")
         out = split_by_time(spec, features.sort_values([LANDING_DAY, spec.id.name]), end)
         out = out.drop(columns=[LANDING_DAY]).reset_index(drop=True)
-        counts = out[splits.SPLIT].value_counts().reindex(splits.SPLITS, fill_value=0)
         labeled = out[out[spec.label_column].notna()]
-        labeled_counts = labeled[splits.SPLIT].value_counts().reindex(splits.SPLITS, fill_value=0)
-        rates = labeled.groupby(splits.SPLIT)[spec.label_column].mean().reindex(splits.SPLITS)
-        table = markdown.table(
-            [
-                {
-                    "split": s,
-                    "rows": int(counts[s]),
-                    "labeled": int(labeled_counts[s]),
-                    "positive rate": float(rates[s]),
-                }
-                for s in splits.SPLITS
-            ],
-            digits=3,
-            right=["rows", "labeled", "positive rate"],
-        )
         return Output(
             out,
             data_version=frame_version(out),
@@ -216,16 +219,43 @@ def build_data_assets(spec: DatasetSpec) -> DataAssets:
                 "labeled_rows": len(labeled),
                 "unlabeled_rows": len(out) - len(labeled),
                 "window": f"{min(expected)} .. {max(expected)}",
-                "splits": MetadataValue.md(table),
+                "splits": MetadataValue.md(splits_table(spec, out)),
             },
         )
 
-    return DataAssets(
-        build_landing_files(daily),
-        raw_data,
-        features,
-        training_set,
-        build_approved_training_set(windows, blocking_check_names(training_set_checks.check_specs)),
-        features_checks,
-        training_set_checks,
+    return training_set
+
+
+def complete_window(features: pd.DataFrame, end: date, window: int) -> set[str]:
+    """The ``window`` days ending on ``end``, all present in ``features``; else a Failure naming the missing days."""
+    expected = {d.isoformat() for d in pd.date_range(end=end, periods=window).date}
+    present = set(features[LANDING_DAY].dt.date.astype(str).unique()) if len(features) else set()
+    missing = sorted(expected - present)
+    if missing:
+        raise Failure(
+            description=f"training_set partition {end}: feature partitions missing for {missing}; a "
+            f"training window needs all {window} days (materialize features for them first).",
+            metadata={"missing_days": MetadataValue.json(missing)},
+        )
+    return expected
+
+
+def splits_table(spec: DatasetSpec, training_set: pd.DataFrame) -> str:
+    """Rows, labeled rows and positive rate of each split."""
+    counts = training_set[splits.SPLIT].value_counts().reindex(splits.SPLITS, fill_value=0)
+    labeled = training_set[training_set[spec.label_column].notna()]
+    labeled_counts = labeled[splits.SPLIT].value_counts().reindex(splits.SPLITS, fill_value=0)
+    rates = labeled.groupby(splits.SPLIT)[spec.label_column].mean().reindex(splits.SPLITS)
+    return markdown.table(
+        [
+            {
+                "split": s,
+                "rows": int(counts[s]),
+                "labeled": int(labeled_counts[s]),
+                "positive rate": float(rates[s]),
+            }
+            for s in splits.SPLITS
+        ],
+        digits=3,
+        right=["rows", "labeled", "positive rate"],
     )

@@ -13,6 +13,7 @@ import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
+    AutomationCondition,
     Config,
     MetadataValue,
     Output,
@@ -125,12 +126,13 @@ def fit_baseline(spec: DatasetSpec, training_set: pd.DataFrame, cfg: BaselineCon
 
 
 def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
-    """baseline_model and candidate_model for one dataset spec."""
-    model_code = code_version(
-        spec, preprocessing, network, bundle, metrics_module, train, training_result, search, uses=CANDIDATE_SPEC_FIELDS
-    )
-    select_by, higher_is_better = search.selection_metric(thresholds_for(spec).primary_metric)
+    """baseline_model and candidate_model for one dataset spec; both retrain on the same condition."""
     when = retraining(spec, ignore=READ_NOT_REACTED)
+    return [build_baseline_model(spec, when), build_candidate_model(spec, when)]
+
+
+def build_baseline_model(spec: DatasetSpec, when: AutomationCondition) -> AssetsDefinition:
+    """The ``baseline_model`` asset: the logistic regression every candidate must beat."""
 
     @asset(
         name="baseline_model",
@@ -165,16 +167,32 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
         context.log.info(f"baseline {tag}: validation {scores}")
         ref = ModelRef(tag=tag, name=baseline_name(spec), kind=model.kind, metrics=scores, training_set_version=version)
         return Output(
-            ref,
-            metadata={
-                "model_tag": tag,
-                "validation_metrics": MetadataValue.md(metrics_table({"baseline": scores})),
-                **{f"val_{k}": v for k, v in scores.items()},
-                "unlabeled_rows_left_out": sum(unlabeled.values()),
-                "training_set_version": version,
-                "training_set_partition": approved_training_set.partition_key,
-            },
+            ref, metadata=baseline_metadata(tag, scores, unlabeled, version, approved_training_set.partition_key)
         )
+
+    return baseline_model
+
+
+def baseline_metadata(
+    tag: str, scores: dict[str, float], unlabeled: dict[str, int], version: str, partition: str
+) -> dict[str, Any]:
+    """What the UI shows of a baseline: its tag, validation figures as a table and as numbers, and its data."""
+    return {
+        "model_tag": tag,
+        "validation_metrics": MetadataValue.md(metrics_table({"baseline": scores})),
+        **{f"val_{k}": v for k, v in scores.items()},
+        "unlabeled_rows_left_out": sum(unlabeled.values()),
+        "training_set_version": version,
+        "training_set_partition": partition,
+    }
+
+
+def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> AssetsDefinition:
+    """The ``candidate_model`` asset: a search of tabular networks trained by the DeepSpeedTrainer resource."""
+    model_code = code_version(
+        spec, preprocessing, network, bundle, metrics_module, train, training_result, search, uses=CANDIDATE_SPEC_FIELDS
+    )
+    select_by, higher_is_better = search.selection_metric(thresholds_for(spec).primary_metric)
 
     @asset(
         name="candidate_model",
@@ -194,6 +212,7 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
     ) -> Output[ModelRef]:
         training_set = ordered(spec, load_approved(context, approved_training_set, "candidate_model"))
         version = frame_version(training_set).value
+        partition = approved_training_set.partition_key
         budget = spec.search
         trials = search.plan_trials(config.network(), budget, config.trials or budget.trials)
         max_seconds = config.max_seconds or budget.max_seconds
@@ -211,74 +230,104 @@ def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
             higher_is_better=higher_is_better,
         )
         result = training_result.decode(run)
-        s = result.summary
-        net_cfg = result.network
-        model = TabularModel(
-            kind=net_cfg.architecture,
-            spec_name=spec.name,
-            preprocessing=result.preprocessing,
-            network_config=net_cfg,
-            state_dict=result.state_dict,
-        )
+        model = packed_model(spec, result)
         # The stored model scored in this process (the packed preprocessing + plain state_dict path serving takes),
         # shown beside what the training ranks measured, so a difference between the two is visible in the UI.
         val = fit["validation"]
         served = validation_scores(val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val))
-        scores: dict[str, float] = {k: float(v) for k, v in s["metrics"].items()}
-        lineage: dict[str, Any] = {
-            "training_set_version": version,
-            "training_set_partition": approved_training_set.partition_key,
-            "code_version": model_code,
-            "config": {
-                "network": net_cfg.model_dump(),
-                "deepspeed": s["deepspeed_config"],
-                "trainer": _fields(trainer),
-            },
-            "validation_metrics": scores,
-            "samples_per_s": s["samples_per_s"],
-            "wall_seconds": s["wall_seconds"],
-            "ranks": s["ranks"],
-            "device": s["device"],
-            "precision": s["precision"],
-            "best_epoch": s["best_epoch"],
-            "search": {"best_trial": s["best_trial"], "select_by": s["select_by"], "trials": s["trials"]},
-        }
+        scores: dict[str, float] = {k: float(v) for k, v in result.summary["metrics"].items()}
+        lineage = candidate_lineage(result, scores, trainer, model_code, version, partition)
         tag = model_store.save(model, classifier_name(spec), lineage)
         ref = ModelRef(
             tag=tag, name=classifier_name(spec), kind=model.kind, metrics=scores, training_set_version=version
         )
+        unlabeled = sum(unlabeled_counts(spec, training_set).values())
         return Output(
-            ref,
-            metadata={
-                "model_tag": tag,
-                "validation_metrics": MetadataValue.md(
-                    metrics_table({"training (ranks)": scores, "stored model (this process)": served})
-                ),
-                "search": MetadataValue.md(search_table(s["trials"], s["best_trial"])),
-                "trials_run": sum(1 for t in s["trials"] if t["status"] == "trained"),
-                "best_trial": s["best_trial"],
-                "selected_by": f"validation {s['select_by']}",
-                "unlabeled_rows_left_out": sum(unlabeled_counts(spec, training_set).values()),
-                **{f"val_{k}": v for k, v in scores.items()},
-                "loss_curve": MetadataValue.md(loss_curve_markdown(s["history"])),
-                "samples_per_s": float(s["samples_per_s"]),
-                "launch_to_first_step_s": float(s["launch_to_first_step_s"] or 0.0),
-                "wall_seconds": float(s["wall_seconds"]),
-                "ranks": int(s["ranks"]),
-                "device": str(s["device"]),
-                "precision": s["precision"],
-                "zero_stage": int(s["zero_stage"]),
-                "epochs_run": int(s["epochs_run"]),
-                "best_epoch": int(s["best_epoch"]),
-                "resumed_from_epoch": int(s["resumed_from_epoch"] or 0),
-                "parameters": int(s["parameters"]),
-                "training_set_version": version,
-                "training_set_partition": approved_training_set.partition_key,
-                "checkpoint_dir": MetadataValue.path(s["checkpoint_dir"]),
-            },
+            ref, metadata=candidate_metadata(tag, result.summary, scores, served, unlabeled, version, partition)
         )
 
-    return [baseline_model, candidate_model]
+    return candidate_model
+
+
+def packed_model(spec: DatasetSpec, result: training_result.TrainedNetwork) -> TabularModel:
+    """The search's kept network packed with its preprocessing: the form the store, evaluation and serving load."""
+    return TabularModel(
+        kind=result.network.architecture,
+        spec_name=spec.name,
+        preprocessing=result.preprocessing,
+        network_config=result.network,
+        state_dict=result.state_dict,
+    )
+
+
+def candidate_lineage(
+    result: training_result.TrainedNetwork,
+    scores: dict[str, float],
+    trainer: DeepSpeedTrainer,
+    model_code: str,
+    version: str,
+    partition: str,
+) -> dict[str, Any]:
+    """What the store keeps with a candidate: the data and code it came from, every setting, how it trained."""
+    s = result.summary
+    return {
+        "training_set_version": version,
+        "training_set_partition": partition,
+        "code_version": model_code,
+        "config": {
+            "network": result.network.model_dump(),
+            "deepspeed": s["deepspeed_config"],
+            "trainer": _fields(trainer),
+        },
+        "validation_metrics": scores,
+        "samples_per_s": s["samples_per_s"],
+        "wall_seconds": s["wall_seconds"],
+        "ranks": s["ranks"],
+        "device": s["device"],
+        "precision": s["precision"],
+        "best_epoch": s["best_epoch"],
+        "search": {"best_trial": s["best_trial"], "select_by": s["select_by"], "trials": s["trials"]},
+    }
+
+
+def candidate_metadata(
+    tag: str,
+    s: dict[str, Any],
+    scores: dict[str, float],
+    served: dict[str, float],
+    unlabeled_rows: int,
+    version: str,
+    partition: str,
+) -> dict[str, Any]:
+    """What the UI shows of a candidate (``s``: the training summary): validation by the ranks and by the stored
+    model, the search, the loss curve, throughput and timings as numbers the UI plots, and its data."""
+    return {
+        "model_tag": tag,
+        "validation_metrics": MetadataValue.md(
+            metrics_table({"training (ranks)": scores, "stored model (this process)": served})
+        ),
+        "search": MetadataValue.md(search_table(s["trials"], s["best_trial"])),
+        "trials_run": sum(1 for t in s["trials"] if t["status"] == "trained"),
+        "best_trial": s["best_trial"],
+        "selected_by": f"validation {s['select_by']}",
+        "unlabeled_rows_left_out": unlabeled_rows,
+        **{f"val_{k}": v for k, v in scores.items()},
+        "loss_curve": MetadataValue.md(loss_curve_markdown(s["history"])),
+        "samples_per_s": float(s["samples_per_s"]),
+        "launch_to_first_step_s": float(s["launch_to_first_step_s"] or 0.0),
+        "wall_seconds": float(s["wall_seconds"]),
+        "ranks": int(s["ranks"]),
+        "device": str(s["device"]),
+        "precision": s["precision"],
+        "zero_stage": int(s["zero_stage"]),
+        "epochs_run": int(s["epochs_run"]),
+        "best_epoch": int(s["best_epoch"]),
+        "resumed_from_epoch": int(s["resumed_from_epoch"] or 0),
+        "parameters": int(s["parameters"]),
+        "training_set_version": version,
+        "training_set_partition": partition,
+        "checkpoint_dir": MetadataValue.path(s["checkpoint_dir"]),
+    }
 
 
 def search_table(trials: list[dict[str, Any]], best: str) -> str:

@@ -37,49 +37,19 @@ from dagster import (
 )
 from pydantic import Field
 
-from ml_assets import markdown
 from ml_assets.automation import on_upstream_update
 from ml_assets.dataset import DatasetSpec
 from ml_assets.event_log import require_passed
 from ml_assets.model import gates as gates_module
 from ml_assets.model.bundle import ModelRef
 from ml_assets.model.evaluation import Evaluation, comparison_table
-from ml_assets.model.gates import GATE_NAMES, GateOutcome, evaluate_gates, failed_gates, thresholds_for
+from ml_assets.model.gates import GATE_NAMES, evaluate_gates, failed_gates, gate_table, thresholds_for
+from ml_assets.model.refs import stored_ref
 from ml_assets.model.registry import champion_history, current_champion_tag
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
 
 ROLLBACK_JOB = "rollback_champion"
-
-
-def stored_ref(store: ModelStore, tag: str) -> ModelRef:
-    """A ModelRef for a model already in the store, from its labels and metadata."""
-    info = store.info(tag)
-    meta = info.get("metadata") or {}
-    metrics = meta.get("metrics") or meta.get("validation_metrics") or {}
-    return ModelRef(
-        tag=info["tag"],
-        name=info["tag"].split(":", 1)[0],
-        kind=str(info.get("labels", {}).get("kind", "")),
-        metrics={str(k): float(v) for k, v in metrics.items() if isinstance(v, int | float)},
-        training_set_version=str(meta.get("training_set_version", "")),
-    )
-
-
-def gate_table(outcomes: list[GateOutcome]) -> str:
-    """Markdown table of every gate: verdict, observed value, threshold and comparison."""
-    return markdown.table(
-        [
-            {
-                "gate": o.name,
-                "verdict": "pass" if o.passed else "FAIL",
-                "observed": o.observed,
-                "threshold": o.threshold,
-                "comparison": o.comparison,
-            }
-            for o in outcomes
-        ]
-    )
 
 
 class ChampionConfig(Config):
@@ -117,6 +87,23 @@ def stale_because(context: AssetExecutionContext, evaluation: Evaluation) -> str
     return None
 
 
+def promotion_reason(evaluation: Evaluation, gates_passed: int, previous: str | None) -> str:
+    """Why the candidate becomes champion: its primary metric beside the baseline's and the previous champion's."""
+    candidate = evaluation.candidate_ref
+    m = evaluation.primary_metric
+    return (
+        f"{candidate.tag} passed all {gates_passed} gates: {m} {evaluation.candidate.metrics[m]:.4f} vs "
+        f"baseline {evaluation.baseline.metrics[m]:.4f}"
+        + (
+            f" and previous champion {evaluation.champion.metrics[m]:.4f} ({evaluation.champion.tag})"
+            if evaluation.champion is not None and evaluation.champion.tag != candidate.tag
+            else " (first champion)"
+            if previous is None
+            else ""
+        )
+    )
+
+
 def build_champion_model(spec: DatasetSpec):
     """The ``champion_model`` asset for one dataset spec."""
     thresholds = thresholds_for(spec)
@@ -152,18 +139,7 @@ def build_champion_model(spec: DatasetSpec):
                 metadata={"gates": MetadataValue.md(gate_table(outcomes))},
             )
         previous = current_champion_tag(context.instance)
-        m = model_evaluation.primary_metric
-        why = (
-            f"{candidate.tag} passed all {len(outcomes)} gates: {m} {model_evaluation.candidate.metrics[m]:.4f} vs "
-            f"baseline {model_evaluation.baseline.metrics[m]:.4f}"
-            + (
-                f" and previous champion {model_evaluation.champion.metrics[m]:.4f} ({model_evaluation.champion.tag})"
-                if model_evaluation.champion is not None and model_evaluation.champion.tag != candidate.tag
-                else " (first champion)"
-                if previous is None
-                else ""
-            )
-        )
+        why = promotion_reason(model_evaluation, len(outcomes), previous)
         context.log.info(why)
         return Output(
             stored_ref(model_store, candidate.tag),

@@ -6,6 +6,8 @@ training set (its test split) and records everything a person needs to judge the
 ``champion_model`` (and everything after it) in the same run, so the champion keeps serving.
 """
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from dagster import (
@@ -14,6 +16,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
+    DagsterInstance,
     Failure,
     MetadataValue,
     Output,
@@ -28,10 +31,17 @@ from ml_assets.dataset import DatasetSpec
 from ml_assets.model import evaluation as evaluation_module
 from ml_assets.model import gates as gates_module
 from ml_assets.model.bundle import ModelRef, load_stored
-from ml_assets.model.champion import gate_table, stored_ref
-from ml_assets.model.evaluation import Evaluation, comparison_table, predictions, score_model, slice_table
-from ml_assets.model.gates import GATE_NAMES, evaluate_gates, thresholds_for
+from ml_assets.model.evaluation import (
+    Evaluation,
+    ModelScores,
+    comparison_table,
+    predictions,
+    score_model,
+    slice_table,
+)
+from ml_assets.model.gates import GATE_NAMES, GateThresholds, evaluate_gates, gate_table, thresholds_for
 from ml_assets.model.plots import calibration_plot, roc_plot
+from ml_assets.model.refs import stored_ref
 from ml_assets.model.registry import current_champion_tag
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
@@ -61,6 +71,97 @@ def evaluation_rows(spec: DatasetSpec, training_set: pd.DataFrame) -> pd.DataFra
     return test
 
 
+def comparable_champion(instance: DagsterInstance, candidate: ModelRef) -> str | None:
+    """The serving champion's tag, when it is a version of the candidate's model: a champion of another model name
+    (another dataset) is no comparison."""
+    tag = current_champion_tag(instance)
+    if tag is not None and not tag.startswith(f"{candidate.name}:"):
+        return None
+    return tag
+
+
+def score_models(
+    context: AssetExecutionContext,
+    spec: DatasetSpec,
+    thresholds: GateThresholds,
+    refs: dict[str, ModelRef],
+    test: pd.DataFrame,
+    model_store: ModelStore,
+) -> tuple[dict[str, ModelScores], dict[str, np.ndarray]]:
+    """Each role's model (candidate, baseline, champion) from the store scored on the test rows, and its
+    probabilities (for the plots); only the candidate's latency, size and stability are measured."""
+    probabilities: dict[str, np.ndarray] = {}
+    scored = {}
+    for role, ref in refs.items():
+        model = load_stored(model_store, ref.tag)
+        probabilities[role] = predictions(model, test)
+        scored[role] = score_model(
+            model,
+            ref.tag,
+            spec,
+            test,
+            min_group_size=thresholds.slice_min_size,
+            operational=role == "candidate",
+            saved_path=model_store.path(ref.tag) if role == "candidate" else None,
+            probabilities=probabilities[role],
+        )
+        context.log.info(
+            f"{role} {ref.tag}: {thresholds.primary_metric} {scored[role].metrics[thresholds.primary_metric]:.4f}"
+        )
+    return scored, probabilities
+
+
+def evaluation_metadata(
+    ev: Evaluation,
+    thresholds: GateThresholds,
+    y: np.ndarray,
+    curves: dict[str, np.ndarray],
+    unlabeled_test: int,
+    partition: str,
+) -> dict[str, Any]:
+    """What the UI shows of an evaluation: the comparison, the candidate's slices, a preview of the gates, ROC and
+    calibration of every model (``curves``: probabilities by label), and the figures it plots across runs."""
+    cand = ev.candidate
+    m = thresholds.primary_metric
+    metadata: dict[str, Any] = {
+        "comparison": MetadataValue.md(comparison_table(ev)),
+        "slices": MetadataValue.md(slice_table(cand, m, thresholds.slice_min_size)),
+        "gates_preview": MetadataValue.md(gate_table(evaluate_gates(ev, thresholds))),
+        "roc": MetadataValue.md(roc_plot(y, curves)),
+        "calibration": MetadataValue.md(calibration_plot(y, curves)),
+        "candidate_tag": ev.candidate_ref.tag,
+        "baseline_tag": ev.baseline_ref.tag,
+        "champion_tag": ev.champion_ref.tag if ev.champion_ref is not None else "none",
+        "test_rows": ev.test_rows,
+        "unlabeled_test_rows_left_out": unlabeled_test,
+        "window_end": ev.window_end or "unknown",
+        "training_set_partition": partition,
+        f"candidate_{m}": cand.metrics[m],
+        f"baseline_{m}": ev.baseline.metrics[m],
+    }
+    if ev.champion is not None:
+        metadata[f"champion_{m}"] = ev.champion.metrics[m]
+    if cand.latency is not None:
+        metadata |= {"p99_ms": cand.latency.p99_ms, "rows_per_s": cand.latency.rows_per_s}
+    if cand.size is not None and cand.size.bytes is not None:
+        metadata["model_bytes"] = cand.size.bytes
+    return metadata
+
+
+def gate_check_specs() -> list[AssetCheckSpec]:
+    """One blocking check on ``model_evaluation`` per gate: a failure skips ``champion_model`` in the same run."""
+    return [
+        AssetCheckSpec(
+            name,
+            asset="model_evaluation",
+            blocking=True,
+            description=GATE_DESCRIPTIONS[name],
+            automation_condition=with_its_asset(),
+        )
+        for name in GATE_NAMES
+    ]
+
+
 def build_model_evaluation(spec: DatasetSpec):
     """``model_evaluation`` and the ``model_gates`` blocking checks for one dataset spec."""
     thresholds = thresholds_for(spec)
@@ -86,30 +187,11 @@ def build_model_evaluation(spec: DatasetSpec):
         window = load_approved(context, approved_training_set, "model_evaluation")
         test = evaluation_rows(spec, window)
         unlabeled_test = int((window[SPLIT].astype("string") == "test").sum()) - len(test)
-        champion_tag = current_champion_tag(context.instance)
-        if champion_tag is not None and not champion_tag.startswith(f"{candidate_model.name}:"):
-            champion_tag = None  # a champion of another model name (another dataset) is no comparison
+        champion_tag = comparable_champion(context.instance, candidate_model)
         refs = {"candidate": candidate_model, "baseline": baseline_model}
         if champion_tag is not None:
             refs["champion"] = stored_ref(model_store, champion_tag)
-        probabilities: dict[str, np.ndarray] = {}
-        scored = {}
-        for role, ref in refs.items():
-            model = load_stored(model_store, ref.tag)
-            probabilities[role] = predictions(model, test)
-            scored[role] = score_model(
-                model,
-                ref.tag,
-                spec,
-                test,
-                min_group_size=thresholds.slice_min_size,
-                operational=role == "candidate",
-                saved_path=model_store.path(ref.tag) if role == "candidate" else None,
-                probabilities=probabilities[role],
-            )
-            context.log.info(
-                f"{role} {ref.tag}: {thresholds.primary_metric} {scored[role].metrics[thresholds.primary_metric]:.4f}"
-            )
+        scored, probabilities = score_models(context, spec, thresholds, refs, test, model_store)
         y = test[spec.label_column].to_numpy(dtype=np.int64)
         window_end = str(pd.Timestamp(test[WINDOW_END].max()).date()) if WINDOW_END in test.columns else None
         ev = Evaluation(
@@ -127,44 +209,12 @@ def build_model_evaluation(spec: DatasetSpec):
             thresholds=thresholds.model_dump(),
         )
         curves = {f"{role} ({refs[role].kind})": p for role, p in probabilities.items()}
-        cand = ev.candidate
-        m = thresholds.primary_metric
-        metadata = {
-            "comparison": MetadataValue.md(comparison_table(ev)),
-            "slices": MetadataValue.md(slice_table(cand, m, thresholds.slice_min_size)),
-            "gates_preview": MetadataValue.md(gate_table(evaluate_gates(ev, thresholds))),
-            "roc": MetadataValue.md(roc_plot(y, curves)),
-            "calibration": MetadataValue.md(calibration_plot(y, curves)),
-            "candidate_tag": candidate_model.tag,
-            "baseline_tag": baseline_model.tag,
-            "champion_tag": champion_tag or "none",
-            "test_rows": len(test),
-            "unlabeled_test_rows_left_out": unlabeled_test,
-            "window_end": window_end or "unknown",
-            "training_set_partition": approved_training_set.partition_key,
-            f"candidate_{m}": cand.metrics[m],
-            f"baseline_{m}": ev.baseline.metrics[m],
-        }
-        if ev.champion is not None:
-            metadata[f"champion_{m}"] = ev.champion.metrics[m]
-        if cand.latency is not None:
-            metadata |= {"p99_ms": cand.latency.p99_ms, "rows_per_s": cand.latency.rows_per_s}
-        if cand.size is not None and cand.size.bytes is not None:
-            metadata["model_bytes"] = cand.size.bytes
+        metadata = evaluation_metadata(ev, thresholds, y, curves, unlabeled_test, approved_training_set.partition_key)
         return Output(ev, metadata=metadata)
 
     @multi_asset_check(
         name="model_gates",
-        specs=[
-            AssetCheckSpec(
-                name,
-                asset="model_evaluation",
-                blocking=True,
-                description=GATE_DESCRIPTIONS[name],
-                automation_condition=with_its_asset(),
-            )
-            for name in GATE_NAMES
-        ],
+        specs=gate_check_specs(),
         ins={"model_evaluation": AssetIn("model_evaluation")},
     )
     def model_gates(model_evaluation: Evaluation):

@@ -3,7 +3,8 @@
 One ``GateThresholds`` object holds every bar with defaults that suit a binary tabular classifier; a dataset spec
 may override any of them under an optional ``gates:`` mapping. Each gate returns a ``GateOutcome`` carrying the
 observed value, the threshold and the comparison, which the blocking asset checks and ``champion_model`` both use,
-so the UI, the check and the promotion decision can never disagree.
+so the UI, the check and the promotion decision can never disagree; ``gate_table`` renders them for the UI
+(``model_evaluation``'s preview, ``champion_model``'s decision).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ml_assets import markdown
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.evaluation import LOWER_IS_BETTER, Evaluation
 
@@ -307,3 +309,19 @@ def evaluate_gates(ev: Evaluation, th: GateThresholds) -> list[GateOutcome]:
 
 def failed_gates(outcomes: list[GateOutcome]) -> list[str]:
     return [o.name for o in outcomes if not o.passed]
+
+
+def gate_table(outcomes: list[GateOutcome]) -> str:
+    """Markdown table of every gate: verdict, observed value, threshold and comparison."""
+    return markdown.table(
+        [
+            {
+                "gate": o.name,
+                "verdict": "pass" if o.passed else "FAIL",
+                "observed": o.observed,
+                "threshold": o.threshold,
+                "comparison": o.comparison,
+            }
+            for o in outcomes
+        ]
+    )

@@ -145,12 +145,16 @@ def label_frame(spec: DatasetSpec, landed: pd.DataFrame, files: list[str]) -> tu
     return out, problems
 
 
+def real_traffic(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The logged predictions less the platform's own validation requests, and how many of those were left out."""
+    ours = frame["request_id"].str.startswith(tuple(f"{p}-" for p in VALIDATION_REQUESTS)).fillna(False)
+    return frame[~ours].reset_index(drop=True), int(ours.sum())
+
+
 def build_monitoring_assets(
     spec: DatasetSpec, daily: PartitionsDefinition
 ) -> tuple[SourceAsset, SourceAsset, AssetsDefinition, AssetsDefinition, AssetsDefinition]:
     """prediction_log_files, label_files, prediction_log, labels and model_monitoring for one spec."""
-    gates = thresholds_for(spec)
-    window = spec.monitoring.label_window_days
     log_files = build_day_folder_asset(
         PREDICTION_LOG_FILES,
         "prediction_logs",
@@ -165,6 +169,17 @@ def build_monitoring_assets(
         "monitoring",
         "Delayed ground truth landed under labels/<YYYY-MM-DD>/ (the day it landed), observed by its sensor.",
     )
+    return (
+        log_files,
+        label_files,
+        build_prediction_log(spec, daily),
+        build_labels(spec, daily),
+        build_model_monitoring(spec, daily),
+    )
+
+
+def build_prediction_log(spec: DatasetSpec, daily: PartitionsDefinition) -> AssetsDefinition:
+    """The daily ``prediction_log``: every served prediction once, typed by the spec."""
 
     @asset(
         name="prediction_log",
@@ -182,8 +197,7 @@ def build_monitoring_assets(
         recover_spools(prediction_logs.root)  # bulk answers a killed server left spooled become lines first
         table, read = prediction_logs.read_day(day, log_schema(spec))
         frame, duplicates = log_frame(spec, table)
-        ours = frame["request_id"].str.startswith(tuple(f"{p}-" for p in VALIDATION_REQUESTS)).fillna(False)
-        frame = frame[~ours].reset_index(drop=True)
+        frame, validation_requests = real_traffic(frame)
         frame[LOG_DAY] = pd.Timestamp(day)
         tags = frame["model_tag"].value_counts()
         return Output(
@@ -194,7 +208,7 @@ def build_monitoring_assets(
                 "files": MetadataValue.json(read.files),
                 "log_lines": read.lines,
                 "duplicate_request_ids": duplicates,
-                "validation_requests_left_out": int(ours.sum()),
+                "validation_requests_left_out": validation_requests,
                 "errors": read.bad_lines,
                 "unfinished_bytes": read.partial_bytes,
                 "model_tags": MetadataValue.md(
@@ -205,6 +219,12 @@ def build_monitoring_assets(
                 "model_tags_seen": len(tags),
             },
         )
+
+    return prediction_log
+
+
+def build_labels(spec: DatasetSpec, daily: PartitionsDefinition) -> AssetsDefinition:
+    """The daily ``labels``: ground truth by the day it landed."""
 
     @asset(
         name="labels",
@@ -235,6 +255,14 @@ def build_monitoring_assets(
                 **problems,
             },
         )
+
+    return labels
+
+
+def build_model_monitoring(spec: DatasetSpec, daily: PartitionsDefinition) -> AssetsDefinition:
+    """The daily ``model_monitoring`` and its warning checks."""
+    gates = thresholds_for(spec)
+    window = spec.monitoring.label_window_days
 
     @asset(
         name="model_monitoring",
@@ -296,7 +324,7 @@ def build_monitoring_assets(
                 metadata={"model_tag": main, **{k: val for k, val in v.metadata.items() if val is not None}},
             )
 
-    return log_files, label_files, prediction_log, labels, model_monitoring
+    return model_monitoring
 
 
 def load_labels(context: AssetExecutionContext, day: str, window: int) -> pd.DataFrame:
@@ -353,8 +381,19 @@ def monitoring_metadata(
     if main is None:
         return meta
     r = reports[main]
+    meta |= report_figures(r)
+    meta["input_drift"] = MetadataValue.md(input_drift_table(r))
+    meta["per_model_tag"] = MetadataValue.md(per_tag_table(reports))
+    if r.slices:
+        meta["realized_slices"] = MetadataValue.md(realized_slices_table(r))
+    meta["quality_over_time"] = MetadataValue.md(quality_plot(context, r))
+    return meta
+
+
+def report_figures(r: TagReport) -> dict[str, float | int | str]:
+    """One tag's drift, quality, fairness and age as flat numbers, so the UI plots them across partitions."""
     worst, worst_psi = r.max_input_psi
-    meta |= {
+    figures: dict[str, float | int | str] = {
         "labeled_rows": r.labeled_rows,
         "max_input_psi": worst_psi,
         "max_input_psi_feature": worst,
@@ -366,61 +405,65 @@ def monitoring_metadata(
         "training_data_age_days": r.training_data_age_days,
     }
     if r.realized is not None:
-        meta |= {f"realized_{k}": r.realized[k] for k in ("roc_auc", "accuracy", "ece")}
+        figures |= {f"realized_{k}": r.realized[k] for k in ("roc_auc", "accuracy", "ece")}
         for g in r.fairness:
             if g.assessable:
-                meta[f"{g.attribute}_demographic_parity_difference"] = g.demographic_parity_difference
-                meta[f"{g.attribute}_equalized_odds_difference"] = g.equalized_odds_difference
+                figures[f"{g.attribute}_demographic_parity_difference"] = g.demographic_parity_difference
+                figures[f"{g.attribute}_equalized_odds_difference"] = g.equalized_odds_difference
     if r.previous_realized is not None:
-        meta["previous_champion_realized_roc_auc"] = r.previous_realized["roc_auc"]
-    meta["input_drift"] = MetadataValue.md(
-        markdown.table(
-            [{"feature": k, "psi": v} for k, v in sorted(r.input_psi.items(), key=lambda kv: -kv[1])], right=["psi"]
-        )
+        figures["previous_champion_realized_roc_auc"] = r.previous_realized["roc_auc"]
+    return figures
+
+
+def input_drift_table(r: TagReport) -> str:
+    """Every served feature's PSI, most drifted first."""
+    return markdown.table(
+        [{"feature": k, "psi": v} for k, v in sorted(r.input_psi.items(), key=lambda kv: -kv[1])], right=["psi"]
     )
-    meta["per_model_tag"] = MetadataValue.md(
-        markdown.table(
-            [
-                {
-                    "model tag": t,
-                    "rows": x.rows,
-                    "labeled": x.labeled_rows,
-                    "max input PSI": x.max_input_psi[1],
-                    "prediction PSI": x.prediction_psi,
-                    "estimated ROC AUC": x.estimated["roc_auc"],
-                    "realized ROC AUC": (x.realized or {}).get("roc_auc"),
-                    "evaluation ROC AUC": x.reference["roc_auc"],
-                }
-                for t, x in reports.items()
-            ],
-            right=[
-                "rows",
-                "labeled",
-                "max input PSI",
-                "prediction PSI",
-                "estimated ROC AUC",
-                "realized ROC AUC",
-                "evaluation ROC AUC",
-            ],
-        )
+
+
+def per_tag_table(reports: dict[str, TagReport]) -> str:
+    """One row per model tag that served on the day: rows, drift and quality side by side."""
+    return markdown.table(
+        [
+            {
+                "model tag": t,
+                "rows": x.rows,
+                "labeled": x.labeled_rows,
+                "max input PSI": x.max_input_psi[1],
+                "prediction PSI": x.prediction_psi,
+                "estimated ROC AUC": x.estimated["roc_auc"],
+                "realized ROC AUC": (x.realized or {}).get("roc_auc"),
+                "evaluation ROC AUC": x.reference["roc_auc"],
+            }
+            for t, x in reports.items()
+        ],
+        right=[
+            "rows",
+            "labeled",
+            "max input PSI",
+            "prediction PSI",
+            "estimated ROC AUC",
+            "realized ROC AUC",
+            "evaluation ROC AUC",
+        ],
     )
-    if r.slices:
-        meta["realized_slices"] = MetadataValue.md(
-            markdown.table(
-                [
-                    {
-                        "slice": s.name,
-                        "rows": s.size,
-                        "roc_auc": s.metrics["roc_auc"],
-                        "accuracy": s.metrics["accuracy"],
-                    }
-                    for s in r.slices
-                ],
-                right=["rows", "roc_auc", "accuracy"],
-            )
-        )
-    meta["quality_over_time"] = MetadataValue.md(quality_plot(context, r))
-    return meta
+
+
+def realized_slices_table(r: TagReport) -> str:
+    """Realized quality per slice of labeled traffic."""
+    return markdown.table(
+        [
+            {
+                "slice": s.name,
+                "rows": s.size,
+                "roc_auc": s.metrics["roc_auc"],
+                "accuracy": s.metrics["accuracy"],
+            }
+            for s in r.slices
+        ],
+        right=["rows", "roc_auc", "accuracy"],
+    )
 
 
 def quality_plot(context: AssetExecutionContext, today: TagReport) -> str:

@@ -60,137 +60,180 @@ def _metric(gates: GateThresholds) -> str:
     return gates.primary_metric if gates.primary_metric in ("roc_auc", "accuracy") else "roc_auc"
 
 
-def verdicts(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> list[Verdict]:
-    m = spec.monitoring
-    metric = _metric(gates)
-    enough = r.labeled_rows >= m.min_labeled_rows
-    out: list[Verdict] = []
+def _labeled_enough(spec: DatasetSpec, r: TagReport) -> bool:
+    """Whether enough of the day's rows carry labels to judge realized quality at all."""
+    return r.labeled_rows >= spec.monitoring.min_labeled_rows
 
+
+def _performance_bar(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> float:
+    """The lowest estimated or realized primary metric allowed: the model's evaluation less the allowed drop."""
+    return r.reference[_metric(gates)] - spec.monitoring.performance_drop
+
+
+def _not_judged(name: str, spec: DatasetSpec, r: TagReport) -> Verdict:
+    why = f"not judged: {r.labeled_rows} labeled rows < {spec.monitoring.min_labeled_rows}"
+    return Verdict(name, True, why, {"labeled_rows": r.labeled_rows})
+
+
+def input_drift(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
+    """Every served feature against the model's own training rows: PSI under the spec's drift limit."""
+    limit = spec.monitoring.drift_psi
     worst, worst_psi = r.max_input_psi
-    drifted = {k: round(v, 4) for k, v in r.input_psi.items() if v >= m.drift_psi}
-    out.append(
-        Verdict(
-            INPUT_DRIFT,
-            not drifted,
-            f"{len(drifted)} of {len(r.input_psi)} features drifted (PSI >= {m.drift_psi}): {drifted}"
-            if drifted
-            else f"no feature drifted; largest PSI {worst} {worst_psi:.3f} < {m.drift_psi}",
-            {
-                "max_psi": worst_psi,
-                "max_psi_feature": worst,
-                "limit": m.drift_psi,
-                "drifted": ", ".join(drifted) or "none",
-            },
-        )
+    drifted = {k: round(v, 4) for k, v in r.input_psi.items() if v >= limit}
+    return Verdict(
+        INPUT_DRIFT,
+        not drifted,
+        f"{len(drifted)} of {len(r.input_psi)} features drifted (PSI >= {limit}): {drifted}"
+        if drifted
+        else f"no feature drifted; largest PSI {worst} {worst_psi:.3f} < {limit}",
+        {
+            "max_psi": worst_psi,
+            "max_psi_feature": worst,
+            "limit": limit,
+            "drifted": ", ".join(drifted) or "none",
+        },
     )
-    ok = not r.prediction_psi >= m.drift_psi
-    out.append(
-        Verdict(
-            PREDICTION_DRIFT,
-            ok,
-            f"prediction PSI {r.prediction_psi:.3f} {'<' if ok else '>='} {m.drift_psi}",
-            {"psi": r.prediction_psi, "limit": m.drift_psi},
-        )
+
+
+def prediction_drift(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
+    """The served probabilities against the model's predictions on its test split: PSI under the drift limit."""
+    limit = spec.monitoring.drift_psi
+    ok = not r.prediction_psi >= limit
+    return Verdict(
+        PREDICTION_DRIFT,
+        ok,
+        f"prediction PSI {r.prediction_psi:.3f} {'<' if ok else '>='} {limit}",
+        {"psi": r.prediction_psi, "limit": limit},
     )
-    bar = r.reference[metric] - m.performance_drop
+
+
+def estimated_performance(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
+    """CBPE's estimate of the primary metric before labels land (passes while it cannot be estimated)."""
+    metric = _metric(gates)
+    bar = _performance_bar(spec, gates, r)
     est = r.estimated[metric]
     ok = math.isnan(est) or est >= bar
-    out.append(
-        Verdict(
-            ESTIMATED_PERFORMANCE,
-            ok,
-            f"estimated {metric} {_fmt(est)} vs evaluation {_fmt(r.reference[metric])} (needs >= {_fmt(bar)})",
-            {"estimated": est, "evaluation": r.reference[metric], "needs_at_least": bar, "method": "CBPE"},
-        )
+    return Verdict(
+        ESTIMATED_PERFORMANCE,
+        ok,
+        f"estimated {metric} {_fmt(est)} vs evaluation {_fmt(r.reference[metric])} (needs >= {_fmt(bar)})",
+        {"estimated": est, "evaluation": r.reference[metric], "needs_at_least": bar, "method": "CBPE"},
     )
-    if not enough:
-        why = f"not judged: {r.labeled_rows} labeled rows < {m.min_labeled_rows}"
-        out += [Verdict(n, True, why, {"labeled_rows": r.labeled_rows}) for n in (REALIZED_PERFORMANCE, FAIRNESS)]
-    else:
-        assert r.realized is not None
-        real = r.realized[metric]
-        ok = not real < bar
-        out.append(
-            Verdict(
-                REALIZED_PERFORMANCE,
-                ok,
-                f"realized {metric} {_fmt(real)} on {r.labeled_rows} labeled rows vs evaluation "
-                f"{_fmt(r.reference[metric])} (needs >= {_fmt(bar)})",
-                {
-                    "realized": real,
-                    "evaluation": r.reference[metric],
-                    "needs_at_least": bar,
-                    "labeled_rows": r.labeled_rows,
-                },
-            )
-        )
-        judged = [g for g in r.fairness if g.assessable]
-        over = [
-            g.attribute
-            for g in judged
-            if g.demographic_parity_difference > gates.max_demographic_parity_difference
-            or g.equalized_odds_difference > gates.max_equalized_odds_difference
-        ]
-        gaps = {
-            g.attribute: f"DP {g.demographic_parity_difference:.3f}, EO {g.equalized_odds_difference:.3f}"
-            for g in judged
-        }
-        excluded = {g.attribute: g.excluded for g in r.fairness if g.excluded}
-        out.append(
-            Verdict(
-                FAIRNESS,
-                not over,
-                (
-                    f"gaps over the limits for {', '.join(over)}: {gaps}"
-                    if over
-                    else f"gaps within limits: {gaps or 'no attribute with two judged groups'}"
-                ),
-                {
-                    "limits": f"DP <= {gates.max_demographic_parity_difference}, EO <= {gates.max_equalized_odds_difference}",
-                    "excluded_groups": str(excluded) if excluded else "none",
-                    **{f"{g.attribute}_dp": g.demographic_parity_difference for g in judged},
-                    **{f"{g.attribute}_eo": g.equalized_odds_difference for g in judged},
-                },
-            )
-        )
+
+
+def realized_performance(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
+    """The primary metric on labeled traffic, once enough rows carry labels."""
+    if not _labeled_enough(spec, r):
+        return _not_judged(REALIZED_PERFORMANCE, spec, r)
+    assert r.realized is not None
+    metric = _metric(gates)
+    bar = _performance_bar(spec, gates, r)
+    real = r.realized[metric]
+    ok = not real < bar
+    return Verdict(
+        REALIZED_PERFORMANCE,
+        ok,
+        f"realized {metric} {_fmt(real)} on {r.labeled_rows} labeled rows vs evaluation "
+        f"{_fmt(r.reference[metric])} (needs >= {_fmt(bar)})",
+        {
+            "realized": real,
+            "evaluation": r.reference[metric],
+            "needs_at_least": bar,
+            "labeled_rows": r.labeled_rows,
+        },
+    )
+
+
+def live_fairness(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
+    """Demographic parity and equalized odds gaps on labeled traffic, held to the fairness gate's limits."""
+    if not _labeled_enough(spec, r):
+        return _not_judged(FAIRNESS, spec, r)
+    judged = [g for g in r.fairness if g.assessable]
+    over = [
+        g.attribute
+        for g in judged
+        if g.demographic_parity_difference > gates.max_demographic_parity_difference
+        or g.equalized_odds_difference > gates.max_equalized_odds_difference
+    ]
+    gaps = {
+        g.attribute: f"DP {g.demographic_parity_difference:.3f}, EO {g.equalized_odds_difference:.3f}" for g in judged
+    }
+    excluded = {g.attribute: g.excluded for g in r.fairness if g.excluded}
+    return Verdict(
+        FAIRNESS,
+        not over,
+        (
+            f"gaps over the limits for {', '.join(over)}: {gaps}"
+            if over
+            else f"gaps within limits: {gaps or 'no attribute with two judged groups'}"
+        ),
+        {
+            "limits": f"DP <= {gates.max_demographic_parity_difference}, EO <= {gates.max_equalized_odds_difference}",
+            "excluded_groups": str(excluded) if excluded else "none",
+            **{f"{g.attribute}_dp": g.demographic_parity_difference for g in judged},
+            **{f"{g.attribute}_eo": g.equalized_odds_difference for g in judged},
+        },
+    )
+
+
+def staleness(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
+    """The serving model's age and its newest training day's age against the spec's limits."""
     max_age_h = spec.retraining.max_model_age_hours
+    max_data_days = spec.monitoring.max_training_data_age_days
     old = []
     if r.model_age_hours > max_age_h:
         old.append(f"model {r.model_age_hours:.0f} h old > {max_age_h:g} h")
-    if r.training_data_age_days > m.max_training_data_age_days:
-        old.append(f"newest training day {r.training_data_age_days:.1f} days old > {m.max_training_data_age_days:g}")
-    out.append(
-        Verdict(
-            STALENESS,
-            not old,
-            "; ".join(old)
-            or f"model {r.model_age_hours:.1f} h old, newest training day {r.training_data_age_days:.1f} days old",
-            {"model_age_hours": r.model_age_hours, "training_data_age_days": r.training_data_age_days},
-        )
+    if r.training_data_age_days > max_data_days:
+        old.append(f"newest training day {r.training_data_age_days:.1f} days old > {max_data_days:g}")
+    return Verdict(
+        STALENESS,
+        not old,
+        "; ".join(old)
+        or f"model {r.model_age_hours:.1f} h old, newest training day {r.training_data_age_days:.1f} days old",
+        {"model_age_hours": r.model_age_hours, "training_data_age_days": r.training_data_age_days},
     )
-    if r.previous_realized is None or not enough:
+
+
+def champion_regression(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
+    """The champion against the previous champion, shadow-scored on the same labeled rows: a drop beyond the
+    spec's ``rollback_drop`` asks for a rollback."""
+    if r.previous_realized is None or not _labeled_enough(spec, r):
         why = (
             "no previous champion to compare with"
             if r.previous_tag is None
             else f"not judged: {r.labeled_rows} labeled rows"
         )
-        out.append(Verdict(CHAMPION_REGRESSION, True, why, {"previous_champion": r.previous_tag or "none"}))
-    else:
-        assert r.realized is not None
-        cur, prev = r.realized[metric], r.previous_realized[metric]
-        ok = not cur < prev - m.rollback_drop
-        out.append(
-            Verdict(
-                CHAMPION_REGRESSION,
-                ok,
-                f"champion {r.model_tag} realizes {metric} {_fmt(cur)}, previous champion {r.previous_tag} "
-                f"{_fmt(prev)} on the same {r.labeled_rows} rows (rollback below {_fmt(prev - m.rollback_drop)})",
-                {
-                    "champion": cur,
-                    "previous": prev,
-                    "previous_champion": r.previous_tag,
-                    "rollback_drop": m.rollback_drop,
-                },
-            )
-        )
-    return out
+        return Verdict(CHAMPION_REGRESSION, True, why, {"previous_champion": r.previous_tag or "none"})
+    assert r.realized is not None
+    metric = _metric(gates)
+    drop = spec.monitoring.rollback_drop
+    cur, prev = r.realized[metric], r.previous_realized[metric]
+    ok = not cur < prev - drop
+    return Verdict(
+        CHAMPION_REGRESSION,
+        ok,
+        f"champion {r.model_tag} realizes {metric} {_fmt(cur)}, previous champion {r.previous_tag} "
+        f"{_fmt(prev)} on the same {r.labeled_rows} rows (rollback below {_fmt(prev - drop)})",
+        {
+            "champion": cur,
+            "previous": prev,
+            "previous_champion": r.previous_tag,
+            "rollback_drop": drop,
+        },
+    )
+
+
+VERDICTS = (
+    input_drift,
+    prediction_drift,
+    estimated_performance,
+    realized_performance,
+    live_fairness,
+    staleness,
+    champion_regression,
+)
+
+
+def verdicts(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> list[Verdict]:
+    """Every monitoring check's verdict on one tag's report, in CHECKS order."""
+    return [verdict(spec, gates, r) for verdict in VERDICTS]

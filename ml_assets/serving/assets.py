@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetExecutionContext,
+    AssetsDefinition,
     DataVersion,
     Failure,
     MetadataValue,
@@ -32,6 +34,7 @@ from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.bundle import ModelRef, load_stored
 from ml_assets.model.champion import model_age_policy
+from ml_assets.serving import schema
 from ml_assets.serving.build import BentoRef, build_bento, service_code_version
 from ml_assets.serving.schema import frame_records
 from ml_assets.versioning import code_version
@@ -69,7 +72,13 @@ def validation_sample(
 
 def build_serving_assets(spec: DatasetSpec) -> list:
     """``bento``, ``deployment`` and the deployment checks (health, train_serve_skew, http_p99_latency)."""
-    from ml_assets.serving import schema
+    bento = build_bento_asset(spec)
+    deployment = build_deployment(spec)
+    return [bento, deployment, *build_deployment_checks(deployment)]
+
+
+def build_bento_asset(spec: DatasetSpec) -> AssetsDefinition:
+    """The ``bento`` asset: the champion packaged with the service code."""
 
     @asset(
         name="bento",
@@ -100,6 +109,12 @@ def build_serving_assets(spec: DatasetSpec) -> list:
             },
         )
 
+    return bento
+
+
+def build_deployment(spec: DatasetSpec) -> AssetsDefinition:
+    """The ``deployment`` asset: the Bento serving on the stable URL once it validated."""
+
     @asset(
         name="deployment",
         group_name="serving",
@@ -127,28 +142,40 @@ def build_serving_assets(spec: DatasetSpec) -> list:
                 description=f"deployment of {bento.tag} rejected, the previous deployment keeps serving: {e}",
                 metadata={"bento_tag": bento.tag, "model_tag": bento.model_tag, "reason": str(e)[:2000]},
             ) from e
-        current = state.get("current") or {}
-        previous = state.get("previous") or {}
         info = DeploymentInfo(bento_deployer.url, bento.tag, bento.model_tag, records, expected, state)
         return Output(
             info,
             data_version=DataVersion(bento.tag),
-            metadata={
-                "url": MetadataValue.url(bento_deployer.url),
-                "bento_tag": bento.tag,
-                "model_tag": bento.model_tag,
-                "pid": current.get("pid") or 0,
-                "validated_on_rows": len(records),
-                "validation": MetadataValue.json(current.get("validated") or {}),
-                "previous_bento_tag": previous.get("bento_tag", ""),
-                "deploy_seconds": round(time.perf_counter() - t0, 2),
-                **(
-                    {"kubernetes_manifests": MetadataValue.md(f"```yaml\n{state['manifests_yaml']}```")}
-                    if state.get("manifests_yaml")
-                    else {}
-                ),
-            },
+            metadata=deployment_metadata(info, time.perf_counter() - t0),
         )
+
+    return deployment
+
+
+def deployment_metadata(info: DeploymentInfo, seconds: float) -> dict[str, Any]:
+    """What the UI shows of a deployment: where it serves, what it validated on, what it replaced."""
+    current = info.state.get("current") or {}
+    previous = info.state.get("previous") or {}
+    return {
+        "url": MetadataValue.url(info.url),
+        "bento_tag": info.bento_tag,
+        "model_tag": info.model_tag,
+        "pid": current.get("pid") or 0,
+        "validated_on_rows": len(info.records),
+        "validation": MetadataValue.json(current.get("validated") or {}),
+        "previous_bento_tag": previous.get("bento_tag", ""),
+        "deploy_seconds": round(seconds, 2),
+        **(
+            {"kubernetes_manifests": MetadataValue.md(f"```yaml\n{info.state['manifests_yaml']}```")}
+            if info.state.get("manifests_yaml")
+            else {}
+        ),
+    }
+
+
+def build_deployment_checks(deployment: AssetsDefinition) -> list[AssetChecksDefinition]:
+    """The checks that call the deployment's stable URL like an application would: health, train/serve skew and
+    p99 latency over HTTP."""
 
     @asset_check(
         asset=deployment,
@@ -205,7 +232,7 @@ def build_serving_assets(spec: DatasetSpec) -> list:
             metadata={**stats, "budget_ms": P99_BUDGET_MS},
         )
 
-    return [bento, deployment, health, train_serve_skew, http_p99_latency]
+    return [health, train_serve_skew, http_p99_latency]
 
 
 def http_latency(url: str, records: list[dict[str, Any]], requests: int, concurrency: int) -> dict[str, float]:

@@ -11,6 +11,7 @@ Dagster reads resource annotations at definition time.
 """
 
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,31 @@ def score_features(spec: DatasetSpec, features: pd.DataFrame, scorer: Scorer) ->
     return pd.DataFrame(out)
 
 
+def batch_metadata(out: pd.DataFrame, model_tag: str, seconds: float) -> dict[str, Any]:
+    """What the UI shows of a scored day: rows, the model, mean probability, positive rate and throughput."""
+    return {
+        "dagster/row_count": len(out),
+        "model_tag": model_tag,
+        "mean_probability": float(out["probability"].mean()),
+        "predicted_positive_rate": float(out["label"].mean()),
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(len(out) / seconds, 1) if seconds > 0 else 0.0,
+    }
+
+
+def check_sample(
+    spec: DatasetSpec, features: pd.DataFrame, batch_predictions: pd.DataFrame
+) -> tuple[list[dict[str, Any]], list[float], str]:
+    """The fixed sample the check sends online (lowest ids first, so reruns compare the same rows) as request
+    records, their stored batch scores, and the model tag that scored the batch."""
+    id_col = spec.id.name
+    sample = features.sort_values(id_col, kind="stable").head(CHECK_SAMPLE_ROWS)
+    offline = batch_predictions.set_index(id_col).loc[sample[id_col], "probability"].to_numpy()
+    tag = str(batch_predictions["model_tag"].iloc[0])
+    records = frame_records(sample[[c.name for c in spec.feature_columns]])
+    return records, offline.tolist(), tag
+
+
 def build_batch_predictions(spec: DatasetSpec) -> list:
     """``batch_predictions`` and its ``online_offline_equality`` check."""
     daily = daily_partitions(spec)
@@ -84,18 +110,7 @@ def build_batch_predictions(spec: DatasetSpec) -> list:
                 metadata={"problems": MetadataValue.json(e.detail)},
             ) from e
         seconds = time.perf_counter() - t0
-        return Output(
-            out,
-            data_version=frame_version(out),
-            metadata={
-                "dagster/row_count": len(out),
-                "model_tag": champion_model.tag,
-                "mean_probability": float(out["probability"].mean()),
-                "predicted_positive_rate": float(out["label"].mean()),
-                "seconds": round(seconds, 3),
-                "rows_per_s": round(len(out) / seconds, 1) if seconds > 0 else 0.0,
-            },
-        )
+        return Output(out, data_version=frame_version(out), metadata=batch_metadata(out, champion_model.tag, seconds))
 
     @asset_check(
         asset=batch_predictions,
@@ -109,13 +124,9 @@ def build_batch_predictions(spec: DatasetSpec) -> list:
     def online_offline_equality(
         batch_predictions: pd.DataFrame, features: pd.DataFrame, bento_deployer: BentoDeployer
     ) -> AssetCheckResult:
-        id_col = spec.id.name
-        sample = features.sort_values(id_col, kind="stable").head(CHECK_SAMPLE_ROWS)
-        offline = batch_predictions.set_index(id_col).loc[sample[id_col], "probability"].to_numpy()
-        tag = str(batch_predictions["model_tag"].iloc[0])
-        records = frame_records(sample[[c.name for c in spec.feature_columns]])
+        records, offline, tag = check_sample(spec, features, batch_predictions)
         try:
-            report = served_skew(bento_deployer.url, records, offline.tolist(), request_id=CHECK_REQUEST_ID)
+            report = served_skew(bento_deployer.url, records, offline, request_id=CHECK_REQUEST_ID)
         except DeploymentError as e:
             return AssetCheckResult(
                 passed=False,
