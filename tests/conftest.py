@@ -14,6 +14,15 @@ import pytest
 from ml_assets.dataset import DatasetSpec, load_default_spec
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: the fast tier (``-m "not integration"``) runs on every core (at most 4 workers); a run that
+    includes integration tests runs in this one process, since those start ranks and servers that need the cores
+    and time their own health."""
+    if "not integration" in " ".join((config.getoption("markexpr") or "").split()):
+        return min(os.cpu_count() or 1, 4)
+    return 0
+
+
 @pytest.fixture(autouse=True)
 def processes_only_in_integration_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast tier starts no process: a test without the ``integration`` marker that tries fails, naming it."""

@@ -343,8 +343,26 @@ def test_volume_compares_a_day_with_the_trailing_median(spec: DatasetSpec, clean
 
 
 def test_the_gx_internal_the_runner_switches_off_still_exists() -> None:
-    """The one GX internal this project touches (gx_runner._batch_fingerprint): if GX renames or drops it, the speed-up
-    silently stops working; fail here instead."""
+    """The GX internal gx_runner._batch_fingerprint sets: if GX renames or drops it, the speed-up silently stops
+    working; fail here instead."""
     from great_expectations.execution_engine import pandas_execution_engine as engine
 
     assert isinstance(engine.HASH_THRESHOLD, int | float) and engine.HASH_THRESHOLD > 0
+
+
+def test_expectation_configurations_are_built_once_per_validate_and_equal_gx_own() -> None:
+    """gx_runner._configurations_built_once replaces GX's ``Expectation.configuration`` property while validating:
+    if GX moves it, stops rebuilding it on each access (the patch is then useless), or the patch changes what GX
+    sees, fail here."""
+    import great_expectations as gx
+    from great_expectations.expectations.expectation import Expectation
+
+    from ml_assets.data.gx_runner import _configurations_built_once
+
+    assert isinstance(Expectation.__dict__["configuration"], property)
+    e = gx.expectations.ExpectColumnValuesToBeBetween(column="age", min_value=17, max_value=90, meta={"check": "x"})
+    assert e.configuration is not e.configuration  # GX rebuilds it: the patch still pays
+    own = e.configuration
+    with _configurations_built_once():
+        assert e.configuration is e.configuration and e.configuration == own
+    assert e.configuration is not e.configuration  # restored
