@@ -63,6 +63,12 @@ def pinned(spec: DatasetSpec, **changes) -> DatasetSpec:
     return spec.model_copy(update={"partitions_start": FIRST_DAY, **changes})
 
 
+def three_day_window(spec: DatasetSpec, first_day: date) -> DatasetSpec:
+    """``spec`` with partitions from ``first_day`` and a three-day training window (train, validation, test)."""
+    window = spec.training.model_copy(update={"window_days": 3, "validation_days": 1, "test_days": 1})
+    return pinned(spec, partitions_start=first_day, training=window)
+
+
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

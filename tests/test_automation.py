@@ -18,7 +18,7 @@ from ml_assets.data.landing import LANDING_FILES
 from ml_assets.dataset import DatasetSpec, Retraining
 from ml_assets.definitions import build_definitions
 from ml_assets.event_log import DATA_VERSION_TAG
-from tests.conftest import pinned
+from tests.conftest import three_day_window
 from tests.standins import materialize_stand_in
 
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
@@ -27,11 +27,7 @@ MODEL_CHAIN = {"baseline_model", "candidate_model", "model_evaluation", "champio
 
 @pytest.fixture
 def spec(adult_spec: DatasetSpec) -> DatasetSpec:
-    return pinned(
-        adult_spec,
-        partitions_start=DAYS[0],
-        training=adult_spec.training.model_copy(update={"window_days": 3, "validation_days": 1, "test_days": 1}),
-    )
+    return three_day_window(adult_spec, DAYS[0])
 
 
 class Graph:
@@ -116,7 +112,7 @@ def test_a_window_that_failed_its_checks_is_refused_in_the_run_that_approves(spe
 
 
 def test_retraining_only_on_request(spec: DatasetSpec) -> None:
-    graph = Graph(pinned(spec, retraining=Retraining(trigger="on_request"), training=spec.training))
+    graph = Graph(spec.model_copy(update={"retraining": Retraining(trigger="on_request")}))
     graph.tick()
     graph.materialize("training_set", DAYS[2])
     assert graph.tick() == {"approved_training_set": {None}}, "models wait for the retrain sensor or a person"
@@ -129,7 +125,7 @@ def test_retraining_only_on_request(spec: DatasetSpec) -> None:
 
 def test_retraining_on_a_cron_waits_for_its_tick(spec: DatasetSpec) -> None:
     cron = Retraining(trigger="cron", cron="0 3 * * *")
-    graph = Graph(pinned(spec, retraining=cron, training=spec.training))
+    graph = Graph(spec.model_copy(update={"retraining": cron}))
     graph.tick()
     graph.materialize("training_set", DAYS[2])
     assert graph.tick() == {"approved_training_set": {None}}, "no cron tick has passed since the new training set"

@@ -20,7 +20,7 @@ from ml_assets.datasets.simulator import Corruption, DriftConfig, simulate
 from ml_assets.definitions import INGEST_JOB, MODEL_JOB, TRAINING_SET_JOB, build_definitions
 from ml_assets.environments import local_resources
 from ml_assets.model.registry import current_champion_tag
-from tests.conftest import pinned
+from tests.conftest import three_day_window
 from tests.standins import materialize_stand_in
 
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
@@ -28,11 +28,7 @@ DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
 
 @pytest.fixture
 def spec(adult_spec: DatasetSpec) -> DatasetSpec:
-    return pinned(
-        adult_spec,
-        partitions_start=DAYS[0],
-        training=adult_spec.training.model_copy(update={"window_days": 3, "validation_days": 1, "test_days": 1}),
-    )
+    return three_day_window(adult_spec, DAYS[0])
 
 
 def step_failure(result, step: str) -> str:
