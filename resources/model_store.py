@@ -39,7 +39,7 @@ class ModelNotFoundError(LookupError):
 
 class ModelStore(ConfigurableResource):
     """Save and list models in a BentoML model store rooted at ``home``; a model's files are at ``path(tag)``
-    (``ml_assets.model.bundle.load_stored`` reads a TabularModel back)."""
+    (``ml_assets.model.refs.load_stored`` reads a TabularModel back)."""
 
     home: str = Field(description="BENTOML_HOME of the store; models live in <home>/models")
 

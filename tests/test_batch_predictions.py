@@ -20,7 +20,8 @@ from dagster_duckdb_pandas import DuckDBPandasIOManager
 from bento.scoring import Scorer
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
-from ml_assets.model.bundle import ModelRef, load_stored
+from ml_assets.model.bundle import ModelRef
+from ml_assets.model.refs import load_stored
 from ml_assets.partitions import LANDING_DAY, daily_partitions
 from ml_assets.serving.batch import build_batch_predictions
 from ml_assets.serving.schema import request_schemas

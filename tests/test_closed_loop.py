@@ -31,7 +31,7 @@ from ml_assets.dataset import load_default_spec
 from ml_assets.datasets.next_day import land_next_day
 from ml_assets.datasets.simulator import Corruption, replay
 from ml_assets.demo import observe_landing
-from ml_assets.model.bundle import load_stored
+from ml_assets.model.refs import load_stored
 from ml_assets.partitions import today
 from ml_assets.serving.schema import warmup_record
 from resources.process_tree import free_port, stop_tree, wait_until

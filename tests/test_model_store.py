@@ -14,7 +14,8 @@ import yaml
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.assets import BaselineConfig, fit_baseline
-from ml_assets.model.bundle import TabularModel, load_stored
+from ml_assets.model.bundle import TabularModel
+from ml_assets.model.refs import load_stored
 from resources.model_store import ModelNotFoundError, ModelStore
 
 

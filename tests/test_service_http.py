@@ -30,7 +30,7 @@ import pytest
 
 from bento.prediction_log import read_day
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model.bundle import load_stored
+from ml_assets.model.refs import load_stored
 from ml_assets.serving import columnar
 from ml_assets.serving.assets import validation_sample
 from ml_assets.serving.build import build_bento

@@ -32,8 +32,8 @@ from ml_assets.data.approval import build_approved_training_set
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.assets import build_model_assets
-from ml_assets.model.bundle import load_stored
 from ml_assets.model.metrics import validation_scores
+from ml_assets.model.refs import load_stored
 from ml_assets.settings import paths
 from resources.deepspeed_trainer import DeepSpeedTrainer, TrainerConfigError
 from resources.launchers import LocalTorchrunLauncher, available_cpus

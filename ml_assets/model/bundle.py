@@ -19,7 +19,6 @@ import torch
 
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
-from resources.model_store import ModelStore
 
 Kind = Literal["mlp", "transformer", "logistic"]
 META_FILE = "tabular_model.json"
@@ -154,8 +153,3 @@ class TabularModel:
             state_dict=state,
             logistic=LogisticWeights(**meta["logistic"]) if meta["logistic"] else None,
         )
-
-
-def load_stored(store: ModelStore, tag: str) -> TabularModel:
-    """The TabularModel ``tag`` of a model store (raises naming the store when the tag is not there)."""
-    return TabularModel.load(store.path(tag))

@@ -30,7 +30,7 @@ from ml_assets.data.splits import SPLIT, WINDOW_END
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model import evaluation as evaluation_module
 from ml_assets.model import gates as gates_module
-from ml_assets.model.bundle import ModelRef, load_stored
+from ml_assets.model.bundle import ModelRef
 from ml_assets.model.evaluation import (
     Evaluation,
     ModelScores,
@@ -41,7 +41,7 @@ from ml_assets.model.evaluation import (
 )
 from ml_assets.model.gates import GATE_NAMES, GateThresholds, evaluate_gates, gate_table, thresholds_for
 from ml_assets.model.plots import calibration_plot, roc_plot
-from ml_assets.model.refs import stored_ref
+from ml_assets.model.refs import load_stored, stored_ref
 from ml_assets.model.registry import current_champion_tag
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore

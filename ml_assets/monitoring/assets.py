@@ -38,8 +38,8 @@ from ml_assets import markdown
 from ml_assets.automation import on_new_files, on_upstream_update
 from ml_assets.data.landing import build_day_folder_asset
 from ml_assets.dataset import DatasetSpec, Role
-from ml_assets.model.bundle import load_stored
 from ml_assets.model.gates import thresholds_for
+from ml_assets.model.refs import load_stored
 from ml_assets.model.registry import current_champion_tag, previous_champion
 from ml_assets.monitoring import performance, report, verdicts
 from ml_assets.monitoring.report import LABEL, PROBABILITY, TagReport, as_keys, join_labels, tag_report

@@ -32,8 +32,9 @@ from ml_assets.automation import on_upstream_update, with_its_asset
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model.bundle import ModelRef, load_stored
+from ml_assets.model.bundle import ModelRef
 from ml_assets.model.champion import model_age_policy
+from ml_assets.model.refs import load_stored
 from ml_assets.serving import schema
 from ml_assets.serving.build import BentoRef, build_bento, service_code_version
 from ml_assets.serving.schema import frame_records

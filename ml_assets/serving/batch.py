@@ -32,7 +32,8 @@ import bento.scoring
 from bento.scoring import Scorer
 from ml_assets.automation import on_recent_update, with_its_asset
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model.bundle import ModelRef, load_stored
+from ml_assets.model.bundle import ModelRef
+from ml_assets.model.refs import load_stored
 from ml_assets.partitions import LANDING_DAY, daily_partitions
 from ml_assets.serving import columnar
 from ml_assets.serving.schema import RequestRefused, frame_records
