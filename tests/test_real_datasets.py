@@ -198,3 +198,21 @@ def test_the_http_schema_takes_integer_codes_as_numbers_or_text(mpls: DatasetSpe
     assert records_frame(mpls, [as_number, as_text])["policePrecinct"].tolist() == ["3", "3"]
     with pytest.raises(ValidationError, match="policePrecinct"):
         adapter.validate_python(base | {"policePrecinct": 3.5})
+
+
+def test_monitoring_reports_a_nullable_target_on_its_labeled_rows(mpls: DatasetSpec) -> None:
+    """The reference split of mpls_stops has unlabeled rows; the report judges the model on the labeled ones."""
+    from ml_assets.datasets.samples import demo_training_set
+    from ml_assets.monitoring.report import LABEL, PROBABILITY, tag_report
+    from tests.serving_support import fit_logistic
+
+    reference = demo_training_set(mpls, 4000, seed=1)
+    assert reference[mpls.label_column].isna().any()
+    model = fit_logistic(mpls, reference)
+    served = reference[reference["split"] == "train"].head(1500).copy()
+    served[PROBABILITY] = model.predict_proba(served)
+    served[LABEL] = served[mpls.label_column].astype("Float64")
+    report = tag_report(mpls, "m:1", served, model, reference, min_group_size=50)
+    assert report.labeled_rows == served[LABEL].notna().sum() < len(served)
+    assert 0.5 < report.reference["roc_auc"] <= 1.0
+    assert {g.attribute for g in report.fairness} == set(mpls.fairness_columns)

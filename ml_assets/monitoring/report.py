@@ -107,7 +107,7 @@ def tag_report(
     ``model`` the model that served them, ``reference`` its own training set (train and test splits)."""
     features = [c.name for c in spec.feature_columns if c.name in served.columns]
     train = reference[reference[SPLIT].astype("string") == "train"]
-    test = reference[reference[SPLIT].astype("string") == "test"]
+    test = spec.labeled(reference[reference[SPLIT].astype("string") == "test"])  # a nullable target has gaps
     p_served = served[PROBABILITY].to_numpy(dtype=np.float64)
     threshold = float(model.threshold)
     p_ref = np.asarray(model.predict_proba(test), dtype=np.float64)
@@ -123,7 +123,7 @@ def tag_report(
         frame = feature_frame(spec, labeled)
         slice_columns = [c for c in spec.slice_columns if c in frame.columns]
         slices = slice_metrics(frame, y, p, threshold, slice_columns)
-        sensitive = [c for c in spec.sensitive_columns if c in frame.columns]
+        sensitive = [c for c in spec.fairness_columns if c in frame.columns]
         pick = np.arange(len(frame))
         if len(pick) > FAIRNESS_ROWS:
             pick = np.sort(np.random.default_rng(0).choice(len(pick), FAIRNESS_ROWS, replace=False))
