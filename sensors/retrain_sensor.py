@@ -1,8 +1,10 @@
 """retrain_sensor: acts on model_monitoring's failed checks, and only through the graph's own gates.
 
-- A failed drift, quality, fairness or staleness check of a recent day requests retraining: a run of ``model_job``
-  (approve the newest window, train, evaluate, gate, promote), once per day and set of causes (run key), and at most
-  once per ``monitoring.retrain_cooldown_hours``, with the reasons in the run's tags. It never deploys anything: the
+- A failed drift, quality, fairness or staleness check of the champion requests retraining: a run of ``model_job``
+  (approve the newest window, train, evaluate, gate, promote), once per judgement (the cursor keeps the judged
+  materialization of each day) and at most once per ``monitoring.retrain_cooldown_hours``, with the reasons in the
+  run's tags. The days watched are the last ``monitoring.label_window_days + 1``: a day is judged again as its
+  delayed labels land, and realized quality often fails only then. It never deploys anything: the
   new candidate passes every gate like any other, and automation rebuilds and redeploys only a new champion.
 - A failed ``champion_regression`` (the champion realizes worse than the previous champion on the same labeled
   rows) requests the ``rollback_champion`` job to the previous champion; automation then redeploys it.
@@ -13,11 +15,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetKey,
+    DagsterInstance,
     DefaultSensorStatus,
     RunRequest,
     SensorDefinition,
@@ -36,9 +41,17 @@ from ml_assets.partitions import today
 from resources.alerts import Alerts
 
 INTERVAL_SECONDS = 60
-RECENT_DAYS = 2  # today and yesterday: the days whose monitoring can still call for action
 MODEL_MONITORING = AssetKey("model_monitoring")
 REASON_TAG = "ml_assets/retrain_reason"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The failed checks of one day's latest model_monitoring materialization, about the current champion."""
+
+    day: str
+    materialization: int  # storage id of the model_monitoring materialization the checks judged
+    failed: dict[str, AssetCheckEvaluation]
 
 
 def build_retrain_sensor(
@@ -49,67 +62,99 @@ def build_retrain_sensor(
     default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
 ) -> SensorDefinition:
     cooldown_s = spec.monitoring.retrain_cooldown_hours * 3600
+    # a day's monitoring is re-judged each time its delayed labels land, up to label_window_days later
+    recent_days = spec.monitoring.label_window_days + 1
 
     @sensor(
         name="retrain_sensor",
         jobs=[model_job, rollback_job],
         minimum_interval_seconds=INTERVAL_SECONDS,
         default_status=default_status,
-        description="Requests retraining when a monitoring check fails (once per day and cause, with a cool-down), "
-        "and a rollback when the champion realizes worse than the previous champion.",
+        description="Requests retraining when a monitoring check of the champion fails (once per judgement, with a "
+        "cool-down), and a rollback when the champion realizes worse than the previous champion.",
     )
     def retrain_sensor(context: SensorEvaluationContext, alerts: Alerts) -> SensorResult:
         state = json.loads(context.cursor) if context.cursor else {}
         last_retrain = float(state.get("last_retrain_at", 0.0))
-        now = time.time()
         newest = today(spec)
-        days = [(newest - timedelta(days=i)).isoformat() for i in range(RECENT_DAYS)]
+        days = [(newest - timedelta(days=i)).isoformat() for i in range(recent_days)]
         days = [d for d in days if partitions_def.has_partition_key(d)]
-        requests: list[RunRequest] = []
+        acted = {d: int(sid) for d, sid in state.get("acted", {}).items() if d in days}
         champion = current_champion_tag(context.instance)
+        requests: list[RunRequest] = []
         for day in days:
-            evaluations = latest_check_evaluations(context.instance, MODEL_MONITORING, CHECKS, day)
-            failed = {n: e for n, e in evaluations.items() if e is not None and not e.passed}
-            regression = failed.get(CHAMPION_REGRESSION)
-            if regression is not None:
-                previous = _value(regression.metadata.get("previous_champion"))
-                judged = _value(regression.metadata.get("model_tag"))
-                if previous and judged == champion:
-                    why = f"{day}: {regression.description}"
-                    alerts.send("rollback", f"rolling back {champion} to {previous}: {why}", log=context.log,
-                                day=day, champion=champion, previous=previous)  # fmt: skip
-                    requests.append(
-                        RunRequest(
-                            run_key=f"rollback:{day}:{champion}",
-                            job_name=rollback_job.name,
-                            run_config=rollback_run_config(previous),
-                            tags={REASON_TAG: why[:250], "ml_assets/trigger": "monitoring"},
-                        )
-                    )
-            causes = sorted(set(failed) & set(RETRAIN_CAUSES))
-            if not causes or any(r.job_name == rollback_job.name for r in requests):
+            evidence = new_evidence(context.instance, day, champion, acted.get(day))
+            if evidence is None:
                 continue
-            if now - last_retrain < cooldown_s:
+            previous = rollback_target(evidence, champion)
+            if previous is not None:
+                why = f"{day}: {evidence.failed[CHAMPION_REGRESSION].description}"
+                alerts.send("rollback", f"rolling back {champion} to {previous}: {why}", log=context.log,
+                            day=day, champion=champion, previous=previous)  # fmt: skip
+                requests.append(
+                    RunRequest(
+                        run_key=f"rollback:{day}:{champion}",
+                        job_name=rollback_job.name,
+                        run_config=rollback_run_config(previous),
+                        tags={REASON_TAG: why[:250], "ml_assets/trigger": "monitoring"},
+                    )
+                )
+                acted[day] = evidence.materialization
+                continue
+            causes = sorted(set(evidence.failed) & set(RETRAIN_CAUSES))
+            if not causes or any(r.job_name == rollback_job.name for r in requests):
+                acted[day] = evidence.materialization
+                continue
+            if time.time() - last_retrain < cooldown_s:  # acted on once the cool-down is over, if still current
                 context.log.info(
                     f"{day}: {', '.join(causes)} failed; in cool-down until {last_retrain + cooldown_s:.0f}"
                 )
                 continue
-            why = f"{day}: " + "; ".join(f"{c}: {failed[c].description}" for c in causes)
+            why = f"{day}: " + "; ".join(f"{c}: {evidence.failed[c].description}" for c in causes)
             alerts.send("retrain", f"retraining requested: {why}", log=context.log, day=day, causes=causes)
             requests.append(
                 RunRequest(
-                    run_key=f"retrain:{day}:{'+'.join(causes)}",
+                    run_key=f"retrain:{day}:{champion}:{'+'.join(causes)}",
                     job_name=model_job.name,
                     tags={REASON_TAG: why[:250], "ml_assets/trigger": "monitoring"},
                 )
             )
-            last_retrain = now
-        cursor = json.dumps({"last_retrain_at": last_retrain})
+            acted[day] = evidence.materialization
+            last_retrain = time.time()
+        cursor = json.dumps({"last_retrain_at": last_retrain, "acted": acted})
         if requests:
             return SensorResult(run_requests=requests, cursor=cursor)
-        return SensorResult(skip_reason=f"no failed monitoring check to act on for {', '.join(days)}", cursor=cursor)
+        return SensorResult(
+            skip_reason=f"no new failed monitoring check of the champion for {days[-1]}..{days[0]}" if days else
+            "no monitoring partition yet", cursor=cursor,
+        )  # fmt: skip
 
     return retrain_sensor
+
+
+def new_evidence(instance: DagsterInstance, day: str, champion: str | None, acted: int | None) -> Evidence | None:
+    """The day's failed checks if they judge a materialization not acted on yet and were about the champion
+    (evidence about a model that no longer serves calls for nothing)."""
+    evaluations = latest_check_evaluations(instance, MODEL_MONITORING, CHECKS, day)
+    failed = {n: e for n, e in evaluations.items() if e is not None and not e.passed}
+    if not failed:
+        return None
+    judged = [e.target_materialization_data.storage_id for e in failed.values() if e.target_materialization_data]
+    materialization = max(judged, default=0)
+    if acted is not None and materialization <= acted:
+        return None
+    about = {_value(e.metadata.get("model_tag")) for e in failed.values()} - {None}
+    if champion is not None and about and about != {champion}:
+        return None
+    return Evidence(day, materialization, failed)
+
+
+def rollback_target(evidence: Evidence, champion: str | None) -> str | None:
+    """The previous champion to roll back to, when the champion realized worse than it on the same labeled rows."""
+    regression = evidence.failed.get(CHAMPION_REGRESSION)
+    if regression is None or champion is None or _value(regression.metadata.get("model_tag")) != champion:
+        return None
+    return _value(regression.metadata.get("previous_champion")) or None
 
 
 def _value(entry) -> str | None:

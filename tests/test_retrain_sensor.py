@@ -1,9 +1,12 @@
 """retrain_sensor on the real Definitions and a real instance: model_monitoring's checks (stand-in runs with the real
 check names) fail, and the sensor requests retraining once per day and causes, waits out its cool-down, rolls back on
-a champion regression, and says so in alerts."""
+a champion regression, and says so in alerts; each judgement is acted on once, whichever day of the label window it
+is about, and only while the model it judged still serves."""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from pathlib import Path
 
 from dagster import DagsterInstance, build_sensor_context
@@ -24,8 +27,10 @@ def test_retraining_and_rollback_requests(tmp_path: Path, adult_spec: DatasetSpe
     day = today(adult_spec).isoformat()
     cursor = None
 
-    def tick():
+    def tick(cursor_change: dict | None = None):
         nonlocal cursor
+        if cursor_change:
+            cursor = json.dumps({**json.loads(cursor), **cursor_change})
         context = build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": alerts}, definitions=defs)
         result = sensor.evaluate_tick(context)
         cursor = result.cursor
@@ -34,17 +39,25 @@ def test_retraining_and_rollback_requests(tmp_path: Path, adult_spec: DatasetSpe
     assert tick().run_requests == []
     materialize_stand_in(defs, instance, "champion_model", metadata={"model_tag": "adult-classifier:old"})
     materialize_stand_in(defs, instance, "champion_model", metadata={"model_tag": "adult-classifier:new"})
-    materialize_stand_in(defs, instance, "model_monitoring", day, failed=("input_drift", "estimated_performance"))
+    old, new = {"model_tag": "adult-classifier:old"}, {"model_tag": "adult-classifier:new"}
+    materialize_stand_in(defs, instance, "model_monitoring", day, failed=("input_drift",), check_metadata=old)
+    assert tick().run_requests == [], "a judgement of a model that no longer serves calls for nothing"
 
+    failed = ("input_drift", "estimated_performance")
+    materialize_stand_in(defs, instance, "model_monitoring", day, failed=failed, check_metadata=new)
     [retrain] = tick().run_requests
     assert retrain.job_name == MODEL_JOB
-    assert retrain.run_key == f"retrain:{day}:estimated_performance+input_drift"
+    assert retrain.run_key == f"retrain:{day}:adult-classifier:new:estimated_performance+input_drift"
     assert retrain.tags["ml_assets/retrain_reason"].startswith(f"{day}: estimated_performance")
-    assert tick().run_requests == [], "the same causes on the same day: requested once"
+    assert tick().run_requests == [], "the same judgement: requested once"
 
-    materialize_stand_in(defs, instance, "model_monitoring", day, failed=("staleness",))
-    again = tick()
-    assert again.run_requests == [], "a new cause inside the cool-down waits"
+    # labels land late: a day inside the label window is judged again, and fails; it waits out the cool-down
+    late = (today(adult_spec) - timedelta(days=adult_spec.monitoring.label_window_days)).isoformat()
+    materialize_stand_in(defs, instance, "model_monitoring", late, failed=("realized_performance",), check_metadata=new)
+    assert tick().run_requests == [], "a new cause inside the cool-down waits"
+    waited = tick(cursor_change={"last_retrain_at": 0.0})
+    [late_retrain] = waited.run_requests
+    assert late_retrain.run_key == f"retrain:{late}:adult-classifier:new:realized_performance"
 
     materialize_stand_in(
         defs, instance, "model_monitoring", day, failed=("champion_regression",),
@@ -53,5 +66,6 @@ def test_retraining_and_rollback_requests(tmp_path: Path, adult_spec: DatasetSpe
     [rollback] = tick().run_requests
     assert rollback.job_name == ROLLBACK_JOB and rollback.run_key == f"rollback:{day}:adult-classifier:new"
     assert rollback.run_config == rollback_run_config("adult-classifier:old")
+    assert tick().run_requests == [], "rolled back once"
     kinds = [a["kind"] for a in alerts.read()]
-    assert kinds == ["retrain", "rollback"]
+    assert kinds == ["retrain", "retrain", "rollback"], "one alert per request, none per tick"
