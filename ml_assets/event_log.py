@@ -6,7 +6,8 @@ upstream asset (partition) it is about to use passed its blocking checks *for it
 refuses otherwise.
 
 This is the one adapter to Dagster internals that have no public export in Dagster 1.13: the per-partition filter
-of check executions (``PartitionKeyFilter``) and the data version tag (``DATA_VERSION_TAG``).
+of check executions (``PartitionKeyFilter``), their status (``AssetCheckExecutionRecordStatus``) and the data version
+tag (``DATA_VERSION_TAG``).
 ``tests/test_event_log.py`` runs it against a real instance, so a library change fails loudly there.
 """
 
@@ -26,11 +27,13 @@ from dagster import (
 )
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 __all__ = [
     "DATA_VERSION_TAG",
     "CheckVerdict",
     "blocking_verdict",
+    "last_judgements",
     "latest_check_evaluations",
     "observed_versions",
     "require_passed",
@@ -95,6 +98,22 @@ def latest_check_evaluations(
         evaluation = record.evaluation if record is not None else None
         # a planned execution (its run has not evaluated it yet) carries the planned event, not an evaluation
         found[key.name] = evaluation if isinstance(evaluation, AssetCheckEvaluation) else None
+    return found
+
+
+def last_judgements(
+    instance: DagsterInstance, asset: AssetKey, check_names: Sequence[str]
+) -> dict[str, AssetCheckEvaluation | None]:
+    """The latest *completed* evaluation of each named check of ``asset`` on any partition (a run in progress has
+    only planned its own, so inside a run this is the judgement before it), None where none completed."""
+    done = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
+    found: dict[str, AssetCheckEvaluation | None] = {}
+    for name in check_names:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(asset, name), limit=1, status=done
+        )
+        evaluation = records[0].evaluation if records else None
+        found[name] = evaluation if isinstance(evaluation, AssetCheckEvaluation) else None
     return found
 
 

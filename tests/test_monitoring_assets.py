@@ -1,6 +1,6 @@
 """prediction_log, labels and model_monitoring materialized in process by the real Definitions, on log files in the
 serving format and label files: a calm day passes every check; a day whose served ages drifted fails input_drift
-and raises an alert, without blocking anything."""
+and raises an alert (once, not on every re-judgement), without blocking anything."""
 
 from __future__ import annotations
 
@@ -62,3 +62,7 @@ def test_a_calm_day_then_a_drifted_one(ml_home: Path, adult_spec: DatasetSpec, w
     assert "input_drift" in failed
     alerts = Alerts(log_path=str(ml_home / "alerts.jsonl")).read()
     assert any(a["kind"] == "monitoring.input_drift" and "age" in a["message"] for a in alerts)
+
+    still = run_day(defs, instance, day.isoformat())  # judged again (as when more labels land): still drifted
+    assert "input_drift" in {e.check_name for e in still.get_asset_check_evaluations() if not e.passed}
+    assert Alerts(log_path=str(ml_home / "alerts.jsonl")).read() == alerts, "alerted when it began failing, once"

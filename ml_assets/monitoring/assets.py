@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pyarrow as pa
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -38,6 +39,7 @@ from ml_assets import markdown
 from ml_assets.automation import on_new_files, on_upstream_update
 from ml_assets.data.landing import build_day_folder_asset
 from ml_assets.dataset import DatasetSpec, Role
+from ml_assets.event_log import last_judgements
 from ml_assets.model.gates import thresholds_for
 from ml_assets.model.refs import load_stored
 from ml_assets.model.registry import current_champion_tag, previous_champion
@@ -313,8 +315,9 @@ def build_model_monitoring(spec: DatasetSpec, daily: PartitionsDefinition) -> As
                     description="not judged: no prediction was served on this day",
                 )
             return
+        before = last_judgements(context.instance, context.asset_key, CHECKS)  # any day
         for v in judge(spec, gates, reports[main]):
-            if not v.passed:
+            if not v.passed and not already_failing(before.get(v.name), main):
                 alerts.send(f"monitoring.{v.name}", f"{day} {main}: {v.description}", log=context.log, day=day)
             yield AssetCheckResult(
                 check_name=v.name,
@@ -325,6 +328,15 @@ def build_model_monitoring(spec: DatasetSpec, daily: PartitionsDefinition) -> As
             )
 
     return model_monitoring
+
+
+def already_failing(previous: AssetCheckEvaluation | None, tag: str) -> bool:
+    """Whether the check's latest evaluation already failed for the same model: it was alerted on then, and an alert
+    on every re-judgement (each landed labels file, each day) would bury the ones that say something new."""
+    if previous is None or previous.passed:
+        return False
+    judged = previous.metadata.get("model_tag")
+    return judged is not None and str(getattr(judged, "value", judged)) == tag
 
 
 def load_labels(context: AssetExecutionContext, day: str, window: int) -> pd.DataFrame:
