@@ -30,8 +30,27 @@ def current_champion_tag(instance: DagsterInstance) -> str | None:
 
 
 def previous_champion(instance: DagsterInstance, tag: str) -> str | None:
-    """The champion that served before ``tag`` became champion (last time), or None."""
-    tags = [t for t, _ in champion_history(instance)]
-    if tag not in tags:
+    """The champion that served before ``tag`` became champion (last time), or None.
+
+    A champion that was rolled back from is never "previous": after A -> B -> rollback to A, A's previous is the
+    one before A, not B, or monitoring would compare A with B again and roll back to the model it just left.
+    """
+    reigns: list[str] = []
+    rolled_back_from: set[str] = set()
+    for record in instance.fetch_materializations(CHAMPION_MODEL, limit=100).records:
+        meta = record.asset_materialization.metadata if record.asset_materialization is not None else {}
+        if "model_tag" not in meta:
+            continue
+        if _text(meta.get("action")) == "rollback" and meta.get("previous_champion") is not None:
+            rolled_back_from.add(_text(meta["previous_champion"]))
+        current = _text(meta["model_tag"])
+        if not reigns or reigns[-1] != current:
+            reigns.append(current)
+    if tag not in reigns:
         return None
-    return next((t for t in tags[tags.index(tag) + 1 :] if t != tag), None)
+    before = reigns[reigns.index(tag) + 1 :]
+    return next((t for t in before if t != tag and t not in rolled_back_from), None)
+
+
+def _text(entry) -> str:
+    return str(getattr(entry, "value", entry))
