@@ -29,8 +29,14 @@ def spec_part(spec: DatasetSpec, uses: Iterable[str]) -> str:
 
 
 def code_version(spec: DatasetSpec, *modules: ModuleType, uses: Iterable[str] = ("columns",)) -> str:
-    """A short hash of the modules' source and the spec fields in ``uses``."""
-    digest = hashlib.sha256(spec_part(spec, uses).encode())
+    """A short hash of the modules' source and the spec fields in ``uses``. Name the asset's own defining module
+    (``sys.modules[__name__]``) first: its body is code too."""
+    return source_version(*modules, salt=spec_part(spec, uses))
+
+
+def source_version(*modules: ModuleType, salt: str = "") -> str:
+    """A short hash of the modules' source (and ``salt``), for code that reads nothing of the spec."""
+    digest = hashlib.sha256(salt.encode())
     for module in modules:
         digest.update(inspect.getsource(module).encode())
     return digest.hexdigest()[:12]

@@ -31,6 +31,9 @@ def test_definitions_load_with_the_data_graph(ml_home: Path) -> None:
         assert node.group_name == "data"
         assert node.partitions_def is not None
         assert node.code_version
+    materialized = [graph.get(k) for k in graph.materializable_asset_keys]
+    versions = {n.key.to_user_string(): n.code_version for n in materialized}
+    assert all(v and len(v) == 12 for v in versions.values()), f"every asset hashes its code: {versions}"
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert sum(1 for asset, _ in checks if asset == "raw_data") >= 8
     assert any(asset == "features" for asset, _ in checks)

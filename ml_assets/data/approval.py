@@ -8,6 +8,7 @@ new approved window. Consumers load the window itself through the warehouse IO m
 verify again that it is still the approved one and still passes.
 """
 
+import sys
 from dataclasses import dataclass
 
 import pandas as pd
@@ -24,8 +25,10 @@ from dagster import (
     asset,
 )
 
+from ml_assets import event_log
 from ml_assets.automation import on_training_set_approved
 from ml_assets.event_log import DATA_VERSION_TAG, require_passed
+from ml_assets.versioning import source_version
 
 TRAINING_SET = AssetKey("training_set")
 # Consumers of an approved window read training_set itself (one partition, chosen at run time): they declare it as
@@ -63,7 +66,7 @@ def build_approved_training_set(
         group_name="data",
         deps=[AssetDep(TRAINING_SET)],
         automation_condition=on_training_set_approved(),
-        code_version="1",
+        code_version=source_version(sys.modules[__name__], event_log),
         description="The newest training window whose blocking checks passed: what models train and are "
         "evaluated on next. Refuses, naming the window and its failed checks, when the newest one did not pass.",
     )

@@ -8,6 +8,7 @@ hide that. Each asset refuses an upstream partition whose latest blocking checks
 gates hold in every run, not only in the run that executed them.
 """
 
+import sys
 from datetime import date
 from typing import NamedTuple
 
@@ -118,6 +119,7 @@ def build_raw_data(
         automation_condition=on_new_files(),
         code_version=code_version(
             spec,
+            sys.modules[__name__],
             expectations,
             volume,
             uses=("columns", "row_count", "freshness_hours", "timezone", "unexpected_columns"),
@@ -165,7 +167,9 @@ def build_features(spec: DatasetSpec, daily: PartitionsDefinition, raw_gates: li
         io_manager_key="warehouse_io_manager",
         metadata={"partition_expr": LANDING_DAY},
         automation_condition=on_upstream_update(),
-        code_version=code_version(spec, features_module, uses=("columns", "bands", "positive_label")),
+        code_version=code_version(
+            spec, sys.modules[__name__], features_module, uses=("columns", "bands", "positive_label")
+        ),
         description="Stateless per-row features: spec casts, derived bands, encoded label.",
     )
     def features(context: AssetExecutionContext, raw_data: pd.DataFrame) -> Output[pd.DataFrame]:
@@ -199,7 +203,7 @@ def build_training_set(spec: DatasetSpec, windows: PartitionsDefinition, feature
         metadata={"partition_expr": splits.WINDOW_END},
         ins={"features": AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-(window - 1)))},
         automation_condition=on_upstream_update(),
-        code_version=code_version(spec, splits, uses=("columns", "training")),
+        code_version=code_version(spec, sys.modules[__name__], splits, uses=("columns", "training")),
         description=f"The {window} days of features ending on the partition day, split by time "
         f"(newest {spec.training.test_days} days = test).",
     )

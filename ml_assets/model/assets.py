@@ -6,6 +6,7 @@ full lineage in its metadata, and hand a ``ModelRef`` downstream. (No ``from __f
 Dagster reads the Config and resource annotations of asset functions at definition time.)
 """
 
+import sys
 from typing import Any, Literal
 
 import numpy as np
@@ -139,7 +140,9 @@ def build_baseline_model(spec: DatasetSpec, when: AutomationCondition) -> Assets
         group_name="model",
         deps=[TRAINING_SET_DEP],
         automation_condition=when,
-        code_version=code_version(spec, preprocessing, bundle, metrics_module, uses=MODEL_SPEC_FIELDS),
+        code_version=code_version(
+            spec, sys.modules[__name__], preprocessing, bundle, metrics_module, uses=MODEL_SPEC_FIELDS
+        ),
         description="Logistic regression on the same splits and preprocessing: the reference every model must beat.",
     )
     def baseline_model(
@@ -190,7 +193,16 @@ def baseline_metadata(
 def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> AssetsDefinition:
     """The ``candidate_model`` asset: a search of tabular networks trained by the DeepSpeedTrainer resource."""
     model_code = code_version(
-        spec, preprocessing, network, bundle, metrics_module, train, training_result, search, uses=CANDIDATE_SPEC_FIELDS
+        spec,
+        sys.modules[__name__],
+        preprocessing,
+        network,
+        bundle,
+        metrics_module,
+        train,
+        training_result,
+        search,
+        uses=CANDIDATE_SPEC_FIELDS,
     )
     select_by, higher_is_better = search.selection_metric(thresholds_for(spec).primary_metric)
 

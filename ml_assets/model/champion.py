@@ -20,6 +20,7 @@ previous champion as config::
 ``champion_model`` records it as champion again, so ``bento`` and everything downstream see the change as usual.
 """
 
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -113,7 +114,7 @@ def build_champion_model(spec: DatasetSpec):
         group_name="model",
         automation_condition=on_upstream_update(),
         freshness_policy=model_age_policy(spec),
-        code_version=code_version(spec, gates_module, uses=("gates",)),
+        code_version=code_version(spec, sys.modules[__name__], gates_module, uses=("gates",)),
         description="The model serving as champion: the evaluated candidate when every blocking gate passed "
         "(the previous one stays in the store), or a former champion named by rollback config.",
     )

@@ -6,6 +6,7 @@ training set (its test split) and records everything a person needs to judge the
 ``champion_model`` (and everything after it) in the same run, so the champion keeps serving.
 """
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -172,7 +173,11 @@ def build_model_evaluation(spec: DatasetSpec):
         deps=[TRAINING_SET_DEP],
         automation_condition=on_upstream_update(ignore=(*READ_NOT_REACTED, "approved_training_set")),
         code_version=code_version(
-            spec, evaluation_module, gates_module, uses=("columns", "bands", "positive_label", "gates")
+            spec,
+            sys.modules[__name__],
+            evaluation_module,
+            gates_module,
+            uses=("columns", "bands", "positive_label", "gates"),
         ),
         description="Candidate vs baseline vs serving champion on the test split (newest days): metrics, "
         "slices, fairness gaps, latency, size and edge-input stability.",

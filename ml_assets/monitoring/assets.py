@@ -12,6 +12,7 @@
 """
 
 import math
+import sys
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -191,7 +192,7 @@ def build_prediction_log(spec: DatasetSpec, daily: PartitionsDefinition) -> Asse
         metadata={"partition_expr": LOG_DAY},
         deps=[PREDICTION_LOG_FILES],
         automation_condition=on_new_files(),
-        code_version=code_version(spec, uses=("columns",)),
+        code_version=code_version(spec, sys.modules[__name__], uses=("columns",)),
         description="Every prediction served on the day, once per request id, with the inputs as the spec types them.",
     )
     def prediction_log(context: AssetExecutionContext, prediction_logs: PredictionLogFiles) -> Output[pd.DataFrame]:
@@ -236,7 +237,7 @@ def build_labels(spec: DatasetSpec, daily: PartitionsDefinition) -> AssetsDefini
         metadata={"partition_expr": LABEL_DAY},
         deps=[LABEL_FILES],
         automation_condition=on_new_files(),
-        code_version=code_version(spec, uses=("columns", "positive_label")),
+        code_version=code_version(spec, sys.modules[__name__], uses=("columns", "positive_label")),
         description="Ground truth that landed on the day: record id (or request id) and the label (1 = positive).",
     )
     def labels(context: AssetExecutionContext, label_files: LabelFiles) -> Output[pd.DataFrame]:
@@ -288,7 +289,7 @@ def build_model_monitoring(spec: DatasetSpec, daily: PartitionsDefinition) -> As
             ignore=("training_set", "champion_model"), must_exist=("prediction_log",)
         ),
         code_version=code_version(
-            spec, report, verdicts, performance, uses=("columns", "bands", "monitoring", "gates")
+            spec, sys.modules[__name__], report, verdicts, performance, uses=("columns", "bands", "monitoring", "gates")
         ),
         description="Drift, estimated and realized quality, live fairness and staleness of each model tag that served "
         "on the day, against its own training set; warnings that drive retraining and rollback.",

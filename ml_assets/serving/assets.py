@@ -6,6 +6,7 @@ a stable loopback URL, in production Kubernetes manifests. The checks call the s
 would. (No ``from __future__ import annotations``: Dagster reads resource annotations at definition time.)
 """
 
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -122,7 +123,7 @@ def build_deployment(spec: DatasetSpec) -> AssetsDefinition:
         deps=[TRAINING_SET_DEP],
         automation_condition=on_upstream_update(ignore=(*READ_NOT_REACTED, "approved_training_set")),
         freshness_policy=model_age_policy(spec),
-        code_version=code_version(spec, schema),
+        code_version=code_version(spec, sys.modules[__name__], schema),
         description="The Bento serving on a stable URL; a new one takes traffic only after it validates.",
     )
     def deployment(

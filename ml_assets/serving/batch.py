@@ -10,6 +10,7 @@ skew comparison (``resources.bento_deployer.served_skew``). No Dagster ``from __
 Dagster reads resource annotations at definition time.
 """
 
+import sys
 import time
 from typing import Any
 
@@ -94,7 +95,7 @@ def build_batch_predictions(spec: DatasetSpec) -> list:
         metadata={"partition_expr": LANDING_DAY},
         ins={"features": AssetIn(), "champion_model": AssetIn()},
         automation_condition=on_recent_update(),
-        code_version=code_version(spec, columnar, bento.scoring),
+        code_version=code_version(spec, sys.modules[__name__], columnar, bento.scoring),
         description="The day's features scored by the champion in-process, through the service's own code path.",
     )
     def batch_predictions(
