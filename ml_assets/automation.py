@@ -5,7 +5,7 @@ decide what must then be recomputed; blocking checks decide what may flow on. As
 requested in the same tick (``any_deps_updated`` counts a parent that "will be requested"), and the checks without
 conditions of their own ride along, so a blocking check that fails stops its downstream inside that run. Across
 runs, a dependency whose latest blocking checks failed keeps its downstream from being requested at all
-(``no_failed_blocking_checks``), and the consuming assets verify it again themselves (``ml_assets.check_status``).
+(``no_failed_blocking_checks``), and the consuming assets verify it again themselves (``ml_assets.event_log.require_passed``).
 """
 
 from __future__ import annotations

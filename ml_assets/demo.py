@@ -215,7 +215,7 @@ def run_demo(days: int | None = None, seed: int = 0, stages: str = "all") -> int
     if summary.blocking_failures:
         print("\nblocking failures:\n  " + "\n  ".join(summary.blocking_failures))
         return 1
-    print("\nall blocking checks passed. Explore it in the UI: dagster dev (from the repository root)")
+    print("\nall blocking checks passed. Explore it in the UI, with the graph keeping itself fresh: ml-assets up")
     return 0
 
 

@@ -32,10 +32,11 @@ from dagster import (
     sensor,
 )
 
+from ml_assets.data.approval import TRAINING_SET
 from ml_assets.dataset import DatasetSpec
-from ml_assets.event_log import latest_check_evaluations
+from ml_assets.event_log import latest_check_evaluations, materialized_version
 from ml_assets.model.champion import rollback_run_config
-from ml_assets.model.registry import current_champion_tag
+from ml_assets.model.registry import current_champion_tag, training_version_of
 from ml_assets.monitoring.verdicts import CHAMPION_REGRESSION, CHECKS, RETRAIN_CAUSES
 from ml_assets.partitions import today
 from resources.alerts import Alerts
@@ -82,6 +83,7 @@ def build_retrain_sensor(
         acted = {d: int(sid) for d, sid in state.get("acted", {}).items() if d in days}
         champion = current_champion_tag(context.instance)
         requests: list[RunRequest] = []
+        waiting: list[str] = []
         for day in days:
             evidence = new_evidence(context.instance, day, champion, acted.get(day))
             if evidence is None:
@@ -105,6 +107,11 @@ def build_retrain_sensor(
             if not causes or any(r.job_name == rollback_job.name for r in requests):
                 acted[day] = evidence.materialization
                 continue
+            window = unchanged_window(context.instance, partitions_def, champion)
+            if window is not None:  # acted on once a new window is cut, if the judged model still serves
+                waiting.append(f"{day}: {', '.join(causes)} failed, but the newest training window ({window}) is the "
+                               f"one {champion} was trained on: retraining would rebuild it; waiting for new data")  # fmt: skip
+                continue
             if time.time() - last_retrain < cooldown_s:  # acted on once the cool-down is over, if still current
                 context.log.info(
                     f"{day}: {', '.join(causes)} failed; in cool-down until {last_retrain + cooldown_s:.0f}"
@@ -124,10 +131,10 @@ def build_retrain_sensor(
         cursor = json.dumps({"last_retrain_at": last_retrain, "acted": acted})
         if requests:
             return SensorResult(run_requests=requests, cursor=cursor)
-        return SensorResult(
-            skip_reason=f"no new failed monitoring check of the champion for {days[-1]}..{days[0]}" if days else
-            "no monitoring partition yet", cursor=cursor,
-        )  # fmt: skip
+        for line in waiting:
+            context.log.info(line)
+        quiet = f"no new failed monitoring check of the champion for {days[-1]}..{days[0]}" if days else "no days yet"
+        return SensorResult(skip_reason="; ".join(waiting) or quiet, cursor=cursor)
 
     return retrain_sensor
 
@@ -147,6 +154,21 @@ def new_evidence(instance: DagsterInstance, day: str, champion: str | None, acte
     if champion is not None and about and about != {champion}:
         return None
     return Evidence(day, materialization, failed)
+
+
+def unchanged_window(
+    instance: DagsterInstance, partitions_def: TimeWindowPartitionsDefinition, champion: str | None
+) -> str | None:
+    """The newest training window when the champion was trained on exactly it (training is deterministic, so a
+    retrain would rebuild the same model), else None."""
+    if champion is None:
+        return None
+    cut = [k for k in instance.get_materialized_partitions(TRAINING_SET) if partitions_def.has_partition_key(k)]
+    trained_on = training_version_of(instance, champion)
+    if not cut or trained_on is None:
+        return None
+    newest = max(cut)
+    return newest if materialized_version(instance, TRAINING_SET, newest) == trained_on else None
 
 
 def rollback_target(evidence: Evidence, champion: str | None) -> str | None:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from dagster import DagsterInstance, build_sensor_context
 
+from ml_assets.data.approval import TRAINING_SET
 from ml_assets.dataset import DatasetSpec
 from ml_assets.definitions import MODEL_JOB, build_definitions
+from ml_assets.event_log import materialized_version
 from ml_assets.model.champion import ROLLBACK_JOB, rollback_run_config
 from ml_assets.partitions import today
 from resources.alerts import Alerts
@@ -69,3 +71,31 @@ def test_retraining_and_rollback_requests(tmp_path: Path, adult_spec: DatasetSpe
     assert tick().run_requests == [], "rolled back once"
     kinds = [a["kind"] for a in alerts.read()]
     assert kinds == ["retrain", "retrain", "rollback"], "one alert per request, none per tick"
+
+
+def test_no_retraining_on_the_window_the_champion_was_trained_on(tmp_path: Path, adult_spec: DatasetSpec) -> None:
+    """Training is deterministic: retraining on the champion's own window would rebuild it. The failure waits for
+    the next window, and is acted on then."""
+    defs = build_definitions(adult_spec, env="local")
+    sensor = defs.get_sensor_def("retrain_sensor")
+    instance = DagsterInstance.ephemeral()
+    alerts = Alerts(log_path=str(tmp_path / "alerts.jsonl"))
+    day = today(adult_spec)
+    window = (day - timedelta(days=1)).isoformat()
+    materialize_stand_in(defs, instance, "training_set", window)
+    version = materialized_version(instance, TRAINING_SET, window)
+    champion = {"model_tag": "adult-classifier:c"}
+    materialize_stand_in(defs, instance, "candidate_model", metadata={**champion, "training_set_version": version})
+    materialize_stand_in(defs, instance, "champion_model", metadata=champion)
+    materialize_stand_in(defs, instance, "model_monitoring", day.isoformat(), failed=("input_drift",),
+                         check_metadata=champion)  # fmt: skip
+
+    def tick(cursor=None):
+        context = build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": alerts}, definitions=defs)
+        return sensor.evaluate_tick(context)
+
+    waiting = tick()
+    assert waiting.run_requests == [] and f"newest training window ({window})" in waiting.skip_message
+    materialize_stand_in(defs, instance, "training_set", day.isoformat())  # today's window is cut
+    [retrain] = tick(waiting.cursor).run_requests
+    assert retrain.job_name == MODEL_JOB and alerts.read()[0]["kind"] == "retrain"

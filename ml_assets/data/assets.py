@@ -4,8 +4,8 @@ training_set, and approved_training_set (the window models use next).
 raw_data, features and training_set are daily partitioned and stored in the warehouse by the DuckDB-pandas IO
 manager. raw_data runs its Great Expectations rules inside the asset because only there is the frame as it landed
 (before type coercion) visible: a column of numbers that landed as text must fail its type rule, and coercion would
-hide that. Each asset refuses an upstream partition whose latest blocking checks failed (``check_status``), so the
-gates hold in every run, not only in the run that executed them.
+hide that. Each asset refuses an upstream partition whose latest blocking checks failed
+(``event_log.require_passed``), so the gates hold in every run, not only in the run that executed them.
 """
 
 import sys
