@@ -216,3 +216,13 @@ def test_monitoring_reports_a_nullable_target_on_its_labeled_rows(mpls: DatasetS
     assert report.labeled_rows == served[LABEL].notna().sum() < len(served)
     assert 0.5 < report.reference["roc_auc"] <= 1.0
     assert {g.attribute for g in report.fairness} == set(mpls.fairness_columns)
+
+
+def test_integer_coded_labels_join_however_they_were_written(compas: DatasetSpec) -> None:
+    """Label files of an integer-coded target: 1, 1.0 and "1" are the positive label; "x" is an unknown value."""
+    from ml_assets.monitoring.assets import label_frame
+
+    landed = pd.DataFrame({"id": [1, 2, 3, 4, 5], compas.target.name: [1.0, 0.0, "1", "x", None]}, dtype=object)
+    labels, problems = label_frame(compas, landed, ["late.csv"])
+    assert labels["label"].tolist() == [1, 0, 1]
+    assert problems == {"unknown_label_values": 1, "missing_labels": 1}

@@ -134,7 +134,7 @@ def label_frame(spec: DatasetSpec, landed: pd.DataFrame, files: list[str]) -> tu
             description=f"label files {files} need a key column ({spec.id.name!r} or 'request_id') and the target "
             f"column {target!r}; they have {list(landed.columns)}"
         )
-    text = landed[target].astype("string").str.strip()
+    text = spec.typed(target, landed[target])  # as raw_data types it: integer codes 1, 1.0 and "1" are one label
     known = text.isin(list(spec.target.categories or []))
     keys = as_keys(landed[key_col])
     out = pd.DataFrame(
@@ -144,7 +144,8 @@ def label_frame(spec: DatasetSpec, landed: pd.DataFrame, files: list[str]) -> tu
             "label": spec.encode_label(text[known]).reset_index(drop=True),
         }
     )
-    problems = {"unknown_label_values": int((~known & text.notna()).sum()), "missing_labels": int(text.isna().sum())}
+    given = landed[target].notna().to_numpy()  # a value that does not cast (e.g. "x" for a code) is unknown
+    problems = {"unknown_label_values": int((~known & given).sum()), "missing_labels": int((~given).sum())}
     return out, problems
 
 
