@@ -51,6 +51,9 @@ class DayFolders(ConfigurableResource):
         """Changes whenever a file of the day is added, grows, is replaced or removed; reads no data."""
         digest = hashlib.sha256()
         for path in self.files(day):
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed since listed (a spool rotated away): not part of the day any more
+                continue
             digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
         return digest.hexdigest()[:16]

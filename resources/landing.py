@@ -76,7 +76,10 @@ class LandingZone(ConfigurableResource):
         is replaced or is removed, without reading the data. Used as the day's data version."""
         digest = hashlib.sha256()
         for path in self.files(day):
-            stat = path.lstat()  # a link itself, never what it points to
+            try:
+                stat = path.lstat()  # a link itself, never what it points to
+            except FileNotFoundError:  # removed since listed: not part of the day any more
+                continue
             digest.update(f"{path.name}:{stat.st_mode}:{stat.st_size}:{stat.st_mtime_ns};".encode())
         return digest.hexdigest()[:16]
 

@@ -94,3 +94,25 @@ def test_a_sensor_switched_on_after_the_demo_observes_nothing_again(ml_home: Pat
     result = ticker.tick()
     assert result.asset_events == [] and result.skip_message == "no new or changed landing files"
     assert sorted(json.loads(ticker.cursor)) == ["2026-03-01", "2026-03-02"], "the cursor now knows both days"
+
+
+def test_a_file_removed_while_a_day_is_observed_is_left_out(tmp_path: Path, monkeypatch) -> None:
+    """A writer that renames or removes a file between the listing and its stat must not crash the sensor tick."""
+    from ml_assets.data.landing import landing_observation
+    from resources.day_folders import DayFolders
+
+    for zone in (
+        LandingZone(root=str(tmp_path / "landing"), quarantine_root=str(tmp_path / "q")),
+        DayFolders(root=str(tmp_path / "log")),
+    ):
+        folder = zone.day_dir("2026-03-01")
+        folder.mkdir(parents=True)
+        kept = folder / "a.parquet" if isinstance(zone, LandingZone) else folder / "a.jsonl"
+        kept.write_bytes(b"12345")
+        gone = kept.with_name("b" + kept.suffix)  # listed, then removed before its stat
+        monkeypatch.setattr(type(zone), "files", lambda self, day, kept=kept, gone=gone: [kept, gone])
+        only_kept = zone.fingerprint("2026-03-01")
+        monkeypatch.setattr(type(zone), "files", lambda self, day, kept=kept: [kept])
+        assert only_kept == zone.fingerprint("2026-03-01")
+        monkeypatch.setattr(type(zone), "files", lambda self, day, kept=kept, gone=gone: [kept, gone])
+        assert landing_observation(zone, "2026-03-01", only_kept).metadata["bytes"].value == 5

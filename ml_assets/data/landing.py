@@ -5,6 +5,8 @@ sensor reports a new observation whenever a day's fingerprint changes; ``raw_dat
 observed version changes (``ml_assets.automation.on_new_files``). "Observe" in the UI fingerprints every day.
 """
 
+from pathlib import Path
+
 from dagster import (
     AssetObservation,
     DataVersion,
@@ -33,7 +35,7 @@ def landing_observation(
         tags={DATA_VERSION_TAG: fingerprint},
         metadata={
             "files": MetadataValue.json([p.name for p in files]),
-            "bytes": sum(p.lstat().st_size for p in files),
+            "bytes": sum(_size(p) for p in files),
             "folder": MetadataValue.path(str(landing.day_dir(day))),
         },
     )
@@ -67,3 +69,10 @@ def build_landing_files(daily: PartitionsDefinition) -> SourceAsset:
         "data",
         "Files landed under landing/<YYYY-MM-DD>/, observed by the landing sensor.",
     )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except FileNotFoundError:  # removed since listed; the next observation will not list it
+        return 0
