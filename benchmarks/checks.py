@@ -194,21 +194,30 @@ def run(rows: list[int], repeat: int, variants: bool = False) -> list[dict[str, 
 
 
 def print_table(table: list[dict[str, object]]) -> None:
-    print("| rows | landed | checks | failed | GX plain s | GX s | pandas s | GX / pandas |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in table:
-        print(
-            f"| {r['rows']:,} | {r['landed']} | {r['checks']} | {r['failed']} | {r['plain_s']:.2f} | "
-            f"{r['gx_s']:.2f} | {r['direct_s']:.2f} | {r['gx_s'] / r['direct_s']:.1f}x |"
-        )
+    from ml_assets import markdown
+
+    rows = [
+        {
+            "rows": f"{r['rows']:,}",
+            "landed": r["landed"],
+            "checks": r["checks"],
+            "failed": r["failed"],
+            "GX plain s": f"{r['plain_s']:.2f}",
+            "GX s": f"{r['gx_s']:.2f}",
+            "pandas s": f"{r['direct_s']:.2f}",
+            "GX / pandas": f"{r['gx_s'] / r['direct_s']:.1f}x",
+        }
+        for r in table
+    ]
+    print(markdown.table(rows, right=[c for c in rows[0] if c != "landed"] if rows else ()))
     with_variants = [r for r in table if "variants" in r]
     if with_variants:
-        names = list(VARIANTS)
-        print("\n| rows | landed | GX s | " + " | ".join(f"{n} s" for n in names) + " |")
-        print("| ---: | --- | ---: | " + " | ".join("---:" for _ in names) + " |")
-        for r in with_variants:
-            cells = " | ".join(f"{r['variants'][n]:.2f}" for n in names)
-            print(f"| {r['rows']:,} | {r['landed']} | {r['gx_s']:.2f} | {cells} |")
+        variants = [
+            {"rows": f"{r['rows']:,}", "landed": r["landed"], "GX s": f"{r['gx_s']:.2f}",
+             **{f"{n} s": f"{r['variants'][n]:.2f}" for n in VARIANTS}}
+            for r in with_variants
+        ]  # fmt: skip
+        print("\n" + markdown.table(variants, right=[c for c in variants[0] if c != "landed"]))
 
 
 def main(argv: list[str] | None = None) -> int:

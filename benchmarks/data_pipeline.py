@@ -87,14 +87,22 @@ def run(sizes: list[int]) -> list[dict]:
 
 
 def table(results: list[dict]) -> str:
-    head = "| rows | land (s) | raw_data+GX (s) | features+checks (s) | pipeline (s) | rows/s | peak RSS (MB) | checks passed |"
-    lines = [head, "|" + "---|" * 8]
-    for r in results:
-        lines.append(
-            f"| {r['rows']:,} | {r['land_s']:.1f} | {r['raw_data_s']:.1f} | {r['features_s']:.1f} | "
-            f"{r['pipeline_s']:.1f} | {r['rows'] / r['pipeline_s']:,.0f} | {r['peak_mb']:,.0f} | {r['checks']} |"
-        )
-    return "\n".join(lines)
+    from ml_assets import markdown
+
+    rows = [
+        {
+            "rows": f"{r['rows']:,}",
+            "land (s)": f"{r['land_s']:.1f}",
+            "raw_data+GX (s)": f"{r['raw_data_s']:.1f}",
+            "features+checks (s)": f"{r['features_s']:.1f}",
+            "pipeline (s)": f"{r['pipeline_s']:.1f}",
+            "rows/s": f"{r['rows'] / r['pipeline_s']:,.0f}",
+            "peak RSS (MB)": f"{r['peak_mb']:,.0f}",
+            "checks passed": r["checks"],
+        }
+        for r in results
+    ]
+    return markdown.table(rows, right=[c for c in rows[0] if c != "checks passed"] if rows else ())
 
 
 def main(argv: list[str] | None = None) -> None:
