@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import yaml
-from dagster import AssetKey
+from dagster import AssetKey, Definitions
 
 from ml_assets.definitions import build_definitions
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_workspace_points_at_the_one_definitions() -> None:
+def test_workspace_points_at_the_one_definitions(ml_home: Path) -> None:
+    """What `dagster dev` loads from workspace.yaml is a Definitions object, and the module holds no other."""
     workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
-    target = workspace["load_from"][0]["python_module"]
-    assert (target["module_name"], target["attribute"]) == ("ml_assets.definitions", "defs")
+    [entry] = workspace["load_from"]
+    target = entry["python_module"]
+    module = importlib.import_module(target["module_name"])
+    assert isinstance(getattr(module, target["attribute"]), Definitions)
+    assert [n for n, v in vars(module).items() if isinstance(v, Definitions)] == [target["attribute"]]
 
 
 def test_definitions_load_with_the_data_graph(ml_home: Path) -> None:
