@@ -5,7 +5,7 @@ lands the next simulated day and polls the served URL until it answers with a ne
 called: the landing sensor, declarative automation and the gates do the rest. The split comes from the Dagster
 event log: when each asset of the chain materialized, measured from the moment the file landed.
 
-    python -m benchmarks.lead_time [--timeout 900] [--keep HOME]
+    python -m benchmarks.lead_time [--timeout 900] [--keep HOME]   # HOME is wiped, seeded, and kept afterwards
 
 Target on 2 cores: under 3 minutes from landing to the new model answering.
 """
@@ -157,7 +157,12 @@ def main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the new model")
-    parser.add_argument("--keep", type=Path, default=None, help="use (and keep) this home instead of a temp dir")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="run in this home instead of a temp dir (demo --fresh wipes and seeds it) and keep it afterwards",
+    )
     args = parser.parse_args(argv)
     rows = run(args.timeout, args.keep)
     print(markdown.table(rows, right=["done at (s after landing)", "stage seconds"], digits=1))
