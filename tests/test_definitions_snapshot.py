@@ -1,6 +1,6 @@
 """A snapshot of the graph the Definitions declare, so any change to it is a visible diff in review.
 
-Every asset (group, partitioning, dependencies, pool, automation condition, freshness), every check (its asset,
+Every asset (group, partitioning, dependencies, pool, automation condition as a whole tree, freshness), every check (its asset,
 blocking or not), every job (its selection and partitioning) and every sensor (its default status). Code versions
 are left out on purpose: they change with every edit of an asset's code, which is their job, not a graph change.
 
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dagster import Definitions
+from dagster import AutomationCondition, Definitions
 
 from ml_assets.dataset import DatasetSpec
 from ml_assets.definitions import build_definitions
@@ -29,6 +29,17 @@ def _partitions(pd: Any) -> str | None:
     start = getattr(pd, "start", None)
     end_offset = getattr(pd, "end_offset", 0)
     return f"{type(pd).__name__} from {start.date() if start else '?'}" + (" through today" if end_offset else "")
+
+
+def condition_tree(condition: AutomationCondition | None) -> str | None:
+    """The whole condition as one expression (its label, operator and what each dependency condition ignores or
+    allows, down to the leaves): a change anywhere in it is a diff, not only a change of its top label."""
+    if condition is None:
+        return None
+    name, label = condition.name, condition.get_label()
+    head = f"{label}: {name}" if label and label != name else name
+    children = [condition_tree(c) for c in condition.children]
+    return f"{head}({', '.join(c for c in children if c)})" if children else head
 
 
 def snapshot(defs: Definitions) -> dict[str, Any]:
@@ -45,12 +56,13 @@ def snapshot(defs: Definitions) -> dict[str, Any]:
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
             "pool": (node.pools and sorted(node.pools)) or None,
             "automation": condition.get_label() if condition is not None else None,
+            "automation_condition": condition_tree(condition),
             "freshness": type(node.freshness_policy).__name__ if node.freshness_policy else None,
         }
     checks = {
         f"{k.asset_key.to_user_string()}.{k.name}": {
             "blocking": graph.get(k).blocking,
-            "automation": (c.get_label() if (c := graph.get(k).automation_condition) is not None else None),
+            "automation": condition_tree(graph.get(k).automation_condition),
         }
         for k in sorted(graph.asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name))
     }
