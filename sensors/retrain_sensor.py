@@ -6,6 +6,8 @@
   run's tags. The days watched are the last ``monitoring.label_window_days + 1``: a day is judged again as its
   delayed labels land, and realized quality often fails only then. It never deploys anything: the
   new candidate passes every gate like any other, and automation rebuilds and redeploys only a new champion.
+  It waits (the tick's skip reason says why) while a run is already training a candidate, and while the latest
+  candidate was trained on the newest window: training is deterministic, so a retrain needs new data.
 - A failed ``champion_regression`` (the champion realizes worse than the previous champion on the same labeled
   rows) requests the ``rollback_champion`` job to the previous champion; automation then redeploys it.
 Both say so in an alert.
@@ -23,8 +25,10 @@ from dagster import (
     AssetCheckEvaluation,
     AssetKey,
     DagsterInstance,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -36,13 +40,20 @@ from ml_assets.data.approval import TRAINING_SET
 from ml_assets.dataset import DatasetSpec
 from ml_assets.event_log import latest_check_evaluations, materialized_version
 from ml_assets.model.champion import rollback_run_config
-from ml_assets.model.registry import current_champion_tag, training_version_of
+from ml_assets.model.registry import current_champion_tag
 from ml_assets.monitoring.verdicts import CHAMPION_REGRESSION, CHECKS, RETRAIN_CAUSES
 from ml_assets.partitions import today
 from resources.alerts import Alerts
 
 INTERVAL_SECONDS = 60
 MODEL_MONITORING = AssetKey("model_monitoring")
+CANDIDATE_MODEL = AssetKey("candidate_model")
+UNFINISHED = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
 REASON_TAG = "ml_assets/retrain_reason"
 
 
@@ -107,10 +118,9 @@ def build_retrain_sensor(
             if not causes or any(r.job_name == rollback_job.name for r in requests):
                 acted[day] = evidence.materialization
                 continue
-            window = unchanged_window(context.instance, partitions_def, champion)
-            if window is not None:  # acted on once a new window is cut, if the judged model still serves
-                waiting.append(f"{day}: {', '.join(causes)} failed, but the newest training window ({window}) is the "
-                               f"one {champion} was trained on: retraining would rebuild it; waiting for new data")  # fmt: skip
+            pointless = why_not_retrain(context.instance, partitions_def)
+            if pointless is not None:  # acted on later (a new window is cut), if the judged model still serves
+                waiting.append(f"{day}: {', '.join(causes)} failed, but {pointless}; waiting for new data")
                 continue
             if time.time() - last_retrain < cooldown_s:  # acted on once the cool-down is over, if still current
                 context.log.info(
@@ -156,19 +166,23 @@ def new_evidence(instance: DagsterInstance, day: str, champion: str | None, acte
     return Evidence(day, materialization, failed)
 
 
-def unchanged_window(
-    instance: DagsterInstance, partitions_def: TimeWindowPartitionsDefinition, champion: str | None
-) -> str | None:
-    """The newest training window when the champion was trained on exactly it (training is deterministic, so a
-    retrain would rebuild the same model), else None."""
-    if champion is None:
-        return None
+def why_not_retrain(instance: DagsterInstance, partitions_def: TimeWindowPartitionsDefinition) -> str | None:
+    """Why a retraining request now would add nothing, or None: a run training a candidate is already queued or
+    running (automation's, on a new window), or the latest candidate was trained on the newest window already
+    (training is deterministic: it would rebuild the same model, which either serves or failed its gates)."""
+    for run in instance.get_runs(filters=RunsFilter(statuses=UNFINISHED), limit=50):
+        if CANDIDATE_MODEL in (run.asset_selection or ()):
+            return f"run {run.run_id[:8]} ({run.job_name}) is already training a candidate"
     cut = [k for k in instance.get_materialized_partitions(TRAINING_SET) if partitions_def.has_partition_key(k)]
-    trained_on = training_version_of(instance, champion)
+    records = instance.fetch_materializations(CANDIDATE_MODEL, limit=1).records
+    meta = records[0].asset_materialization.metadata if records and records[0].asset_materialization else {}
+    trained_on = _value(meta.get("training_set_version"))
     if not cut or trained_on is None:
         return None
     newest = max(cut)
-    return newest if materialized_version(instance, TRAINING_SET, newest) == trained_on else None
+    if materialized_version(instance, TRAINING_SET, newest) != trained_on:
+        return None
+    return f"the latest candidate was trained on the newest training window ({newest}): retraining would rebuild it"
 
 
 def rollback_target(evidence: Evidence, champion: str | None) -> str | None:

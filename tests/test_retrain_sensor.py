@@ -9,7 +9,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from dagster import DagsterInstance, build_sensor_context
+from dagster import AssetKey, DagsterInstance, DagsterRun, DagsterRunStatus, build_sensor_context
 
 from ml_assets.data.approval import TRAINING_SET
 from ml_assets.dataset import DatasetSpec
@@ -73,9 +73,9 @@ def test_retraining_and_rollback_requests(tmp_path: Path, adult_spec: DatasetSpe
     assert kinds == ["retrain", "retrain", "rollback"], "one alert per request, none per tick"
 
 
-def test_no_retraining_on_the_window_the_champion_was_trained_on(tmp_path: Path, adult_spec: DatasetSpec) -> None:
-    """Training is deterministic: retraining on the champion's own window would rebuild it. The failure waits for
-    the next window, and is acted on then."""
+def test_no_retraining_on_a_window_already_trained_on(tmp_path: Path, adult_spec: DatasetSpec) -> None:
+    """Training is deterministic: retraining on the window the latest candidate was trained on would rebuild it.
+    The failure waits for the next window, and for a run already training a candidate, and is acted on then."""
     defs = build_definitions(adult_spec, env="local")
     sensor = defs.get_sensor_def("retrain_sensor")
     instance = DagsterInstance.ephemeral()
@@ -97,5 +97,11 @@ def test_no_retraining_on_the_window_the_champion_was_trained_on(tmp_path: Path,
     waiting = tick()
     assert waiting.run_requests == [] and f"newest training window ({window})" in waiting.skip_message
     materialize_stand_in(defs, instance, "training_set", day.isoformat())  # today's window is cut
+    automation_run = DagsterRun(job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED,
+                                asset_selection=frozenset({AssetKey("candidate_model")}))  # fmt: skip
+    instance.add_run(automation_run)
+    busy = tick(waiting.cursor)
+    assert busy.run_requests == [] and f"run {automation_run.run_id[:8]}" in busy.skip_message
+    instance.report_run_canceled(automation_run)
     [retrain] = tick(waiting.cursor).run_requests
     assert retrain.job_name == MODEL_JOB and alerts.read()[0]["kind"] == "retrain"

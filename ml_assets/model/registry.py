@@ -52,15 +52,5 @@ def previous_champion(instance: DagsterInstance, tag: str) -> str | None:
     return next((t for t in before if t != tag and t not in rolled_back_from), None)
 
 
-def training_version_of(instance: DagsterInstance, tag: str) -> str | None:
-    """The data version of the training window ``tag`` was trained on (its model asset's materialization)."""
-    for asset in (AssetKey("candidate_model"), AssetKey("baseline_model")):
-        for record in instance.fetch_materializations(asset, limit=50).records:
-            meta = record.asset_materialization.metadata if record.asset_materialization is not None else {}
-            if "model_tag" in meta and _text(meta["model_tag"]) == tag and "training_set_version" in meta:
-                return _text(meta["training_set_version"])
-    return None
-
-
 def _text(entry) -> str:
     return str(getattr(entry, "value", entry))
