@@ -145,3 +145,25 @@ def test_simulate_labels_lands_each_replay_once_after_its_lag(ml_home: Path, adu
     assert "no traffic replay without landed labels" in capsys.readouterr().out
     assert main(["simulate", "--labels", "1", "--next"]) == 2
     assert "--labels: lands labels only: leave out --next" in capsys.readouterr().err
+
+
+def test_traffic_drift_ramps_over_the_days(adult_spec: DatasetSpec) -> None:
+    """`ml-assets traffic --shift age=2 --drift-from D --drift-ramp-days 4`: each later day's rows drift further."""
+    from datetime import date, timedelta
+
+    from ml_assets.cli import build_parser
+    from ml_assets.datasets.simulator import SimulationError
+    from ml_assets.monitoring.traffic import day_rows
+    from ml_assets.monitoring.traffic_cli import traffic_drift
+
+    start = date(2026, 3, 2)
+    ages = []
+    for offset in range(-1, 4):
+        day = start + timedelta(days=offset)
+        args = build_parser().parse_args(["traffic", "--day", day.isoformat(), "--shift", "age=2",
+                                          "--drift-from", start.isoformat(), "--drift-ramp-days", "4"])  # fmt: skip
+        drift = traffic_drift(args)
+        ages.append(day_rows(adult_spec, day, 2000, drift, seed=0, first_id=1)["age"].mean())
+    assert ages == sorted(ages) and ages[-1] - ages[0] > 15, f"mean age by day: {ages}"
+    with pytest.raises(SimulationError, match="need a drift"):
+        traffic_drift(build_parser().parse_args(["traffic", "--day", "2026-03-02", "--drift-ramp-days", "4"]))

@@ -4,6 +4,10 @@ Examples::
 
     ml-assets traffic --day 2026-11-20                                   # a day's rows, as fast as the model answers
     ml-assets traffic --day 2026-11-21 --rows 3000 --rate 200 --shift age=2 --labels-lag-days 0
+    # a drift ramp: age drifts from 2026-11-22 on, reaching +2 standard deviations on 2026-11-25
+    for d in 22 23 24 25; do
+      ml-assets traffic --day 2026-11-$d --shift age=2 --drift-from 2026-11-22 --drift-ramp-days 4 --labels-lag-days 0
+    done
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mix", action="append", type=_mix, default=[], metavar="COL=CAT:SHARE[,CAT:SHARE]",
                    help="resample a categorical column to these shares")  # fmt: skip
     p.add_argument("--label-rate", type=float, default=None, help="resample to this positive rate")
+    p.add_argument("--drift-from", type=date.fromisoformat, default=None,
+                   help="first drifted day (default --day: the drift at full strength)")  # fmt: skip
+    p.add_argument("--drift-ramp-days", type=int, default=0,
+                   help="reach full drift strength linearly over this many days from --drift-from")  # fmt: skip
     p.add_argument(
         "--labels-lag-days", type=int, default=None, metavar="DAYS",
         help="also land the true labels of the answered rows under labels/<today + DAYS>/ (0: today)",
@@ -42,22 +50,32 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_traffic)
 
 
+def traffic_drift(args: argparse.Namespace):
+    """The drift of the day's rows: none, full strength from ``--day``, or a ramp from ``--drift-from``."""
+    from ml_assets.datasets.simulator import DriftConfig, SimulationError
+
+    if not (args.shift or args.mix or args.label_rate is not None):
+        if args.drift_from is not None or args.drift_ramp_days:
+            raise SimulationError("--drift-from/--drift-ramp-days need a drift: --shift, --mix or --label-rate")
+        return None
+    return DriftConfig(args.drift_from or args.day, numeric_shift=dict(args.shift), category_mix=dict(args.mix),
+                       label_shift=args.label_rate, ramp_days=args.drift_ramp_days)  # fmt: skip
+
+
 def run_traffic(args: argparse.Namespace) -> int:
     from ml_assets.dataset import load_default_spec
-    from ml_assets.datasets.simulator import DriftConfig, SimulationError
+    from ml_assets.datasets.simulator import SimulationError
     from ml_assets.monitoring.traffic import land_labels, send_traffic
     from ml_assets.settings import serve_port
 
     spec = load_default_spec()
-    drift = None
-    if args.shift or args.mix or args.label_rate is not None:
-        drift = DriftConfig(args.day, numeric_shift=dict(args.shift), category_mix=dict(args.mix),
-                            label_shift=args.label_rate)  # fmt: skip
-        try:
+    try:
+        drift = traffic_drift(args)
+        if drift is not None:
             drift.validate(spec)
-        except SimulationError as e:
-            print(f"ml-assets traffic: error: {e}", file=sys.stderr)
-            return 2
+    except SimulationError as e:
+        print(f"ml-assets traffic: error: {e}", file=sys.stderr)
+        return 2
     url = args.url or f"http://127.0.0.1:{serve_port()}"
     run = send_traffic(
         spec, url, args.day, rows=args.rows, drift=drift, rate=args.rate, batch=args.batch, seed=args.seed
