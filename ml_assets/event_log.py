@@ -35,7 +35,6 @@ __all__ = [
     "blocking_verdict",
     "last_judgements",
     "latest_check_evaluations",
-    "materialized_version",
     "observed_versions",
     "require_passed",
 ]
@@ -162,17 +161,6 @@ def require_passed(
             },
         )
     return verdict
-
-
-def materialized_version(instance: DagsterInstance, asset: AssetKey, partition: str | None) -> str | None:
-    """The data version of the latest materialization of ``asset`` (partition): its data version tag, or its storage
-    id where the asset recorded none (then every materialization is a new version). None if never materialized."""
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=asset, asset_partitions=[partition] if partition else None), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    return records[0].asset_materialization.tags.get(DATA_VERSION_TAG, str(records[0].storage_id))
 
 
 def observed_versions(instance: DagsterInstance, asset: AssetKey, partitions: list[str]) -> dict[str, str]:

@@ -38,7 +38,7 @@ from dagster import (
 
 from ml_assets.data.approval import TRAINING_SET
 from ml_assets.dataset import DatasetSpec
-from ml_assets.event_log import latest_check_evaluations, materialized_version
+from ml_assets.event_log import latest_check_evaluations, latest_materialization_id
 from ml_assets.model.champion import rollback_run_config
 from ml_assets.model.registry import current_champion_tag
 from ml_assets.monitoring.verdicts import CHAMPION_REGRESSION, CHECKS, RETRAIN_CAUSES
@@ -175,13 +175,13 @@ def why_not_retrain(instance: DagsterInstance, partitions_def: TimeWindowPartiti
             return f"run {run.run_id[:8]} ({run.job_name}) is already training a candidate"
     cut = [k for k in instance.get_materialized_partitions(TRAINING_SET) if partitions_def.has_partition_key(k)]
     records = instance.fetch_materializations(CANDIDATE_MODEL, limit=1).records
-    meta = records[0].asset_materialization.metadata if records and records[0].asset_materialization else {}
-    trained_on = _value(meta.get("training_set_version"))
-    if not cut or trained_on is None:
+    if not cut or not records or records[0].asset_materialization is None:
         return None
-    newest = max(cut)
-    if materialized_version(instance, TRAINING_SET, newest) != trained_on:
-        return None
+    newest, candidate = max(cut), records[0]
+    trained_on = _value(candidate.asset_materialization.metadata.get("training_set_partition"))
+    window_cut = latest_materialization_id(instance, TRAINING_SET, newest)
+    if trained_on != newest or window_cut is None or window_cut > candidate.storage_id:
+        return None  # a newer window, or the newest one cut again since the candidate trained on it
     return f"the latest candidate was trained on the newest training window ({newest}): retraining would rebuild it"
 
 

@@ -11,10 +11,8 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, DagsterRun, DagsterRunStatus, build_sensor_context
 
-from ml_assets.data.approval import TRAINING_SET
 from ml_assets.dataset import DatasetSpec
 from ml_assets.definitions import MODEL_JOB, build_definitions
-from ml_assets.event_log import materialized_version
 from ml_assets.model.champion import ROLLBACK_JOB, rollback_run_config
 from ml_assets.partitions import today
 from resources.alerts import Alerts
@@ -83,9 +81,8 @@ def test_no_retraining_on_a_window_already_trained_on(tmp_path: Path, adult_spec
     day = today(adult_spec)
     window = (day - timedelta(days=1)).isoformat()
     materialize_stand_in(defs, instance, "training_set", window)
-    version = materialized_version(instance, TRAINING_SET, window)
     champion = {"model_tag": "adult-classifier:c"}
-    materialize_stand_in(defs, instance, "candidate_model", metadata={**champion, "training_set_version": version})
+    materialize_stand_in(defs, instance, "candidate_model", metadata={**champion, "training_set_partition": window})
     materialize_stand_in(defs, instance, "champion_model", metadata=champion)
     materialize_stand_in(defs, instance, "model_monitoring", day.isoformat(), failed=("input_drift",),
                          check_metadata=champion)  # fmt: skip
