@@ -14,11 +14,28 @@ import pytest
 from ml_assets.dataset import DatasetSpec, load_default_spec
 
 
+def _fast_tier(config: pytest.Config) -> bool:
+    return "not integration" in " ".join((config.getoption("markexpr") or "").split())
+
+
+INTEGRATION_MODULE = "\npytestmark = pytest.mark.integration\n"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The fast tier does not import a module whose every test is integration (its module-level mark says so):
+    every one would be deselected anyway, and importing BentoML, Kubernetes or the servers' clients in each worker
+    costs seconds."""
+    test_module = collection_path.suffix == ".py" and collection_path.name.startswith("test_")
+    if _fast_tier(config) and test_module and INTEGRATION_MODULE in collection_path.read_text():
+        return True
+    return None
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: the fast tier (``-m "not integration"``) runs on every core (at most 4 workers); a run that
     includes integration tests runs in this one process, since those start ranks and servers that need the cores
     and time their own health."""
-    if "not integration" in " ".join((config.getoption("markexpr") or "").split()):
+    if _fast_tier(config):
         return min(os.cpu_count() or 1, 4)
     return 0
 
