@@ -297,6 +297,12 @@ class Monitoring(BaseModel):
     )
     label_window_days: int = Field(7, ge=0, description="labels of a day's predictions land within this many days")
     min_labeled_rows: int = Field(200, ge=1, description="realized figures need at least this many labeled rows")
+    min_served_rows: int = Field(
+        1000,
+        ge=1,
+        description="drift and estimated performance need at least this many rows served by the model on the day "
+        "(PSI over a few hundred rows of many categories is noise)",
+    )
     max_training_data_age_days: float = Field(
         30.0, gt=0, description="staleness: the serving model's newest training day older than this fails"
     )

@@ -75,8 +75,17 @@ def _not_judged(name: str, spec: DatasetSpec, r: TagReport) -> Verdict:
     return Verdict(name, True, why, {"labeled_rows": r.labeled_rows})
 
 
+def _too_few_served(name: str, spec: DatasetSpec, r: TagReport) -> Verdict | None:
+    if r.rows >= spec.monitoring.min_served_rows:
+        return None
+    why = f"not judged: {r.rows} served rows < {spec.monitoring.min_served_rows}"
+    return Verdict(name, True, why, {"served_rows": r.rows})
+
+
 def input_drift(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
     """Every served feature against the model's own training rows: PSI under the spec's drift limit."""
+    if (few := _too_few_served(INPUT_DRIFT, spec, r)) is not None:
+        return few
     limit = spec.monitoring.drift_psi
     worst, worst_psi = r.max_input_psi
     drifted = {k: round(v, 4) for k, v in r.input_psi.items() if v >= limit}
@@ -97,6 +106,8 @@ def input_drift(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdi
 
 def prediction_drift(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
     """The served probabilities against the model's predictions on its test split: PSI under the drift limit."""
+    if (few := _too_few_served(PREDICTION_DRIFT, spec, r)) is not None:
+        return few
     limit = spec.monitoring.drift_psi
     ok = not r.prediction_psi >= limit
     return Verdict(
@@ -109,6 +120,8 @@ def prediction_drift(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> 
 
 def estimated_performance(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
     """CBPE's estimate of the primary metric before labels land (passes while it cannot be estimated)."""
+    if (few := _too_few_served(ESTIMATED_PERFORMANCE, spec, r)) is not None:
+        return few
     metric = _metric(gates)
     bar = _performance_bar(spec, gates, r)
     est = r.estimated[metric]
