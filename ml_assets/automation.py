@@ -65,8 +65,10 @@ def with_its_asset() -> AutomationCondition:
 
     Without a condition of its own such a check is not always taken into an automation run of its asset; with this
     one it is requested in the same tick (and run), so its verdict exists before anything downstream is judged.
+    Never on a partition of its asset (or of an input) that does not exist and is not requested with it: after a
+    demo, batch_predictions' check ran alone on a day the asset had not scored yet.
     """
-    return AC.any_deps_updated().since_last_handled().with_label("with its asset")
+    return (AC.any_deps_updated().since_last_handled() & ~AC.any_deps_missing()).with_label("with its asset")
 
 
 def on_recent_update(days: int = 2) -> AutomationCondition:

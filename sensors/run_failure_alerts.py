@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dagster import DefaultSensorStatus, RunFailureSensorContext, SensorDefinition, run_failure_sensor
 
 from resources.alerts import Alerts
@@ -19,7 +21,7 @@ def build_run_failure_sensor(default_status: DefaultSensorStatus = DefaultSensor
         failures = [e for e in context.get_step_failure_events()]
         if failures:
             first = failures[0]
-            error = f"step {first.step_key}: {first.event_specific_data.error.message.strip().splitlines()[0]}"  # type: ignore[union-attr]
+            error = f"step {first.step_key}: {root_cause(getattr(first.event_specific_data, 'error', None))}"
         alerts.send(
             "run_failed",
             f"run {run.run_id[:8]} of {run.job_name} failed: {error}"[:1000],
@@ -30,3 +32,12 @@ def build_run_failure_sensor(default_status: DefaultSensorStatus = DefaultSensor
         )
 
     return run_failure_alerts
+
+
+def root_cause(error: Any) -> str:
+    """The first line of the innermost cause of a step's error: Dagster wraps the user's exception in "Error
+    occurred while executing op ...", which says nothing of what went wrong."""
+    while error is not None and getattr(error, "cause", None) is not None:
+        error = error.cause
+    lines = (getattr(error, "message", "") or "").strip().splitlines()
+    return lines[0] if lines else "no error message"

@@ -114,3 +114,17 @@ def test_a_day_that_breaks_the_serving_rules_fails_naming_column_and_rule(adult_
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     text = str(failure.event_specific_data.error)
     assert "education" in text and "string_too_long" in text and "first at row 7" in text
+
+
+def test_the_check_sample_needs_the_batch_to_hold_the_days_rows(adult_spec, day):
+    """A check run on a day the batch has not scored (or scored from other features) fails with a reason, it does
+    not raise."""
+    from ml_assets.serving.batch import check_sample
+
+    frame, tag = day
+    scored = frame[[adult_spec.id.name]].assign(probability=0.5, label=0, model_tag=tag)
+    picked = check_sample(adult_spec, frame, scored)
+    assert picked is not None and picked[2] == tag and picked[1] == [0.5] * len(picked[0])
+    assert check_sample(adult_spec, frame, scored.iloc[:0]) is None
+    lowest = frame[adult_spec.id.name].min()  # the sample takes the lowest ids first
+    assert check_sample(adult_spec, frame, scored[scored[adult_spec.id.name] != lowest]) is None

@@ -72,12 +72,16 @@ def batch_metadata(out: pd.DataFrame, model_tag: str, seconds: float) -> dict[st
 
 def check_sample(
     spec: DatasetSpec, features: pd.DataFrame, batch_predictions: pd.DataFrame
-) -> tuple[list[dict[str, Any]], list[float], str]:
+) -> tuple[list[dict[str, Any]], list[float], str] | None:
     """The fixed sample the check sends online (lowest ids first, so reruns compare the same rows) as request
-    records, their stored batch scores, and the model tag that scored the batch."""
+    records, their stored batch scores, and the model tag that scored the batch; None when the batch does not hold
+    every row of the sample (not scored yet, or scored from other features)."""
     id_col = spec.id.name
     sample = features.sort_values(id_col, kind="stable").head(CHECK_SAMPLE_ROWS)
-    offline = batch_predictions.set_index(id_col).loc[sample[id_col], "probability"].to_numpy()
+    scored = batch_predictions.drop_duplicates(id_col).set_index(id_col)["probability"]
+    if sample.empty or not sample[id_col].isin(scored.index).all():
+        return None
+    offline = scored.loc[sample[id_col]].to_numpy()
     tag = str(batch_predictions["model_tag"].iloc[0])
     records = frame_records(sample[[c.name for c in spec.feature_columns]])
     return records, offline.tolist(), tag
@@ -126,7 +130,15 @@ def build_batch_predictions(spec: DatasetSpec) -> list:
     def online_offline_equality(
         batch_predictions: pd.DataFrame, features: pd.DataFrame, bento_deployer: BentoDeployer
     ) -> AssetCheckResult:
-        records, offline, tag = check_sample(spec, features, batch_predictions)
+        picked = check_sample(spec, features, batch_predictions)
+        if picked is None:
+            return AssetCheckResult(
+                passed=False,
+                severity=AssetCheckSeverity.WARN,
+                description=f"batch_predictions ({len(batch_predictions)} rows) does not hold the day's features' "
+                f"rows ({len(features)}): it was not scored yet, or from other features; nothing to compare",
+            )
+        records, offline, tag = picked
         try:
             report = served_skew(bento_deployer.url, records, offline, request_id=CHECK_REQUEST_ID)
         except DeploymentError as e:
