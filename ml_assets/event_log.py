@@ -35,6 +35,7 @@ __all__ = [
     "blocking_verdict",
     "last_judgements",
     "latest_check_evaluations",
+    "metadata_text",
     "observed_versions",
     "require_passed",
 ]
@@ -82,6 +83,11 @@ def latest_materialization_id(instance: DagsterInstance, asset: AssetKey, partit
         AssetRecordsFilter(asset_key=asset, asset_partitions=[partition] if partition else None), limit=1
     ).records
     return records[0].storage_id if records else None
+
+
+def metadata_text(entry: object) -> str | None:
+    """A recorded metadata entry (a MetadataValue, or a raw value) as text; None when absent."""
+    return None if entry is None else str(getattr(entry, "value", entry))
 
 
 def latest_check_evaluations(

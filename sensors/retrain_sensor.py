@@ -15,6 +15,7 @@ Both say so in an alert.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -36,9 +37,9 @@ from dagster import (
     sensor,
 )
 
-from ml_assets.data.approval import TRAINING_SET
+from ml_assets.data.approval import TRAINING_SET, newest_window
 from ml_assets.dataset import DatasetSpec
-from ml_assets.event_log import latest_check_evaluations, latest_materialization_id
+from ml_assets.event_log import latest_check_evaluations, latest_materialization_id, metadata_text
 from ml_assets.model.champion import rollback_run_config
 from ml_assets.model.registry import current_champion_tag
 from ml_assets.monitoring.verdicts import CHAMPION_REGRESSION, CHECKS, RETRAIN_CAUSES
@@ -95,6 +96,7 @@ def build_retrain_sensor(
         champion = current_champion_tag(context.instance)
         requests: list[RunRequest] = []
         waiting: list[str] = []
+        pointless_now = functools.cache(lambda: why_not_retrain(context.instance, partitions_def))  # once a tick
         for day in days:
             evidence = new_evidence(context.instance, day, champion, acted.get(day))
             if evidence is None:
@@ -118,7 +120,7 @@ def build_retrain_sensor(
             if not causes or any(r.job_name == rollback_job.name for r in requests):
                 acted[day] = evidence.materialization
                 continue
-            pointless = why_not_retrain(context.instance, partitions_def)
+            pointless = pointless_now()
             if pointless is not None:  # acted on later (a new window is cut), if the judged model still serves
                 waiting.append(f"{day}: {', '.join(causes)} failed, but {pointless}; waiting for new data")
                 continue
@@ -160,7 +162,7 @@ def new_evidence(instance: DagsterInstance, day: str, champion: str | None, acte
     materialization = max(judged, default=0)
     if acted is not None and materialization <= acted:
         return None
-    about = {_value(e.metadata.get("model_tag")) for e in failed.values()} - {None}
+    about = {metadata_text(e.metadata.get("model_tag")) for e in failed.values()} - {None}
     if champion is not None and about and about != {champion}:
         return None
     return Evidence(day, materialization, failed)
@@ -173,12 +175,12 @@ def why_not_retrain(instance: DagsterInstance, partitions_def: TimeWindowPartiti
     for run in instance.get_runs(filters=RunsFilter(statuses=UNFINISHED), limit=50):
         if CANDIDATE_MODEL in (run.asset_selection or ()):
             return f"run {run.run_id[:8]} ({run.job_name}) is already training a candidate"
-    cut = [k for k in instance.get_materialized_partitions(TRAINING_SET) if partitions_def.has_partition_key(k)]
+    newest = newest_window(instance, partitions_def)
     records = instance.fetch_materializations(CANDIDATE_MODEL, limit=1).records
-    if not cut or not records or records[0].asset_materialization is None:
+    if newest is None or not records or records[0].asset_materialization is None:
         return None
-    newest, candidate = max(cut), records[0]
-    trained_on = _value(candidate.asset_materialization.metadata.get("training_set_partition"))
+    candidate = records[0]
+    trained_on = metadata_text(candidate.asset_materialization.metadata.get("training_set_partition"))
     window_cut = latest_materialization_id(instance, TRAINING_SET, newest)
     if trained_on != newest or window_cut is None or window_cut > candidate.storage_id:
         return None  # a newer window, or the newest one cut again since the candidate trained on it
@@ -188,10 +190,6 @@ def why_not_retrain(instance: DagsterInstance, partitions_def: TimeWindowPartiti
 def rollback_target(evidence: Evidence, champion: str | None) -> str | None:
     """The previous champion to roll back to, when the champion realized worse than it on the same labeled rows."""
     regression = evidence.failed.get(CHAMPION_REGRESSION)
-    if regression is None or champion is None or _value(regression.metadata.get("model_tag")) != champion:
+    if regression is None or champion is None or metadata_text(regression.metadata.get("model_tag")) != champion:
         return None
-    return _value(regression.metadata.get("previous_champion")) or None
-
-
-def _value(entry) -> str | None:
-    return None if entry is None else str(getattr(entry, "value", entry))
+    return metadata_text(regression.metadata.get("previous_champion")) or None

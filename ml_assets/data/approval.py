@@ -18,6 +18,7 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     AssetsDefinition,
+    DagsterInstance,
     DataVersion,
     Failure,
     Output,
@@ -49,6 +50,12 @@ class TrainingSetRef:
     blocking_checks: tuple[str, ...]
 
 
+def newest_window(instance: DagsterInstance, training_partitions: PartitionsDefinition) -> str | None:
+    """The newest training_set partition cut so far (of ``training_partitions``), or None."""
+    cut = [k for k in instance.get_materialized_partitions(TRAINING_SET) if training_partitions.has_partition_key(k)]
+    return max(cut, default=None)
+
+
 def latest_training_set_record(context: AssetExecutionContext, partition_key: str):
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=TRAINING_SET, asset_partitions=[partition_key]), limit=1
@@ -71,14 +78,9 @@ def build_approved_training_set(
         "evaluated on next. Refuses, naming the window and its failed checks, when the newest one did not pass.",
     )
     def approved_training_set(context: AssetExecutionContext) -> Output[TrainingSetRef]:
-        cut = [
-            k
-            for k in context.instance.get_materialized_partitions(TRAINING_SET)
-            if training_partitions.has_partition_key(k)
-        ]
-        if not cut:
+        newest = newest_window(context.instance, training_partitions)
+        if newest is None:
             raise Failure(description="no training set has been cut yet: materialize training_set for a day first")
-        newest = max(cut)
         verdict = require_passed(context.instance, TRAINING_SET, blocking_checks, newest, "approved_training_set")
         record = latest_training_set_record(context, newest)
         mat = record.asset_materialization

@@ -9,19 +9,34 @@ from __future__ import annotations
 
 from dagster import AssetKey, DagsterInstance
 
+from ml_assets.event_log import metadata_text
+
 CHAMPION_MODEL = AssetKey("champion_model")
+
+
+def _promotions(instance: DagsterInstance, limit: int) -> list[tuple[str, float, dict]]:
+    """(model tag, time, metadata) of each materialization of champion_model that names a model, newest first."""
+    found = []
+    for record in instance.fetch_materializations(CHAMPION_MODEL, limit=limit).records:
+        meta = record.asset_materialization.metadata if record.asset_materialization is not None else {}
+        tag = metadata_text(meta.get("model_tag"))
+        if tag is not None:
+            found.append((tag, record.timestamp, meta))
+    return found
+
+
+def _reigns(promotions: list[tuple[str, float, dict]]) -> list[tuple[str, float]]:
+    """A tag promoted twice in a row counts once."""
+    history: list[tuple[str, float]] = []
+    for tag, at, _ in promotions:
+        if not history or history[-1][0] != tag:
+            history.append((tag, at))
+    return history
 
 
 def champion_history(instance: DagsterInstance, limit: int = 100) -> list[tuple[str, float]]:
     """(model tag, promoted at) of each champion, newest first; a tag promoted twice in a row counts once."""
-    records = instance.fetch_materializations(CHAMPION_MODEL, limit=limit).records
-    history: list[tuple[str, float]] = []
-    for record in records:
-        mat = record.asset_materialization
-        tag = mat.metadata.get("model_tag") if mat is not None else None
-        if tag is not None and (not history or history[-1][0] != str(tag.value)):
-            history.append((str(tag.value), record.timestamp))
-    return history
+    return _reigns(_promotions(instance, limit))
 
 
 def current_champion_tag(instance: DagsterInstance) -> str | None:
@@ -35,22 +50,13 @@ def previous_champion(instance: DagsterInstance, tag: str) -> str | None:
     A champion that was rolled back from is never "previous": after A -> B -> rollback to A, A's previous is the
     one before A, not B, or monitoring would compare A with B again and roll back to the model it just left.
     """
-    reigns: list[str] = []
-    rolled_back_from: set[str] = set()
-    for record in instance.fetch_materializations(CHAMPION_MODEL, limit=100).records:
-        meta = record.asset_materialization.metadata if record.asset_materialization is not None else {}
-        if "model_tag" not in meta:
-            continue
-        if _text(meta.get("action")) == "rollback" and meta.get("previous_champion") is not None:
-            rolled_back_from.add(_text(meta["previous_champion"]))
-        current = _text(meta["model_tag"])
-        if not reigns or reigns[-1] != current:
-            reigns.append(current)
-    if tag not in reigns:
+    promotions = _promotions(instance, 100)
+    rolled_back_from = {
+        metadata_text(meta.get("previous_champion"))
+        for _, _, meta in promotions
+        if metadata_text(meta.get("action")) == "rollback"
+    }
+    tags = [t for t, _ in _reigns(promotions)]
+    if tag not in tags:
         return None
-    before = reigns[reigns.index(tag) + 1 :]
-    return next((t for t in before if t != tag and t not in rolled_back_from), None)
-
-
-def _text(entry) -> str:
-    return str(getattr(entry, "value", entry))
+    return next((t for t in tags[tags.index(tag) + 1 :] if t != tag and t not in rolled_back_from), None)

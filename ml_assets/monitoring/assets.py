@@ -40,7 +40,7 @@ from ml_assets import markdown
 from ml_assets.automation import on_new_files, on_upstream_update
 from ml_assets.data.landing import build_day_folder_asset
 from ml_assets.dataset import DatasetSpec, Role
-from ml_assets.event_log import last_judgements
+from ml_assets.event_log import last_judgements, metadata_text
 from ml_assets.model.gates import thresholds_for
 from ml_assets.model.refs import load_stored
 from ml_assets.model.registry import current_champion_tag, previous_champion
@@ -337,8 +337,7 @@ def already_failing(previous: AssetCheckEvaluation | None, tag: str) -> bool:
     on every re-judgement (each landed labels file, each day) would bury the ones that say something new."""
     if previous is None or previous.passed:
         return False
-    judged = previous.metadata.get("model_tag")
-    return judged is not None and str(getattr(judged, "value", judged)) == tag
+    return metadata_text(previous.metadata.get("model_tag")) == tag
 
 
 def load_labels(context: AssetExecutionContext, day: str, window: int) -> pd.DataFrame:
