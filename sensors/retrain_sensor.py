@@ -7,7 +7,9 @@
   delayed labels land, and realized quality often fails only then. It never deploys anything: the
   new candidate passes every gate like any other, and automation rebuilds and redeploys only a new champion.
   It waits (the tick's skip reason says why) while a run is already training a candidate, and while the latest
-  candidate was trained on the newest window: training is deterministic, so a retrain needs new data.
+  candidate was trained on the newest window: training is deterministic, so a retrain needs new data. Under the
+  default policy (``every_training_set``) automation retrains on each new window itself, so the sensor's own
+  requests matter under ``on_request`` and ``cron``; its rollbacks under every policy.
 - A failed ``champion_regression`` (the champion realizes worse than the previous champion on the same labeled
   rows) requests the ``rollback_champion`` job to the previous champion; automation then redeploys it.
 Both say so in an alert.
@@ -77,6 +79,8 @@ def build_retrain_sensor(
     cooldown_s = spec.monitoring.retrain_cooldown_hours * 3600
     # a day's monitoring is re-judged each time its delayed labels land, up to label_window_days later
     recent_days = spec.monitoring.label_window_days + 1
+    # every new window is retrained by automation itself: a request beside it would train the same window twice
+    automatic = spec.retraining.trigger == "every_training_set"
 
     @sensor(
         name="retrain_sensor",
@@ -96,7 +100,7 @@ def build_retrain_sensor(
         champion = current_champion_tag(context.instance)
         requests: list[RunRequest] = []
         waiting: list[str] = []
-        pointless_now = functools.cache(lambda: why_not_retrain(context.instance, partitions_def))  # once a tick
+        pointless_now = functools.cache(lambda: why_not_retrain(context.instance, partitions_def, automatic))
         for day in days:
             evidence = new_evidence(context.instance, day, champion, acted.get(day))
             if evidence is None:
@@ -122,7 +126,7 @@ def build_retrain_sensor(
                 continue
             pointless = pointless_now()
             if pointless is not None:  # acted on later (a new window is cut), if the judged model still serves
-                waiting.append(f"{day}: {', '.join(causes)} failed, but {pointless}; waiting for new data")
+                waiting.append(f"{day}: {', '.join(causes)} failed, but {pointless}")
                 continue
             if time.time() - last_retrain < cooldown_s:  # acted on once the cool-down is over, if still current
                 context.log.info(
@@ -168,10 +172,14 @@ def new_evidence(instance: DagsterInstance, day: str, champion: str | None, acte
     return Evidence(day, materialization, failed)
 
 
-def why_not_retrain(instance: DagsterInstance, partitions_def: TimeWindowPartitionsDefinition) -> str | None:
+def why_not_retrain(
+    instance: DagsterInstance, partitions_def: TimeWindowPartitionsDefinition, automatic: bool
+) -> str | None:
     """Why a retraining request now would add nothing, or None: a run training a candidate is already queued or
-    running (automation's, on a new window), or the latest candidate was trained on the newest window already
-    (training is deterministic: it would rebuild the same model, which either serves or failed its gates)."""
+    running; the latest candidate was trained on the newest window already (training is deterministic: it would
+    rebuild the same model, which either serves or failed its gates); or the newest window is new and the retraining
+    policy is ``every_training_set`` (``automatic``), so automation trains on it by itself, maybe in this very tick,
+    before any run of it is visible here."""
     for run in instance.get_runs(filters=RunsFilter(statuses=UNFINISHED), limit=50):
         if CANDIDATE_MODEL in (run.asset_selection or ()):
             return f"run {run.run_id[:8]} ({run.job_name}) is already training a candidate"
@@ -183,8 +191,13 @@ def why_not_retrain(instance: DagsterInstance, partitions_def: TimeWindowPartiti
     trained_on = metadata_text(candidate.asset_materialization.metadata.get("training_set_partition"))
     window_cut = latest_materialization_id(instance, TRAINING_SET, newest)
     if trained_on != newest or window_cut is None or window_cut > candidate.storage_id:
-        return None  # a newer window, or the newest one cut again since the candidate trained on it
-    return f"the latest candidate was trained on the newest training window ({newest}): retraining would rebuild it"
+        if automatic:  # a newer window, or the newest one cut again since the candidate trained on it
+            return f"automation retrains on the new training window ({newest}) by itself (every_training_set)"
+        return None
+    return (
+        f"the latest candidate was trained on the newest training window ({newest}): retraining would rebuild it; "
+        "waiting for new data"
+    )
 
 
 def rollback_target(evidence: Evidence, champion: str | None) -> str | None:

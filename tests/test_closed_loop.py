@@ -118,6 +118,7 @@ def latest_check(home: Home, asset: str, check: str, partition: str | None = Non
 def test_monitoring_retrains_on_drift_and_rolls_back_a_regressing_champion(home: Home, monkeypatch) -> None:
     from dagster import AssetKey, build_sensor_context
 
+    from ml_assets.dataset import Retraining
     from ml_assets.definitions import MONITORING_JOB, build_definitions
     from ml_assets.model.registry import champion_history
     from resources.alerts import Alerts
@@ -136,7 +137,9 @@ def test_monitoring_retrains_on_drift_and_rolls_back_a_regressing_champion(home:
         "traffic", "--day", day, "--rows", "1500", "--shift", "age=2", "--labels-lag-days", "0", timeout=600
     )
     assert sent.returncode == 0, sent.stdout + sent.stderr
-    defs = build_definitions(spec)
+    # the sensor's own retraining requests are for the on_request (and cron) policies: under the default policy
+    # automation trains each new window itself, and there is no daemon in this test
+    defs = build_definitions(spec.model_copy(update={"retraining": Retraining(trigger="on_request")}))
     instance = home.instance()
     labels_job = defs.get_implicit_global_asset_job_def().get_subset(asset_selection={AssetKey("labels")})
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, DagsterRun, DagsterRunStatus, build_sensor_context
 
-from ml_assets.dataset import DatasetSpec
+from ml_assets.dataset import DatasetSpec, Retraining
 from ml_assets.definitions import MODEL_JOB, build_definitions
 from ml_assets.model.champion import ROLLBACK_JOB, rollback_run_config
 from ml_assets.partitions import today
@@ -73,9 +73,11 @@ def test_retraining_and_rollback_requests(tmp_path: Path, adult_spec: DatasetSpe
 
 def test_no_retraining_on_a_window_already_trained_on(tmp_path: Path, adult_spec: DatasetSpec) -> None:
     """Training is deterministic: retraining on the window the latest candidate was trained on would rebuild it.
-    The failure waits for the next window, and for a run already training a candidate, and is acted on then."""
-    defs = build_definitions(adult_spec, env="local")
-    sensor = defs.get_sensor_def("retrain_sensor")
+    The failure waits for the next window, and for a run already training a candidate, and is acted on then (under
+    ``on_request``; under the default ``every_training_set`` automation trains the new window itself)."""
+    on_request = adult_spec.model_copy(update={"retraining": Retraining(trigger="on_request")})
+    defs = build_definitions(on_request, env="local")
+    default_defs = build_definitions(adult_spec, env="local")
     instance = DagsterInstance.ephemeral()
     alerts = Alerts(log_path=str(tmp_path / "alerts.jsonl"))
     day = today(adult_spec)
@@ -87,9 +89,9 @@ def test_no_retraining_on_a_window_already_trained_on(tmp_path: Path, adult_spec
     materialize_stand_in(defs, instance, "model_monitoring", day.isoformat(), failed=("input_drift",),
                          check_metadata=champion)  # fmt: skip
 
-    def tick(cursor=None):
-        context = build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": alerts}, definitions=defs)
-        return sensor.evaluate_tick(context)
+    def tick(cursor=None, of=defs):
+        context = build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": alerts}, definitions=of)
+        return of.get_sensor_def("retrain_sensor").evaluate_tick(context)
 
     waiting = tick()
     assert waiting.run_requests == [] and f"newest training window ({window})" in waiting.skip_message
@@ -100,5 +102,9 @@ def test_no_retraining_on_a_window_already_trained_on(tmp_path: Path, adult_spec
     busy = tick(waiting.cursor)
     assert busy.run_requests == [] and f"run {automation_run.run_id[:8]}" in busy.skip_message
     instance.report_run_canceled(automation_run)
+    by_automation = tick(waiting.cursor, of=default_defs)
+    assert by_automation.run_requests == [] and "automation retrains on the new training window" in (
+        by_automation.skip_message or ""
+    ), "every_training_set: a request beside automation's own run would train the same window twice"
     [retrain] = tick(waiting.cursor).run_requests
     assert retrain.job_name == MODEL_JOB and alerts.read()[0]["kind"] == "retrain"
