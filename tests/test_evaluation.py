@@ -16,7 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    log_loss,
+    roc_auc_score,
+)
 
 from ml_assets.data.features import featurize
 from ml_assets.data.splits import split_by_time
@@ -135,10 +142,17 @@ def test_metrics_agree_with_sklearn_and_flag_undefined_ranking():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 500)
     p = np.clip(0.3 * y + 0.7 * rng.random(500), 0, 1)
+    p[:40] = np.round(p[:40], 1)  # ties, and scores exactly at the threshold (a positive prediction)
     m = classification_metrics(y, p, threshold=0.5)
+    yhat = (p >= 0.5).astype(int)
     assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p))
-    assert m["accuracy"] == pytest.approx(np.mean((p >= 0.5) == y))
-    assert m["rows"] == 500 and 0 <= m["ece"] <= 1 and 0 <= m["brier"] <= 1
+    assert m["pr_auc"] == pytest.approx(average_precision_score(y, p))
+    assert m["log_loss"] == pytest.approx(log_loss(y, p))
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, yhat))
+    assert m["f1"] == pytest.approx(f1_score(y, yhat))
+    assert m["brier"] == pytest.approx(brier_score_loss(y, p))
+    assert m["positive_rate"] == pytest.approx(yhat.mean())
+    assert m["rows"] == 500 and 0 <= m["ece"] <= 1
     single = classification_metrics(np.zeros(10), np.full(10, 0.2), 0.5)
     assert math.isnan(single["roc_auc"]) and math.isnan(single["pr_auc"])
     assert single["accuracy"] == 1.0

@@ -2,8 +2,8 @@
 
 Everything here takes a model that honours the TabularModel contract (``predict_proba(frame)``, ``threshold``,
 ``kind``) and plain frames, and returns plain dataclasses, so the gates can be unit-tested without Dagster and the
-same numbers appear in the UI, the checks and the demo's comparison table. Metrics come from scikit-learn,
-fairlearn and torchmetrics rather than hand-written maths.
+same numbers appear in the UI, the checks and the demo's comparison table. Metrics come from torchmetrics and
+fairlearn rather than hand-written maths.
 """
 
 from __future__ import annotations
@@ -19,15 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-import sklearn
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    brier_score_loss,
-    f1_score,
-    log_loss,
-    roc_auc_score,
-)
+import torch
 
 from ml_assets import markdown
 from ml_assets.dataset import DatasetSpec
@@ -51,23 +43,27 @@ class ProbabilityModel(Protocol):
 # ---- overall metrics -------------------------------------------------------------------------------------
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = ECE_BINS) -> float:
     """Expected calibration error (L1, equal-width bins) via torchmetrics' BinaryCalibrationError."""
-    import torch
     from torchmetrics.functional.classification import binary_calibration_error
 
-    value = binary_calibration_error(
-        torch.as_tensor(np.asarray(p, dtype=np.float32)),
-        torch.as_tensor(np.asarray(y, dtype=np.int64)),
-        n_bins=n_bins,
-        norm="l1",
+    return float(
+        binary_calibration_error(
+            torch.as_tensor(np.asarray(p, dtype=np.float32)),
+            torch.as_tensor(np.asarray(y, dtype=np.int64)),
+            n_bins=n_bins,
+            norm="l1",
+            validate_args=False,  # classification_metrics checked the inputs
+        )
     )
-    return float(value)
 
 
 def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
-    """The evaluation metrics of one model on one set of rows.
+    """The evaluation metrics of one model on one set of rows (torchmetrics; scikit-learn's definitions, which
+    the tests compare them with).
 
     Ranking metrics (ROC AUC, PR AUC) are NaN when the rows hold a single class: they are undefined there, and a
-    NaN is never mistaken for a pass by the gates.
+    NaN is never mistaken for a pass by the gates. This runs once per slice group and model, in evaluation and
+    monitoring: torchmetrics without its argument checks (done here once) is several times faster than
+    scikit-learn's metrics, whose input checks dominate on a few thousand rows.
     """
     y = np.asarray(y, dtype=np.int64)
     p = np.asarray(p, dtype=np.float64)
@@ -77,22 +73,31 @@ def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> di
         return {name: math.nan for name in METRIC_NAMES} | {"rows": 0.0, "positive_rate": math.nan}
     if not np.all(np.isfinite(p)):
         raise ValueError(f"{int((~np.isfinite(p)).sum())} of {len(p)} predicted probabilities are not finite")
-    yhat = (p >= threshold).astype(np.int64)
+    # imported here: torchmetrics imports its every domain (SciPy's signal processing, matplotlib), 1.5 s that
+    # loading the Definitions (each run's process) should not pay
+    from torchmetrics.functional import mean_squared_error
+    from torchmetrics.functional.classification import (
+        binary_accuracy,
+        binary_auroc,
+        binary_average_precision,
+        binary_f1_score,
+    )
+
+    labels, scores = torch.from_numpy(y), torch.from_numpy(p)
+    predicted = (scores >= threshold).long()  # torchmetrics would threshold float scores with >, not >=
     both = len(np.unique(y)) == 2
-    # checked above: skip scikit-learn's own argument validation, two thirds of these calls' time (this runs once
-    # per slice group and model, in evaluation and monitoring)
-    with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
-        return {
-            "roc_auc": float(roc_auc_score(y, p)) if both else math.nan,
-            "pr_auc": float(average_precision_score(y, p)) if both else math.nan,
-            "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
-            "accuracy": float(accuracy_score(y, yhat)),
-            "f1": float(f1_score(y, yhat, zero_division=0)),
-            "brier": float(brier_score_loss(y, p, pos_label=1)),
-            "ece": expected_calibration_error(y, p),
-            "rows": float(len(y)),
-            "positive_rate": float(yhat.mean()),
-        }
+    checked = {"validate_args": False}
+    return {
+        "roc_auc": float(binary_auroc(scores, labels, **checked)) if both else math.nan,
+        "pr_auc": float(binary_average_precision(scores, labels, **checked)) if both else math.nan,
+        "log_loss": float(torch.nn.functional.binary_cross_entropy(scores.clamp(1e-7, 1 - 1e-7), labels.double())),
+        "accuracy": float(binary_accuracy(predicted, labels, **checked)),
+        "f1": float(binary_f1_score(predicted, labels, zero_division=0, **checked)),
+        "brier": float(mean_squared_error(scores, labels.double())),
+        "ece": expected_calibration_error(y, p),
+        "rows": float(len(y)),
+        "positive_rate": float(predicted.double().mean()),
+    }
 
 
 # ---- slices ----------------------------------------------------------------------------------------------
@@ -263,7 +268,8 @@ def measure_latency(
     if frame.empty:
         raise ValueError("latency needs at least one row to score")
     rng = np.random.default_rng(seed)
-    rows = [frame.iloc[[i % len(frame)]] for i in range(max(single_calls, warmup))]
+    # one-row slices are views: a fancy-indexed copy per row (``iloc[[i]]``) cost more than scoring it
+    rows = [frame.iloc[i % len(frame) : i % len(frame) + 1] for i in range(max(single_calls, warmup))]
     for row in rows[:warmup]:
         model.predict_proba(row)
     timings = np.empty(single_calls)
