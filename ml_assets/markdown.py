@@ -67,17 +67,22 @@ def figure(fig: Any, alt: str) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return f"![{alt}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode('ascii')})"
 
 
-def new_figure(width: float = 4.0, height: float = 3.2, dpi: int = 72) -> tuple[Any, Any]:
-    """A headless (Agg) matplotlib figure and axes, sized for the UI's metadata panel."""
+def new_figure(width: float = 4.0, height: float = 3.2, dpi: int = 72, bottom: float = 0.5) -> tuple[Any, Any]:
+    """A headless (Agg) matplotlib figure and axes, sized for the UI's metadata panel.
+
+    Margins are fixed in inches (``bottom`` grows for rotated tick labels) rather than fitted by ``tight_layout``,
+    which draws the figure once more and doubled the cost of every plot an evaluation writes.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height), dpi=dpi)
+    fig, ax = plt.subplots(figsize=(width, height), dpi=dpi)
+    fig.subplots_adjust(left=0.6 / width, right=1 - 0.15 / width, bottom=bottom / height, top=1 - 0.3 / height)
+    return fig, ax

@@ -498,7 +498,7 @@ def quality_plot(context: AssetExecutionContext, today: TagReport) -> str:
         **({"realized_roc_auc": today.realized["roc_auc"]} if today.realized else {}),
     }
     days = sorted(points)[-30:]
-    fig, ax = markdown.new_figure(5.0, 2.8, 80)
+    fig, ax = markdown.new_figure(5.0, 2.8, 80, bottom=0.75)
     for key, label in (
         ("estimated_roc_auc", "estimated (CBPE)"),
         ("realized_roc_auc", "realized"),
