@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ml_assets.dataset import DatasetSpec, SpecError, demo_data_path, load_spec
+from ml_assets.dataset import DatasetSpec, SpecError, demo_data_path, load_spec, read_demo_data
 from ml_assets.settings import DEFAULT_SPEC_PATH
 
 
@@ -90,3 +90,18 @@ def test_bands_and_label(adult_spec: DatasetSpec) -> None:
     values = adult_spec.band_values(band, pd.Series([17, 25, 34, 64, 65, 90]))
     assert values.tolist() == ["<25", "25-34", "25-34", "55-64", "65+", "65+"]
     assert adult_spec.encode_label(pd.Series([">50K", "<=50K"])).tolist() == [1, 0]
+
+
+def test_demo_rows_are_a_fresh_copy_and_follow_the_file(tmp_path: Path) -> None:
+    """read_demo_data decodes a file version once: each caller gets its own frame, and a rewritten file is
+    read again."""
+    rows = pd.DataFrame({"record_id": [1, 2], "age": [30, 40]})
+    rows.to_parquet(tmp_path / "demo.parquet")
+    raw = yaml.safe_load(DEFAULT_SPEC_PATH.read_text()) | {"demo_data": "demo.parquet"}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw))
+    spec = load_spec(tmp_path / "spec.yaml")
+    first = read_demo_data(spec)
+    first.loc[0, "age"] = 99
+    assert read_demo_data(spec)["age"].tolist() == [30, 40], "a caller's change never reaches the next caller"
+    rows.assign(age=[31, 41]).iloc[:1].to_parquet(tmp_path / "demo.parquet")
+    assert read_demo_data(spec)["age"].tolist() == [31], "a rewritten file is decoded again"
