@@ -12,13 +12,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from dagster import DagsterInstance, evaluate_automation_conditions
+from dagster import DagsterInstance, Definitions, evaluate_automation_conditions
 
 from ml_assets.data.landing import LANDING_FILES
 from ml_assets.dataset import DatasetSpec, Retraining
 from ml_assets.definitions import build_definitions
 from ml_assets.event_log import DATA_VERSION_TAG
-from tests.conftest import three_day_window
+from tests.conftest import narrow, three_day_window
 from tests.standins import materialize_stand_in
 
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
@@ -27,14 +27,26 @@ MODEL_CHAIN = {"baseline_model", "candidate_model", "model_evaluation", "champio
 
 @pytest.fixture
 def spec(adult_spec: DatasetSpec) -> DatasetSpec:
-    return three_day_window(adult_spec, DAYS[0])
+    return narrow(three_day_window(adult_spec, DAYS[0]))
+
+
+_DEFINITIONS: dict[str, Definitions] = {}
+
+
+def definitions(spec: DatasetSpec) -> Definitions:
+    """The local Definitions of ``spec``, built once per spec in this module: the tests here evaluate conditions
+    and write stand-in runs, neither of which touches a resource, so one build serves every test of a spec."""
+    key = spec.model_dump_json()
+    if key not in _DEFINITIONS:
+        _DEFINITIONS[key] = build_definitions(spec, env="local")
+    return _DEFINITIONS[key]
 
 
 class Graph:
     """The real Definitions, an ephemeral instance and the evaluator's cursor between ticks."""
 
     def __init__(self, spec: DatasetSpec) -> None:
-        self.defs = build_definitions(spec, env="local")
+        self.defs = definitions(spec)
         self.instance = DagsterInstance.ephemeral()
         self.cursor = None
 

@@ -18,6 +18,9 @@ from ml_assets.data.features import featurize
 from ml_assets.data.gx_runner import GxOptions, run_gx
 from ml_assets.data.rules import raw_data_rules
 from ml_assets.dataset import DatasetSpec, demo_data_path
+from tests.conftest import GREAT_EXPECTATIONS, narrow
+
+pytestmark = GREAT_EXPECTATIONS  # validates with Great Expectations (conftest.py)
 
 DAY = "2026-01-05"
 
@@ -224,6 +227,7 @@ def _resources(tmp_path) -> dict:
 
 
 def test_in_asset_checks_block_downstream_per_partition(spec: DatasetSpec, tmp_path) -> None:
+    spec = narrow(spec)  # runs the real check specs in Dagster: fewer columns, fewer check events
     daily = dg.DailyPartitionsDefinition(start_date=spec.partitions_start.isoformat())
     bad_day = "2026-01-06"
 

@@ -16,6 +16,9 @@ from ml_assets.data.features import featurize
 from ml_assets.dataset import DatasetSpec, SpecError, load_spec, read_demo_data
 from ml_assets.datasets.simulator import Corruption, SimulationError, replay
 from ml_assets.settings import PACKAGE_DIR
+from tests.conftest import GREAT_EXPECTATIONS
+
+pytestmark = GREAT_EXPECTATIONS  # validates with Great Expectations (conftest.py)
 
 DATASETS = PACKAGE_DIR / "datasets"
 START = date(2026, 3, 1)
