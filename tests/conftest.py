@@ -28,10 +28,16 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     """The fast tier does not import a module whose every test is integration (its module-level mark says so):
     every one would be deselected anyway, and importing BentoML, Kubernetes or the servers' clients in each worker
     costs seconds."""
-    test_module = collection_path.suffix == ".py" and collection_path.name.startswith("test_")
-    if _fast_tier(config) and test_module and INTEGRATION_MODULE in collection_path.read_text():
+    test_module = collection_path.name.startswith("test_")
+    if _fast_tier(config) and test_module and INTEGRATION_MODULE in _module_text(collection_path):
         return True
     return None
+
+
+@functools.cache
+def _module_text(path: Path) -> str:
+    """A Python module's source ("" for anything else): module-level marks are read from it before import."""
+    return path.read_text() if path.suffix == ".py" and path.is_file() else ""
 
 
 GREAT_EXPECTATIONS = pytest.mark.great_expectations
@@ -56,14 +62,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class GreatExpectationsTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = super()._split_scope(nodeid)
-            return "great_expectations" if _marked_gx(config.rootpath / module) else module
+            return "great_expectations" if GX_MODULE in _module_text(config.rootpath / module) else module
 
     return GreatExpectationsTogether(config, log)
-
-
-@functools.cache
-def _marked_gx(path: Path) -> bool:
-    return path.suffix == ".py" and path.exists() and GX_MODULE in path.read_text()
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
