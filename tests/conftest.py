@@ -81,14 +81,31 @@ def processes_only_in_integration_tests(request: pytest.FixtureRequest, monkeypa
     """The fast tier starts no process: a test without the ``integration`` marker that tries fails, naming it."""
     if request.node.get_closest_marker("integration"):
         return
+    popen_init = subprocess.Popen.__init__
 
     def refuse(*args, **kwargs):
         raise AssertionError(
             f"{request.node.nodeid} starts a process but is not marked integration (pytest.mark.integration)"
         )
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    def popen_only_for_library_caches(self: subprocess.Popen, argv: Any, *args: Any, **kwargs: Any) -> None:
+        if _program(argv) in LIBRARY_CACHE_PROGRAMS:
+            return popen_init(self, argv, *args, **kwargs)
+        refuse()
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", popen_only_for_library_caches)
     monkeypatch.setattr(os, "fork", refuse)
+
+
+# Programs a library runs once per machine to fill its own cache, whichever test imports it first: matplotlib
+# (imported by torchmetrics) lists the system fonts with fc-list when ~/.cache/matplotlib has no font list yet.
+LIBRARY_CACHE_PROGRAMS = frozenset({"fc-list"})
+
+
+def _program(argv: Any) -> str:
+    """The program's file name from Popen's first argument (a command line string or an argument list)."""
+    first = argv if isinstance(argv, str | bytes | os.PathLike) else next(iter(argv), "")
+    return Path(os.fsdecode(first)).name
 
 
 @pytest.fixture

@@ -1,0 +1,25 @@
+"""The fast tier's guard (conftest.py): a test without the integration marker cannot start a process, except the
+programs a library runs once per machine to fill its own cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+
+def test_a_process_started_outside_an_integration_test_fails_naming_the_test(request: pytest.FixtureRequest) -> None:
+    with pytest.raises(AssertionError, match=f"{request.node.nodeid} starts a process but is not marked integration"):
+        subprocess.run(["true"], check=False)
+    with pytest.raises(AssertionError, match="not marked integration"):
+        os.fork()
+
+
+@pytest.mark.skipif(shutil.which("fc-list") is None, reason="fontconfig's fc-list is not installed")
+def test_matplotlib_may_list_the_fonts_for_its_font_cache() -> None:
+    """matplotlib runs fc-list the first time it is imported on a machine (no ~/.cache/matplotlib font list yet):
+    that must not fail whichever fast test imports it first."""
+    listed = subprocess.run(["fc-list", "--version"], capture_output=True, check=False)
+    assert listed.returncode == 0
