@@ -11,12 +11,18 @@ a miscalibrated model is corrected before it is trusted.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
+
+if TYPE_CHECKING:  # scikit-learn costs about a second to import: every process that loads the Definitions
+    from sklearn.isotonic import IsotonicRegression  # would pay it, while only monitoring runs calibrate
 
 
 def fit_calibration(reference_p: np.ndarray, reference_y: np.ndarray) -> IsotonicRegression:
     """Isotonic map from the model's scores to observed positive rates on reference rows with labels."""
+    from sklearn.isotonic import IsotonicRegression
+
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
     iso.fit(np.asarray(reference_p, dtype=np.float64), np.asarray(reference_y, dtype=np.float64))
     return iso
