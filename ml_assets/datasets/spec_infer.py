@@ -223,11 +223,10 @@ def _time_column(name: str, values: pd.Series, result: Inferred) -> dict[str, An
 
 
 def _target_column(name: str, values: pd.Series, positive: str | None, result: Inferred) -> dict[str, Any]:
-    present = values.dropna()
     codes = _is_integer(values)
     if not (_is_text(values) or codes):
         raise InferenceError(f"--target: {name!r} holds {values.dtype} values; a target is text or integer codes")
-    counts = present.map(lambda v: category_text(v, name)).value_counts()
+    counts = _category_texts(values, name).value_counts()
     if len(counts) != 2:
         raise InferenceError(f"--target: {name!r} has {len(counts)} labels {list(counts.index)[:10]}; need 2")
     if positive is None:
@@ -272,7 +271,7 @@ def _feature_column(
             result.notes[name] = f"text with {distinct:,} distinct values (over {MAX_CATEGORIES}): ignored"
             return None
         codes = _is_integer(values)
-        cats = _sorted_categories(values.dropna().map(lambda v: category_text(v, name)).unique(), codes)
+        cats = _sorted_categories(_category_texts(values, name).unique(), codes)
         column = base | {
             "role": "sensitive" if sensitive else "categorical",
             "dtype": "string",
@@ -300,6 +299,14 @@ def _feature_column(
     return column, band
 
 
+def _category_texts(values: pd.Series, where: str) -> pd.Series:
+    """The present values as category text (``category_text``), converted once per distinct value: a column of a
+    million rows holds a few dozen categories, and a Python call per row cost seconds."""
+    present = values.dropna()
+    distinct = present.drop_duplicates()  # boxed as Python values when iterated, as category_text expects
+    return present.map(dict(zip(distinct, distinct.map(lambda v: category_text(v, where)), strict=True)))
+
+
 def _range(numbers: pd.Series, dtype: str) -> dict[str, float | int]:
     lo, hi = float(numbers.min()), float(numbers.max())
     pad = (hi - lo) * RANGE_HEADROOM or max(abs(hi), 1.0) * RANGE_HEADROOM
@@ -322,7 +329,7 @@ def _sensitive_band(name: str, numbers: pd.Series) -> dict[str, Any]:
 
 
 def _label_stats(target: pd.Series, column: dict[str, Any]) -> tuple[float, int]:
-    present = target.dropna().map(lambda v: category_text(v, column["name"]))
+    present = _category_texts(target, column["name"])
     return float((present == column["positive_label"]).mean()), len(present)
 
 
