@@ -2,7 +2,8 @@
 
 Materializes baseline_model and candidate_model in process from a small training_set partition (a tiny
 upstream asset stands in for the data assets), then checks metrics in the metadata, the stored model on unseen
-rows, resume after a killed run, reproducibility, and that bad configs are rejected before anything launches.
+rows, resume after a killed run, reproducibility. What is refused before anything launches is tested without
+processes in test_training_config.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +19,18 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from dagster import (
-    AssetsDefinition,
-    DagsterInstance,
-    DailyPartitionsDefinition,
-    FilesystemIOManager,
-    asset,
-    materialize,
-)
+from dagster import DagsterInstance
 
-from ml_assets.data.approval import build_approved_training_set
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
-from ml_assets.model.assets import build_model_assets
 from ml_assets.model.metrics import validation_scores
 from ml_assets.model.refs import load_stored
-from ml_assets.settings import paths
-from resources.deepspeed_trainer import DeepSpeedTrainer, TrainerConfigError
-from resources.launchers import LocalTorchrunLauncher, available_cpus
 from resources.model_store import ModelStore
-from resources.training_storage import TrainingStorage
+from tests.training_graph import FAST, WINDOW_END, build_graph, run_assets, trainer
 
 pytestmark = pytest.mark.integration
 
-WINDOW_END = date(2026, 1, 10)
 ROWS = 3000
-# Small and quick: ~18 steps per rank per epoch, a handful of epochs.
-FAST = {"micro_batch_size": 64, "max_epochs": 4, "learning_rate": 5e-3, "early_stopping_patience": 4}
 SEARCH_TRIALS = 3
 
 
@@ -66,48 +51,7 @@ def frame(adult_spec: DatasetSpec) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def graph(adult_spec: DatasetSpec, frame: pd.DataFrame, home: Path) -> dict[str, Any]:
-    """A training_set partition materialized once and approved; model assets read the approved window."""
-    daily = DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-11")
-
-    @asset(name="training_set", partitions_def=daily)
-    def training_set() -> pd.DataFrame:
-        # rows shuffled: the model assets must not depend on the order the warehouse returns
-        return frame.sample(frac=1.0, random_state=1)
-
-    instance = DagsterInstance.ephemeral()
-    io = FilesystemIOManager(base_dir=str(home / "storage"))
-    materialize([training_set], partition_key=WINDOW_END.isoformat(), instance=instance, resources={"io_manager": io})
-    approved = build_approved_training_set(daily, [])  # this window has no checks: nothing to fail
-    materialize([training_set, approved], selection=[approved], instance=instance, resources={"io_manager": io})
-    models = {a.key.to_user_string(): a for a in build_model_assets(adult_spec)}
-    return {"source": [training_set, approved], "models": models, "instance": instance, "io": io}
-
-
-def run_assets(
-    graph: dict[str, Any], home: Path, names: list[str], trainer: DeepSpeedTrainer, trials: int = 1, **kw: Any
-):
-    """Materialize the named model assets; the candidate trains ``trials`` networks (one unless a test searches)."""
-    selected: list[AssetsDefinition] = [graph["models"][n] for n in names]
-    if "candidate_model" in names:
-        kw["run_config"] = {"ops": {"candidate_model": {"config": {"trials": trials}}}}
-    return materialize(
-        [*graph["source"], *graph["models"].values()],
-        selection=selected,
-        instance=graph["instance"],
-        resources={
-            "io_manager": graph["io"],
-            "model_store": ModelStore(home=str(home / "bentoml")),
-            "trainer": trainer,
-        },
-        **kw,
-    )
-
-
-def trainer(**fields: Any) -> DeepSpeedTrainer:
-    storage = TrainingStorage(root=str(paths().staging))  # the test module's ML_ASSETS_HOME
-    return DeepSpeedTrainer(
-        launcher=LocalTorchrunLauncher(), storage=storage, **{"ranks": 2, "zero_stage": 2, **FAST, **fields}
-    )
+    return build_graph(adult_spec, frame, home)
 
 
 def metadata(result, name: str) -> dict[str, Any]:
@@ -262,40 +206,3 @@ def test_optimizer_offload_trains(graph, home: Path, tmp_path: Path) -> None:
     offload = trainer(zero_stage=2, offload_optimizer=True, max_epochs=2, checkpoint_dir=str(tmp_path))
     meta = metadata(run_assets(graph, home, ["candidate_model"], offload), "candidate_model")
     assert meta["epochs_run"] == 2 and meta["val_roc_auc"] > 0.75
-
-
-@pytest.mark.parametrize(
-    ("fields", "message"),
-    [
-        ({"zero_stage": 5}, "zero_optimization.stage must be 0, 1, 2 or 3, got 5"),
-        ({"micro_batch_size": 0}, "micro_batch_size must be >= 1, got 0"),
-        ({"ranks": available_cpus() + 1}, f"exceeds the {available_cpus()} CPUs available"),
-        ({"device": "cpu", "precision": "fp16"}, "fp16 is not supported on CPU"),
-        ({"offload_optimizer": True, "zero_stage": 0}, "offload_optimizer needs zero_stage >= 1"),
-        ({"deepspeed_config": {"zero_optimization": {"stage": 9}}}, "stage must be 0, 1, 2 or 3, got 9"),
-        ({"deepspeed_config": {"train_batch_size": 7}}, "train_batch_size 7 != micro batch 64"),
-    ],
-)
-def test_bad_config_is_rejected_before_launch(fields: dict[str, Any], message: str) -> None:
-    with pytest.raises(TrainerConfigError, match="rejected before launch") as err:
-        trainer(**fields).plan()
-    assert message in str(err.value)
-
-
-def test_bad_config_fails_the_asset_without_launching(graph, home: Path) -> None:
-    result = run_assets(graph, home, ["candidate_model"], trainer(zero_stage=5), raise_on_error=False)
-    assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "zero_optimization.stage must be 0, 1, 2 or 3, got 5" in failure.event_specific_data.error.cause.message
-    assert not (home / "staging" / result.run_id).exists()  # nothing staged, nothing launched
-
-
-def test_resolved_plan_for_this_machine() -> None:
-    plan = trainer(ranks=1, zero_stage=0).plan()
-    assert plan.device == "cpu" and plan.precision == "fp32"
-    config = plan.deepspeed_config
-    assert config["train_batch_size"] == 64 and config["optimizer"]["params"]["torch_adam"] is True
-    assert config["timers"] == {"throughput": {"enabled": False}}
-    override = trainer(deepspeed_config={"train_micro_batch_size_per_gpu": 32, "gradient_clipping": 1.0}).plan()
-    assert override.deepspeed_config["train_batch_size"] == 64 and override.deepspeed_config["gradient_clipping"] == 1.0
-    assert override.config_hash != plan.config_hash
