@@ -303,7 +303,13 @@ def _category_texts(values: pd.Series, where: str) -> pd.Series:
     """The present values as category text (``category_text``), converted once per distinct value: a column of a
     million rows holds a few dozen categories, and a Python call per row cost seconds."""
     present = values.dropna()
-    distinct = present.drop_duplicates()  # boxed as Python values when iterated, as category_text expects
+    if present.dtype == object:
+        # whether category_text refuses a value depends on its type alone, and deduplication would merge a refused
+        # value into an equal accepted one (True == 1): the first value of every type is judged first
+        present[~present.map(type).duplicated()].map(lambda v: category_text(v, where))
+    distinct = present.drop_duplicates()
+    if distinct.empty:
+        return present.map(lambda v: category_text(v, where))  # no values: the same empty result as ever
     return present.map(dict(zip(distinct, distinct.map(lambda v: category_text(v, where)), strict=True)))
 
 
