@@ -53,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own last collection, which reports errors raised in __del__
 def pytest_unconfigure(config: pytest.Config) -> None:
     # The process is about to exit: without this, the interpreter's teardown collected the heap the tests left
     # (Dagster instances, frames, models) again and again while it cleared the modules, 2-4 s per process after
@@ -95,9 +96,9 @@ def processes_only_in_integration_tests(request: pytest.FixtureRequest, monkeypa
             f"{request.node.nodeid} starts a process but is not marked integration (pytest.mark.integration)"
         )
 
-    def popen_only_for_library_caches(self: subprocess.Popen, argv: Any, *args: Any, **kwargs: Any) -> None:
-        if _program(argv) in LIBRARY_CACHE_PROGRAMS:
-            return popen_init(self, argv, *args, **kwargs)
+    def popen_only_for_library_caches(self: subprocess.Popen, *args: Any, **kwargs: Any) -> None:
+        if _library_cache_program(args, kwargs):
+            return popen_init(self, *args, **kwargs)
         refuse()
 
     monkeypatch.setattr(subprocess.Popen, "__init__", popen_only_for_library_caches)
@@ -109,10 +110,14 @@ def processes_only_in_integration_tests(request: pytest.FixtureRequest, monkeypa
 LIBRARY_CACHE_PROGRAMS = frozenset({"fc-list"})
 
 
-def _program(argv: Any) -> str:
-    """The program's file name from Popen's first argument (a command line string or an argument list)."""
-    first = argv if isinstance(argv, str | bytes | os.PathLike) else next(iter(argv), "")
-    return Path(os.fsdecode(first)).name
+def _library_cache_program(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Popen's arguments start one of LIBRARY_CACHE_PROGRAMS directly: an argument list, no shell, no other
+    executable (anything else could run a command line that merely mentions one)."""
+    argv = args[0] if len(args) == 1 else kwargs.get("args") if not args else None
+    if not isinstance(argv, list | tuple) or not argv or kwargs.get("shell") or kwargs.get("executable"):
+        return False
+    program = argv[0]
+    return isinstance(program, str | bytes | os.PathLike) and Path(os.fsdecode(program)).name in LIBRARY_CACHE_PROGRAMS
 
 
 @pytest.fixture

@@ -14,7 +14,22 @@ def test_a_process_started_outside_an_integration_test_fails_naming_the_test(req
     with pytest.raises(AssertionError, match=f"{request.node.nodeid} starts a process but is not marked integration"):
         subprocess.run(["true"], check=False)
     with pytest.raises(AssertionError, match="not marked integration"):
+        subprocess.run(args=["true"], check=False)
+    with pytest.raises(AssertionError, match="not marked integration"):
         os.fork()
+
+
+def test_only_an_argument_list_naming_a_cache_program_gets_through() -> None:
+    """A shell command line that merely mentions fc-list is refused like any other process."""
+    for refused in (
+        {"args": "fc-list --version"},
+        {"args": "true; fc-list", "shell": True},
+        {"args": ["true; fc-list"], "shell": True},
+        {"args": ["fc-list"], "executable": "true"},
+        {"args": []},
+    ):
+        with pytest.raises(AssertionError, match="not marked integration"):
+            subprocess.run(**refused, check=False, capture_output=True)
 
 
 @pytest.mark.skipif(shutil.which("fc-list") is None, reason="fontconfig's fc-list is not installed")

@@ -27,7 +27,7 @@ from tests.training_graph import WINDOW_END, build_graph, run_assets, trainer
         ({"deepspeed_config": {"train_batch_size": 7}}, "train_batch_size 7 != micro batch 64"),
     ],
 )
-def test_bad_config_is_rejected_before_launch(fields: dict[str, Any], message: str) -> None:
+def test_bad_config_is_rejected_before_launch(fields: dict[str, Any], message: str, ml_home: Path) -> None:
     with pytest.raises(TrainerConfigError, match="rejected before launch") as err:
         trainer(**fields).plan()
     assert message in str(err.value)
@@ -42,7 +42,7 @@ def test_bad_config_fails_the_asset_without_launching(adult_spec: DatasetSpec, m
     assert not (ml_home / "staging" / result.run_id).exists()  # nothing staged, nothing launched
 
 
-def test_resolved_plan_for_this_machine() -> None:
+def test_resolved_plan_for_this_machine(ml_home: Path) -> None:
     plan = trainer(ranks=1, zero_stage=0).plan()
     assert plan.device == "cpu" and plan.precision == "fp32"
     config = plan.deepspeed_config
