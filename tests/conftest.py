@@ -113,7 +113,10 @@ LIBRARY_CACHE_PROGRAMS = frozenset({"fc-list"})
 def _library_cache_program(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Popen's arguments start one of LIBRARY_CACHE_PROGRAMS directly: an argument list, no shell, no other
     executable (anything else could run a command line that merely mentions one)."""
-    argv = args[0] if len(args) == 1 else kwargs.get("args") if not args else None
+    if args:
+        argv = args[0] if len(args) == 1 else None  # more positional arguments could set shell or executable
+    else:
+        argv = kwargs.get("args")
     if not isinstance(argv, list | tuple) or not argv or kwargs.get("shell") or kwargs.get("executable"):
         return False
     program = argv[0]

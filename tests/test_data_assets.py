@@ -173,7 +173,9 @@ def test_a_half_day_fails_the_volume_rule_also_when_reingested_after_a_quarantin
     is re-ingested with half its rows and fails, with the figures."""
     instance = DagsterInstance.ephemeral()
     history = 2  # the fewest earlier days the volume rule judges with (a median of two days, in two runs fewer)
-    small_spec = small_spec.model_copy(update={"row_count": small_spec.row_count.model_copy(update={"min_history": 2})})
+    small_spec = small_spec.model_copy(
+        update={"row_count": small_spec.row_count.model_copy(update={"min_history": history})}
+    )
     days = [date(2026, 3, 1) + timedelta(days=i) for i in range(history + 1)]
     simulate(small_spec, ml_home / "landing", days[0], days[-2], rows_per_day=400)
     for day in days[:-1]:  # the volume rule reads earlier days' raw_data row counts
