@@ -57,7 +57,8 @@ def fit_reference(spec: DatasetSpec, train: pd.DataFrame, validation: pd.DataFra
         raise ValueError(f"the reference needs labeled train and validation rows ({len(train)} / {len(validation)})")
     numeric = list(spec.numeric_features)
     categorical = {
-        name: sorted(str(v) for v in train[name].dropna().astype("string").unique()) for name in spec.categorical_features
+        name: sorted(str(v) for v in train[name].dropna().astype("string").unique())
+        for name in spec.categorical_features
     }
     model = ReferenceModel(booster=None, numeric=numeric, categorical=categorical, best_iteration=0, fit_seconds=0.0)
     label = spec.label_column
