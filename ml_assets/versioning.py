@@ -1,14 +1,15 @@
 """Code and data versions, so the Dagster UI shows what is stale and why.
 
-An asset's code version hashes its own modules and only the parts of the dataset spec it reads (``uses``): a new
-gate threshold makes the evaluation stale, not the raw data; a new category in a column makes everything that reads
-columns stale.
+An asset's code version hashes its own module, every project module it imports, transitively (found by reading
+their import statements, function-level imports too), and only the parts of the dataset spec it reads (``uses``):
+a new gate threshold makes the evaluation stale, not the raw data; a new category in a column makes everything that
+reads columns stale; an edit of the module where raw_data's rules live makes raw_data stale. No list of modules is
+kept by hand, so none can miss one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from collections.abc import Iterable
 from types import ModuleType
@@ -17,6 +18,7 @@ import pandas as pd
 from dagster import DataVersion
 
 from ml_assets.dataset import DatasetSpec
+from ml_assets.module_graph import module_closure, module_source
 
 
 def spec_part(spec: DatasetSpec, uses: Iterable[str]) -> str:
@@ -29,16 +31,18 @@ def spec_part(spec: DatasetSpec, uses: Iterable[str]) -> str:
 
 
 def code_version(spec: DatasetSpec, *modules: ModuleType, uses: Iterable[str] = ("columns",)) -> str:
-    """A short hash of the modules' source and the spec fields in ``uses``. Name the asset's own defining module
-    (``sys.modules[__name__]``) first: its body is code too."""
+    """A short hash of the modules' source with every project module they import, transitively, and the spec
+    fields in ``uses``. Name the asset's own defining module (``sys.modules[__name__]``)."""
     return source_version(*modules, salt=spec_part(spec, uses))
 
 
 def source_version(*modules: ModuleType, salt: str = "") -> str:
-    """A short hash of the modules' source (and ``salt``), for code that reads nothing of the spec."""
+    """A short hash of the modules' source and their project imports, transitively (and ``salt``), for code that
+    reads nothing of the spec."""
     digest = hashlib.sha256(salt.encode())
-    for module in modules:
-        digest.update(inspect.getsource(module).encode())
+    for name in module_closure(*(m.__name__ for m in modules)):
+        digest.update(name.encode())
+        digest.update(module_source(name).encode())
     return digest.hexdigest()[:12]
 
 

@@ -3,8 +3,10 @@
 The child imports ``bento.service`` with ``ML_ASSETS_MODEL_TAG`` and ``BENTOML_HOME`` set, so BentoML packs that
 model into the Bento and the service module (which reads the tag at import) is never cached across builds in a
 long-lived Dagster process. Options come from ``bento/bentofile.yaml``; the child writes a copy with the model
-tag added as the image's ``ML_ASSETS_MODEL_TAG`` (so the Bento serves its champion wherever it runs) and builds
-it with BentoML's public ``bentoml.bentos.build_bentofile``; the tag is also a label.
+tag added as the image's ``ML_ASSETS_MODEL_TAG`` (so the Bento serves its champion wherever it runs) and the
+service's code added to its ``include`` (the service module and every project module it imports, read from the
+import graph, so no list is kept by hand), and builds it with BentoML's public ``bentoml.bentos.build_bentofile``;
+the tag is also a label.
 """
 
 from __future__ import annotations
@@ -22,23 +24,23 @@ from typing import Any
 
 import yaml
 
+from ml_assets.module_graph import module_files
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BENTOFILE = PROJECT_ROOT / "bento" / "bentofile.yaml"
-SERVICE_SOURCES = (  # what the served behaviour depends on: its hash is the bento asset's code version
-    "bento/service.py",
-    "bento/http_api.py",
-    "bento/scoring.py",
-    "bento/prediction_log.py",
-    "bento/bentofile.yaml",
-    "ml_assets/serving/schema.py",
-    "ml_assets/serving/columnar.py",
-    "ml_assets/serving/build.py",
-    "ml_assets/settings.py",
-    "ml_assets/model/bundle.py",
-    "ml_assets/model/preprocessing.py",
-    "ml_assets/model/network.py",
-    "ml_assets/dataset.py",
-)
+SERVICE_MODULE = "bento.service"
+BUILD_FILES = ("bento/bentofile.yaml", "ml_assets/serving/build.py")  # how the Bento is built shapes it too
+
+
+def service_code() -> list[str]:
+    """The service module and every project module it imports, transitively: what the Bento packs as code."""
+    return [str(p) for p in module_files(SERVICE_MODULE)]
+
+
+def service_sources() -> list[str]:
+    """What the served behaviour depends on (its code and how it is built): its hash is the bento asset's code
+    version."""
+    return [*service_code(), *BUILD_FILES]
 
 
 class BentoBuildError(RuntimeError):
@@ -58,7 +60,7 @@ class BentoRef:
 
 def service_code_version() -> str:
     digest = hashlib.sha256()
-    for rel in SERVICE_SOURCES:
+    for rel in service_sources():
         path = PROJECT_ROOT / rel
         digest.update(rel.encode())
         digest.update(path.read_bytes() if path.exists() else b"<missing>")
@@ -95,6 +97,7 @@ def _build_in_child(labels: dict[str, str]) -> dict[str, Any]:
     import bentoml
 
     config = yaml.safe_load(BENTOFILE.read_text())
+    config["include"] = [*service_code(), *config.get("include", [])]  # the code, from the import graph
     config["envs"] = [
         *config.get("envs", []),
         {"name": "ML_ASSETS_MODEL_TAG", "value": os.environ["ML_ASSETS_MODEL_TAG"]},
