@@ -71,6 +71,7 @@ def prod_resources(spec: DatasetSpec, home: str | None = None, namespace: str | 
     blue/green serving of the Bento's image (``ML_ASSETS_IMAGE_REGISTRY``) in ``ML_ASSETS_NAMESPACE``."""
     from dagster import EnvVar
 
+    from resources.image_builder import KanikoImageBuilder, RegistryClient
     from resources.k8s_deployer import KubernetesBentoDeployer
     from resources.k8s_training import KubernetesTrainingLauncher
     from resources.postgres_warehouse import PostgresPandasIOManager
@@ -81,6 +82,8 @@ def prod_resources(spec: DatasetSpec, home: str | None = None, namespace: str | 
     where = Paths(Path(home))
     namespace = namespace or os.environ.get("ML_ASSETS_NAMESPACE", "default")
     gpus_per_node = int_env("ML_ASSETS_GPUS_PER_NODE", 8)
+    registry = os.environ.get("ML_ASSETS_IMAGE_REGISTRY", "registry.example.com/ml-assets")
+    registry_client = RegistryClient(scheme=os.environ.get("ML_ASSETS_IMAGE_REGISTRY_SCHEME", "https"))
     return _shared(where) | {
         "warehouse_io_manager": PostgresPandasIOManager(
             url=EnvVar("ML_ASSETS_WAREHOUSE_URL"), db_schema=WAREHOUSE_SCHEMA
@@ -103,9 +106,19 @@ def prod_resources(spec: DatasetSpec, home: str | None = None, namespace: str | 
             output_dir=str(where.deployments / "k8s"),
             service_name=f"{spec.name}-service",
             namespace=namespace,
-            registry=os.environ.get("ML_ASSETS_IMAGE_REGISTRY", "registry.example.com/ml-assets"),
+            registry=registry,
             volume_claim=SHARED_VOLUME_CLAIM,
             home=str(where.home),
+            registry_client=registry_client,
+            image_builder=KanikoImageBuilder(  # prod builds the image it deploys, in the cluster
+                registry=registry,
+                namespace=namespace,
+                volume_claim=SHARED_VOLUME_CLAIM,
+                home=str(where.home),
+                bentoml_home=str(where.bentoml_home),
+                push_secret=os.environ.get("ML_ASSETS_IMAGE_PUSH_SECRET", ""),
+                registry_client=registry_client,
+            ),
         ),
     }
 

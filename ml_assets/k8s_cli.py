@@ -3,7 +3,7 @@
 The objects come from the same resources ``ML_ASSETS_ENV=prod`` runs with (``ml_assets.environments``), so what
 is reviewed is what runs: a training launch of N nodes x G GPUs (the rank-0 pod PipesK8sClient creates, less the
 Pipes variables it injects at run time, the workers' Indexed Job and the rendezvous Service), both serving slots
-with the stable and preview Services, the Role the run and step pods need, and the Dagster instance config and
+with the stable and preview Services, the Job that builds and pushes the served Bento's image in the cluster, the Role the run and step pods need, and the Dagster instance config and
 Helm values from ``deploy/``.
 """
 
@@ -58,6 +58,7 @@ def render(
     groups = {
         "training.yaml": launcher.manifests(launch.ranks, launch),
         "serving.yaml": serving,
+        "image-build.yaml": [deployer.image_builder.job(bento_tag)] if deployer.image_builder else [],
         "rbac.yaml": workload_rbac(deployer.namespace, service_account),
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -24,11 +24,13 @@ import httpx
 from pydantic import Field
 
 from resources.bento_deployer import BentoDeployer, DeploymentError, served_skew, skew_message
+from resources.image_builder import ImageError, KanikoImageBuilder, RegistryClient
 from resources.k8s_cluster import api_client, cluster_configured
 from resources.k8s_manifests import (
     SLOT_LABEL,
     SLOTS,
     dns_label,
+    image_ref,
     other_slot,
     service_url,
     serving_deployment,
@@ -72,6 +74,12 @@ class KubernetesBentoDeployer(BentoDeployer):
     preview_base_url: str = Field("", description="URL validation calls; default the preview Service's DNS name")
     kubeconfig_file: str | None = None
     kube_context: str | None = None
+    registry_client: RegistryClient = Field(
+        default_factory=RegistryClient, description="asks the registry whether the image exists before a rollout"
+    )
+    image_builder: KanikoImageBuilder | None = Field(
+        None, description="builds the Bento's image in the cluster when the registry lacks it (none: only check)"
+    )
 
     @property
     def name(self) -> str:
@@ -136,7 +144,23 @@ class KubernetesBentoDeployer(BentoDeployer):
             raise DeploymentError(f"validation needs a non-empty sample, got {len(records)} records")
         if not cluster_configured(self.kubeconfig_file):
             return self._render_only(bento_tag, model_tag, say)
+        self.require_image(bento_tag, say)
         return self._apply(bento_tag, model_tag, records, expected, say)
+
+    def require_image(self, bento_tag: str, say: Any = None) -> str:
+        """The Bento's image, built in the cluster first when the builder is configured and the registry lacks it;
+        a DeploymentError naming the image when it does not exist (nothing is applied: the champion serves on)."""
+        image = image_ref(self.registry, bento_tag)
+        try:
+            if self.image_builder is not None:
+                return self.image_builder.ensure(bento_tag, say)
+            if self.registry_client.exists(image):
+                return image
+        except ImageError as e:
+            raise DeploymentError(f"not deploying {bento_tag}: {e}") from e
+        raise DeploymentError(
+            f"not deploying {bento_tag}: image {image} does not exist in the registry (build it first)"
+        )
 
     def _render_only(self, bento_tag: str, model_tag: str, say: Any) -> dict[str, Any]:
         state = self.recorded_state()
@@ -148,6 +172,8 @@ class KubernetesBentoDeployer(BentoDeployer):
         objects = self.objects(bento_tag, model_tag, slot, live_slot=slot)
         current = {"bento_tag": bento_tag, "model_tag": model_tag, "slot": slot, "rendered_at": now()}
         state = {"live_slot": slot, "slots": {**state["slots"], slot: current}, "applied": False}
+        if self.image_builder is not None:  # the image is built in the cluster before the Deployment rolls out
+            objects = [self.image_builder.job(bento_tag), *objects]
         folder = self.write(objects, state)
         say(
             f"no Kubernetes cluster configured: rendered {bento_tag} into slot {slot} in {folder} (nothing "

@@ -6,7 +6,7 @@ version is validated before the stable selector switches to it. The previous ver
 rollback. Pods run non-root on a read-only root file system without privilege escalation or capabilities (the
 Pod Security "restricted" profile), take traffic only once ``/readyz`` says the model is loaded and warmed up, and
 write the prediction log to the shared volume (the ``prediction_log`` folder of ML_ASSETS_HOME, nothing else).
-The image is what ``bentoml containerize <bento_tag>`` builds, pushed to ``registry``.
+The image is the Bento's, built in the cluster and pushed to ``registry`` (``resources.image_builder``).
 """
 
 from __future__ import annotations
@@ -49,6 +49,11 @@ def k8s_name(bento_tag: str) -> str:
     return dns_label(bento_tag.split(":")[0])[:50]  # room for the -green / -preview suffixes
 
 
+def image_ref(registry: str, bento_tag: str) -> str:
+    """The serving image of a Bento: ``<registry>/<bento name>:<version>`` (the tag alone without a registry)."""
+    return f"{registry.rstrip('/')}/{bento_tag}" if registry else bento_tag
+
+
 def other_slot(slot: str) -> str:
     if slot not in SLOTS:
         raise ValueError(f"unknown serving slot {slot!r}; expected one of {SLOTS}")
@@ -71,7 +76,7 @@ def serving_deployment(
 ) -> dict[str, Any]:
     """The Deployment ``<name>-<slot>`` of ``bento_tag``'s image, serving ``model_tag``."""
     other_slot(slot)  # validates the slot
-    image = f"{registry.rstrip('/')}/{bento_tag}" if registry else bento_tag
+    image = image_ref(registry, bento_tag)
     labels = {NAME_LABEL: name, SLOT_LABEL: slot, "app.kubernetes.io/part-of": "ml-assets"}
     annotations = {"ml-assets/bento-tag": bento_tag, "ml-assets/model-tag": model_tag}
     probe = {"port": "http"}

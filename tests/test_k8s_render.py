@@ -29,7 +29,7 @@ def objects(path: Path) -> list[dict]:
 
 def test_every_rendered_object_is_valid(rendered: Path) -> None:
     found = {}
-    for name in ("training.yaml", "serving.yaml", "rbac.yaml"):
+    for name in ("training.yaml", "serving.yaml", "image-build.yaml", "rbac.yaml"):
         for obj in objects(rendered / name):
             assert_valid_object(obj)
             found.setdefault(name, []).append(f"{obj['kind']}/{obj['metadata']['name']}")
@@ -41,6 +41,7 @@ def test_every_rendered_object_is_valid(rendered: Path) -> None:
             "Service/adult-service-preview",
             "Service/adult-service",
         ],
+        "image-build.yaml": ["Job/build-adult-service-latest"],
         "rbac.yaml": ["Role/ml-assets-workloads", "RoleBinding/ml-assets-workloads"],
     }
     assert {o["metadata"]["namespace"] for n in found for o in objects(rendered / n)} == {"ml-assets"}
@@ -72,3 +73,17 @@ def test_the_helm_values_fit_the_dagster_chart(rendered: Path) -> None:
 def test_bad_sizes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--nodes and --gpus-per-node must be >= 1, got 0 and 8"):
         main(["k8s", "render", "--out", str(tmp_path), "--nodes", "0"])
+
+
+def test_prod_builds_the_image_it_serves_from_the_exported_bento(rendered: Path) -> None:
+    """The build Job pushes exactly the image the serving Deployments pull, from the Bento exported onto the
+    shared volume, with the Dockerfile BentoML generated."""
+    [job] = objects(rendered / "image-build.yaml")
+    serving_images = {d["spec"]["template"]["spec"]["containers"][0]["image"] for d in objects(rendered / "serving.yaml")
+                      if d["kind"] == "Deployment"}  # fmt: skip
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert {a.split("=", 1)[1] for a in args if a.startswith("--destination=")} == serving_images
+    assert "--context=tar:///data/ml-assets/image-contexts/adult-service-latest.tar.gz" in args
+    assert "--dockerfile=env/docker/Dockerfile" in args
+    [volume] = job["spec"]["template"]["spec"]["volumes"]
+    assert volume["persistentVolumeClaim"]["claimName"] == "ml-assets-data" and job["spec"]["backoffLimit"] == 0
