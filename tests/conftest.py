@@ -105,9 +105,11 @@ def processes_only_in_integration_tests(request: pytest.FixtureRequest, monkeypa
     monkeypatch.setattr(os, "fork", refuse)
 
 
-# Programs a library runs once per machine to fill its own cache, whichever test imports it first: matplotlib
-# (imported by torchmetrics) lists the system fonts with fc-list when ~/.cache/matplotlib has no font list yet.
-LIBRARY_CACHE_PROGRAMS = frozenset({"fc-list"})
+# Programs a library runs to look up what the system has, whichever test imports it first: matplotlib (imported by
+# torchmetrics) lists the system fonts with fc-list when ~/.cache/matplotlib has no font list yet; ctypes'
+# find_library reads the linker cache with `ldconfig -p` (trio does, at import, and httpcore imports trio wherever it
+# is installed: selenium, for the browser test, brings it).
+LIBRARY_CACHE_PROGRAMS = frozenset({"fc-list", "ldconfig"})
 
 
 def _library_cache_program(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
