@@ -84,7 +84,7 @@ def test_mpls_spec_with_string_ids_integer_codes_and_unlabeled_rows(tmp_path: Pa
     assert spec.id.dtype == "string" and spec.column("policePrecinct").integer_coded
     assert spec.target.nullable and 0 < spec.target.mostly < 0.842  # coverage 84.2% with headroom
     assert "citationIssued" not in spec.column_names
-    assert "# Not in the spec (their rows land without them): citationIssued." in out.read_text()
+    assert "#   citationIssued: named in --ignore\n" in out.read_text()  # every left-out column with its reason
 
 
 def test_gzip_csv_and_parquet_read_the_same(tmp_path: Path) -> None:
