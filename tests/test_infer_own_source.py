@@ -76,9 +76,14 @@ def thins_out(path: Path) -> list[str]:
 
 
 def category_sensitive(path: Path) -> list[str]:
-    """A Parquet ``category`` column named in --sensitive."""
+    """A Parquet ``category`` column named in --sensitive (one value padded)."""
     frame = pd.DataFrame(
-        {"rid": range(1200), "y": [0, 1] * 600, "g": pd.Categorical(["a", "b", "b", "a"] * 300), "x": range(1200)}
+        {
+            "rid": range(1200),
+            "y": [0, 1] * 600,
+            "g": pd.Categorical(["a", "b ", "b ", "a"] * 300),
+            "x": range(1200),
+        }
     )
     frame.to_parquet(path)
     return ["--target", "y", "--sensitive", "g"]

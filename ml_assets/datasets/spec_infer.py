@@ -146,6 +146,7 @@ def infer_spec(
         raise InferenceError(f"--ignore: {clash} also named as the target, time or id")
     if time_origin is not None and time is None:
         raise InferenceError("--time-origin: needs --time (the column of day numbers it is the origin of)")
+    declared = {str(c) for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
     frame = as_landed(frame)
 
     result = Inferred(spec={})
@@ -171,7 +172,8 @@ def infer_spec(
         elif col == target:
             cols.append(_target_column(col, values, positive, result))
         else:
-            inferred = _feature_column(col, values, col in sensitive, col in categorical, result)
+            coded = col in declared and (_is_integer(values) or _is_text(values))  # Parquet says: a category
+            inferred = _feature_column(col, values, col in sensitive, col in categorical, result, coded)
             if inferred is None:
                 continue
             column, band = inferred
@@ -217,9 +219,8 @@ def infer_spec(
     if repeated:
         result.header.append(f"Repeated column names (the first of each is used): {', '.join(repeated)}.")
     if repeats:
-        result.header.append(
-            f"{repeats:,} rows repeat an earlier row on every column but the id: duplicate_rows warns, not blocks."
-        )
+        rows = "1 row repeats" if repeats == 1 else f"{repeats:,} rows repeat"
+        result.header.append(f"{rows} an earlier row on every column but the id: duplicate_rows warns, not blocks.")
     DatasetSpec.model_validate(spec)  # what we write must load
     return result
 
@@ -411,10 +412,11 @@ def _target_column(name: str, values: pd.Series, positive: str | None, result: I
 
 
 def _feature_column(
-    name: str, values: pd.Series, sensitive: bool, categorical: bool, result: Inferred
+    name: str, values: pd.Series, sensitive: bool, categorical: bool, result: Inferred, declared: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
     """(column, band or None) for a feature or sensitive column; None when it is not usable (``left_out`` says
-    why). A column named in --sensitive or --categorical is used as asked or refused (InferenceError)."""
+    why). A column named in --sensitive or --categorical is used as asked or refused (InferenceError);
+    ``declared``: the file itself says the column is a category (Parquet ``category``)."""
     option = "--sensitive" if sensitive else "--categorical" if categorical else None
     nulls = int(values.isna().sum())
     distinct = int(values.nunique())
@@ -433,9 +435,10 @@ def _feature_column(
         base["nullable"] = True
     if categorical and not (_is_integer(values) or _is_text(values)):
         raise InferenceError(f"--categorical: {name!r} holds {values.dtype}; categories are text or integer codes")
+    if _as_times(values) is not None and not categorical:
+        return leave_out(f"timestamps ({seen}): not a feature (the spec has one time column)")
+    categorical = categorical or declared
     if _is_text(values) or categorical or (sensitive and _is_integer(values) and distinct <= MAX_CATEGORIES // 4):
-        if _as_times(values) is not None and not categorical:
-            return leave_out(f"timestamps ({seen}): not a feature (the spec has one time column)")
         if distinct > MAX_CATEGORIES:
             return leave_out(f"text with {distinct:,} distinct values (over {MAX_CATEGORIES}): free text or an id")
         codes = _is_integer(values)
