@@ -7,6 +7,11 @@ A column says how it lands (``landed``, default its ``dtype``) and how it is mea
 categorical, sensitive or target column may land integer-coded (``landed: int64``, categories given as the codes,
 optional display ``labels``); after landing it is text like any category ("1"), so every consumer (features, the
 model's vocabulary, slices, the HTTP schema) sees one kind of category whatever the source wrote.
+
+Text lands stripped of surrounding spaces, blank text as missing. Times are held as naive UTC: a value with an
+offset or zone is converted, a naive value is read in the spec's ``timezone``. A time column may land as year
+numbers (``landed: int64, unit: year``: 2014 is 2014-01-01) or day numbers (``unit: day`` from ``origin``), at
+midnight in ``timezone``; a replayed file that carries timestamps in that column is read as timestamps.
 """
 
 from __future__ import annotations
