@@ -7,6 +7,11 @@ A column says how it lands (``landed``, default its ``dtype``) and how it is mea
 categorical, sensitive or target column may land integer-coded (``landed: int64``, categories given as the codes,
 optional display ``labels``); after landing it is text like any category ("1"), so every consumer (features, the
 model's vocabulary, slices, the HTTP schema) sees one kind of category whatever the source wrote.
+
+Text lands stripped of surrounding spaces, blank text as missing. Times are held as naive UTC: a value with an
+offset or zone is converted, a naive value is read in the spec's ``timezone``. A time column may land as year
+numbers (``landed: int64, unit: year``: 2014 is 2014-01-01) or day numbers (``unit: day`` from ``origin``), at
+midnight in ``timezone``; a replayed file that carries timestamps in that column is read as timestamps.
 """
 
 from __future__ import annotations
@@ -92,10 +97,10 @@ class Column(BaseModel):
     range: NumericRange | None = Field(None, description="allowed numeric range, {min, max}")
     mostly: float = Field(
         1.0,
-        gt=0.0,
+        ge=0.0,
         le=1.0,
-        description="fraction of rows that must satisfy domain rules; on a nullable target, the fraction that "
-        "must carry a label",
+        description="fraction of rows that must satisfy domain rules; on a nullable target, the fraction of a "
+        "day's rows that must carry a label (0: no per-day coverage rule, labels arrive later)",
     )
     severity: Severity = Field("error", description="a failed rule of this column blocks the day (error) or warns")
     feature: bool | None = Field(
@@ -104,6 +109,12 @@ class Column(BaseModel):
     unknown_category: Literal["reject", "map_to_unknown"] = Field(
         "map_to_unknown", description="serving: a category never seen is scored as unknown, or refused with a 400"
     )
+    unit: Literal["year", "day"] | None = Field(
+        None,
+        description="a time column that lands as integers (landed: int64): year numbers (2014 is 2014-01-01) or "
+        "day numbers counted from `origin`",
+    )
+    origin: date | None = Field(None, description="the date that day number 0 of a `unit: day` time column is")
 
     @model_validator(mode="before")
     @classmethod
@@ -128,17 +139,25 @@ class Column(BaseModel):
                 f"column {self.name!r}: role {self.role} needs dtype string, got {self.dtype} (a column that lands "
                 "integer-coded is dtype string with landed: int64)"
             )
-        if self.landed is not None and self.landed != self.dtype:
+        if self.unit is not None or self.origin is not None:
+            self._numbered_time()
+        if self.landed is not None and self.landed != self.dtype and self.role != Role.TIME:
             if not (self.role in CODED_ROLES and self.landed == "int64"):
                 raise ValueError(
                     f"column {self.name!r}: landed {self.landed} differs from dtype {self.dtype}; only categorical, "
-                    "sensitive and target columns may land as something else (integer codes: landed: int64)"
+                    "sensitive and target columns may land as something else (integer codes: landed: int64), and "
+                    "a time column as year or day numbers (landed: int64 with unit)"
                 )
             bad = [c for c in self.categories or [] if not c.lstrip("-").isdigit()]
             if bad:
                 raise ValueError(f"column {self.name!r}: lands as int64 codes, but categories {bad} are not integers")
         if self.role == Role.TIME and self.dtype != "datetime":
             raise ValueError(f"column {self.name!r}: time role needs dtype datetime")
+        if self.role == Role.TIME and self.landed not in (None, "datetime") and self.unit is None:
+            raise ValueError(
+                f"column {self.name!r}: a time column landing as {self.landed} needs landed: int64 and a unit "
+                "(year, or day with an origin)"
+            )
         if self.role in CODED_ROLES and not self.categories:
             raise ValueError(f"column {self.name!r}: role {self.role} needs a list of categories")
         if self.labels is not None:
@@ -153,7 +172,20 @@ class Column(BaseModel):
             raise ValueError(
                 f"column {self.name!r}: a label coverage (mostly {self.mostly}) below 1 needs nullable: true"
             )
+        if self.mostly == 0 and self.role != Role.TARGET:
+            raise ValueError(
+                f"column {self.name!r}: mostly 0 would switch its domain rules off; only a nullable target takes "
+                "0 (no per-day label coverage rule: labels arrive later)"
+            )
         return self
+
+    def _numbered_time(self) -> None:
+        """A time column that lands as year or day numbers: landed int64, a unit, an origin for day numbers."""
+        where = f"column {self.name!r}"
+        if self.role != Role.TIME or self.landed != "int64" or self.unit is None:
+            raise ValueError(f"{where}: unit and origin belong to a time column with landed: int64 and a unit")
+        if (self.unit == "day") != (self.origin is not None):
+            raise ValueError(f"{where}: unit day needs an origin (the date of day 0); unit year takes none")
 
     @property
     def landed_dtype(self) -> DType:
@@ -164,6 +196,11 @@ class Column(BaseModel):
     def integer_coded(self) -> bool:
         """A category column that lands as integer codes."""
         return self.dtype == "string" and self.landed_dtype == "int64"
+
+    @property
+    def numbered_time(self) -> bool:
+        """A time column that lands as year or day numbers (``unit``)."""
+        return self.role == Role.TIME and self.unit is not None
 
     def display(self, value: str) -> str:
         """A category with its display name when the spec gives one (``1 (male)``)."""
@@ -371,6 +408,11 @@ class DatasetSpec(BaseModel):
     unexpected_columns: Severity = Field(
         "warn", description="a landed column the spec does not name: warn (default) or error (blocks the day)"
     )
+    duplicate_rows: Severity | Literal["off"] = Field(
+        "warn",
+        description="rows of a day equal on every column but the id (a record sent twice under new ids): warn "
+        "(default), error (blocks the day) or off",
+    )
     demo_data: str | None = Field(
         None, description="the real demo rows: a CSV (gzip allowed) or Parquet file, path relative to the spec"
     )
@@ -506,17 +548,26 @@ class DatasetSpec(BaseModel):
                 out[col.name] = pd.Series(index=frame.index, dtype=PANDAS_DTYPES[col.dtype])  # all missing
                 continue
             src = frame[col.name]
-            cast = _cast(src, col.landed_dtype)
+            cast = self.typed(col.name, src)
             if col.landed_dtype != "string":  # any value is text: nothing can fail to cast (blank text is missing)
                 bad = int((cast.isna() & _present(src)).sum())
                 if bad:
                     failures[col.name] = bad
-            out[col.name] = cast.astype(PANDAS_DTYPES["string"]) if col.integer_coded else cast
+            out[col.name] = cast
         return pd.DataFrame(out, index=frame.index), failures
 
     def typed(self, name: str, values: pd.Series) -> pd.Series:
-        """One column's values cast to its type as ``coerce`` would (failed casts become null)."""
+        """One column's values cast to its type as ``coerce`` would (failed casts become null).
+
+        Times are held as naive UTC: values with an offset or zone are converted, naive ones are read in the
+        spec's ``timezone``; year or day numbers (``unit``) are that year's first day, or ``origin`` plus that
+        many days, at midnight in ``timezone`` (values that landed as timestamps are read as timestamps).
+        """
         col = self.column(name)
+        if col.numbered_time and not _is_timestamps(values):
+            return _numbers_as_times(_cast(values, "int64"), col, self.timezone)
+        if col.role == Role.TIME:
+            return _cast(values, "datetime", self.timezone)
         cast = _cast(values, col.landed_dtype)
         return cast.astype(PANDAS_DTYPES["string"]) if col.integer_coded else cast
 
@@ -556,7 +607,59 @@ def _present(s: pd.Series) -> pd.Series:
     return s.notna()
 
 
-def _cast(s: pd.Series, dtype: str) -> pd.Series:
+def landed_text(s: pd.Series) -> pd.Series:
+    """Text as landing holds it: surrounding spaces stripped, blank text missing (``"Other   "`` is ``"Other"``)."""
+    text = s.astype(PANDAS_DTYPES["string"]).str.strip()
+    return text.mask(text == "")
+
+
+def _is_timestamps(s: pd.Series) -> bool:
+    return pd.api.types.is_datetime64_any_dtype(s.dtype) or (isinstance(s.dtype, pd.ArrowDtype) and s.dtype.kind == "M")
+
+
+def _numbers_as_times(numbers: pd.Series, col: Column, timezone: str) -> pd.Series:
+    """Year numbers (Jan 1 of that year) or day numbers (``origin`` + n days) as naive UTC; out of range is null."""
+    values = numbers.astype("float64")
+    if col.unit == "year":
+        ok = values.between(1678, 2261)  # the years a nanosecond timestamp holds
+        local = pd.to_datetime(values.where(ok).astype("Int64").astype("string"), format="%Y", errors="coerce")
+    else:
+        ok = values.abs() <= 100_000  # about 270 years either side of the origin
+        local = pd.Timestamp(col.origin) + pd.to_timedelta(values.where(ok), unit="D")
+    return _local_to_utc(pd.Series(local, index=numbers.index), timezone)
+
+
+def _local_to_utc(naive: pd.Series, timezone: str) -> pd.Series:
+    """Naive wall-clock times in ``timezone`` as naive UTC (a time that does not exist there, or exists twice,
+    is null)."""
+    if timezone == "UTC":
+        return naive.astype("datetime64[ns]")
+    aware = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+    return aware.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+
+
+_OFFSET = r"(?:[Zz]|[+-]\d\d(?::?\d\d)?)$"  # an ISO 8601 time that says its offset
+
+
+def _cast_times(s: pd.Series, timezone: str) -> pd.Series:
+    """Times as naive UTC: values with an offset or zone converted, naive values read in ``timezone``."""
+    if _is_timestamps(s):
+        zone = getattr(s.dtype, "tz", None) or getattr(getattr(s.dtype, "pyarrow_dtype", None), "tz", None)
+        if zone is not None:
+            return pd.to_datetime(s, utc=True).dt.tz_convert(None).astype("datetime64[ns]")
+        return _local_to_utc(pd.to_datetime(s).astype("datetime64[ns]"), timezone)
+    if timezone == "UTC":  # naive and offset times alike: one parse
+        ts = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
+        return ts.dt.tz_convert(None).astype("datetime64[ns]")
+    text = s.astype(PANDAS_DTYPES["string"]).str.strip()
+    has_offset = text.str.contains(_OFFSET, regex=True).fillna(False).astype(bool)
+    aware = pd.to_datetime(text.where(has_offset), errors="coerce", utc=True, format="ISO8601")
+    out = aware.dt.tz_convert(None).astype("datetime64[ns]")
+    naive = pd.to_datetime(text.where(~has_offset), errors="coerce", format="ISO8601")
+    return out.where(has_offset, _local_to_utc(pd.Series(naive, index=s.index), timezone))
+
+
+def _cast(s: pd.Series, dtype: str, timezone: str = "UTC") -> pd.Series:
     if dtype in ("int64", "float64"):
         num = pd.to_numeric(s, errors="coerce")
         if dtype == "int64":
@@ -565,11 +668,9 @@ def _cast(s: pd.Series, dtype: str) -> pd.Series:
             return num.astype("Int64")
         return num.astype("float64")
     if dtype == "string":
-        text = s.astype(PANDAS_DTYPES["string"]).str.strip()
-        return text.mask(text == "")
+        return landed_text(s)
     if dtype == "datetime":
-        ts = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
-        return ts.dt.tz_convert(None).astype("datetime64[ns]")  # naive UTC, numpy-backed whatever the reader
+        return _cast_times(s, timezone)  # naive UTC, numpy-backed whatever the reader
     if dtype == "bool":
         mapping = {"true": True, "false": False, "1": True, "0": False}
         return s.astype("string").str.lower().map(mapping).astype("boolean")

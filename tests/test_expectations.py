@@ -358,6 +358,53 @@ def test_volume_compares_a_day_with_the_trailing_median(spec: DatasetSpec, clean
     assert young.passed and "not judged: 2 earlier day(s)" in young.metadata["note"].value
 
 
+# ---- duplicated rows, labels that arrive later, times as numbers ----------------------------------------------
+def test_a_row_sent_twice_under_a_new_id_fails_duplicate_rows(spec: DatasetSpec, clean: pd.DataFrame) -> None:
+    assert check(spec, clean)["duplicate_rows"].passed
+    resent = clean.iloc[[3, 7]].assign(record_id=[10_001, 10_002])
+    landed = pd.concat([clean, resent], ignore_index=True)
+    r = check(spec, landed)["duplicate_rows"]
+    assert not r.passed and r.severity == dg.AssetCheckSeverity.WARN and r.metadata["duplicate_rows"].value == 2
+    assert "2 of 402 rows repeat an earlier row on every column but the id 'record_id'" in r.description
+    assert "10001" in r.description
+    strict = spec.model_copy(update={"duplicate_rows": "error"})
+    assert check(strict, landed)["duplicate_rows"].severity == dg.AssetCheckSeverity.ERROR
+    off = spec.model_copy(update={"duplicate_rows": "off"})
+    assert "duplicate_rows" not in check(off, landed)
+
+
+def test_labels_that_arrive_later_pass_a_day_without_labels(spec: DatasetSpec, clean: pd.DataFrame) -> None:
+    """mostly 0 on a nullable target: a day with no label yet lands; a label outside the categories still fails."""
+    target = spec.target.model_copy(update={"nullable": True, "mostly": 0.0})
+    later = spec.model_copy(update={"columns": [target if c.role == "target" else c for c in spec.columns]})
+    unlabeled = clean.assign(**{target.name: None})
+    r = check(later, unlabeled)["label_valid"]
+    assert r.passed and r.metadata["labeled_rows"].value == 0
+    assert not check(later, unlabeled.iloc[:0])["label_valid"].passed  # an empty day still has no labels at all
+    wrong = unlabeled.copy()
+    wrong.loc[:3, target.name] = ">50K."
+    assert not check(later, wrong)["label_valid"].passed
+    covered = spec.model_copy(
+        update={
+            "columns": [target.model_copy(update={"mostly": 0.5}) if c.role == "target" else c for c in spec.columns]
+        }
+    )
+    assert not check(covered, unlabeled)["label_valid"].passed  # a coverage rule above 0 still judges the day
+
+
+def test_a_year_number_time_column_lands_as_numbers_or_timestamps(spec: DatasetSpec, clean: pd.DataFrame) -> None:
+    time = spec.time.model_copy(update={"landed": "int64", "unit": "year"})
+    years = spec.model_copy(update={"columns": [time if c.role == "time" else c for c in spec.columns]})
+    numbers = clean.assign(**{time.name: 2026})
+    results = check(years, numbers)
+    assert results[f"{time.name}_type"].passed and results["freshness"].passed is False  # Jan 1 is not fresh
+    typed, _ = years.coerce(numbers)
+    assert (typed[time.name] == pd.Timestamp("2026-01-01")).all()
+    assert check(years, clean)[f"{time.name}_type"].passed  # a replayed day carries the timestamps themselves
+    text = clean.assign(**{time.name: "twenty"})
+    assert not check(years, text)[f"{time.name}_type"].passed
+
+
 def test_the_gx_internal_the_runner_switches_off_still_exists() -> None:
     """The GX internal gx_runner._batch_fingerprint sets: if GX renames or drops it, the speed-up silently stops
     working; fail here instead."""

@@ -15,7 +15,7 @@ from ml_assets.automation import with_its_asset
 from ml_assets.data import volume
 from ml_assets.data.check_results import check_result
 from ml_assets.data.gx_runner import GxOptions, run_gx
-from ml_assets.data.rules import LANDED, TYPED, features_rules, partition_end, raw_data_rules
+from ml_assets.data.rules import LANDED, TYPED, duplicate_rows, features_rules, partition_end, raw_data_rules
 from ml_assets.dataset import DatasetSpec
 
 
@@ -51,7 +51,7 @@ def validate_raw_data(
     (same index), ``cast_failures`` the per-column count of values coercion could not cast, ``earlier_rows``
     the row counts of earlier days (``volume.earlier_row_counts``) for the volume rule.
     """
-    end = partition_end(partition_key)
+    end = partition_end(partition_key, spec.timezone)
     rules = raw_data_rules(spec, end)
     frames = {LANDED: landed, TYPED: typed}
     found = run_gx(frames, rules, gx_options)
@@ -87,6 +87,18 @@ def validate_raw_data(
             verdict = volume.judge(spec.row_count, len(typed), earlier_rows or {})
             extra |= verdict.metadata()
             problems += verdict.problems
+        if rule.kind == "duplicate_rows":
+            repeated = duplicate_rows(spec, typed)
+            count = int(repeated.sum())
+            extra["duplicate_rows"] = count
+            if count:
+                ids = (
+                    typed.loc[repeated, spec.id.name].head(5).astype("string").tolist() if spec.id.name in typed else []
+                )
+                problems.append(
+                    f"{count} of {len(typed)} rows repeat an earlier row on every column but the id "
+                    f"{spec.id.name!r}, e.g. ids {ids}: sent twice?"
+                )
         if rule.kind == "freshness" and end is None:
             extra["note"] = "no partition given: freshness not evaluated"
         out.append(check_result(None, rule, found.get(rule.name, []), frames, spec.id.name, problems, extra))

@@ -1,8 +1,8 @@
 """The data rules of a spec, as data: each rule is one Dagster asset check, checked by one or more GX expectations.
 
 ``raw_data_rules`` and ``features_rules`` derive every rule from the DatasetSpec (types as landed, nulls, domains,
-ranges, row count and volume, id uniqueness, label coverage, freshness, unexpected columns); building them needs no
-Great Expectations import. ``ml_assets.data.gx_runner`` runs them, ``ml_assets.data.check_results`` reports them.
+ranges, row count and volume, id uniqueness, duplicated rows, label coverage, freshness, unexpected columns);
+building them needs no Great Expectations import. ``ml_assets.data.gx_runner`` runs them, ``ml_assets.data.check_results`` reports them.
 """
 
 import re
@@ -83,19 +83,24 @@ def _mostly(col: Column) -> str:
 
 def _landed_kind(col: Column) -> str:
     kind = LANDED_KINDS.get(col.landed_dtype, col.landed_dtype)
+    if col.numbered_time:
+        return f"{col.unit} numbers or timestamps"
     return f"{kind} (integer codes)" if col.integer_coded else kind
 
 
 def raw_data_rules(spec: DatasetSpec, partition_end: pd.Timestamp | None = None) -> list[Rule]:
     """Every raw_data rule of a spec, in a stable order. Freshness needs the partition's end to be checkable.
 
-    ``unexpected_columns`` and ``row_volume`` have no GX expectation: ``validate_raw_data`` judges them (the
-    landed column names; the day's rows against earlier days' counts).
+    ``unexpected_columns``, ``row_volume`` and ``duplicate_rows`` have no GX expectation: ``validate_raw_data``
+    judges them (the landed column names; the day's rows against earlier days' counts; whole rows against each
+    other).
     """
     rules: list[Rule] = []
     target, ident = spec.target.name, spec.id.name
     for col in spec.columns:
         types = LANDED_TYPES[col.landed_dtype]
+        if col.numbered_time:  # year or day numbers as landed; replayed days carry the timestamps themselves
+            types = [*types, *LANDED_TYPES["datetime"]]
         rules.append(
             Rule(
                 check_name(col.name, "type"),
@@ -190,27 +195,17 @@ def raw_data_rules(spec: DatasetSpec, partition_end: pd.Timestamp | None = None)
             expects=(Expect("ExpectColumnValuesToBeUnique", {"column": ident}),),
         )
     )
-    coverage = spec.labeled_fraction_required
-    present = (
-        "present on every row"
-        if coverage >= 1
-        else f"present on at least {coverage:.0%} of rows (label coverage; unlabeled rows are kept, not trained on)"
-    )
-    not_null: dict[str, Any] = {"column": target} | ({"mostly": coverage} if coverage < 1 else {})
-    rules.append(
-        Rule(
-            "label_valid",
-            "label",
-            target,
-            spec.target.severity,
-            f"label {target!r} {present} and one of {spec.target.categories}",
-            expects=(
-                Expect("ExpectColumnToExist", {"column": target}),
-                Expect("ExpectColumnValuesToNotBeNull", not_null),
-                Expect("ExpectColumnValuesToBeInSet", {"column": target, "value_set": list(spec.target.categories)}),
-            ),
+    if spec.duplicate_rows != "off":
+        rules.append(
+            Rule(
+                "duplicate_rows",
+                "duplicate_rows",
+                None,
+                spec.duplicate_rows,
+                f"no two rows are equal on every column but the id {ident!r} (a record sent twice)",
+            )
         )
-    )
+    rules.append(_label_rule(spec))
     fresh = f"newest {spec.time.name!r} within {spec.freshness_hours:g} h of the partition end"
     expects: tuple[Expect, ...] = ()
     if partition_end is not None:
@@ -221,9 +216,51 @@ def raw_data_rules(spec: DatasetSpec, partition_end: pd.Timestamp | None = None)
     return rules
 
 
-def partition_end(partition_key: str | None) -> pd.Timestamp | None:
-    """The end of a daily partition (its key's day + 1), naive UTC like the typed time column."""
-    return None if partition_key is None else pd.Timestamp(partition_key) + pd.Timedelta(days=1)
+def _label_rule(spec: DatasetSpec) -> Rule:
+    """Labels are valid categories, and present on the share of rows the target's ``mostly`` asks (none asked
+    when it is 0: labels arrive later)."""
+    target = spec.target.name
+    coverage = spec.labeled_fraction_required
+    if coverage >= 1:
+        present = "present on every row"
+    elif coverage > 0:
+        present = (
+            f"present on at least {coverage:.0%} of rows (label coverage; unlabeled rows are kept, not trained on)"
+        )
+    else:
+        present = "present on any share of rows (labels arrive later: no per-day coverage rule)"
+    expects = [Expect("ExpectColumnToExist", {"column": target})]
+    if coverage > 0:
+        not_null: dict[str, Any] = {"column": target} | ({"mostly": coverage} if coverage < 1 else {})
+        expects.append(Expect("ExpectColumnValuesToNotBeNull", not_null))
+    expects.append(
+        Expect("ExpectColumnValuesToBeInSet", {"column": target, "value_set": list(spec.target.categories or [])})
+    )
+    return Rule(
+        "label_valid",
+        "label",
+        target,
+        spec.target.severity,
+        f"label {target!r} {present} and one of {spec.target.categories}",
+        expects=tuple(expects),
+    )
+
+
+def partition_end(partition_key: str | None, timezone: str = "UTC") -> pd.Timestamp | None:
+    """The end of a daily partition (the next midnight in the partitions' ``timezone``), as naive UTC like the
+    typed time column."""
+    if partition_key is None:
+        return None
+    end = (pd.Timestamp(partition_key) + pd.Timedelta(days=1)).tz_localize(timezone)
+    return end.tz_convert("UTC").tz_localize(None)
+
+
+def duplicate_rows(spec: DatasetSpec, typed: pd.DataFrame) -> pd.Series:
+    """Rows equal to an earlier row of the frame on every spec column but the id (nulls equal to nulls)."""
+    columns = [c for c in spec.column_names if c != spec.id.name and c in typed.columns]
+    if not columns or typed.empty:
+        return pd.Series(False, index=typed.index)
+    return typed.duplicated(subset=columns, keep="first")
 
 
 def features_rules(spec: DatasetSpec) -> list[Rule]:

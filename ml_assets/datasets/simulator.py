@@ -308,6 +308,15 @@ def replay(
     return written
 
 
+def replayed_day_rows(spec: DatasetSpec, source: pd.DataFrame, n_days: int, seed: int = 0) -> list[np.ndarray]:
+    """The source row positions each of ``n_days`` landing days receives when ``replay`` lands the whole source
+    (its defaults: time order scaled onto the days, or dealt evenly without a time column), without writing files:
+    what ``spec infer`` sizes the volume and label coverage rules from."""
+    src, times = _prepare_source(spec, source)
+    days = [date(2000, 1, 1) + timedelta(days=i) for i in range(n_days)]  # scale mode: only their count matters
+    return _deal(spec, src, days, None, np.random.default_rng(seed), times, "scale").rows
+
+
 def _prepare_source(spec: DatasetSpec, source: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray | None]:
     """The source's spec columns (ids kept when usable, else numbered), and its times in ms when it has them."""
     if source is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import date
 from pathlib import Path
 
 
@@ -27,9 +28,11 @@ def add_spec_parser(subparsers: argparse._SubParsersAction) -> None:
     infer = sub.add_parser(
         "infer",
         help="propose a spec (commented YAML) for a data file",
-        description="Read DATA (CSV, gzip allowed, or Parquet) as it would land and write a spec whose demo_data is "
-        "that file: types, roles, category domains, numeric ranges with headroom, nullability, integer-coded "
-        "categories, label coverage, sensitive attributes, the training window and gate defaults.",
+        description="Read DATA (CSV, gzip allowed, or Parquet) exactly as it will land and write a spec whose "
+        "demo_data is that file and whose rules its own replayed days pass: types, roles, category domains, numeric "
+        "ranges, nullability, integer-coded categories, label coverage and volume rules sized on the replayed days, "
+        "sensitive attributes, the training window and gate defaults. Every column left out is listed with its "
+        "reason on stderr and in the YAML.",
     )
     infer.add_argument("data", type=Path, help="the data file")
     infer.add_argument("--target", required=True, help="the label column (text or integer codes, two labels)")
@@ -40,6 +43,13 @@ def add_spec_parser(subparsers: argparse._SubParsersAction) -> None:
     infer.add_argument("--ignore", type=_names, default=[], help="columns to leave out, comma separated")
     infer.add_argument(
         "--categorical", type=_names, default=[], help="integer columns that are category codes, comma separated"
+    )
+    infer.add_argument(
+        "--time-origin",
+        type=date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the --time column holds day numbers counted from this date (year numbers need no origin)",
     )
     infer.add_argument("--name", default=None, help="dataset name (default: from the file name)")
     infer.add_argument("-o", "--output", type=Path, default=None, help="write here (default: standard output)")
@@ -66,6 +76,7 @@ def run_infer(args: argparse.Namespace) -> int:
             sensitive=args.sensitive,
             ignore=args.ignore,
             categorical=args.categorical,
+            time_origin=args.time_origin,
             out=args.output,
             name=args.name,
         )
@@ -75,6 +86,8 @@ def run_infer(args: argparse.Namespace) -> int:
     except (InferenceError, SpecError) as e:
         print(f"ml-assets spec infer: error: {e}", file=sys.stderr)
         return 2
+    for column, why in inferred.left_out.items():  # never silent: each left-out column and why, on stderr
+        print(f"ml-assets spec infer: left out {column!r}: {why}", file=sys.stderr)
     text = render(inferred)
     if args.output is None:
         sys.stdout.write(text)

@@ -1,11 +1,32 @@
 """Infer a DatasetSpec from a data file (``ml-assets spec infer``), in the spirit of TFDV's schema inference.
 
-It reads a CSV (gzip allowed) or Parquet file as it would land and proposes every spec field from what it sees:
-types and roles, category domains from the observed values, numeric ranges from the data with headroom,
-nullability, integer-coded categories, label coverage when the target has gaps, sensitive attributes (a numeric
-one becomes a sensitive band), the training window and class balance from the row count and positive rate, and
-the model gates' defaults. The output is commented YAML (each field's meaning comes from the spec model itself),
-so it doubles as the spec format's documentation; a person then reviews it and edits what only they can know.
+It reads a CSV (gzip allowed) or Parquet file and describes it exactly as it will land: text is held as landing
+holds it (surrounding spaces stripped, blank text missing), Parquet ``category`` columns as their values. It
+proposes every spec field from what it sees: types and roles, category domains from the observed values, numeric
+ranges, nullability, integer-coded categories, sensitive attributes (a numeric one becomes a sensitive band), the
+training window and class balance from the row count and positive rate, and the model gates' defaults.
+
+An inferred spec must pass its own source. The rules that vary from day to day are sized on the days the demo
+lands (``replayed_day_rows``: the file replayed over ``window_days + 2`` days, in source time order): the label
+coverage rule of a nullable target (``mostly``) is 80 % of the lowest day's coverage, 0 (no per-day rule: labels
+arrive later) when a day has none; the volume rule's ``min_ratio`` is 80 % of the lowest ratio of a day to the
+median of the days before it (never above the default 0.6), and ``row_count.min`` at most the smallest day.
+``max_ratio`` stays off: later batches of a day add rows. ``duplicate_rows`` is error unless the source itself
+repeats rows (then warn).
+
+Numeric ranges (``RANGE_HEADROOM``): an integer column keeps its exact observed bounds when its span (max - min) is
+at most ``EXACT_SPAN`` (a calendar field: month, day, hour, weekday; a score, a rating, a small code), so month 13
+or day 34 fails; an integer column whose every value lies between ``FIRST_YEAR`` and the current year is a year:
+its observed minimum up to the current year, never the future. Other numbers get 10 % headroom on each side (data
+that is never negative stays so). A time column of year numbers lands as ``landed: int64, unit: year``; day numbers
+need ``--time-origin`` (``unit: day``, ``origin``). Times with an offset or zone are converted to UTC; naive times
+are read in the spec's ``timezone`` (UTC).
+
+No column is lost silently: every column left out (constant, free text, a second time column, a type no spec field
+takes, ``--ignore``) is listed with its reason in the YAML's header and by the CLI on stderr, and a column named
+in an option is either used as asked or refused with a one-line error naming it and why. The output is commented
+YAML (each field's meaning comes from the spec model itself), so it doubles as the spec format's documentation; a
+person then reviews it and edits what only they can know.
 """
 
 from __future__ import annotations
@@ -14,8 +35,10 @@ import itertools
 import math
 import os
 import re
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +60,17 @@ from ml_assets.dataset import (
     SearchSpace,
     TrainingWindow,
     category_text,
+    landed_text,
     read_table,
 )
 
 MAX_CATEGORIES = 100  # text columns with more distinct values are not categories (free text, ids)
 RANGE_HEADROOM = 0.1  # numeric ranges extend the observed span by this share on each side
-COVERAGE_HEADROOM = 0.8  # a nullable target's label coverage rule: this share of the observed coverage
+EXACT_SPAN = 31  # an integer column spanning at most this many units keeps its exact observed bounds
+FIRST_YEAR = 1800  # integers all between this and the current year are years: no future year is admitted
+RULE_MARGIN = 0.8  # per-day rules (label coverage, volume) ask this share of the worst replayed day
 ROWS_PER_DAY = 300  # the window shrinks until a replayed day holds about this many labeled rows
+REPLAY_EXTRA_DAYS = 2  # the demo lands the training window plus this many days
 GENERATED_ID, GENERATED_TIME = "record_id", "event_time"
 
 
@@ -53,11 +80,33 @@ class InferenceError(ValueError):
 
 @dataclass
 class Inferred:
-    """A proposed spec (a plain mapping, valid for DatasetSpec) and what was observed, for the comments."""
+    """A proposed spec (a plain mapping, valid for DatasetSpec), what was observed, and what was left out."""
 
     spec: dict[str, Any]
     notes: dict[str, str] = field(default_factory=dict)  # column -> what was seen
     header: list[str] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)  # column -> why it is not in the spec
+
+
+@dataclass(frozen=True)
+class ReplayedDays:
+    """Per-day figures of the source replayed as the demo lands it: what the per-day rules are sized on."""
+
+    rows: list[int]
+    labeled: list[int]
+
+    def coverage(self) -> list[float]:
+        return [lab / n for n, lab in zip(self.rows, self.labeled, strict=True) if n]
+
+    def volume_ratios(self, rc: RowCount) -> list[float]:
+        """Each judged day's rows over the median of its ``trailing_days`` predecessors (``volume.judge``)."""
+        ratios = []
+        for i, n in enumerate(self.rows):
+            earlier = self.rows[max(0, i - rc.trailing_days) : i]
+            if len(earlier) >= rc.min_history:
+                median = statistics.median(earlier)
+                ratios.append(n / median if median > 0 else math.inf)
+        return ratios
 
 
 def infer_spec(
@@ -70,6 +119,7 @@ def infer_spec(
     sensitive: Sequence[str] = (),
     ignore: Sequence[str] = (),
     categorical: Sequence[str] = (),
+    time_origin: date | None = None,
     out: str | Path | None = None,
     name: str | None = None,
 ) -> Inferred:
@@ -94,6 +144,10 @@ def infer_spec(
     clash = sorted(set(roles_given) & set(ignore))
     if clash:
         raise InferenceError(f"--ignore: {clash} also named as the target, time or id")
+    if time_origin is not None and time is None:
+        raise InferenceError("--time-origin: needs --time (the column of day numbers it is the origin of)")
+    declared = {str(c) for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
+    frame = as_landed(frame)
 
     result = Inferred(spec={})
     ident = ident or _guess_id(frame, exclude={target, *ignore, *sensitive})
@@ -106,22 +160,21 @@ def infer_spec(
     if time is None:
         cols.append({"name": GENERATED_TIME, "role": "time", "dtype": "datetime", "description": "generated"})
         result.notes[GENERATED_TIME] = "not in the source: the simulator spreads rows uniformly over each day"
-    ignored: list[str] = []
     for col in columns:
         values = frame[col]
         if col in ignore:
-            ignored.append(col)
+            result.left_out[col] = "named in --ignore"
             continue
         if col == ident:
             cols.append(_id_column(col, values, result))
         elif col == time:
-            cols.append(_time_column(col, values, result))
+            cols.append(_time_column(col, values, time_origin, result))
         elif col == target:
             cols.append(_target_column(col, values, positive, result))
         else:
-            inferred = _feature_column(col, values, col in sensitive, col in categorical, result)
+            coded = col in declared and (_is_integer(values) or _is_text(values))  # Parquet says: a category
+            inferred = _feature_column(col, values, col in sensitive, col in categorical, result, coded)
             if inferred is None:
-                ignored.append(col)
                 continue
             column, band = inferred
             cols.append(column)
@@ -131,6 +184,7 @@ def infer_spec(
     target_col = next(c for c in cols if c["role"] == "target")
     label_rate, labeled = _label_stats(frame[target], target_col)
     window = _window(labeled)
+    repeats = _repeated_rows(frame, [c["name"] for c in cols if c["role"] != "id" and c["name"] in columns])
     spec: dict[str, Any] = {
         "name": name or _dataset_name(path),
         "description": f"{path.name}: {len(frame):,} rows, {len(columns)} columns (inferred by ml-assets spec infer)",
@@ -143,7 +197,7 @@ def infer_spec(
         "partitions_start": "auto",
         "timezone": "UTC",
         "freshness_hours": 48.0,
-        "row_count": {"min": max(1, len(frame) // (window + 2) // 10), "max": 10_000_000},
+        "row_count": {"min": max(1, len(frame) // (window + REPLAY_EXTRA_DAYS) // 10), "max": 10_000_000},
         "training": {
             "window_days": window,
             "validation_days": 2,
@@ -151,18 +205,92 @@ def infer_spec(
             "class_balance": [round(max(0.01, label_rate / 3), 3), round(min(0.99, 1 - (1 - label_rate) / 3), 3)],
         },
         "unexpected_columns": "warn",
+        "duplicate_rows": "warn" if repeats else "error",
         "search": {"trials": CandidateSearch().trials},
         "columns": [{k: v for k, v in c.items() if k != "positive_label"} for c in cols],
         "bands": bands,
         "gates": _gate_defaults(),
     }
     spec["columns"] = [_ordered(c) for c in spec["columns"]]
+    days = replay_days(DatasetSpec.model_validate(spec), frame, window + REPLAY_EXTRA_DAYS)
+    sized = _size_day_rules(spec, days, result)
     result.spec = spec
-    result.header = _header(path, frame, ignored, time, labeled, label_rate, window)
+    result.header = _header(path, frame, result.left_out, time, labeled, label_rate, window) + sized
     if repeated:
         result.header.append(f"Repeated column names (the first of each is used): {', '.join(repeated)}.")
+    if repeats:
+        rows = "1 row repeats" if repeats == 1 else f"{repeats:,} rows repeat"
+        result.header.append(f"{rows} an earlier row on every column but the id: duplicate_rows warns, not blocks.")
     DatasetSpec.model_validate(spec)  # what we write must load
     return result
+
+
+# ---- the data as it will land ------------------------------------------------------------------------------
+def as_landed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each column as landing will hold it: text stripped with blank text missing (``spec.coerce``), and a
+    Parquet ``category`` column as its values."""
+    fixes: dict[str, pd.Series] = {}
+    for name, values in frame.items():
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            kind = values.cat.categories.dtype.kind
+            values = values.astype("Int64" if kind in "iu" else "float64" if kind == "f" else object)
+            values = values.where(values.notna(), None) if values.dtype == object else values
+            fixes[str(name)] = values
+        if values.dtype == object:
+            fixes[str(name)] = _stripped_objects(values)
+        elif pd.api.types.is_string_dtype(values.dtype):
+            fixes[str(name)] = landed_text(values)
+    return frame.assign(**fixes) if fixes else frame
+
+
+def _stripped_objects(values: pd.Series) -> pd.Series:
+    """Python strings stripped (blank ones missing); other objects (numbers, booleans) kept for the category
+    rules to judge."""
+    try:
+        stripped = values.str.strip()
+    except AttributeError:  # no strings at all
+        return values
+    text = stripped.notna()
+    return values.where(~text, stripped.where(stripped != "", None))
+
+
+def replay_days(spec: DatasetSpec, frame: pd.DataFrame, n_days: int) -> ReplayedDays:
+    """Rows and labeled rows of each day when the demo replays ``frame`` over ``n_days`` days."""
+    from ml_assets.datasets.simulator import replayed_day_rows
+
+    labeled = frame[spec.target.name].notna().to_numpy()
+    positions = replayed_day_rows(spec, frame, n_days)
+    return ReplayedDays([len(p) for p in positions], [int(labeled[p].sum()) for p in positions])
+
+
+def _size_day_rules(spec: dict[str, Any], days: ReplayedDays, result: Inferred) -> list[str]:
+    """Label coverage, volume ratio and minimum rows that every replayed day of the source passes; the header
+    line that says what they were sized on."""
+    target = next(c for c in spec["columns"] if c["role"] == "target")
+    if target.get("nullable"):
+        lowest = min(days.coverage(), default=0.0)
+        target["mostly"] = math.floor(lowest * RULE_MARGIN * 100) / 100
+        why = (
+            "no per-day coverage rule (mostly 0): a replayed day carries no labels, so labels arrive later"
+            if target["mostly"] == 0
+            else f"lowest replayed day's coverage {lowest:.1%}, so mostly {target['mostly']:g}"
+        )
+        result.notes[target["name"]] += f"; {why}"
+    rc = RowCount()
+    ratios = days.volume_ratios(rc)
+    lowest_ratio = min(ratios, default=math.inf)
+    if lowest_ratio < rc.min_ratio / RULE_MARGIN:
+        spec["row_count"]["min_ratio"] = math.floor(lowest_ratio * RULE_MARGIN * 20) / 20
+    spec["row_count"]["min"] = min(spec["row_count"]["min"], min(days.rows, default=0))
+    seen = f"Replayed as the demo lands it ({len(days.rows)} days): {min(days.rows):,} .. {max(days.rows):,} rows a day"
+    if ratios:
+        seen += f", {min(ratios):.2f}x .. {max(ratios):.2f}x the median of the days before"
+    return [seen + "; the row count, volume and label coverage rules pass every one of them."]
+
+
+def _repeated_rows(frame: pd.DataFrame, columns: list[str]) -> int:
+    """Rows equal to an earlier row on ``columns`` (the spec's columns but the id), as ``duplicate_rows`` judges."""
+    return int(frame.duplicated(subset=columns).sum()) if columns else 0
 
 
 # ---- per column --------------------------------------------------------------------------------------------
@@ -207,19 +335,51 @@ def _id_column(name: str, values: pd.Series, result: Inferred) -> dict[str, Any]
     return {"name": name, "role": "id", "dtype": dtype}
 
 
-def _time_column(name: str, values: pd.Series, result: Inferred) -> dict[str, Any]:
-    times = _as_times(values)
-    if times is None:
-        raise InferenceError(f"--time: {name!r} does not parse as timestamps on every row")
-    times = pd.to_datetime(times, utc=True)
+def _time_column(name: str, values: pd.Series, origin: date | None, result: Inferred) -> dict[str, Any]:
+    column: dict[str, Any] = {"name": name, "role": "time", "dtype": "datetime"}
+    if _is_integer(values) or origin is not None:
+        column |= _numbered_time(name, values, origin)
+        spec = DatasetSpec.model_construct(timezone="UTC", columns=[Column.model_validate(column)])
+        times = spec.typed(name, values)
+        zone = f"{column['unit']} numbers" + (f" from {origin}" if origin else " (2014: 2014-01-01)")
+    else:
+        parsed = _as_times(values)
+        if parsed is None:
+            raise InferenceError(f"--time: {name!r} does not parse as timestamps on every row")
+        times = pd.to_datetime(parsed, utc=True)
+        zone = "times with an offset or zone: held as UTC" if _has_zone(values) else "naive times: read as UTC"
     if times.isna().any():
         raise InferenceError(f"--time: {name!r} has {int(times.isna().sum())} missing times; times must be present")
     span = times.max() - times.min()
     result.notes[name] = (
-        f"{times.min().date()} .. {times.max().date()} ({span.days} days): replayed in this order, the span mapped "
-        "onto the landing days"
+        f"{times.min().date()} .. {times.max().date()} ({span.days} days; {zone}): replayed in this order, the span "
+        "mapped onto the landing days"
     )
-    return {"name": name, "role": "time", "dtype": "datetime"}
+    return column
+
+
+def _numbered_time(name: str, values: pd.Series, origin: date | None) -> dict[str, Any]:
+    """``landed: int64`` with ``unit: year`` (four-digit years) or ``unit: day`` and the given origin."""
+    if not _is_integer(values):
+        raise InferenceError(f"--time-origin: {name!r} holds {values.dtype} values, not day numbers")
+    if origin is not None:
+        return {"landed": "int64", "unit": "day", "origin": origin.isoformat()}
+    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    if len(numbers) and numbers.between(1678, 2261).all():
+        return {"landed": "int64", "unit": "year"}
+    raise InferenceError(
+        f"--time: {name!r} holds integers {numbers.min():g} .. {numbers.max():g}, not years; if they are day "
+        "numbers, give the date of day 0 with --time-origin YYYY-MM-DD"
+    )
+
+
+def _has_zone(values: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(values.dtype) or isinstance(values.dtype, pd.ArrowDtype):
+        return getattr(values.dtype, "tz", None) is not None or bool(
+            getattr(getattr(values.dtype, "pyarrow_dtype", None), "tz", None)
+        )
+    text = values.dropna().astype("string")
+    return bool(text.str.contains(r"(?:[Zz]|[+-]\d\d(?::?\d\d)?)$", regex=True).any())
 
 
 def _target_column(name: str, values: pd.Series, positive: str | None, result: Inferred) -> dict[str, Any]:
@@ -245,31 +405,42 @@ def _target_column(name: str, values: pd.Series, positive: str | None, result: I
     note = f"labels {', '.join(f'{k}: {v:,}' for k, v in counts.items())}; positive {positive!r}"
     if missing:
         coverage = 1 - missing / len(values)
-        column |= {"nullable": True, "mostly": math.floor(coverage * COVERAGE_HEADROOM * 100) / 100}
+        column |= {"nullable": True, "mostly": 1.0}  # sized on the replayed days (_size_day_rules)
         note += f"; {missing:,} unlabeled rows (coverage {coverage:.1%}): kept, not trained or judged on"
     result.notes[name] = note
     return column
 
 
 def _feature_column(
-    name: str, values: pd.Series, sensitive: bool, categorical: bool, result: Inferred
+    name: str, values: pd.Series, sensitive: bool, categorical: bool, result: Inferred, declared: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
-    """(column, band or None) for a feature or sensitive column; None when it is not usable (noted why)."""
+    """(column, band or None) for a feature or sensitive column; None when it is not usable (``left_out`` says
+    why). A column named in --sensitive or --categorical is used as asked or refused (InferenceError);
+    ``declared``: the file itself says the column is a category (Parquet ``category``)."""
+    option = "--sensitive" if sensitive else "--categorical" if categorical else None
     nulls = int(values.isna().sum())
     distinct = int(values.nunique())
+    seen = f"{nulls:,} nulls, {distinct:,} distinct"
+
+    def leave_out(why: str) -> None:
+        if option is not None:
+            raise InferenceError(f"{option}: {name!r} cannot be used: {why}")
+        result.left_out[name] = why
+
+    if distinct + (1 if nulls else 0) <= 1:
+        shown = "null" if distinct == 0 else repr(str(values.dropna().iloc[0]))
+        return leave_out(f"one value ({shown}) on every row: constant, nothing to learn or judge")
     base: dict[str, Any] = {"name": name}
     if nulls:
         base["nullable"] = True
-    seen = f"{nulls:,} nulls, {distinct:,} distinct"
     if categorical and not (_is_integer(values) or _is_text(values)):
         raise InferenceError(f"--categorical: {name!r} holds {values.dtype}; categories are text or integer codes")
+    if _as_times(values) is not None and not categorical:
+        return leave_out(f"timestamps ({seen}): not a feature (the spec has one time column)")
+    categorical = categorical or declared
     if _is_text(values) or categorical or (sensitive and _is_integer(values) and distinct <= MAX_CATEGORIES // 4):
-        if _as_times(values) is not None and not categorical:
-            result.notes[name] = f"timestamps ({seen}): not a feature (the spec has one time column); ignored"
-            return None
         if distinct > MAX_CATEGORIES:
-            result.notes[name] = f"text with {distinct:,} distinct values (over {MAX_CATEGORIES}): ignored"
-            return None
+            return leave_out(f"text with {distinct:,} distinct values (over {MAX_CATEGORIES}): free text or an id")
         codes = _is_integer(values)
         cats = _sorted_categories(_category_texts(values, name).unique(), codes)
         column = base | {
@@ -283,14 +454,12 @@ def _feature_column(
         )
         return column, None
     if not (_is_integer(values) or _is_float(values)):
-        result.notes[name] = f"{values.dtype} values ({seen}): no spec type fits; ignored"
-        return None
+        return leave_out(f"{values.dtype} values ({seen}): no spec type takes them")
     dtype = "int64" if _is_integer(values) else "float64"
     numbers = pd.to_numeric(values, errors="coerce").astype("float64").dropna()
     column = base | {"role": "numeric", "dtype": dtype}
-    if len(numbers):
-        column["range"] = _range(numbers, dtype)
-        seen += f", {numbers.min():g} .. {numbers.max():g}"
+    column["range"], how = _range(numbers, dtype)
+    seen += f", {numbers.min():g} .. {numbers.max():g} ({how})"
     band = None
     if sensitive:
         band = _sensitive_band(name, numbers)
@@ -313,14 +482,22 @@ def _category_texts(values: pd.Series, where: str) -> pd.Series:
     return present.map(dict(zip(distinct, distinct.map(lambda v: category_text(v, where)), strict=True)))
 
 
-def _range(numbers: pd.Series, dtype: str) -> dict[str, float | int]:
+def _range(numbers: pd.Series, dtype: str) -> tuple[dict[str, float | int], str]:
+    """The allowed range and, in words, which rule of the module docstring made it."""
     lo, hi = float(numbers.min()), float(numbers.max())
+    if dtype == "int64":
+        this_year = date.today().year
+        if lo >= FIRST_YEAR and hi <= this_year:
+            return {"min": int(lo), "max": this_year}, f"years: up to {this_year}, never the future"
+        if hi - lo <= EXACT_SPAN:
+            return {"min": int(lo), "max": int(hi)}, f"span <= {EXACT_SPAN}: a bounded scale, exact bounds"
     pad = (hi - lo) * RANGE_HEADROOM or max(abs(hi), 1.0) * RANGE_HEADROOM
     low = lo - pad if lo < 0 else max(0.0, lo - pad)  # non-negative data stays non-negative
     high = hi + pad
+    how = f"{RANGE_HEADROOM:.0%} headroom"
     if dtype == "int64":
-        return {"min": math.floor(low), "max": math.ceil(high)}
-    return {"min": round(low, 6), "max": round(high, 6)}
+        return {"min": math.floor(low), "max": math.ceil(high)}, how
+    return {"min": round(low, 6), "max": round(high, 6)}, how
 
 
 def _sensitive_band(name: str, numbers: pd.Series) -> dict[str, Any]:
@@ -352,13 +529,25 @@ def _gate_defaults() -> dict[str, Any]:
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------
-KEY_ORDER = ("name", "role", "dtype", "landed", "nullable", "mostly", "categories", "range", "description")
+KEY_ORDER = (
+    "name",
+    "role",
+    "dtype",
+    "landed",
+    "unit",
+    "origin",
+    "nullable",
+    "mostly",
+    "categories",
+    "range",
+    "description",
+)
 
 
 def _ordered(column: dict[str, Any]) -> dict[str, Any]:
     """Keys in reading order; integer codes written as the integers they land as."""
     out = {k: column[k] for k in sorted(column, key=lambda k: KEY_ORDER.index(k) if k in KEY_ORDER else 99)}
-    if out.get("landed") == "int64":
+    if out.get("landed") == "int64" and "categories" in out:
         out["categories"] = [int(c) for c in out["categories"]]
     return out
 
@@ -400,15 +589,22 @@ def _relative(data: Path, out: str | Path | None) -> str:
 
 
 def _header(
-    path: Path, frame: pd.DataFrame, ignored: list[str], time: str | None, labeled: int, rate: float, window: int
+    path: Path,
+    frame: pd.DataFrame,
+    left_out: dict[str, str],
+    time: str | None,
+    labeled: int,
+    rate: float,
+    window: int,
 ) -> list[str]:
     lines = [
         f"Inferred from {path.name} ({len(frame):,} rows) by `ml-assets spec infer`. Review every line: domains and",
         "ranges are what this file holds, the roles are guesses where no option named them.",
         f"{labeled:,} labeled rows, positive rate {rate:.3f}; a {window}-day window when the demo replays it.",
     ]
-    if ignored:
-        lines.append(f"Not in the spec (their rows land without them): {', '.join(ignored)}.")
+    if left_out:
+        lines.append("Not in the spec (their rows land without them; unexpected_columns names them):")
+        lines += [f"  {name}: {why}" for name, why in left_out.items()]
     if time is None:
         lines.append("No time column: the simulator deals rows evenly over the days, in random order.")
     return lines
