@@ -216,6 +216,8 @@ def build_training_set(spec: DatasetSpec, windows: PartitionsDefinition, feature
         out = split_by_time(spec, features.sort_values([LANDING_DAY, spec.id.name]), end)
         out = out.drop(columns=[LANDING_DAY]).reset_index(drop=True)
         labeled = out[out[spec.label_column].notna()]
+        # stored all the same: the blocking class_balance check fails such a window, naming the split and why
+        unlabeled = [s for s in splits.SPLITS if not (labeled[splits.SPLIT] == s).any()]
         return Output(
             out,
             data_version=frame_version(out),
@@ -223,6 +225,7 @@ def build_training_set(spec: DatasetSpec, windows: PartitionsDefinition, feature
                 "dagster/row_count": len(out),
                 "labeled_rows": len(labeled),
                 "unlabeled_rows": len(out) - len(labeled),
+                "splits_without_labels": MetadataValue.json(unlabeled),
                 "window": f"{min(expected)} .. {max(expected)}",
                 "splits": MetadataValue.md(splits_table(spec, out)),
             },
@@ -250,7 +253,8 @@ def splits_table(spec: DatasetSpec, training_set: pd.DataFrame) -> str:
     counts = training_set[splits.SPLIT].value_counts().reindex(splits.SPLITS, fill_value=0)
     labeled = training_set[training_set[spec.label_column].notna()]
     labeled_counts = labeled[splits.SPLIT].value_counts().reindex(splits.SPLITS, fill_value=0)
-    rates = labeled.groupby(splits.SPLIT)[spec.label_column].mean().reindex(splits.SPLITS)
+    # a split without labeled rows has no rate (NaN, shown as "-"), not pandas' NA, which float() refuses
+    rates = labeled.groupby(splits.SPLIT)[spec.label_column].mean().reindex(splits.SPLITS).astype("float64")
     return markdown.table(
         [
             {
