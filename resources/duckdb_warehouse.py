@@ -6,8 +6,11 @@ Here an asset that declares its columns (``resources.warehouse_tables``) gets a 
 and types, whatever a partition holds: created with them, a declared column the table lacks added, a column that
 still holds nothing but nulls retyped (a table the old way typed from an all-null partition heals on the next
 write) or widened without loss (a timestamp in seconds to nanoseconds), any other type difference refused by
-name. Reads return the declared columns in their declared dtypes.
-An asset that declares nothing is stored as the library stores it.
+name. Reads return the declared columns in their declared dtypes. An asset that declares nothing is stored as the
+library stores it.
+
+As in the library, the partition's old rows are deleted before the new ones are written (``DbIOManager`` does it
+before calling the handler), so a refused write leaves that partition empty and its materialization failed.
 """
 
 from __future__ import annotations
