@@ -58,7 +58,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     _prepare_environment(args.home)
+    from ml_assets.dataset import load_default_spec
+    from ml_assets.model.gates import thresholds_for
     from ml_assets.up import run_up
+
+    thresholds_for(load_default_spec())  # a spec that cannot be used is refused before anything starts
 
     return run_up(host=args.host, port=args.port, replay_s=args.replay)
 
@@ -81,6 +85,17 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
+STAGES = ("data", "model", "serving")
+
+
+def _stages(text: str) -> str:
+    """``all`` or a comma list of STAGES (argparse names the option when one is unknown)."""
+    unknown = [s for s in text.split(",") if s not in STAGES] if text != "all" else []
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)} or all")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--stages",
         default="all",
+        type=_stages,
         help="comma list of stages to run: data,model,serving (default: all that exist)",
     )
     demo.set_defaults(func=_demo)
@@ -146,12 +162,28 @@ def _quiet_warnings() -> None:
     warnings.filterwarnings("ignore", category=BetaWarning)
 
 
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the parsed command. The project's own errors about the user's input (a spec that cannot be used, ...:
+    ``ml_assets.cli_errors``) are one line on stderr and exit 2; anything else is a bug and keeps its traceback."""
+    from ml_assets.cli_errors import is_user_error, one_line
+
+    try:
+        return int(args.func(args) or 0)
+    except Exception as e:
+        if not is_user_error(e):
+            raise
+        from ml_assets.settings import spec_path
+
+        print(f"ml-assets {args.command}: error: {one_line(e, spec_path())}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_warnings()
     if args.command in ("simulate", "traffic"):
         _prepare_environment(None)
-    return int(args.func(args) or 0)
+    return dispatch(args)
 
 
 if __name__ == "__main__":

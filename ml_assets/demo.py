@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dagster import AssetCheckSeverity, DagsterInstance, Definitions, ExecuteInProcessResult
 
@@ -18,7 +19,67 @@ from ml_assets.dataset import DatasetSpec, load_default_spec
 from ml_assets.partitions import day_range, last_complete_day
 from ml_assets.settings import paths
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The demo reports every failure itself, each once, with its reason: Dagster's console would print each failed step
+# again with its stack trace (a failed blocking check is a failed step too).
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# Errors the pipeline raises about the data or the configuration it was given: their message is the whole reason.
+# Any other error is a bug: its traceback is printed once, after the summary.
+EXPLAINED = frozenset(
+    {
+        "Failure",
+        "WarehouseError",
+        "SpecError",
+        "GateConfigError",
+        "TrainerConfigError",
+        "DeploymentError",
+        "BentoBuildError",
+        "ModelNotFoundError",
+        "SettingError",
+    }
+)
+CHECKS_FAILED = "DagsterAssetCheckFailedError"  # a step stopped by its failed blocking checks: they are listed
+
+
+class ErrorInfo(Protocol):
+    """What a step failure records of an exception (Dagster's serializable error info)."""
+
+    message: str
+    cls_name: str | None
+    cause: ErrorInfo | None
+
+    def to_string(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A blocking failure: what failed, why (the figure and the column, in one line), and a bug's traceback."""
+
+    what: str
+    reason: str
+    traceback: str = ""
+
+    def line(self) -> str:
+        return f"{self.what}: {self.reason}"
+
+
+def one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def step_failure(error: ErrorInfo) -> tuple[str, str]:
+    """The reason of a failed step in one line (the error the asset raised, not Dagster's wrapper), and the
+    traceback when it is a bug rather than one of the pipeline's EXPLAINED errors."""
+    inner = error
+    while inner.cause is not None and inner.cls_name and inner.cls_name.startswith("DagsterExecution"):
+        inner = inner.cause
+    message = inner.message.strip()
+    head, _, rest = message.partition(": ")
+    if rest and head.rsplit(".", 1)[-1] == inner.cls_name:  # "dagster._core.definitions.events.Failure: ..."
+        message = rest
+    first, _, more = message.partition("\n")
+    if inner.cls_name in EXPLAINED:
+        return (first if inner.cls_name == "Failure" else f"{inner.cls_name}: {first}"), more.strip()
+    return f"{inner.cls_name}: {first}", inner.to_string()
 
 
 @dataclass
@@ -26,7 +87,20 @@ class Summary:
     """What the demo did, for the closing table and the exit code."""
 
     rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # step, partition, status, detail
-    blocking_failures: list[str] = field(default_factory=list)
+    blocking_failures: list[Blocked] = field(default_factory=list)
+
+    def block(self, failure: Blocked) -> None:
+        if failure not in self.blocking_failures:
+            self.blocking_failures.append(failure)
+
+    def report(self) -> str:
+        """Each blocking failure once with its reason; then the details (a training's rank traceback, a bug's
+        traceback) of those that have any."""
+        out = ["blocking failures:", *(f"  {f.line()}" for f in self.blocking_failures)]
+        for f in self.blocking_failures:
+            if f.traceback:
+                out += ["", f"{f.what}:", f.traceback.rstrip()]
+        return "\n".join(out)
 
     def add(self, step: str, partition: str, status: str, detail: str = "") -> None:
         self.rows.append((step, partition, status, detail))
@@ -56,6 +130,24 @@ def check_outcome(result: ExecuteInProcessResult) -> tuple[int, list[str], list[
     return passed, warned, blocking
 
 
+def blocked_by(result: ExecuteInProcessResult, partition: str, job: str) -> list[Blocked]:
+    """Every failed ERROR check of a run with its description, and every failed step that is not just its checks
+    failing, with the reason the step raised."""
+    where = f" [{partition}]" if partition != "-" else ""
+    out = [
+        Blocked(f"{ev.asset_key.to_user_string()}.{ev.check_name}{where}", one_line(ev.description or "failed"))
+        for ev in result.get_asset_check_evaluations()
+        if not ev.passed and ev.severity == AssetCheckSeverity.ERROR
+    ]
+    for event in result.all_events:
+        error = event.step_failure_data.error if event.is_step_failure else None  # type: ignore[union-attr]
+        if error is None or error.cls_name == CHECKS_FAILED:
+            continue
+        reason, trace = step_failure(error)
+        out.append(Blocked(f"{job}{where} step {event.step_key}", reason, trace))
+    return out
+
+
 def describe_checks(passed: int, warned: list[str], blocking: list[str]) -> str:
     text = f"checks {passed} passed / {len(warned) + len(blocking)} failed"
     return text + (f" (warnings: {', '.join(warned)})" if warned else "")
@@ -83,14 +175,14 @@ def run_partitioned(
         passed, warned, blocking = check_outcome(result)
         detail = f"{rows_of(result, asset)}, {describe_checks(passed, warned, blocking)}"
         detail += f", {time.perf_counter() - started:.1f}s"
+        failures = blocked_by(result, day, job)
+        for failure in failures:
+            summary.block(failure)
         if blocking:
-            summary.blocking_failures.extend(f"{name}[{day}]" for name in blocking)
             summary.add(job, day, "BLOCKED", f"{detail}; blocking: {', '.join(blocking)}")
         elif not result.success:
-            failure = next((e for e in result.all_events if e.is_step_failure), None)
-            reason = failure.step_failure_data.error.message.strip() if failure else "run failed"  # type: ignore[union-attr]
-            summary.blocking_failures.append(f"{job}[{day}]: {reason.splitlines()[0]}")
-            summary.add(job, day, "FAILED", reason.splitlines()[0][:160])
+            reason = failures[0].reason if failures else "run failed"
+            summary.add(job, day, "FAILED", reason[:160])
         else:
             summary.add(job, day, "ok", detail)
             good.append(day)
@@ -153,12 +245,8 @@ def run_unpartitioned(
     summary.add(job, "-", "ok" if result.success else "FAILED", detail)
     for asset in assets:
         summary.add(f"  {asset}", "-", "ok" if asset in done else "not run", "")
-    if blocking:
-        summary.blocking_failures.extend(blocking)
-    failure = next((e for e in result.all_events if e.is_step_failure), None)
-    if failure is not None and not blocking:  # a blocked step's failure is the failed checks, listed above
-        message = failure.step_failure_data.error.message.strip().splitlines()[0]  # type: ignore[union-attr]
-        summary.blocking_failures.append(f"{job}/{failure.step_key}: {message}")
+    for failure in blocked_by(result, "-", job):
+        summary.block(failure)
     return result
 
 
@@ -213,7 +301,7 @@ def run_demo(days: int | None = None, seed: int = 0, stages: str = "all") -> int
             print_served(result)
     print(f"\nsummary ({time.perf_counter() - started:.0f}s):\n{summary.table()}")
     if summary.blocking_failures:
-        print("\nblocking failures:\n  " + "\n  ".join(summary.blocking_failures))
+        print("\n" + summary.report())
         return 1
     print("\nall blocking checks passed. Explore it in the UI, with the graph keeping itself fresh: ml-assets up")
     return 0

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from dagster import ExecutorDefinition, FilesystemIOManager, in_process_executor
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ml_assets.dataset import DatasetSpec
 from ml_assets.settings import Paths, configured_home, environment, int_env, paths, serve_port
 from resources.alerts import Alerts
 from resources.bento_deployer import LocalBentoDeployer
 from resources.deepspeed_trainer import DeepSpeedTrainer
+from resources.duckdb_warehouse import DeclaredTypesDuckDBIOManager
 from resources.label_files import LabelFiles
 from resources.landing import LandingZone
 from resources.launchers import LocalTorchrunLauncher
@@ -34,7 +34,7 @@ SHARED_VOLUME_CLAIM = "ml-assets-data"  # the ReadWriteMany volume mounted at ML
 
 def _shared(where: Paths) -> dict[str, Any]:
     return {
-        "warehouse_io_manager": DuckDBPandasIOManager(database=str(where.warehouse), schema=WAREHOUSE_SCHEMA),
+        "warehouse_io_manager": DeclaredTypesDuckDBIOManager(database=str(where.warehouse), schema=WAREHOUSE_SCHEMA),
         "io_manager": FilesystemIOManager(base_dir=str(where.home / "storage")),
         "landing": LandingZone(root=str(where.landing), quarantine_root=str(where.quarantine)),
         "prediction_logs": PredictionLogFiles(root=str(where.prediction_log)),

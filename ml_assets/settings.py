@@ -62,6 +62,10 @@ class Paths:
         return self.home / "deployments"
 
 
+class SettingError(ValueError):
+    """An environment setting that cannot be used, naming the variable."""
+
+
 def configured_home() -> Path | None:
     """ML_ASSETS_HOME when it is set (production requires it: the shared volume), else None."""
     value = os.environ.get("ML_ASSETS_HOME")
@@ -84,7 +88,7 @@ def int_env(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError as e:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from e
+        raise SettingError(f"{name} must be an integer, got {value!r}") from e
 
 
 def serve_port() -> int:
@@ -101,5 +105,5 @@ def environment() -> str:
     """The resource set to use: ``local`` (embedded, default) or ``prod``."""
     env = os.environ.get("ML_ASSETS_ENV", "local")
     if env not in ("local", "prod"):
-        raise ValueError(f"ML_ASSETS_ENV must be 'local' or 'prod', got {env!r}")
+        raise SettingError(f"ML_ASSETS_ENV must be 'local' or 'prod', got {env!r}")
     return env

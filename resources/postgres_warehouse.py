@@ -10,6 +10,11 @@ Creating a table or adding columns happens in a short transaction of its own und
 Rows travel as CSV through COPY (Arrow writes and parses it); each table's Arrow schema, with pandas' metadata, is
 kept in ``<db_schema>.ml_assets_tables``, so a read returns the dtypes the asset wrote (nullable integers, Arrow
 strings, timestamps; timestamps keep microseconds, PostgreSQL's resolution).
+
+An asset that declares its columns (``resources.warehouse_tables``: the spec's types) has every write conformed
+to them first, so the table's column types come from the declaration, never from one partition's rows (an
+all-null column would otherwise be created as text and refuse the numbers of a later day); a column that holds
+nothing but nulls is retyped to its declaration, and reads come back in the declared dtypes.
 """
 
 from __future__ import annotations
@@ -27,12 +32,11 @@ from dagster import ConfigurableIOManager, InputContext, OutputContext
 from psycopg2 import sql
 from pydantic import Field
 
+from resources.warehouse_tables import WarehouseError, conform, conform_read, declared_dtypes, dtype_name
+
 CATALOG = "ml_assets_tables"
 DTYPES_KEY = b"ml_assets_dtypes"
-
-
-class WarehouseError(ValueError):
-    """An output or input the warehouse cannot take, naming the asset, table and column."""
+__all__ = ["PostgresPandasIOManager", "WarehouseError"]
 
 
 def postgres_type(field: pa.Field) -> str:
@@ -81,10 +85,13 @@ class PostgresPandasIOManager(ConfigurableIOManager):
                 f"{context.asset_key.to_user_string()}: the warehouse stores DataFrames, got {type(obj)}"
             )
         table = context.asset_key.path[-1]
+        declared = declared_dtypes(context.definition_metadata)
+        if declared is not None:
+            obj = conform(obj, declared, f"{context.asset_key.to_user_string()}, table {self.db_schema}.{table}")
         try:
             data = pa.Table.from_pandas(obj, preserve_index=False)
             # pandas' Arrow metadata does not say which storage a string column had: record the dtypes too
-            dtypes = json.dumps({str(c): _dtype_name(t) for c, t in obj.dtypes.items()}).encode()
+            dtypes = json.dumps({str(c): dtype_name(t) for c, t in obj.dtypes.items()}).encode()
             data = data.replace_schema_metadata({**data.schema.metadata, DTYPES_KEY: dtypes})
         except (pa.ArrowException, ValueError) as e:
             raise WarehouseError(
@@ -130,7 +137,11 @@ class PostgresPandasIOManager(ConfigurableIOManager):
             with conn.cursor() as cur:
                 copy = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(query)
                 cur.copy_expert(cur.mogrify(copy, params).decode(), buffer)
-        return self._frame(buffer.getvalue(), schema)
+        frame = self._frame(buffer.getvalue(), schema)
+        declared = declared_dtypes(context.upstream_output.definition_metadata if context.upstream_output else None)
+        if declared is None:
+            return frame
+        return conform_read(frame, declared, f"{context.asset_key.to_user_string()}, table {self.db_schema}.{table}")
 
     # ---- writing ---------------------------------------------------------------------------------------------
     def _partition_column(self, context: InputContext | OutputContext, metadata, names: list[str]) -> str:
@@ -156,7 +167,8 @@ class PostgresPandasIOManager(ConfigurableIOManager):
     def _ensure_table(
         self, conn, table: str, columns: dict[str, str], schema: pa.Schema, partition_column: str | None
     ) -> None:
-        """Create the table or add new columns (refusing type changes), and record the written Arrow schema.
+        """Create the table or add new columns, retype columns that hold only nulls (refusing other type changes),
+        and record the written Arrow schema.
 
         DDL runs only when something is missing: even ``CREATE INDEX IF NOT EXISTS`` waits for every open write
         transaction on the table, which would serialize writers of different partitions.
@@ -164,9 +176,20 @@ class PostgresPandasIOManager(ConfigurableIOManager):
         index = f"{table}_{partition_column}_idx" if partition_column else None
         existing, has_index = self._layout(conn, table, index)
         changed = {c: (existing[c], t) for c, t in columns.items() if c in existing and existing[c] != t}
-        if changed:
-            detail = ", ".join(f"{c}: {old} -> {new}" for c, (old, new) in changed.items())
+        held = self._values_held(conn, table, list(changed))
+        refused = {c: types for c, types in changed.items() if held[c]}
+        if refused:
+            detail = ", ".join(f"{c}: {old} -> {new}" for c, (old, new) in refused.items())
             raise WarehouseError(f"{self.db_schema}.{table}: column types changed ({detail}); migrate the table")
+        if changed:  # typed from partitions where they were all null: take the type they have now
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.db_schema}.{table}",))
+                for c, (_, new) in changed.items():
+                    cur.execute(
+                        sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING NULL").format(
+                            self._table(table), sql.Identifier(c), sql.SQL(new)
+                        )
+                    )
         if not existing or set(columns) - set(existing) or (index and not has_index):
             with conn, conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.db_schema}.{table}",))
@@ -220,6 +243,19 @@ class PostgresPandasIOManager(ConfigurableIOManager):
                 cur.execute("SELECT to_regclass(%s)", (sql.Identifier(self.db_schema, index).as_string(cur),))
                 has_index = cur.fetchone()[0] is not None
         return existing, has_index
+
+    def _values_held(self, conn, table: str, columns: list[str]) -> dict[str, int]:
+        """Non-null values stored in each of ``columns``."""
+        if not columns:
+            return {}
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("SELECT {} FROM {}").format(
+                    sql.SQL(", ").join(sql.SQL("count({})").format(sql.Identifier(c)) for c in columns),
+                    self._table(table),
+                )
+            )
+            return dict(zip(columns, cur.fetchone(), strict=True))
 
     def _replace_rows(self, conn, table: str, data: pa.Table, column: str | None, window) -> None:
         """In one transaction: delete the window's rows (all rows when unpartitioned), copy the new ones in."""
@@ -276,7 +312,7 @@ class PostgresPandasIOManager(ConfigurableIOManager):
         ).replace_schema_metadata(schema.metadata)
         frame = table.to_pandas()
         for column, dtype in json.loads(schema.metadata.get(DTYPES_KEY, b"{}")).items():
-            if dtype.startswith("string[") and _dtype_name(frame[column].dtype) != dtype:
+            if dtype.startswith("string[") and dtype_name(frame[column].dtype) != dtype:
                 frame[column] = frame[column].astype(dtype)
         return frame
 
@@ -307,11 +343,6 @@ class PostgresPandasIOManager(ConfigurableIOManager):
 
 def _naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-
-
-def _dtype_name(dtype) -> str:
-    """A dtype's name, with the storage of string columns (``str()`` says only "string")."""
-    return f"string[{dtype.storage}]" if isinstance(dtype, pd.StringDtype) else str(dtype)
 
 
 def _key_range(context: OutputContext) -> str:

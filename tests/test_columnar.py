@@ -60,7 +60,11 @@ def test_columns_and_types(adult_spec: DatasetSpec):
     ]
     assert refused(adult_spec, base.drop_columns(["age"])) == [(["file", "age"], "missing")]
     as_float = base.set_column(0, "age", pa.array([42.0] * 5))
-    assert refused(adult_spec, as_float) == [(["file", "age"], "int_type")]
+    assert columnar.validate_table(adult_spec, as_float).column("age").to_pylist() == [42] * 5  # as landing takes it
+    fraction = base.set_column(0, "age", pa.array([42.0, 42.5, 43.0, 44.0, 45.0]))
+    assert refused(adult_spec, fraction) == [(["file", "age"], "int_from_float")]
+    missing = base.set_column(0, "age", pa.array([42.0, float("nan"), 43.0, 44.0, 45.0]))
+    assert refused(adult_spec, missing) == [(["file", "age"], "int_type")]  # NaN is missing: age is required
     as_int = base.set_column(1, "workclass", pa.array([1] * 5))
     assert refused(adult_spec, as_int) == [(["file", "workclass"], "string_type")]
     assert refused(adult_spec, base.slice(0, 0)) == [(["file"], "too_short")]
@@ -77,6 +81,25 @@ def test_valid_table_is_typed_trimmed_and_keeps_optional_fields_optional(adult_s
     assert out.column("workclass").to_pylist() == ["Private"] * 5
     assert "sex" not in out.column_names and adult_spec.id.name not in out.column_names
     assert pa.types.is_dictionary(out.column("education").type)
+
+
+def test_a_file_pandas_wrote_is_taken_as_landing_takes_it(adult_spec: DatasetSpec):
+    """pandas writes an integer column with a missing value as floats (NaN for the missing one) and keeps blank
+    text: a nullable integer column takes the whole floats and the NaN as missing, a nullable text column reads
+    whitespace only as missing; the same rows land as the same values."""
+    columns = [c.model_copy(update={"nullable": True}) if c.name == "capital_gain" else c for c in adult_spec.columns]
+    spec = adult_spec.model_copy(update={"columns": columns})
+    frame = pd.DataFrame(good_rows(3)).assign(capital_gain=[0, None, 7], workclass=["Private", "   ", None])
+    assert str(frame["capital_gain"].dtype) == "float64"
+    sink = io.BytesIO()
+    frame.to_parquet(sink)
+    table = columnar.read_table(sink.getvalue(), columnar.PARQUET)
+    out = columnar.validate_table(spec, table)
+    assert out.column("capital_gain").type == pa.int64() and out.column("capital_gain").to_pylist() == [0, None, 7]
+    assert out.column("workclass").to_pylist() == ["Private", None, None]
+    landed, failures = spec.coerce(frame)
+    assert failures == {} and landed["capital_gain"].tolist() == [0, pd.NA, 7]
+    assert landed["workclass"].tolist() == ["Private", pd.NA, pd.NA]
 
 
 def test_model_frame_scores_like_json_records(adult_spec: DatasetSpec):

@@ -215,3 +215,79 @@ def test_links_and_folders_in_the_landing_zone_are_refused_by_name(ml_home: Path
     result = _ingest(small_spec, day, DagsterInstance.ephemeral())
     message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
     assert "nested.csv" in message and "is a folder, not a regular file" in message
+
+
+def _blank(landing: Path, day: date, column: str) -> None:
+    """Every row of ``day``'s landing files without a value in ``column`` (the column is there, empty)."""
+    for path in (landing / day.isoformat()).glob("*.csv"):
+        frame = pd.read_csv(path)
+        frame[column] = None
+        frame.to_csv(path, index=False)
+
+
+def _warned_spec(small_spec: DatasetSpec) -> DatasetSpec:
+    """A nullable target whose label rules only warn: a day without labels passes raw_data."""
+    target = small_spec.target.model_copy(update={"nullable": True, "mostly": 0.5, "severity": "warn"})
+    columns = [target if c.role == "target" else c for c in small_spec.columns]
+    return small_spec.model_copy(update={"columns": columns})
+
+
+def test_a_window_whose_test_days_have_no_labels_fails_class_balance_naming_the_split(
+    ml_home: Path, small_spec: DatasetSpec
+) -> None:
+    """Labels stop before the window's newest day (the test split): the window is cut and stored, its splits table
+    shows the split unlabeled, and the blocking class_balance check fails naming the split and why."""
+    spec = _warned_spec(small_spec)
+    simulate(spec, ml_home / "landing", DAYS[0], DAYS[-1], rows_per_day=300, fmt="csv")
+    _blank(ml_home / "landing", DAYS[-1], spec.target.name)
+    instance = DagsterInstance.ephemeral()
+    for day in DAYS:
+        assert _ingest(spec, day, instance).success
+    result = _cut_window(spec, instance)
+    assert _materialized(result, "training_set")
+    metadata = next(e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events())
+    assert metadata["splits_without_labels"].value == ["test"]
+    assert "| test | 300 | 0 | - |" in metadata["splits"].value
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    balance = evaluations["class_balance"]
+    assert not balance.passed and balance.severity == AssetCheckSeverity.ERROR
+    assert "split 'test' has no labeled rows (300 rows" in balance.description
+    assert "all with a null 'income'): no model can be judged on it" in balance.description
+
+
+def test_a_column_null_on_the_first_day_and_text_later_is_stored_as_text(
+    ml_home: Path, small_spec: DatasetSpec
+) -> None:
+    """The first partition no longer fixes a column's type from nothing: every stored table has the types its
+    asset declares from the spec, whatever a partition holds (DuckDB once typed the all-null column INTEGER and
+    refused the next day's text)."""
+    import duckdb
+
+    from ml_assets.data import tables
+    from resources.warehouse_tables import DUCKDB_TYPES
+
+    simulate(small_spec, ml_home / "landing", DAYS[0], DAYS[-1], rows_per_day=300, fmt="csv")
+    _blank(ml_home / "landing", DAYS[0], "occupation")
+    instance = DagsterInstance.ephemeral()
+    for day in DAYS:
+        result = _ingest(small_spec, day, instance)
+        assert result.success and _materialized(result, "features"), day
+    result = _cut_window(small_spec, instance)
+    assert result.success
+    training = result.output_for_node("training_set")
+    assert training["occupation"].dtype == "string[pyarrow]" and training["occupation"].notna().sum() > 0
+    declared = {
+        "raw_data": tables.raw_data_dtypes(small_spec),
+        "features": tables.features_dtypes(small_spec),
+        "training_set": tables.training_set_dtypes(small_spec),
+    }
+    with duckdb.connect(str(ml_home / "warehouse.duckdb"), read_only=True) as db:
+        for table, dtypes in declared.items():
+            stored = dict(
+                db.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+                    "ORDER BY ordinal_position",
+                    [table],
+                ).fetchall()
+            )
+            assert stored == {c: DUCKDB_TYPES[t] for c, t in dtypes.items()}, table

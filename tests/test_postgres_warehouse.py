@@ -240,3 +240,65 @@ def test_the_real_data_assets_run_on_the_postgres_warehouse(
     assert training["split"].value_counts().to_dict() == {"train": 600, "validation": 600, "test": 600}
     failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
     assert failed in ([], ["drift"]), failed  # drift compares with a previous training set: there is none
+
+
+def test_a_column_all_null_on_the_first_day_takes_its_declared_type(warehouse_url: str) -> None:
+    """The declared schema, not the first partition, types the table: an all-null first day (pandas: object of
+    Nones, Arrow: null, once created as text) and numbers and text later; reads come back in the declared dtypes."""
+    import psycopg2
+
+    from tests.test_warehouse_tables import DAYS as TWO_DAYS
+    from tests.test_warehouse_tables import DECLARED, day_rows, graph
+
+    stops, both_days = graph(lambda day: day_rows(day, empty_columns=day == TWO_DAYS[0]))
+    for day in TWO_DAYS:
+        assert run([stops], day.isoformat(), warehouse_url).success
+    result = run([stops, both_days], TWO_DAYS[1].isoformat(), warehouse_url, selection=[both_days])
+    read = result.output_for_node("both_days").sort_values("day")
+    assert {c: str(t) for c, t in read.dtypes.items()} == {**DECLARED, "s": "string"}
+    assert read["n"].tolist() == [pd.NA, pd.NA, 1, 2] and read["s"].tolist() == [pd.NA, pd.NA, "NO", "YES"]
+    with psycopg2.connect(warehouse_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'stops' "
+            "ORDER BY ordinal_position"
+        )
+        assert dict(cur.fetchall()) == {
+            "day": "timestamp without time zone",
+            "n": "bigint",
+            "s": "text",
+            "flag": "boolean",
+            "x": "double precision",
+        }
+
+
+def test_a_column_typed_from_an_all_null_partition_heals_and_one_holding_values_is_refused(
+    warehouse_url: str,
+) -> None:
+    """A table an undeclared write typed from an all-null day (n text) takes the declared bigint on the next
+    write; a column that holds values of another type is refused by name."""
+    import psycopg2
+
+    from tests.test_warehouse_tables import DAYS as TWO_DAYS
+    from tests.test_warehouse_tables import day_rows, graph
+
+    stops, _ = graph(lambda day: day_rows(day, empty_columns=False))
+    with psycopg2.connect(warehouse_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA ml")
+        cur.execute("CREATE TABLE ml.stops (day timestamp, n text, s text, flag boolean, x double precision)")
+        cur.execute("INSERT INTO ml.stops VALUES ('2026-03-01', NULL, 'NO', NULL, NULL)")
+    assert run([stops], TWO_DAYS[1].isoformat(), warehouse_url).success
+    with psycopg2.connect(warehouse_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'stops' AND column_name = 'n'")
+        assert cur.fetchone() == ("bigint",)
+        cur.execute("ALTER TABLE ml.stops ALTER COLUMN x TYPE text")
+        cur.execute("UPDATE ml.stops SET x = 'half' WHERE s = 'NO'")
+    result = materialize(
+        [stops],
+        partition_key=TWO_DAYS[1].isoformat(),
+        resources={"warehouse_io_manager": PostgresPandasIOManager(url=warehouse_url)},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert "ml.stops: column types changed (x: text -> double precision); migrate the table" in failure_text(
+        result, "stops"
+    )

@@ -128,7 +128,9 @@ def _rec(served: Served, **change):
 BAD_CASES = {
     "missing field": ({"age": "<drop>"}, ["record", "age"], "missing"),
     "wrong type": ({"age": "forty"}, ["record", "age"], "int_type"),
-    "float for an integer": ({"capital_gain": 1.5}, ["record", "capital_gain"], "int_type"),
+    "fraction for an integer": ({"capital_gain": 1.5}, ["record", "capital_gain"], "int_from_float"),
+    "text for an integer": ({"capital_gain": "7"}, ["record", "capital_gain"], "int_type"),
+    "blank text, not nullable": ({"education": " \t "}, ["record", "education"], "string_too_short"),
     "out of range": ({"hours_per_week": 168}, ["record", "hours_per_week"], "less_than_equal"),
     "below range": ({"age": 5}, ["record", "age"], "greater_than_equal"),
     "null for a required field": ({"education": None}, ["record", "education"], "string_type"),
@@ -148,6 +150,29 @@ def test_bad_record_is_a_400_naming_field_and_rule(served: Served, case: str):
     assert [(d["loc"], d["type"]) for d in detail] == [(loc, rule)], detail
     assert detail[0]["msg"]  # a human-readable rule, e.g. "Input should be less than or equal to 99"
     assert len(r.content) < 1000  # an 8 MB input is never echoed back
+
+
+def test_values_landing_accepts_are_accepted_over_http(served: Served, adult_spec: DatasetSpec):
+    """A whole number sent as a float (how pandas reads an integer column with a missing value) and whitespace only
+    in a nullable text field (missing, as landing reads it) are answered like the same record written as landing
+    types it; the published schema says integer and gives the text's pattern, which both values satisfy."""
+    typed = {**served.records[0], "age": 58, "capital_gain": 0, "workclass": None}
+    sent = {**typed, "age": 58.0, "capital_gain": 0.0, "workclass": "   "}
+    record = docs(served)["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    jsonschema.validate({"record": sent}, record)
+    answers = [post(served, "/predict", {"record": r}, headers={"X-Request-ID": f"landing-{i}"}) for i, r in
+               enumerate((typed, sent))]  # fmt: skip
+    assert [a.status_code for a in answers] == [200, 200], answers[1].text
+    assert answers[0].json()["probability"] == answers[1].json()["probability"]
+    logged = {e["request_id"]: e for e in read_day(served.home / "prediction_log", pd.Timestamp.now(tz="UTC").date())}
+    assert logged[answers[1].json()["request_id"]]["inputs"] == typed  # logged as landing would store it
+    rows = served.rows[[c.name for c in adult_spec.feature_columns]].head(4).copy()
+    rows["capital_gain"] = rows["capital_gain"].astype("float64")  # whole floats, as pandas writes them
+    rows["workclass"] = rows["workclass"].astype(object)
+    rows.loc[1, "workclass"] = "  "
+    r = httpx.post(served.url + "/predict_file", content=_file(rows, columnar.PARQUET),
+                   headers={"content-type": columnar.PARQUET})  # fmt: skip
+    assert r.status_code == 200, r.text
 
 
 def test_bad_batches_are_400s(served: Served):
@@ -263,16 +288,24 @@ def test_a_million_row_parquet_file_in_one_call(served: Served, adult_spec: Data
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(served: Served, tmp_path: Path):
-    """Property-based fuzzing of the published /docs.json (positive and negative data, bounded examples)."""
-    report = tmp_path / "report.json"
+    """Property-based fuzzing of the published /docs.json (positive and negative data, bounded examples); then the
+    JSON endpoints both ways: every request the schema allows is accepted, every one it forbids refused (a file's
+    schema is any bytes, so /predict_file is left out of that run)."""
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "schemathesis.cli", "run", served.url + "/docs.json",
-           "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,"
-           "content_type_conformance", "--max-examples", "100", "--seed", "7", "--generation-database", "none",
-           "--workers", "1", "--no-color", "--report", "json", "--report-json-path", str(report)]  # fmt: skip
-    run = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)  # its cache there
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]  # any failure or error exits non-zero
-    assert " passed" in run.stdout.split("SUMMARY")[-1], run.stdout[-3000:]
+    runs = {
+        "all": ["--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,"
+                "content_type_conformance"],
+        "json": ["--checks", "positive_data_acceptance,negative_data_rejection",
+                 "--include-path-regex", "^/predict(_batch)?$"],
+    }  # fmt: skip
+    for name, checks in runs.items():
+        report = tmp_path / f"{name}.json"
+        cmd = [sys.executable, "-m", "schemathesis.cli", "run", served.url + "/docs.json", *checks,
+               "--max-examples", "100", "--seed", "7", "--generation-database", "none", "--workers", "1",
+               "--no-color", "--report", "json", "--report-json-path", str(report)]  # fmt: skip
+        run = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)  # its cache
+        assert run.returncode == 0, name + run.stdout[-4000:] + run.stderr[-2000:]  # a failure exits non-zero
+        assert " passed" in run.stdout.split("SUMMARY")[-1], run.stdout[-3000:]
 
 
 def test_a_killed_worker_loses_no_answered_prediction(served: Served):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pandas as pd
@@ -15,11 +16,14 @@ from ml_assets.dataset import DatasetSpec
 from ml_assets.serving.schema import (
     ERROR_INPUT_MAX_CHARS,
     INT64_MAX,
+    WHITESPACE,
     RequestRefused,
+    categories_pattern,
     category_max_chars,
     records_frame,
     request_id_prefix,
     request_schemas,
+    text_pattern,
     validation_refusal,
     warmup_record,
 )
@@ -61,7 +65,10 @@ def test_schema_has_the_features_and_optional_id_and_sensitive_fields(adult_spec
     assert schema["additionalProperties"] is False
     assert props["age"]["type"] == "integer" and (props["age"]["minimum"], props["age"]["maximum"]) == (17, 100)
     assert props["education"]["x-categories"] == adult_spec.column("education").categories
-    assert props["education"]["maxLength"] == category_max_chars(adult_spec) == len("Outlying-US(Guam-USVI-etc)")
+    limit = category_max_chars(adult_spec)
+    assert limit == len("Outlying-US(Guam-USVI-etc)")
+    assert props["education"]["pattern"] == text_pattern(limit, blank_allowed=False)
+    assert props["workclass"]["anyOf"][0]["pattern"] == text_pattern(limit, blank_allowed=True)
     assert props[adult_spec.id.name]["maximum"] == INT64_MAX  # the id has no range in the spec: int64 bounds it
     required = set(schema["required"])
     assert "workclass" not in required and "age" in required  # nullable columns may be omitted
@@ -82,7 +89,8 @@ def test_request_bodies_are_inlined_json_schemas(adult_spec: DatasetSpec):
         ({"age": 300}, ("age",), "less_than_equal"),
         ({"age": 3}, ("age",), "greater_than_equal"),
         ({"age": "42"}, ("age",), "int_type"),
-        ({"age": 42.5}, ("age",), "int_type"),
+        ({"age": 42.5}, ("age",), "int_from_float"),
+        ({"age": 300.0}, ("age",), "less_than_equal"),
         ({"education": 7}, ("education",), "string_type"),
         ({"education": "  "}, ("education",), "string_too_short"),
         ({"education": "x" * 27}, ("education",), "string_too_long"),
@@ -115,7 +123,53 @@ def test_unknown_category_follows_the_spec(adult_spec: DatasetSpec):
     strict = type(adult_spec).model_validate(strict.model_dump())
     assert errors(strict, {**GOOD, "native_country": "Atlantis"}) == [(("native_country",), "literal_error")]
     schema = request_schemas(strict).record_adapter.json_schema()
-    assert schema["properties"]["education"]["enum"] == adult_spec.column("education").categories
+    categories = adult_spec.column("education").categories
+    assert schema["properties"]["education"]["pattern"] == categories_pattern(categories, blank_allowed=False)
+    assert record(strict, {**GOOD, "education": " Bachelors  "})["education"] == "Bachelors"  # landing trims
+
+
+def test_values_landing_accepts_are_accepted_as_landing_reads_them(adult_spec: DatasetSpec):
+    """A whole number written as a float (pandas: an integer column with a missing value) is that integer; text is
+    trimmed; whitespace only is missing where the column is nullable and refused where it is not, as landing
+    reads blank text as missing (``ml_assets.dataset._cast``)."""
+    rec = record(adult_spec, {**GOOD, "age": 58.0, "record_id": 7.0, "workclass": " \t ", "occupation": "\u3000"})
+    assert (rec["age"], rec["record_id"]) == (58, 7) and type(rec["age"]) is int
+    assert rec["workclass"] is None and rec["occupation"] is None
+    assert record(adult_spec, {**GOOD, "education": "  Bachelors \n"})["education"] == "Bachelors"
+    assert errors(adult_spec, {**GOOD, "education": " \u00a0 "}) == [(("education",), "string_too_short")]
+    assert errors(adult_spec, {**GOOD, "sex": "   "}) == [(("sex",), "string_too_short")]  # optional, not nullable
+    frame = records_frame(adult_spec, [rec])
+    assert str(frame["age"].dtype) == "Int64" and frame["workclass"].isna().all()
+
+
+def test_the_published_schema_and_the_validation_agree_on_every_text(adult_spec: DatasetSpec):
+    """Both ways: a value the published pattern accepts is accepted, one it refuses is refused; over every text
+    of up to three characters from whitespace of every kind and letters, and texts around the length limit."""
+    strict = type(adult_spec).model_validate(
+        {**adult_spec.model_dump(), "columns": [
+            {**c.model_dump(), "unknown_category": "reject"} if c.name == "race" else c.model_dump()
+            for c in adult_spec.columns
+        ]}
+    )  # fmt: skip
+    assert all(not chr(c).isspace() for c in range(0x3001, 0x110000)), "WHITESPACE is every whitespace"
+    schema = request_schemas(strict).record_adapter.json_schema()["properties"]
+    limit = category_max_chars(adult_spec)
+    alphabet = [" ", "\t", "\n", "\x1c", "\u00a0", "\u3000", "a", "Z"]
+    texts = [""] + alphabet + [a + b for a in alphabet for b in alphabet]
+    texts += [a + b + c for a in alphabet[::2] for b in alphabet for c in alphabet[1::2]]
+    texts += [" " + "x" * limit + " ", "x" * (limit + 1), " Black ", "Black\t", "black", "Wh ite"]
+    for name in ("education", "workclass", "race"):  # required, nullable, closed domain
+        field = schema[name]
+        pattern = (field["anyOf"][0] if "anyOf" in field else field)["pattern"]
+        for text in texts:
+            published = re.search(pattern, text) is not None
+            try:
+                record(strict, {**GOOD, name: text})
+                accepted = True
+            except ValidationError:
+                accepted = False
+            assert published == accepted, (name, text, published, accepted)
+    assert set(WHITESPACE) >= {" ", "\t", "\x1c", "\u3000"}
 
 
 def test_request_id_header_rules():

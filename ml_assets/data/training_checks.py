@@ -113,7 +113,7 @@ def check_class_balance(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckRes
             }
         )
         if not len(y):
-            problems.append(f"split {split!r} has no labeled rows" if len(all_rows) else f"split {split!r} is empty")
+            problems.append(_no_labels(spec, ts, split))
         elif not lo <= rate <= hi:
             problems.append(f"split {split!r} positive rate {rate:.3f} outside [{lo}, {hi}]")
     rule = f"positive rate ({spec.label_column!r} = 1) of every split within [{lo}, {hi}]"
@@ -122,6 +122,25 @@ def check_class_balance(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckRes
         not problems,
         f"FAILED class_balance on {label!r}: {'; '.join(problems)}" if problems else f"PASSED: {rule}",
         {"rule": rule, "splits": dg.MetadataValue.md(markdown.table(rows))},
+    )
+
+
+UNJUDGED = {  # what a split without labeled rows leaves undone
+    "train": "there is nothing to train on",
+    "validation": "no model can be selected or stopped early on it",
+    "test": "no model can be judged on it",
+}
+
+
+def _no_labels(spec: DatasetSpec, ts: pd.DataFrame, split: str) -> str:
+    """Why a split without labeled rows fails: its rows, its days, and what it leaves undone."""
+    rows = ts[ts[SPLIT] == split]
+    if not len(rows):
+        return f"split {split!r} is empty: {UNJUDGED[split]}"
+    days = rows[spec.time.name].dt.date
+    return (
+        f"split {split!r} has no labeled rows ({len(rows)} rows, {days.min()} .. {days.max()}, all with a null "
+        f"{spec.target.name!r}): {UNJUDGED[split]}"
     )
 
 

@@ -195,13 +195,14 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ml_assets.cli_errors import one_line
     from ml_assets.dataset import SpecError, load_default_spec, load_spec
-    from ml_assets.settings import paths
+    from ml_assets.settings import paths, spec_path
 
     try:
         spec = load_spec(args.spec) if args.spec else load_default_spec()
     except SpecError as e:
-        raise _OptionError("--spec", str(e)) from None
+        raise _OptionError("--spec", one_line(e, Path(args.spec) if args.spec else spec_path())) from None
     if args.labels is not None:
         return _run_labels(args, spec)
     if args.next:

@@ -63,6 +63,7 @@ def _names(text: str) -> list[str]:
 
 
 def run_infer(args: argparse.Namespace) -> int:
+    from ml_assets.cli_errors import one_line
     from ml_assets.dataset import SpecError
     from ml_assets.datasets.spec_infer import InferenceError, infer_spec, render
 
@@ -84,7 +85,7 @@ def run_infer(args: argparse.Namespace) -> int:
         print(f"ml-assets spec infer: error: {args.data} does not exist", file=sys.stderr)
         return 2
     except (InferenceError, SpecError) as e:
-        print(f"ml-assets spec infer: error: {e}", file=sys.stderr)
+        print(f"ml-assets spec infer: error: {one_line(e)}", file=sys.stderr)
         return 2
     for column, why in inferred.left_out.items():  # never silent: each left-out column and why, on stderr
         print(f"ml-assets spec infer: left out {column!r}: {why}", file=sys.stderr)

@@ -39,7 +39,8 @@ from bento.prediction_log import recover_spools
 from ml_assets import markdown
 from ml_assets.automation import on_new_files, on_upstream_update
 from ml_assets.data.landing import build_day_folder_asset
-from ml_assets.dataset import DatasetSpec, Role
+from ml_assets.data.tables import label_dtype
+from ml_assets.dataset import PANDAS_DTYPES, DatasetSpec, Role
 from ml_assets.event_log import last_judgements, metadata_text
 from ml_assets.model.gates import thresholds_for
 from ml_assets.model.refs import load_stored
@@ -55,6 +56,7 @@ from resources.bento_deployer import SKEW_REQUEST_ID
 from resources.label_files import LabelFileError, LabelFiles
 from resources.model_store import ModelStore
 from resources.prediction_logs import PredictionLogFiles
+from resources.warehouse_tables import column_schema
 
 LOG_DAY, LABEL_DAY = "log_day", "label_day"
 PREDICTION_LOG_FILES, LABEL_FILES = "prediction_log_files", "label_files"
@@ -85,6 +87,26 @@ def log_schema(spec: DatasetSpec) -> pa.Schema:
             ("label", pa.int64()),
         ]
     )
+
+
+def prediction_log_dtypes(spec: DatasetSpec) -> dict[str, str]:
+    """The prediction_log table's declared columns (``log_frame`` and the log day), the inputs in spec types."""
+    logged = set(logged_columns(spec))
+    return {
+        "request_id": PANDAS_DTYPES["string"],
+        "served_at": PANDAS_DTYPES["datetime"],
+        "model_tag": PANDAS_DTYPES["string"],
+        PROBABILITY: "float64",
+        report.PREDICTED: "Int64",
+        **{c: t for c, t in spec.pandas_dtypes.items() if c in logged},
+        LOG_DAY: PANDAS_DTYPES["datetime"],
+    }
+
+
+def labels_dtypes(spec: DatasetSpec) -> dict[str, str]:
+    """The labels table's declared columns (``label_frame`` and the day the labels landed)."""
+    text = PANDAS_DTYPES["string"]
+    return {"key": text, "key_kind": text, "label": label_dtype(spec), LABEL_DAY: PANDAS_DTYPES["datetime"]}
 
 
 # X-Request-IDs of the platform's own validation traffic (deployment skew checks, the batch check): not real traffic
@@ -190,7 +212,7 @@ def build_prediction_log(spec: DatasetSpec, daily: PartitionsDefinition) -> Asse
         group_name="monitoring",
         partitions_def=daily,
         io_manager_key="warehouse_io_manager",
-        metadata={"partition_expr": LOG_DAY},
+        metadata={"partition_expr": LOG_DAY, **column_schema(prediction_log_dtypes(spec))},
         deps=[PREDICTION_LOG_FILES],
         automation_condition=on_new_files(),
         code_version=code_version(spec, sys.modules[__name__], uses=("columns",)),
@@ -235,7 +257,7 @@ def build_labels(spec: DatasetSpec, daily: PartitionsDefinition) -> AssetsDefini
         group_name="monitoring",
         partitions_def=daily,
         io_manager_key="warehouse_io_manager",
-        metadata={"partition_expr": LABEL_DAY},
+        metadata={"partition_expr": LABEL_DAY, **column_schema(labels_dtypes(spec))},
         deps=[LABEL_FILES],
         automation_condition=on_new_files(),
         code_version=code_version(spec, sys.modules[__name__], uses=("columns", "positive_label")),

@@ -41,6 +41,7 @@ from ml_assets.serving.schema import RequestRefused, frame_records
 from ml_assets.versioning import code_version, frame_version
 from resources.bento_deployer import SKEW_TOLERANCE, BentoDeployer, DeploymentError, served_skew
 from resources.model_store import ModelStore
+from resources.warehouse_tables import column_schema
 
 CHECK_SAMPLE_ROWS = 64  # rows of the day the check scores online (lowest ids first, so reruns compare the same)
 CHECK_REQUEST_ID = "online-offline-check"  # X-Request-ID of the check's requests: its log lines are told apart
@@ -56,6 +57,17 @@ def score_features(spec: DatasetSpec, features: pd.DataFrame, scorer: Scorer) ->
         out[LANDING_DAY] = features[LANDING_DAY].to_numpy()
     out |= {"probability": scored.probabilities, "label": scored.labels.astype(np.int8), "model_tag": scorer.model_tag}
     return pd.DataFrame(out)
+
+
+def batch_dtypes(spec: DatasetSpec) -> dict[str, str]:
+    """The batch_predictions table's declared columns (``score_features`` of a features partition)."""
+    return {
+        spec.id.name: spec.pandas_dtypes[spec.id.name],
+        LANDING_DAY: "datetime64[ns]",
+        "probability": "float64",
+        "label": "int8",
+        "model_tag": "string[pyarrow]",
+    }
 
 
 def batch_metadata(out: pd.DataFrame, model_tag: str, seconds: float) -> dict[str, Any]:
@@ -96,7 +108,7 @@ def build_batch_predictions(spec: DatasetSpec) -> list:
         group_name="serving",
         partitions_def=daily,
         io_manager_key="warehouse_io_manager",
-        metadata={"partition_expr": LANDING_DAY},
+        metadata={"partition_expr": LANDING_DAY, **column_schema(batch_dtypes(spec))},
         ins={"features": AssetIn(), "champion_model": AssetIn()},
         automation_condition=on_recent_update(),
         code_version=code_version(spec, sys.modules[__name__], columnar, bento.scoring),

@@ -161,6 +161,8 @@ def _column_problems(
         kind = _TEXT if col.dtype == "string" else array.type
     problems: list[dict[str, Any]]
     if col.dtype == "int64":
+        if pa.types.is_floating(kind):  # whole numbers written as floats (pandas: an int column with a null)
+            return _whole_floats(col, pc.cast(array, pa.float64()))
         if not pa.types.is_integer(kind):
             return None, [error_item(loc, "int_type", f"column should hold integers, not {array.type}")]
         problems = _range_problems(col, array)
@@ -194,6 +196,28 @@ def _column_problems(
     return (None if problems else typed), problems
 
 
+def _whole_floats(col: Column, array: pa.Array) -> tuple[pa.Array | None, list[dict[str, Any]]]:
+    """An integer column sent as floats: every value whole (58.0), as landing takes it, then int64. NaN is a
+    missing value, as pandas writes one (and landing reads it)."""
+    array = pc.if_else(pc.is_nan(array), pa.scalar(None, pa.float64()), array)
+    finite = pc.is_finite(array)
+    fraction = pc.and_(finite, pc.not_equal(pc.floor(array), array))
+    problems = _rule(
+        col, "int_from_float", "Input should be a valid integer, got a number with a fractional part", fraction, array
+    )
+    problems += _rule(col, "int_type", "Input should be a valid integer", pc.invert(finite), array)
+    problems += _range_problems(col, array)
+    if not problems:  # whole and within the spec's range: still within int64?
+        outside = pc.or_(pc.less(array, pa.scalar(-(2.0**63))), pc.greater_equal(array, pa.scalar(2.0**63)))
+        problems = _rule(col, "less_than_equal", f"Input should be less than or equal to {INT64_MAX}", outside, array)
+    if problems:
+        return None, problems
+    typed = pc.cast(array, pa.int64())
+    if not col.nullable and typed.null_count:
+        return None, _rule(col, "int_type", "null in a non-nullable column", pc.is_null(typed), None)
+    return typed, []
+
+
 def _range_problems(col: Column, array: pa.Array) -> list[dict[str, Any]]:
     """The spec's range (the JSON schema's ge/le); numbers are compared as float64, exact below 2**53."""
     lo = col.range.min if col.range is not None else None
@@ -217,9 +241,18 @@ def _text_column(spec: DatasetSpec, col: Column, array: pa.Array) -> tuple[pa.Ar
     typed = pa.DictionaryArray.from_arrays(indices, uniques)
     limit = category_max_chars(spec) if col.categories else ID_MAX_CHARS
     lengths = pc.utf8_length(uniques)
+    if col.nullable:  # blank text is missing, as landing reads it
+        blank = pc.indices_nonzero(pc.equal(lengths, 0)).cast(pa.int32())
+        if len(blank):
+            indices = pc.if_else(pc.is_in(indices, blank), pa.scalar(None, pa.int32()), indices)
+            typed = pa.DictionaryArray.from_arrays(indices, uniques)
     checks = [
-        ("string_too_short", "String should have at least 1 character", pc.equal(lengths, 0)),
-        ("string_too_long", f"String should have at most {limit} characters", pc.greater(lengths, limit)),
+        ("string_too_short", "String should have at least 1 non-space character", pc.equal(lengths, 0)),
+        (
+            "string_too_long",
+            f"String should have at most {limit} characters (after trimming)",
+            pc.greater(lengths, limit),
+        ),
     ]
     if col.categories and col.unknown_category == "reject":
         known = pa.array(col.categories, type=_TEXT)

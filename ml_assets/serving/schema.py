@@ -23,7 +23,17 @@ from typing import Annotated, Any, Literal, NotRequired
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from ml_assets.dataset import PANDAS_DTYPES, Column, DatasetSpec, Role
@@ -149,6 +159,92 @@ def served_columns(spec: DatasetSpec) -> list[Column]:
     return [c for c in spec.columns if c.is_feature or c.role in (Role.ID, Role.SENSITIVE)]
 
 
+# ---- values as landing takes them ------------------------------------------------------------------------------
+# Landing (``ml_assets.dataset._cast``) takes a whole number written as a float (58.0, as pandas writes an integer
+# column with a missing value) for an integer, trims text and reads blank text as missing. The HTTP rules take
+# exactly that, and the published schema says so: integers are JSON Schema integers (which 58.0 is), text fields
+# carry a pattern over their trimmed form. Whitespace is Python's (str.isspace, the same set Arrow trims on
+# landing), spelled out as a class so every regex engine reads the pattern alike.
+WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())  # none above U+3000
+
+
+def _char_class(chars: str) -> str:
+    """The characters as a regex class body of \\uXXXX escapes, consecutive ones as ranges."""
+    runs: list[list[int]] = []
+    for code in map(ord, chars):
+        if runs and code == runs[-1][1] + 1:
+            runs[-1][1] = code
+        else:
+            runs.append([code, code])
+    return "".join(f"\\u{a:04x}" + (f"-\\u{b:04x}" if b > a else "") for a, b in runs)
+
+
+SPACE, NON_SPACE = f"[{_char_class(WHITESPACE)}]", f"[^{_char_class(WHITESPACE)}]"
+
+
+def text_pattern(max_chars: int, blank_allowed: bool) -> str:
+    """A regex of text whose trimmed form has 1 to ``max_chars`` characters (0 too when ``blank_allowed``)."""
+    inner = NON_SPACE + (f"(?:[\\s\\S]{{0,{max_chars - 2}}}{NON_SPACE})?" if max_chars >= 2 else "")
+    body = f"(?:{inner})?" if blank_allowed else inner
+    return f"^{SPACE}*{body}{SPACE}*$"
+
+
+def categories_pattern(categories: Sequence[str], blank_allowed: bool) -> str:
+    """A regex of text whose trimmed form is one of ``categories`` (or blank when ``blank_allowed``)."""
+    choices = "|".join(re.escape(c) for c in categories)
+    return f"^{SPACE}*(?:{choices}){'?' if blank_allowed else ''}{SPACE}*$"
+
+
+def _whole_number(value: Any) -> Any:
+    """58.0 -> 58 for an integer field (landing takes it); 58.5 is refused naming the fraction."""
+    if isinstance(value, float) and math.isfinite(value):
+        if not value.is_integer():
+            raise PydanticCustomError(
+                "int_from_float", "Input should be a valid integer, got a number with a fractional part"
+            )
+        return int(value)
+    return value
+
+
+def _trimmed(max_chars: int, categories: Sequence[str] | None, blank_is_missing: bool):
+    """The validator of a text value: trimmed; blank is missing where the column is nullable (landing reads it
+    so) and refused where it is not; longer than ``max_chars`` or, for a closed domain, not a category, refused."""
+    known = frozenset(categories or ())
+
+    def check(value: str) -> str | None:
+        text = value.strip()
+        if not text:
+            if blank_is_missing:
+                return None
+            raise PydanticCustomError("string_too_short", "String should have at least 1 non-space character")
+        if len(text) > max_chars:
+            raise PydanticCustomError(
+                "string_too_long",
+                "String should have at most {max_length} characters (after trimming)",
+                {"max_length": max_chars},
+            )
+        if known and text not in known:
+            raise PydanticCustomError("literal_error", "Input should be one of {expected}", {"expected": sorted(known)})
+        return text
+
+    return check
+
+
+def _text_type(spec: DatasetSpec, col: Column) -> Any:
+    """A text value: trimmed; its pattern publishes the same rule the validator applies."""
+    closed = list(col.categories) if col.categories and col.unknown_category == "reject" else None
+    limit = category_max_chars(spec) if col.categories else ID_MAX_CHARS
+    if closed:
+        pattern = categories_pattern(closed, col.nullable)
+    else:
+        pattern = text_pattern(limit, col.nullable)
+    return Annotated[
+        str,
+        Field(strict=True, json_schema_extra={"pattern": pattern}),
+        AfterValidator(_trimmed(limit, closed, col.nullable)),
+    ]
+
+
 def _value_type(spec: DatasetSpec, col: Column) -> Any:
     """The annotation of one value of a column (without nullability), rules taken from the spec."""
     if col.dtype in ("int64", "float64"):
@@ -157,23 +253,22 @@ def _value_type(spec: DatasetSpec, col: Column) -> Any:
         if col.dtype == "int64":
             lo = INT64_MIN if lo is None else int(lo)
             hi = INT64_MAX if hi is None else int(hi)
-            return Annotated[int, Field(strict=True, ge=lo, le=hi)]
+            return Annotated[int, Field(strict=True, ge=lo, le=hi), BeforeValidator(_whole_number)]
         return Annotated[float, Field(strict=True, ge=lo, le=hi, allow_inf_nan=False)]
     if col.dtype == "bool":
         return Annotated[bool, Field(strict=True)]
     if col.dtype == "datetime":
         return Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-    if col.categories and col.unknown_category == "reject":
-        text: Any = Literal[tuple(col.categories)]  # type: ignore[misc]
-    else:
-        limit = category_max_chars(spec) if col.categories else ID_MAX_CHARS
-        text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limit)]
-    if col.integer_coded:  # codes land as numbers: 3 and "3" are the same code, scored and logged as "3"
+    text = _text_type(spec, col)
+    if col.integer_coded:  # codes land as numbers: 3, 3.0 and "3" are the same code, scored and logged as "3"
         if col.categories and col.unknown_category == "reject":
-            number: Any = Literal[tuple(int(c) for c in col.categories)]  # type: ignore[misc]
+            number: Any = Annotated[
+                Literal[tuple(int(c) for c in col.categories)],  # type: ignore[misc]
+                BeforeValidator(_whole_number),
+            ]
         else:
-            number = Annotated[int, Field(strict=True, ge=INT64_MIN, le=INT64_MAX)]
-        return Annotated[number | text, AfterValidator(str)]
+            number = Annotated[int, Field(strict=True, ge=INT64_MIN, le=INT64_MAX), BeforeValidator(_whole_number)]
+        return Annotated[number | text, AfterValidator(lambda v: v if v is None else str(v))]
     return text
 
 
@@ -185,14 +280,16 @@ def _field(spec: DatasetSpec, col: Column) -> Any:
         extra["x-categories"] = list(col.categories)
         doc += f"; known categories: {', '.join(col.categories)}; any other value is scored as unknown"
     value = _value_type(spec, col)
+    if col.dtype == "string":
+        doc += "; text is trimmed" + ("; whitespace only is missing" if col.nullable else "")
     if not col.is_feature:
         doc += f" ({col.role.value} column: optional, never a model input; logged with the prediction)"
         kind = value | None if col.nullable else value
-        return NotRequired[Annotated[kind, Field(description=doc, json_schema_extra=extra or None)]]
+        return NotRequired[Annotated[kind, Field(description=doc, json_schema_extra=extra)]]
     if col.nullable:
-        field = Field(None, description=doc + " (nullable: may be null or omitted)", json_schema_extra=extra or None)
+        field = Field(None, description=doc + " (nullable: may be null or omitted)", json_schema_extra=extra)
         return NotRequired[Annotated[value | None, field]]
-    return Annotated[value, Field(description=doc, json_schema_extra=extra or None)]
+    return Annotated[value, Field(description=doc, json_schema_extra=extra)]
 
 
 def _title(spec: DatasetSpec) -> str:

@@ -1,0 +1,78 @@
+"""The demo's summary says why: each blocking check's reason (its figure and column) once, a failed step's own
+error instead of Dagster's wrapper, no stack trace for either, and a bug's traceback once. Small real jobs run
+in-process through the demo's own runner."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from ml_assets.demo import Summary, run_partitioned, run_unpartitioned
+
+DAY = "2026-03-02"
+DAILY = dg.DailyPartitionsDefinition(start_date="2026-03-01", end_date="2026-03-04")
+REASON = "FAILED age_range on column 'age': 3 of 400 values (0.75%) out of range, e.g. ['150']. Rule: 17 <= age <= 100"
+
+
+def definitions(compute) -> dg.Definitions:
+    @dg.asset(
+        name="raw_data",
+        partitions_def=DAILY,
+        check_specs=[dg.AssetCheckSpec("age_range", asset="raw_data", blocking=True)],
+    )
+    def raw_data():
+        yield from compute()
+
+    @dg.asset(name="model", deps=[])
+    def model():
+        yield from compute()
+
+    return dg.Definitions(
+        assets=[raw_data, model],
+        jobs=[
+            dg.define_asset_job("ingest_job", selection=["raw_data"], partitions_def=DAILY),
+            dg.define_asset_job("model_job", selection=["model"]),
+        ],
+    )
+
+
+def failed_check():
+    yield dg.Output(1)
+    yield dg.AssetCheckResult(check_name="age_range", passed=False, description=REASON)
+
+
+def test_a_failed_blocking_check_is_reported_once_with_its_reason_and_no_stack_trace(
+    capfd: pytest.CaptureFixture,
+) -> None:
+    summary = Summary()
+    good = run_partitioned(
+        definitions(failed_check), dg.DagsterInstance.ephemeral(), "ingest_job", [DAY], "raw_data", summary
+    )
+    assert good == []
+    report = summary.report()
+    assert report.count(REASON) == 1 and f"raw_data.age_range [{DAY}]: {REASON}" in report
+    printed = capfd.readouterr()
+    assert "Stack Trace" not in printed.out + printed.err and "Traceback" not in printed.out + printed.err
+    assert "BLOCKED" in printed.out and REASON not in printed.out  # the progress line names it; the reason is below
+
+
+def test_a_failed_step_reports_the_error_it_raised_and_only_a_bug_keeps_its_traceback() -> None:
+    def failure():
+        raise dg.Failure(description="training process group failed: rank 1 exited 1.\nFirst traceback, rank 1: ...")
+        yield  # a generator, as the assets are
+
+    def bug():
+        raise KeyError("income")
+        yield
+
+    instance = dg.DagsterInstance.ephemeral()
+    explained, broken = Summary(), Summary()
+    run_unpartitioned(definitions(failure), instance, "model_job", ["model"], explained)
+    run_unpartitioned(definitions(bug), instance, "model_job", ["model"], broken)
+    (refused,) = explained.blocking_failures
+    assert refused.line() == "model_job step model: training process group failed: rank 1 exited 1."
+    assert refused.traceback == "First traceback, rank 1: ..."
+    (crashed,) = broken.blocking_failures
+    assert crashed.line() == "model_job step model: KeyError: 'income'"
+    assert "Stack Trace" in crashed.traceback and "in bug" in crashed.traceback
+    assert broken.report().count("KeyError: 'income'") == 2  # the reason line, and once above its traceback
