@@ -106,8 +106,10 @@ def processes_only_in_integration_tests(request: pytest.FixtureRequest, monkeypa
 
 
 # Programs a library runs once per machine to fill its own cache, whichever test imports it first: matplotlib
-# (imported by torchmetrics) lists the system fonts with fc-list when ~/.cache/matplotlib has no font list yet.
-LIBRARY_CACHE_PROGRAMS = frozenset({"fc-list"})
+# (imported by torchmetrics) lists the system fonts with fc-list when ~/.cache/matplotlib has no font list yet;
+# joblib's loky asks lscpu for the physical cores once per process (cached) when scikit-learn's boosted trees
+# size their OpenMP threads (the training set's multivariate leakage check).
+LIBRARY_CACHE_PROGRAMS = frozenset({"fc-list", "lscpu"})
 
 
 def _library_cache_program(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:

@@ -15,6 +15,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 from sklearn.metrics import (
     accuracy_score,
@@ -27,7 +28,7 @@ from sklearn.metrics import (
 
 from ml_assets.data.features import featurize
 from ml_assets.data.splits import split_by_time
-from ml_assets.dataset import DatasetSpec, demo_data_path
+from ml_assets.dataset import DatasetSpec, SpecError, demo_data_path, load_spec
 from ml_assets.model import gates
 from ml_assets.model.assets import BaselineConfig, fit_baseline
 from ml_assets.model.bundle import TabularModel
@@ -341,10 +342,23 @@ def test_slice_quality_names_the_worst_slice(scores):
     biased = gates.slice_quality(make_evaluation(scores["biased"], scores["good"]), TH)
     assert not biased.passed and "sex=Female" in biased.details["failing_slices"]
     assert biased.observed < TH.slice_floor
-    none = gates.slice_quality(
-        make_evaluation(scores["good"], scores["good"]), TH.model_copy(update={"slice_min_size": 10**6})
+
+def test_slice_quality_with_no_slice_large_enough_fails_saying_it_could_not_judge(scores):
+    """It used to pass "with nothing to judge"; now it fails, naming why, unless the spec allows a skip, and a
+    skip is never a pass."""
+    huge = TH.model_copy(update={"slice_min_size": 10**6})
+    none = gates.slice_quality(make_evaluation(scores["good"], scores["good"]), huge)
+    assert not none.passed and not none.judged and none.blocks and none.verdict == "FAIL (could not judge)"
+    assert none.description.startswith("could not judge: no slice has 1000000+ rows with a defined roc_auc (")
+    assert "sex=Female (" in none.description and "counts as failed" in none.description
+    allowed = gates.slice_quality(
+        make_evaluation(scores["good"], scores["good"]), huge.model_copy(update={"may_skip": ["slice_quality"]})
     )
-    assert none.passed and none.observed == "no slice judged"
+    assert allowed.skipped and not allowed.passed and not allowed.blocks
+    assert "skipped, as the spec allows (gates.may_skip)" in allowed.description
+    unsliced = replace(scores["good"], slices=[])
+    nothing = gates.slice_quality(make_evaluation(unsliced, unsliced), TH)
+    assert not nothing.passed and "names no sensitive column or band" in nothing.description
 
 
 def test_fairness_gate_fails_the_biased_model_on_sex(scores):
@@ -373,15 +387,20 @@ def test_every_gate_reports_observed_threshold_and_comparison(scores):
     assert gates.failed_gates(outcomes) == ["beats_baseline", "blessed_against_champion", "slice_quality"]
 
 
-def test_thresholds_come_from_the_spec_gates_mapping(spec):
+def test_thresholds_come_from_the_spec_gates_section_typed_when_it_loads(spec, tmp_path):
     plain = DatasetSpec.model_validate(spec.model_dump() | {"gates": {}})
     assert gates.thresholds_for(plain) == gates.GateThresholds()
-    assert gates.thresholds_for(spec).absolute_floor == spec.gates["absolute_floor"] == 0.85  # the shipped Adult spec
+    assert gates.thresholds_for(spec).absolute_floor == spec.gates.absolute_floor == 0.85  # the shipped Adult spec
     custom = DatasetSpec.model_validate(spec.model_dump() | {"gates": {"absolute_floor": 0.8}})
     assert gates.thresholds_for(custom).absolute_floor == 0.8
-    broken = DatasetSpec.model_validate(spec.model_dump() | {"gates": {"absolute_flor": 0.85}})
-    with pytest.raises(gates.GateConfigError, match=r"(?s)adult.*absolute_flor"):
-        gates.thresholds_for(broken)
+    # a misspelt threshold is refused when the spec loads (it used to surface only when the gates first ran)
+    broken = tmp_path / "adult.yaml"
+    broken.write_text(yaml.safe_dump(spec.model_dump(mode="json") | {"gates": {"absolute_flor": 0.85}}))
+    with pytest.raises(SpecError, match=r"(?s)adult.yaml is invalid.*gates.absolute_flor"):
+        load_spec(broken)
+    unknown = spec.model_dump() | {"gates": {"acknowledged_too_good": {"reason": "checked", "features": ["nope"]}}}
+    with pytest.raises(ValueError, match=r"acknowledged_too_good names \['nope'\], which are not feature columns"):
+        DatasetSpec.model_validate(unknown)
 
 
 # ---- what a person reads ---------------------------------------------------------------------------------
@@ -421,6 +440,8 @@ def test_a_sensitive_band_is_judged_by_the_fairness_gate_and_small_groups_are_na
 
     lonely = score_model(models["good"], "adult-test:good", banded, test, min_group_size=len(test) // 2)
     out = gates.fairness(make_evaluation(lonely, lonely), TH)
+    assert not out.passed and not out.judged  # no attribute had two groups to compare: it could not judge
+    assert out.description.startswith("could not judge: no sensitive attribute has two groups large enough")
     reason = out.details["race_not_judged"]
     assert reason.startswith("fewer than two groups to compare: judged White (") and "Black (" in reason
     assert "race_demographic_parity_difference" not in out.details  # no NaN figure where nothing was judged

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import bentoml.models  # noqa: F401  first imported at collection: it runs ldconfig (trio), which a fast test may not
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,8 +23,8 @@ from ml_assets.data.approval import build_approved_training_set
 from ml_assets.data.features import featurize
 from ml_assets.data.splits import WINDOW_END, split_by_time
 from ml_assets.data.training_checks import build_training_set_checks
-from ml_assets.dataset import DatasetSpec, demo_data_path
-from ml_assets.model.assets import BaselineConfig, baseline_name, classifier_name, fit_baseline
+from ml_assets.dataset import DatasetSpec, GateThresholds, demo_data_path
+from ml_assets.model.assets import BaselineConfig, baseline_name, classifier_name, decide, fit_baseline
 from ml_assets.model.bundle import ModelRef, TabularModel
 from ml_assets.model.champion import build_champion_model, rollback_run_config
 from ml_assets.model.evaluation import Evaluation
@@ -38,11 +39,14 @@ ROWS = 6000
 # This suite shares 2 CPU cores with other work, so one-row latency is noise-bound here; the e2e runs give the
 # latency gate a budget it cannot miss by accident (its logic is unit-tested in test_evaluation.py).
 CI_GATES = {"max_p99_ms": 5000.0, "min_rows_per_s": 10.0}
+# 6,000 rows leave about 1,200 validation rows, where the max-F1 decision threshold falls near 0.25: there Adult's
+# 0.2 base-rate gap between sexes shows as a demographic parity gap near 0.31 (0.24 on the demo's full window).
+CI_GATES["max_demographic_parity_difference"] = 0.35
 
 
 @pytest.fixture(scope="module")
 def spec(adult_spec: DatasetSpec) -> DatasetSpec:
-    return pinned(adult_spec, gates=CI_GATES)
+    return pinned(adult_spec, gates=GateThresholds(**CI_GATES))
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +75,13 @@ def _relabelled(spec: DatasetSpec, ts: pd.DataFrame, labels: np.ndarray) -> pd.D
 
 @pytest.fixture(scope="module")
 def models(spec, training_set) -> dict[str, TabularModel]:
-    """Real fitted models (fitted once per module, saved into a fresh store per test)."""
+    """Real fitted models (fitted once per module, saved into a fresh store per test), each with its decision
+    threshold chosen on the validation rows as the model assets choose it."""
     y = training_set.loc[training_set["split"] == "train", spec.label_column].to_numpy()
     women = (training_set.loc[training_set["split"] == "train", "sex"] == "Female").to_numpy()
     rng = np.random.default_rng(3)
-    return {
+    validation = training_set[training_set["split"] == "validation"]
+    fitted = {
         "baseline": fit_baseline(spec, training_set, BaselineConfig(regularization_c=1e-4, max_iter=500)),
         "good": fit_baseline(spec, training_set, BaselineConfig(regularization_c=1.0, max_iter=500)),
         "good_v2": fit_baseline(spec, training_set, BaselineConfig(regularization_c=0.3, max_iter=500)),
@@ -86,6 +92,9 @@ def models(spec, training_set) -> dict[str, TabularModel]:
             spec, _relabelled(spec, training_set, np.where(women, 0, y)), BaselineConfig(max_iter=500)
         ),
     }
+    for model in fitted.values():
+        decide(spec, model, validation, "test")
+    return fitted
 
 
 class Pipeline:
@@ -214,7 +223,8 @@ def test_first_good_candidate_is_promoted_on_the_floor_alone(pipeline):
 @pytest.mark.parametrize(
     ("bad", "failing"),
     [
-        ("shuffled", {"beats_baseline", "blessed_against_champion", "slice_quality"}),
+        # shuffled labels: its max-F1 threshold on validation predicts positive for nearly every row (degenerate)
+        ("shuffled", {"beats_baseline", "blessed_against_champion", "slice_quality", "predicts_both_classes"}),
         ("biased", {"beats_baseline", "blessed_against_champion", "fairness"}),
     ],
 )
