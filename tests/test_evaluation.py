@@ -343,6 +343,7 @@ def test_slice_quality_names_the_worst_slice(scores):
     assert not biased.passed and "sex=Female" in biased.details["failing_slices"]
     assert biased.observed < TH.slice_floor
 
+
 def test_slice_quality_with_no_slice_large_enough_fails_saying_it_could_not_judge(scores):
     """It used to pass "with nothing to judge"; now it fails, naming why, unless the spec allows a skip, and a
     skip is never a pass."""
