@@ -16,14 +16,16 @@ import bentoml.models  # noqa: F401  first imported at collection: it runs ldcon
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, FilesystemIOManager, Output, asset, materialize
+from dagster import AssetCheckKey, AssetKey, DagsterInstance, FilesystemIOManager, Output, asset, materialize
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ml_assets.data.approval import build_approved_training_set
 from ml_assets.data.features import featurize
 from ml_assets.data.splits import WINDOW_END, split_by_time
 from ml_assets.data.training_checks import build_training_set_checks
-from ml_assets.dataset import DatasetSpec, GateThresholds, demo_data_path
+from ml_assets.dataset import AcknowledgedScore, DatasetSpec, GateThresholds, demo_data_path
+from ml_assets.event_log import latest_check_evaluations
 from ml_assets.model.assets import BaselineConfig, baseline_name, classifier_name, decide, fit_baseline
 from ml_assets.model.bundle import ModelRef, TabularModel
 from ml_assets.model.champion import build_champion_model, rollback_run_config
@@ -101,6 +103,7 @@ class Pipeline:
     """One isolated deployment: its own BentoML store, DuckDB warehouse, pickle storage and Dagster instance."""
 
     def __init__(self, tmp_path, monkeypatch, spec, training_set, window_end, models):
+        tmp_path.mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv("BENTOML_DO_NOT_TRACK", "true")
         monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
         monkeypatch.setenv("ML_ASSETS_HOME", str(tmp_path / "home"))
@@ -281,3 +284,91 @@ def test_second_promotion_retires_the_champion_and_rollback_restores_it_and_a_st
     alone = pipeline.materialize(["champion_model"])
     assert not alone.success and pipeline.champions()[0] == first
     assert "stale model_evaluation" in failure_message(alone) and pipeline.candidate_tag in failure_message(alone)
+
+
+def gated(spec: DatasetSpec, **changes) -> DatasetSpec:
+    """``spec`` with its gate thresholds changed."""
+    return spec.model_copy(update={"gates": spec.gates.model_copy(update=changes)})
+
+
+def test_every_result_is_one_line_with_failed_ones_first(pipeline):
+    result = pipeline.run(pipeline.save("shuffled"))
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == set(GATE_NAMES)
+    assert all(e.description and "\n" not in e.description for e in evaluations)
+    verdicts = [e.passed for e in evaluations]
+    assert verdicts == sorted(verdicts) and not verdicts[0] and verdicts[-1]  # every failure before every pass
+    degenerate = next(e for e in evaluations if e.check_name == "predicts_both_classes")
+    assert degenerate.description.startswith("degenerate model: the candidate predicts positive for")
+
+
+def test_a_score_too_good_to_be_true_blocks_promotion_until_the_spec_acknowledges_its_features(
+    tmp_path, monkeypatch, spec, training_set, window_end, models
+):
+    """A limit under what the good Adult candidate scores (ROC AUC ~0.89) stands in for a leak: the gate names the
+    features carrying the score; once the spec acknowledges exactly those, the same candidate is promoted."""
+    strict = gated(spec, too_good=0.85)
+    blocked = Pipeline(tmp_path / "blocked", monkeypatch, strict, training_set, window_end, models)
+    tag = blocked.save("good")
+    result = blocked.run(tag)
+    assert not result.success and checks(result)["plausible_score"] is False
+    assert {name for name, ok in checks(result).items() if not ok} == {"plausible_score"}
+    meta = check_metadata(result, "plausible_score")
+    carriers = meta["carrying_features"].split(", ")
+    assert carriers and set(carriers) <= set(spec.numeric_features + spec.categorical_features)
+    message = next(e for e in result.get_asset_check_evaluations() if e.check_name == "plausible_score").description
+    assert message.startswith("too good to be true: test ROC AUC 0.8") and f"'{carriers[0]}' (AUC drop" in message
+    assert "champion_model" not in materialized(result) and blocked.champions() == []
+    alone = blocked.materialize(["champion_model"])
+    assert not alone.success and "plausible_score" in failure_message(alone)
+
+    ack = AcknowledgedScore(reason="Adult scores 0.89 honestly (checked against the literature)", features=carriers)
+    acknowledged = gated(strict, acknowledged_too_good=ack)
+    promoted = Pipeline(tmp_path / "acknowledged", monkeypatch, acknowledged, training_set, window_end, models)
+    tag = promoted.save("good")
+    result = promoted.run(tag)
+    assert result.success, checks(result)
+    assert promoted.champions() == [tag]
+    meta = check_metadata(result, "plausible_score")
+    assert meta["acknowledged_features"] == ", ".join(carriers)
+    assert "acknowledged in the spec (Adult scores 0.89 honestly" in next(
+        e.description for e in result.get_asset_check_evaluations() if e.check_name == "plausible_score"
+    )
+
+
+def test_gates_with_nothing_to_judge_fail_unless_the_spec_lets_them_skip_and_a_skip_is_never_a_pass(
+    tmp_path, monkeypatch, spec, training_set, window_end, models
+):
+    """No slice or group is large enough: slice_quality and fairness could not judge. By default that fails and
+    blocks the promotion; with gates.may_skip their results are not emitted, so Dagster records the checks as planned
+    and never evaluated (the UI: skipped), the reason is in the evaluation's metadata, and the champion is promoted."""
+    unjudgeable = gated(spec, slice_min_size=10**6)
+    strict = Pipeline(tmp_path / "strict", monkeypatch, unjudgeable, training_set, window_end, models)
+    result = strict.run(strict.save("good"))
+    assert not result.success
+    assert {name for name, ok in checks(result).items() if not ok} == {"slice_quality", "fairness"}
+    descriptions = {e.check_name: e.description for e in result.get_asset_check_evaluations()}
+    assert descriptions["slice_quality"].startswith("could not judge: no slice has 1000000+ rows")
+    assert descriptions["fairness"].startswith("could not judge: no sensitive attribute has two groups")
+    assert "counts as failed (list it under gates.may_skip to allow a skip)" in descriptions["fairness"]
+    assert strict.champions() == []
+
+    lenient = gated(unjudgeable, may_skip=["slice_quality", "fairness"])
+    skipping = Pipeline(tmp_path / "skipping", monkeypatch, lenient, training_set, window_end, models)
+    tag = skipping.save("good")
+    result = skipping.run(tag)
+    assert result.success, checks(result)
+    assert set(checks(result)) == set(GATE_NAMES) - {"slice_quality", "fairness"}  # no result: not a pass
+    assert all(checks(result).values()) and skipping.champions() == [tag]
+    evaluation = AssetKey("model_evaluation")
+    latest = latest_check_evaluations(skipping.instance, evaluation, ["slice_quality", "fairness", "beats_baseline"])
+    assert latest["slice_quality"] is None and latest["fairness"] is None and latest["beats_baseline"].passed
+    planned = skipping.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [AssetCheckKey(evaluation, "fairness")]
+    )[AssetCheckKey(evaluation, "fairness")]
+    assert planned.status == AssetCheckExecutionRecordStatus.PLANNED  # its run succeeded: the UI shows it skipped
+    meta = result.asset_materializations_for_node("model_evaluation")[0].metadata
+    assert "slice_quality: could not judge" in meta["gates_not_judged"].value
+    assert "fairness: could not judge" in meta["gates_not_judged"].value
+    why = result.asset_materializations_for_node("champion_model")[0].metadata["why"].value
+    assert "passed all 6 gates" in why and "skipped as the spec allows: slice_quality, fairness" in why
