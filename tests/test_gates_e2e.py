@@ -26,12 +26,20 @@ from ml_assets.data.splits import WINDOW_END, split_by_time
 from ml_assets.data.training_checks import build_training_set_checks
 from ml_assets.dataset import AcknowledgedScore, DatasetSpec, GateThresholds, demo_data_path
 from ml_assets.event_log import latest_check_evaluations
-from ml_assets.model.assets import BaselineConfig, baseline_name, classifier_name, decide, fit_baseline
+from ml_assets.model.assets import (
+    BaselineConfig,
+    baseline_name,
+    build_model_assets,
+    classifier_name,
+    decide,
+    fit_baseline,
+)
 from ml_assets.model.bundle import ModelRef, TabularModel
 from ml_assets.model.champion import build_champion_model, rollback_run_config
 from ml_assets.model.evaluation import Evaluation
 from ml_assets.model.evaluation_asset import build_model_evaluation
 from ml_assets.model.gates import GATE_NAMES
+from ml_assets.model.refs import load_stored
 from ml_assets.model.registry import champion_history
 from ml_assets.partitions import training_set_partitions
 from resources.model_store import ModelStore
@@ -372,3 +380,22 @@ def test_gates_with_nothing_to_judge_fail_unless_the_spec_lets_them_skip_and_a_s
     assert "fairness: could not judge" in meta["gates_not_judged"].value
     why = result.asset_materializations_for_node("champion_model")[0].metadata["why"].value
     assert "passed all 6 gates" in why and "skipped as the spec allows: slice_quality, fairness" in why
+
+
+def test_the_baseline_asset_chooses_its_threshold_on_validation_and_stores_it_with_the_model(pipeline, spec):
+    """The real baseline_model asset: its threshold is the spec's policy (max F1) on the validation rows, in the
+    stored model (what evaluation, the Bento and batch scoring load) and in its lineage and metadata."""
+    baseline = build_model_assets(spec)[0]
+    result = materialize(
+        [*pipeline.training_set, pipeline.approved, baseline],
+        selection=["approved_training_set", "baseline_model"],
+        resources=pipeline.resources,
+        instance=pipeline.instance,
+    )
+    meta = result.asset_materializations_for_node("baseline_model")[0].metadata
+    tag, threshold = meta["model_tag"].value, meta["decision_threshold"].value
+    assert load_stored(pipeline.store, tag).threshold == threshold != 0.5
+    assert meta["decision"].value.startswith(f"decision threshold {threshold:.4g} (the highest F1): on ")
+    lineage = pipeline.store.info(tag)["metadata"]["decision"]
+    assert lineage["threshold"] == threshold and lineage["policy"] == "max_f1" and lineage["met"]
+    assert 0 < lineage["predicted_positive_rate"] < 1 and lineage["rows"] > 0
