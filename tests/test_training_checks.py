@@ -317,13 +317,18 @@ def test_a_pair_of_columns_that_rebuilds_the_label_fails_the_multivariate_check_
     assert table[4].startswith("| noise |")
 
 
-def test_the_multivariate_check_says_when_it_cannot_judge(spec: DatasetSpec, clean: pd.DataFrame) -> None:
-    """A train split of one label leaves nothing to fit: the check fails saying so (class_balance says why)."""
+def test_the_leakage_checks_say_when_they_cannot_judge(spec: DatasetSpec, clean: pd.DataFrame) -> None:
+    """A train split of one label leaves nothing to judge: both checks fail saying so (class_balance says why);
+    single_feature_leakage used to pass "(not evaluated)"."""
     one = clean.copy()
     one.loc[one[SPLIT] == "train", spec.label_column] = 0
-    r = results(spec, one)["multivariate_leakage"]
+    out = results(spec, one)
+    r = out["multivariate_leakage"]
     assert not r.passed and r.description.startswith("FAILED multivariate_leakage: could not judge:")
     assert "see class_balance" in r.description
+    single = out["single_feature_leakage"]
+    assert not single.passed and single.description.startswith("FAILED single_feature_leakage: could not judge:")
+    assert not out["class_balance"].passed
 
 
 def test_validation_of_one_label_is_replaced_by_the_newest_train_rows() -> None:

@@ -204,7 +204,8 @@ def label_purity(spec: DatasetSpec, train: pd.DataFrame, purity: float) -> dict[
 
 def check_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
     """No single feature gives the label away on the labeled train rows: neither by its ROC AUC alone
-    (>= spec.training.leakage_auc) nor by values that fix the label on a large share of rows (label purity)."""
+    (>= spec.training.leakage_auc) nor by values that fix the label on a large share of rows (label purity). A train
+    split without both labels cannot be judged: the check fails, saying so."""
     cfg = spec.training
     limit, purity, share = cfg.leakage_auc, cfg.leakage_purity, cfg.leakage_share
     train = spec.labeled(ts[ts[SPLIT] == "train"])
@@ -213,11 +214,12 @@ def check_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
         f"carry one label on >= {purity:g} of their rows cover >= {share:g} of them"
     )
     if train[spec.label_column].nunique() < 2:
-        return _result(
+        why = f"could not judge: the train split has {len(train)} labeled rows and fewer than two labels"
+        return _result(  # a check that could not judge is not a pass (class_balance fails too, saying why)
             "single_feature_leakage",
-            True,
-            f"PASSED (not evaluated): the train split has {len(train)} labeled rows and fewer than two classes",
-            {"rule": rule, "note": "not evaluated: train split has one class or none (see class_balance)"},
+            False,
+            f"FAILED single_feature_leakage: {why} (see class_balance)",
+            {"rule": rule, "note": why},
         )
     if len(train) > LEAKAGE_ROWS:  # an AUC near the limit is estimated well from a fixed sample
         train = train.sample(LEAKAGE_ROWS, random_state=0)
