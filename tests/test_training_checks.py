@@ -379,6 +379,7 @@ def test_approved_training_set_refuses_a_window_with_a_joint_leak(tmp_path) -> N
     verdicts = {e.check_name: e for e in cut.get_asset_check_evaluations()}
     assert not verdicts["multivariate_leakage"].passed and verdicts["single_feature_leakage"].passed
     assert next(iter(verdicts)) == "multivariate_leakage"  # failed results first
+    assert all(e.description and "\n" not in e.description for e in verdicts.values())
     refused = dg.materialize(
         [training_set_asset, checks, approved],
         selection=["approved_training_set"],

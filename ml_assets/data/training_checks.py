@@ -92,7 +92,7 @@ def _result(name: str, passed: bool, description: str, metadata: dict[str, Any],
         check_name=name,
         passed=bool(passed),
         severity=dg.AssetCheckSeverity.WARN if warn else dg.AssetCheckSeverity.ERROR,
-        description=description,
+        description=" ".join(description.split()),  # one line, whatever a category value holds
         metadata=metadata,
     )
 
