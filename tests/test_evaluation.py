@@ -545,6 +545,10 @@ def test_a_score_too_good_to_be_true_names_its_features_and_passes_only_once_ack
     only_arr = th.model_copy(update={"acknowledged_too_good": AcknowledgedScore(reason="checked", features=["arr"])})
     partly = gates.plausible_score(ev, only_arr)
     assert not partly.passed and "the spec acknowledges only arr" in partly.description
+    # two copies of one leak stand in for each other: no single shuffle costs anything, nothing can be acknowledged
+    redundant = gates.plausible_score(make_evaluation(replace(scored, carriers=()), scored), both)
+    assert not redundant.passed and "no single feature carries it" in redundant.description
+    assert "raise gates.too_good above it" in redundant.description
 
     # an honest Adult model is far from the limit: nothing measured, nothing to acknowledge
     _, adult_test = data

@@ -357,7 +357,7 @@ def predicts_both_classes(ev: Evaluation, th: GateThresholds) -> GateOutcome:
     predicted = ev.candidate.metrics.get("positive_rate", math.nan)
     ratio = th.min_prediction_ratio
     need_pos, need_neg = ratio * actual, ratio * (1 - actual)
-    comparison = "predicted positive rate >= ratio x actual, and predicted negative rate >= ratio x actual"
+    comparison = "predicted positive rate >= ratio x actual positive rate, and the same for negatives"
     threshold = f"positive >= {need_pos:.2%}, negative >= {need_neg:.2%} of rows"
     if math.isnan(actual) or math.isnan(predicted):
         return GateOutcome(
@@ -411,13 +411,16 @@ def plausible_score(ev: Evaluation, th: GateThresholds) -> GateOutcome:
             PLAUSIBLE_SCORE, True, auc, th.too_good, comparison, f"test ROC AUC {_fmt(auc)} <= {th.too_good}"
         )
     carriers = ev.candidate.carriers
-    named = [c.feature for c in carriers] if carriers is not None else None
-    carried = (
-        "carried by " + ", ".join(f"{c.feature!r} (AUC drop {c.auc_drop:.3f} when shuffled)" for c in carriers)
-        if carriers
-        else "the features carrying it were not measured"
-    )
-    details: dict[str, Any] = {"carrying_features": ", ".join(named or []) or "unknown"}
+    named = [c.feature for c in carriers] if carriers else []
+    if carriers:
+        carried = "carried by " + ", ".join(
+            f"{c.feature!r} (AUC drop {c.auc_drop:.3f} when shuffled)" for c in carriers
+        )
+    elif carriers is None:
+        carried = "the features carrying it were not measured"
+    else:  # shuffling any one feature costs next to nothing: copies of the same signal stand in for each other
+        carried = "no single feature carries it (the score survives shuffling any one: redundant features)"
+    details: dict[str, Any] = {"carrying_features": ", ".join(named) or "none found"}
     ack = th.acknowledged_too_good
     if ack is not None and named and set(named) <= set(ack.features):
         return GateOutcome(
@@ -429,11 +432,15 @@ def plausible_score(ev: Evaluation, th: GateThresholds) -> GateOutcome:
             f"test ROC AUC {_fmt(auc)} > {th.too_good}, {carried}: acknowledged in the spec ({ack.reason})",
             details | {"acknowledged_features": ", ".join(ack.features), "acknowledged_reason": ack.reason},
         )
-    features = ", ".join(named or ["<feature>"])
-    if ack is not None:
+    if not named:
+        why = "if it is real, raise gates.too_good above it (no feature to acknowledge was found)"
+    elif ack is not None:
         why = f"the spec acknowledges only {', '.join(ack.features)}"
     else:
-        why = f"if it is real, acknowledge it in the spec: gates.acknowledged_too_good: {{reason: ..., features: [{features}]}}"
+        why = (
+            "if it is real, acknowledge it in the spec: gates.acknowledged_too_good: "
+            f"{{reason: ..., features: [{', '.join(named)}]}}"
+        )
     return GateOutcome(
         PLAUSIBLE_SCORE,
         False,
