@@ -23,7 +23,7 @@ import pandas as pd
 
 from ml_assets import markdown
 from ml_assets.automation import with_its_asset
-from ml_assets.data.leakage import joint_leakage
+from ml_assets.data.leakage import FITTED_ROWS, joint_leakage
 from ml_assets.data.splits import SPLIT, SPLITS
 from ml_assets.dataset import DatasetSpec
 
@@ -295,7 +295,7 @@ def check_joint_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckRes
             "multivariate_leakage", False, f"FAILED multivariate_leakage: {why}", {"rule": rule, "note": why}
         )
     found = joint_leakage(spec, fit, scoring, limit)
-    singles = pd.Series(single_feature_auc(spec, fit.sample(min(len(fit), LEAKAGE_ROWS), random_state=0)))
+    singles = pd.Series(single_feature_auc(spec, fit.sample(min(len(fit), FITTED_ROWS), random_state=0)))
     single = f"the best single feature {singles.idxmax()!r} scores {singles.max():.3f}"
     importance = pd.DataFrame(
         [{"feature": d.feature, "auc_drop_when_shuffled": d.auc_drop} for d in found.importance[:TOP_FEATURES]]
@@ -321,17 +321,18 @@ def check_joint_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckRes
             metadata,
         )
     names = ", ".join(repr(f) for f in found.carriers)
-    alone = (
-        f"{names} alone score {found.carriers_auc:.4f}"
-        if found.carriers_auc is not None
-        else f"it relies most on {names}"
-    )
+    if found.carriers_auc is not None:
+        alone = f"{names} alone score{'s' if len(found.carriers) == 1 else ''} {found.carriers_auc:.4f}"
+    elif names:
+        alone = f"it relies most on {names}"
+    else:  # shuffling any one feature costs nothing: copies of the same signal stand in for each other
+        alone = "no few features rebuild it alone (redundant features carry it together)"
     return _result(
         "multivariate_leakage",
         False,
         f"FAILED multivariate_leakage: {found.learner} fitted on the train rows scores ROC AUC {found.roc_auc:.4f} on "
-        f"{scored_on} (limit {limit}), while {single}: {alone}; features that rebuild the label together are usually "
-        "the label in disguise (say an arrival time beside its scheduled time) or an outcome recorded after it",
+        f"{scored_on} (limit {limit}), while {single}: {alone}; features that rebuild the label are usually the label "
+        "in disguise (say an arrival time beside its scheduled time) or an outcome recorded after it",
         metadata | {"carrying_features": ", ".join(found.carriers)},
     )
 
