@@ -275,6 +275,14 @@ class TrainingWindow(BaseModel):
         (0.05, 0.95), description="each split's positive rate (labeled rows) must be within [low, high]"
     )
     leakage_auc: float = Field(0.95, description="a single feature scoring this ROC AUC alone is leakage")
+    joint_leakage_auc: float = Field(
+        0.99,
+        gt=0.5,
+        le=1.0,
+        description="small models fitted on all features of the train rows (a logistic regression and shallow "
+        "boosted trees) scoring this ROC AUC on later rows is leakage that no single column shows (honest data "
+        "stays far below: about 0.92 on Adult, 0.75 on COMPAS, 0.67 on Minneapolis stops)",
+    )
     leakage_purity: float = Field(
         0.99, gt=0.5, le=1.0, description="a feature value whose rows carry one label this often fixes the label"
     )
@@ -382,6 +390,135 @@ class CandidateSearch(BaseModel):
     space: SearchSpace = Field(SearchSpace(), description="the values trials are drawn from")
 
 
+PrimaryMetric = Literal["roc_auc", "pr_auc", "accuracy", "f1", "log_loss", "brier", "ece"]
+# Metrics where a smaller value is better; every other metric is better when larger.
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
+# Gates that can find nothing to judge (no sensitive column, no slice or group large enough); by default such a gate
+# fails, and the spec may allow it to be skipped instead (never recorded as passed).
+SkippableGate = Literal["slice_quality", "fairness"]
+
+
+class AcknowledgedScore(BaseModel):
+    """A person's word that a test score above ``gates.too_good`` is real, naming the features that carry it.
+
+    The acknowledgment holds only while the score is carried by these features: a new leak elsewhere blocks again.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str = Field(min_length=1, description="why the score is real (who checked what, and when)")
+    features: list[str] = Field(
+        min_length=1, description="the feature columns acknowledged to carry the score (as the gate names them)"
+    )
+
+
+class GateThresholds(BaseModel):
+    """Every bar a candidate must clear to become champion. Defaults fit a binary tabular classifier judged by ROC AUC.
+
+    The fairness limits are deliberately not tighter than the data allows: in UCI Adult the base rate of the
+    positive label differs by about 0.2 between sexes, so a calibrated model shows a demographic parity gap of
+    that size; a model that learned to ignore one group's positives shows equalized-odds gaps above 0.5.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    primary_metric: PrimaryMetric = Field("roc_auc", description="the metric the gates compare models by")
+    baseline_margin: float = Field(0.0, ge=0.0, description="candidate must beat the baseline by this much")
+    absolute_floor: float = Field(
+        0.70, description="TFX GenericValueThreshold: the primary metric's bound (a ceiling if lower is better)"
+    )
+    champion_tolerance: float = Field(
+        0.01, ge=0.0, description="TFX GenericChangeThreshold: how much worse than the champion is tolerated"
+    )
+    slice_min_size: int = Field(200, ge=1, description="slices and fairness groups smaller than this are not judged")
+    slice_floor: float = Field(0.65, description="primary metric every judged slice must reach")
+    max_demographic_parity_difference: float = Field(
+        0.25, ge=0.0, le=1.0, description="fairness: largest gap in predicted positive rate between groups"
+    )
+    max_equalized_odds_difference: float = Field(
+        0.30, ge=0.0, le=1.0, description="fairness: largest gap in true or false positive rate between groups"
+    )
+    max_p99_ms: float = Field(
+        100.0, gt=0.0, description="p99 latency of one-row predict_proba, in-process (leaves room for HTTP)"
+    )
+    min_rows_per_s: float = Field(1000.0, gt=0.0, description="throughput of a 1,000-row batch")
+    too_good: float = Field(
+        0.99,
+        gt=0.5,
+        le=1.0,
+        description="a candidate test ROC AUC above this is too good to be true: promotion waits for "
+        "acknowledged_too_good",
+    )
+    acknowledged_too_good: AcknowledgedScore | None = Field(
+        None, description="a person's acknowledgment of a score above too_good: {reason, features}"
+    )
+    min_prediction_ratio: float = Field(
+        0.1,
+        gt=0.0,
+        le=1.0,
+        description="degenerate model: the candidate must predict each class for at least this fraction of the "
+        "test rows that truly hold it (predicted positive rate >= ratio x actual positive rate; the same for "
+        "negatives)",
+    )
+    may_skip: list[SkippableGate] = Field(
+        default_factory=list,
+        description="gates that may be skipped (shown as not executed) when they find nothing to judge; any other "
+        "gate that cannot judge fails",
+    )
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.primary_metric not in LOWER_IS_BETTER
+
+
+class DecisionCosts(BaseModel):
+    """What each kind of wrong decision costs, in any one unit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fp: float = Field(ge=0.0, description="cost of a false positive")
+    fn: float = Field(ge=0.0, description="cost of a false negative")
+
+    @model_validator(mode="after")
+    def _some_cost(self) -> DecisionCosts:
+        if self.fp == 0 and self.fn == 0:
+            raise ValueError("decision costs: fp and fn cannot both be 0")
+        return self
+
+
+class DecisionPolicy(BaseModel):
+    """How the decision threshold (probability at or above which a row is predicted positive) is chosen: on the
+    validation split only, then stored with the model, so evaluation, serving, batch scoring and monitoring all
+    decide alike."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: Literal["max_f1", "precision", "recall", "cost"] = Field(
+        "max_f1",
+        description="max_f1: the threshold of the highest F1; precision: the most recall whose precision reaches "
+        "target; recall: the most precision whose recall reaches target; cost: the least fp x costs.fp + "
+        "fn x costs.fn",
+    )
+    target: float | None = Field(None, gt=0.0, le=1.0, description="the precision or recall to reach")
+    costs: DecisionCosts | None = Field(None, description="costs of errors, for policy cost: {fp, fn}")
+
+    @model_validator(mode="after")
+    def _complete(self) -> DecisionPolicy:
+        needs_target = self.policy in ("precision", "recall")
+        if needs_target != (self.target is not None):
+            raise ValueError(
+                f"decision: policy {self.policy!r} "
+                + ("needs a target (e.g. target: 0.8)" if needs_target else "takes no target")
+            )
+        if (self.policy == "cost") != (self.costs is not None):
+            raise ValueError(
+                "decision: policy 'cost' needs costs: {fp: ..., fn: ...}"
+                if self.policy == "cost"
+                else f"decision: policy {self.policy!r} takes no costs"
+            )
+        return self
+
+
 class DatasetSpec(BaseModel):
     """A tabular dataset: its columns with roles and rules, partitioning and training window."""
 
@@ -417,8 +554,11 @@ class DatasetSpec(BaseModel):
         None, description="the real demo rows: a CSV (gzip allowed) or Parquet file, path relative to the spec"
     )
     search: CandidateSearch = Field(CandidateSearch(), description="the candidate's budgeted search")
-    gates: dict[str, Any] = Field(
-        default_factory=dict, description="overrides of the model gate thresholds (ml_assets.model.gates)"
+    gates: GateThresholds = Field(
+        GateThresholds(), description="the model gates' thresholds (ml_assets.model.gates): what may be promoted"
+    )
+    decision: DecisionPolicy = Field(
+        DecisionPolicy(), description="how the decision threshold is chosen on the validation split"
     )
     _path: Path | None = PrivateAttr(None)
 
@@ -456,6 +596,14 @@ class DatasetSpec(BaseModel):
                 raise ValueError(f"band {band.name!r} clashes with a column name")
         if not self.feature_columns:
             raise ValueError("the spec has no feature columns")
+        return self
+
+    @model_validator(mode="after")
+    def _acknowledged_features_exist(self) -> DatasetSpec:
+        ack = self.gates.acknowledged_too_good
+        unknown = [f for f in ack.features if f not in {c.name for c in self.feature_columns}] if ack else []
+        if unknown:
+            raise ValueError(f"gates.acknowledged_too_good names {unknown}, which are not feature columns")
         return self
 
     # ---- lookups -------------------------------------------------------------------------------------

@@ -108,8 +108,9 @@ def processes_only_in_integration_tests(request: pytest.FixtureRequest, monkeypa
 # Programs a library runs to look up what the system has, whichever test imports it first: matplotlib (imported by
 # torchmetrics) lists the system fonts with fc-list when ~/.cache/matplotlib has no font list yet; ctypes'
 # find_library reads the linker cache with `ldconfig -p` (trio does, at import, and httpcore imports trio wherever it
-# is installed: selenium, for the browser test, brings it).
-LIBRARY_CACHE_PROGRAMS = frozenset({"fc-list", "ldconfig"})
+# is installed: selenium, for the browser test, brings it); joblib's loky asks lscpu for the physical cores once per
+# process (cached) when scikit-learn's boosted trees size their OpenMP threads (the multivariate leakage check).
+LIBRARY_CACHE_PROGRAMS = frozenset({"fc-list", "ldconfig", "lscpu"})
 
 
 def _library_cache_program(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:

@@ -15,6 +15,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 from sklearn.metrics import (
     accuracy_score,
@@ -27,7 +28,7 @@ from sklearn.metrics import (
 
 from ml_assets.data.features import featurize
 from ml_assets.data.splits import split_by_time
-from ml_assets.dataset import DatasetSpec, demo_data_path
+from ml_assets.dataset import AcknowledgedScore, DatasetSpec, SpecError, demo_data_path, load_spec
 from ml_assets.model import gates
 from ml_assets.model.assets import BaselineConfig, fit_baseline
 from ml_assets.model.bundle import TabularModel
@@ -51,9 +52,11 @@ from ml_assets.model.evaluation import (
     slice_table,
 )
 from ml_assets.model.plots import calibration_plot, roc_plot
+from tests.test_training_checks import flights, in_window, pair_spec
 
 ROWS = 6000
 WINDOW_END = date(2026, 1, 10)
+TEST_POSITIVE_RATE = 0.24  # Adult's; the degenerate-model gate compares the predicted rate with it
 
 
 # ---- real data and real models ---------------------------------------------------------------------------
@@ -122,11 +125,12 @@ def scores(spec, data, models):
 
 
 def make_evaluation(cand: ModelScores, base: ModelScores, champ: ModelScores | None = None) -> Evaluation:
+    rows = int(cand.metrics["rows"])
     return Evaluation(
         spec_name="adult",
         primary_metric="roc_auc",
-        test_rows=int(cand.metrics["rows"]),
-        test_positives=0,
+        test_rows=rows,
+        test_positives=round(rows * TEST_POSITIVE_RATE),
         window_end=str(WINDOW_END),
         candidate=cand,
         baseline=base,
@@ -341,10 +345,24 @@ def test_slice_quality_names_the_worst_slice(scores):
     biased = gates.slice_quality(make_evaluation(scores["biased"], scores["good"]), TH)
     assert not biased.passed and "sex=Female" in biased.details["failing_slices"]
     assert biased.observed < TH.slice_floor
-    none = gates.slice_quality(
-        make_evaluation(scores["good"], scores["good"]), TH.model_copy(update={"slice_min_size": 10**6})
+
+
+def test_slice_quality_with_no_slice_large_enough_fails_saying_it_could_not_judge(scores):
+    """It used to pass "with nothing to judge"; now it fails, naming why, unless the spec allows a skip, and a
+    skip is never a pass."""
+    huge = TH.model_copy(update={"slice_min_size": 10**6})
+    none = gates.slice_quality(make_evaluation(scores["good"], scores["good"]), huge)
+    assert not none.passed and not none.judged and none.blocks and none.verdict == "FAIL (could not judge)"
+    assert none.description.startswith("could not judge: no slice has 1000000+ rows with a defined roc_auc (")
+    assert "sex=Female (" in none.description and "counts as failed" in none.description
+    allowed = gates.slice_quality(
+        make_evaluation(scores["good"], scores["good"]), huge.model_copy(update={"may_skip": ["slice_quality"]})
     )
-    assert none.passed and none.observed == "no slice judged"
+    assert allowed.skipped and not allowed.passed and not allowed.blocks
+    assert "skipped, as the spec allows (gates.may_skip)" in allowed.description
+    unsliced = replace(scores["good"], slices=[])
+    nothing = gates.slice_quality(make_evaluation(unsliced, unsliced), TH)
+    assert not nothing.passed and "names no sensitive column or band" in nothing.description
 
 
 def test_fairness_gate_fails_the_biased_model_on_sex(scores):
@@ -370,18 +388,29 @@ def test_every_gate_reports_observed_threshold_and_comparison(scores):
     assert [o.name for o in outcomes] == list(gates.GATE_NAMES)
     for o in outcomes:
         assert {"observed", "threshold", "comparison"} <= o.metadata().keys()
-    assert gates.failed_gates(outcomes) == ["beats_baseline", "blessed_against_champion", "slice_quality"]
+    # shuffled labels: probabilities near the base rate, so at 0.5 it predicts no positive at all (degenerate)
+    assert gates.failed_gates(outcomes) == [
+        "beats_baseline",
+        "blessed_against_champion",
+        "slice_quality",
+        "predicts_both_classes",
+    ]
 
 
-def test_thresholds_come_from_the_spec_gates_mapping(spec):
+def test_thresholds_come_from_the_spec_gates_section_typed_when_it_loads(spec, tmp_path):
     plain = DatasetSpec.model_validate(spec.model_dump() | {"gates": {}})
     assert gates.thresholds_for(plain) == gates.GateThresholds()
-    assert gates.thresholds_for(spec).absolute_floor == spec.gates["absolute_floor"] == 0.85  # the shipped Adult spec
+    assert gates.thresholds_for(spec).absolute_floor == spec.gates.absolute_floor == 0.85  # the shipped Adult spec
     custom = DatasetSpec.model_validate(spec.model_dump() | {"gates": {"absolute_floor": 0.8}})
     assert gates.thresholds_for(custom).absolute_floor == 0.8
-    broken = DatasetSpec.model_validate(spec.model_dump() | {"gates": {"absolute_flor": 0.85}})
-    with pytest.raises(gates.GateConfigError, match=r"(?s)adult.*absolute_flor"):
-        gates.thresholds_for(broken)
+    # a misspelt threshold is refused when the spec loads (it used to surface only when the gates first ran)
+    broken = tmp_path / "adult.yaml"
+    broken.write_text(yaml.safe_dump(spec.model_dump(mode="json") | {"gates": {"absolute_flor": 0.85}}))
+    with pytest.raises(SpecError, match=r"(?s)adult.yaml is invalid.*gates.absolute_flor"):
+        load_spec(broken)
+    unknown = spec.model_dump() | {"gates": {"acknowledged_too_good": {"reason": "checked", "features": ["nope"]}}}
+    with pytest.raises(ValueError, match=r"acknowledged_too_good names \['nope'\], which are not feature columns"):
+        DatasetSpec.model_validate(unknown)
 
 
 # ---- what a person reads ---------------------------------------------------------------------------------
@@ -421,6 +450,8 @@ def test_a_sensitive_band_is_judged_by_the_fairness_gate_and_small_groups_are_na
 
     lonely = score_model(models["good"], "adult-test:good", banded, test, min_group_size=len(test) // 2)
     out = gates.fairness(make_evaluation(lonely, lonely), TH)
+    assert not out.passed and not out.judged  # no attribute had two groups to compare: it could not judge
+    assert out.description.startswith("could not judge: no sensitive attribute has two groups large enough")
     reason = out.details["race_not_judged"]
     assert reason.startswith("fewer than two groups to compare: judged White (") and "Black (" in reason
     assert "race_demographic_parity_difference" not in out.details  # no NaN figure where nothing was judged
@@ -483,3 +514,60 @@ class _Constant:
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         return np.full(len(frame), self.p)
+
+
+# ---- too good to be true ---------------------------------------------------------------------------------
+def test_a_score_too_good_to_be_true_names_its_features_and_passes_only_once_acknowledged(spec, data, models):
+    """The reproducer's flights: the production baseline rebuilds late = arrival - scheduled >= 15 from the two
+    columns (ROC AUC ~0.9999). The gate blocks it, naming both columns, until the spec acknowledges exactly them."""
+    flights_spec = pair_spec()
+    window = in_window(flights_spec, flights())
+    leaky = fit_baseline(flights_spec, window, BaselineConfig(max_iter=500))
+    test = window[window["split"] == "test"].reset_index(drop=True)
+    th = gates.GateThresholds()
+    scored = score_model(leaky, "flights:leaky", flights_spec, test, 200, operational=False, explain_above=th.too_good)
+    assert scored.metrics["roc_auc"] > 0.999
+    assert {c.feature for c in scored.carriers} == {"arr", "sched_arr"}  # noise carries nothing
+    assert all(c.auc_drop > 0.3 for c in scored.carriers)
+    ev = make_evaluation(scored, scored)
+    out = gates.plausible_score(ev, th)
+    assert not out.passed and out.blocks and out.details["carrying_features"] in ("arr, sched_arr", "sched_arr, arr")
+    assert out.description.startswith(f"too good to be true: test ROC AUC {scored.metrics['roc_auc']:.4f} > 0.99")
+    assert "'arr' (AUC drop" in out.description and "'sched_arr' (AUC drop" in out.description
+    assert "gates.acknowledged_too_good: {reason: ..., features: [" in out.description
+    both = th.model_copy(
+        update={
+            "acknowledged_too_good": AcknowledgedScore(reason="lateness is the product", features=["arr", "sched_arr"])
+        }
+    )
+    acknowledged = gates.plausible_score(ev, both)
+    assert acknowledged.passed and "acknowledged in the spec (lateness is the product)" in acknowledged.description
+    only_arr = th.model_copy(update={"acknowledged_too_good": AcknowledgedScore(reason="checked", features=["arr"])})
+    partly = gates.plausible_score(ev, only_arr)
+    assert not partly.passed and "the spec acknowledges only arr" in partly.description
+    # two copies of one leak stand in for each other: no single shuffle costs anything, nothing can be acknowledged
+    redundant = gates.plausible_score(make_evaluation(replace(scored, carriers=()), scored), both)
+    assert not redundant.passed and "no single feature carries it" in redundant.description
+    assert "raise gates.too_good above it" in redundant.description
+
+    # an honest Adult model is far from the limit: nothing measured, nothing to acknowledge
+    _, adult_test = data
+    honest = score_model(models["good"], "adult:good", spec, adult_test, 200, operational=False, explain_above=0.99)
+    assert honest.carriers is None and gates.plausible_score(make_evaluation(honest, honest), TH).passed
+
+
+def test_every_gate_outcome_is_one_line_and_a_gate_that_could_not_judge_is_never_a_pass(scores):
+    unsliced = replace(scores["good"], slices=[], fairness=[])
+    outcomes = gates.evaluate_gates(make_evaluation(unsliced, scores["shuffled"]), TH)
+    assert all(o.description and "\n" not in o.description for o in outcomes)
+    judged_not = {o.name: o for o in outcomes if not o.judged}
+    assert set(judged_not) == {"slice_quality", "fairness"}
+    assert all(not o.passed and o.blocks and o.verdict == "FAIL (could not judge)" for o in judged_not.values())
+    assert "names no sensitive column" in judged_not["fairness"].description
+    assert set(gates.failed_gates(outcomes)) == {"slice_quality", "fairness"}
+    skipping = TH.model_copy(update={"may_skip": ["fairness", "slice_quality"]})
+    outcomes = gates.evaluate_gates(make_evaluation(unsliced, scores["shuffled"]), skipping)
+    assert gates.failed_gates(outcomes) == [] and gates.skipped_gates(outcomes) == ["slice_quality", "fairness"]
+    assert "skipped (could not judge)" in gates.gate_table(outcomes)
+    with pytest.raises(ValueError, match="only a gate that could not judge is skipped"):
+        gates.GateOutcome("fairness", True, 0.0, 0.0, "", "", skipped=True, judged=False)

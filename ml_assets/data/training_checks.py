@@ -9,7 +9,9 @@ Leakage has two tests, because one misses what the other sees: a feature's ROC A
 for the label), and label purity: a feature value whose rows (nearly) all carry one label, where that label is
 not already that common, "fixes" the label; a feature whose label-fixing values cover a large share of the rows
 is an outcome recorded after the fact (say a "re-offended at all" flag next to "re-offended within two years"),
-even when its AUC stays under the limit because its other values carry no signal.
+even when its AUC stays under the limit because its other values carry no signal. Columns that rebuild the label
+only together (arrival minus scheduled arrival) pass both: ``multivariate_leakage`` fits small models on all
+features at once (``ml_assets.data.leakage``) and names the features they rely on.
 """
 
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ import pandas as pd
 
 from ml_assets import markdown
 from ml_assets.automation import with_its_asset
+from ml_assets.data.leakage import FITTED_ROWS, joint_leakage
 from ml_assets.data.splits import SPLIT, SPLITS
 from ml_assets.dataset import DatasetSpec
 
@@ -30,7 +33,8 @@ LEAKAGE_ROWS = 200_000
 PURITY_MIN_EXPECTED = 10  # a value is called pure only where the other label should have shown this many times
 PURITY_LIFT = 10  # a pure value's other label must be this many times rarer than in all rows
 TOP_FEATURES = 10  # rows of the leakage table
-CHECKS = ("class_balance", "split_overlap", "single_feature_leakage", "feature_drift")
+CHECKS = ("class_balance", "split_overlap", "single_feature_leakage", "multivariate_leakage", "feature_drift")
+HOLDOUT_SHARE = 0.25  # without two labels in validation, the joint check scores the newest quarter of the train rows
 
 
 def psi(expected: pd.Series | np.ndarray, actual: pd.Series | np.ndarray, bins: int = 10) -> float:
@@ -88,7 +92,7 @@ def _result(name: str, passed: bool, description: str, metadata: dict[str, Any],
         check_name=name,
         passed=bool(passed),
         severity=dg.AssetCheckSeverity.WARN if warn else dg.AssetCheckSeverity.ERROR,
-        description=description,
+        description=" ".join(description.split()),  # one line, whatever a category value holds
         metadata=metadata,
     )
 
@@ -219,7 +223,8 @@ def label_purity(spec: DatasetSpec, train: pd.DataFrame, purity: float) -> dict[
 
 def check_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
     """No single feature gives the label away on the labeled train rows: neither by its ROC AUC alone
-    (>= spec.training.leakage_auc) nor by values that fix the label on a large share of rows (label purity)."""
+    (>= spec.training.leakage_auc) nor by values that fix the label on a large share of rows (label purity). A train
+    split without both labels cannot be judged: the check fails, saying so."""
     cfg = spec.training
     limit, purity, share = cfg.leakage_auc, cfg.leakage_purity, cfg.leakage_share
     train = spec.labeled(ts[ts[SPLIT] == "train"])
@@ -228,11 +233,12 @@ def check_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
         f"carry one label on >= {purity:g} of their rows cover >= {share:g} of them"
     )
     if train[spec.label_column].nunique() < 2:
-        return _result(
+        why = f"could not judge: the train split has {len(train)} labeled rows and fewer than two labels"
+        return _result(  # a check that could not judge is not a pass (class_balance fails too, saying why)
             "single_feature_leakage",
-            True,
-            f"PASSED (not evaluated): the train split has {len(train)} labeled rows and fewer than two classes",
-            {"rule": rule, "note": "not evaluated: train split has one class or none (see class_balance)"},
+            False,
+            f"FAILED single_feature_leakage: {why} (see class_balance)",
+            {"rule": rule, "note": why},
         )
     if len(train) > LEAKAGE_ROWS:  # an AUC near the limit is estimated well from a fixed sample
         train = train.sample(LEAKAGE_ROWS, random_state=0)
@@ -276,6 +282,80 @@ def check_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
     )
 
 
+def _later_rows(spec: DatasetSpec, ts: pd.DataFrame, train: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """What the joint models fit and what they are scored on: the train rows and the labeled validation rows, or,
+    when validation lacks a label, the older and the newest HOLDOUT_SHARE of the train rows (by event time)."""
+    label = spec.label_column
+    validation = spec.labeled(ts[ts[SPLIT] == "validation"])
+    if validation[label].nunique() == 2:
+        return train, validation, "the validation split"
+    newest = train[spec.time.name].rank(method="first") > len(train) * (1 - HOLDOUT_SHARE)
+    return train[~newest], train[newest], f"the newest {HOLDOUT_SHARE:.0%} of the train rows (validation has one label)"
+
+
+def check_joint_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
+    """No combination of features gives the label away: small models (a logistic regression and shallow boosted
+    trees) fitted on all features of the labeled train rows score ROC AUC < spec.training.joint_leakage_auc on
+    later rows. A check that cannot judge (one label only) fails, saying so."""
+    limit = spec.training.joint_leakage_auc
+    label = spec.label_column
+    rule = (
+        f"small models on all features of the labeled train rows (logistic regression, boosted trees of depth 3) "
+        f"score ROC AUC < {limit} on later rows"
+    )
+    train = spec.labeled(ts[ts[SPLIT] == "train"])
+    fit, scoring, scored_on = _later_rows(spec, ts, train)
+    if fit[label].nunique() < 2 or scoring[label].nunique() < 2:
+        why = (
+            f"could not judge: {len(fit)} labeled rows to fit and {len(scoring)} to score on ({scored_on}) "
+            "do not both hold the two labels (see class_balance)"
+        )
+        return _result(
+            "multivariate_leakage", False, f"FAILED multivariate_leakage: {why}", {"rule": rule, "note": why}
+        )
+    found = joint_leakage(spec, fit, scoring, limit)
+    singles = pd.Series(single_feature_auc(spec, fit.sample(min(len(fit), FITTED_ROWS), random_state=0)))
+    single = f"the best single feature {singles.idxmax()!r} scores {singles.max():.3f}"
+    importance = pd.DataFrame(
+        [{"feature": d.feature, "auc_drop_when_shuffled": d.auc_drop} for d in found.importance[:TOP_FEATURES]]
+    )
+    metadata = {
+        "rule": rule,
+        "roc_auc": found.roc_auc,
+        "learner": found.learner,
+        **{f"roc_auc_{name.split(' ')[0]}": auc for name, auc in found.learner_auc.items()},
+        "best_single_feature_auc": float(singles.max()),
+        "scored_on": scored_on,
+        "fitted_rows": found.fitted_rows,
+        "scored_rows": found.scored_rows,
+        "relies_on": dg.MetadataValue.md(markdown.table(importance, digits=4)),
+    }
+    if found.roc_auc < limit:
+        top = found.importance[0]
+        return _result(
+            "multivariate_leakage",
+            True,
+            f"PASSED: {found.learner} on all features scores ROC AUC {found.roc_auc:.3f} on {scored_on} (limit "
+            f"{limit}); it relies most on {top.feature!r}; {single}",
+            metadata,
+        )
+    names = ", ".join(repr(f) for f in found.carriers)
+    if found.carriers_auc is not None:
+        alone = f"{names} alone score{'s' if len(found.carriers) == 1 else ''} {found.carriers_auc:.4f}"
+    elif names:
+        alone = f"it relies most on {names}"
+    else:  # shuffling any one feature costs nothing: copies of the same signal stand in for each other
+        alone = "no few features rebuild it alone (redundant features carry it together)"
+    return _result(
+        "multivariate_leakage",
+        False,
+        f"FAILED multivariate_leakage: {found.learner} fitted on the train rows scores ROC AUC {found.roc_auc:.4f} on "
+        f"{scored_on} (limit {limit}), while {single}: {alone}; features that rebuild the label are usually the label "
+        "in disguise (say an arrival time beside its scheduled time) or an outcome recorded after it",
+        metadata | {"carrying_features": ", ".join(found.carriers)},
+    )
+
+
 def feature_psi(spec: DatasetSpec, previous: pd.DataFrame, current: pd.DataFrame) -> dict[str, float]:
     """PSI of every feature of ``current`` against ``previous``."""
     return {name: psi(previous[name], current[name]) for name in _features(spec)}
@@ -315,6 +395,7 @@ def validate_training_set(
     yield check_class_balance(spec, ts)
     yield check_split_overlap(spec, ts)
     yield check_leakage(spec, ts)
+    yield check_joint_leakage(spec, ts)
     yield check_drift(spec, ts, previous, note)
 
 
@@ -354,6 +435,8 @@ def build_training_set_checks(
         "class_balance": f"positive rate of every split within {list(spec.training.class_balance)}",
         "split_overlap": f"no {spec.id.name!r} in both train and test, nor validation and test",
         "single_feature_leakage": f"no feature alone scores ROC AUC >= {spec.training.leakage_auc} on train",
+        "multivariate_leakage": f"no combination of features scores ROC AUC >= {spec.training.joint_leakage_auc} "
+        "(small models on all features, fitted on train, scored on later rows)",
         "feature_drift": f"PSI of every feature against the previous training set < {spec.training.drift_psi}",
     }
     specs = [
@@ -374,6 +457,7 @@ def build_training_set_checks(
         context: dg.AssetCheckExecutionContext, training_set: pd.DataFrame
     ) -> Iterator[dg.AssetCheckResult]:
         previous, note = _load_previous(context, partitions_def)
-        yield from validate_training_set(spec, training_set, previous, note)
+        # failed checks first: the UI lists a run's results in the order they were emitted
+        yield from sorted(validate_training_set(spec, training_set, previous, note), key=lambda r: r.passed)
 
     return training_set_checks

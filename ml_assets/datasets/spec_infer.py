@@ -48,10 +48,14 @@ import yaml
 from pydantic import BaseModel
 
 from ml_assets.dataset import (
+    AcknowledgedScore,
     Band,
     CandidateSearch,
     Column,
     DatasetSpec,
+    DecisionCosts,
+    DecisionPolicy,
+    GateThresholds,
     Monitoring,
     NumericRange,
     Retraining,
@@ -522,8 +526,6 @@ def _window(labeled_rows: int) -> int:
 
 
 def _gate_defaults() -> dict[str, Any]:
-    from ml_assets.model.gates import GateThresholds
-
     keep = ("absolute_floor", "slice_floor", "slice_min_size", "max_demographic_parity_difference")
     return {k: v for k, v in GateThresholds().model_dump().items() if k in keep}
 
@@ -668,6 +670,10 @@ def spec_reference() -> str:
         ("search.space", SearchSpace),
         ("retraining", Retraining),
         ("monitoring", Monitoring),
+        ("gates", GateThresholds),
+        ("gates.acknowledged_too_good", AcknowledgedScore),
+        ("decision", DecisionPolicy),
+        ("decision.costs", DecisionCosts),
     ):
         rows = [
             {

@@ -1,7 +1,9 @@
 """Model assets (group ``model``): the logistic-regression baseline and the DeepSpeed-trained candidate.
 
 Both read the approved training window (``approved_training_set``: the newest one whose blocking checks passed,
-verified again here), fit on its train split, score its validation split, store the model in the BentoML store (``<dataset>-baseline`` / ``<dataset>-classifier``) with
+verified again here), fit on its train split, score its validation split and choose their decision threshold there
+by the spec's ``decision`` policy (``ml_assets.model.decision``: stored in the model, so evaluation, serving and
+batch scoring decide alike), store the model in the BentoML store (``<dataset>-baseline`` / ``<dataset>-classifier``) with
 full lineage in its metadata, and hand a ``ModelRef`` downstream. (No ``from __future__ import annotations``:
 Dagster reads the Config and resource annotations of asset functions at definition time.)
 """
@@ -16,6 +18,7 @@ from dagster import (
     AssetsDefinition,
     AutomationCondition,
     Config,
+    Failure,
     MetadataValue,
     Output,
     asset,
@@ -27,9 +30,10 @@ from ml_assets.automation import retraining
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model import bundle, network, preprocessing, search, train, training_result
+from ml_assets.model import bundle, decision, network, preprocessing, search, train, training_result
 from ml_assets.model import metrics as metrics_module
 from ml_assets.model.bundle import LogisticWeights, ModelRef, TabularModel
+from ml_assets.model.decision import DecisionThreshold, choose_threshold
 from ml_assets.model.gates import thresholds_for
 from ml_assets.model.metrics import validation_scores
 from ml_assets.model.network import NetworkConfig
@@ -38,7 +42,7 @@ from ml_assets.versioning import code_version, frame_version
 from resources.deepspeed_trainer import TRAINING_POOL, DeepSpeedTrainer
 from resources.model_store import ModelStore
 
-MODEL_SPEC_FIELDS = ("columns", "bands", "positive_label")
+MODEL_SPEC_FIELDS = ("columns", "bands", "positive_label", "decision")
 CANDIDATE_SPEC_FIELDS = (*MODEL_SPEC_FIELDS, "search", "gates")
 
 
@@ -126,6 +130,22 @@ def fit_baseline(spec: DatasetSpec, training_set: pd.DataFrame, cfg: BaselineCon
     return TabularModel(kind="logistic", spec_name=spec.name, preprocessing=pre, logistic=weights)
 
 
+def decide(spec: DatasetSpec, model: TabularModel, val: pd.DataFrame, consumer: str) -> DecisionThreshold:
+    """Choose ``model``'s decision threshold on the labeled validation rows by the spec's policy, and set it."""
+    y = val[spec.label_column].to_numpy(dtype=np.int64)
+    try:
+        chosen = choose_threshold(spec.decision, y, model.predict_proba(val))
+    except ValueError as e:
+        raise Failure(description=f"{consumer}: {e}") from e
+    model.threshold = chosen.threshold
+    return chosen
+
+
+def decision_metadata(chosen: DecisionThreshold) -> dict[str, Any]:
+    """The threshold as a number the UI plots, and how it was chosen, in words."""
+    return {"decision_threshold": chosen.threshold, "decision": chosen.describe()}
+
+
 def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
     """baseline_model and candidate_model for one dataset spec; both retrain on the same condition."""
     when = retraining(spec, ignore=READ_NOT_REACTED)
@@ -141,7 +161,7 @@ def build_baseline_model(spec: DatasetSpec, when: AutomationCondition) -> Assets
         deps=[TRAINING_SET_DEP],
         automation_condition=when,
         code_version=code_version(
-            spec, sys.modules[__name__], preprocessing, bundle, metrics_module, uses=MODEL_SPEC_FIELDS
+            spec, sys.modules[__name__], preprocessing, bundle, metrics_module, decision, uses=MODEL_SPEC_FIELDS
         ),
         description="Logistic regression on the same splits and preprocessing: the reference every model must beat.",
     )
@@ -155,7 +175,10 @@ def build_baseline_model(spec: DatasetSpec, when: AutomationCondition) -> Assets
         version = frame_version(training_set).value
         model = fit_baseline(spec, training_set, config)
         val = labeled_split(spec, training_set, "validation")
-        scores = validation_scores(val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val))
+        chosen = decide(spec, model, val, "baseline_model")
+        scores = validation_scores(
+            val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val), model.threshold
+        )
         unlabeled = unlabeled_counts(spec, training_set)
         meta = {
             "training_set_version": version,
@@ -163,15 +186,15 @@ def build_baseline_model(spec: DatasetSpec, when: AutomationCondition) -> Assets
             "code_version": context.assets_def.code_versions_by_key[context.asset_key],
             "config": config.model_dump(),
             "validation_metrics": scores,
+            "decision": chosen.as_dict(),
             "train_rows": len(labeled_split(spec, training_set, "train")),
             "unlabeled_rows_left_out": unlabeled,
         }
         tag = model_store.save(model, baseline_name(spec), meta)
-        context.log.info(f"baseline {tag}: validation {scores}")
+        context.log.info(f"baseline {tag}: validation {scores}; {chosen.describe()}")
         ref = ModelRef(tag=tag, name=baseline_name(spec), kind=model.kind, metrics=scores, training_set_version=version)
-        return Output(
-            ref, metadata=baseline_metadata(tag, scores, unlabeled, version, approved_training_set.partition_key)
-        )
+        metadata = baseline_metadata(tag, scores, unlabeled, version, approved_training_set.partition_key)
+        return Output(ref, metadata=metadata | decision_metadata(chosen))
 
     return baseline_model
 
@@ -202,6 +225,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         train,
         training_result,
         search,
+        decision,
         uses=CANDIDATE_SPEC_FIELDS,
     )
     select_by, higher_is_better = search.selection_metric(thresholds_for(spec).primary_metric)
@@ -246,17 +270,21 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         # The stored model scored in this process (the packed preprocessing + plain state_dict path serving takes),
         # shown beside what the training ranks measured, so a difference between the two is visible in the UI.
         val = fit["validation"]
-        served = validation_scores(val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val))
+        chosen = decide(spec, model, val, "candidate_model")
+        served = validation_scores(
+            val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val), model.threshold
+        )
         scores: dict[str, float] = {k: float(v) for k, v in result.summary["metrics"].items()}
         lineage = candidate_lineage(result, scores, trainer, model_code, version, partition)
+        lineage["decision"] = chosen.as_dict()
+        context.log.info(f"candidate: {chosen.describe()}")
         tag = model_store.save(model, classifier_name(spec), lineage)
         ref = ModelRef(
             tag=tag, name=classifier_name(spec), kind=model.kind, metrics=scores, training_set_version=version
         )
         unlabeled = sum(unlabeled_counts(spec, training_set).values())
-        return Output(
-            ref, metadata=candidate_metadata(tag, result.summary, scores, served, unlabeled, version, partition)
-        )
+        metadata = candidate_metadata(tag, result.summary, scores, served, unlabeled, version, partition)
+        return Output(ref, metadata=metadata | decision_metadata(chosen))
 
     return candidate_model
 
@@ -311,8 +339,8 @@ def candidate_metadata(
     version: str,
     partition: str,
 ) -> dict[str, Any]:
-    """What the UI shows of a candidate (``s``: the training summary): validation by the ranks and by the stored
-    model, the search, the loss curve, throughput and timings as numbers the UI plots, and its data."""
+    """What the UI shows of a candidate (``s``: the training summary): validation by the ranks (accuracy and F1 at
+    0.5, as each epoch measures them) and by the stored model (at its chosen decision threshold), the search, the loss curve, throughput and timings as numbers the UI plots, and its data."""
     return {
         "model_tag": tag,
         "validation_metrics": MetadataValue.md(

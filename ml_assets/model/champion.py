@@ -44,7 +44,14 @@ from ml_assets.event_log import require_passed
 from ml_assets.model import gates as gates_module
 from ml_assets.model.bundle import ModelRef
 from ml_assets.model.evaluation import Evaluation, comparison_table
-from ml_assets.model.gates import GATE_NAMES, evaluate_gates, failed_gates, gate_table, thresholds_for
+from ml_assets.model.gates import (
+    GATE_NAMES,
+    evaluate_gates,
+    failed_gates,
+    gate_table,
+    skipped_gates,
+    thresholds_for,
+)
 from ml_assets.model.refs import stored_ref
 from ml_assets.model.registry import champion_history, current_champion_tag
 from ml_assets.versioning import code_version
@@ -123,14 +130,17 @@ def build_champion_model(spec: DatasetSpec):
     ) -> Output[ModelRef]:
         if config.model_tag:
             return _rollback(context, model_store, config.model_tag)
-        require_passed(context.instance, AssetKey("model_evaluation"), GATE_NAMES, None, "champion_model")
+        outcomes = evaluate_gates(model_evaluation, thresholds)
+        # a gate the spec let skip (it could not judge) has no result to pass: every other one must have passed
+        skipped = skipped_gates(outcomes)
+        required = [name for name in GATE_NAMES if name not in skipped]
+        require_passed(context.instance, AssetKey("model_evaluation"), required, None, "champion_model")
         stale = stale_because(context, model_evaluation)
         if stale:
             raise Failure(
                 description=f"champion_model refuses a stale model_evaluation: {stale}. Materialize "
                 "model_evaluation again (the champion keeps serving meanwhile)."
             )
-        outcomes = evaluate_gates(model_evaluation, thresholds)
         failed = failed_gates(outcomes)
         candidate = model_evaluation.candidate_ref
         if failed:
@@ -140,7 +150,9 @@ def build_champion_model(spec: DatasetSpec):
                 metadata={"gates": MetadataValue.md(gate_table(outcomes))},
             )
         previous = current_champion_tag(context.instance)
-        why = promotion_reason(model_evaluation, len(outcomes), previous)
+        why = promotion_reason(model_evaluation, len(outcomes) - len(skipped), previous) + (
+            f"; skipped as the spec allows: {', '.join(skipped)}" if skipped else ""
+        )
         context.log.info(why)
         return Output(
             stored_ref(model_store, candidate.tag),

@@ -22,11 +22,10 @@ import pandas as pd
 import torch
 
 from ml_assets import markdown
-from ml_assets.dataset import DatasetSpec
+from ml_assets.data.leakage import FeatureImportance, auc_drops, carrying
+from ml_assets.dataset import LOWER_IS_BETTER, DatasetSpec
 
 MISSING_GROUP = "(missing)"
-# Metrics where a smaller value is better; every other metric is better when larger.
-LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
 METRIC_NAMES = ("roc_auc", "pr_auc", "log_loss", "accuracy", "f1", "brier", "ece")
 ECE_BINS = 15
 
@@ -424,6 +423,18 @@ class ModelScores:
     latency: Latency | None = None
     size: ModelSize | None = None
     stability: Stability | None = None
+    # the features carrying a score above the too-good limit (permutation importance on the test rows); None when
+    # the score was not that high, so nothing was measured
+    carriers: tuple[FeatureImportance, ...] | None = None
+
+
+def score_carriers(
+    model: ProbabilityModel, spec: DatasetSpec, test: pd.DataFrame, y: np.ndarray
+) -> tuple[FeatureImportance, ...]:
+    """The features a model's test ROC AUC relies on: each feature's values shuffled across the test rows, the
+    ROC AUC lost, and those that carry the score (``ml_assets.data.leakage.carrying``)."""
+    features = [*spec.numeric_features, *spec.categorical_features]
+    return tuple(carrying(auc_drops(lambda frame: predictions(model, frame), test, y, features)))
 
 
 def score_model(
@@ -435,8 +446,10 @@ def score_model(
     operational: bool = True,
     saved_path: str | Path | None = None,
     probabilities: np.ndarray | None = None,
+    explain_above: float | None = None,
 ) -> ModelScores:
-    """Score a model on the test rows; ``operational`` adds latency, size and edge-input stability.
+    """Score a model on the test rows at its own decision threshold; ``operational`` adds latency, size and
+    edge-input stability; a ROC AUC above ``explain_above`` adds the features that carry it.
 
     Pass ``probabilities`` when the caller already scored ``test`` (for plots) to avoid scoring twice.
     """
@@ -445,16 +458,19 @@ def score_model(
     threshold = float(model.threshold)
     yhat = (p >= threshold).astype(np.int64)
     names = group_names(spec)
+    metrics = classification_metrics(y, p, threshold)
+    too_good = explain_above is not None and metrics["roc_auc"] > explain_above
     return ModelScores(
         tag=tag,
         kind=str(model.kind),
         threshold=threshold,
-        metrics=classification_metrics(y, p, threshold),
+        metrics=metrics,
         slices=slice_metrics(test, y, p, threshold, spec.slice_columns, names),
         fairness=fairness_gaps(test, y, yhat, spec.fairness_columns, min_group_size, names),
         latency=measure_latency(model, test) if operational else None,
         size=model_size(model, saved_path) if operational else None,
         stability=check_stability(model, spec, test) if operational else None,
+        carriers=score_carriers(model, spec, test, y) if too_good else None,
     )
 
 

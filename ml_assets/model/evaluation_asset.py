@@ -1,9 +1,13 @@
-"""``model_evaluation`` and its six blocking gates, for one dataset spec.
+"""``model_evaluation`` and its blocking gates, for one dataset spec.
 
 The asset scores the candidate, the baseline and the serving champion (if any) on the newest days of the
-training set (its test split) and records everything a person needs to judge them in the UI. The gates are a
-``@multi_asset_check`` of blocking checks on it: a failed gate fails the check step, and Dagster then skips
-``champion_model`` (and everything after it) in the same run, so the champion keeps serving.
+training set (its test split), each at its own decision threshold (chosen on validation when it was trained), and
+records everything a person needs to judge them in the UI. The gates are a ``@multi_asset_check`` of blocking
+checks on it: a failed gate fails the check step, and Dagster then skips ``champion_model`` (and everything after
+it) in the same run, so the champion keeps serving. Every result carries a one-line description, failed ones
+first. A gate that could not judge fails, unless the spec lets it be skipped (``gates.may_skip``): then its result
+is not emitted at all, so Dagster records the check as skipped (the UI shows it as not executed, never as passed),
+and the reason is logged and kept in the evaluation's metadata (``gates_not_judged``).
 """
 
 import sys
@@ -12,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -26,6 +31,7 @@ from dagster import (
 )
 
 from ml_assets.automation import on_upstream_update, with_its_asset
+from ml_assets.data import leakage
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.data.splits import SPLIT, WINDOW_END
 from ml_assets.dataset import DatasetSpec
@@ -40,7 +46,14 @@ from ml_assets.model.evaluation import (
     score_model,
     slice_table,
 )
-from ml_assets.model.gates import GATE_NAMES, GateThresholds, evaluate_gates, gate_table, thresholds_for
+from ml_assets.model.gates import (
+    GATE_NAMES,
+    GateOutcome,
+    GateThresholds,
+    evaluate_gates,
+    gate_table,
+    thresholds_for,
+)
 from ml_assets.model.plots import calibration_plot, roc_plot
 from ml_assets.model.refs import load_stored, stored_ref
 from ml_assets.model.registry import current_champion_tag
@@ -55,6 +68,10 @@ GATE_DESCRIPTIONS = {
     "fairness": "demographic parity and equalized odds differences under their limits per sensitive attribute",
     "latency_budget": "in-process p99 of a one-row predict_proba and 1,000-row throughput within budget",
     "numerically_stable": "finite probabilities in [0, 1] for extreme, unseen and missing inputs",
+    "predicts_both_classes": "not degenerate: at its decision threshold the candidate predicts each class for a "
+    "share of the test rows near the share that truly holds it",
+    "plausible_score": "not too good to be true: test ROC AUC at most a limit, or acknowledged in the spec naming "
+    "the features that carry it",
 }
 
 
@@ -105,6 +122,7 @@ def score_models(
             operational=role == "candidate",
             saved_path=model_store.path(ref.tag) if role == "candidate" else None,
             probabilities=probabilities[role],
+            explain_above=thresholds.too_good if role == "candidate" else None,
         )
         context.log.info(
             f"{role} {ref.tag}: {thresholds.primary_metric} {scored[role].metrics[thresholds.primary_metric]:.4f}"
@@ -124,10 +142,15 @@ def evaluation_metadata(
     calibration of every model (``curves``: probabilities by label), and the figures it plots across runs."""
     cand = ev.candidate
     m = thresholds.primary_metric
+    outcomes = evaluate_gates(ev, thresholds)
     metadata: dict[str, Any] = {
         "comparison": MetadataValue.md(comparison_table(ev)),
         "slices": MetadataValue.md(slice_table(cand, m, thresholds.slice_min_size)),
-        "gates_preview": MetadataValue.md(gate_table(evaluate_gates(ev, thresholds))),
+        "gates_preview": MetadataValue.md(gate_table(outcomes)),
+        "gates_not_judged": "; ".join(f"{o.name}: {o.description}" for o in outcomes if not o.judged) or "none",
+        "candidate_decision_threshold": cand.threshold,
+        "candidate_predicted_positive_rate": cand.metrics["positive_rate"],
+        "test_positive_rate": ev.test_positives / ev.test_rows if ev.test_rows else float("nan"),
         "roc": MetadataValue.md(roc_plot(y, curves)),
         "calibration": MetadataValue.md(calibration_plot(y, curves)),
         "candidate_tag": ev.candidate_ref.tag,
@@ -177,6 +200,7 @@ def build_model_evaluation(spec: DatasetSpec):
             sys.modules[__name__],
             evaluation_module,
             gates_module,
+            leakage,
             uses=("columns", "bands", "positive_label", "gates"),
         ),
         description="Candidate vs baseline vs serving champion on the test split (newest days): metrics, "
@@ -221,9 +245,16 @@ def build_model_evaluation(spec: DatasetSpec):
         name="model_gates",
         specs=gate_check_specs(),
         ins={"model_evaluation": AssetIn("model_evaluation")},
+        can_subset=True,  # its check outputs are optional: a skipped gate emits no result, and the step succeeds
     )
-    def model_gates(model_evaluation: Evaluation):
-        for outcome in evaluate_gates(model_evaluation, thresholds):
+    def model_gates(context: AssetCheckExecutionContext, model_evaluation: Evaluation):
+        selected = {key.name for key in context.selected_asset_check_keys}
+        for outcome in blocking_first(evaluate_gates(model_evaluation, thresholds)):
+            if outcome.name not in selected:
+                continue
+            if outcome.skipped:  # not emitted: Dagster records the check as skipped, never as passed
+                context.log.warning(f"gate {outcome.name} not executed: {outcome.description}")
+                continue
             yield AssetCheckResult(
                 asset_key="model_evaluation",
                 check_name=outcome.name,
@@ -234,3 +265,8 @@ def build_model_evaluation(spec: DatasetSpec):
             )
 
     return model_evaluation, model_gates
+
+
+def blocking_first(outcomes: list[GateOutcome]) -> list[GateOutcome]:
+    """Outcomes in the order a person should read them: what blocks the promotion first, then the rest."""
+    return sorted(outcomes, key=lambda o: not o.blocks)

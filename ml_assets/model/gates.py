@@ -1,25 +1,27 @@
 """Model gates: the thresholds a candidate must meet to become champion, and the pure decision for each gate.
 
-One ``GateThresholds`` object holds every bar with defaults that suit a binary tabular classifier; a dataset spec
-may override any of them under an optional ``gates:`` mapping. Each gate returns a ``GateOutcome`` carrying the
-observed value, the threshold and the comparison, which the blocking asset checks and ``champion_model`` both use,
-so the UI, the check and the promotion decision can never disagree; ``gate_table`` renders them for the UI
-(``model_evaluation``'s preview, ``champion_model``'s decision).
+The thresholds are the spec's typed ``gates:`` section (``GateThresholds`` in ``ml_assets.dataset``, every field
+with a default that suits a binary tabular classifier). Each gate returns a ``GateOutcome`` carrying the observed
+value, the threshold, the comparison and a one-line description, which the blocking asset checks and
+``champion_model`` both use, so the UI, the check and the promotion decision can never disagree; ``gate_table``
+renders them for the UI (``model_evaluation``'s preview, ``champion_model``'s decision).
+
+A gate that finds nothing to judge (no sensitive column, no slice or group large enough) does not pass: it fails,
+saying it could not judge and why, unless the spec lists it under ``gates.may_skip``; then it is skipped, and its
+check result is not emitted, so the UI shows it as not executed, never as passed.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any
 
 from ml_assets import markdown
-from ml_assets.dataset import DatasetSpec
-from ml_assets.model.evaluation import LOWER_IS_BETTER, Evaluation
+from ml_assets.dataset import DatasetSpec, GateThresholds
+from ml_assets.model.evaluation import Evaluation
 
-PrimaryMetric = Literal["roc_auc", "pr_auc", "accuracy", "f1", "log_loss", "brier", "ece"]
+__all__ = ["GATE_NAMES", "GateOutcome", "GateThresholds", "evaluate_gates", "failed_gates", "gate_table"]
 
 BEATS_BASELINE = "beats_baseline"
 BLESSED_AGAINST_CHAMPION = "blessed_against_champion"
@@ -27,6 +29,8 @@ SLICE_QUALITY = "slice_quality"
 FAIRNESS = "fairness"
 LATENCY_BUDGET = "latency_budget"
 NUMERICALLY_STABLE = "numerically_stable"
+PREDICTS_BOTH_CLASSES = "predicts_both_classes"
+PLAUSIBLE_SCORE = "plausible_score"
 GATE_NAMES = (
     BEATS_BASELINE,
     BLESSED_AGAINST_CHAMPION,
@@ -34,57 +38,24 @@ GATE_NAMES = (
     FAIRNESS,
     LATENCY_BUDGET,
     NUMERICALLY_STABLE,
+    PREDICTS_BOTH_CLASSES,
+    PLAUSIBLE_SCORE,
 )
-
-
-class GateThresholds(BaseModel):
-    """Every bar a candidate must clear. Defaults fit a binary tabular classifier judged by ROC AUC.
-
-    The fairness limits are deliberately not tighter than the data allows: in UCI Adult the base rate of the
-    positive label differs by about 0.2 between sexes, so a calibrated model shows a demographic parity gap of
-    that size; a model that learned to ignore one group's positives shows equalized-odds gaps above 0.5.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    primary_metric: PrimaryMetric = "roc_auc"
-    baseline_margin: float = Field(0.0, ge=0.0, description="candidate must beat the baseline by this much")
-    absolute_floor: float = Field(
-        0.70, description="TFX GenericValueThreshold: the primary metric's bound (a ceiling if lower is better)"
-    )
-    champion_tolerance: float = Field(
-        0.01, ge=0.0, description="TFX GenericChangeThreshold: how much worse than the champion is tolerated"
-    )
-    slice_min_size: int = Field(200, ge=1, description="slices and fairness groups smaller than this are not judged")
-    slice_floor: float = Field(0.65, description="primary metric every judged slice must reach")
-    max_demographic_parity_difference: float = Field(0.25, ge=0.0, le=1.0)
-    max_equalized_odds_difference: float = Field(0.30, ge=0.0, le=1.0)
-    max_p99_ms: float = Field(
-        100.0, gt=0.0, description="p99 latency of one-row predict_proba, in-process (leaves room for HTTP)"
-    )
-    min_rows_per_s: float = Field(1000.0, gt=0.0, description="throughput of a 1,000-row batch")
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.primary_metric not in LOWER_IS_BETTER
-
-
-class GateConfigError(ValueError):
-    """A dataset spec's ``gates:`` mapping that does not describe valid thresholds."""
+SKIP_SETTING = "gates.may_skip"
 
 
 def thresholds_for(spec: DatasetSpec) -> GateThresholds:
-    """The spec's thresholds: defaults overridden by its optional ``gates:`` mapping."""
-    try:
-        return GateThresholds.model_validate(spec.gates)
-    except ValidationError as e:
-        where = spec.path or "(in memory)"
-        raise GateConfigError(f"dataset spec {spec.name!r} at {where}: invalid 'gates' mapping:\n{e}") from e
+    """The spec's gate thresholds (typed and validated when the spec loads)."""
+    return spec.gates
 
 
 @dataclass(frozen=True)
 class GateOutcome:
-    """One gate's verdict with what was observed, the bar, and how they were compared."""
+    """One gate's verdict with what was observed, the bar, how they were compared, and a one-line description.
+
+    ``judged`` is False when the gate found nothing to judge: it then fails (``passed`` False), unless ``skipped``
+    (the spec allows it), which blocks nothing and is not a pass either.
+    """
 
     name: str
     passed: bool
@@ -93,12 +64,61 @@ class GateOutcome:
     comparison: str
     description: str
     details: dict[str, Any] = field(default_factory=dict)
+    judged: bool = True
+    skipped: bool = False
+
+    def __post_init__(self) -> None:
+        # one line, whatever a slice or category name holds: the UI lists check results line by line
+        object.__setattr__(self, "description", " ".join(str(self.description).split()))
+        if self.skipped and (self.passed or self.judged):
+            raise ValueError(f"gate {self.name}: only a gate that could not judge is skipped, never a pass")
+
+    @property
+    def blocks(self) -> bool:
+        """Whether this outcome stops the promotion: a failure, or a gate that could not judge and may not skip."""
+        return not self.passed and not self.skipped
+
+    @property
+    def verdict(self) -> str:
+        if self.skipped:
+            return "skipped (could not judge)"
+        if not self.judged:
+            return "FAIL (could not judge)"
+        return "pass" if self.passed else "FAIL"
 
     def metadata(self) -> dict[str, Any]:
         """Flat metadata for an AssetCheckResult: observed, threshold, comparison, then the details."""
         return {"observed": self.observed, "threshold": self.threshold, "comparison": self.comparison} | {
             k: v for k, v in self.details.items() if v is not None
         }
+
+
+def could_not_judge(
+    name: str,
+    th: GateThresholds,
+    why: str,
+    threshold: float | str,
+    comparison: str,
+    details: dict[str, Any] | None = None,
+) -> GateOutcome:
+    """The outcome of a gate with nothing to judge: a failure naming why, or a skip where the spec allows it."""
+    skip = name in th.may_skip
+    return GateOutcome(
+        name,
+        False,
+        "not judged",
+        threshold,
+        comparison,
+        f"could not judge: {why}; "
+        + (
+            f"skipped, as the spec allows ({SKIP_SETTING})"
+            if skip
+            else f"counts as failed (list it under {SKIP_SETTING} to allow a skip)"
+        ),
+        (details or {}) | {"not_judged": why},
+        judged=False,
+        skipped=skip,
+    )
 
 
 def _fmt(x: float) -> str:
@@ -178,15 +198,14 @@ def slice_quality(ev: Evaluation, th: GateThresholds) -> GateOutcome:
         if s not in judged
     ]
     op = ">=" if hib else "<="
+    comparison = f"every slice with >= {th.slice_min_size} rows: {m} {op} floor"
+    if not ev.candidate.slices:
+        why = "the spec names no sensitive column or band to slice by"
+        return could_not_judge(SLICE_QUALITY, th, why, th.slice_floor, comparison)
     if not judged:
-        return GateOutcome(
-            SLICE_QUALITY,
-            True,
-            "no slice judged",
-            th.slice_floor,
-            f"every slice with >= {th.slice_min_size} rows: {m} {op} floor",
-            f"no slice has {th.slice_min_size}+ rows with a defined {m}; nothing to judge",
-            {"skipped_slices": ", ".join(skipped)},
+        why = f"no slice has {th.slice_min_size}+ rows with a defined {m} ({', '.join(skipped)})"
+        return could_not_judge(
+            SLICE_QUALITY, th, why, th.slice_floor, comparison, {"skipped_slices": ", ".join(skipped)}
         )
     worst = min(judged, key=lambda s: s.metrics[m] if hib else -s.metrics[m])
     failing = [s for s in judged if not _at_least(s.metrics[m], th.slice_floor, hib)]
@@ -196,7 +215,7 @@ def slice_quality(ev: Evaluation, th: GateThresholds) -> GateOutcome:
         ok,
         worst.metrics[m],
         th.slice_floor,
-        f"every slice with >= {th.slice_min_size} rows: {m} {op} floor",
+        comparison,
         f"worst slice {worst.name} ({worst.size} rows) {m} {_fmt(worst.metrics[m])}"
         + ("" if ok else f"; below the floor {th.slice_floor}: " + ", ".join(s.name for s in failing)),
         {
@@ -210,6 +229,12 @@ def slice_quality(ev: Evaluation, th: GateThresholds) -> GateOutcome:
 
 
 def fairness(ev: Evaluation, th: GateThresholds) -> GateOutcome:
+    """Demographic parity and equalized odds gaps under their limits for every sensitive attribute with two groups
+    large enough to judge; it could not judge when the spec names no sensitive attribute or none has two."""
+    threshold = f"DP <= {th.max_demographic_parity_difference}, EO <= {th.max_equalized_odds_difference}"
+    comparison = (
+        "per sensitive attribute: demographic parity difference <= limit and equalized odds difference <= limit"
+    )
     assessed = [g for g in ev.candidate.fairness if g.assessable]
     failing = [
         g
@@ -231,6 +256,16 @@ def fairness(ev: Evaluation, th: GateThresholds) -> GateOutcome:
         if g.excluded:
             details[f"{g.attribute}_excluded_groups"] = g.excluded_text()
     not_judged = [g.attribute for g in ev.candidate.fairness if not g.assessable]
+    if not ev.candidate.fairness:
+        why = "the spec names no sensitive column (nor a sensitive band): there is no group to compare"
+        return could_not_judge(FAIRNESS, th, why, threshold, comparison)
+    if not assessed:
+        why = "no sensitive attribute has two groups large enough to compare: " + "; ".join(
+            f"{g.attribute}: {g.not_judged_reason()}" for g in ev.candidate.fairness
+        )
+        return could_not_judge(
+            FAIRNESS, th, why, threshold, comparison, details | {"attributes_not_judged": ", ".join(not_judged)}
+        )
     predicted = ev.candidate.metrics.get("positive_rate", math.nan)
     if predicted in (0.0, 1.0):  # one label for every row: parity holds by construction, and says nothing
         details["note"] = (
@@ -238,16 +273,17 @@ def fairness(ev: Evaluation, th: GateThresholds) -> GateOutcome:
             f"at its threshold {ev.candidate.threshold:g}: the gaps are 0 by construction, not evidence of fairness"
         )
     ok = not failing
+    unjudged = f"; not judged: {', '.join(not_judged)} (fewer than two groups to compare)" if not_judged else ""
     return GateOutcome(
         FAIRNESS,
         ok,
-        observed or "no sensitive attribute with two judged groups",
-        f"DP <= {th.max_demographic_parity_difference}, EO <= {th.max_equalized_odds_difference}",
-        "per sensitive attribute: demographic parity difference <= limit and equalized odds difference <= limit",
+        observed,
+        threshold,
+        comparison,
         (
-            "fairness gaps within limits"
+            f"fairness gaps within limits ({observed}){unjudged}"
             if ok
-            else "gaps over the limit for " + ", ".join(g.attribute for g in failing) + f" ({observed})"
+            else "gaps over the limit for " + ", ".join(g.attribute for g in failing) + f" ({observed}){unjudged}"
         ),
         details
         | {
@@ -261,7 +297,13 @@ def latency_budget(ev: Evaluation, th: GateThresholds) -> GateOutcome:
     lat = ev.candidate.latency
     if lat is None:
         return GateOutcome(
-            LATENCY_BUDGET, False, "not measured", th.max_p99_ms, "p99 <= budget", "latency was not measured"
+            LATENCY_BUDGET,
+            False,
+            "not measured",
+            th.max_p99_ms,
+            "p99 <= budget",
+            "could not judge: latency was not measured; counts as failed",
+            judged=False,
         )
     p99_ok, tput_ok = lat.p99_ms <= th.max_p99_ms, lat.rows_per_s >= th.min_rows_per_s
     ok = p99_ok and tput_ok
@@ -282,7 +324,15 @@ def latency_budget(ev: Evaluation, th: GateThresholds) -> GateOutcome:
 def numerically_stable(ev: Evaluation, th: GateThresholds) -> GateOutcome:
     st = ev.candidate.stability
     if st is None:
-        return GateOutcome(NUMERICALLY_STABLE, False, "not measured", 0, "==", "edge inputs were not scored")
+        return GateOutcome(
+            NUMERICALLY_STABLE,
+            False,
+            "not measured",
+            0,
+            "==",
+            "could not judge: edge inputs were not scored; counts as failed",
+            judged=False,
+        )
     bad = st.nonfinite + st.out_of_range
     return GateOutcome(
         NUMERICALLY_STABLE,
@@ -299,7 +349,120 @@ def numerically_stable(ev: Evaluation, th: GateThresholds) -> GateOutcome:
     )
 
 
-GATES = (beats_baseline, blessed_against_champion, slice_quality, fairness, latency_budget, numerically_stable)
+def predicts_both_classes(ev: Evaluation, th: GateThresholds) -> GateOutcome:
+    """Not a degenerate model: at its decision threshold the candidate predicts each class for at least
+    ``min_prediction_ratio`` of the share of test rows that truly hold it. A model that answers one class for nearly
+    every row can still look fine on accuracy (rare positives) and on parity (no gap when nobody is positive)."""
+    actual = ev.test_positives / ev.test_rows if ev.test_rows else math.nan
+    predicted = ev.candidate.metrics.get("positive_rate", math.nan)
+    ratio = th.min_prediction_ratio
+    need_pos, need_neg = ratio * actual, ratio * (1 - actual)
+    comparison = "predicted positive rate >= ratio x actual positive rate, and the same for negatives"
+    threshold = f"positive >= {need_pos:.2%}, negative >= {need_neg:.2%} of rows"
+    if math.isnan(actual) or math.isnan(predicted):
+        return GateOutcome(
+            PREDICTS_BOTH_CLASSES,
+            False,
+            "not measured",
+            threshold,
+            comparison,
+            "could not judge: the test rows or the candidate's predicted positive rate are missing; counts as failed",
+            judged=False,
+        )
+    ok = predicted >= need_pos and 1 - predicted >= need_neg
+    at = f"at its threshold {ev.candidate.threshold:.4g}"
+    if ok:
+        text = f"candidate predicts positive for {predicted:.2%} of test rows {at} (actual {actual:.2%})"
+    else:
+        one = "negative" if predicted < need_pos else "positive"
+        text = (
+            f"degenerate model: the candidate predicts {one} for {max(predicted, 1 - predicted):.2%} of test rows "
+            f"{at}, while the test split holds {actual:.2%} positives (each class must be predicted for at least "
+            f"{ratio:g} x its actual share)"
+        )
+    return GateOutcome(
+        PREDICTS_BOTH_CLASSES,
+        ok,
+        predicted,
+        threshold,
+        comparison,
+        text,
+        {"actual_positive_rate": actual, "decision_threshold": ev.candidate.threshold, "ratio": ratio},
+    )
+
+
+def plausible_score(ev: Evaluation, th: GateThresholds) -> GateOutcome:
+    """Too good to be true: a candidate test ROC AUC above ``too_good`` blocks promotion until the spec
+    acknowledges it (``acknowledged_too_good``) naming every feature that carries the score."""
+    auc = ev.candidate.metrics.get("roc_auc", math.nan)
+    comparison = "candidate test ROC AUC <= too_good, or acknowledged in the spec for the features carrying it"
+    if math.isnan(auc):
+        return GateOutcome(
+            PLAUSIBLE_SCORE,
+            False,
+            "not measured",
+            th.too_good,
+            comparison,
+            "could not judge: the candidate's test ROC AUC is undefined; counts as failed",
+            judged=False,
+        )
+    if auc <= th.too_good:
+        return GateOutcome(
+            PLAUSIBLE_SCORE, True, auc, th.too_good, comparison, f"test ROC AUC {_fmt(auc)} <= {th.too_good}"
+        )
+    carriers = ev.candidate.carriers
+    named = [c.feature for c in carriers] if carriers else []
+    if carriers:
+        carried = "carried by " + ", ".join(
+            f"{c.feature!r} (AUC drop {c.auc_drop:.3f} when shuffled)" for c in carriers
+        )
+    elif carriers is None:
+        carried = "the features carrying it were not measured"
+    else:  # shuffling any one feature costs next to nothing: copies of the same signal stand in for each other
+        carried = "no single feature carries it (the score survives shuffling any one: redundant features)"
+    details: dict[str, Any] = {"carrying_features": ", ".join(named) or "none found"}
+    ack = th.acknowledged_too_good
+    if ack is not None and named and set(named) <= set(ack.features):
+        return GateOutcome(
+            PLAUSIBLE_SCORE,
+            True,
+            auc,
+            th.too_good,
+            comparison,
+            f"test ROC AUC {_fmt(auc)} > {th.too_good}, {carried}: acknowledged in the spec ({ack.reason})",
+            details | {"acknowledged_features": ", ".join(ack.features), "acknowledged_reason": ack.reason},
+        )
+    if not named:
+        why = "if it is real, raise gates.too_good above it (no feature to acknowledge was found)"
+    elif ack is not None:
+        why = f"the spec acknowledges only {', '.join(ack.features)}"
+    else:
+        why = (
+            "if it is real, acknowledge it in the spec: gates.acknowledged_too_good: "
+            f"{{reason: ..., features: [{', '.join(named)}]}}"
+        )
+    return GateOutcome(
+        PLAUSIBLE_SCORE,
+        False,
+        auc,
+        th.too_good,
+        comparison,
+        f"too good to be true: test ROC AUC {_fmt(auc)} > {th.too_good}, {carried}; a score this high usually means "
+        f"a leak; {why}",
+        details,
+    )
+
+
+GATES = (
+    beats_baseline,
+    blessed_against_champion,
+    slice_quality,
+    fairness,
+    latency_budget,
+    numerically_stable,
+    predicts_both_classes,
+    plausible_score,
+)
 
 
 def evaluate_gates(ev: Evaluation, th: GateThresholds) -> list[GateOutcome]:
@@ -308,7 +471,12 @@ def evaluate_gates(ev: Evaluation, th: GateThresholds) -> list[GateOutcome]:
 
 
 def failed_gates(outcomes: list[GateOutcome]) -> list[str]:
-    return [o.name for o in outcomes if not o.passed]
+    """The gates that block promotion: failures and gates that could not judge without leave to skip."""
+    return [o.name for o in outcomes if o.blocks]
+
+
+def skipped_gates(outcomes: list[GateOutcome]) -> list[str]:
+    return [o.name for o in outcomes if o.skipped]
 
 
 def gate_table(outcomes: list[GateOutcome]) -> str:
@@ -317,7 +485,7 @@ def gate_table(outcomes: list[GateOutcome]) -> str:
         [
             {
                 "gate": o.name,
-                "verdict": "pass" if o.passed else "FAIL",
+                "verdict": o.verdict,
                 "observed": o.observed,
                 "threshold": o.threshold,
                 "comparison": o.comparison,
