@@ -460,6 +460,12 @@ class GateThresholds(BaseModel):
         "test rows that truly hold it (predicted positive rate >= ratio x actual positive rate; the same for "
         "negatives)",
     )
+    reference_gap: float = Field(
+        0.01,
+        ge=0.0,
+        description="gap_to_reference (a warning, never blocking): the candidate's primary metric this far behind the "
+        "gradient-boosted trees reference fitted on the same splits warns",
+    )
     may_skip: list[SkippableGate] = Field(
         default_factory=list,
         description="gates that may be skipped (shown as not executed) when they find nothing to judge; any other "

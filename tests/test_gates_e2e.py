@@ -37,7 +37,7 @@ from ml_assets.model.assets import (
 from ml_assets.model.bundle import ModelRef, TabularModel
 from ml_assets.model.champion import build_champion_model, rollback_run_config
 from ml_assets.model.evaluation import Evaluation
-from ml_assets.model.evaluation_asset import build_model_evaluation
+from ml_assets.model.evaluation_asset import REFERENCE_CHECK, build_model_evaluation
 from ml_assets.model.gates import GATE_NAMES
 from ml_assets.model.refs import load_stored
 from ml_assets.model.registry import champion_history
@@ -194,7 +194,12 @@ def pipeline(tmp_path, monkeypatch, spec, training_set, window_end, models) -> P
 
 
 def checks(result) -> dict[str, bool]:
-    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    """The blocking gates' verdicts (gap_to_reference, a warning, is read on its own)."""
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.check_name in GATE_NAMES}
+
+
+def reference_check(result):
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == REFERENCE_CHECK)
 
 
 def check_metadata(result, name: str) -> dict:
@@ -229,6 +234,26 @@ def test_first_good_candidate_is_promoted_on_the_floor_alone(pipeline):
     assert "data:image/png;base64," in meta["roc"].value and "| sex=Female |" in meta["slices"].value
     champ_meta = result.asset_materializations_for_node("champion_model")[0].metadata
     assert "first champion" in champ_meta["why"].value and champ_meta["previous_champion"].value == "none"
+    # the trees reference, fitted on the same window, beside them: every figure a number the UI plots
+    assert ev.reference is not None and ev.reference.metrics["roc_auc"] > ev.candidate.metrics["roc_auc"]
+    for role in ("candidate", "baseline", "reference"):
+        assert {f"{role}_{m}" for m in ("roc_auc", "pr_auc", "log_loss", "brier", "ece")} <= set(meta)
+    assert meta["reference_roc_auc"].value == pytest.approx(ev.reference.metrics["roc_auc"])
+    assert "| roc_auc |" in meta["gap_to_reference"].value and "sex=Female" in meta["gap_to_reference_by_slice"].value
+    assert meta["candidate_demographic_parity_difference_sex"].value >= 0
+    gap = reference_check(result)  # the logistic candidate trails the trees by more than 0.01: a warning only
+    assert gap.severity.value == "WARN" and not gap.passed and "vs trees reference" in gap.description
+
+
+def test_gap_to_reference_passes_within_the_spec_threshold(tmp_path, monkeypatch, spec, training_set, window_end,
+                                                           models):  # fmt: skip
+    lenient = Pipeline(tmp_path, monkeypatch, gated(spec, reference_gap=0.5), training_set, window_end, models)
+    result = lenient.run(lenient.save("good"))
+    gap = reference_check(result)
+    assert gap.passed and "within the 0.5 the spec allows" in gap.description
+    assert gap.metadata["gap"].value == pytest.approx(
+        gap.metadata["reference_roc_auc"].value - gap.metadata["candidate_roc_auc"].value
+    )
 
 
 @pytest.mark.parametrize(
@@ -302,7 +327,7 @@ def gated(spec: DatasetSpec, **changes) -> DatasetSpec:
 def test_every_result_is_one_line_with_failed_ones_first(pipeline):
     result = pipeline.run(pipeline.save("shuffled"))
     evaluations = result.get_asset_check_evaluations()
-    assert {e.check_name for e in evaluations} == set(GATE_NAMES)
+    assert {e.check_name for e in evaluations} == {*GATE_NAMES, REFERENCE_CHECK}
     assert all(e.description and "\n" not in e.description for e in evaluations)
     verdicts = [e.passed for e in evaluations]
     assert verdicts == sorted(verdicts) and not verdicts[0] and verdicts[-1]  # every failure before every pass

@@ -497,6 +497,8 @@ class Evaluation:
     baseline_ref: Any
     champion_ref: Any | None
     thresholds: dict[str, Any] = field(default_factory=dict)
+    # the gradient-boosted trees reference on the same splits (ml_assets.model.reference): reported, never served
+    reference: ModelScores | None = None
 
     def scored(self) -> dict[str, ModelScores]:
         """Scores by role, in table order: candidate, baseline, champion."""
@@ -507,8 +509,11 @@ class Evaluation:
 
 
 def comparison_table(evaluation: Evaluation) -> str:
-    """Markdown table of candidate vs baseline vs champion on the test split (printed by the demo)."""
+    """Markdown table of candidate vs baseline vs champion on the test split (printed by the demo), and the trees
+    reference beside them when the evaluation fitted one."""
     scored = evaluation.scored()
+    if evaluation.reference is not None:
+        scored = {**scored, "trees reference (not served)": evaluation.reference}
     columns = ["metric", *(f"{role} `{s.tag}`" for role, s in scored.items())]
     rows: list[dict[str, Any]] = []
     for name in METRIC_NAMES:

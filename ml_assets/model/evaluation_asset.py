@@ -11,6 +11,7 @@ and the reason is logged and kept in the evaluation's metadata (``gates_not_judg
 """
 
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from ml_assets import markdown
 from ml_assets.automation import on_upstream_update, with_its_asset
 from ml_assets.data import leakage
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
@@ -39,6 +41,7 @@ from ml_assets.model import evaluation as evaluation_module
 from ml_assets.model import gates as gates_module
 from ml_assets.model.bundle import ModelRef
 from ml_assets.model.evaluation import (
+    METRIC_NAMES,
     Evaluation,
     ModelScores,
     comparison_table,
@@ -55,6 +58,7 @@ from ml_assets.model.gates import (
     thresholds_for,
 )
 from ml_assets.model.plots import calibration_plot, roc_plot
+from ml_assets.model.reference import gap_table, metric_gaps, reference_scores, slice_gaps
 from ml_assets.model.refs import load_stored, stored_ref
 from ml_assets.model.registry import current_champion_tag
 from ml_assets.versioning import code_version
@@ -160,16 +164,48 @@ def evaluation_metadata(
         "unlabeled_test_rows_left_out": unlabeled_test,
         "window_end": ev.window_end or "unknown",
         "training_set_partition": partition,
-        f"candidate_{m}": cand.metrics[m],
-        f"baseline_{m}": ev.baseline.metrics[m],
     }
-    if ev.champion is not None:
-        metadata[f"champion_{m}"] = ev.champion.metrics[m]
+    roles = {**ev.scored(), **({"reference": ev.reference} if ev.reference is not None else {})}
+    for role, scores in roles.items():  # every figure as a number, so the UI plots it across evaluations
+        metadata |= {f"{role}_{name}": scores.metrics[name] for name in METRIC_NAMES}
+    for gap in cand.fairness:
+        metadata[f"candidate_demographic_parity_difference_{gap.attribute}"] = gap.demographic_parity_difference
+        metadata[f"candidate_equalized_odds_difference_{gap.attribute}"] = gap.equalized_odds_difference
+    if ev.reference is not None:
+        metadata["gap_to_reference"] = MetadataValue.md(gap_table(cand, ev.reference))
+        metadata[f"reference_gap_{m}"] = metric_gaps(cand, ev.reference)[m]
+        per_slice = slice_gaps(cand, ev.reference, m)
+        if per_slice:
+            metadata["gap_to_reference_by_slice"] = MetadataValue.md(
+                markdown.table(
+                    [{"slice": k, f"{m} gap": v} for k, v in sorted(per_slice.items(), key=lambda kv: -kv[1])],
+                    ["slice", f"{m} gap"],
+                    right=[f"{m} gap"],
+                )
+            )
     if cand.latency is not None:
         metadata |= {"p99_ms": cand.latency.p99_ms, "rows_per_s": cand.latency.rows_per_s}
     if cand.size is not None and cand.size.bytes is not None:
         metadata["model_bytes"] = cand.size.bytes
     return metadata
+
+
+REFERENCE_CHECK = "gap_to_reference"
+
+
+def reference_outcome(ev: Evaluation, thresholds: GateThresholds) -> tuple[bool | None, str, dict[str, Any]]:
+    """The gap check's verdict (None: no reference could be fitted, nothing to judge), its one line, its figures."""
+    m = thresholds.primary_metric
+    if ev.reference is None:
+        return None, "no trees reference could be fitted on this window (see the run log): nothing to compare", {}
+    gap = metric_gaps(ev.candidate, ev.reference)[m]
+    figures = {f"candidate_{m}": ev.candidate.metrics[m], f"reference_{m}": ev.reference.metrics[m], "gap": gap}
+    verdict = "within" if gap <= thresholds.reference_gap else "beyond"
+    line = (
+        f"candidate {m} {ev.candidate.metrics[m]:.4f} vs trees reference {ev.reference.metrics[m]:.4f}: "
+        f"{gap:+.4f} behind, {verdict} the {thresholds.reference_gap} the spec allows"
+    )
+    return gap <= thresholds.reference_gap, line, figures
 
 
 def gate_check_specs() -> list[AssetCheckSpec]:
@@ -183,6 +219,15 @@ def gate_check_specs() -> list[AssetCheckSpec]:
             automation_condition=with_its_asset(),
         )
         for name in GATE_NAMES
+    ] + [
+        AssetCheckSpec(
+            REFERENCE_CHECK,
+            asset="model_evaluation",
+            blocking=False,
+            description="the candidate's primary metric within gates.reference_gap of a gradient-boosted trees "
+            "reference fitted on the same splits (a warning: the reference is never served)",
+            automation_condition=with_its_asset(),
+        )
     ]
 
 
@@ -221,6 +266,16 @@ def build_model_evaluation(spec: DatasetSpec):
         if champion_tag is not None:
             refs["champion"] = stored_ref(model_store, champion_tag)
         scored, probabilities = score_models(context, spec, thresholds, refs, test, model_store)
+        reference = None
+        try:
+            started = time.perf_counter()
+            ref_model, reference = reference_scores(spec, window, test, thresholds.slice_min_size)
+            probabilities["reference"] = ref_model.predict_proba(test)
+            fit_seconds = time.perf_counter() - started
+            context.log.info(f"trees reference: {thresholds.primary_metric} {reference.metrics[thresholds.primary_metric]:.4f}"
+                             f" ({ref_model.best_iteration} rounds, {fit_seconds:.1f} s)")  # fmt: skip
+        except ValueError as e:  # a window whose train or validation rows cannot fit one: reported, never fatal
+            context.log.warning(f"no trees reference for this window: {e}")
         y = test[spec.label_column].to_numpy(dtype=np.int64)
         window_end = str(pd.Timestamp(test[WINDOW_END].max()).date()) if WINDOW_END in test.columns else None
         ev = Evaluation(
@@ -236,9 +291,13 @@ def build_model_evaluation(spec: DatasetSpec):
             baseline_ref=baseline_model,
             champion_ref=refs.get("champion"),
             thresholds=thresholds.model_dump(),
+            reference=reference,
         )
-        curves = {f"{role} ({refs[role].kind})": p for role, p in probabilities.items()}
+        kinds = {role: ref.kind for role, ref in refs.items()} | {"reference": "gbdt, not served"}
+        curves = {f"{role} ({kinds[role]})": p for role, p in probabilities.items()}
         metadata = evaluation_metadata(ev, thresholds, y, curves, unlabeled_test, approved_training_set.partition_key)
+        if reference is not None:
+            metadata["reference_fit_seconds"] = round(fit_seconds, 2)
         return Output(ev, metadata=metadata)
 
     @multi_asset_check(
@@ -249,20 +308,40 @@ def build_model_evaluation(spec: DatasetSpec):
     )
     def model_gates(context: AssetCheckExecutionContext, model_evaluation: Evaluation):
         selected = {key.name for key in context.selected_asset_check_keys}
+        results = []
         for outcome in blocking_first(evaluate_gates(model_evaluation, thresholds)):
             if outcome.name not in selected:
                 continue
             if outcome.skipped:  # not emitted: Dagster records the check as skipped, never as passed
                 context.log.warning(f"gate {outcome.name} not executed: {outcome.description}")
                 continue
-            yield AssetCheckResult(
-                asset_key="model_evaluation",
-                check_name=outcome.name,
-                passed=outcome.passed,
-                severity=AssetCheckSeverity.ERROR,
-                description=outcome.description,
-                metadata=outcome.metadata() | {"candidate_tag": model_evaluation.candidate.tag},
+            results.append(
+                AssetCheckResult(
+                    asset_key="model_evaluation",
+                    check_name=outcome.name,
+                    passed=outcome.passed,
+                    severity=AssetCheckSeverity.ERROR,
+                    description=outcome.description,
+                    metadata=outcome.metadata() | {"candidate_tag": model_evaluation.candidate.tag},
+                )
             )
+        if REFERENCE_CHECK in selected:
+            passed, line, figures = reference_outcome(model_evaluation, thresholds)
+            if passed is None:  # could not judge: not emitted, so the UI shows it as not executed, never passed
+                context.log.warning(f"{REFERENCE_CHECK} not executed: {line}")
+            else:
+                results.append(
+                    AssetCheckResult(
+                        asset_key="model_evaluation",
+                        check_name=REFERENCE_CHECK,
+                        passed=passed,
+                        severity=AssetCheckSeverity.WARN,
+                        description=line,
+                        metadata=figures,
+                    )
+                )
+        # failed first (what blocks before what warns), then the passes
+        yield from sorted(results, key=lambda r: (r.passed, r.severity != AssetCheckSeverity.ERROR))
 
     return model_evaluation, model_gates
 

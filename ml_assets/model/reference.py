@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model.evaluation import LOWER_IS_BETTER, ModelScores
+from ml_assets.model.decision import choose_threshold
+from ml_assets.model.evaluation import LOWER_IS_BETTER, ModelScores, score_model
 
 REFERENCE_KIND = "gbdt_reference"
 MAX_ROUNDS = 2000  # boosting rounds at most; early stopping on validation ends far sooner on the demo's windows
@@ -87,6 +89,31 @@ def fit_reference(spec: DatasetSpec, train: pd.DataFrame, validation: pd.DataFra
     total = float(gains.sum()) or 1.0
     model.importance = {n: float(g) / total for n, g in zip(booster.feature_name(), gains, strict=True)}
     return model
+
+
+def reference_scores(
+    spec: DatasetSpec, window: pd.DataFrame, test: pd.DataFrame, min_group_size: int
+) -> tuple[ReferenceModel, ModelScores]:
+    """The reference fitted on the window's labeled train rows, its decision threshold chosen on the labeled
+    validation rows by the spec's policy (as the served models' are), and scored on ``test`` like them."""
+    split = window[SPLIT].astype("string")
+    train, validation = (spec.labeled(window[split == name]) for name in ("train", "validation"))
+    model = fit_reference(spec, train, validation)
+    y_val = validation[spec.label_column].to_numpy(dtype=np.int64)
+    model.threshold = choose_threshold(spec.decision, y_val, model.predict_proba(validation)).threshold
+    return model, score_model(model, "gbdt reference", spec, test, min_group_size=min_group_size, operational=False)
+
+
+def gap_table(candidate: ModelScores, reference: ModelScores) -> str:
+    """Candidate and reference side by side, one metric a row, with the candidate's gap (positive: behind)."""
+    from ml_assets import markdown
+
+    gaps = metric_gaps(candidate, reference)
+    rows = [
+        {"metric": name, "candidate": candidate.metrics[name], "reference": reference.metrics[name], "gap": gap}
+        for name, gap in gaps.items()
+    ]
+    return markdown.table(rows, ["metric", "candidate", "reference", "gap"], right=["candidate", "reference", "gap"])
 
 
 def metric_gaps(candidate: ModelScores, reference: ModelScores) -> dict[str, float]:
