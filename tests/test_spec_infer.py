@@ -415,3 +415,25 @@ def test_shipped_specs_are_infers_output_plus_their_named_hand_edits(name: str) 
             if column["name"] in edited:
                 column.pop(edited[column["name"]], None)
     assert shipped == proposed
+
+
+def test_without_sensitive_columns_the_unjudgeable_gates_are_skipped_never_passed(tmp_path: Path) -> None:
+    """With no --sensitive, slice_quality and fairness have nothing to judge: infer lists them under may_skip (the
+    UI shows them as not executed) and says so; with one, nothing is skipped."""
+    data = tmp_path / "d.csv"
+    rng = np.random.default_rng(0)
+    n = 600
+    pd.DataFrame(
+        {
+            "row_id": range(n),
+            "t": pd.date_range("2026-01-01", periods=n, freq="h").strftime("%Y-%m-%d %H:%M:%S"),
+            "x": rng.normal(size=n),
+            "g": rng.choice(["a", "b"], n),
+            "y": rng.choice(["no", "yes"], n),
+        }
+    ).to_csv(data, index=False)
+    plain = infer_spec(data, target="y", positive="yes")
+    assert plain.spec["gates"]["may_skip"] == ["slice_quality", "fairness"]
+    assert any("No sensitive column was named" in w for w in plain.warnings)
+    judged = infer_spec(data, target="y", positive="yes", sensitive=["g"])
+    assert "may_skip" not in judged.spec["gates"] and not judged.warnings

@@ -77,7 +77,9 @@ def test_a_messy_raw_file_goes_from_infer_to_a_judged_model_with_no_hand_edit(tm
     out = demo.stdout + demo.stderr
     assert "Traceback" not in out, out[-4000:]
     # every landed day passes its data checks, the window is cut and approved, and both models are judged
-    assert "raw_data" in out and "model_evaluation" in out, out[-4000:]
+    ingested = [line for line in out.splitlines() if line.strip().startswith("ingest_job")]
+    assert ingested and all(" ok " in line for line in ingested), out[-4000:]
+    assert any(line.strip().startswith("training_set_job") and " ok " in line for line in out.splitlines()), out
     from dagster import AssetKey, DagsterInstance
 
     with DagsterInstance.from_config(str(tmp_path / "home" / "dagster")) as instance:
@@ -86,7 +88,9 @@ def test_a_messy_raw_file_goes_from_infer_to_a_judged_model_with_no_hand_edit(tm
         assert failed_data == [], failed_data
         assert instance.get_latest_materialization_event(AssetKey("model_evaluation")) is not None
     if demo.returncode != 0:  # a model gate may block: then its reason is printed once, naming the figure
-        assert "blocking" in out.lower(), out[-4000:]
+        assert "blocking failures:" in out, out[-4000:]
+        reasons = out.split("blocking failures:")[1].strip().splitlines()
+        assert reasons and all(line.strip().startswith("model_evaluation.") for line in reasons), out[-4000:]
 
 
 def latest_checks(instance) -> dict:

@@ -89,6 +89,8 @@ def run_infer(args: argparse.Namespace) -> int:
         return 2
     for column, why in inferred.left_out.items():  # never silent: each left-out column and why, on stderr
         print(f"ml-assets spec infer: left out {column!r}: {why}", file=sys.stderr)
+    for warning in inferred.warnings:
+        print(f"ml-assets spec infer: note: {warning}", file=sys.stderr)
     text = render(inferred)
     if args.output is None:
         sys.stdout.write(text)

@@ -90,6 +90,7 @@ class Inferred:
     notes: dict[str, str] = field(default_factory=dict)  # column -> what was seen
     header: list[str] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)  # column -> why it is not in the spec
+    warnings: list[str] = field(default_factory=list)  # what the person should know before using the spec
 
 
 @dataclass(frozen=True)
@@ -215,11 +216,16 @@ def infer_spec(
         "bands": bands,
         "gates": _gate_defaults(),
     }
+    if not sensitive:  # nothing to slice or compare: the two gates are skipped (shown as not executed), never passed
+        spec["gates"]["may_skip"] = list(UNJUDGEABLE_WITHOUT_SENSITIVE)
     spec["columns"] = [_ordered(c) for c in spec["columns"]]
     days = replay_days(DatasetSpec.model_validate(spec), frame, window + REPLAY_EXTRA_DAYS)
     sized = _size_day_rules(spec, days, result)
     result.spec = spec
     result.header = _header(path, frame, result.left_out, time, labeled, label_rate, window) + sized
+    if not sensitive:
+        result.header.append(NO_SENSITIVE_NOTE)
+        result.warnings.append(NO_SENSITIVE_NOTE)
     if repeated:
         result.header.append(f"Repeated column names (the first of each is used): {', '.join(repeated)}.")
     if repeats:
@@ -523,6 +529,14 @@ def _label_stats(target: pd.Series, column: dict[str, Any]) -> tuple[float, int]
 def _window(labeled_rows: int) -> int:
     """Ten days, fewer when the data is small (a replayed day should hold about ROWS_PER_DAY labeled rows)."""
     return int(np.clip(labeled_rows // ROWS_PER_DAY - 2, 5, 10))
+
+
+UNJUDGEABLE_WITHOUT_SENSITIVE = ("slice_quality", "fairness")
+NO_SENSITIVE_NOTE = (
+    "No sensitive column was named (--sensitive): slice_quality and fairness have no group to judge, so "
+    "gates.may_skip lists them and they show as not executed, never as passed. Name the sensitive attributes to "
+    "have them judged."
+)
 
 
 def _gate_defaults() -> dict[str, Any]:
