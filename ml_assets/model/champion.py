@@ -8,8 +8,10 @@ verdict from the stored evaluation before promoting. A promotion is this asset's
 champion's ``model_tag``: the instance keeps the champions' history (``ml_assets.model.registry``); models in the
 BentoML store are never rewritten, and every former champion stays there for a rollback.
 
-Rollback: launch the ``rollback_champion`` job (it materializes ``champion_model`` alone) with the tag of a
-previous champion as config::
+Rollback: launch the ``rollback_champion`` job (it materializes ``champion_model`` alone), or run
+``ml-assets rollback [TAG]``. As it comes (an empty ``model_tag``) it rolls back to the champion before the current
+one, from the instance's history (``ml_assets.model.registry.previous_champion``), and refuses in one line when
+there is none; it never promotes a candidate. To name another former champion::
 
     ops:
       champion_model:
@@ -29,6 +31,7 @@ from dagster import (
     AssetKey,
     AssetSelection,
     Config,
+    DagsterInstance,
     Failure,
     FreshnessPolicy,
     MetadataValue,
@@ -46,7 +49,7 @@ from ml_assets.model.bundle import ModelRef
 from ml_assets.model.evaluation import Evaluation, comparison_table
 from ml_assets.model.gates import GATE_NAMES, evaluate_gates, failed_gates, gate_table, thresholds_for
 from ml_assets.model.refs import stored_ref
-from ml_assets.model.registry import champion_history, current_champion_tag
+from ml_assets.model.registry import champion_history, current_champion_tag, previous_champion
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
 
@@ -56,8 +59,9 @@ ROLLBACK_JOB = "rollback_champion"
 class ChampionConfig(Config):
     model_tag: str = Field(
         "",
-        description="Rollback: the tag of a former champion to make current again. Leave empty to "
-        "promote the candidate that model_evaluation blessed.",
+        description="Rollback: the tag of a former champion to make current again. Empty: in the rollback_champion "
+        "job, the champion before the current one (refused when there is none); in any other job, promote the "
+        "candidate that model_evaluation blessed.",
     )
 
 
@@ -121,8 +125,8 @@ def build_champion_model(spec: DatasetSpec):
     def champion_model(
         context: AssetExecutionContext, config: ChampionConfig, model_evaluation: Evaluation, model_store: ModelStore
     ) -> Output[ModelRef]:
-        if config.model_tag:
-            return _rollback(context, model_store, config.model_tag)
+        if config.model_tag or context.run.job_name == ROLLBACK_JOB:  # the rollback job never promotes
+            return _rollback(context, model_store, config.model_tag or None)
         require_passed(context.instance, AssetKey("model_evaluation"), GATE_NAMES, None, "champion_model")
         stale = stale_because(context, model_evaluation)
         if stale:
@@ -157,22 +161,48 @@ def build_champion_model(spec: DatasetSpec):
     return champion_model
 
 
-def _rollback(context: AssetExecutionContext, store: ModelStore, tag: str) -> Output[ModelRef]:
-    ref = stored_ref(store, tag)  # raises naming the store when the tag does not exist
-    former = [t for t, _ in champion_history(context.instance)]
+class RollbackRefused(Failure):
+    """A rollback that cannot be done: the description is one line saying why."""
+
+
+def rollback_target(instance: DagsterInstance, tag: str | None) -> tuple[str, str]:
+    """(the current champion, the champion to roll back to): ``tag``, or the one before the current champion.
+
+    Raises ``RollbackRefused`` naming why, when there is no champion, no previous one, or ``tag`` was never one.
+    """
+    former = [t for t, _ in champion_history(instance)]
+    current = former[0] if former else None
+    if current is None:
+        raise RollbackRefused(description="rollback refused: there is no champion yet, so nothing to roll back")
+    if tag is None:
+        previous = previous_champion(instance, current)
+        if previous is None:
+            raise RollbackRefused(
+                description=f"rollback refused: champion {current} has no previous champion to roll back to "
+                f"(champions so far: {', '.join(former)})"
+            )
+        return current, previous
+    if tag == current:
+        raise RollbackRefused(description=f"rollback refused: {tag} is already the champion")
     if tag not in former:
-        raise Failure(
+        raise RollbackRefused(
             description=f"rollback to {tag} refused: it was never champion (champions so far: "
-            f"{', '.join(former) or 'none'}); only a former champion can serve again without passing the gates."
+            f"{', '.join(former)}); only a former champion can serve again without passing the gates"
         )
-    previous = former[0]
-    context.log.info(f"rolled back the champion: {previous} -> {tag}")
+    return current, tag
+
+
+def _rollback(context: AssetExecutionContext, store: ModelStore, tag: str | None) -> Output[ModelRef]:
+    current, target = rollback_target(context.instance, tag)
+    ref = stored_ref(store, target)  # raises naming the store when the tag does not exist
+    why = f"rollback requested from {current} to {target}" + ("" if tag else " (the previous champion)")
+    context.log.info(f"rolled back the champion: {current} -> {target}")
     return Output(
         ref,
         metadata={
-            "model_tag": tag,
-            "previous_champion": previous,
-            "why": f"rollback requested from {previous} to {tag}",
+            "model_tag": target,
+            "previous_champion": current,
+            "why": why,
             "action": "rollback",
         },
     )
@@ -186,5 +216,6 @@ def rollback_run_config(model_tag: str) -> dict[str, Any]:
 rollback_champion_job = define_asset_job(
     ROLLBACK_JOB,
     selection=AssetSelection.assets("champion_model"),
-    description="Make a previous champion current again: config ops.champion_model.config.model_tag = its tag.",
+    description="Roll back to the champion before the current one (refused when there is none), or to the former "
+    "champion named in ops.champion_model.config.model_tag. Never promotes a candidate.",
 )

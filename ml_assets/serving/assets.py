@@ -192,8 +192,10 @@ def build_deployment_checks(deployment: AssetsDefinition) -> list[AssetChecksDef
                 seen[path] = httpx.get(deployment.url + path, timeout=5).status_code
             except httpx.HTTPError as e:
                 seen[path] = f"unreachable: {e!r}"
+        ok = all(v == 200 for v in seen.values())
         return AssetCheckResult(
-            passed=all(v == 200 for v in seen.values()),
+            passed=ok,
+            description=f"{deployment.url}: " + ", ".join(f"{k} {v}" for k, v in seen.items())[:300],
             metadata={"url": deployment.url, **{k: str(v) for k, v in seen.items()}},
         )
 
@@ -207,9 +209,16 @@ def build_deployment_checks(deployment: AssetsDefinition) -> list[AssetChecksDef
         try:
             report = served_skew(deployment.url, deployment.records, deployment.expected)
         except DeploymentError as e:
-            return AssetCheckResult(passed=False, metadata={"url": deployment.url, "error": str(e)[:1000]})
+            return AssetCheckResult(
+                passed=False,
+                description=f"{deployment.url} did not answer the sample: {str(e).splitlines()[0][:200]}",
+                metadata={"url": deployment.url, "error": str(e)[:1000]},
+            )
         return AssetCheckResult(
             passed=report.passed(deployment.model_tag),
+            description=f"{report.rows} rows: max |served - offline| {report.max_abs_diff:.2g} (limit "
+            f"{SKEW_TOLERANCE:g}); served by {', '.join(report.served_model_tags) or 'none'}, expected "
+            f"{deployment.model_tag}",
             metadata={
                 "rows": report.rows,
                 "max_abs_diff": report.max_abs_diff,
@@ -231,10 +240,21 @@ def build_deployment_checks(deployment: AssetsDefinition) -> list[AssetChecksDef
         return AssetCheckResult(
             passed=stats["errors"] == 0 and stats["p99_ms"] <= P99_BUDGET_MS,
             severity=AssetCheckSeverity.WARN,
+            description=latency_message(stats),
             metadata={**stats, "budget_ms": P99_BUDGET_MS},
         )
 
     return [health, train_serve_skew, http_p99_latency]
+
+
+def latency_message(stats: dict[str, float]) -> str:
+    """The p99 check's verdict in one line: what was measured against the budget, and the errors."""
+    over = stats["p99_ms"] > P99_BUDGET_MS
+    return (
+        f"p99 {stats['p99_ms']:.1f} ms {'>' if over else '<='} {P99_BUDGET_MS:g} ms budget over "
+        f"{int(stats['requests'])} requests at concurrency {LATENCY_CONCURRENCY} (p50 {stats['p50_ms']:.1f} ms, "
+        f"{int(stats['errors'])} errors)"
+    )
 
 
 def http_latency(url: str, records: list[dict[str, Any]], requests: int, concurrency: int) -> dict[str, float]:
