@@ -113,3 +113,16 @@ def table(
         if fits(md) or keep == 0:
             return md
         keep -= 1
+
+
+def alerts_table(
+    alerts: Sequence[Mapping[str, Any]], prefix: str | tuple[str, ...] = "", day: str | None = None, limit: int = 5
+) -> str:
+    """The latest alerts (``resources.alerts`` records) whose kind starts with ``prefix`` (and of ``day`` when
+    given), newest first, as a table that renders in place; "no alert" when there is none."""
+    mine = [a for a in alerts if str(a.get("kind", "")).startswith(prefix) and (day is None or a.get("day") == day)]
+    rows = [
+        {"time": str(a.get("time", ""))[5:16], "alert": f"{a.get('kind')}: {str(a.get('message', ''))[:110]}"}
+        for a in reversed(mine[-limit:])
+    ]
+    return table(rows, ["time", "alert"]) if rows else "no alert"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import bentoml.models  # noqa: F401  imported at collection, as the serving tests do: the import probes the C library once
 import pytest
 from dagster import AssetKey, DagsterInstance
 

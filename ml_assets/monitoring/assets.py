@@ -337,7 +337,7 @@ def build_model_monitoring(spec: DatasetSpec, daily: PartitionsDefinition) -> As
                 context.log.info(f"model_monitoring[{day}] check {v.name} skipped: {v.description}")
         meta = monitoring_metadata(context, reports, main, len(served), spec.monitoring.drift_psi)
         meta |= verdict_metadata(found)
-        meta["latest_alerts"] = MetadataValue.md(alerts_table(alerts.read(), prefix="monitoring.", day=day))
+        meta["latest_alerts"] = MetadataValue.md(inline.alerts_table(alerts.read(), prefix="monitoring.", day=day))
         yield Output(reports, output_name="model_monitoring", metadata=meta)
         before = last_judgements(context.instance, context.asset_key, CHECKS)  # any day
         for v in found:
@@ -487,16 +487,6 @@ def verdict_metadata(found: list[verdicts.Verdict]) -> dict:
         ),
         "not_judged": "; ".join(f"{v.name}: {v.description}" for v in skipped) or "none",
     }
-
-
-def alerts_table(alerts: list[dict], prefix: str, day: str | None = None, limit: int = 5) -> str:
-    """The latest alerts whose kind starts with ``prefix`` (of ``day`` when given), newest first."""
-    mine = [a for a in alerts if str(a.get("kind", "")).startswith(prefix) and (day is None or a.get("day") == day)]
-    rows = [
-        {"time": str(a.get("time", ""))[5:16], "alert": f"{a.get('kind')}: {str(a.get('message', ''))[:110]}"}
-        for a in reversed(mine[-limit:])
-    ]
-    return inline.table(rows, ["time", "alert"]) if rows else "no alert"
 
 
 def report_figures(r: TagReport) -> dict[str, float | int | str]:
