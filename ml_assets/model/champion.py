@@ -41,12 +41,13 @@ from dagster import (
 )
 from pydantic import Field
 
+from ml_assets import inline
 from ml_assets.automation import on_upstream_update
 from ml_assets.dataset import DatasetSpec
 from ml_assets.event_log import require_passed
 from ml_assets.model import gates as gates_module
 from ml_assets.model.bundle import ModelRef
-from ml_assets.model.evaluation import Evaluation, comparison_table
+from ml_assets.model.evaluation import LOWER_IS_BETTER, METRIC_NAMES, Evaluation, comparison_table
 from ml_assets.model.gates import GATE_NAMES, evaluate_gates, failed_gates, gate_table, thresholds_for
 from ml_assets.model.refs import stored_ref
 from ml_assets.model.registry import champion_history, current_champion_tag, previous_champion
@@ -152,6 +153,8 @@ def build_champion_model(spec: DatasetSpec):
                 "model_tag": candidate.tag,
                 "previous_champion": previous or "none",
                 "why": why,
+                "candidate_vs_champion": MetadataValue.md(champion_comparison(model_evaluation)),
+                **champion_figures(model_evaluation),
                 "gates": MetadataValue.md(gate_table(outcomes)),
                 "comparison": MetadataValue.md(comparison_table(model_evaluation)),
                 "action": "promote",
@@ -159,6 +162,36 @@ def build_champion_model(spec: DatasetSpec):
         )
 
     return champion_model
+
+
+def champion_comparison(evaluation: Evaluation) -> str:
+    """The new champion beside the previous champion (then the baseline) on the same test rows, one metric a row:
+    narrow enough to render in place, so the column that shows a worse promotion is never the one cut off."""
+    scored = {"new champion": evaluation.candidate}
+    if evaluation.champion is not None and evaluation.champion.tag != evaluation.candidate.tag:
+        scored["previous champion"] = evaluation.champion
+    scored["baseline"] = evaluation.baseline
+    rows = [
+        {
+            "metric": m + (" (lower better)" if m in LOWER_IS_BETTER else ""),
+            **{k: v.metrics.get(m) for k, v in scored.items()},
+        }
+        for m in METRIC_NAMES
+    ]
+    return inline.table(rows, ["metric", *scored], right=list(scored))
+
+
+def champion_figures(evaluation: Evaluation) -> dict[str, float]:
+    """The new champion's test metrics (and the previous champion's), as numbers: the UI plots them across
+    promotions."""
+    figures = {m: float(evaluation.candidate.metrics[m]) for m in METRIC_NAMES if m in evaluation.candidate.metrics}
+    if evaluation.champion is not None:
+        figures |= {
+            f"previous_champion_{m}": float(evaluation.champion.metrics[m])
+            for m in METRIC_NAMES
+            if m in evaluation.champion.metrics
+        }
+    return figures
 
 
 class RollbackRefused(Failure):

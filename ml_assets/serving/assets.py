@@ -29,6 +29,7 @@ from dagster import (
     asset_check,
 )
 
+from ml_assets import inline
 from ml_assets.automation import on_upstream_update, with_its_asset
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.data.splits import SPLIT
@@ -40,9 +41,11 @@ from ml_assets.serving import schema
 from ml_assets.serving.build import BentoRef, build_bento, service_code_version
 from ml_assets.serving.schema import frame_records
 from ml_assets.versioning import code_version
+from resources.alerts import Alerts
 from resources.bento_deployer import SKEW_TOLERANCE, BentoDeployer, DeploymentError, served_skew
 from resources.model_store import ModelStore
 
+DEPLOYMENT_ALERTS = ("rollback", "retrain", "run_failed")  # the alert kinds that concern what serves
 VALIDATION_ROWS = 64  # fixed sample of test rows every new deployment must reproduce offline predictions for
 P99_BUDGET_MS = 100.0
 LATENCY_REQUESTS = 200
@@ -132,6 +135,7 @@ def build_deployment(spec: DatasetSpec) -> AssetsDefinition:
         approved_training_set: TrainingSetRef,
         bento_deployer: BentoDeployer,
         model_store: ModelStore,
+        alerts: Alerts,
     ) -> Output[DeploymentInfo]:
         training_set = load_approved(context, approved_training_set, "deployment")
         records, rows = validation_sample(spec, training_set)
@@ -148,7 +152,11 @@ def build_deployment(spec: DatasetSpec) -> AssetsDefinition:
         return Output(
             info,
             data_version=DataVersion(bento.tag),
-            metadata=deployment_metadata(info, time.perf_counter() - t0),
+            metadata={
+                **deployment_metadata(info, time.perf_counter() - t0),
+                # what the platform last said about serving, on the asset it concerns (resources/alerts.py)
+                "latest_alerts": MetadataValue.md(inline.alerts_table(alerts.read(), prefix=DEPLOYMENT_ALERTS)),
+            },
         )
 
     return deployment
@@ -165,6 +173,11 @@ def deployment_metadata(info: DeploymentInfo, seconds: float) -> dict[str, Any]:
         "pid": current.get("pid") or 0,
         "validated_on_rows": len(info.records),
         "validation": MetadataValue.json(current.get("validated") or {}),
+        **{
+            f"validation_{k}": float(v)
+            for k, v in (current.get("validated") or {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        },
         "previous_bento_tag": previous.get("bento_tag", ""),
         "deploy_seconds": round(seconds, 2),
         **(
