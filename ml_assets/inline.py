@@ -21,7 +21,7 @@ from typing import Any
 from ml_assets import markdown
 
 INLINE_MAX_CHARS = 999  # the UI shows markdown in place below 1,000 characters
-COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+COLORS = ("blue", "red", "green", "purple")  # named colors: shorter than hex, and no "#" to escape
 
 
 def fits(md: str) -> bool:
@@ -33,12 +33,20 @@ def _finite(v: float | None) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
+def _path(points: list[tuple[int, int]]) -> str:
+    """An SVG path through ``points``: an absolute move, then relative line-tos (short: "M30,63l8,2 8,-1")."""
+    (x0, y0), rest = points[0], points[1:]
+    steps = " ".join(f"{x - px},{y - py}" for (px, py), (x, y) in zip(points, rest, strict=False))
+    return f"M{x0},{y0}" + (f"l{steps}" if rest else "h1")
+
+
 def _svg(
     series: Mapping[str, Sequence[float | None]],
     labels: Sequence[str],
     limit: float | None,
     width: int,
     height: int,
+    limit_name: str = "",
 ) -> str:
     values = [v for ys in series.values() for v in ys if _finite(v)] + ([limit] if limit is not None else [])
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
@@ -54,24 +62,24 @@ def _svg(
         return round(bottom - (v - lo) * (bottom - top) / (hi - lo))
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="9" '
-        'font-family="sans-serif">',
-        f'<text x="0" y="{top + 3}">{hi:.3g}</text><text x="0" y="{bottom}">{lo:.3g}</text>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="9" fill="none">',
+        f'<g fill="#000"><text y="{top + 3}">{hi:.3g}</text><text y="{bottom}">{lo:.3g}</text>',
     ]
     if labels:
         parts.append(f'<text x="{left}" y="{height - 1}">{labels[0]}</text>')
         if n > 1:
             parts.append(f'<text x="{width - 30}" y="{height - 1}">{labels[-1]}</text>')
+    parts.append("</g>")
     if limit is not None:
-        parts.append(f'<path d="M{left} {y(limit)}H{width}" stroke="#999" stroke-dasharray="3"/>')
+        parts.append(f'<path d="M{left},{y(limit)}H{width}" stroke="gray" stroke-dasharray="3"/>')
+        if limit_name:
+            parts.append(f'<text x="{left + 4 + 64 * len(series)}" y="9" fill="gray">{limit_name}</text>')
     for k, (name, ys) in enumerate(series.items()):
         color = COLORS[k % len(COLORS)]
-        points = [f"{x(i)},{y(v)}" for i, v in enumerate(ys) if _finite(v)]
-        if len(points) == 1:
-            points.append(points[0])
+        points = [(x(i), y(v)) for i, v in enumerate(ys) if _finite(v)]
         if points:
-            parts.append(f'<polyline fill="none" stroke="{color}" points="{" ".join(points)}"/>')
-        parts.append(f'<text x="{left + 4 + 70 * k}" y="9" fill="{color}">{name}</text>')
+            parts.append(f'<path d="{_path(points)}" stroke="{color}"/>')
+        parts.append(f'<text x="{left + 4 + 64 * k}" y="9" fill="{color}">{name}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -82,15 +90,17 @@ def line_chart(
     series: Mapping[str, Sequence[float | None]],
     *,
     limit: float | None = None,
+    limit_name: str = "",
     width: int = 260,
     height: int = 90,
 ) -> str:
-    """A small line chart (one line per series over ``labels``, a dashed line at ``limit``) as a markdown image
-    short enough to render in place; the oldest points are dropped until it fits."""
+    """A small line chart (one line per series over ``labels``, a dashed line at ``limit`` named ``limit_name``)
+    as a markdown image short enough to render in place; the oldest points are dropped until it fits (two series
+    fit 30 days, three about 17)."""
     labels = list(labels)
     data = {k: list(v) for k, v in series.items()}
     while True:
-        svg = _svg(data, labels, limit, width, height)
+        svg = _svg(data, labels, limit, width, height, limit_name)
         md = f"![{title}](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode('ascii')})"
         if fits(md) or len(labels) <= 2:
             return md

@@ -442,8 +442,9 @@ def monitoring_metadata(
             {
                 "estimated": [history[d].get("estimated_roc_auc") for d in days],
                 "realized": [history[d].get("realized_roc_auc") for d in days],
-                "evaluation": [history[d].get("evaluation_roc_auc") for d in days],
             },
+            limit=r.reference["roc_auc"],  # what the serving model's evaluation saw: the bar it is held to
+            limit_name="evaluation",
         )
     )
     meta["drift_chart"] = MetadataValue.md(
@@ -455,6 +456,7 @@ def monitoring_metadata(
                 "prediction": [history[d].get("prediction_psi") for d in days],
             },
             limit=drift_limit,
+            limit_name="limit",
         )
     )
     meta["input_drift"] = MetadataValue.md(input_drift_table(r))
