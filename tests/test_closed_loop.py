@@ -14,11 +14,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -137,6 +139,14 @@ def test_monitoring_retrains_on_drift_and_rolls_back_a_regressing_champion(home:
         "traffic", "--day", day, "--rows", "1500", "--shift", "age=2", "--labels-lag-days", "0", timeout=600
     )
     assert sent.returncode == 0, sent.stdout + sent.stderr
+    # a past day replayed through the real service is filed under that day (time-true), with the real serving time
+    yesterday = (today(spec) - timedelta(days=1)).isoformat()
+    replayed = home.cli("traffic", "--day", yesterday, "--rows", "120", timeout=600)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    lines = [json.loads(x) for f in (home.root / "prediction_log" / yesterday).glob("*.jsonl")
+             for x in f.read_text().splitlines()]  # fmt: skip
+    mine = [x for x in lines if x["request_id"].startswith(f"replay-{yesterday}-")]
+    assert len(mine) == 120 and all(x["time"][:10] == day for x in mine)
     # the sensor's own retraining requests are for the on_request (and cron) policies: under the default policy
     # automation trains each new window itself, and there is no daemon in this test
     defs = build_definitions(spec.model_copy(update={"retraining": Retraining(trigger="on_request")}))
