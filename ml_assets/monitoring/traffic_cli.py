@@ -86,7 +86,8 @@ def run_traffic(args: argparse.Namespace) -> int:
     )
     print(
         f"ml-assets traffic: {run.sent} rows of {run.day} to {url}: {run.answered} answered, {run.errors} errors, "
-        f"{run.answered / max(run.seconds, 1e-9):,.0f} rows/s; ground truth {run.ground_truth}"
+        f"{run.answered / max(run.seconds, 1e-9):,.0f} rows/s; logged under {run.served_on}; ground truth "
+        f"{run.ground_truth}"
     )
     if args.labels_lag_days is not None:
         for path in land_labels(spec, args.labels_lag_days):
