@@ -47,6 +47,13 @@ GRAPH = """
 }
 """
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+LANDED = """
+{
+  assetNodeOrError(assetKey: {path: ["landing_files"]}) {
+    ... on AssetNode { assetPartitionStatuses { ... on TimePartitionStatuses { ranges { startKey endKey status } } } }
+  }
+}
+"""
 
 
 class Home:
@@ -242,6 +249,11 @@ def test_demo_then_up_then_only_landings(home: Home, tmp_path: Path) -> None:
         assert groups == {"landing_files": "data", "raw_data": "data", "champion_model": "model",
                           "deployment": "serving", "model_monitoring": "monitoring"}  # fmt: skip
         assert nodes["raw_data"]["isPartitioned"] and not nodes["champion_model"]["isPartitioned"]
+        # the days the demo landed count as present in the UI (an observed source alone showed "0% filled")
+        landed_now = httpx.post(f"{home.ui}/graphql", json={"query": LANDED}, timeout=60).json()["data"]
+        ranges = landed_now["assetNodeOrError"]["assetPartitionStatuses"]["ranges"]
+        yesterday = (today(load_default_spec()) - timedelta(days=1)).isoformat()
+        assert any(r["status"] == "MATERIALIZED" and r["startKey"] <= yesterday <= r["endKey"] for r in ranges), ranges
         checks = {c["name"] for c in nodes["model_evaluation"]["assetChecksOrError"]["checks"]}
         assert {"beats_baseline", "fairness"} <= checks
         repo = data["repositoriesOrError"]["nodes"][0]
