@@ -96,6 +96,46 @@ def _stages(text: str) -> str:
     return text
 
 
+def _rollback(args: argparse.Namespace) -> int:
+    """Run the ``rollback_champion`` job on the instance, as the launchpad would: to TAG, or to the champion before
+    the current one; one line saying what happened or why it was refused."""
+    _prepare_environment(args.home)
+    _quiet_warnings()
+    from dagster import DagsterInstance
+
+    from ml_assets.definitions import build_definitions
+    from ml_assets.model.champion import ROLLBACK_JOB, rollback_run_config
+
+    job = build_definitions().resolve_job_def(ROLLBACK_JOB)
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            # the run's log is in the instance (the UI); the terminal gets one line
+            run_config={
+                **rollback_run_config(args.tag or ""),
+                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+            },
+            raise_on_error=False,
+            tags={"ml_assets/trigger": "cli"},
+        )
+    if result.success:
+        meta = result.asset_materializations_for_node("champion_model")[0].metadata
+        print(f"ml-assets rollback: {meta['why'].value}; automation rebuilds and redeploys it (ml-assets up), or "
+              "launch serving_job")  # fmt: skip
+        return 0
+    failure = next((e for e in result.all_events if e.is_step_failure), None)
+    data = failure.step_failure_data if failure is not None else None
+    if data is not None and data.user_failure_data is not None:  # a refusal: its one line
+        message = data.user_failure_data.description or "refused"
+    else:  # anything else: the innermost error's first line
+        error = data.error if data is not None else None
+        while error is not None and error.cause is not None:
+            error = error.cause
+        message = (error.message.strip().splitlines() or ["no error message"])[0] if error else "the run failed"
+    print(f"ml-assets rollback: {message}", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     stop = sub.add_parser("stop", help="stop the model server and proxy that the demo (or deployment) started")
     stop.add_argument("--home", help="state directory (default: $ML_ASSETS_HOME or ./.ml_assets)")
     stop.set_defaults(func=_stop)
+
+    rollback = sub.add_parser(
+        "rollback",
+        help="make the champion before the current one (or TAG, a former champion) current again",
+        description="Run the rollback_champion job on the instance under ML_ASSETS_HOME: without TAG, roll back to "
+        "the champion before the current one (refused when there is none); with TAG, to that former champion. It "
+        "never promotes a candidate; automation then redeploys the restored champion.",
+    )
+    rollback.add_argument("tag", nargs="?", default=None, help="a former champion's model tag (default: the previous)")
+    rollback.add_argument("--home", help="state directory (default: $ML_ASSETS_HOME or ./.ml_assets)")
+    rollback.set_defaults(func=_rollback)
 
     from ml_assets.datasets.simulate_cli import add_simulate_parser
 

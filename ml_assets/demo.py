@@ -214,15 +214,16 @@ def land_demo_data(spec: DatasetSpec, days: list[str], seed: int) -> int:
 
 
 def observe_landing(instance: DagsterInstance, days: Iterable[str]) -> None:
-    """Record a landing_files observation per day, as the landing sensor does when files land."""
-    from ml_assets.data.landing import landing_observation
+    """Record each landed day of landing_files as the landing sensor does when files land."""
     from resources.landing import LandingZone
+    from sensors.folder_sensors import day_events
 
     where = paths()
     landing = LandingZone(root=str(where.landing), quarantine_root=str(where.quarantine))
     for day in days:
         if landing.files(day):
-            instance.report_runless_asset_event(landing_observation(landing, day, landing.fingerprint(day)))
+            for event in day_events(landing, day, landing.fingerprint(day)):
+                instance.report_runless_asset_event(event)
 
 
 def materialized(result: ExecuteInProcessResult) -> set[str]:

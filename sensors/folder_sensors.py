@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from dagster import (
     AssetKey,
+    AssetMaterialization,
     AssetObservation,
     DagsterInstance,
     DefaultSensorStatus,
@@ -35,6 +36,28 @@ LANDING_INTERVAL_S = 15
 # Logs grow with every request: reloading a day of them (and monitoring it) on every change would never rest.
 PREDICTION_LOG_INTERVAL_S = 120
 LABELS_INTERVAL_S = 60
+
+
+def day_events(
+    folders: LandingZone | DayFolders, day: str, fingerprint: str, asset: str = LANDING_FILES
+) -> list[AssetObservation | AssetMaterialization]:
+    """What one changed day folder is reported as: the observation (its fingerprint as data version, which
+    automation and the cursor read) and a runless materialization with the same version and metadata.
+
+    Why both: Dagster 1.13 counts a partition as present only from materializations; the partitions of an
+    observable source asset are shown as "0% filled" however often they are observed (dagster-io/dagster#15764,
+    #19614). A day folder whose files landed is that day's data, so it is recorded as materialized too: the UI then
+    shows exactly the landed days as filled, and nothing else reads these materializations.
+    """
+    observed = landing_observation(folders, day, fingerprint, asset)
+    landed = AssetMaterialization(
+        asset_key=observed.asset_key,
+        partition=day,
+        tags=dict(observed.tags),
+        metadata=dict(observed.metadata),
+        description="the day's files, as the sensor observed them",
+    )
+    return [observed, landed]
 
 
 def why_unusable(name: str, has_data: bool, partitions_def: TimeWindowPartitionsDefinition) -> str | None:
@@ -61,8 +84,9 @@ def scan(
     seen: Mapping[str, str],
     instance: DagsterInstance,
     asset: str = LANDING_FILES,
-) -> tuple[list[AssetObservation], dict[str, str], dict[str, str]]:
-    """(observations to report, the new cursor, unusable folders with reasons) for one tick."""
+) -> tuple[list[AssetObservation | AssetMaterialization], dict[str, str], dict[str, str]]:
+    """(events to report: an observation and a materialization per changed day, the new cursor, unusable folders
+    with reasons) for one tick."""
     cursor = dict(seen)
     unusable: dict[str, str] = {}
     changed: dict[str, str] = {}
@@ -75,12 +99,12 @@ def scan(
         if cursor.get(name) != fingerprint:
             changed[name] = fingerprint
     known = observed_versions(instance, AssetKey(asset), [d for d in changed if d not in cursor])
-    observations = []
+    events: list[AssetObservation | AssetMaterialization] = []
     for day, fingerprint in changed.items():
         cursor[day] = fingerprint
         if known.get(day) != fingerprint:
-            observations.append(landing_observation(landing, day, fingerprint, asset))
-    return observations, cursor, unusable
+            events += day_events(landing, day, fingerprint, asset)
+    return events, cursor, unusable
 
 
 def build_day_folder_sensor(
@@ -106,13 +130,14 @@ def build_day_folder_sensor(
     def observe_days(context: SensorEvaluationContext) -> SensorResult:
         folders = getattr(context.resources, resource_key)
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        observations, cursor, unusable = scan(folders, partitions_def, seen, context.instance, asset)
+        events, cursor, unusable = scan(folders, partitions_def, seen, context.instance, asset)
         for folder, reason in unusable.items():
             context.log.warning(f"folder {folders.day_dir(folder)} cannot be used: {reason}")
         new_cursor = json.dumps(cursor, sort_keys=True)
-        if observations:
-            context.log.info(f"new or changed {what} for {', '.join(o.partition or '' for o in observations)}")
-            return SensorResult(asset_events=observations, cursor=new_cursor)
+        if events:
+            days = sorted({e.partition or "" for e in events})
+            context.log.info(f"new or changed {what} for {', '.join(days)}")
+            return SensorResult(asset_events=events, cursor=new_cursor)
         skip = f"no new or changed {what}"
         if unusable:
             skip += "; folders that cannot be used: " + "; ".join(

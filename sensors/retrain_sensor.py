@@ -27,9 +27,11 @@ from typing import Any
 from dagster import (
     AssetCheckEvaluation,
     AssetKey,
+    AssetObservation,
     DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
+    MetadataValue,
     RunRequest,
     RunsFilter,
     SensorDefinition,
@@ -42,6 +44,7 @@ from dagster import (
 from ml_assets.data.approval import TRAINING_SET, newest_window
 from ml_assets.dataset import DatasetSpec
 from ml_assets.event_log import latest_check_evaluations, latest_materialization_id, metadata_text
+from ml_assets.inline import alerts_table
 from ml_assets.model.champion import rollback_run_config
 from ml_assets.model.registry import current_champion_tag
 from ml_assets.monitoring.verdicts import CHAMPION_REGRESSION, CHECKS, RETRAIN_CAUSES
@@ -144,15 +147,37 @@ def build_retrain_sensor(
             )
             acted[day] = evidence.materialization
             last_retrain = time.time()
-        cursor = json.dumps({"last_retrain_at": last_retrain, "acted": acted})
-        if requests:
-            return SensorResult(run_requests=requests, cursor=cursor)
         for line in waiting:
             context.log.info(line)
         quiet = f"no new failed monitoring check of the champion for {days[-1]}..{days[0]}" if days else "no days yet"
-        return SensorResult(skip_reason="; ".join(waiting) or quiet, cursor=cursor)
+        reason = (
+            "requested " + "; ".join(f"{r.job_name}: {r.tags.get(REASON_TAG, '')}" for r in requests)
+            if requests
+            else "; ".join(waiting) or quiet
+        )
+        cursor = {"last_retrain_at": last_retrain, "acted": acted, "reason": reason}
+        events = [] if reason == state.get("reason") or not days else [decision(days[0], reason, alerts)]
+        if requests:
+            return SensorResult(run_requests=requests, cursor=json.dumps(cursor), asset_events=events)
+        return SensorResult(skip_reason=reason, cursor=json.dumps(cursor), asset_events=events)
 
     return retrain_sensor
+
+
+def decision(day: str, reason: str, alerts: Alerts) -> AssetObservation:
+    """What the sensor decided and why, with the latest alerts, as an observation of ``model_monitoring``: the
+    reason is on the asset it concerns (its events and latest observation), not only in the sensor's ticks. Only
+    reported when the reason changes."""
+    return AssetObservation(
+        asset_key=MODEL_MONITORING,
+        partition=day,
+        metadata={
+            "retrain_sensor": reason[:2000],
+            "latest_alerts": MetadataValue.md(
+                alerts_table(alerts.read(), prefix=("monitoring.", "retrain", "rollback", "run_failed"))
+            ),
+        },
+    )
 
 
 def new_evidence(instance: DagsterInstance, day: str, champion: str | None, acted: int | None) -> Evidence | None:

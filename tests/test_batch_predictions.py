@@ -40,8 +40,10 @@ def run(
     model_tag: str,
     deployer: LocalBentoDeployer | None = None,
     bentoml_home: Path | None = None,
+    day: str = DAY,
 ):
-    """Materialize ``batch_predictions`` (and its check) for DAY; ``deployer`` serves the model the check calls."""
+    """Materialize ``batch_predictions`` (and its check) for ``day``; ``deployer`` serves the model the check
+    calls."""
     bentoml_home = bentoml_home or home / "bentoml"
     daily = daily_partitions(spec)
 
@@ -62,7 +64,7 @@ def run(
     }
     return materialize(
         [features, champion_model, *build_batch_predictions(spec)],
-        partition_key=DAY,
+        partition_key=day,
         resources=resources,
         instance=DagsterInstance.ephemeral(),
         raise_on_error=False,
@@ -103,6 +105,20 @@ def test_scores_equal_the_online_path_and_the_check_says_why_it_cannot_compare(a
     (check,) = result.get_asset_check_evaluations()
     assert check.asset_key == AssetKey("batch_predictions") and not check.passed
     assert "did not answer" in check.metadata["error"].value  # no model is served in this test
+    assert check.description.startswith("the served model at http") and "\n" not in check.description
+
+
+def test_a_day_with_nothing_to_score_records_no_passed_check(adult_spec, tmp_path, day):
+    """No features on the day: nothing is scored, so the check compares nothing. It records no result (Dagster shows
+    it as skipped), never a pass, and the reason is on the materialization."""
+    frame, tag = day
+    assert run(adult_spec, tmp_path, frame, tag).success  # another day with rows: the warehouse tables exist
+    result = run(adult_spec, tmp_path, frame.iloc[:0], tag, day="2026-01-06")
+    assert result.success
+    assert result.get_asset_check_evaluations() == []
+    meta = result.asset_materializations_for_node("batch_predictions")[0].metadata
+    assert meta["dagster/row_count"].value == 0
+    assert "online_offline_equality: no row to score" in meta["not_judged"].value
 
 
 def test_a_day_that_breaks_the_serving_rules_fails_naming_column_and_rule(adult_spec, tmp_path, day):

@@ -14,11 +14,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -45,6 +47,13 @@ GRAPH = """
 }
 """
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+LANDED = """
+{
+  assetNodeOrError(assetKey: {path: ["landing_files"]}) {
+    ... on AssetNode { assetPartitionStatuses { ... on TimePartitionStatuses { ranges { startKey endKey status } } } }
+  }
+}
+"""
 
 
 class Home:
@@ -137,6 +146,14 @@ def test_monitoring_retrains_on_drift_and_rolls_back_a_regressing_champion(home:
         "traffic", "--day", day, "--rows", "1500", "--shift", "age=2", "--labels-lag-days", "0", timeout=600
     )
     assert sent.returncode == 0, sent.stdout + sent.stderr
+    # a past day replayed through the real service is filed under that day (time-true), with the real serving time
+    yesterday = (today(spec) - timedelta(days=1)).isoformat()
+    replayed = home.cli("traffic", "--day", yesterday, "--rows", "120", timeout=600)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    lines = [json.loads(x) for f in (home.root / "prediction_log" / yesterday).glob("*.jsonl")
+             for x in f.read_text().splitlines()]  # fmt: skip
+    mine = [x for x in lines if x["request_id"].startswith(f"replay-{yesterday}-")]
+    assert len(mine) == 120 and all(x["time"][:10] == day for x in mine)
     # the sensor's own retraining requests are for the on_request (and cron) policies: under the default policy
     # automation trains each new window itself, and there is no daemon in this test
     defs = build_definitions(spec.model_copy(update={"retraining": Retraining(trigger="on_request")}))
@@ -232,6 +249,11 @@ def test_demo_then_up_then_only_landings(home: Home, tmp_path: Path) -> None:
         assert groups == {"landing_files": "data", "raw_data": "data", "champion_model": "model",
                           "deployment": "serving", "model_monitoring": "monitoring"}  # fmt: skip
         assert nodes["raw_data"]["isPartitioned"] and not nodes["champion_model"]["isPartitioned"]
+        # the days the demo landed count as present in the UI (an observed source alone showed "0% filled")
+        landed_now = httpx.post(f"{home.ui}/graphql", json={"query": LANDED}, timeout=60).json()["data"]
+        ranges = landed_now["assetNodeOrError"]["assetPartitionStatuses"]["ranges"]
+        yesterday = (today(load_default_spec()) - timedelta(days=1)).isoformat()
+        assert any(r["status"] == "MATERIALIZED" and r["startKey"] <= yesterday <= r["endKey"] for r in ranges), ranges
         checks = {c["name"] for c in nodes["model_evaluation"]["assetChecksOrError"]["checks"]}
         assert {"beats_baseline", "fairness"} <= checks
         repo = data["repositoriesOrError"]["nodes"][0]

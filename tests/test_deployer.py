@@ -31,6 +31,7 @@ from ml_assets.model.bundle import ModelRef
 from ml_assets.partitions import training_set_partitions
 from ml_assets.serving.assets import build_serving_assets, validation_sample
 from ml_assets.serving.build import BentoRef, build_bento
+from resources.alerts import Alerts
 from resources.bento_deployer import DeploymentError, LocalBentoDeployer
 from resources.model_store import ModelStore
 from resources.process_tree import ProcessRecord, free_port, listening_pids
@@ -236,6 +237,7 @@ def test_deployment_asset_and_checks(world: World, adult_spec: DatasetSpec, tmp_
         "model_store": ModelStore(home=str(world.bentoml_home)),
         "bento_deployer": world.deployer,
         "warehouse_io_manager": DuckDBPandasIOManager(database=str(tmp_path / "warehouse.duckdb"), schema="ml"),
+        "alerts": Alerts(log_path=str(tmp_path / "alerts.jsonl")),
     }
     graph = [champion_model, training_set, checks_def, approved, *build_serving_assets(adult_spec)]
     day = world.training_set[WINDOW_END].max().date().isoformat()
@@ -255,6 +257,10 @@ def test_deployment_asset_and_checks(world: World, adult_spec: DatasetSpec, tmp_
     assert checks["health"].passed and checks["train_serve_skew"].passed, checks
     assert checks["train_serve_skew"].metadata["max_abs_diff"].value <= 1e-5
     assert "http_p99_latency" in checks
+    assert all(e.description for e in checks.values()), "every check result says what it saw in one line"
+    assert checks["http_p99_latency"].description.startswith("p99 ")
+    deployed = result.asset_materializations_for_node("deployment")[0].metadata
+    assert deployed["latest_alerts"].value == "no alert" and deployed["validation_max_abs_diff"].value <= 1e-5
     meta = result.asset_materializations_for_node("bento")[0].metadata
     assert meta["model_tag"].value == a_ref.tag and meta["size_mb"].value > 0
     assert served_tags(world.deployer.url, world.records) == {a_ref.tag}

@@ -12,7 +12,7 @@ import json
 from datetime import date, timedelta
 from pathlib import Path
 
-from dagster import DagsterInstance, build_sensor_context
+from dagster import AssetKey, DagsterInstance, build_sensor_context
 
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.simulator import simulate
@@ -67,6 +67,10 @@ def test_each_changed_day_is_observed_once_and_unusable_folders_are_named(
 
     second = ticker.tick()
     seen = ticker.observed(second)
+    kinds = sorted((type(e).__name__, e.partition) for e in second.asset_events)
+    assert kinds == sorted(
+        (k, d) for d in ("2026-03-01", "2026-03-02") for k in ("AssetMaterialization", "AssetObservation")
+    )
     assert sorted(seen) == ["2026-03-01", "2026-03-02"]
     assert seen["2026-03-01"] == ticker.landing.fingerprint("2026-03-01")
 
@@ -94,6 +98,8 @@ def test_a_sensor_switched_on_after_the_demo_observes_nothing_again(ml_home: Pat
     result = ticker.tick()
     assert result.asset_events == [] and result.skip_message == "no new or changed landing files"
     assert sorted(json.loads(ticker.cursor)) == ["2026-03-01", "2026-03-02"], "the cursor now knows both days"
+    landed = instance.get_materialized_partitions(AssetKey("landing_files"))
+    assert landed == {"2026-03-01", "2026-03-02"}, "the UI counts exactly the landed days as present"
 
 
 def test_a_file_removed_while_a_day_is_observed_is_left_out(tmp_path: Path, monkeypatch) -> None:

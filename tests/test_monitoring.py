@@ -83,7 +83,7 @@ def test_a_shifted_feature_drifts_and_a_biased_model_shows_its_gap(adult_spec: D
     yhat = (shifted[PROBABILITY] >= model.threshold).to_numpy()
     men_rate = yhat[~women].mean()
     assert sex.demographic_parity_difference == pytest.approx(men_rate, abs=1e-9)
-    failed = {v.name for v in verdicts(adult_spec, thresholds_for(adult_spec), r) if not v.passed}
+    failed = {v.name for v in verdicts(adult_spec, thresholds_for(adult_spec), r) if v.passed is False}
     assert {"input_drift", "live_fairness"} <= failed
 
 
@@ -177,4 +177,10 @@ def test_a_few_hundred_served_rows_are_not_judged_for_drift(adult_spec: DatasetS
     r = tag_report(adult_spec, "m:4", few, model, reference)
     judged = {v.name: v for v in verdicts(adult_spec, thresholds_for(adult_spec), r)}
     for name in ("input_drift", "prediction_drift", "estimated_performance"):
-        assert judged[name].passed and "205 served rows < 1000" in judged[name].description
+        assert judged[name].passed is None and "205 served rows < 1000" in judged[name].description
+    assert judged["staleness"].judged, "the model's age needs no served rows"
+    from ml_assets.monitoring.verdicts import failed_first
+
+    ordered = failed_first(list(judged.values()))
+    ranks = [{False: 0, True: 1, None: 2}[v.passed] for v in ordered]
+    assert ranks == sorted(ranks), "failed first, then passed, then not judged"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import bentoml.models  # noqa: F401  imported at collection, as the serving tests do: the import probes the C library once
 import pytest
 from dagster import AssetKey, DagsterInstance
 
@@ -45,8 +46,15 @@ def test_a_calm_day_then_a_drifted_one(ml_home: Path, adult_spec: DatasetSpec, w
     result = run_day(defs, instance, day.isoformat())
     assert result.success
     verdicts = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert verdicts == dict.fromkeys(verdicts, True) and len(verdicts) == 7
+    assert verdicts == dict.fromkeys(verdicts, True) and len(verdicts) == 6
+    assert all(e.description for e in result.get_asset_check_evaluations())
     meta = result.asset_materializations_for_node("model_monitoring")[0].metadata
+    assert "champion_regression" not in verdicts, "no previous champion: nothing to compare, so no result (skipped)"
+    assert "champion_regression: not judged: no previous champion" in meta["not_judged"].value
+    assert meta["checks_passed"].value == 6 and meta["checks_not_judged"].value == 1
+    for entry in ("quality_chart", "drift_chart", "checks", "input_drift", "served_by_model_tag"):
+        assert len(meta[entry].value) < 1000, f"{entry} must render in place in the UI"
+    assert meta["quality_chart"].value.startswith("![ROC AUC by day](data:image/svg+xml;base64,")
     assert meta["labeled_rows"].value == 1000 and meta["main_model_tag"].value == world.tag
     assert abs(meta["estimated_roc_auc"].value - meta["realized_roc_auc"].value) < 0.05
     assert "data:image/png;base64," in meta["quality_over_time"].value
@@ -66,3 +74,33 @@ def test_a_calm_day_then_a_drifted_one(ml_home: Path, adult_spec: DatasetSpec, w
     still = run_day(defs, instance, day.isoformat())  # judged again (as when more labels land): still drifted
     assert "input_drift" in {e.check_name for e in still.get_asset_check_evaluations() if not e.passed}
     assert Alerts(log_path=str(ml_home / "alerts.jsonl")).read() == alerts, "alerted when it began failing, once"
+
+
+def test_a_day_under_the_row_floor_records_no_passed_check(ml_home: Path, adult_spec: DatasetSpec, world) -> None:
+    """206 served rows and no labels: drift, the estimate, realized quality, fairness and the regression cannot be
+    judged. They get no result (Dagster shows them as skipped), never a green pass; the reasons are on the
+    materialization; only staleness, which needs no rows, is judged, and every result has a one-line message."""
+    from dagster import AssetCheckKey
+
+    from ml_assets.event_log import latest_check_evaluations
+    from ml_assets.monitoring.verdicts import CHECKS
+
+    world, instance = world
+    defs = build_definitions(adult_spec, env="local")
+    day = today(adult_spec)
+    write_log(world, ml_home / "prediction_log", day, served_rows(world, 206, seed=5, first_id=10**9))
+
+    result = run_day(defs, instance, day.isoformat())
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == {"staleness"}
+    assert all(e.description and "\n" not in e.description for e in evaluations)
+    meta = result.asset_materializations_for_node("model_monitoring")[0].metadata
+    assert "input_drift: not judged: 206 served rows < 1000" in meta["not_judged"].value
+    assert meta["checks_not_judged"].value == 6 and meta["checks_passed"].value <= 1
+    recorded = latest_check_evaluations(instance, AssetKey("model_monitoring"), CHECKS, day.isoformat())
+    assert all(recorded[n] is None for n in CHECKS if n != "staleness"), "planned, never evaluated: skipped"
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [AssetCheckKey(AssetKey("model_monitoring"), "input_drift")]
+    )
+    assert next(iter(records.values())).status.value == "PLANNED"  # the UI resolves it to SKIPPED once the run ended

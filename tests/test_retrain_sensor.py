@@ -63,10 +63,19 @@ def test_retraining_and_rollback_requests(tmp_path: Path, adult_spec: DatasetSpe
         defs, instance, "model_monitoring", day, failed=("champion_regression",),
         check_metadata={"model_tag": "adult-classifier:new", "previous_champion": "adult-classifier:old"},
     )  # fmt: skip
-    [rollback] = tick().run_requests
+    rolled = tick()
+    [rollback] = rolled.run_requests
     assert rollback.job_name == ROLLBACK_JOB and rollback.run_key == f"rollback:{day}:adult-classifier:new"
+    [decided] = rolled.asset_events  # why it acted, on the asset it concerns, with the latest alerts
+    assert decided.asset_key == AssetKey("model_monitoring") and decided.partition == day
+    assert decided.metadata["retrain_sensor"].value.startswith("requested rollback_champion: ")
+    assert "rollback: rolling back adult-classifier:new" in decided.metadata["latest_alerts"].value
     assert rollback.run_config == rollback_run_config("adult-classifier:old")
-    assert tick().run_requests == [], "rolled back once"
+    again = tick()
+    assert again.run_requests == [], "rolled back once"
+    [quiet] = again.asset_events  # the reason changed: reported once, then not on every tick
+    assert quiet.metadata["retrain_sensor"].value.startswith("no new failed monitoring check")
+    assert tick().asset_events == []
     kinds = [a["kind"] for a in alerts.read()]
     assert kinds == ["retrain", "retrain", "rollback"], "one alert per request, none per tick"
 

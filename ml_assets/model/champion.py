@@ -8,8 +8,10 @@ verdict from the stored evaluation before promoting. A promotion is this asset's
 champion's ``model_tag``: the instance keeps the champions' history (``ml_assets.model.registry``); models in the
 BentoML store are never rewritten, and every former champion stays there for a rollback.
 
-Rollback: launch the ``rollback_champion`` job (it materializes ``champion_model`` alone) with the tag of a
-previous champion as config::
+Rollback: launch the ``rollback_champion`` job (it materializes ``champion_model`` alone), or run
+``ml-assets rollback [TAG]``. As it comes (an empty ``model_tag``) it rolls back to the champion before the current
+one, from the instance's history (``ml_assets.model.registry.previous_champion``), and refuses in one line when
+there is none; it never promotes a candidate. To name another former champion::
 
     ops:
       champion_model:
@@ -29,6 +31,7 @@ from dagster import (
     AssetKey,
     AssetSelection,
     Config,
+    DagsterInstance,
     Failure,
     FreshnessPolicy,
     MetadataValue,
@@ -38,12 +41,13 @@ from dagster import (
 )
 from pydantic import Field
 
+from ml_assets import inline
 from ml_assets.automation import on_upstream_update
 from ml_assets.dataset import DatasetSpec
 from ml_assets.event_log import require_passed
 from ml_assets.model import gates as gates_module
 from ml_assets.model.bundle import ModelRef
-from ml_assets.model.evaluation import Evaluation, comparison_table
+from ml_assets.model.evaluation import LOWER_IS_BETTER, METRIC_NAMES, Evaluation, comparison_table
 from ml_assets.model.gates import (
     GATE_NAMES,
     evaluate_gates,
@@ -53,7 +57,7 @@ from ml_assets.model.gates import (
     thresholds_for,
 )
 from ml_assets.model.refs import stored_ref
-from ml_assets.model.registry import champion_history, current_champion_tag
+from ml_assets.model.registry import champion_history, current_champion_tag, previous_champion
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
 
@@ -63,8 +67,9 @@ ROLLBACK_JOB = "rollback_champion"
 class ChampionConfig(Config):
     model_tag: str = Field(
         "",
-        description="Rollback: the tag of a former champion to make current again. Leave empty to "
-        "promote the candidate that model_evaluation blessed.",
+        description="Rollback: the tag of a former champion to make current again. Empty: in the rollback_champion "
+        "job, the champion before the current one (refused when there is none); in any other job, promote the "
+        "candidate that model_evaluation blessed.",
     )
 
 
@@ -128,8 +133,8 @@ def build_champion_model(spec: DatasetSpec):
     def champion_model(
         context: AssetExecutionContext, config: ChampionConfig, model_evaluation: Evaluation, model_store: ModelStore
     ) -> Output[ModelRef]:
-        if config.model_tag:
-            return _rollback(context, model_store, config.model_tag)
+        if config.model_tag or context.run.job_name == ROLLBACK_JOB:  # the rollback job never promotes
+            return _rollback(context, model_store, config.model_tag or None)
         outcomes = evaluate_gates(model_evaluation, thresholds)
         # a gate the spec let skip (it could not judge) has no result to pass: every other one must have passed
         skipped = skipped_gates(outcomes)
@@ -160,6 +165,8 @@ def build_champion_model(spec: DatasetSpec):
                 "model_tag": candidate.tag,
                 "previous_champion": previous or "none",
                 "why": why,
+                "candidate_vs_champion": MetadataValue.md(champion_comparison(model_evaluation)),
+                **champion_figures(model_evaluation),
                 "gates": MetadataValue.md(gate_table(outcomes)),
                 "comparison": MetadataValue.md(comparison_table(model_evaluation)),
                 "action": "promote",
@@ -169,22 +176,78 @@ def build_champion_model(spec: DatasetSpec):
     return champion_model
 
 
-def _rollback(context: AssetExecutionContext, store: ModelStore, tag: str) -> Output[ModelRef]:
-    ref = stored_ref(store, tag)  # raises naming the store when the tag does not exist
-    former = [t for t, _ in champion_history(context.instance)]
+def champion_comparison(evaluation: Evaluation) -> str:
+    """The new champion beside the previous champion (then the baseline) on the same test rows, one metric a row:
+    narrow enough to render in place, so the column that shows a worse promotion is never the one cut off."""
+    scored = {"new champion": evaluation.candidate}
+    if evaluation.champion is not None and evaluation.champion.tag != evaluation.candidate.tag:
+        scored["previous champion"] = evaluation.champion
+    scored["baseline"] = evaluation.baseline
+    rows = [
+        {
+            "metric": m + (" (lower better)" if m in LOWER_IS_BETTER else ""),
+            **{k: v.metrics.get(m) for k, v in scored.items()},
+        }
+        for m in METRIC_NAMES
+    ]
+    return inline.table(rows, ["metric", *scored], right=list(scored))
+
+
+def champion_figures(evaluation: Evaluation) -> dict[str, float]:
+    """The new champion's test metrics (and the previous champion's), as numbers: the UI plots them across
+    promotions."""
+    figures = {m: float(evaluation.candidate.metrics[m]) for m in METRIC_NAMES if m in evaluation.candidate.metrics}
+    if evaluation.champion is not None:
+        figures |= {
+            f"previous_champion_{m}": float(evaluation.champion.metrics[m])
+            for m in METRIC_NAMES
+            if m in evaluation.champion.metrics
+        }
+    return figures
+
+
+class RollbackRefused(Failure):
+    """A rollback that cannot be done: the description is one line saying why."""
+
+
+def rollback_target(instance: DagsterInstance, tag: str | None) -> tuple[str, str]:
+    """(the current champion, the champion to roll back to): ``tag``, or the one before the current champion.
+
+    Raises ``RollbackRefused`` naming why, when there is no champion, no previous one, or ``tag`` was never one.
+    """
+    former = [t for t, _ in champion_history(instance)]
+    current = former[0] if former else None
+    if current is None:
+        raise RollbackRefused(description="rollback refused: there is no champion yet, so nothing to roll back")
+    if tag is None:
+        previous = previous_champion(instance, current)
+        if previous is None:
+            raise RollbackRefused(
+                description=f"rollback refused: champion {current} has no previous champion to roll back to "
+                f"(champions so far: {', '.join(former)})"
+            )
+        return current, previous
+    if tag == current:
+        raise RollbackRefused(description=f"rollback refused: {tag} is already the champion")
     if tag not in former:
-        raise Failure(
+        raise RollbackRefused(
             description=f"rollback to {tag} refused: it was never champion (champions so far: "
-            f"{', '.join(former) or 'none'}); only a former champion can serve again without passing the gates."
+            f"{', '.join(former)}); only a former champion can serve again without passing the gates"
         )
-    previous = former[0]
-    context.log.info(f"rolled back the champion: {previous} -> {tag}")
+    return current, tag
+
+
+def _rollback(context: AssetExecutionContext, store: ModelStore, tag: str | None) -> Output[ModelRef]:
+    current, target = rollback_target(context.instance, tag)
+    ref = stored_ref(store, target)  # raises naming the store when the tag does not exist
+    why = f"rollback requested from {current} to {target}" + ("" if tag else " (the previous champion)")
+    context.log.info(f"rolled back the champion: {current} -> {target}")
     return Output(
         ref,
         metadata={
-            "model_tag": tag,
-            "previous_champion": previous,
-            "why": f"rollback requested from {previous} to {tag}",
+            "model_tag": target,
+            "previous_champion": current,
+            "why": why,
             "action": "rollback",
         },
     )
@@ -198,5 +261,6 @@ def rollback_run_config(model_tag: str) -> dict[str, Any]:
 rollback_champion_job = define_asset_job(
     ROLLBACK_JOB,
     selection=AssetSelection.assets("champion_model"),
-    description="Make a previous champion current again: config ops.champion_model.config.model_tag = its tag.",
+    description="Roll back to the champion before the current one (refused when there is none), or to the former "
+    "champion named in ops.champion_model.config.model_tag. Never promotes a candidate.",
 )

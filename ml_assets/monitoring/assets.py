@@ -25,6 +25,8 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetKey,
+    AssetOut,
+    AssetRecordsFilter,
     AssetsDefinition,
     Failure,
     MetadataValue,
@@ -33,10 +35,11 @@ from dagster import (
     SourceAsset,
     TimeWindowPartitionMapping,
     asset,
+    multi_asset,
 )
 
 from bento.prediction_log import recover_spools
-from ml_assets import markdown
+from ml_assets import inline, markdown
 from ml_assets.automation import on_new_files, on_upstream_update
 from ml_assets.data.landing import build_day_folder_asset
 from ml_assets.data.tables import label_dtype
@@ -47,7 +50,7 @@ from ml_assets.model.refs import load_stored
 from ml_assets.model.registry import current_champion_tag, previous_champion
 from ml_assets.monitoring import performance, report, verdicts
 from ml_assets.monitoring.report import LABEL, PROBABILITY, TagReport, as_keys, join_labels, tag_report
-from ml_assets.monitoring.verdicts import CHECKS, DESCRIPTIONS
+from ml_assets.monitoring.verdicts import CHECKS, DESCRIPTIONS, failed_first
 from ml_assets.monitoring.verdicts import verdicts as judge
 from ml_assets.serving.batch import CHECK_REQUEST_ID
 from ml_assets.versioning import code_version, frame_version
@@ -290,9 +293,31 @@ def build_model_monitoring(spec: DatasetSpec, daily: PartitionsDefinition) -> As
     gates = thresholds_for(spec)
     window = spec.monitoring.label_window_days
 
-    @asset(
+    # A multi_asset that may leave out check results (can_subset): a check that could not judge (too few served or
+    # labeled rows, no previous champion) yields nothing, which Dagster 1.13 records as a planned execution that
+    # resolves to "skipped" once the run succeeds; a result would have to say passed or failed, and a "passed"
+    # that judged nothing shows green. The reason is on the materialization (``checks``, ``not_judged``) and in
+    # the run's log.
+    @multi_asset(
         name="model_monitoring",
-        group_name="monitoring",
+        outs={
+            "model_monitoring": AssetOut(
+                group_name="monitoring",
+                automation_condition=on_upstream_update(
+                    ignore=("training_set", "champion_model"), must_exist=("prediction_log",)
+                ),
+                code_version=code_version(
+                    spec,
+                    sys.modules[__name__],
+                    report,
+                    verdicts,
+                    performance,
+                    uses=("columns", "bands", "monitoring", "gates"),
+                ),
+                description="Drift, estimated and realized quality, live fairness and staleness of each model tag "
+                "that served on the day, against its own training set; warnings that drive retraining and rollback.",
+            )
+        },
         partitions_def=daily,
         deps=[
             AssetDep(
@@ -308,14 +333,7 @@ def build_model_monitoring(spec: DatasetSpec, daily: PartitionsDefinition) -> As
             AssetCheckSpec(name, asset="model_monitoring", description=DESCRIPTIONS[name], partitions_def=daily)
             for name in CHECKS
         ],
-        automation_condition=on_upstream_update(
-            ignore=("training_set", "champion_model"), must_exist=("prediction_log",)
-        ),
-        code_version=code_version(
-            spec, sys.modules[__name__], report, verdicts, performance, uses=("columns", "bands", "monitoring", "gates")
-        ),
-        description="Drift, estimated and realized quality, live fairness and staleness of each model tag that served "
-        "on the day, against its own training set; warnings that drive retraining and rollback.",
+        can_subset=True,
     )
     def model_monitoring(
         context: AssetExecutionContext, prediction_log: pd.DataFrame, model_store: ModelStore, alerts: Alerts
@@ -329,26 +347,33 @@ def build_model_monitoring(spec: DatasetSpec, daily: PartitionsDefinition) -> As
         for tag, rows in served.groupby("model_tag", sort=False):
             reports[str(tag)] = report_for(context, spec, str(tag), rows, model_store, gates.slice_min_size)
         main = main_tag(reports, champion)
-        yield Output(reports, metadata=monitoring_metadata(context, reports, main, len(served)))
-        if main is None:
-            for name in CHECKS:
-                yield AssetCheckResult(
-                    check_name=name,
-                    passed=True,
-                    severity=AssetCheckSeverity.WARN,
-                    description="not judged: no prediction was served on this day",
-                )
-            return
+        found = (
+            failed_first(judge(spec, gates, reports[main]))
+            if main is not None
+            else [verdicts.Verdict(n, None, "not judged: no prediction was served on this day") for n in CHECKS]
+        )
+        selected = {k.name for k in context.selected_asset_check_keys}
+        found = [v for v in found if v.name in selected]
+        for v in found:
+            if not v.judged:
+                context.log.info(f"model_monitoring[{day}] check {v.name} skipped: {v.description}")
+        meta = monitoring_metadata(context, reports, main, len(served), spec.monitoring.drift_psi)
+        meta |= verdict_metadata(found)
+        meta["latest_alerts"] = MetadataValue.md(inline.alerts_table(alerts.read(), prefix="monitoring.", day=day))
+        yield Output(reports, output_name="model_monitoring", metadata=meta)
         before = last_judgements(context.instance, context.asset_key, CHECKS)  # any day
-        for v in judge(spec, gates, reports[main]):
-            if not v.passed and not already_failing(before.get(v.name), main):
+        for v in found:
+            if not v.judged:
+                continue  # no result: recorded as skipped, with its reason in ``not_judged`` above
+            if not v.passed and main is not None and not already_failing(before.get(v.name), main):
                 alerts.send(f"monitoring.{v.name}", f"{day} {main}: {v.description}", log=context.log, day=day)
             yield AssetCheckResult(
+                asset_key="model_monitoring",
                 check_name=v.name,
-                passed=v.passed,
+                passed=bool(v.passed),
                 severity=AssetCheckSeverity.WARN,
                 description=v.description,
-                metadata={"model_tag": main, **{k: val for k, val in v.metadata.items() if val is not None}},
+                metadata={"model_tag": main or "none", **{k: val for k, val in v.metadata.items() if val is not None}},
             )
 
     return model_monitoring
@@ -367,9 +392,21 @@ def load_labels(context: AssetExecutionContext, day: str, window: int) -> pd.Dat
     start = pd.Timestamp(day)
     days = {(start + pd.Timedelta(days=i)).date().isoformat() for i in range(window + 1)}
     landed = sorted(days & set(context.instance.get_materialized_partitions(AssetKey("labels"))))
+    # a day whose labels partition holds no row has no table to read (the warehouse writes none for an empty frame)
+    landed = [d for d in landed if labeled_rows_landed(context, d)]
     frames = [context.load_asset_value(AssetKey("labels"), partition_key=d) for d in landed]
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"key": [], "label": []})
+
+
+def labeled_rows_landed(context: AssetExecutionContext, day: str) -> bool:
+    """Whether the latest labels materialization of ``day`` holds rows."""
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("labels"), asset_partitions=[day]), limit=1
+    ).records
+    mat = records[0].asset_materialization if records else None
+    rows = mat.metadata.get("dagster/row_count") if mat is not None else None
+    return rows is None or int(rows.value or 0) > 0
 
 
 def report_for(
@@ -409,24 +446,75 @@ def main_tag(reports: dict[str, TagReport], champion: str | None) -> str | None:
 
 
 def monitoring_metadata(
-    context: AssetExecutionContext, reports: dict[str, TagReport], main: str | None, rows: int
+    context: AssetExecutionContext, reports: dict[str, TagReport], main: str | None, rows: int, drift_limit: float
 ) -> dict:
-    """Numbers for the UI's plots across partitions (the main tag's), and tables of every tag."""
+    """Numbers for the UI's plots across partitions (the main tag's), and narrow tables and small charts that the
+    UI shows in place (``ml_assets.inline``); the detailed quality picture stays behind a click."""
     meta: dict = {"dagster/row_count": rows, "model_tags_seen": len(reports), "main_model_tag": main or "none"}
     if main is None:
         return meta
     r = reports[main]
     meta |= report_figures(r)
+    history = monitoring_history(context, r)
+    days = sorted(history)[-30:]
+    meta["quality_chart"] = MetadataValue.md(
+        inline.line_chart(
+            "ROC AUC by day",
+            [d[5:] for d in days],
+            {
+                "estimated": [history[d].get("estimated_roc_auc") for d in days],
+                "realized": [history[d].get("realized_roc_auc") for d in days],
+            },
+            limit=r.reference["roc_auc"],  # what the serving model's evaluation saw: the bar it is held to
+            limit_name="evaluation",
+        )
+    )
+    meta["drift_chart"] = MetadataValue.md(
+        inline.line_chart(
+            "PSI by day",
+            [d[5:] for d in days],
+            {
+                "max input": [history[d].get("max_input_psi") for d in days],
+                "prediction": [history[d].get("prediction_psi") for d in days],
+            },
+            limit=drift_limit,
+            limit_name="limit",
+        )
+    )
     meta["input_drift"] = MetadataValue.md(input_drift_table(r))
-    meta["per_model_tag"] = MetadataValue.md(per_tag_table(reports))
+    meta["served_by_model_tag"] = MetadataValue.md(served_by_tag_table(reports))
+    meta["quality_by_model_tag"] = MetadataValue.md(quality_by_tag_table(reports))
+    if r.previous_realized is not None and r.realized is not None:
+        meta["champion_vs_previous"] = MetadataValue.md(champion_vs_previous_table(r))
     if r.slices:
         meta["realized_slices"] = MetadataValue.md(realized_slices_table(r))
-    meta["quality_over_time"] = MetadataValue.md(quality_plot(context, r))
+    meta["quality_over_time"] = MetadataValue.md(quality_plot(days, history))
     return meta
 
 
+def verdict_metadata(found: list[verdicts.Verdict]) -> dict:
+    """The day's verdicts at a glance: counts (plotted across days), a narrow table, failed first, and why each
+    check that could not judge was skipped (those have no check result)."""
+    skipped = [v for v in found if not v.judged]
+    return {
+        "checks_failed": sum(v.passed is False for v in found),
+        "checks_passed": sum(v.passed is True for v in found),
+        "checks_not_judged": len(skipped),
+        "checks": MetadataValue.md(
+            inline.table(
+                [
+                    {"check": v.name, "verdict": {False: "FAILED", True: "passed", None: "not judged"}[v.passed]}
+                    for v in found
+                ],
+                ["check", "verdict"],
+            )
+        ),
+        "not_judged": "; ".join(f"{v.name}: {v.description}" for v in skipped) or "none",
+    }
+
+
 def report_figures(r: TagReport) -> dict[str, float | int | str]:
-    """One tag's drift, quality, fairness and age as flat numbers, so the UI plots them across partitions."""
+    """Every figure the monitoring checks judge, flat and numeric, so the UI plots each across partitions."""
     worst, worst_psi = r.max_input_psi
     figures: dict[str, float | int | str] = {
         "labeled_rows": r.labeled_rows,
@@ -436,30 +524,35 @@ def report_figures(r: TagReport) -> dict[str, float | int | str]:
         "estimated_roc_auc": r.estimated["roc_auc"],
         "estimated_accuracy": r.estimated["accuracy"],
         "evaluation_roc_auc": r.reference["roc_auc"],
+        "evaluation_accuracy": r.reference["accuracy"],
         "model_age_hours": r.model_age_hours,
         "training_data_age_days": r.training_data_age_days,
     }
+    figures |= {f"psi_{name}": value for name, value in r.input_psi.items()}
     if r.realized is not None:
-        figures |= {f"realized_{k}": r.realized[k] for k in ("roc_auc", "accuracy", "ece")}
+        figures |= {f"realized_{k}": r.realized[k] for k in ("roc_auc", "accuracy", "ece") if k in r.realized}
         for g in r.fairness:
             if g.assessable:
                 figures[f"{g.attribute}_demographic_parity_difference"] = g.demographic_parity_difference
                 figures[f"{g.attribute}_equalized_odds_difference"] = g.equalized_odds_difference
     if r.previous_realized is not None:
         figures["previous_champion_realized_roc_auc"] = r.previous_realized["roc_auc"]
+        figures["previous_champion_realized_accuracy"] = r.previous_realized["accuracy"]
     return figures
 
 
 def input_drift_table(r: TagReport) -> str:
     """Every served feature's PSI, most drifted first."""
-    return markdown.table(
-        [{"feature": k, "psi": v} for k, v in sorted(r.input_psi.items(), key=lambda kv: -kv[1])], right=["psi"]
+    return inline.table(
+        [{"feature": k, "psi": v} for k, v in sorted(r.input_psi.items(), key=lambda kv: -kv[1])],
+        ["feature", "psi"],
+        right=["psi"],
     )
 
 
-def per_tag_table(reports: dict[str, TagReport]) -> str:
-    """One row per model tag that served on the day: rows, drift and quality side by side."""
-    return markdown.table(
+def served_by_tag_table(reports: dict[str, TagReport]) -> str:
+    """One row per model tag that served on the day: how much it served and how far its traffic drifted."""
+    return inline.table(
         [
             {
                 "model tag": t,
@@ -467,59 +560,81 @@ def per_tag_table(reports: dict[str, TagReport]) -> str:
                 "labeled": x.labeled_rows,
                 "max input PSI": x.max_input_psi[1],
                 "prediction PSI": x.prediction_psi,
-                "estimated ROC AUC": x.estimated["roc_auc"],
-                "realized ROC AUC": (x.realized or {}).get("roc_auc"),
-                "evaluation ROC AUC": x.reference["roc_auc"],
             }
             for t, x in reports.items()
         ],
-        right=[
-            "rows",
-            "labeled",
-            "max input PSI",
-            "prediction PSI",
-            "estimated ROC AUC",
-            "realized ROC AUC",
-            "evaluation ROC AUC",
+        ["model tag", "rows", "labeled", "max input PSI", "prediction PSI"],
+        right=["rows", "labeled", "max input PSI", "prediction PSI"],
+    )
+
+
+def quality_by_tag_table(reports: dict[str, TagReport]) -> str:
+    """One row per model tag: estimated and realized ROC AUC beside what its evaluation saw."""
+    return inline.table(
+        [
+            {
+                "model tag": t,
+                "estimated": x.estimated["roc_auc"],
+                "realized": (x.realized or {}).get("roc_auc"),
+                "evaluation": x.reference["roc_auc"],
+            }
+            for t, x in reports.items()
         ],
+        ["model tag", "estimated", "realized", "evaluation"],
+        right=["estimated", "realized", "evaluation"],
+    )
+
+
+def champion_vs_previous_table(r: TagReport) -> str:
+    """The champion and the previous champion on the same labeled rows, side by side."""
+    assert r.realized is not None and r.previous_realized is not None
+    return inline.table(
+        [
+            {"metric": k, "champion": r.realized.get(k), "previous champion": r.previous_realized.get(k)}
+            for k in ("roc_auc", "accuracy", "ece")
+            if k in r.realized
+        ],
+        ["metric", "champion", "previous champion"],
+        right=["champion", "previous champion"],
     )
 
 
 def realized_slices_table(r: TagReport) -> str:
-    """Realized quality per slice of labeled traffic."""
-    return markdown.table(
-        [
-            {
-                "slice": s.name,
-                "rows": s.size,
-                "roc_auc": s.metrics["roc_auc"],
-                "accuracy": s.metrics["accuracy"],
-            }
-            for s in r.slices
-        ],
-        right=["rows", "roc_auc", "accuracy"],
+    """Realized quality per slice of labeled traffic, worst ROC AUC first."""
+    rows = sorted(r.slices, key=lambda s: (math.isnan(s.metrics["roc_auc"]), s.metrics["roc_auc"]))
+    return inline.table(
+        [{"slice": s.name, "rows": s.size, "roc_auc": s.metrics["roc_auc"]} for s in rows],
+        ["slice", "rows", "roc_auc"],
+        right=["rows", "roc_auc"],
     )
 
 
-def quality_plot(context: AssetExecutionContext, today: TagReport) -> str:
-    """Estimated and realized ROC AUC of the recent days (earlier materializations) and today, as a picture."""
-    records = context.instance.fetch_materializations(AssetKey("model_monitoring"), limit=200).records
+HISTORY_KEYS = ("estimated_roc_auc", "realized_roc_auc", "evaluation_roc_auc", "max_input_psi", "prediction_psi")
+
+
+def monitoring_history(context: AssetExecutionContext, today: TagReport) -> dict[str, dict[str, float]]:
+    """The plotted figures of every day's latest materialization (earlier runs) and of this one, by day."""
+    records = context.instance.fetch_materializations(AssetKey("model_monitoring"), limit=500).records
     points: dict[str, dict[str, float]] = {}
-    for rec in records:
+    for rec in records:  # newest first: the first seen of a day is its latest
         mat = rec.asset_materialization
         if mat is None or not mat.partition or mat.partition in points:
             continue
         points[mat.partition] = {
-            k: float(v.value)
-            for k in ("estimated_roc_auc", "realized_roc_auc", "evaluation_roc_auc")
-            if (v := mat.metadata.get(k)) is not None
+            k: float(v.value) for k in HISTORY_KEYS if (v := mat.metadata.get(k)) is not None and v.value is not None
         }
     points[context.partition_key] = {
         "estimated_roc_auc": today.estimated["roc_auc"],
         "evaluation_roc_auc": today.reference["roc_auc"],
+        "max_input_psi": today.max_input_psi[1],
+        "prediction_psi": today.prediction_psi,
         **({"realized_roc_auc": today.realized["roc_auc"]} if today.realized else {}),
     }
-    days = sorted(points)[-30:]
+    return points
+
+
+def quality_plot(days: list[str], points: dict[str, dict[str, float]]) -> str:
+    """Estimated, realized and evaluation ROC AUC of the recent days as a detailed picture (behind a click)."""
     fig, ax = markdown.new_figure(5.0, 2.8, 80, bottom=0.75)
     for key, label in (
         ("estimated_roc_auc", "estimated (CBPE)"),

@@ -2,7 +2,10 @@
 
 ``send_traffic`` replays a simulated day of the dataset (the rows ``ml-assets simulate`` would land for that day,
 drift included, with new ids) to the served model over HTTP, as an application would: features plus the record id
-and sensitive attributes, which the service logs but never passes to the model. What the world knows and the model
+and sensitive attributes, which the service logs but never passes to the model. A past day is replayed time-true:
+its requests carry the X-Request-ID ``replay-<day>``, so the service files their predictions under that day
+(``bento.prediction_log.filing_day``; each line keeps the real serving time) and monitoring sees the replayed days
+as the days they are, one partition each, instead of all of them in today's. What the world knows and the model
 does not, the true label of each answered record, is kept as ground truth under ``<ML_ASSETS_HOME>/traffic/``.
 ``land_labels`` later lands that ground truth as label files under ``labels/<day>/``, ``lag_days`` after the day
 the traffic was served: the delayed labels that monitoring joins back to the logged predictions.
@@ -20,10 +23,12 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from bento.prediction_log import replay_request_id
 from ml_assets.dataset import DatasetSpec, Role
 from ml_assets.datasets.next_day import typical_rows
 from ml_assets.datasets.simulator import DriftConfig, replay
 from ml_assets.partitions import today
+from ml_assets.serving.schema import REQUEST_ID_HEADER
 from ml_assets.settings import paths
 
 GROUND_TRUTH = "ground_truth.parquet"
@@ -35,7 +40,7 @@ class TrafficRun:
     """One replay: what was sent, answered and where its ground truth is."""
 
     day: date
-    served_on: date
+    served_on: date  # the day its predictions are filed under: the replayed day, or today for today and later
     sent: int
     answered: int
     errors: int
@@ -77,7 +82,9 @@ def send_traffic(
     answered: list[str] = []
     errors = 0
     started = time.perf_counter()
-    with httpx.Client(base_url=url, timeout=60) as client:
+    served_on = min(day, today(spec))  # a past day is filed as itself; today and later days as today
+    headers = {REQUEST_ID_HEADER: replay_request_id(day)} if day < today(spec) else {}
+    with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
         for i in range(0, len(records), batch):
             chunk = records[i : i + batch]
             try:
@@ -93,7 +100,6 @@ def send_traffic(
                 ahead = (i + len(chunk)) / rate - (time.perf_counter() - started)
                 if ahead > 0:
                     time.sleep(ahead)
-    served_on = today(spec)
     answered_rows = frame[frame[spec.id.name].astype("string").isin(answered)]
     truth = answered_rows[[spec.id.name, spec.target.name]].copy()
     truth["served_on"] = pd.Timestamp(served_on)
@@ -107,7 +113,8 @@ def send_traffic(
 
 
 def land_labels(spec: DatasetSpec, lag_days: int, landing_root: Path | None = None) -> list[Path]:
-    """Land the ground truth of every traffic replay not landed yet, ``lag_days`` after the day it was served.
+    """Land the ground truth of every traffic replay not landed yet, ``lag_days`` after the day it was filed under
+    (the replayed day for a past day: labels of a replayed day land as they would have after it).
 
     One label file per replay, under ``labels/<served day + lag>/`` (a day in the future waits there, as delayed
     labels would); each replay's truth is landed once (a marker beside it remembers).

@@ -1,5 +1,8 @@
 """``ml-assets traffic``: replay a simulated day to the served model over HTTP, optionally with drift and labels.
 
+A past --day is replayed time-true: its predictions are filed under that day (each log line keeps the real serving
+time), so monitoring shows one partition per replayed day.
+
 Examples::
 
     ml-assets traffic --day 2026-11-20                                   # a day's rows, as fast as the model answers
@@ -45,7 +48,8 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="reach full drift strength linearly over this many days from --drift-from")  # fmt: skip
     p.add_argument(
         "--labels-lag-days", type=int, default=None, metavar="DAYS",
-        help="also land the true labels of the answered rows under labels/<today + DAYS>/ (0: today)",
+        help="also land the true labels of the answered rows under labels/<day + DAYS>/ (a past --day is "
+        "filed as itself, today and later as today)",
     )  # fmt: skip
     p.set_defaults(func=run_traffic)
 
@@ -82,7 +86,8 @@ def run_traffic(args: argparse.Namespace) -> int:
     )
     print(
         f"ml-assets traffic: {run.sent} rows of {run.day} to {url}: {run.answered} answered, {run.errors} errors, "
-        f"{run.answered / max(run.seconds, 1e-9):,.0f} rows/s; ground truth {run.ground_truth}"
+        f"{run.answered / max(run.seconds, 1e-9):,.0f} rows/s; logged under {run.served_on}; ground truth "
+        f"{run.ground_truth}"
     )
     if args.labels_lag_days is not None:
         for path in land_labels(spec, args.labels_lag_days):

@@ -45,10 +45,18 @@ DESCRIPTIONS = {
 
 @dataclass(frozen=True)
 class Verdict:
+    """One check's verdict: ``passed`` is None when the check could not judge (too few rows, no labels, nothing to
+    compare with): the asset then emits no result for it, so Dagster records it as skipped, never as a pass, and
+    ``description`` says why."""
+
     name: str
-    passed: bool
+    passed: bool | None
     description: str
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def judged(self) -> bool:
+        return self.passed is not None
 
 
 def _fmt(x: float | None) -> str:
@@ -72,14 +80,14 @@ def _performance_bar(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> 
 
 def _not_judged(name: str, spec: DatasetSpec, r: TagReport) -> Verdict:
     why = f"not judged: {r.labeled_rows} labeled rows < {spec.monitoring.min_labeled_rows}"
-    return Verdict(name, True, why, {"labeled_rows": r.labeled_rows})
+    return Verdict(name, None, why, {"labeled_rows": r.labeled_rows})
 
 
 def _too_few_served(name: str, spec: DatasetSpec, r: TagReport) -> Verdict | None:
     if r.rows >= spec.monitoring.min_served_rows:
         return None
     why = f"not judged: {r.rows} served rows < {spec.monitoring.min_served_rows}"
-    return Verdict(name, True, why, {"served_rows": r.rows})
+    return Verdict(name, None, why, {"served_rows": r.rows})
 
 
 def input_drift(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
@@ -87,6 +95,8 @@ def input_drift(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdi
     if (few := _too_few_served(INPUT_DRIFT, spec, r)) is not None:
         return few
     limit = spec.monitoring.drift_psi
+    if not r.input_psi:
+        return Verdict(INPUT_DRIFT, None, "not judged: the model's training set has no train rows to compare with")
     worst, worst_psi = r.max_input_psi
     drifted = {k: round(v, 4) for k, v in r.input_psi.items() if v >= limit}
     return Verdict(
@@ -109,7 +119,9 @@ def prediction_drift(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> 
     if (few := _too_few_served(PREDICTION_DRIFT, spec, r)) is not None:
         return few
     limit = spec.monitoring.drift_psi
-    ok = not r.prediction_psi >= limit
+    if math.isnan(r.prediction_psi):
+        return Verdict(PREDICTION_DRIFT, None, "not judged: no prediction of the model on its test split to compare")
+    ok = r.prediction_psi < limit
     return Verdict(
         PREDICTION_DRIFT,
         ok,
@@ -119,13 +131,15 @@ def prediction_drift(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> 
 
 
 def estimated_performance(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
-    """CBPE's estimate of the primary metric before labels land (passes while it cannot be estimated)."""
+    """CBPE's estimate of the primary metric before labels land (not judged while it cannot be estimated)."""
     if (few := _too_few_served(ESTIMATED_PERFORMANCE, spec, r)) is not None:
         return few
     metric = _metric(gates)
     bar = _performance_bar(spec, gates, r)
     est = r.estimated[metric]
-    ok = math.isnan(est) or est >= bar
+    if math.isnan(est):
+        return Verdict(ESTIMATED_PERFORMANCE, None, f"not judged: {metric} cannot be estimated on these rows")
+    ok = est >= bar
     return Verdict(
         ESTIMATED_PERFORMANCE,
         ok,
@@ -142,7 +156,10 @@ def realized_performance(spec: DatasetSpec, gates: GateThresholds, r: TagReport)
     metric = _metric(gates)
     bar = _performance_bar(spec, gates, r)
     real = r.realized[metric]
-    ok = not real < bar
+    if math.isnan(real):
+        why = f"not judged: {metric} is undefined on the {r.labeled_rows} labeled rows (one class only?)"
+        return Verdict(REALIZED_PERFORMANCE, None, why, {"labeled_rows": r.labeled_rows})
+    ok = real >= bar
     return Verdict(
         REALIZED_PERFORMANCE,
         ok,
@@ -162,6 +179,10 @@ def live_fairness(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Ver
     if not _labeled_enough(spec, r):
         return _not_judged(FAIRNESS, spec, r)
     judged = [g for g in r.fairness if g.assessable]
+    excluded = {g.attribute: g.excluded for g in r.fairness if g.excluded}
+    if not judged:
+        why = "not judged: no sensitive attribute has two groups of judged size among the labeled rows"
+        return Verdict(FAIRNESS, None, why, {"excluded_groups": str(excluded) if excluded else "none"})
     over = [
         g.attribute
         for g in judged
@@ -171,15 +192,10 @@ def live_fairness(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Ver
     gaps = {
         g.attribute: f"DP {g.demographic_parity_difference:.3f}, EO {g.equalized_odds_difference:.3f}" for g in judged
     }
-    excluded = {g.attribute: g.excluded for g in r.fairness if g.excluded}
     return Verdict(
         FAIRNESS,
         not over,
-        (
-            f"gaps over the limits for {', '.join(over)}: {gaps}"
-            if over
-            else f"gaps within limits: {gaps or 'no attribute with two judged groups'}"
-        ),
+        (f"gaps over the limits for {', '.join(over)}: {gaps}" if over else f"gaps within limits: {gaps}"),
         {
             "limits": f"DP <= {gates.max_demographic_parity_difference}, EO <= {gates.max_equalized_odds_difference}",
             "excluded_groups": str(excluded) if excluded else "none",
@@ -212,16 +228,19 @@ def champion_regression(spec: DatasetSpec, gates: GateThresholds, r: TagReport) 
     spec's ``rollback_drop`` asks for a rollback."""
     if r.previous_realized is None or not _labeled_enough(spec, r):
         why = (
-            "no previous champion to compare with"
+            "not judged: no previous champion to compare with"
             if r.previous_tag is None
-            else f"not judged: {r.labeled_rows} labeled rows"
+            else f"not judged: {r.labeled_rows} labeled rows < {spec.monitoring.min_labeled_rows}"
         )
-        return Verdict(CHAMPION_REGRESSION, True, why, {"previous_champion": r.previous_tag or "none"})
+        return Verdict(CHAMPION_REGRESSION, None, why, {"previous_champion": r.previous_tag or "none"})
     assert r.realized is not None
     metric = _metric(gates)
     drop = spec.monitoring.rollback_drop
     cur, prev = r.realized[metric], r.previous_realized[metric]
-    ok = not cur < prev - drop
+    if math.isnan(cur) or math.isnan(prev):
+        why = f"not judged: {metric} is undefined on the {r.labeled_rows} labeled rows"
+        return Verdict(CHAMPION_REGRESSION, None, why, {"previous_champion": r.previous_tag or "none"})
+    ok = cur >= prev - drop
     return Verdict(
         CHAMPION_REGRESSION,
         ok,
@@ -250,3 +269,9 @@ VERDICTS = (
 def verdicts(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> list[Verdict]:
     """Every monitoring check's verdict on one tag's report, in CHECKS order."""
     return [verdict(spec, gates, r) for verdict in VERDICTS]
+
+
+def failed_first(found: list[Verdict]) -> list[Verdict]:
+    """Failed verdicts first, then passed, then not judged (each group in CHECKS order): what to read first."""
+    rank = {False: 0, True: 1, None: 2}
+    return sorted(found, key=lambda v: rank[v.passed])

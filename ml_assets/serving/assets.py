@@ -29,6 +29,7 @@ from dagster import (
     asset_check,
 )
 
+from ml_assets import inline
 from ml_assets.automation import on_upstream_update, with_its_asset
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.data.splits import SPLIT
@@ -40,9 +41,11 @@ from ml_assets.serving import schema
 from ml_assets.serving.build import BentoRef, build_bento, service_code_version
 from ml_assets.serving.schema import frame_records
 from ml_assets.versioning import code_version
+from resources.alerts import Alerts
 from resources.bento_deployer import SKEW_TOLERANCE, BentoDeployer, DeploymentError, served_skew
 from resources.model_store import ModelStore
 
+DEPLOYMENT_ALERTS = ("rollback", "retrain", "run_failed")  # the alert kinds that concern what serves
 VALIDATION_ROWS = 64  # fixed sample of test rows every new deployment must reproduce offline predictions for
 P99_BUDGET_MS = 100.0
 LATENCY_REQUESTS = 200
@@ -132,6 +135,7 @@ def build_deployment(spec: DatasetSpec) -> AssetsDefinition:
         approved_training_set: TrainingSetRef,
         bento_deployer: BentoDeployer,
         model_store: ModelStore,
+        alerts: Alerts,
     ) -> Output[DeploymentInfo]:
         training_set = load_approved(context, approved_training_set, "deployment")
         records, rows = validation_sample(spec, training_set)
@@ -148,7 +152,11 @@ def build_deployment(spec: DatasetSpec) -> AssetsDefinition:
         return Output(
             info,
             data_version=DataVersion(bento.tag),
-            metadata=deployment_metadata(info, time.perf_counter() - t0),
+            metadata={
+                **deployment_metadata(info, time.perf_counter() - t0),
+                # what the platform last said about serving, on the asset it concerns (resources/alerts.py)
+                "latest_alerts": MetadataValue.md(inline.alerts_table(alerts.read(), prefix=DEPLOYMENT_ALERTS)),
+            },
         )
 
     return deployment
@@ -165,6 +173,11 @@ def deployment_metadata(info: DeploymentInfo, seconds: float) -> dict[str, Any]:
         "pid": current.get("pid") or 0,
         "validated_on_rows": len(info.records),
         "validation": MetadataValue.json(current.get("validated") or {}),
+        **{
+            f"validation_{k}": float(v)
+            for k, v in (current.get("validated") or {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        },
         "previous_bento_tag": previous.get("bento_tag", ""),
         "deploy_seconds": round(seconds, 2),
         **(
@@ -192,8 +205,10 @@ def build_deployment_checks(deployment: AssetsDefinition) -> list[AssetChecksDef
                 seen[path] = httpx.get(deployment.url + path, timeout=5).status_code
             except httpx.HTTPError as e:
                 seen[path] = f"unreachable: {e!r}"
+        ok = all(v == 200 for v in seen.values())
         return AssetCheckResult(
-            passed=all(v == 200 for v in seen.values()),
+            passed=ok,
+            description=f"{deployment.url}: " + ", ".join(f"{k} {v}" for k, v in seen.items())[:300],
             metadata={"url": deployment.url, **{k: str(v) for k, v in seen.items()}},
         )
 
@@ -207,9 +222,16 @@ def build_deployment_checks(deployment: AssetsDefinition) -> list[AssetChecksDef
         try:
             report = served_skew(deployment.url, deployment.records, deployment.expected)
         except DeploymentError as e:
-            return AssetCheckResult(passed=False, metadata={"url": deployment.url, "error": str(e)[:1000]})
+            return AssetCheckResult(
+                passed=False,
+                description=f"{deployment.url} did not answer the sample: {str(e).splitlines()[0][:200]}",
+                metadata={"url": deployment.url, "error": str(e)[:1000]},
+            )
         return AssetCheckResult(
             passed=report.passed(deployment.model_tag),
+            description=f"{report.rows} rows: max |served - offline| {report.max_abs_diff:.2g} (limit "
+            f"{SKEW_TOLERANCE:g}); served by {', '.join(report.served_model_tags) or 'none'}, expected "
+            f"{deployment.model_tag}",
             metadata={
                 "rows": report.rows,
                 "max_abs_diff": report.max_abs_diff,
@@ -231,10 +253,21 @@ def build_deployment_checks(deployment: AssetsDefinition) -> list[AssetChecksDef
         return AssetCheckResult(
             passed=stats["errors"] == 0 and stats["p99_ms"] <= P99_BUDGET_MS,
             severity=AssetCheckSeverity.WARN,
+            description=latency_message(stats),
             metadata={**stats, "budget_ms": P99_BUDGET_MS},
         )
 
     return [health, train_serve_skew, http_p99_latency]
+
+
+def latency_message(stats: dict[str, float]) -> str:
+    """The p99 check's verdict in one line: what was measured against the budget, and the errors."""
+    over = stats["p99_ms"] > P99_BUDGET_MS
+    return (
+        f"p99 {stats['p99_ms']:.1f} ms {'>' if over else '<='} {P99_BUDGET_MS:g} ms budget over "
+        f"{int(stats['requests'])} requests at concurrency {LATENCY_CONCURRENCY} (p50 {stats['p50_ms']:.1f} ms, "
+        f"{int(stats['errors'])} errors)"
+    )
 
 
 def http_latency(url: str, records: list[dict[str, Any]], requests: int, concurrency: int) -> dict[str, float]:
