@@ -1,7 +1,7 @@
 """Bad input to an ``ml-assets`` command is answered with one line on stderr, not a traceback.
 
-The project's own errors about what a user gave it (an environment setting, a spec that cannot be used, an invalid
-``gates:`` mapping, a data file ``spec infer`` cannot read, simulator options, trainer settings) are user-facing: their message says
+The project's own errors about what a user gave it (an environment setting, a spec that cannot be used (its
+``gates:`` section included: typed, validated when the spec loads), a data file ``spec infer`` cannot read, simulator options, trainer settings) are user-facing: their message says
 what was wrong and where, so the command prints it on one line and exits 2. Any other exception is a bug and
 keeps its traceback.
 """
@@ -18,7 +18,6 @@ from typing import Any
 USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("ml_assets.settings", "SettingError"),
     ("ml_assets.dataset", "SpecError"),
-    ("ml_assets.model.gates", "GateConfigError"),
     ("ml_assets.datasets.spec_infer", "InferenceError"),
     ("ml_assets.datasets.simulator", "SimulationError"),
     ("resources.deepspeed_trainer", "TrainerConfigError"),

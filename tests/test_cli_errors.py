@@ -115,7 +115,7 @@ def test_an_invalid_gates_mapping_is_one_line(
     code, err = run_cli(argv, capsys)
     assert code == 2
     line = one_error_line(err, argv[0])
-    assert "invalid 'gates' mapping: slice_floor: Input should be a valid number" in line
+    assert "is invalid: gates.slice_floor: Input should be a valid number" in line  # typed when the spec loads
 
 
 def test_a_bad_environment_setting_is_one_line(
