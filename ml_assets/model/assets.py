@@ -70,6 +70,11 @@ class CandidateConfig(Config):
     n_layers: int = 2
     n_heads: int = 4
     dropout: float = 0.1
+    numeric_scaling: Literal["standard", "quantile"] = "quantile"
+    numeric_embedding: Literal["none", "ple", "periodic"] = "periodic"
+    d_embedding: int = 16
+    n_frequencies: int = 16
+    frequency_scale: float = 8.0
 
     def network(self) -> NetworkConfig:
         return NetworkConfig(**self.model_dump(exclude={"trials", "max_seconds"}))
@@ -240,6 +245,8 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
             max_seconds=max_seconds,
             select_by=select_by,
             higher_is_better=higher_is_better,
+            halving=budget.halving.model_dump() if budget.halving else None,
+            ensemble_size=budget.ensemble_size,
         )
         result = training_result.decode(run)
         model = packed_model(spec, result)
@@ -298,7 +305,12 @@ def candidate_lineage(
         "device": s["device"],
         "precision": s["precision"],
         "best_epoch": s["best_epoch"],
-        "search": {"best_trial": s["best_trial"], "select_by": s["select_by"], "trials": s["trials"]},
+        "search": {
+            "best_trial": s["best_trial"],
+            "ensemble": s.get("ensemble", []),
+            "select_by": s["select_by"],
+            "trials": s["trials"],
+        },
     }
 
 
