@@ -361,7 +361,7 @@ class SuccessiveHalving(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_epochs: int = Field(2, ge=1, description="epochs every trial trains before the first comparison")
+    min_epochs: int = Field(3, ge=1, description="epochs every trial trains before the first comparison")
     eta: int = Field(2, ge=2, description="a rung keeps the best 1/eta of the trials")
 
 
@@ -385,7 +385,7 @@ class CandidateSearch(BaseModel):
         SuccessiveHalving(), description="successive halving across the trials (null: every trial trains to the end)"
     )
     ensemble_size: int = Field(
-        3, ge=1, description="most trials averaged into the candidate when that scores better on validation (1: off)"
+        5, ge=1, description="most trials averaged into the candidate when that scores better on validation (1: off)"
     )
 
 
