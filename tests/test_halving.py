@@ -26,7 +26,6 @@ from ml_assets.model.train import (
     trial_figures,
 )
 
-
 DEFAULT_HALVING = Halving(3, 2)
 
 
