@@ -8,6 +8,7 @@ processes in test_training_config.py.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -93,17 +94,28 @@ def test_two_rank_zero2_training_lands_in_dagster_and_the_store(
     summary = ModelStore(home=str(home / "bentoml")).info(meta["model_tag"])["metadata"]["search"]
     trials = summary["trials"]
     assert [t["trial"] for t in trials] == [f"trial-{i:02d}" for i in range(SEARCH_TRIALS)]
-    assert len({(t["hidden"], t["dropout"], t.get("learning_rate")) for t in trials}) == SEARCH_TRIALS
+    assert len({json.dumps(t, sort_keys=True) for t in trials}) == SEARCH_TRIALS
+    # successive halving (rungs at 3 and 4 epochs): the worst after 3 epochs stops there, the others go on
+    assert sorted(t["stopped_at_epoch"] for t in trials) == [3, 4, 4]
+    cut = next(t for t in trials if t["stopped_at_epoch"] == 3)
+    assert cut["status"] == "stopped by halving" and logged(graph["instance"], result.run_id, "successive halving")
+    assert cut["val_roc_auc"] == min(t["val_roc_auc"] for t in trials)
     best = max(trials, key=lambda t: t["val_roc_auc"])
     assert summary["best_trial"] == meta["best_trial"] == best["trial"] and summary["select_by"] == "roc_auc"
-    assert meta["val_roc_auc"] == pytest.approx(best["val_roc_auc"])
     assert f"| yes | {best['trial']} |" in meta["search"]
+    members = summary["ensemble"]
+    kind = "ensemble" if members else "mlp"
+    if members:  # kept only because it beats the best trial on validation
+        assert best["trial"] in members and meta["val_roc_auc"] > best["val_roc_auc"]
+        assert {t["trial"] for t in trials if t["in_model"] == "yes"} == set(members)
+    else:
+        assert meta["val_roc_auc"] == pytest.approx(best["val_roc_auc"])
 
     ref = result.output_for_node("candidate_model")
-    assert ref.tag == meta["model_tag"] and ref.name == "adult-classifier" and ref.kind == "mlp"
+    assert ref.tag == meta["model_tag"] and ref.name == "adult-classifier" and ref.kind == kind
     store = ModelStore(home=str(home / "bentoml"))
     info = store.info(ref.tag)
-    assert info["labels"] == {"kind": "mlp", "dataset": "adult"}
+    assert info["labels"] == {"kind": kind, "dataset": "adult"}
     lineage = info["metadata"]
     assert lineage["training_set_version"] == ref.training_set_version
     assert lineage["ranks"] == 2 and lineage["config"]["deepspeed"]["zero_optimization"]["stage"] == 2

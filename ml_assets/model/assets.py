@@ -331,7 +331,8 @@ def candidate_metadata(
             metrics_table({"training (ranks)": scores, "stored model (this process)": served})
         ),
         "search": MetadataValue.md(search_table(s["trials"], s["best_trial"])),
-        "trials_run": sum(1 for t in s["trials"] if t["status"] == "trained"),
+        "trials_run": sum(1 for t in s["trials"] if "epochs_run" in t),  # trained, however far
+        "ensemble": ", ".join(s.get("ensemble", [])) or "none (the best trial alone)",
         "best_trial": s["best_trial"],
         "selected_by": f"validation {s['select_by']}",
         "unlabeled_rows_left_out": unlabeled_rows,
