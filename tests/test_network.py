@@ -170,3 +170,34 @@ def test_served_ensemble_predictions_equal_its_offline_ones(
         [adapter.validate_python(r) for r in records]
     )
     np.testing.assert_array_equal([p["probability"] for p in served], offline.predict_proba(batch))
+
+
+@pytest.mark.parametrize("inputs", INPUTS, ids=lambda d: "-".join(d.values()) or "plain")
+@pytest.mark.parametrize("architecture", ["mlp", "transformer"])
+def test_bf16_weights_take_float32_inputs_and_encode_them_in_float32(
+    architecture: str, inputs: dict, pre: Preprocessing, rows: pd.DataFrame
+) -> None:
+    """GPU training runs bf16 weights on the float32 inputs serving uses. The scaling and encodings compute in
+    float32 (bf16 has 3 digits: a periodic phase 2 pi c x at high frequency would be noise), so they give exactly
+    what the float32 model serving loads gives; only the layers after them round."""
+    cfg = NetworkConfig(
+        architecture=architecture, hidden=[16], d_token=8, n_heads=2, n_layers=1, frequency_scale=24.0, **inputs
+    )
+    torch.manual_seed(0)
+    half = build_network(cfg, pre).eval().to(torch.bfloat16)
+    full = build_network(cfg, pre).eval()  # what serving loads: the bf16 run's weights as float32
+    full.load_state_dict({k: v.float() for k, v in half.state_dict().items()})
+    num, cat = (torch.from_numpy(a) for a in pre.transform(rows.head(64)))
+    with torch.no_grad():
+        p_half = torch.sigmoid(half(num, cat).float()).numpy()
+        p_full = torch.sigmoid(full(num, cat)).numpy()
+        assert np.abs(p_half - p_full).max() < 0.1
+        owner = (lambda m: m.tokenizer) if architecture == "transformer" else (lambda m: m)
+        values = num[:, 0::2]
+        if owner(full).scaling is not None:
+            np.testing.assert_array_equal(owner(half).scaling(values), owner(full).scaling(values))
+            values = owner(full).scaling(values)
+        if hasattr(owner(full), "numeric_embedding"):
+            encoded = owner(half).numeric_embedding.encode(values)
+            assert encoded.dtype == torch.float32
+            np.testing.assert_array_equal(encoded, owner(full).numeric_embedding.encode(values))

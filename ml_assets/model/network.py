@@ -3,7 +3,9 @@
 Two architectures, chosen by ``NetworkConfig.architecture``, because a team should compare architectures rather
 than commit to one: an MLP over numeric inputs and categorical embeddings, and a small feature-tokenizer +
 transformer encoder (FT-Transformer, Gorishniy et al. 2021) where every feature becomes a token.
-Both take ``(numeric float32 [n, k], categorical int64 [n, c])`` and return one logit per row.
+Both take ``(numeric float32 [n, k], categorical int64 [n, c])`` and return one logit per row. Numeric inputs stay
+float32 when the network's weights are bf16 or fp16 (GPU training): scaling and encodings run in float32 and
+their outputs are cast to the weights' type, so training sees the values serving (float32) sees.
 
 Numeric columns can enter either network through an embedding (Gorishniy et al. 2022, "On Embeddings for Numerical
 Features in Tabular Deep Learning"): ``ple``, a piecewise-linear encoding over the train quantiles the
@@ -56,6 +58,22 @@ class NetworkConfig(BaseModel):
     members: list[NetworkConfig] = Field(default_factory=list, description="ensemble: the averaged networks")
 
 
+class FloatTables:
+    """Constant float32 tables rebuilt from the preprocessing (so not in the state_dict), kept out of the module's
+    buffers on purpose: DeepSpeed's bf16 casts every floating buffer, and bin edges or quantile knots rounded to 3
+    digits would make training disagree with serving. Copied to a device on first use there."""
+
+    def __init__(self, **tables: torch.Tensor):
+        self._by_device: dict[torch.device, dict[str, torch.Tensor]] = {torch.device("cpu"): tables}
+
+    def on(self, device: torch.device, *names: str) -> tuple[torch.Tensor, ...]:
+        if device not in self._by_device:
+            cpu = self._by_device[torch.device("cpu")]
+            self._by_device[device] = {k: v.to(device) for k, v in cpu.items()}
+        tables = self._by_device[device]
+        return tuple(tables[n] for n in names)
+
+
 class QuantileScaling(nn.Module):
     """Standardised value -> normal score of its train quantile, linear between the preprocessing's knots and flat
     beyond them (Gorishniy et al. scale inputs so): a spike or a heavy tail no longer squeezes the other values."""
@@ -73,12 +91,11 @@ class QuantileScaling(nn.Module):
             knots[j, :n], values[j, :n] = torch.tensor(p), torch.tensor(z)
             knots[j, n:] = PAD_EDGE + torch.arange(width - n, dtype=torch.float32)  # padding repeats the last score
             values[j, n:] = z[-1]
-        self.register_buffer("knots", knots, persistent=False)
-        self.register_buffer("values", values, persistent=False)
+        self.tables = FloatTables(knots=knots, values=values)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [n, k] -> [n, k]
-        knots, values = self.knots.to(x.dtype), self.values.to(x.dtype)
-        xt = x.t().contiguous()
+        knots, values = self.tables.on(x.device, "knots", "values")
+        xt = x.float().t().contiguous()
         hi = torch.searchsorted(knots, xt).clamp(1, knots.shape[1] - 1)
         lo = hi - 1
         k_lo, k_hi = knots.gather(1, lo), knots.gather(1, hi)
@@ -115,13 +132,12 @@ class PiecewiseLinear(nn.Module):
                 continue
             e = torch.tensor(edges, dtype=torch.float32)
             left[j, : len(e) - 1], size[j, : len(e) - 1] = e[:-1], (e[1:] - e[:-1]).clamp_min(1e-6)
-        # not in the state_dict: rebuilt from the preprocessing the model is packed with
-        self.register_buffer("left", left, persistent=False)
-        self.register_buffer("size", size, persistent=False)
+        self.tables = FloatTables(left=left, size=size)
         self.width = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [n, k] -> [n, k, width]
-        return ((x.unsqueeze(-1) - self.left.to(x.dtype)) / self.size.to(x.dtype)).clamp(0.0, 1.0)
+        left, size = self.tables.on(x.device, "left", "size")
+        return ((x.float().unsqueeze(-1) - left) / size).clamp(0.0, 1.0)
 
 
 class Periodic(nn.Module):
@@ -133,7 +149,8 @@ class Periodic(nn.Module):
         self.width = 2 * n_frequencies
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [n, k] -> [n, k, 2m]
-        z = 2 * math.pi * self.frequencies * x.unsqueeze(-1)
+        # float32 even when the network trains in bf16: at high frequencies bf16's 3 digits would scramble the phase
+        z = 2 * math.pi * self.frequencies.float() * x.float().unsqueeze(-1)
         return torch.cat([torch.cos(z), torch.sin(z)], dim=-1)
 
 
@@ -155,7 +172,7 @@ class NumericEmbeddings(nn.Module):
         self.relu = cfg.numeric_embedding == "periodic"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.einsum("nkw,kwd->nkd", self.encode(x), self.weight) + self.bias
+        out = torch.einsum("nkw,kwd->nkd", self.encode(x).to(self.weight.dtype), self.weight) + self.bias
         return torch.relu(out) if self.relu else out
 
 
@@ -190,8 +207,10 @@ class TabularMLP(nn.Module):
             values = self.scaling(values)
             numeric = torch.stack([values, flags], dim=2).flatten(1)  # value, flag, value, flag, ... as before
         if hasattr(self, "numeric_embedding"):
-            numeric = torch.cat([self.numeric_embedding(values).flatten(1), flags], dim=1)
-        parts = [numeric] + [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
+            numeric = torch.cat([self.numeric_embedding(values).flatten(1), flags.to(self.body[0].weight.dtype)], dim=1)
+        parts = [numeric.to(self.body[0].weight.dtype)] + [
+            emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)
+        ]
         return self.body(torch.cat(parts, dim=1)).squeeze(-1) + self.offset
 
 
@@ -227,10 +246,10 @@ class FeatureTokenizer(nn.Module):
             values = self.scaling(numeric[:, 0::2])
             numeric = torch.stack([values, numeric[:, 1::2]], dim=2).flatten(1)
         if hasattr(self, "numeric_embedding"):
-            flags = numeric[:, 1::2]
+            flags = numeric[:, 1::2].to(self.num_weight.dtype)
             tokens = [self.numeric_embedding(numeric[:, 0::2]), flags.unsqueeze(-1) * self.num_weight + self.num_bias]
         else:
-            tokens = [numeric.unsqueeze(-1) * self.num_weight + self.num_bias]
+            tokens = [numeric.to(self.num_weight.dtype).unsqueeze(-1) * self.num_weight + self.num_bias]
         if categorical.shape[1]:
             tokens.append(self.cat_embedding(categorical + self.cat_offsets) + self.cat_bias)
         x = torch.cat(tokens, dim=1)

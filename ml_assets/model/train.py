@@ -195,10 +195,12 @@ class Reporter:
 
 
 # ---- data ------------------------------------------------------------------------------------------------
-def to_shard(pre: Preprocessing, rows: pd.DataFrame, label_col: str, device: torch.device, dtype: torch.dtype) -> Shard:
+def to_shard(pre: Preprocessing, rows: pd.DataFrame, label_col: str, device: torch.device) -> Shard:
     num, cat = pre.transform(rows)
     return Shard(
-        numeric=torch.from_numpy(num).to(device=device, dtype=dtype),
+        # float32 whatever the precision: the networks cast after their numeric encodings (network.py), so a
+        # bf16 run sees the values serving sees, not ones rounded to 3 digits
+        numeric=torch.from_numpy(num).to(device=device, dtype=torch.float32),
         categorical=torch.from_numpy(cat).to(device),
         label=torch.from_numpy(rows[label_col].to_numpy(dtype=np.float32)).to(device),
     )
@@ -214,7 +216,7 @@ def shard_rows(n: int, rank: int, world: int, seed: int, equal: bool) -> np.ndar
     return np.sort(np.array_split(perm, world)[rank])
 
 
-def load_data(job: Job, me: Rank, dtype: torch.dtype) -> Data:
+def load_data(job: Job, me: Rank) -> Data:
     """Read the staged rows, fit the preprocessing on the train rows, and keep this rank's shards on device."""
     train_rows = job.spec.labeled(pd.read_parquet(job.train_rows))  # the asset hands labeled rows; stay safe
     val_rows = job.spec.labeled(pd.read_parquet(job.validation_rows))
@@ -224,8 +226,8 @@ def load_data(job: Job, me: Rank, dtype: torch.dtype) -> Data:
     val_idx = shard_rows(len(val_rows), me.rank, me.world, job.seed, equal=False)
     return Data(
         pre=pre,
-        train=to_shard(pre, train_rows.iloc[train_idx], label, me.device, dtype),
-        val=to_shard(pre, val_rows.iloc[val_idx], label, me.device, dtype),
+        train=to_shard(pre, train_rows.iloc[train_idx], label, me.device),
+        val=to_shard(pre, val_rows.iloc[val_idx], label, me.device),
         val_idx=val_idx,
         val_labels=val_rows[label].to_numpy(),
         val_chunks=max(1, math.ceil(math.ceil(len(val_rows) / me.world) / EVAL_CHUNK)),
@@ -504,8 +506,7 @@ def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> d
     device = join_process_group(job, local_rank)
     startup["process_group_ready"] = time.time() - job.launched_at
     me = Rank(rank, world, device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(job.precision, torch.float32)
-    data = load_data(job, me, dtype)
+    data = load_data(job, me)
     startup["data_on_device"] = time.time() - job.launched_at
 
     runs: dict[int, TrialRun] = {}
