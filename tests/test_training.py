@@ -153,6 +153,19 @@ def test_same_seed_and_data_give_the_same_metrics(first_run, graph, home: Path, 
         assert second.metrics[key] == pytest.approx(first.metrics[key], abs=1e-4), key
 
 
+def test_past_the_budget_no_trial_trains_further(graph, home: Path, tmp_path: Path) -> None:
+    """The first trial always trains its first rung; past ``max_seconds`` (here: before the second starts) the
+    search ends and the trial table says which trials the budget stopped or skipped."""
+    result = run_assets(
+        graph, home, ["candidate_model"], trainer(checkpoint_dir=str(tmp_path)), trials=3, max_seconds=0.5
+    )
+    meta = metadata(result, "candidate_model")
+    trials = ModelStore(home=str(home / "bentoml")).info(meta["model_tag"])["metadata"]["search"]["trials"]
+    assert [t["status"] for t in trials] == ["stopped (budget)", "skipped (budget)", "skipped (budget)"]
+    assert trials[0]["stopped_at_epoch"] == 3 and meta["best_trial"] == "trial-00" and meta["trials_run"] == 1
+    assert logged(graph["instance"], result.run_id, "search budget of 0.5 s used")
+
+
 def kill_after_first_checkpoint(root: Path, stop: threading.Event, killed: list[int]) -> None:
     """Wait for DeepSpeed's ``latest`` marker, then SIGKILL the torchrun process group this test started."""
     while not stop.is_set():
