@@ -361,8 +361,8 @@ class SuccessiveHalving(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_epochs: int = Field(3, ge=1, description="epochs every trial trains before the first comparison")
-    eta: int = Field(2, ge=2, description="a rung keeps the best 1/eta of the trials")
+    min_epochs: int = Field(4, ge=1, description="epochs every trial trains before the first comparison")
+    eta: int = Field(3, ge=2, description="a rung keeps the best 1/eta of the trials")
 
 
 class CandidateSearch(BaseModel):

@@ -22,7 +22,7 @@ import psutil
 import pytest
 from dagster import DagsterInstance
 
-from ml_assets.dataset import DatasetSpec
+from ml_assets.dataset import DatasetSpec, SuccessiveHalving
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.metrics import validation_scores
 from ml_assets.model.refs import load_stored
@@ -52,7 +52,9 @@ def frame(adult_spec: DatasetSpec) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def graph(adult_spec: DatasetSpec, frame: pd.DataFrame, home: Path) -> dict[str, Any]:
-    return build_graph(adult_spec, frame, home)
+    # rungs at 2 and 4 epochs (FAST trains 4), so a search of 3 halves once
+    halving = adult_spec.search.model_copy(update={"halving": SuccessiveHalving(min_epochs=2, eta=2)})
+    return build_graph(adult_spec.model_copy(update={"search": halving}), frame, home)
 
 
 def metadata(result, name: str) -> dict[str, Any]:
@@ -95,9 +97,9 @@ def test_two_rank_zero2_training_lands_in_dagster_and_the_store(
     trials = summary["trials"]
     assert [t["trial"] for t in trials] == [f"trial-{i:02d}" for i in range(SEARCH_TRIALS)]
     assert len({json.dumps(t, sort_keys=True) for t in trials}) == SEARCH_TRIALS
-    # successive halving (rungs at 3 and 4 epochs): the worst after 3 epochs stops there, the others go on
-    assert sorted(t["stopped_at_epoch"] for t in trials) == [3, 4, 4]
-    cut = next(t for t in trials if t["stopped_at_epoch"] == 3)
+    # successive halving (rungs at 2 and 4 epochs): the worst after 2 epochs stops there, the others go on
+    assert sorted(t["stopped_at_epoch"] for t in trials) == [2, 4, 4]
+    cut = next(t for t in trials if t["stopped_at_epoch"] == 2)
     assert cut["status"] == "stopped by halving" and logged(graph["instance"], result.run_id, "successive halving")
     assert cut["val_roc_auc"] == min(t["val_roc_auc"] for t in trials)
     best = max(trials, key=lambda t: t["val_roc_auc"])
@@ -162,7 +164,7 @@ def test_past_the_budget_no_trial_trains_further(graph, home: Path, tmp_path: Pa
     meta = metadata(result, "candidate_model")
     trials = ModelStore(home=str(home / "bentoml")).info(meta["model_tag"])["metadata"]["search"]["trials"]
     assert [t["status"] for t in trials] == ["stopped (budget)", "skipped (budget)", "skipped (budget)"]
-    assert trials[0]["stopped_at_epoch"] == 3 and meta["best_trial"] == "trial-00" and meta["trials_run"] == 1
+    assert trials[0]["stopped_at_epoch"] == 2 and meta["best_trial"] == "trial-00" and meta["trials_run"] == 1
     assert logged(graph["instance"], result.run_id, "search budget of 0.5 s used")
 
 
