@@ -545,9 +545,7 @@ def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> d
     if rank == 0:
         startup.setdefault("first_step_done", None)  # None when resuming a run that had already finished
         summary = export(job, data, best, members, world, startup, figures)
-    import torch.distributed as dist
-
-    dist.barrier()
+    torch.distributed.barrier()
     return summary
 
 
