@@ -355,12 +355,27 @@ class Monitoring(BaseModel):
 
 
 class SearchSpace(BaseModel):
-    """The values a candidate search draws from: architectures and a few hyperparameters."""
+    """The values a candidate search draws from: architectures, numeric embeddings and the training settings."""
 
     model_config = ConfigDict(extra="forbid")
 
     architecture: list[Literal["mlp", "transformer"]] = Field(
         default_factory=lambda: ["mlp"], min_length=1, description="networks to draw (transformer: slow on CPU)"
+    )
+    numeric_embedding: list[Literal["none", "ple", "periodic"]] = Field(
+        default_factory=lambda: ["ple", "periodic"],
+        min_length=1,
+        description="how numeric columns enter: ple (piecewise linear over quantile bins), periodic, none",
+    )
+    numeric_scaling: list[Literal["standard", "quantile"]] = Field(
+        default_factory=lambda: ["quantile", "standard"],
+        min_length=1,
+        description="numeric values standardised, or mapped to the normal scores of their train quantiles",
+    )
+    frequency_scale: list[float] = Field(
+        default_factory=lambda: [0.5, 2.0, 8.0, 24.0],
+        min_length=1,
+        description="periodic embedding: std of the initial frequencies (high: sharp effects, low: smooth ones)",
     )
     hidden: list[list[int]] = Field(
         default_factory=lambda: [[128, 64], [256, 128], [64, 32], [256, 128, 64]],
@@ -374,20 +389,49 @@ class SearchSpace(BaseModel):
     weight_decay: list[float] = Field(
         default_factory=lambda: [1e-5, 1e-4, 1e-3], min_length=1, description="AdamW weight decays"
     )
+    lr_schedule: list[Literal["constant", "warmup", "warmup_decay", "warmup_cosine"]] = Field(
+        default_factory=lambda: ["warmup_decay", "warmup_cosine"], min_length=1, description="learning-rate schedules"
+    )
+    class_weight: list[Literal["none", "balanced"]] = Field(
+        default_factory=lambda: ["none", "balanced"],
+        min_length=1,
+        description="class imbalance: none, or balanced (positives weigh negatives/positives; probabilities "
+        "corrected back)",
+    )
+
+
+class SuccessiveHalving(BaseModel):
+    """Successive halving across the trials of one launch: all train ``min_epochs``, the best 1/eta on validation
+    go on to ``min_epochs * eta`` epochs, and so on up to the trainer's max_epochs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_epochs: int = Field(4, ge=1, description="epochs every trial trains before the first comparison")
+    eta: int = Field(3, ge=2, description="a rung keeps the best 1/eta of the trials")
 
 
 class CandidateSearch(BaseModel):
     """The candidate's budgeted search: the configured network, then ``trials - 1`` seeded draws from ``space``,
-    all trained in one DeepSpeed launch; the best on validation becomes the candidate."""
+    all trained in one DeepSpeed launch by successive halving; the best on validation, or the ensemble of the best
+    when it scores better there, becomes the candidate."""
 
     model_config = ConfigDict(extra="forbid")
 
-    trials: int = Field(3, ge=1, description="networks trained per candidate (1: only the configured one)")
+    trials: int = Field(8, ge=1, description="networks trained per candidate (1: only the configured one)")
     max_seconds: float | None = Field(
-        None, gt=0, description="start no further trial once training has run this long (the first always runs)"
+        120.0,
+        gt=0,
+        description="no trial trains further once training has run this long (the first always starts); the "
+        "default fits the demo on 2 CPU cores",
     )
     seed: int = Field(0, description="seed of the draws from the space")
     space: SearchSpace = Field(SearchSpace(), description="the values trials are drawn from")
+    halving: SuccessiveHalving | None = Field(
+        SuccessiveHalving(), description="successive halving across the trials (null: every trial trains to the end)"
+    )
+    ensemble_size: int = Field(
+        5, ge=1, description="most trials averaged into the candidate when that scores better on validation (1: off)"
+    )
 
 
 PrimaryMetric = Literal["roc_auc", "pr_auc", "accuracy", "f1", "log_loss", "brier", "ece"]

@@ -33,6 +33,8 @@ ENTRYPOINT = "ml_assets.model.train"
 # (deploy/dagster.yaml and the Helm values limit it).
 TRAINING_POOL = "training"
 SCHEDULERS = {"warmup": "WarmupLR", "warmup_decay": "WarmupDecayLR", "warmup_cosine": "WarmupCosineLR"}
+# What a search trial may set beside its network (class_weight is the entrypoint's, the rest the trainer's fields).
+TRIAL_SETTINGS = ("learning_rate", "weight_decay", "lr_schedule", "class_weight")
 
 
 class TrainerConfigError(ValueError):
@@ -81,7 +83,9 @@ class DeepSpeedTrainer(ConfigurableResource):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on GPUs that support it, fp32 on CPU"
     )
-    micro_batch_size: int = Field(512, description="rows per rank per step")
+    micro_batch_size: int = Field(
+        128, description="rows per rank per step (small batches generalise better on tabular data)"
+    )
     gradient_accumulation_steps: int = 1
     max_epochs: int = 20
     learning_rate: float = 2e-3
@@ -207,14 +211,18 @@ class DeepSpeedTrainer(ConfigurableResource):
         max_seconds: float | None = None,
         select_by: str = "log_loss",
         higher_is_better: bool = False,
+        halving: Mapping[str, int] | None = None,
+        ensemble_size: int = 1,
     ) -> TrainingRun:
         """Validate, stage the rows and the job in storage, launch the entrypoint, and read back its outputs.
 
         ``spec`` is the dataset spec as JSON, passed through to the entrypoint untouched. ``network`` is the first
-        trial; ``search`` adds trials (``{"network": ..., "learning_rate": ..., "weight_decay": ...}``, the last
-        two optional), trained in turn in the same launch; the one best on validation ``select_by`` is returned,
-        every trial's figures in its summary. ``max_seconds``: start no further trial once the launch has run this
-        long.
+        trial; ``search`` adds trials (``{"network": ..., "learning_rate": ..., "weight_decay": ...,
+        "lr_schedule": ..., "class_weight": "none" | "balanced"}``, all but the network optional), trained in the
+        same launch; ``halving`` (``{"min_epochs": r, "eta": n}``) runs them as successive halving. The best on
+        validation ``select_by``, or the ensemble of up to ``ensemble_size`` trials when it scores better there,
+        is returned, every trial's figures in its summary. ``max_seconds``: no trial trains further once the
+        launch has run this long.
         """
         plan = self.plan()
         if len(train_rows) < plan.ranks or len(validation_rows) == 0:
@@ -246,6 +254,8 @@ class DeepSpeedTrainer(ConfigurableResource):
             "select_by": select_by,
             "higher_is_better": higher_is_better,
             "max_seconds": max_seconds,
+            "halving": dict(halving) if halving else None,
+            "ensemble_size": ensemble_size,
             "device": plan.device,
             "precision": plan.precision,
             "max_epochs": self.max_epochs,
@@ -273,16 +283,24 @@ class DeepSpeedTrainer(ConfigurableResource):
     def _trials(
         self, network: Mapping[str, Any], search: Sequence[Mapping[str, Any]], plan: TrainingPlan
     ) -> list[dict[str, Any]]:
-        """Every trial with its own DeepSpeed config (learning rate and weight decay overridden), checked up front."""
+        """Every trial with its own DeepSpeed config (learning rate, weight decay and schedule overridden), checked
+        up front; its class weighting travels in its settings."""
         out = []
         for i, trial in enumerate([{"network": dict(network)}, *search]):
-            unknown = sorted(set(trial) - {"network", "learning_rate", "weight_decay"})
+            unknown = sorted(set(trial) - {"network", *TRIAL_SETTINGS})
             if unknown or "network" not in trial:
                 raise TrainerConfigError(
-                    f"trial {i}: needs 'network', may set learning_rate, weight_decay; got {unknown}"
+                    f"trial {i}: needs 'network', may set {', '.join(TRIAL_SETTINGS)}; got {unknown}"
                 )
-            settings = {k: trial[k] for k in ("learning_rate", "weight_decay") if trial.get(k) is not None}
-            trainer = self.model_copy(update=settings) if settings else self
+            settings = {k: trial[k] for k in TRIAL_SETTINGS if trial.get(k) is not None}
+            if settings.get("class_weight", "none") not in ("none", "balanced"):
+                raise TrainerConfigError(
+                    f"trial {i}: class_weight must be none or balanced, got {trial['class_weight']}"
+                )
+            if settings.get("lr_schedule", "constant") not in ("constant", *SCHEDULERS):
+                raise TrainerConfigError(f"trial {i}: unknown lr_schedule {trial['lr_schedule']!r}")
+            update = {k: v for k, v in settings.items() if k != "class_weight"}
+            trainer = self.model_copy(update=update) if update else self
             if settings and not trainer.learning_rate > 0:
                 raise TrainerConfigError(f"trial {i}: learning_rate must be > 0, got {trainer.learning_rate}")
             config = trainer._deepspeed_config(plan.ranks, plan.precision, plan.device)

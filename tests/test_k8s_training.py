@@ -141,7 +141,7 @@ def test_the_plan_resolves_to_gpus_in_bf16() -> None:
     trainer = DeepSpeedTrainer(launcher=launcher(max_nodes=2), storage=TrainingStorage(root="/data"), ranks=16)
     plan = trainer.plan()
     assert (plan.device, plan.precision, plan.ranks) == ("cuda", "bf16", 16)
-    assert plan.deepspeed_config["train_batch_size"] == 512 * 16
+    assert plan.deepspeed_config["train_batch_size"] == trainer.micro_batch_size * 16
 
 
 def test_without_a_cluster_the_launch_fails_before_creating_anything(monkeypatch, tmp_path) -> None:

@@ -74,3 +74,24 @@ def test_clear_errors(adult_spec: DatasetSpec, splits: pd.DataFrame) -> None:
         pre.transform(splits.drop(columns=["age"]))
     with pytest.raises(ValueError, match="unsupported preprocessing version"):
         Preprocessing.from_dict({**pre.to_dict(), "version": 99})
+
+
+def test_quantile_bins_and_map_are_fitted_on_train_and_version_1_still_loads(
+    adult_spec: DatasetSpec, splits: pd.DataFrame
+) -> None:
+    pre = Preprocessing.fit(adult_spec, splits[splits["split"] == "train"])
+    assert pre.version == 2
+    gain = next(n for n in pre.numeric if n.name == "capital_gain")
+    # mostly 0, yet bins reach into the non-zero values: the quantiles of the distinct values are edges too
+    assert len(gain.bins) > 5 and gain.bins == sorted(gain.bins) and sum(b > 0 for b in gain.bins) > 3
+    assert gain.quantile_points == sorted(set(gain.quantile_points))
+    assert gain.quantile_scores == sorted(gain.quantile_scores)  # a monotone map onto normal scores
+    # a model saved before version 2 has no bins or map: it loads, and transforms exactly as before
+    old = pre.to_dict()
+    old["version"] = 1
+    for n in old["numeric"]:
+        del n["bins"], n["quantile_points"], n["quantile_scores"]
+    legacy = Preprocessing.from_dict(old)
+    assert legacy.version == 1 and legacy.numeric[0].bins == []
+    for a, b in zip(pre.transform(splits), legacy.transform(splits), strict=True):
+        np.testing.assert_array_equal(a, b)

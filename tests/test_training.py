@@ -8,6 +8,7 @@ processes in test_training_config.py.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ import psutil
 import pytest
 from dagster import DagsterInstance
 
-from ml_assets.dataset import DatasetSpec
+from ml_assets.dataset import DatasetSpec, SuccessiveHalving
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.metrics import validation_scores
 from ml_assets.model.refs import load_stored
@@ -51,7 +52,9 @@ def frame(adult_spec: DatasetSpec) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def graph(adult_spec: DatasetSpec, frame: pd.DataFrame, home: Path) -> dict[str, Any]:
-    return build_graph(adult_spec, frame, home)
+    # rungs at 2 and 4 epochs (FAST trains 4), so a search of 3 halves once
+    halving = adult_spec.search.model_copy(update={"halving": SuccessiveHalving(min_epochs=2, eta=2)})
+    return build_graph(adult_spec.model_copy(update={"search": halving}), frame, home)
 
 
 def metadata(result, name: str) -> dict[str, Any]:
@@ -93,17 +96,28 @@ def test_two_rank_zero2_training_lands_in_dagster_and_the_store(
     summary = ModelStore(home=str(home / "bentoml")).info(meta["model_tag"])["metadata"]["search"]
     trials = summary["trials"]
     assert [t["trial"] for t in trials] == [f"trial-{i:02d}" for i in range(SEARCH_TRIALS)]
-    assert len({(t["hidden"], t["dropout"], t.get("learning_rate")) for t in trials}) == SEARCH_TRIALS
+    assert len({json.dumps(t, sort_keys=True) for t in trials}) == SEARCH_TRIALS
+    # successive halving (rungs at 2 and 4 epochs): the worst after 2 epochs stops there, the others go on
+    assert sorted(t["stopped_at_epoch"] for t in trials) == [2, 4, 4]
+    cut = next(t for t in trials if t["stopped_at_epoch"] == 2)
+    assert cut["status"] == "stopped by halving" and logged(graph["instance"], result.run_id, "successive halving")
+    assert cut["val_roc_auc"] == min(t["val_roc_auc"] for t in trials)
     best = max(trials, key=lambda t: t["val_roc_auc"])
     assert summary["best_trial"] == meta["best_trial"] == best["trial"] and summary["select_by"] == "roc_auc"
-    assert meta["val_roc_auc"] == pytest.approx(best["val_roc_auc"])
     assert f"| yes | {best['trial']} |" in meta["search"]
+    members = summary["ensemble"]
+    kind = "ensemble" if members else "mlp"
+    if members:  # kept only because it beats the best trial on validation
+        assert best["trial"] in members and meta["val_roc_auc"] > best["val_roc_auc"]
+        assert {t["trial"] for t in trials if t["in_model"] == "yes"} == set(members)
+    else:
+        assert meta["val_roc_auc"] == pytest.approx(best["val_roc_auc"])
 
     ref = result.output_for_node("candidate_model")
-    assert ref.tag == meta["model_tag"] and ref.name == "adult-classifier" and ref.kind == "mlp"
+    assert ref.tag == meta["model_tag"] and ref.name == "adult-classifier" and ref.kind == kind
     store = ModelStore(home=str(home / "bentoml"))
     info = store.info(ref.tag)
-    assert info["labels"] == {"kind": "mlp", "dataset": "adult"}
+    assert info["labels"] == {"kind": kind, "dataset": "adult"}
     lineage = info["metadata"]
     assert lineage["training_set_version"] == ref.training_set_version
     assert lineage["ranks"] == 2 and lineage["config"]["deepspeed"]["zero_optimization"]["stage"] == 2
@@ -139,6 +153,19 @@ def test_same_seed_and_data_give_the_same_metrics(first_run, graph, home: Path, 
     assert second.tag != first.tag
     for key in ("log_loss", "roc_auc", "accuracy"):
         assert second.metrics[key] == pytest.approx(first.metrics[key], abs=1e-4), key
+
+
+def test_past_the_budget_no_trial_trains_further(graph, home: Path, tmp_path: Path) -> None:
+    """The first trial always trains its first rung; past ``max_seconds`` (here: before the second starts) the
+    search ends and the trial table says which trials the budget stopped or skipped."""
+    result = run_assets(
+        graph, home, ["candidate_model"], trainer(checkpoint_dir=str(tmp_path)), trials=3, max_seconds=0.5
+    )
+    meta = metadata(result, "candidate_model")
+    trials = ModelStore(home=str(home / "bentoml")).info(meta["model_tag"])["metadata"]["search"]["trials"]
+    assert [t["status"] for t in trials] == ["stopped (budget)", "skipped (budget)", "skipped (budget)"]
+    assert trials[0]["stopped_at_epoch"] == 2 and meta["best_trial"] == "trial-00" and meta["trials_run"] == 1
+    assert logged(graph["instance"], result.run_id, "search budget of 0.5 s used")
 
 
 def kill_after_first_checkpoint(root: Path, stop: threading.Event, killed: list[int]) -> None:

@@ -52,12 +52,20 @@ def build_graph(spec: DatasetSpec, frame: pd.DataFrame, home: Path) -> dict[str,
 
 
 def run_assets(
-    graph: dict[str, Any], home: Path, names: list[str], trainer: DeepSpeedTrainer, trials: int = 1, **kw: Any
+    graph: dict[str, Any],
+    home: Path,
+    names: list[str],
+    trainer: DeepSpeedTrainer,
+    trials: int = 1,
+    max_seconds: float | None = None,
+    **kw: Any,
 ):
-    """Materialize the named model assets; the candidate trains ``trials`` networks (one unless a test searches)."""
+    """Materialize the named model assets; the candidate trains ``trials`` networks (one unless a test searches)
+    within ``max_seconds`` (default: the spec's budget)."""
     selected: list[AssetsDefinition] = [graph["models"][n] for n in names]
     if "candidate_model" in names:
-        kw["run_config"] = {"ops": {"candidate_model": {"config": {"trials": trials}}}}
+        config: dict[str, Any] = {"trials": trials} | ({"max_seconds": max_seconds} if max_seconds else {})
+        kw["run_config"] = {"ops": {"candidate_model": {"config": config}}}
     return materialize(
         [*graph["source"], *graph["models"].values()],
         selection=selected,

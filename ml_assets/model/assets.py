@@ -74,6 +74,11 @@ class CandidateConfig(Config):
     n_layers: int = 2
     n_heads: int = 4
     dropout: float = 0.1
+    numeric_scaling: Literal["standard", "quantile"] = "quantile"
+    numeric_embedding: Literal["none", "ple", "periodic"] = "periodic"
+    d_embedding: int = 16
+    n_frequencies: int = 16
+    frequency_scale: float = 8.0
 
     def network(self) -> NetworkConfig:
         return NetworkConfig(**self.model_dump(exclude={"trials", "max_seconds"}))
@@ -264,6 +269,8 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
             max_seconds=max_seconds,
             select_by=select_by,
             higher_is_better=higher_is_better,
+            halving=budget.halving.model_dump() if budget.halving else None,
+            ensemble_size=budget.ensemble_size,
         )
         result = training_result.decode(run)
         model = packed_model(spec, result)
@@ -326,7 +333,12 @@ def candidate_lineage(
         "device": s["device"],
         "precision": s["precision"],
         "best_epoch": s["best_epoch"],
-        "search": {"best_trial": s["best_trial"], "select_by": s["select_by"], "trials": s["trials"]},
+        "search": {
+            "best_trial": s["best_trial"],
+            "ensemble": s.get("ensemble", []),
+            "select_by": s["select_by"],
+            "trials": s["trials"],
+        },
     }
 
 
@@ -347,7 +359,8 @@ def candidate_metadata(
             metrics_table({"training (ranks)": scores, "stored model (this process)": served})
         ),
         "search": MetadataValue.md(search_table(s["trials"], s["best_trial"])),
-        "trials_run": sum(1 for t in s["trials"] if t["status"] == "trained"),
+        "trials_run": sum(1 for t in s["trials"] if "epochs_run" in t),  # trained, however far
+        "ensemble": ", ".join(s.get("ensemble", [])) or "none (the best trial alone)",
         "best_trial": s["best_trial"],
         "selected_by": f"validation {s['select_by']}",
         "unlabeled_rows_left_out": unlabeled_rows,

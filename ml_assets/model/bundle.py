@@ -20,7 +20,7 @@ import torch
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
 
-Kind = Literal["mlp", "transformer", "logistic"]
+Kind = Literal["mlp", "transformer", "ensemble", "logistic"]
 META_FILE = "tabular_model.json"
 WEIGHTS_FILE = "state_dict.pt"
 PREDICT_BATCH = 65_536
@@ -64,7 +64,7 @@ class TabularModel:
             width = self.preprocessing.n_numeric_inputs + sum(self.preprocessing.cardinalities)
             if len(self.logistic.coef) != width:
                 raise ValueError(f"logistic model has {len(self.logistic.coef)} coefficients, inputs are {width}")
-        elif self.kind in ("mlp", "transformer"):
+        elif self.kind in ("mlp", "transformer", "ensemble"):  # ensemble: networks averaged, one state_dict
             if self.network_config is None or self.state_dict is None:
                 raise ValueError(f"a {self.kind} TabularModel needs its network config and state_dict")
             if self.network_config.architecture != self.kind:

@@ -1,7 +1,10 @@
 """Fitted input transform shared by training and serving: fit on the train split only, pack it with the model.
 
 Numeric columns: optional log1p for heavy-tailed non-negative columns, missing values filled with the train
-mean, standardised with train statistics and clipped, plus a missing-value indicator per column. Categorical
+mean, standardised with train statistics and clipped, plus a missing-value indicator per column; each also keeps
+the train quantiles of its standardised values (``bins``), the edges the networks' piecewise-linear encoding
+uses (Gorishniy et al. 2022), and a quantile-normal map of them (knots and normal scores) the networks can
+scale with instead: robust to spikes and heavy tails, as the tabular deep learning papers preprocess. Categorical
 columns: a vocabulary of the values seen in train; index 0 is "missing", 1 is "unknown" (a value never seen in
 train, e.g. a new category in production), 2.. the vocabulary. Everything is plain JSON so the serving side
 applies exactly the transform the model was trained with, without pickles.
@@ -23,6 +26,9 @@ MISSING_INDEX = 0
 UNKNOWN_INDEX = 1
 CLIP = 5.0
 SKEW_FOR_LOG = 2.0
+N_QUANTILES = 128  # knots of the quantile-normal scaling per numeric column
+N_BINS = 16  # quantile bins per numeric column for piecewise-linear encodings (fewer where values repeat)
+VERSION = 2  # 2 added ``bins`` and the quantile map; version 1 files still load (networks without either)
 DICT_LOOKUP_MAX_ROWS = 4096  # below this a dict lookup per value beats building a hash table per call
 _FAST_KEY = "\0fast"  # cache key next to the per-column vocabularies; never a column name
 
@@ -43,6 +49,10 @@ class NumericStats:
     mean: float
     std: float
     fill: float  # value (after log1p) a missing entry takes: the train mean
+    bins: list[float] = field(default_factory=list)  # quantile edges of the standardised train values, ascending
+    # Quantile scaling: distinct standardised train values (ascending) and the normal score each maps to.
+    quantile_points: list[float] = field(default_factory=list)
+    quantile_scores: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,7 @@ class Preprocessing:
     spec_name: str
     numeric: list[NumericStats]
     categorical: list[Vocabulary]
-    version: int = 1
+    version: int = VERSION
     _index: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     # ---- fitting -------------------------------------------------------------------------------------------
@@ -168,9 +178,10 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
-        if data.get("version") != 1:
-            raise ValueError(f"unsupported preprocessing version {data.get('version')!r} (this code reads 1)")
+        if data.get("version") not in (1, VERSION):
+            raise ValueError(f"unsupported preprocessing version {data.get('version')!r} (this code reads 1, 2)")
         return cls(
+            version=data["version"],
             spec_name=data["spec_name"],
             numeric=[NumericStats(**n) for n in data["numeric"]],
             categorical=[Vocabulary(**c) for c in data["categorical"]],
@@ -194,7 +205,38 @@ def _fit_numeric(name: str, column: pd.Series) -> NumericStats:
         values = np.log1p(values)
     mean = float(values.mean())
     std = float(values.std())
-    return NumericStats(name=name, log1p=log1p, mean=mean, std=std if std > 1e-12 else 1.0, fill=mean)
+    std = std if std > 1e-12 else 1.0
+    standardized = np.clip((values - mean) / std, -CLIP, CLIP)
+    # Quantiles of the rows and of the distinct values: a column that is mostly one value (capital gain: 0) still
+    # gets bins where its other values lie, which is where it tells the rows apart.
+    levels = np.linspace(0.0, 1.0, N_BINS + 1)
+    edges = np.unique(np.concatenate([np.quantile(standardized, levels), np.quantile(np.unique(standardized), levels)]))
+    bins = [float(e) for e in edges] if len(edges) > 1 else []
+    points, scores = _quantile_map(standardized)
+    return NumericStats(
+        name=name,
+        log1p=log1p,
+        mean=mean,
+        std=std,
+        fill=mean,
+        bins=bins,
+        quantile_points=points,
+        quantile_scores=scores,
+    )
+
+
+def _quantile_map(values: np.ndarray) -> tuple[list[float], list[float]]:
+    """Knots of the quantile-normal scaling: the train quantiles at N_QUANTILES levels, a repeated value (a spike,
+    such as a column that is mostly 0) mapped to the normal score of the middle of its mass, so the map stays a
+    function; networks interpolate linearly between knots (``network.QuantileScaling``)."""
+    from scipy.stats import norm
+
+    levels = np.linspace(0.0, 1.0, N_QUANTILES)
+    knots = np.quantile(values, levels)
+    points, at = np.unique(knots, return_inverse=True)
+    middle = np.array([levels[at == i].mean() for i in range(len(points))])
+    scores = norm.ppf(np.clip(middle, 1e-3, 1 - 1e-3))
+    return [float(p) for p in points], [float(z) for z in scores]
 
 
 def _float_values(column: pd.Series) -> np.ndarray:

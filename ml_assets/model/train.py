@@ -10,10 +10,14 @@ validation loss stops improving. A rerun with the same checkpoint directory (sam
 resumes from the last checkpoint.
 
 A job holds one or more trials (a candidate search): networks with their own DeepSpeed configs (learning rate,
-weight decay), trained in turn by the same process group on the same shards, so start-up (interpreters, the
-process group, reading and preparing the rows) is paid once. The trial best on validation by the job's
-selection metric is exported; every trial's figures go into the summary. Past ``max_seconds`` no further trial
-starts (rank 0 decides, every rank follows).
+weight decay, schedule) and class weighting, trained by the same process group on the same shards, so start-up
+(interpreters, the process group, reading and preparing the rows) is paid once. With ``halving`` the trials run
+as successive halving (Jamieson and Talwalkar 2016; ASHA's rungs, run synchronously): every trial trains to the
+first rung's epochs, only the best 1/eta on validation go on to the next rung, and so on to ``max_epochs``, so
+the budget goes to the settings that pay. Each trial stops early when its validation score (the job's selection
+metric) stops improving. At the end the best trial, or the greedy ensemble of trials (Caruana et al. 2004) when
+it scores better on validation, is exported as one network; every trial's figures, with where it stopped and why,
+go into the summary. Past ``max_seconds`` no trial trains further (rank 0 decides, every rank follows).
 
 Only rank 0 opens the Dagster Pipes context (every rank reporting would fail the step) and streams per-epoch
 metrics as log lines; it writes the best trial's best epoch as a plain fp32 state_dict, the preprocessing and the
@@ -67,6 +71,14 @@ class Trial:
     settings: dict[str, Any]  # what differs from the trainer's defaults (learning rate, weight decay), for reports
 
 
+@dataclass(frozen=True)
+class Halving:
+    """Successive halving: rungs at ``min_epochs * eta**i`` epochs; a rung keeps the best ``ceil(n / eta)``."""
+
+    min_epochs: int
+    eta: int
+
+
 @dataclass
 class Job:
     """The job description the trainer staged, typed."""
@@ -87,6 +99,8 @@ class Job:
     seed: int
     warmup_fraction: float
     launched_at: float
+    halving: Halving | None = None
+    ensemble_size: int = 1  # most trials averaged into the exported model (1: the best trial alone)
 
     @classmethod
     def read(cls, url: str) -> Job:
@@ -112,6 +126,8 @@ class Job:
             seed=int(job["seed"]),
             warmup_fraction=float(job["warmup_fraction"]),
             launched_at=float(job["launched_at"]),
+            halving=Halving(**job["halving"]) if job.get("halving") else None,
+            ensemble_size=int(job.get("ensemble_size", 1)),
         )
 
 
@@ -139,6 +155,7 @@ class Data:
     val_chunks: int  # forward calls per validation pass (the same on every rank)
     n_train: int
     n_val: int
+    positive_rate: float  # of all train rows: the class weight of a balanced trial
 
 
 @dataclass
@@ -146,12 +163,13 @@ class State:
     """Training progress carried in checkpoints (DeepSpeed ``client_state``)."""
 
     epoch: int = -1  # last finished epoch
-    best_loss: float = math.inf
+    best_score: float = -math.inf  # the selection metric at the best epoch, signed so that higher is better
     best_epoch: int = -1
     bad_epochs: int = 0
     stopped: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
     best_state: dict[str, torch.Tensor] | None = None
+    best_probs: torch.Tensor | None = None  # every validation row's probability at the best epoch (rank 0)
     train_seconds: float = 0.0
     train_samples: int = 0
 
@@ -177,10 +195,12 @@ class Reporter:
 
 
 # ---- data ------------------------------------------------------------------------------------------------
-def to_shard(pre: Preprocessing, rows: pd.DataFrame, label_col: str, device: torch.device, dtype: torch.dtype) -> Shard:
+def to_shard(pre: Preprocessing, rows: pd.DataFrame, label_col: str, device: torch.device) -> Shard:
     num, cat = pre.transform(rows)
     return Shard(
-        numeric=torch.from_numpy(num).to(device=device, dtype=dtype),
+        # float32 whatever the precision: the networks cast after their numeric encodings (network.py), so a
+        # bf16 run sees the values serving sees, not ones rounded to 3 digits
+        numeric=torch.from_numpy(num).to(device=device, dtype=torch.float32),
         categorical=torch.from_numpy(cat).to(device),
         label=torch.from_numpy(rows[label_col].to_numpy(dtype=np.float32)).to(device),
     )
@@ -196,7 +216,7 @@ def shard_rows(n: int, rank: int, world: int, seed: int, equal: bool) -> np.ndar
     return np.sort(np.array_split(perm, world)[rank])
 
 
-def load_data(job: Job, me: Rank, dtype: torch.dtype) -> Data:
+def load_data(job: Job, me: Rank) -> Data:
     """Read the staged rows, fit the preprocessing on the train rows, and keep this rank's shards on device."""
     train_rows = job.spec.labeled(pd.read_parquet(job.train_rows))  # the asset hands labeled rows; stay safe
     val_rows = job.spec.labeled(pd.read_parquet(job.validation_rows))
@@ -206,13 +226,14 @@ def load_data(job: Job, me: Rank, dtype: torch.dtype) -> Data:
     val_idx = shard_rows(len(val_rows), me.rank, me.world, job.seed, equal=False)
     return Data(
         pre=pre,
-        train=to_shard(pre, train_rows.iloc[train_idx], label, me.device, dtype),
-        val=to_shard(pre, val_rows.iloc[val_idx], label, me.device, dtype),
+        train=to_shard(pre, train_rows.iloc[train_idx], label, me.device),
+        val=to_shard(pre, val_rows.iloc[val_idx], label, me.device),
         val_idx=val_idx,
         val_labels=val_rows[label].to_numpy(),
         val_chunks=max(1, math.ceil(math.ceil(len(val_rows) / me.world) / EVAL_CHUNK)),
         n_train=len(train_rows),
         n_val=len(val_rows),
+        positive_rate=float(train_rows[label].mean()),
     )
 
 
@@ -310,20 +331,29 @@ def predict_shard(engine: Any, shard: Shard, chunks: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-def validate(engine: Any, data: Data, world: int) -> dict[str, float]:
-    """Validation metrics over all ranks' shares (every rank gathers every prediction)."""
+def validate(engine: Any, data: Data, world: int) -> tuple[dict[str, float], np.ndarray]:
+    """Validation metrics over all ranks' shares, and every validation row's probability in row order (every
+    rank gathers every prediction)."""
     import torch.distributed as dist
 
     probs = [None] * world
     dist.all_gather_object(probs, (data.val_idx, predict_shard(engine, data.val, data.val_chunks)))
     order = np.concatenate([i for i, _ in probs])
     p_val = np.concatenate([p for _, p in probs])[np.argsort(order)]
-    return validation_scores(data.val_labels[np.sort(order)], p_val)
+    return validation_scores(data.val_labels[np.sort(order)], p_val), p_val
 
 
 # ---- the run ---------------------------------------------------------------------------------------------
 def train_epoch(
-    engine: Any, data: Data, job: Job, epoch: int, me: Rank, micro: int, steps: int, time_first_step: bool
+    engine: Any,
+    data: Data,
+    job: Job,
+    epoch: int,
+    me: Rank,
+    micro: int,
+    steps: int,
+    weighting: ClassWeight,
+    time_first_step: bool,
 ) -> tuple[float, float, float | None]:
     """One pass over this rank's shard in a seeded order: (mean train loss over all ranks, seconds, and when
     ``time_first_step`` the time at which its first step finished)."""
@@ -331,14 +361,15 @@ def train_epoch(
 
     order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(job.seed * 100_003 + epoch))
     order = order.to(me.device)
+    pos_weight = None if weighting.weight == 1.0 else torch.tensor(weighting.weight, device=me.device)
     loss_sum = torch.zeros((), device=me.device)
     first_step_at = None
     _sync(me.device)
     t0 = time.perf_counter()
     for step in range(steps):
         idx = order[step * micro : (step + 1) * micro]
-        logits = engine(data.train.numeric[idx], data.train.categorical[idx])
-        loss = F.binary_cross_entropy_with_logits(logits.float(), data.train.label[idx])
+        logits = engine(data.train.numeric[idx], data.train.categorical[idx]).float() - weighting.offset
+        loss = F.binary_cross_entropy_with_logits(logits, data.train.label[idx], pos_weight=pos_weight)
         engine.backward(loss)
         engine.step()
         loss_sum += loss.detach()
@@ -352,13 +383,47 @@ def train_epoch(
     return float(mean_loss) / me.world, seconds, first_step_at
 
 
+@dataclass(frozen=True)
+class ClassWeight:
+    """Class imbalance handled by weighting: positives weigh ``weight`` = negatives / positives in the loss
+    ("balanced"), which shifts every logit by log(weight); the network adds ``offset`` = -log(weight) so its
+    probabilities stay calibrated (training subtracts it again before the weighted loss)."""
+
+    weight: float = 1.0
+    offset: float = 0.0
+
+    @classmethod
+    def of(cls, trial: Trial, positive_rate: float) -> ClassWeight:
+        if trial.settings.get("class_weight", "none") != "balanced" or not 0 < positive_rate < 1:
+            return cls()
+        weight = (1 - positive_rate) / positive_rate
+        return cls(weight=weight, offset=-math.log(weight))
+
+
+def score_of(metrics: dict[str, float], metric: str, higher_is_better: bool) -> float:
+    """The selection metric signed so that higher is better; NaN (e.g. ROC AUC of one class) as -inf."""
+    value = float(metrics.get(metric, math.nan))
+    if math.isnan(value):
+        return -math.inf
+    return value if higher_is_better else -value
+
+
 def record_epoch(
-    state: State, epoch: int, train_loss: float, metrics: dict[str, float], samples: int, seconds: float
+    state: State,
+    epoch: int,
+    train_loss: float,
+    metrics: dict[str, float],
+    samples: int,
+    seconds: float,
+    score: float,
 ) -> bool:
-    """Update progress and early stopping with one finished epoch; whether it is the best so far."""
-    improved = metrics["log_loss"] < state.best_loss - MIN_IMPROVEMENT
+    """Update progress and early stopping with one finished epoch (``score``: the selection metric, higher is
+    better); whether it is the best so far."""
+    improved = math.isfinite(score) and score > state.best_score + MIN_IMPROVEMENT
+    if not math.isfinite(state.best_score) and state.best_epoch < 0:
+        improved = True  # the first epoch is the best so far, whatever its score
     if improved:
-        state.best_loss, state.best_epoch, state.bad_epochs = metrics["log_loss"], epoch, 0
+        state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
     else:
         state.bad_epochs += 1
     state.epoch = epoch
@@ -376,92 +441,185 @@ def record_epoch(
 
 
 @dataclass
-class TrialOutcome:
-    """One finished trial: its progress (best epoch, history, rank 0's best weights) and settings."""
+class TrialRun:
+    """One trial while the search runs: its engine (None once it stopped), progress and settings."""
 
     trial: Trial
+    network: NetworkConfig  # the trial's network as exported (with the class weighting's logit offset)
+    weighting: ClassWeight
+    engine: Any
+    config: dict[str, Any]
+    micro: int
+    steps: int
+    directory: Path
     state: State
-    stage: int
     n_params: int
     resumed_from: int | None
-    seconds: float
+    seconds: float = 0.0
+    stopped_by: str = ""  # why it trains no further: "", "early stopping", "halving", "budget"
+
+    @property
+    def stage(self) -> int:
+        return zero_stage(self.config)
 
     def score(self, metric: str) -> float:
         value = self.best_metrics().get(metric, math.nan)
         return float(value) if value is not None else math.nan
 
     def best_metrics(self) -> dict[str, float]:
+        if self.state.best_epoch < 0:
+            return {}
         best = self.state.history[[h["epoch"] for h in self.state.history].index(self.state.best_epoch + 1)]
         return {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")}
 
+    def release(self, reason: str) -> None:
+        """Stop training this trial: free its engine and optimizer state, keep its progress and best weights."""
+        self.stopped_by = self.stopped_by or reason
+        self.engine = None
 
-def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> dict[str, Any]:
-    """Train every trial in turn (each from its last checkpoint, if any); rank 0 returns and exports the summary
-    of the best one."""
+
+def rungs(job: Job) -> list[int]:
+    """Epoch counts at which the surviving trials are compared: ``min_epochs * eta**i`` below ``max_epochs``,
+    then ``max_epochs`` (one rung, no halving, for a single trial or without ``halving``)."""
+    if job.halving is None or len(job.trials) == 1:
+        return [job.max_epochs]
+    out, epochs = [], max(1, job.halving.min_epochs)
+    while epochs < job.max_epochs:
+        out.append(epochs)
+        epochs *= max(2, job.halving.eta)
+    return [*out, job.max_epochs]
+
+
+def budget_spent(job: Job) -> bool:
+    """Rank 0's clock decides, so every rank stops together."""
     import torch.distributed as dist
 
+    elapsed = [time.time() - job.launched_at]
+    dist.broadcast_object_list(elapsed, src=0)
+    return job.max_seconds is not None and elapsed[0] > job.max_seconds
+
+
+def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> dict[str, Any]:
+    """Run the search (successive halving over the trials, each from its last checkpoint, if any); rank 0 returns
+    and exports the summary of the kept model."""
     startup: dict[str, float | None] = {"python_and_torch_ready": time.time() - job.launched_at}
     device = join_process_group(job, local_rank)
     startup["process_group_ready"] = time.time() - job.launched_at
     me = Rank(rank, world, device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(job.precision, torch.float32)
-    data = load_data(job, me, dtype)
+    data = load_data(job, me)
     startup["data_on_device"] = time.time() - job.launched_at
 
-    best: TrialOutcome | None = None
-    figures: list[dict[str, Any]] = []
-    for i, trial in enumerate(job.trials):
-        elapsed = [time.time() - job.launched_at]
-        dist.broadcast_object_list(elapsed, src=0)  # rank 0's clock decides, so every rank stops together
-        if i > 0 and job.max_seconds is not None and elapsed[0] > job.max_seconds:
-            skipped = [t.name for t in job.trials[i:]]
-            report.info(f"search budget of {job.max_seconds:g} s used after {elapsed[0]:.0f} s: skipping {skipped}")
-            figures += [trial_figures(t, None, job) for t in job.trials[i:]]
+    runs: dict[int, TrialRun] = {}
+    alive = list(range(len(job.trials)))
+    spent = False
+    plan = rungs(job)
+    for level, epochs in enumerate(plan):
+        for i in alive:
+            if (runs or level > 0) and budget_spent(job):
+                spent = True
+                break
+            if i not in runs:
+                runs[i] = start_trial(job, job.trials[i], data, me, report, startup)
+            train_until(runs[i], epochs, job, data, me, report, startup)
+        if spent:
+            report.info(f"search budget of {job.max_seconds:g} s used: no trial trains further")
+            for r in runs.values():
+                r.release("budget")
             break
-        outcome = run_trial(job, trial, data, me, report, startup)
-        figures.append(trial_figures(trial, outcome, job))
-        if best is None or better(outcome, best, job):
-            best = outcome
-        elif rank == 0:
-            outcome.state.best_state = None  # keep one set of weights: the best trial's
-    assert best is not None
+        if level + 1 < len(plan):
+            alive = halve(job, runs, alive, epochs, report)
+    for r in runs.values():
+        r.release("")
+    order = sorted(runs, key=lambda i: (-score_of(runs[i].best_metrics(), job.select_by, job.higher_is_better), i))
+    ranked = [runs[i] for i in order]  # best first; ties keep the earlier trial
+    best = ranked[0]
+    members = choose_ensemble(job, ranked, data) if rank == 0 else [best]
+    figures = [trial_figures(t, runs.get(i), members) for i, t in enumerate(job.trials)]
     if len(job.trials) > 1:
         report.info(
-            f"search: {best.trial.name} is best on validation {job.select_by} "
-            f"({best.score(job.select_by):.4f}) of {len([f for f in figures if f['status'] == 'trained'])} trials"
+            f"search: {best.trial.name} is best on validation {job.select_by} ({best.score(job.select_by):.4f}) "
+            f"of {len(runs)} trials"
+            + (f"; kept the ensemble of {[m.trial.name for m in members]}" if len(members) > 1 else "")
         )
     summary: dict[str, Any] = {}
     if rank == 0:
         startup.setdefault("first_step_done", None)  # None when resuming a run that had already finished
-        summary = export(job, data.pre, best, world, startup, figures)
-    dist.barrier()
+        summary = export(job, data, best, members, world, startup, figures)
+    torch.distributed.barrier()
     return summary
 
 
-def better(candidate: TrialOutcome, incumbent: TrialOutcome, job: Job) -> bool:
-    """``candidate`` beats ``incumbent`` on the selection metric (NaN never wins; ties keep the earlier)."""
-    new, old = candidate.score(job.select_by), incumbent.score(job.select_by)
-    if math.isnan(new):
-        return False
-    if math.isnan(old):
-        return True
-    return new > old if job.higher_is_better else new < old
+def halve(job: Job, runs: dict[int, TrialRun], alive: list[int], epochs: int, report: Reporter) -> list[int]:
+    """The trials that go on to the next rung: the best ``ceil(n / eta)`` on validation (ties keep the earlier);
+    the others stop here and free their engines."""
+    assert job.halving is not None
+    ranked = sorted(alive, key=lambda i: (-score_of(runs[i].best_metrics(), job.select_by, job.higher_is_better), i))
+    keep = ranked[: math.ceil(len(ranked) / max(2, job.halving.eta))]
+    cut = [i for i in ranked if i not in keep]
+    for i in cut:
+        runs[i].release("halving")
+    if cut:
+        report.info(
+            f"successive halving after {epochs} epoch(s): {[runs[i].trial.name for i in keep]} go on, "
+            f"{[runs[i].trial.name for i in cut]} stop"
+        )
+    return sorted(keep)
 
 
-def trial_figures(trial: Trial, outcome: TrialOutcome | None, job: Job) -> dict[str, Any]:
-    """One row of the search table: the trial's settings and its best epoch's validation metrics."""
+def choose_ensemble(job: Job, ranked: list[TrialRun], data: Data) -> list[TrialRun]:
+    """Greedy forward selection (Caruana et al. 2004) over the trials, best first: add the trial whose
+    probabilities, averaged with the chosen ones', improve the validation score most; stop when none does or at
+    ``ensemble_size``. One member means the best trial alone."""
+    pool = [r for r in ranked if r.state.best_probs is not None and r.state.best_state is not None]
+    if job.ensemble_size < 2 or len(pool) < 2:
+        return ranked[:1]
+    chosen = [pool[0]]
+    total = pool[0].state.best_probs.double().clone()
+    current = score_of(pool[0].best_metrics(), job.select_by, job.higher_is_better)
+    while len(chosen) < job.ensemble_size:
+        options = []
+        for r in pool:
+            if r in chosen:
+                continue
+            probs = ((total + r.state.best_probs.double()) / (len(chosen) + 1)).numpy()
+            options.append(
+                (score_of(validation_scores(data.val_labels, probs), job.select_by, job.higher_is_better), r)
+            )
+        if not options:
+            break
+        score, pick = max(options, key=lambda o: o[0])
+        if not score > current + MIN_IMPROVEMENT:
+            break
+        chosen.append(pick)
+        total += pick.state.best_probs.double()
+        current = score
+    return chosen
+
+
+def trial_figures(trial: Trial, outcome: TrialRun | None, members: list[TrialRun]) -> dict[str, Any]:
+    """One row of the search table: the trial's settings, where it stopped and why, and its best epoch's
+    validation metrics."""
     net = trial.network
     row: dict[str, Any] = {
         "trial": trial.name,
         "architecture": net.architecture,
         "hidden": "x".join(map(str, net.hidden)) if net.architecture == "mlp" else f"{net.n_layers}L/{net.d_token}d",
+        "numeric_embedding": net.numeric_embedding,
         "dropout": net.dropout,
         **trial.settings,
     }
     if outcome is None:
         return row | {"status": "skipped (budget)"}
+    status = {
+        "": "trained",
+        "early stopping": "stopped early (validation)",
+        "halving": "stopped by halving",
+        "budget": "stopped (budget)",
+    }[outcome.stopped_by]
     return row | {
-        "status": "trained",
+        "status": status,
+        "stopped_at_epoch": outcome.state.epoch + 1,
+        "in_model": "yes" if outcome in members else "",
         "parameters": outcome.n_params,
         "best_epoch": outcome.state.best_epoch + 1,
         "epochs_run": outcome.state.epoch + 1,
@@ -470,16 +628,17 @@ def trial_figures(trial: Trial, outcome: TrialOutcome | None, job: Job) -> dict[
     }
 
 
-def run_trial(job: Job, trial: Trial, data: Data, me: Rank, report: Reporter, startup: dict) -> TrialOutcome:
-    """Train one trial to the end (or early stop) from its last checkpoint, if any."""
+def start_trial(job: Job, trial: Trial, data: Data, me: Rank, report: Reporter, startup: dict) -> TrialRun:
+    """Build the trial's engine and resume its progress from its last checkpoint, if any."""
     started = time.perf_counter()
     micro, steps = step_plan(len(data.train), trial.deepspeed_config)
     gas = int(trial.deepspeed_config.get("gradient_accumulation_steps", 1))
     config = fill_schedule(trial.deepspeed_config, job.max_epochs * steps // gas, job.warmup_fraction)
-    engine, n_params = build_engine(job, trial.network, data.pre, config, me.world)
+    weighting = ClassWeight.of(trial, data.positive_rate)
+    network = trial.network.model_copy(update={"logit_offset": trial.network.logit_offset + weighting.offset})
+    engine, n_params = build_engine(job, network, data.pre, config, me.world)
     startup.setdefault("engine_ready", time.time() - job.launched_at)
     directory = job.checkpoint_dir / trial.name
-
     state, resumed_from = State(), None
     if (directory / "latest").is_file():
         _, client = engine.load_checkpoint(str(directory))
@@ -491,32 +650,48 @@ def run_trial(job: Job, trial: Trial, data: Data, me: Rank, report: Reporter, st
         f"{job.device} rank(s), ZeRO {zero_stage(config)}, {job.precision}; {data.n_train} train rows "
         f"({len(data.train)} per rank, {steps} steps of {micro}), {data.n_val} validation rows"
     )
-    while not state.stopped and state.epoch + 1 < job.max_epochs:
+    run = TrialRun(trial, network, weighting, engine, config, micro, steps, directory, state, n_params, resumed_from)
+    run.seconds = time.perf_counter() - started
+    if state.stopped:
+        run.release("early stopping")
+    return run
+
+
+def train_until(run: TrialRun, epochs: int, job: Job, data: Data, me: Rank, report: Reporter, startup: dict) -> None:
+    """Train ``run`` until it has run ``epochs`` epochs in all, or stopped early on validation."""
+    state, trial = run.state, run.trial
+    started = time.perf_counter()
+    while run.engine is not None and state.epoch + 1 < min(epochs, job.max_epochs):
         epoch = state.epoch + 1
         first = "first_step_done" not in startup
-        train_loss, seconds, first_step_at = train_epoch(engine, data, job, epoch, me, micro, steps, first)
+        train_loss, seconds, first_step_at = train_epoch(
+            run.engine, data, job, epoch, me, run.micro, run.steps, run.weighting, first
+        )
         if first_step_at is not None:
             startup["first_step_done"] = first_step_at - job.launched_at
-        metrics = validate(engine, data, me.world)
-        improved = record_epoch(state, epoch, train_loss, metrics, steps * micro * me.world, seconds)
+        metrics, probs = validate(run.engine, data, me.world)
+        score = score_of(metrics, job.select_by, job.higher_is_better)
+        improved = record_epoch(state, epoch, train_loss, metrics, run.steps * run.micro * me.world, seconds, score)
         if improved:
-            best = plain_state_dict(engine, zero_stage(config))  # collective under ZeRO-3: every rank
+            best = plain_state_dict(run.engine, run.stage)  # collective under ZeRO-3: every rank
             state.best_state = best if me.rank == 0 else None
+            state.best_probs = torch.from_numpy(probs.astype(np.float32)) if me.rank == 0 else None
         state.stopped = state.bad_epochs >= job.patience
-        save_checkpoint(engine, directory, epoch, state, me.rank)
+        save_checkpoint(run.engine, run.directory, epoch, state, me.rank)
         report.info(
             f"{trial.name} epoch {epoch + 1}/{job.max_epochs}: train_loss {train_loss:.4f}, val_log_loss "
             f"{metrics['log_loss']:.4f}, val_roc_auc {metrics['roc_auc']:.4f}, "
             f"{state.history[-1]['samples_per_s']:,.0f} samples/s"
             + (" (best)" if improved else f" (no improvement for {state.bad_epochs})")
         )
-    if state.stopped:
-        report.info(f"{trial.name}: early stop, validation loss did not improve for {job.patience} epochs")
+        if state.stopped:
+            report.info(
+                f"{trial.name}: early stop, validation {job.select_by} did not improve for {job.patience} epochs"
+            )
+            run.release("early stopping")
+    run.seconds += time.perf_counter() - started
     if not state.history:
         raise RuntimeError(f"{trial.name}: no epoch ran (max_epochs {job.max_epochs}); nothing to compare")
-    stage = zero_stage(config)
-    del engine  # the next trial builds its own; free this one's optimizer state first
-    return TrialOutcome(trial, state, stage, n_params, resumed_from, time.perf_counter() - started)
 
 
 def save_checkpoint(engine: Any, directory: Path, epoch: int, state: State, rank: int) -> None:
@@ -532,14 +707,39 @@ def save_checkpoint(engine: Any, directory: Path, epoch: int, state: State, rank
                 shutil.rmtree(old, ignore_errors=True)
 
 
+def kept_network(best: TrialRun, members: list[TrialRun]) -> tuple[NetworkConfig, dict[str, torch.Tensor]]:
+    """The exported network and its weights: the best trial's, or the ensemble of ``members`` as one module."""
+    if len(members) < 2:
+        assert best.state.best_state is not None
+        return best.network, best.state.best_state
+    network = NetworkConfig(architecture="ensemble", members=[m.network for m in members])
+    weights = {
+        f"members.{i}.{name}": value
+        for i, m in enumerate(members)
+        for name, value in (m.state.best_state or {}).items()
+    }
+    return network, weights
+
+
 def summarize(
-    job: Job, best: TrialOutcome, world: int, startup: dict[str, float | None], trials: list[dict[str, Any]]
+    job: Job,
+    data: Data,
+    best: TrialRun,
+    members: list[TrialRun],
+    world: int,
+    startup: dict[str, float | None],
+    trials: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The run's summary: the best trial's best epoch (metrics, history, throughput, settings), timings, and every
-    trial's figures."""
+    """The run's summary: the kept model's validation metrics, the best trial's best epoch (history, throughput,
+    settings), timings, and every trial's figures."""
     state = best.state
+    metrics = best.best_metrics()
+    if len(members) > 1:
+        probs = torch.stack([m.state.best_probs.double() for m in members]).mean(0).numpy()
+        metrics = validation_scores(data.val_labels, probs)
+    network, _ = kept_network(best, members)
     return {
-        "metrics": best.best_metrics(),
+        "metrics": metrics,
         "best_epoch": state.best_epoch + 1,
         "epochs_run": state.epoch + 1,
         "early_stopped": state.stopped,
@@ -558,11 +758,12 @@ def summarize(
         "device": job.device if job.device == "cpu" else torch.cuda.get_device_name(),
         "precision": job.precision,
         "zero_stage": best.stage,
-        "parameters": best.n_params,
-        "network": best.trial.network.model_dump(),
+        "parameters": sum(m.n_params for m in members) if len(members) > 1 else best.n_params,
+        "network": network.model_dump(),
         "deepspeed_config": best.trial.deepspeed_config,
         "checkpoint_dir": str(job.checkpoint_dir / best.trial.name),
         "best_trial": best.trial.name,
+        "ensemble": [m.trial.name for m in members] if len(members) > 1 else [],
         "select_by": job.select_by,
         "trials": trials,
     }
@@ -570,22 +771,24 @@ def summarize(
 
 def export(
     job: Job,
-    pre: Preprocessing,
-    best: TrialOutcome,
+    data: Data,
+    best: TrialRun,
+    members: list[TrialRun],
     world: int,
     startup: dict[str, float | None],
     trials: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """Rank 0: write the best trial's weights, the preprocessing and the summary to the job's output folder."""
+    """Rank 0: write the kept model's weights, the preprocessing and the summary to the job's output folder."""
     if best.state.best_state is None:
         raise RuntimeError(f"no epoch finished with a finite validation loss; nothing to export ({job.checkpoint_dir})")
-    summary = summarize(job, best, world, startup, trials)
+    summary = summarize(job, data, best, members, world, startup, trials)
+    _, state_dict = kept_network(best, members)
     weights = io.BytesIO()
-    torch.save(best.state.best_state, weights)
+    torch.save(state_dict, weights)
     fs, folder = fsspec.core.url_to_fs(job.output_dir)
     fs.makedirs(folder, exist_ok=True)
     fs.pipe_file(f"{folder}/{STATE_DICT}", weights.getvalue())
-    fs.pipe_file(f"{folder}/{PREPROCESSING}", json.dumps(pre.to_dict(), indent=1).encode())
+    fs.pipe_file(f"{folder}/{PREPROCESSING}", json.dumps(data.pre.to_dict(), indent=1).encode())
     fs.pipe_file(f"{folder}/{SUMMARY}", json.dumps(summary, indent=1, default=float).encode())
     return summary
 
