@@ -15,6 +15,7 @@ from ml_assets.model.assets import build_model_assets
 from ml_assets.model.champion import build_champion_model, rollback_champion_job
 from ml_assets.model.evaluation_asset import build_model_evaluation
 from ml_assets.monitoring.assets import build_monitoring_assets
+from ml_assets.monitoring.ml_test_score import build_ml_test_score, build_readiness_check
 from ml_assets.partitions import daily_partitions, resolve_start, training_set_partitions
 from ml_assets.serving.assets import build_serving_assets
 from ml_assets.serving.batch import build_batch_predictions
@@ -43,7 +44,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
     model_evaluation, model_gates = build_model_evaluation(spec)
     model = [*build_model_assets(spec), model_evaluation, build_champion_model(spec)]
     serving = build_serving_assets(spec)
-    monitoring = list(build_monitoring_assets(spec, daily))
+    monitoring = [*build_monitoring_assets(spec, daily), build_ml_test_score(spec)]
     model_job = define_asset_job(
         MODEL_JOB,
         selection=AssetSelection.assets(*MODEL_ASSETS),
@@ -90,7 +91,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
     ]
     return Definitions(
         assets=[*data, *model, *serving, *build_batch_predictions(spec), *monitoring],
-        asset_checks=[model_gates],
+        asset_checks=[model_gates, build_readiness_check(spec)],
         jobs=jobs,
         sensors=sensors,
         resources=resources_for(env, spec),
