@@ -188,7 +188,9 @@ def observed_versions(instance: DagsterInstance, asset: AssetKey, partitions: li
 
 def sensor_states(instance: DagsterInstance) -> dict[str, bool]:
     """Sensors switched on or off in the instance (UI, CLI): name -> running; the others run as declared in code."""
-    states = {}
+    states: dict[str, bool] = {}
+    if instance.schedule_storage is None:  # an ephemeral instance keeps no sensor state: all run as declared
+        return states
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
         if state.status in (InstigatorStatus.RUNNING, InstigatorStatus.STOPPED):
             states[state.name] = state.status == InstigatorStatus.RUNNING

@@ -40,7 +40,7 @@ from ml_assets.readiness import attestations as attestations_module
 from ml_assets.readiness import evidence as evidence_module
 from ml_assets.readiness import rubric as rubric_module
 from ml_assets.readiness.attestations import load_attestations
-from ml_assets.readiness.evidence import GraphFacts, Lineage, find_evidence
+from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage, find_evidence
 from ml_assets.readiness.rubric import Evidence, EvidenceStatus, Score, Section, all_refs, check, score
 from ml_assets.versioning import code_version
 
@@ -108,7 +108,7 @@ def readiness_shortfall(result: Score, min_score: float) -> str:
     )
 
 
-def build_ml_test_score(spec: DatasetSpec) -> AssetsDefinition:
+def build_ml_test_score(spec: DatasetSpec, graph: GraphFactsSource) -> AssetsDefinition:
     """The ``ml_test_score`` asset: the serving champion's readiness, refreshed when it or its checks change."""
 
     @asset(
@@ -126,7 +126,7 @@ def build_ml_test_score(spec: DatasetSpec) -> AssetsDefinition:
     )
     def ml_test_score(context: AssetExecutionContext) -> MaterializeResult:
         tag = current_champion_tag(context.instance)
-        result = compute_score(context.instance, GraphFacts.of(context.repository_def), Lineage(tag))
+        result = compute_score(context.instance, graph.get(), Lineage(tag))
         context.log.info(
             f"ML Test Score of {tag or 'no champion'}: final {result.final:.1f} ("
             + ", ".join(f"{s.value} {v:.1f}" for s, v in result.sections.items())
@@ -149,7 +149,7 @@ def _attestations_version() -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:8] if path.exists() else "none"
 
 
-def build_readiness_check(spec: DatasetSpec) -> AssetChecksDefinition:
+def build_readiness_check(spec: DatasetSpec, graph: GraphFactsSource) -> AssetChecksDefinition:
     """The blocking ``readiness`` check on ``model_evaluation``: the candidate's score against the spec's bar."""
     thresholds = thresholds_for(spec)
     min_score = spec.readiness.min_score
@@ -172,7 +172,7 @@ def build_readiness_check(spec: DatasetSpec) -> AssetChecksDefinition:
             for o in evaluate_gates(model_evaluation, thresholds)
         }
         candidate = model_evaluation.candidate_ref.tag
-        result = compute_score(context.instance, GraphFacts.of(context.repository_def), Lineage(candidate, gates))
+        result = compute_score(context.instance, graph.get(), Lineage(candidate, gates))
         short = readiness_shortfall(result, min_score)
         return AssetCheckResult(
             passed=not short,

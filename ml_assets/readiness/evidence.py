@@ -16,6 +16,7 @@ from dagster import (
     AssetRecordsFilter,
     DagsterInstance,
     DefaultSensorStatus,
+    Definitions,
     RepositoryDefinition,
 )
 
@@ -47,6 +48,26 @@ class GraphFacts:
             sensors={s.name: s.default_status == DefaultSensorStatus.RUNNING for s in repo.sensor_defs},
             jobs=frozenset(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")),
         )
+
+
+class GraphFactsSource:
+    """The Definitions a score is judged against, bound once they exist (they contain the score itself). An
+    in-process run (the demo, tests) has no repository on its context, so the asset cannot ask its run for it."""
+
+    def __init__(self) -> None:
+        self._defs: Definitions | None = None
+        self._facts: GraphFacts | None = None
+
+    def bind(self, defs: Definitions) -> Definitions:
+        self._defs, self._facts = defs, None
+        return defs
+
+    def get(self) -> GraphFacts:
+        if self._facts is None:
+            if self._defs is None:
+                raise RuntimeError("the ML Test Score has no Definitions to judge: bind them (GraphFactsSource.bind)")
+            self._facts = GraphFacts.of(self._defs.get_repository_def())
+        return self._facts
 
 
 @dataclass(frozen=True)
