@@ -15,8 +15,10 @@ from ml_assets.model.gates import GATE_NAMES
 from ml_assets.monitoring.ml_test_score import READINESS, build_readiness_check, compute_score
 from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage
 from ml_assets.readiness.rubric import ItemStatus, Section
-from tests.conftest import pinned
+from tests.conftest import narrow, pinned, three_day_window
 from tests.standins import materialize_stand_in
+from tests.test_automation import DAYS as AUTOMATION_DAYS
+from tests.test_automation import Graph
 from tests.test_gates_e2e import (  # noqa: F401  (module fixtures: the real training set and fitted models)
     CI_GATES,
     Pipeline,
@@ -124,3 +126,17 @@ def test_a_candidate_is_promoted_when_ready_and_refused_below_min_score(tmp_path
     assert ev.description.startswith("The ML Test Score 1.0 is below readiness.min_score 2.0")
     assert "monitoring-1 (Dependency changes result in notification): missing" in ev.description
     assert "infrastructure-6" in ev.description and "model-5" not in ev.description
+
+
+def test_automation_refreshes_the_score_when_the_champion_or_its_checks_change(adult_spec: DatasetSpec) -> None:
+    graph = Graph(narrow(three_day_window(adult_spec, AUTOMATION_DAYS[0])))
+    graph.tick()
+    graph.materialize("model_evaluation", failed=("fairness",))
+    assert "ml_test_score" not in graph.tick(), "no champion (none promoted): nothing to score"
+    graph.materialize("model_evaluation")
+    assert {"champion_model", "ml_test_score"} <= set(graph.tick()), "scored in the promotion's own run"
+    for asset in ("champion_model", "ml_test_score"):
+        graph.materialize(asset)
+    assert "ml_test_score" not in graph.tick(), "once per change"
+    graph.materialize("deployment", failed=("health",))  # the champion's canary check has a new result
+    assert "ml_test_score" in graph.tick()

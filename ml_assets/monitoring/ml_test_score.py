@@ -114,7 +114,7 @@ def build_ml_test_score(spec: DatasetSpec, graph: GraphFactsSource) -> AssetsDef
     @asset(
         name="ml_test_score",
         group_name="monitoring",
-        deps=["champion_model", "model_evaluation"],
+        deps=["champion_model", "model_evaluation", "deployment"],
         automation_condition=on_champion_or_checks_change(timezone=spec.timezone),
         code_version=code_version(
             spec, sys.modules[__name__], rubric_module, evidence_module, attestations_module, uses=("readiness",)
