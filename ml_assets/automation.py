@@ -108,3 +108,13 @@ def on_champion_or_checks_change(cron: str = "0 * * * *", timezone: str = "UTC")
         & ~AC.any_deps_missing().allow(AssetSelection.assets("champion_model"))
         & ~AC.in_progress()
     ).with_label("on a change of the champion or its checks")
+
+
+def after_new_champion() -> AutomationCondition:
+    """Evidence about the serving champion (feature_importance): once per new champion, in the tick after it was
+    recorded (never in the promotion's own run, which must not wait for it)."""
+    champion = AssetSelection.assets("champion_model")
+    promoted = AC.any_deps_match(AC.newly_updated()).allow(champion).with_label("a new champion")
+    return (promoted.since_last_handled() & ~AC.any_deps_missing().allow(champion) & _idle()).with_label(
+        "after a new champion"
+    )

@@ -15,7 +15,7 @@ from ml_assets.model.assets import build_model_assets
 from ml_assets.model.champion import build_champion_model, rollback_champion_job
 from ml_assets.model.evaluation_asset import build_model_evaluation
 from ml_assets.monitoring.assets import build_monitoring_assets
-from ml_assets.monitoring.ml_test_score import build_ml_test_score, build_readiness_check
+from ml_assets.monitoring.ml_test_score import build_readiness_assets, build_readiness_check
 from ml_assets.partitions import daily_partitions, resolve_start, training_set_partitions
 from ml_assets.readiness.evidence import GraphFactsSource
 from ml_assets.serving.assets import build_serving_assets
@@ -46,7 +46,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
     model = [*build_model_assets(spec), model_evaluation, build_champion_model(spec)]
     serving = build_serving_assets(spec)
     graph = GraphFactsSource()  # what ml_test_score and readiness judge: these Definitions, bound below
-    monitoring = [*build_monitoring_assets(spec, daily), build_ml_test_score(spec, graph)]
+    monitoring = [*build_monitoring_assets(spec, daily), *build_readiness_assets(spec, graph)]
     model_job = define_asset_job(
         MODEL_JOB,
         selection=AssetSelection.assets(*MODEL_ASSETS),

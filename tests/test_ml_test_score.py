@@ -63,7 +63,7 @@ def test_the_score_is_computed_from_the_instances_check_results(ml_home, adult_s
     assert status["model-7"] is ItemStatus.AUTOMATED  # the fairness gate passed
     assert status["infrastructure-7"] is ItemStatus.AUTOMATED  # rollback job defined, retrain sensor running
     assert status["infrastructure-6"] is ItemStatus.NOT_RUN  # deployment's canary check never ran
-    assert status["monitoring-1"] is ItemStatus.MISSING  # nothing here hashes dependencies
+    assert status["monitoring-1"] is ItemStatus.NOT_RUN  # dependency_versions is defined, not yet recorded
     assert status["data-6"] is ItemStatus.MANUAL  # attested in ml_assets/readiness/attestations.yaml
     assert "deployment.health (not run" in meta["missing_points"]
 

@@ -12,7 +12,6 @@ score is below the spec's ``readiness.min_score``, naming each test that fell sh
 is skipped in that run and not requested by automation afterwards.
 """
 
-import hashlib
 import sys
 from typing import Any
 
@@ -40,9 +39,11 @@ from ml_assets.readiness import attestations as attestations_module
 from ml_assets.readiness import evidence as evidence_module
 from ml_assets.readiness import rubric as rubric_module
 from ml_assets.readiness.attestations import load_attestations
+from ml_assets.readiness.dependencies import build_dependency_versions
 from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage, find_evidence
+from ml_assets.readiness.feature_importance import build_feature_importance
 from ml_assets.readiness.rubric import Evidence, EvidenceStatus, Score, Section, all_refs, check, score
-from ml_assets.versioning import code_version
+from ml_assets.versioning import source_version, spec_part
 
 READINESS = "readiness"
 
@@ -116,11 +117,13 @@ def build_ml_test_score(spec: DatasetSpec, graph: GraphFactsSource) -> AssetsDef
         group_name="monitoring",
         deps=["champion_model", "model_evaluation", "deployment"],
         automation_condition=on_champion_or_checks_change(timezone=spec.timezone),
-        code_version=code_version(
-            spec, sys.modules[__name__], rubric_module, evidence_module, attestations_module, uses=("readiness",)
-        )
-        + ":"
-        + _attestations_version(),
+        code_version=source_version(
+            sys.modules[__name__],
+            rubric_module,
+            evidence_module,
+            attestations_module,
+            salt=spec_part(spec, ("readiness",)) + _attestations_text(),
+        ),
         description="The ML Test Score (Breck et al. 2017) of the serving champion: the 28 tests with their "
         "evidence in this graph, points, the four section scores and the final score (their minimum).",
     )
@@ -143,10 +146,15 @@ def build_ml_test_score(spec: DatasetSpec, graph: GraphFactsSource) -> AssetsDef
     return ml_test_score
 
 
-def _attestations_version() -> str:
+def _attestations_text() -> str:
     """The attestations file is part of the score's code: a reviewed change of it makes the score stale."""
     path = attestations_module.ATTESTATIONS
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:8] if path.exists() else "none"
+    return path.read_text() if path.exists() else ""
+
+
+def build_readiness_assets(spec: DatasetSpec, graph: GraphFactsSource) -> list[AssetsDefinition]:
+    """The score and the evidence assets it reads that nothing else produces."""
+    return [build_ml_test_score(spec, graph), build_feature_importance(spec), build_dependency_versions(spec)]
 
 
 def build_readiness_check(spec: DatasetSpec, graph: GraphFactsSource) -> AssetChecksDefinition:

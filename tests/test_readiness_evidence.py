@@ -1,0 +1,68 @@
+"""The ML Test Score's new evidence on constructed cases where each must fire: a useless random feature is
+flagged by permutation importance; a changed dependency fails its check and alerts; ..."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    AssetMaterialization,
+    DagsterInstance,
+    MetadataValue,
+    materialize,
+)
+from sklearn.linear_model import LogisticRegression
+
+from ml_assets.readiness.dependencies import ASSET, build_dependency_versions, resolved_versions, version_changes
+from ml_assets.readiness.feature_importance import permutation_importance
+from resources.alerts import Alerts
+
+
+def test_permutation_importance_flags_a_random_feature_and_keeps_the_informative_ones() -> None:
+    rng = np.random.default_rng(0)
+    n = 4000
+    frame = pd.DataFrame({"signal": rng.normal(size=n), "weak": rng.normal(size=n), "random": rng.normal(size=n)})
+    logit = 2.0 * frame["signal"] + 0.5 * frame["weak"]
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int).to_numpy()
+    train, valid = slice(0, n // 2), slice(n // 2, n)
+    model = LogisticRegression().fit(frame.iloc[train], y[train])  # the random column gets a small weight
+
+    def predict(f: pd.DataFrame) -> np.ndarray:
+        return model.predict_proba(f)[:, 1]
+
+    base, found = permutation_importance(predict, frame.iloc[valid].reset_index(drop=True), y[valid], list(frame))
+    by_name = {f.feature: f for f in found}
+    assert base > 0.75
+    assert [f.feature for f in found] == ["signal", "weak", "random"], "sorted by importance"
+    assert by_name["random"].useless and not by_name["signal"].useless and not by_name["weak"].useless
+    assert by_name["signal"].importance > 5 * by_name["signal"].noise
+
+
+def test_a_dependency_change_fails_the_check_and_raises_an_alert(tmp_path, adult_spec) -> None:
+    instance = DagsterInstance.ephemeral()
+    alerts = Alerts(log_path=str(tmp_path / "alerts.jsonl"))
+    recorder = build_dependency_versions(adult_spec)
+
+    def record() -> AssetCheckEvaluation:
+        result = materialize([recorder], instance=instance, resources={"alerts": alerts})
+        assert result.success
+        return result.get_asset_check_evaluations()[0]
+
+    first, second = record(), record()
+    assert first.passed and first.description == "first record of the environment"
+    assert second.passed and second.description == "no dependency changed since the last record"
+    assert alerts.read() == []
+
+    # the environment recorded before had another torch and a package that is gone now
+    current = resolved_versions()
+    older = {**current, "torch": "0.0.1", "left-pad": "1.0"}
+    instance.report_runless_asset_event(AssetMaterialization(ASSET, metadata={"versions": MetadataValue.json(older)}))
+    changed = record()
+    assert not changed.passed and changed.severity is AssetCheckSeverity.WARN
+    assert f"torch 0.0.1 -> {current['torch']}" in changed.description
+    assert "removed left-pad 1.0" in changed.description
+    [alert] = alerts.read()
+    assert alert["kind"] == "dependency_change" and f"torch 0.0.1 -> {current['torch']}" in alert["changes"]
+    assert version_changes(current, current) == []
