@@ -14,6 +14,8 @@ from ml_assets.definitions import build_definitions
 from ml_assets.model.gates import GATE_NAMES
 from ml_assets.monitoring.ml_test_score import READINESS, build_readiness_check, compute_score
 from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage
+from ml_assets.readiness.feature_importance import build_feature_importance
+from ml_assets.readiness.performance import build_performance_regression
 from ml_assets.readiness.rubric import ItemStatus, Section
 from tests.conftest import narrow, pinned, three_day_window
 from tests.standins import materialize_stand_in
@@ -116,6 +118,32 @@ def test_a_candidate_is_promoted_when_ready_and_refused_below_min_score(tmp_path
     assert checks(promoted) == dict.fromkeys((*GATE_NAMES, READINESS), True)
     assert "champion_model" in materialized(promoted)
     assert check_metadata(promoted, READINESS)["final_score"] >= 1.0
+    # the champion's feature importance on the window's validation rows, with the same real model and store
+    importance = materialize(
+        [*ready.assets(), build_feature_importance(spec)],
+        selection=["feature_importance"],
+        resources=ready.resources,
+        instance=ready.instance,
+    )
+    meta = importance.asset_materializations_for_node("feature_importance")[0].metadata
+    assert meta["model_tag"].value == ready.champions()[0] and meta["validation_rows"].value > 100
+    assert meta["importance_relationship"].value > 0.0  # the strongest single feature of Adult matters
+    [verdict] = importance.get_asset_check_evaluations()
+    assert verdict.check_name == "no_useless_features"
+    # a second candidate, evaluated against that champion, is timed against it in one run
+    first = ready.champions()[0]
+    assert ready.run(ready.save("good_v2")).success
+    timed = materialize(
+        [*ready.assets(), build_performance_regression(spec)],
+        selection=["performance_regression"],
+        resources=ready.resources,
+        instance=ready.instance,
+    )
+    meta = timed.asset_materializations_for_node("performance_regression")[0].metadata
+    assert meta["champion_tag"].value == first and meta["candidate_p99_ms"].value > 0
+    assert meta["champion_rows_per_s"].value > 0
+    [verdict] = timed.get_asset_check_evaluations()
+    assert verdict.check_name == "no_regression"  # two logistic models: passes unless the machine is very noisy
 
     strict = GatedPipeline(tmp_path / "b", monkeypatch, spec, *real, min_score=2.0)
     refused = strict.run(strict.save("good"))

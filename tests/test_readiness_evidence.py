@@ -1,7 +1,10 @@
 """The ML Test Score's new evidence on constructed cases where each must fire: a useless random feature is
-flagged by permutation importance; a changed dependency fails its check and alerts; ..."""
+flagged by permutation importance; a changed dependency fails its check and alerts; a slower or hungrier candidate fails the
+performance comparison with the champion."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pandas as pd
@@ -17,6 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 from ml_assets.readiness.dependencies import ASSET, build_dependency_versions, resolved_versions, version_changes
 from ml_assets.readiness.feature_importance import permutation_importance
+from ml_assets.readiness.performance import Footprint, measure_pair, regressions
 from resources.alerts import Alerts
 
 
@@ -66,3 +70,32 @@ def test_a_dependency_change_fails_the_check_and_raises_an_alert(tmp_path, adult
     [alert] = alerts.read()
     assert alert["kind"] == "dependency_change" and f"torch 0.0.1 -> {current['torch']}" in alert["changes"]
     assert version_changes(current, current) == []
+
+
+class Scorer:
+    """A real (if tiny) probability model: a logistic function of one column, optionally slowed per call."""
+
+    threshold, kind = 0.5, "test"
+
+    def __init__(self, delay_s: float = 0.0, copies: int = 1) -> None:
+        self.delay_s, self.copies = delay_s, copies
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        x = np.tile(frame["x"].to_numpy(dtype=np.float64), (self.copies, 1))  # copies: working memory per row
+        return (1 / (1 + np.exp(-x))).mean(axis=0)
+
+
+def test_a_slower_candidate_fails_the_performance_comparison_and_an_equal_one_passes() -> None:
+    frame = pd.DataFrame({"x": np.random.default_rng(0).normal(size=2000)})
+    champion = Scorer()
+    slower, champ = measure_pair(Scorer(delay_s=0.003), champion, frame, rounds=1)
+    found = regressions(slower, champ)
+    assert any(f.startswith("p99 ") for f in found) and any(f.startswith("throughput ") for f in found)
+    hungrier, champ = measure_pair(Scorer(copies=20), champion, frame, rounds=1)
+    assert any(f.startswith("predict peak ") for f in regressions(hungrier, champ))
+    twin = Footprint(p99_ms=1.0, rows_per_s=1e5, model_bytes=1000, predict_peak_bytes=10_000)
+    assert regressions(twin, twin) == []
+    bigger = Footprint(p99_ms=1.0, rows_per_s=1e5, model_bytes=2000, predict_peak_bytes=10_000)
+    assert regressions(bigger, twin) == ["model 2,000 B > champion 1,000 B x 1.5"]
