@@ -1,6 +1,6 @@
 """The ML Test Score's new evidence on constructed cases where each must fire: a useless random feature is
 flagged by permutation importance; a changed dependency fails its check and alerts; a slower or hungrier candidate fails the
-performance comparison with the champion."""
+performance comparison with the champion; a champion realizing far below its offline figure fails agreement."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from dagster import (
 from sklearn.linear_model import LogisticRegression
 
 from ml_assets.readiness.dependencies import ASSET, build_dependency_versions, resolved_versions, version_changes
+from ml_assets.readiness.evidence import not_judged
 from ml_assets.readiness.feature_importance import permutation_importance
+from ml_assets.readiness.offline_online import ServedDay, agreement, build_offline_online_agreement, rank_correlation
 from ml_assets.readiness.performance import Footprint, measure_pair, regressions
 from resources.alerts import Alerts
 
@@ -99,3 +101,48 @@ def test_a_slower_candidate_fails_the_performance_comparison_and_an_equal_one_pa
     assert regressions(twin, twin) == []
     bigger = Footprint(p99_ms=1.0, rows_per_s=1e5, model_bytes=2000, predict_peak_bytes=10_000)
     assert regressions(bigger, twin) == ["model 2,000 B > champion 1,000 B x 1.5"]
+
+
+def monitored_day(instance: DagsterInstance, day: str, tag: str, offline: float, realized: float | None) -> None:
+    """What a model_monitoring materialization of ``day`` records about the model that served it."""
+    meta = {"main_model_tag": tag, "evaluation_roc_auc": offline, "labeled_rows": 500}
+    if realized is not None:
+        meta["realized_roc_auc"] = realized
+    instance.report_runless_asset_event(AssetMaterialization("model_monitoring", partition=day, metadata=meta))
+
+
+def test_offline_and_online_figures_that_diverge_fail_the_agreement_check(adult_spec) -> None:
+    instance = DagsterInstance.ephemeral()
+    tag = "adult-classifier:v1"
+    instance.report_runless_asset_event(AssetMaterialization("champion_model", metadata={"model_tag": tag}))
+    judge = build_offline_online_agreement(adult_spec)  # tolerance: monitoring.performance_drop (0.05)
+
+    def verdict() -> AssetCheckEvaluation:
+        result = materialize([judge], instance=instance)
+        assert result.success
+        return result.get_asset_check_evaluations()[0]
+
+    monitored_day(instance, "2026-03-01", tag, offline=0.90, realized=None)  # labels have not landed yet
+    waiting = verdict()
+    assert not waiting.passed and waiting.metadata["judged"].value is False
+    assert not_judged(waiting), "the score counts it as not run, not as failed"
+
+    monitored_day(instance, "2026-03-02", tag, offline=0.90, realized=0.89)
+    monitored_day(instance, "2026-03-03", tag, offline=0.90, realized=0.87)
+    agreeing = verdict()
+    assert agreeing.passed and "gap -0.0200 within 0.05" in agreeing.description
+
+    monitored_day(instance, "2026-03-04", tag, offline=0.90, realized=0.70)
+    monitored_day(instance, "2026-03-05", tag, offline=0.90, realized=0.72)
+    diverging = verdict()
+    assert not diverging.passed and "beyond 0.05" in diverging.description
+    assert not not_judged(diverging)
+
+
+def test_offline_online_rank_correlation_across_champions() -> None:
+    days = [ServedDay(f"2026-03-0{i}", f"m:{i}", offline=0.8 + i / 100, realized=0.7 + i / 100, labeled_rows=100)
+            for i in range(1, 5)]  # fmt: skip
+    assert rank_correlation(days) == 1.0
+    assert rank_correlation(days[:2]) is None
+    found = agreement(days, "m:2", tolerance=0.05)
+    assert found is not None and round(found.gap, 6) == -0.1 and not found.agree

@@ -42,6 +42,7 @@ from ml_assets.readiness.attestations import load_attestations
 from ml_assets.readiness.dependencies import build_dependency_versions
 from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage, find_evidence
 from ml_assets.readiness.feature_importance import build_feature_importance
+from ml_assets.readiness.offline_online import build_offline_online_agreement
 from ml_assets.readiness.performance import build_performance_regression
 from ml_assets.readiness.rubric import Evidence, EvidenceStatus, Score, Section, all_refs, check, score
 from ml_assets.versioning import source_version, spec_part
@@ -160,6 +161,7 @@ def build_readiness_assets(spec: DatasetSpec, graph: GraphFactsSource) -> list[A
         build_feature_importance(spec),
         build_dependency_versions(spec),
         build_performance_regression(spec),
+        build_offline_online_agreement(spec),
     ]
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetKey,
     AssetRecordsFilter,
     DagsterInstance,
@@ -25,6 +26,7 @@ from ml_assets.readiness.rubric import Evidence, EvidenceKind, EvidenceRef, Evid
 from ml_assets.settings import paths
 
 CODE_VERSION_TAG = "dagster/code_version"
+JUDGED = "judged"  # check metadata: false when the check ran but had nothing to judge
 
 
 def junit_path() -> Path:
@@ -78,6 +80,12 @@ class Lineage:
     check_overrides: Mapping[str, Evidence] = field(default_factory=dict)  # "asset.check" judged in this run
 
 
+def not_judged(evaluation: AssetCheckEvaluation) -> bool:
+    """A check that ran but could not judge (no data yet) says so with ``judged: false`` in its metadata."""
+    entry = evaluation.metadata.get(JUDGED)
+    return getattr(entry, "value", entry) is False
+
+
 def check_evidence(instance: DagsterInstance, facts: GraphFacts, ref: EvidenceRef, lineage: Lineage) -> Evidence:
     """A check (or every check a * pattern names): passed when each one's latest completed result passed."""
     names = sorted(c for c in facts.checks if fnmatch.fnmatchcase(c, ref.name))
@@ -95,7 +103,7 @@ def check_evidence(instance: DagsterInstance, facts: GraphFacts, ref: EvidenceRe
             override = lineage.check_overrides.get(key)
             if override is not None:
                 status = override.status
-            elif judged[check] is None:
+            elif judged[check] is None or not_judged(judged[check]):
                 status = EvidenceStatus.NOT_RUN
             else:
                 status = EvidenceStatus.PASSED if judged[check].passed else EvidenceStatus.FAILED

@@ -151,7 +151,9 @@ def build_performance_regression(spec: DatasetSpec) -> AssetsDefinition:
             why = "no other champion to compare with (first promotion): nothing can have regressed"
             return MaterializeResult(
                 metadata={"candidate_tag": candidate_tag, "champion_tag": "none"},
-                check_results=[AssetCheckResult(check_name=CHECK, passed=True, description=why)],
+                check_results=[
+                    AssetCheckResult(check_name=CHECK, passed=True, description=why, metadata={"judged": False})
+                ],
             )
         rows = evaluation_rows(spec, load_approved(context, approved_training_set, "performance_regression"))
         candidate, champion = measure_pair(
