@@ -17,6 +17,7 @@ from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage
 from ml_assets.readiness.feature_importance import build_feature_importance
 from ml_assets.readiness.performance import build_performance_regression
 from ml_assets.readiness.rubric import ItemStatus, Section
+from ml_assets.readiness.staleness import build_staleness_impact
 from tests.conftest import narrow, pinned, three_day_window
 from tests.standins import materialize_stand_in
 from tests.test_automation import DAYS as AUTOMATION_DAYS
@@ -144,6 +145,15 @@ def test_a_candidate_is_promoted_when_ready_and_refused_below_min_score(tmp_path
     assert meta["champion_rows_per_s"].value > 0
     [verdict] = timed.get_asset_check_evaluations()
     assert verdict.check_name == "no_regression"  # two logistic models: passes unless the machine is very noisy
+    # two champions, but their candidate runs here record no training window: no curve, and it says so
+    curve = materialize(
+        [*ready.assets(), build_staleness_impact(spec)],
+        selection=["staleness_impact"],
+        resources=ready.resources,
+        instance=ready.instance,
+    )
+    [verdict] = curve.get_asset_check_evaluations()
+    assert verdict.metadata["judged"].value is False and "no curve yet" in verdict.description
 
     strict = GatedPipeline(tmp_path / "b", monkeypatch, spec, *real, min_score=2.0)
     refused = strict.run(strict.save("good"))

@@ -5,6 +5,7 @@ performance comparison with the champion; a champion realizing far below its off
 from __future__ import annotations
 
 import time
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from ml_assets.readiness.evidence import not_judged
 from ml_assets.readiness.feature_importance import permutation_importance
 from ml_assets.readiness.offline_online import ServedDay, agreement, build_offline_online_agreement, rank_correlation
 from ml_assets.readiness.performance import Footprint, measure_pair, regressions
+from ml_assets.readiness.staleness import AgedScore, staleness_curve
 from resources.alerts import Alerts
 
 
@@ -146,3 +148,15 @@ def test_offline_online_rank_correlation_across_champions() -> None:
     assert rank_correlation(days[:2]) is None
     found = agreement(days, "m:2", tolerance=0.05)
     assert found is not None and round(found.gap, 6) == -0.1 and not found.agree
+
+
+def test_a_staleness_curve_steeper_than_the_age_policy_allows_fires() -> None:
+    def aged(age: float, auc: float) -> AgedScore:
+        return AgedScore(f"m:{age}", date(2026, 3, 1), age, auc)
+
+    assert staleness_curve([aged(0, 0.90)]) is None, "one age: no curve"
+    decaying = staleness_curve([aged(0, 0.90), aged(3, 0.87), aged(6, 0.84)])
+    assert decaying is not None and round(decaying.slope_per_day, 6) == -0.01
+    assert round(decaying.days_to_lose(0.05), 6) == 5.0  # under the default 168 h (7 days): retrain sooner
+    flat = staleness_curve([aged(0, 0.90), aged(6, 0.90)])
+    assert flat is not None and flat.days_to_lose(0.05) is None

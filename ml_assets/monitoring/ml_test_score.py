@@ -45,6 +45,7 @@ from ml_assets.readiness.feature_importance import build_feature_importance
 from ml_assets.readiness.offline_online import build_offline_online_agreement
 from ml_assets.readiness.performance import build_performance_regression
 from ml_assets.readiness.rubric import Evidence, EvidenceStatus, Score, Section, all_refs, check, score
+from ml_assets.readiness.staleness import build_staleness_impact
 from ml_assets.versioning import source_version, spec_part
 
 READINESS = "readiness"
@@ -162,6 +163,7 @@ def build_readiness_assets(spec: DatasetSpec, graph: GraphFactsSource) -> list[A
         build_dependency_versions(spec),
         build_performance_regression(spec),
         build_offline_online_agreement(spec),
+        build_staleness_impact(spec),
     ]
 
 
