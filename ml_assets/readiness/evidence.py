@@ -96,23 +96,30 @@ def check_evidence(instance: DagsterInstance, facts: GraphFacts, ref: EvidenceRe
         asset, check = name.rsplit(".", 1)
         by_asset.setdefault(asset, []).append(check)
     failed, not_run, passed = [], [], []
+    said = ""  # what a single check said about itself
     for asset, checks in by_asset.items():
         judged = last_judgements(instance, AssetKey.from_user_string(asset), checks)
         for check in checks:
             key = f"{asset}.{check}"
             override = lineage.check_overrides.get(key)
+            evaluation = judged[check]
             if override is not None:
-                status = override.status
-            elif judged[check] is None or not_judged(judged[check]):
+                status, said = override.status, override.detail
+            elif evaluation is None or not_judged(evaluation):
                 status = EvidenceStatus.NOT_RUN
+                said = evaluation.description or "" if evaluation is not None else "no result yet"
             else:
-                status = EvidenceStatus.PASSED if judged[check].passed else EvidenceStatus.FAILED
+                status = EvidenceStatus.PASSED if evaluation.passed else EvidenceStatus.FAILED
+                said = evaluation.description or ""
             {EvidenceStatus.PASSED: passed, EvidenceStatus.FAILED: failed}.get(status, not_run).append(key)
+    if len(names) == 1:
+        status = EvidenceStatus.FAILED if failed else EvidenceStatus.NOT_RUN if not_run else EvidenceStatus.PASSED
+        return Evidence(ref, status, said[:200] if status is not EvidenceStatus.PASSED else "")
     if failed:
         return Evidence(ref, EvidenceStatus.FAILED, f"failed: {', '.join(failed)}")
     if not_run:
         return Evidence(ref, EvidenceStatus.NOT_RUN, f"no result yet: {', '.join(not_run)}")
-    return Evidence(ref, EvidenceStatus.PASSED, f"{len(passed)} passed" if len(passed) > 1 else "")
+    return Evidence(ref, EvidenceStatus.PASSED, f"{len(passed)} passed")
 
 
 def sensor_evidence(ref: EvidenceRef, facts: GraphFacts, switched: Mapping[str, bool]) -> Evidence:
