@@ -107,7 +107,12 @@ class RubricTest:
 
 
 def _t(
-    section: Section, n: int, title: str, automated=(), manual=(), to_earn: str = ""
+    section: Section,
+    n: int,
+    title: str,
+    automated: Sequence[EvidenceRef] = (),
+    manual: Sequence[EvidenceRef] = (),
+    to_earn: str = "",
 ) -> RubricTest:  # a compact constructor for the table below
     return RubricTest(f"{section.value}-{n}", section, title, tuple(automated), tuple(manual), to_earn)
 
