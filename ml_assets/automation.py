@@ -96,3 +96,25 @@ def retraining(spec: DatasetSpec, ignore: tuple[str, ...] = ()) -> AutomationCon
             f"retrain at most once per {policy.cron}"
         )
     return on_upstream_update(ignore).with_label("retrain on every approved training set")
+
+
+def on_champion_or_checks_change(cron: str = "0 * * * *", timezone: str = "UTC") -> AutomationCondition:
+    """ml_test_score: recompute when a dependency (the champion, its evaluation, its deployment) or one of their
+    checks has a new result, and at least every ``cron`` tick to see monitoring checks and sensors change."""
+    changed = AC.any_deps_match(AC.newly_updated() | AC.any_checks_match(AC.newly_updated()))
+    tick = AC.cron_tick_passed(cron, timezone)
+    return (
+        (changed.with_label("the champion or its checks changed") | tick).since_last_handled()
+        & ~AC.any_deps_missing().allow(AssetSelection.assets("champion_model"))
+        & ~AC.in_progress()
+    ).with_label("on a change of the champion or its checks")
+
+
+def after_new_champion() -> AutomationCondition:
+    """Evidence about the serving champion (feature_importance): once per new champion, in the tick after it was
+    recorded (never in the promotion's own run, which must not wait for it)."""
+    champion = AssetSelection.assets("champion_model")
+    promoted = AC.any_deps_match(AC.newly_updated()).allow(champion).with_label("a new champion")
+    return (promoted.since_last_handled() & ~AC.any_deps_missing().allow(champion) & _idle()).with_label(
+        "after a new champion"
+    )

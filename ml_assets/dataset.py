@@ -354,6 +354,25 @@ class Monitoring(BaseModel):
     retrain_cooldown_hours: float = Field(6.0, ge=0, description="at most one retraining request per this many hours")
 
 
+# The final ML Test Score a fresh `ml-assets demo` reaches at its first promotion (README, "The ML Test Score"):
+# the monitoring section holds only numerically_stable then; the gate's default guards against falling below it.
+MIN_SCORE_DEFAULT = 1.0
+
+
+class Readiness(BaseModel):
+    """The readiness gate: promotion needs The ML Test Score (``ml_test_score``) at least ``min_score``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_score: float = Field(
+        MIN_SCORE_DEFAULT,
+        ge=0,
+        le=7,
+        description="the final ML Test Score (the minimum of the four section scores, 0 to 7) a candidate's "
+        "promotion needs; the default is the level a fresh demo reaches, so the gate guards against regressions",
+    )
+
+
 class SearchSpace(BaseModel):
     """The values a candidate search draws from: architectures, numeric embeddings and the training settings."""
 
@@ -590,6 +609,7 @@ class DatasetSpec(BaseModel):
     training: TrainingWindow = Field(TrainingWindow(), description="the training window and its checks")
     retraining: Retraining = Retraining()
     monitoring: Monitoring = Monitoring()
+    readiness: Readiness = Field(Readiness(), description="the readiness gate on promotion (The ML Test Score)")
     columns: list[Column] = Field(description="every landed column with its role, type and rules")
     bands: list[Band] = Field([], description="bands of numeric columns: slices, and sensitive attributes")
     unexpected_columns: Severity = Field(

@@ -15,7 +15,9 @@ from ml_assets.model.assets import build_model_assets
 from ml_assets.model.champion import build_champion_model, rollback_champion_job
 from ml_assets.model.evaluation_asset import build_model_evaluation
 from ml_assets.monitoring.assets import build_monitoring_assets
+from ml_assets.monitoring.ml_test_score import build_readiness_assets, build_readiness_check
 from ml_assets.partitions import daily_partitions, resolve_start, training_set_partitions
+from ml_assets.readiness.evidence import GraphFactsSource
 from ml_assets.serving.assets import build_serving_assets
 from ml_assets.serving.batch import build_batch_predictions
 from ml_assets.settings import environment
@@ -43,7 +45,8 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
     model_evaluation, model_gates = build_model_evaluation(spec)
     model = [*build_model_assets(spec), model_evaluation, build_champion_model(spec)]
     serving = build_serving_assets(spec)
-    monitoring = list(build_monitoring_assets(spec, daily))
+    graph = GraphFactsSource()  # what ml_test_score and readiness judge: these Definitions, bound below
+    monitoring = [*build_monitoring_assets(spec, daily), *build_readiness_assets(spec, graph)]
     model_job = define_asset_job(
         MODEL_JOB,
         selection=AssetSelection.assets(*MODEL_ASSETS),
@@ -88,14 +91,15 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
         build_retrain_sensor(spec, daily, model_job, rollback_champion_job, status),
         build_run_failure_sensor(status),
     ]
-    return Definitions(
+    definitions = Definitions(
         assets=[*data, *model, *serving, *build_batch_predictions(spec), *monitoring],
-        asset_checks=[model_gates],
+        asset_checks=[model_gates, build_readiness_check(spec, graph)],
         jobs=jobs,
         sensors=sensors,
         resources=resources_for(env, spec),
         executor=executor_for(env),
     )
+    return graph.bind(definitions)
 
 
 defs = build_definitions()

@@ -7,7 +7,7 @@ refuses otherwise.
 
 This is the one adapter to Dagster internals that have no public export in Dagster 1.13: the per-partition filter
 of check executions (``PartitionKeyFilter``), their status (``AssetCheckExecutionRecordStatus``) and the data version
-tag (``DATA_VERSION_TAG``).
+tag (``DATA_VERSION_TAG``), and the sensors switched on or off in the instance (``InstigatorStatus``).
 ``tests/test_event_log.py`` runs it against a real instance, so a library change fails loudly there.
 """
 
@@ -27,6 +27,7 @@ from dagster import (
 )
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "metadata_text",
     "observed_versions",
     "require_passed",
+    "sensor_states",
 ]
 
 
@@ -182,3 +184,14 @@ def observed_versions(instance: DagsterInstance, asset: AssetKey, partitions: li
         if obs is not None and obs.partition and obs.partition not in found and DATA_VERSION_TAG in obs.tags:
             found[obs.partition] = obs.tags[DATA_VERSION_TAG]
     return found
+
+
+def sensor_states(instance: DagsterInstance) -> dict[str, bool]:
+    """Sensors switched on or off in the instance (UI, CLI): name -> running; the others run as declared in code."""
+    states: dict[str, bool] = {}
+    if instance.schedule_storage is None:  # an ephemeral instance keeps no sensor state: all run as declared
+        return states
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        if state.status in (InstigatorStatus.RUNNING, InstigatorStatus.STOPPED):
+            states[state.name] = state.status == InstigatorStatus.RUNNING
+    return states

@@ -23,6 +23,7 @@ from tests.standins import materialize_stand_in
 
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
 MODEL_CHAIN = {"baseline_model", "candidate_model", "model_evaluation", "champion_model", "bento", "deployment"}
+MODEL_CHAIN |= {"performance_regression"}  # the candidate timed against the champion in the promotion's run
 
 
 @pytest.fixture
@@ -111,7 +112,8 @@ def test_a_new_window_is_approved_trained_gated_and_deployed_in_one_run(spec: Da
     graph.materialize("model_evaluation", failed=("fairness",))
     assert graph.tick() == {}, "a failed gate: champion_model is not requested in a later run either"
     graph.materialize("model_evaluation")
-    assert graph.tick() == {"champion_model": {None}, "bento": {None}, "deployment": {None}}
+    requested = {"champion_model": {None}, "bento": {None}, "deployment": {None}, "performance_regression": {None}}
+    assert graph.tick() == requested | {"ml_test_score": {None}}, "the score follows the new evaluation's checks"
 
 
 def test_a_window_that_failed_its_checks_is_refused_in_the_run_that_approves(spec: DatasetSpec) -> None:
