@@ -26,6 +26,7 @@ from tests.test_gates_e2e import (  # noqa: F401  (module fixtures: the real tra
     CI_GATES,
     Pipeline,
     check_metadata,
+    failure_message,
     materialized,
     models,
     training_set,
@@ -39,6 +40,8 @@ def checks(result) -> dict[str, bool]:
     """The blocking checks' verdicts: the gates and readiness (gap_to_reference, a warning, is left out)."""
     names = {*GATE_NAMES, READINESS}
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.check_name in names}
+
+
 DAY = "2026-01-20"
 
 
@@ -169,6 +172,10 @@ def test_a_candidate_is_promoted_when_ready_and_refused_below_min_score(tmp_path
     assert ev.description.startswith("The ML Test Score 1.0 is below readiness.min_score 2.0")
     assert "monitoring-1 (Dependency changes result in notification): missing" in ev.description
     assert "infrastructure-6" in ev.description and "model-5" not in ev.description
+    # the gate holds across runs: champion_model launched on its own afterwards refuses too
+    alone = strict.materialize(["champion_model"])
+    assert not alone.success and strict.champions() == []
+    assert "readiness failed for the latest model_evaluation" in failure_message(alone)
 
 
 def test_automation_refreshes_the_score_when_the_champion_or_its_checks_change(adult_spec: DatasetSpec) -> None:

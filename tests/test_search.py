@@ -86,3 +86,5 @@ def test_the_gates_primary_metric_picks_the_trial_where_training_measures_it() -
     assert selection_metric("roc_auc") == ("roc_auc", True)
     assert selection_metric("log_loss") == ("log_loss", False)
     assert selection_metric("brier") == ("log_loss", False)  # not measured per epoch: log loss instead
+    # measured per epoch at 0.5, not at the threshold the decision policy chooses afterwards: ranking instead
+    assert selection_metric("f1") == ("pr_auc", True) and selection_metric("accuracy") == ("pr_auc", True)

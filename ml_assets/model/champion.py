@@ -44,12 +44,13 @@ from pydantic import Field
 from ml_assets import inline
 from ml_assets.automation import on_upstream_update
 from ml_assets.dataset import DatasetSpec
-from ml_assets.event_log import require_passed
+from ml_assets.event_log import blocking_verdict, require_passed
 from ml_assets.model import gates as gates_module
 from ml_assets.model.bundle import ModelRef
 from ml_assets.model.evaluation import LOWER_IS_BETTER, METRIC_NAMES, Evaluation, comparison_table
 from ml_assets.model.gates import (
     GATE_NAMES,
+    READINESS_CHECK,
     evaluate_gates,
     failed_gates,
     gate_table,
@@ -117,6 +118,18 @@ def promotion_reason(evaluation: Evaluation, gates_passed: int, previous: str | 
     )
 
 
+def refuse_if_not_ready(instance: DagsterInstance) -> None:
+    """The readiness gate holds across runs too: a promotion launched on its own after ``readiness`` failed for
+    the latest evaluation is refused. (A graph without the ML Test Score has no result for it: nothing to hold.)"""
+    verdict = blocking_verdict(instance, AssetKey("model_evaluation"), [READINESS_CHECK])
+    if verdict.failed:
+        raise Failure(
+            description=f"champion_model refuses to promote: {READINESS_CHECK} failed for the latest "
+            "model_evaluation (the ML Test Score is below readiness.min_score; see the check's message)",
+            metadata={"failed_checks": READINESS_CHECK},
+        )
+
+
 def build_champion_model(spec: DatasetSpec):
     """The ``champion_model`` asset for one dataset spec."""
     thresholds = thresholds_for(spec)
@@ -140,6 +153,7 @@ def build_champion_model(spec: DatasetSpec):
         skipped = skipped_gates(outcomes)
         required = [name for name in GATE_NAMES if name not in skipped]
         require_passed(context.instance, AssetKey("model_evaluation"), required, None, "champion_model")
+        refuse_if_not_ready(context.instance)
         stale = stale_because(context, model_evaluation)
         if stale:
             raise Failure(

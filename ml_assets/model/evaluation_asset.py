@@ -266,16 +266,18 @@ def build_model_evaluation(spec: DatasetSpec):
         if champion_tag is not None:
             refs["champion"] = stored_ref(model_store, champion_tag)
         scored, probabilities = score_models(context, spec, thresholds, refs, test, model_store)
-        reference = None
+        reference, fit_seconds = None, 0.0
         try:
             started = time.perf_counter()
-            ref_model, reference = reference_scores(spec, window, test, thresholds.slice_min_size)
-            probabilities["reference"] = ref_model.predict_proba(test)
+            ref_model, ref_scores = reference_scores(spec, window, test, thresholds.slice_min_size)
+            ref_probabilities = ref_model.predict_proba(test)
             fit_seconds = time.perf_counter() - started
+        except Exception as e:  # the reference only informs: no window, library or data problem may block the gates
+            context.log.warning(f"no trees reference for this window: {type(e).__name__}: {e}")
+        else:
+            reference, probabilities["reference"] = ref_scores, ref_probabilities
             context.log.info(f"trees reference: {thresholds.primary_metric} {reference.metrics[thresholds.primary_metric]:.4f}"
                              f" ({ref_model.best_iteration} rounds, {fit_seconds:.1f} s)")  # fmt: skip
-        except ValueError as e:  # a window whose train or validation rows cannot fit one: reported, never fatal
-            context.log.warning(f"no trees reference for this window: {e}")
         y = test[spec.label_column].to_numpy(dtype=np.int64)
         window_end = str(pd.Timestamp(test[WINDOW_END].max()).date()) if WINDOW_END in test.columns else None
         ev = Evaluation(

@@ -31,6 +31,10 @@ LATENCY_BUDGET = "latency_budget"
 NUMERICALLY_STABLE = "numerically_stable"
 PREDICTS_BOTH_CLASSES = "predicts_both_classes"
 PLAUSIBLE_SCORE = "plausible_score"
+# The ML Test Score's blocking check on model_evaluation (ml_assets.monitoring.ml_test_score): named here, below
+# both, so promotion can hold to it across runs without the model layer importing monitoring.
+READINESS_CHECK = "readiness"
+
 GATE_NAMES = (
     BEATS_BASELINE,
     BLESSED_AGAINST_CHAMPION,

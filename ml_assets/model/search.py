@@ -91,10 +91,20 @@ def _key(net: NetworkConfig, settings: dict[str, Any]) -> str:
     return f"{net.architecture}|{inputs}|{shape}|{net.dropout}|{sorted(settings.items())}"
 
 
+# Figures of a fixed 0.5 cut: the ranks measure them at 0.5, but a model decides at the threshold its decision policy
+# chooses on validation after training, so they would judge every epoch of a rare-positive search at the wrong cut
+# (F1 0 everywhere: early stopping, halving and the ensemble all tie).
+THRESHOLD_DEPENDENT = frozenset({"accuracy", "f1"})
+
+
 def selection_metric(primary_metric: str) -> tuple[str, bool]:
-    """The validation metric that picks the best trial: the gates' primary metric where training measures it,
-    else log loss; and whether higher is better."""
+    """The validation metric that picks the best trial: the gates' primary metric where training measures it
+    independently of a threshold; PR AUC for a threshold-dependent one (accuracy, F1: what a threshold then makes of
+    the ranking); else log loss; and whether higher is better."""
     from ml_assets.model.evaluation import LOWER_IS_BETTER
 
-    metric = primary_metric if primary_metric in TRAINING_METRICS else "log_loss"
+    if primary_metric in THRESHOLD_DEPENDENT:
+        metric = "pr_auc"
+    else:
+        metric = primary_metric if primary_metric in TRAINING_METRICS else "log_loss"
     return metric, metric not in LOWER_IS_BETTER

@@ -33,7 +33,7 @@ from ml_assets import markdown
 from ml_assets.automation import on_champion_or_checks_change, with_its_asset
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.evaluation import Evaluation
-from ml_assets.model.gates import evaluate_gates, thresholds_for
+from ml_assets.model.gates import READINESS_CHECK, evaluate_gates, thresholds_for
 from ml_assets.model.registry import current_champion_tag
 from ml_assets.readiness import attestations as attestations_module
 from ml_assets.readiness import evidence as evidence_module
@@ -48,7 +48,7 @@ from ml_assets.readiness.rubric import Evidence, EvidenceStatus, Score, Section,
 from ml_assets.readiness.staleness import build_staleness_impact
 from ml_assets.versioning import source_version, spec_part
 
-READINESS = "readiness"
+READINESS = READINESS_CHECK
 
 
 def compute_score(instance: DagsterInstance, facts: GraphFacts, lineage: Lineage) -> Score:
