@@ -136,3 +136,16 @@ def alerts_table(
         for a in reversed(mine[-limit:])
     ]
     return table(rows, ["time", "alert"]) if rows else "no alert"
+
+
+ROC_GRID = tuple(i / 10 for i in range(11))  # false positive rates the in-place ROC is drawn at
+
+
+def roc_chart(title: str, curves: Mapping[str, tuple[Sequence[float], Sequence[float]]]) -> str:
+    """ROC curves (name -> (false positive rates, true positive rates), increasing) as a small in-place chart: each
+    curve read at every tenth of the false positive rate, so three curves fit the limit."""
+    import numpy as np
+
+    series = {name: [float(np.interp(x, fpr, tpr)) for x in ROC_GRID] for name, (fpr, tpr) in curves.items()}
+    labels = ["fpr 0", *(f"{x:g}" for x in ROC_GRID[1:])]  # the chart labels its first and last point
+    return line_chart(title, labels, series, width=200, height=110)

@@ -83,6 +83,6 @@ def test_demo_runs_a_real_dataset_from_its_raw_csv(tmp_path: Path) -> None:
     landed = pd.read_parquet(next(first.iterdir()))
     assert landed["idNum"].str.startswith("17-").all() and landed["personSearch"].isna().any()
     assert pd.api.types.is_integer_dtype(landed["policePrecinct"])  # landed as the codes it has in the source
-    assert "| metric |" in out and "roc_auc (primary)" in out and "\ngates: " in out, out
+    assert "| metric |" in out and "roc_auc ↑ (primary)" in out and "\ngates: " in out, out
     failures = out.split("blocking failures:")[-1] if run.returncode else ""
     assert "raw_data" not in failures and "training_set" not in failures, failures  # only model gates may fail

@@ -20,6 +20,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance, FilesystemIOManage
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
+from ml_assets import inline
 from ml_assets.data.approval import build_approved_training_set
 from ml_assets.data.features import featurize
 from ml_assets.data.splits import WINDOW_END, split_by_time
@@ -232,6 +233,12 @@ def test_first_good_candidate_is_promoted_on_the_floor_alone(pipeline):
     assert ev.champion is None and ev.candidate.metrics["roc_auc"] > ev.baseline.metrics["roc_auc"] > 0.8
     meta = result.asset_materializations_for_node("model_evaluation")[0].metadata
     assert "data:image/png;base64," in meta["roc"].value and "| sex=Female |" in meta["slices"].value
+    # what a person reads first renders in place in the UI (under its 1,000-character limit): gates, ROC, comparison
+    assert list(meta)[:3] == ["gates", "roc_chart", "comparison"]
+    assert inline.fits(meta["gates"].value) and "| beats_baseline |" in meta["gates"].value
+    assert meta["roc_chart"].value.startswith("![ROC](data:image/svg+xml;base64,") and inline.fits(
+        meta["roc_chart"].value
+    )
     champ_meta = result.asset_materializations_for_node("champion_model")[0].metadata
     assert "first champion" in champ_meta["why"].value and champ_meta["previous_champion"].value == "none"
     # the trees reference, fitted on the same window, beside them: every figure a number the UI plots

@@ -513,34 +513,38 @@ def comparison_table(evaluation: Evaluation) -> str:
     reference beside them when the evaluation fitted one."""
     scored = evaluation.scored()
     if evaluation.reference is not None:
-        scored = {**scored, "trees reference (not served)": evaluation.reference}
-    columns = ["metric", *(f"{role} `{s.tag}`" for role, s in scored.items())]
+        scored = {**scored, "reference": evaluation.reference}
+    # short headers (the tags are their own metadata entries): the table stays narrow enough to read in place
+    columns = ["metric", *scored]
     rows: list[dict[str, Any]] = []
     for name in METRIC_NAMES:
-        arrow = "lower is better" if name in LOWER_IS_BETTER else "higher is better"
+        arrow = "↓" if name in LOWER_IS_BETTER else "↑"
         star = " (primary)" if name == evaluation.primary_metric else ""
         rows.append(
-            dict(zip(columns, [f"{name}{star}, {arrow}", *(s.metrics[name] for s in scored.values())], strict=True))
+            dict(zip(columns, [f"{name} {arrow}{star}", *(s.metrics[name] for s in scored.values())], strict=True))
         )
     rows.append(dict(zip(columns, ["threshold", *(round(s.threshold, 3) for s in scored.values())], strict=True)))
     cand = evaluation.candidate
     if cand.latency is not None:
         rows.append(
             {
-                columns[0]: "candidate p50 / p99 one row",
+                columns[0]: "p50 / p99 one row",
                 columns[1]: f"{cand.latency.p50_ms:.2f} / {cand.latency.p99_ms:.2f} ms",
             }
         )
         rows.append(
             {
-                columns[0]: f"candidate rows/s ({cand.latency.batch_rows} rows)",
+                columns[0]: f"rows/s ({cand.latency.batch_rows} rows)",
                 columns[1]: f"{cand.latency.rows_per_s:,.0f}",
             }
         )
     if cand.size is not None:
-        rows.append({columns[0]: "candidate size", columns[1]: cand.size.describe()})
+        rows.append({columns[0]: "size", columns[1]: cand.size.describe()})
     table = markdown.table(rows, columns, right=columns[1:])
-    return f"{table}\n\n{evaluation.test_rows:,} test rows, {evaluation.test_positives:,} positive."
+    reference = (
+        " The reference (gradient-boosted trees on the same splits) is never served." if evaluation.reference else ""
+    )
+    return f"{table}\n\n{evaluation.test_rows:,} test rows, {evaluation.test_positives:,} positive.{reference}"
 
 
 def slice_table(scores: ModelScores, primary_metric: str, min_size: int) -> str:

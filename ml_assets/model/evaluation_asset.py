@@ -31,7 +31,7 @@ from dagster import (
     multi_asset_check,
 )
 
-from ml_assets import markdown
+from ml_assets import inline, markdown
 from ml_assets.automation import on_upstream_update, with_its_asset
 from ml_assets.data import leakage
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
@@ -147,7 +147,19 @@ def evaluation_metadata(
     cand = ev.candidate
     m = thresholds.primary_metric
     outcomes = evaluate_gates(ev, thresholds)
+    # first what a person reads at a glance, each short enough for the UI to render in place (ml_assets.inline):
+    # the gates, failed first; the ROC curves; the models side by side. The detailed PNGs follow, behind a click.
     metadata: dict[str, Any] = {
+        "gates": MetadataValue.md(
+            inline.table(
+                [
+                    {"gate": o.name, "verdict": o.verdict, "observed": o.observed, "bar": o.threshold}
+                    for o in blocking_first(outcomes)
+                ],
+                ["gate", "verdict", "observed", "bar"],
+            )
+        ),
+        "roc_chart": MetadataValue.md(inline.roc_chart("ROC", roc_points(y, curves))),
         "comparison": MetadataValue.md(comparison_table(ev)),
         "slices": MetadataValue.md(slice_table(cand, m, thresholds.slice_min_size)),
         "gates_preview": MetadataValue.md(gate_table(outcomes)),
@@ -191,6 +203,20 @@ def evaluation_metadata(
 
 
 REFERENCE_CHECK = "gap_to_reference"
+IN_PLACE_CURVES = ("candidate", "baseline", "reference")  # the in-place ROC's lines (the PNG has every model)
+
+
+def roc_points(y: np.ndarray, curves: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(false positive rates, true positive rates) of the candidate, baseline and reference curves, by role."""
+    from sklearn.metrics import roc_curve
+
+    out = {}
+    for label, p in curves.items():
+        role = label.split(" ")[0]
+        if role in IN_PLACE_CURVES and len(np.unique(y)) == 2:
+            fpr, tpr, _ = roc_curve(y, p)
+            out[role] = (fpr, tpr)
+    return out
 
 
 def reference_outcome(ev: Evaluation, thresholds: GateThresholds) -> tuple[bool | None, str, dict[str, Any]]:
