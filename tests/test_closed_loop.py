@@ -265,6 +265,7 @@ def test_demo_then_up_then_only_landings(home: Home, tmp_path: Path) -> None:
             "retrain_sensor",
         } <= set(sensors)
         trees = [p.pid for p in psutil.Process(up.pid).children(recursive=True)]
+        seen_in_a_browser(home.ui, tmp_path)
 
         # 1. a landed day, and nothing else: a new model serves
         landed_at = time.time()
@@ -324,3 +325,43 @@ def _graph(ui: str) -> dict:
         if data["assetNodes"] or time.monotonic() > deadline:
             return data
         time.sleep(2)
+
+
+def seen_in_a_browser(ui: str, shots: Path) -> None:
+    """What a person sees in headless Chromium (Debian's chromium and chromium-driver, driven by selenium): on
+    model_evaluation the gate table and the ROC picture in place, without a click, and every figure plotted across
+    evaluations one click away (the metadata's Plots view); on model_monitoring the drift and quality pictures in
+    place. Screenshots are kept under ``shots``."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,2400"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    wait = WebDriverWait(driver, 90)
+    try:
+        driver.get(f"{ui}/assets/model_evaluation")
+        # the metadata table of the latest materialization has loaded
+        wait.until(lambda d: d.find_elements(By.XPATH, "//td[normalize-space()='candidate_roc_auc']"))
+        for skip in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):  # the newsletter prompt
+            skip.click()
+        driver.save_screenshot(str(shots / "model_evaluation.png"))
+        gate_rows = driver.find_elements(By.XPATH, "//td[normalize-space()='beats_baseline']")
+        assert gate_rows and gate_rows[0].is_displayed(), "the gate table is not shown in place"
+        pictures = driver.find_elements(By.CSS_SELECTOR, "img[src^='data:image/svg+xml']")
+        assert any(p.is_displayed() and p.size["width"] > 100 for p in pictures), "no ROC picture in place"
+        driver.find_element(By.XPATH, "//button[normalize-space()='Plots']").click()
+        wait.until(lambda d: d.find_elements(By.XPATH, "//*[normalize-space()='reference_roc_auc']"))
+        assert len(driver.find_elements(By.CSS_SELECTOR, "canvas")) >= 10, "the numeric figures are not plotted"
+        driver.save_screenshot(str(shots / "model_evaluation_plots.png"))
+
+        driver.get(f"{ui}/assets/model_monitoring")
+        wait.until(lambda d: d.find_elements(By.XPATH, "//td[normalize-space()='drift_chart']"))
+        driver.save_screenshot(str(shots / "model_monitoring.png"))
+        pictures = driver.find_elements(By.CSS_SELECTOR, "img[src^='data:image/svg+xml']")
+        assert sum(p.is_displayed() for p in pictures) >= 2, "drift and quality pictures are not shown in place"
+    finally:
+        driver.quit()
