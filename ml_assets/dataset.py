@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -737,8 +737,10 @@ class DatasetSpec(BaseModel):
         """The encoded target in features and training sets (1 = positive label)."""
         return "label"
 
-    @cached_property
+    @property
     def pandas_dtypes(self) -> dict[str, str]:
+        # not cached: model_copy copies an instance's cached values, so a copy with other columns (a narrowed or
+        # pinned spec) would keep the original's types
         return {c.name: PANDAS_DTYPES[c.dtype] for c in self.columns}
 
     @property

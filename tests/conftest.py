@@ -85,6 +85,18 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 @pytest.fixture(autouse=True)
+def environment_restored() -> Iterator[None]:
+    """What a test changes in os.environ ends with it: the CLI run in-process (``cli.main``) points DAGSTER_HOME and
+    BENTOML_HOME at the test's home for good, and in one process (the whole suite) every later test then used a
+    deleted folder. Fixtures of wider scope are set up before this one, so their changes are kept."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
 def processes_only_in_integration_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast tier starts no process: a test without the ``integration`` marker that tries fails, naming it."""
     if request.node.get_closest_marker("integration"):
