@@ -175,21 +175,9 @@ class PostgresPandasIOManager(ConfigurableIOManager):
         """
         index = f"{table}_{partition_column}_idx" if partition_column else None
         existing, has_index = self._layout(conn, table, index)
-        changed = {c: (existing[c], t) for c, t in columns.items() if c in existing and existing[c] != t}
-        held = self._values_held(conn, table, list(changed))
-        refused = {c: types for c, types in changed.items() if held[c]}
-        if refused:
-            detail = ", ".join(f"{c}: {old} -> {new}" for c, (old, new) in refused.items())
-            raise WarehouseError(f"{self.db_schema}.{table}: column types changed ({detail}); migrate the table")
-        if changed:  # typed from partitions where they were all null: take the type they have now
-            with conn, conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.db_schema}.{table}",))
-                for c, (_, new) in changed.items():
-                    cur.execute(
-                        sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING NULL").format(
-                            self._table(table), sql.Identifier(c), sql.SQL(new)
-                        )
-                    )
+        if any(c in existing and existing[c] != t for c, t in columns.items()):
+            # typed from partitions where they were all null: take the type they have now (decided under the lock)
+            self._retype_empty_columns(conn, table, columns)
         if not existing or set(columns) - set(existing) or (index and not has_index):
             with conn, conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.db_schema}.{table}",))
@@ -229,6 +217,39 @@ class PostgresPandasIOManager(ConfigurableIOManager):
                 (table, schema.serialize().to_pybytes()),
             )
 
+    def _retype_empty_columns(self, conn, table: str, columns: dict[str, str]) -> None:
+        """Retype the columns whose stored type differs and that hold no value yet, deciding again under the table's
+        lock in one transaction: another writer may have retyped and filled them since they were read (its values
+        must survive), or filled them under their old type (then the change is refused)."""
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.db_schema}.{table}",))
+            cur.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND "
+                "table_name = %s",
+                (self.db_schema, table),
+            )
+            existing = dict(cur.fetchall())
+            changed = {c: (existing[c], t) for c, t in columns.items() if c in existing and existing[c] != t}
+            if not changed:
+                return
+            cur.execute(
+                sql.SQL("SELECT {} FROM {}").format(
+                    sql.SQL(", ").join(sql.SQL("count({})").format(sql.Identifier(c)) for c in changed),
+                    self._table(table),
+                )
+            )
+            held = dict(zip(changed, cur.fetchone(), strict=True))
+            refused = {c: types for c, types in changed.items() if held[c]}
+            if refused:
+                detail = ", ".join(f"{c}: {old} -> {new}" for c, (old, new) in refused.items())
+                raise WarehouseError(f"{self.db_schema}.{table}: column types changed ({detail}); migrate the table")
+            for c, (_, new) in changed.items():
+                cur.execute(
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING NULL").format(
+                        self._table(table), sql.Identifier(c), sql.SQL(new)
+                    )
+                )
+
     def _layout(self, conn, table: str, index: str | None) -> tuple[dict[str, str], bool]:
         """The table's columns and their types (empty when it does not exist), and whether ``index`` exists."""
         with conn, conn.cursor() as cur:
@@ -243,19 +264,6 @@ class PostgresPandasIOManager(ConfigurableIOManager):
                 cur.execute("SELECT to_regclass(%s)", (sql.Identifier(self.db_schema, index).as_string(cur),))
                 has_index = cur.fetchone()[0] is not None
         return existing, has_index
-
-    def _values_held(self, conn, table: str, columns: list[str]) -> dict[str, int]:
-        """Non-null values stored in each of ``columns``."""
-        if not columns:
-            return {}
-        with conn, conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("SELECT {} FROM {}").format(
-                    sql.SQL(", ").join(sql.SQL("count({})").format(sql.Identifier(c)) for c in columns),
-                    self._table(table),
-                )
-            )
-            return dict(zip(columns, cur.fetchone(), strict=True))
 
     def _replace_rows(self, conn, table: str, data: pa.Table, column: str | None, window) -> None:
         """In one transaction: delete the window's rows (all rows when unpartitioned), copy the new ones in."""

@@ -302,3 +302,25 @@ def test_a_column_typed_from_an_all_null_partition_heals_and_one_holding_values_
     assert "ml.stops: column types changed (x: text -> double precision); migrate the table" in failure_text(
         result, "stops"
     )
+
+
+def test_two_writers_healing_the_same_column_keep_each_others_values(warehouse_url: str) -> None:
+    """Two runs write their days at once into a table whose column an all-null day typed as text: each retypes it
+    under the table's lock after looking again, so neither wipes the values the other wrote (nor is refused)."""
+    import psycopg2
+
+    from tests.test_warehouse_tables import DAYS as TWO_DAYS
+    from tests.test_warehouse_tables import day_rows, graph
+
+    stops, _ = graph(lambda day: day_rows(day, empty_columns=False))
+    for _ in range(3):  # the race needs both to read the old type before either retypes it: try it a few times
+        with psycopg2.connect(warehouse_url) as conn, conn.cursor() as cur:
+            cur.execute("CREATE SCHEMA IF NOT EXISTS ml")
+            cur.execute("DROP TABLE IF EXISTS ml.stops")
+            cur.execute("CREATE TABLE ml.stops (day timestamp, n text, s text, flag boolean, x double precision)")
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda day: run([stops], day.isoformat(), warehouse_url).success, TWO_DAYS))
+        assert results == [True, True]
+        with psycopg2.connect(warehouse_url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(n), count(*) FROM ml.stops")
+            assert cur.fetchone() == (4, 4)

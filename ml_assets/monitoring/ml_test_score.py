@@ -184,8 +184,9 @@ def build_readiness_check(spec: DatasetSpec, graph: GraphFactsSource) -> AssetCh
         gates = {
             f"model_evaluation.{o.name}": Evidence(
                 check(f"model_evaluation.{o.name}"),
-                EvidenceStatus.PASSED if o.passed else EvidenceStatus.FAILED,
-                "judged by this evaluation",
+                # a gate the spec let skip judged nothing: not run, as the live score counts it
+                EvidenceStatus.NOT_RUN if o.skipped else EvidenceStatus.PASSED if o.passed else EvidenceStatus.FAILED,
+                o.description if o.skipped else "judged by this evaluation",
             )
             for o in evaluate_gates(model_evaluation, thresholds)
         }

@@ -19,10 +19,11 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetOut,
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
-    asset,
+    multi_asset,
 )
 
 from ml_assets import markdown
@@ -122,9 +123,18 @@ def footprint_table(candidate: Footprint, champion: Footprint) -> str:
 def build_performance_regression(spec: DatasetSpec) -> AssetsDefinition:
     """``performance_regression`` of the evaluated candidate against the champion it was judged against."""
 
-    @asset(
+    @multi_asset(  # subsettable, so a check with nothing to compare emits no result (skipped, never passed)
         name="performance_regression",
-        group_name="model",
+        outs={
+            "performance_regression": AssetOut(
+                group_name="model",
+                automation_condition=on_upstream_update(ignore=(*READ_NOT_REACTED, "approved_training_set")),
+                code_version=code_version(spec, sys.modules[__name__], uses=("columns",)),
+                description="The candidate's latency, throughput and memory against the serving champion's, "
+                "measured the same way in alternating rounds on the same test rows (The ML Test Score: no computing "
+                "regression).",
+            )
+        },
         deps=[TRAINING_SET_DEP],
         check_specs=[
             AssetCheckSpec(
@@ -134,10 +144,7 @@ def build_performance_regression(spec: DatasetSpec) -> AssetsDefinition:
                 "tolerance, measured the same way in the same run (warns)",
             )
         ],
-        automation_condition=on_upstream_update(ignore=(*READ_NOT_REACTED, "approved_training_set")),
-        code_version=code_version(spec, sys.modules[__name__], uses=("columns",)),
-        description="The candidate's latency, throughput and memory against the serving champion's, measured "
-        "the same way in alternating rounds on the same test rows (The ML Test Score: no computing regression).",
+        can_subset=True,
     )
     def performance_regression(
         context: AssetExecutionContext,
@@ -148,12 +155,11 @@ def build_performance_regression(spec: DatasetSpec) -> AssetsDefinition:
         candidate_tag = model_evaluation.candidate_ref.tag
         champion_ref = model_evaluation.champion_ref
         if champion_ref is None or champion_ref.tag == candidate_tag:
-            why = "no other champion to compare with (first promotion): nothing can have regressed"
+            why = "no other champion to compare with (first promotion): nothing to judge"
+            context.log.warning(f"{CHECK} not executed: {why}")
             return MaterializeResult(
-                metadata={"candidate_tag": candidate_tag, "champion_tag": "none"},
-                check_results=[
-                    AssetCheckResult(check_name=CHECK, passed=True, description=why, metadata={"judged": False})
-                ],
+                asset_key="performance_regression",
+                metadata={"candidate_tag": candidate_tag, "champion_tag": "none", "not_judged": why},
             )
         rows = evaluation_rows(spec, load_approved(context, approved_training_set, "performance_regression"))
         candidate, champion = measure_pair(
@@ -161,6 +167,7 @@ def build_performance_regression(spec: DatasetSpec) -> AssetsDefinition:
         )
         found = regressions(candidate, champion)
         return MaterializeResult(
+            asset_key="performance_regression",
             metadata={
                 "candidate_tag": candidate_tag,
                 "champion_tag": champion_ref.tag,
