@@ -1,4 +1,6 @@
-"""Model assets (group ``model``): the logistic-regression baseline and the DeepSpeed-trained candidate.
+"""Model assets (group ``model``): the logistic-regression baseline and the candidate, the best on validation of the
+spec's model families (a network search trained with DeepSpeed; gradient-boosted trees when ``search.families``
+lists ``gbdt``).
 
 Both read the approved training window (``approved_training_set``: the newest one whose blocking checks passed,
 verified again here), fit on its train split, score its validation split and choose their decision threshold there
@@ -9,6 +11,7 @@ Dagster reads the Config and resource annotations of asset functions at definiti
 """
 
 import sys
+import time
 from typing import Any, Literal
 
 import numpy as np
@@ -38,6 +41,7 @@ from ml_assets.model.gates import thresholds_for
 from ml_assets.model.metrics import validation_scores
 from ml_assets.model.network import NetworkConfig
 from ml_assets.model.preprocessing import Preprocessing
+from ml_assets.model.trees import Trees, fit_trees
 from ml_assets.versioning import code_version, frame_version
 from resources.deepspeed_trainer import TRAINING_POOL, DeepSpeedTrainer
 from resources.model_store import ModelStore
@@ -242,7 +246,8 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         automation_condition=when,
         pool=TRAINING_POOL,
         code_version=model_code,
-        description="A tabular network trained with DeepSpeed through the DeepSpeedTrainer resource.",
+        description="The candidate: the best on validation of the spec's model families (a tabular network search "
+        "trained with DeepSpeed through the DeepSpeedTrainer resource; gradient-boosted trees when listed).",
     )
     def candidate_model(
         context: AssetExecutionContext,
@@ -255,45 +260,109 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         version = frame_version(training_set).value
         partition = approved_training_set.partition_key
         budget = spec.search
-        trials = search.plan_trials(config.network(), budget, config.trials or budget.trials)
-        max_seconds = config.max_seconds or budget.max_seconds
         fit = {split: labeled_split(spec, training_set, split) for split in ("train", "validation")}
-        run = trainer.train(
-            context,
-            spec.model_dump(mode="json"),
-            fit["train"],
-            fit["validation"],
-            trials[0]["network"],
-            version,
-            search=trials[1:],
-            max_seconds=max_seconds,
-            select_by=select_by,
-            higher_is_better=higher_is_better,
-            halving=budget.halving.model_dump() if budget.halving else None,
-            ensemble_size=budget.ensemble_size,
-        )
-        result = training_result.decode(run)
-        model = packed_model(spec, result)
-        # The stored model scored in this process (the packed preprocessing + plain state_dict path serving takes),
-        # shown beside what the training ranks measured, so a difference between the two is visible in the UI.
         val = fit["validation"]
+        y_val = val[spec.label_column].to_numpy(dtype=np.int64)
+        contenders: dict[str, tuple[TabularModel, dict[str, Any]]] = {}  # family -> (model, lineage and metadata)
+        if budget.networks:
+            trials = search.plan_trials(config.network(), budget, config.trials or budget.trials)
+            run = trainer.train(
+                context,
+                spec.model_dump(mode="json"),
+                fit["train"],
+                val,
+                trials[0]["network"],
+                version,
+                search=trials[1:],
+                max_seconds=config.max_seconds or budget.max_seconds,
+                select_by=select_by,
+                higher_is_better=higher_is_better,
+                halving=budget.halving.model_dump() if budget.halving else None,
+                ensemble_size=budget.ensemble_size,
+            )
+            result = training_result.decode(run)
+            network_model = packed_model(spec, result)
+            scores: dict[str, float] = {k: float(v) for k, v in result.summary["metrics"].items()}
+            contenders["network"] = (network_model, {"result": result, "scores": scores})
+        if "gbdt" in budget.families:
+            started = time.perf_counter()
+            trees = fit_trees(spec, fit["train"], val)
+            trees_model = TabularModel(
+                kind="gbdt", spec_name=spec.name, preprocessing=Preprocessing.fit(spec, fit["train"]), trees=trees
+            )
+            seconds = time.perf_counter() - started
+            contenders["gbdt"] = (trees_model, {"seconds": seconds})
+        # every family judged by the same figure on the same validation rows, in this process (the stored form)
+        judged = {
+            family: validation_scores(y_val, model.predict_proba(val), 0.5)[select_by]
+            for family, (model, _) in contenders.items()
+        }
+        pick = (max if higher_is_better else min)(judged, key=judged.get)
+        model, found = contenders[pick]
         chosen = decide(spec, model, val, "candidate_model")
-        served = validation_scores(
-            val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val), model.threshold
-        )
-        scores: dict[str, float] = {k: float(v) for k, v in result.summary["metrics"].items()}
-        lineage = candidate_lineage(result, scores, trainer, model_code, version, partition)
+        served = validation_scores(y_val, model.predict_proba(val), model.threshold)
+        families = family_table(judged, pick, select_by)
+        if pick == "network":
+            scores, result = found["scores"], found["result"]
+            lineage = candidate_lineage(result, scores, trainer, model_code, version, partition)
+        else:
+            scores = served
+            lineage = trees_lineage(model.trees, scores, model_code, version, partition, found["seconds"])
         lineage["decision"] = chosen.as_dict()
-        context.log.info(f"candidate: {chosen.describe()}")
+        lineage["families"] = judged
+        context.log.info(f"candidate: the {pick} family ({select_by} {judged[pick]:.4f}); {chosen.describe()}")
         tag = model_store.save(model, classifier_name(spec), lineage)
         ref = ModelRef(
             tag=tag, name=classifier_name(spec), kind=model.kind, metrics=scores, training_set_version=version
         )
         unlabeled = sum(unlabeled_counts(spec, training_set).values())
-        metadata = candidate_metadata(tag, result.summary, scores, served, unlabeled, version, partition)
+        if pick == "network":
+            metadata = candidate_metadata(tag, result.summary, scores, served, unlabeled, version, partition)
+        else:
+            metadata = trees_metadata(tag, model.trees, served, unlabeled, version, partition, found["seconds"])
+        metadata["families"] = MetadataValue.md(families)
+        metadata["family"] = pick
         return Output(ref, metadata=metadata | decision_metadata(chosen))
 
     return candidate_model
+
+
+def family_table(judged: dict[str, float], pick: str, metric: str) -> str:
+    """Each family's validation figure, the chosen one marked."""
+    rows = [
+        {"family": f, f"validation {metric}": v, "candidate": "yes" if f == pick else ""} for f, v in judged.items()
+    ]
+    return markdown.table(rows, ["family", f"validation {metric}", "candidate"], right=[f"validation {metric}"])
+
+
+def trees_lineage(
+    trees: Trees, scores: dict[str, float], model_code: str, version: str, partition: str, seconds: float
+) -> dict[str, Any]:
+    """What the store keeps with a gbdt candidate: its data and code, its LightGBM settings and how it trained."""
+    return {
+        "training_set_version": version,
+        "training_set_partition": partition,
+        "code_version": model_code,
+        "config": {"family": "gbdt", "lightgbm": trees.params, "best_iteration": trees.best_iteration},
+        "validation_metrics": scores,
+        "wall_seconds": seconds,
+    }
+
+
+def trees_metadata(
+    tag: str, trees: Trees, served: dict[str, float], unlabeled_rows: int, version: str, partition: str, seconds: float
+) -> dict[str, Any]:
+    """What the UI shows of a gbdt candidate."""
+    return {
+        "model_tag": tag,
+        "validation_metrics": MetadataValue.md(metrics_table({"stored model (this process)": served})),
+        **{f"val_{k}": v for k, v in served.items()},
+        "boosting_rounds": trees.best_iteration,
+        "wall_seconds": seconds,
+        "unlabeled_rows_left_out": unlabeled_rows,
+        "training_set_version": version,
+        "training_set_partition": partition,
+    }
 
 
 def packed_model(spec: DatasetSpec, result: training_result.TrainedNetwork) -> TabularModel:

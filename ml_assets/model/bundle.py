@@ -19,10 +19,12 @@ import torch
 
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
+from ml_assets.model.trees import Trees
 
-Kind = Literal["mlp", "transformer", "ensemble", "logistic"]
+Kind = Literal["mlp", "transformer", "ensemble", "logistic", "gbdt"]
 META_FILE = "tabular_model.json"
 WEIGHTS_FILE = "state_dict.pt"
+TREES_FILE = "trees.txt"  # a gbdt model's booster in LightGBM's own text format
 PREDICT_BATCH = 65_536
 
 
@@ -54,6 +56,7 @@ class TabularModel:
     network_config: NetworkConfig | None = None
     state_dict: dict[str, torch.Tensor] | None = None
     logistic: LogisticWeights | None = None
+    trees: Trees | None = None  # kind gbdt: the candidate family of gradient-boosted trees
     _module: torch.nn.Module | None = field(default=None, init=False, repr=False)
     _coef: tuple[np.ndarray, list[np.ndarray]] | None = field(default=None, init=False, repr=False)
 
@@ -72,6 +75,9 @@ class TabularModel:
             module = build_network(self.network_config, self.preprocessing)
             module.load_state_dict(self.state_dict)  # strict: a mismatch is an error, not silently ignored
             self._module = module.eval()
+        elif self.kind == "gbdt":
+            if self.trees is None:
+                raise ValueError("a gbdt TabularModel needs its trees")
         else:
             raise ValueError(f"unknown model kind {self.kind!r}")
 
@@ -82,6 +88,9 @@ class TabularModel:
     # ---- prediction -----------------------------------------------------------------------------------------
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Float64 probability of the positive label per row."""
+        if self.kind == "gbdt":  # the trees read the typed columns themselves (missing and unseen values included)
+            assert self.trees is not None
+            return self.trees.predict_proba(frame)
         num, cat = self.preprocessing.transform(frame)
         if self.kind == "logistic":
             # the one-hot matmul without the one-hot matrix: numeric part, plus one gathered weight per category
@@ -125,7 +134,10 @@ class TabularModel:
             "preprocessing": self.preprocessing.to_dict(),
             "network_config": self.network_config.model_dump() if self.network_config else None,
             "logistic": {"coef": self.logistic.coef, "intercept": self.logistic.intercept} if self.logistic else None,
+            "trees": self.trees.to_dict() if self.trees else None,
         }
+        if self.trees is not None:
+            (directory / TREES_FILE).write_text(self.trees.text)
         (directory / META_FILE).write_text(json.dumps(meta, indent=1))
         if self.state_dict is not None:
             torch.save(
@@ -142,8 +154,9 @@ class TabularModel:
         if meta.get("format") != 1:
             raise ValueError(f"{meta_path}: unsupported model format {meta.get('format')!r}")
         state = None
-        if meta["kind"] != "logistic":
+        if meta["kind"] not in ("logistic", "gbdt"):
             state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        trees = Trees.from_dict(meta["trees"], (directory / TREES_FILE).read_text()) if meta.get("trees") else None
         return cls(
             kind=meta["kind"],
             spec_name=meta["spec_name"],
@@ -152,4 +165,5 @@ class TabularModel:
             network_config=NetworkConfig(**meta["network_config"]) if meta["network_config"] else None,
             state_dict=state,
             logistic=LogisticWeights(**meta["logistic"]) if meta["logistic"] else None,
+            trees=trees,
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,76 +19,41 @@ from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.decision import choose_threshold
 from ml_assets.model.evaluation import LOWER_IS_BETTER, ModelScores, score_model
+from ml_assets.model.trees import MAX_ROUNDS, Trees, fit_trees
+
+__all__ = ["MAX_ROUNDS", "REFERENCE_KIND", "ReferenceModel", "fit_reference", "metric_gaps", "reference_scores"]
 
 REFERENCE_KIND = "gbdt_reference"
-MAX_ROUNDS = 2000  # boosting rounds at most; early stopping on validation ends far sooner on the demo's windows
-EARLY_STOPPING_ROUNDS = 50
-LEARNING_RATE = 0.05  # LightGBM's default 0.1 with early stopping, halved: steadier on a few thousand rows
 
 
 @dataclass
 class ReferenceModel:
-    """LightGBM on the spec's features: numeric columns as floats (missing stays missing), categories as pandas
-    categoricals with the train rows' vocabulary (an unseen value scores as missing)."""
+    """The fitted trees (``ml_assets.model.trees``) as evaluation scores them, with how long they took."""
 
-    booster: object
-    numeric: list[str]
-    categorical: dict[str, list[str]]
-    best_iteration: int
+    trees: Trees
     fit_seconds: float
     threshold: float = 0.5
     kind: str = REFERENCE_KIND
-    importance: dict[str, float] = field(default_factory=dict)
 
-    def design(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The frame LightGBM sees: one column per feature, categories fixed to the train vocabulary."""
-        out = {name: pd.to_numeric(frame[name], errors="coerce").astype("float64") for name in self.numeric}
-        for name, vocab in self.categorical.items():
-            out[name] = pd.Categorical(frame[name].astype("string").astype(object), categories=vocab)
-        return pd.DataFrame(out, index=frame.index)
+    @property
+    def best_iteration(self) -> int:
+        return self.trees.best_iteration
+
+    @property
+    def importance(self) -> dict[str, float]:
+        return self.trees.importance()
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.booster.predict(self.design(frame), num_iteration=self.best_iteration), dtype=float)
+        return self.trees.predict_proba(frame)
 
 
 def fit_reference(spec: DatasetSpec, train: pd.DataFrame, validation: pd.DataFrame, seed: int = 0) -> ReferenceModel:
     """Fit the reference on labeled train rows, early-stopped on labeled validation rows (log loss)."""
-    import lightgbm as lgb
-
     if train.empty or validation.empty:
         raise ValueError(f"the reference needs labeled train and validation rows ({len(train)} / {len(validation)})")
-    numeric = list(spec.numeric_features)
-    categorical = {
-        name: sorted(str(v) for v in train[name].dropna().astype("string").unique())
-        for name in spec.categorical_features
-    }
-    model = ReferenceModel(booster=None, numeric=numeric, categorical=categorical, best_iteration=0, fit_seconds=0.0)
-    label = spec.label_column
     started = time.perf_counter()
-    params = {
-        "objective": "binary",
-        "learning_rate": LEARNING_RATE,
-        "seed": seed,
-        "deterministic": True,
-        "num_threads": 2,
-        "verbose": -1,
-    }
-    train_set = lgb.Dataset(model.design(train), label=train[label].to_numpy(dtype=np.int64))
-    valid_set = lgb.Dataset(model.design(validation), label=validation[label].to_numpy(dtype=np.int64))
-    booster = lgb.train(
-        params,
-        train_set,
-        num_boost_round=MAX_ROUNDS,
-        valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
-    )
-    model.booster = booster
-    model.best_iteration = int(booster.best_iteration or booster.current_iteration())
-    model.fit_seconds = time.perf_counter() - started
-    gains = booster.feature_importance(importance_type="gain", iteration=model.best_iteration)
-    total = float(gains.sum()) or 1.0
-    model.importance = {n: float(g) / total for n, g in zip(booster.feature_name(), gains, strict=True)}
-    return model
+    trees = fit_trees(spec, train, validation, seed)
+    return ReferenceModel(trees=trees, fit_seconds=time.perf_counter() - started)
 
 
 def reference_scores(
