@@ -327,6 +327,24 @@ def _graph(ui: str) -> dict:
         time.sleep(2)
 
 
+def click_past_prompts(driver, element) -> None:
+    """Click ``element`` as a person would, first closing the UI's one-time community prompt (a modal that can open
+    a few seconds after the page, over everything) when it is in the way."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+    from selenium.webdriver.common.by import By
+
+    for _ in range(10):
+        for skip in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
+            if skip.is_displayed():
+                skip.click()
+        try:
+            element.click()
+            return
+        except ElementClickInterceptedException:
+            time.sleep(1)
+    element.click()
+
+
 def seen_in_a_browser(ui: str, shots: Path) -> None:
     """What a person sees in headless Chromium (Debian's chromium and chromium-driver, driven by selenium): on
     model_evaluation the gate table and the ROC picture in place, without a click, and every figure plotted across
@@ -346,14 +364,12 @@ def seen_in_a_browser(ui: str, shots: Path) -> None:
         driver.get(f"{ui}/assets/model_evaluation")
         # the metadata table of the latest materialization has loaded
         wait.until(lambda d: d.find_elements(By.XPATH, "//td[normalize-space()='candidate_roc_auc']"))
-        for skip in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):  # the newsletter prompt
-            skip.click()
         driver.save_screenshot(str(shots / "model_evaluation.png"))
         gate_rows = driver.find_elements(By.XPATH, "//td[normalize-space()='beats_baseline']")
         assert gate_rows and gate_rows[0].is_displayed(), "the gate table is not shown in place"
         pictures = driver.find_elements(By.CSS_SELECTOR, "img[src^='data:image/svg+xml']")
         assert any(p.is_displayed() and p.size["width"] > 100 for p in pictures), "no ROC picture in place"
-        driver.find_element(By.XPATH, "//button[normalize-space()='Plots']").click()
+        click_past_prompts(driver, driver.find_element(By.XPATH, "//button[normalize-space()='Plots']"))
         wait.until(lambda d: d.find_elements(By.XPATH, "//*[normalize-space()='reference_roc_auc']"))
         assert len(driver.find_elements(By.CSS_SELECTOR, "canvas")) >= 10, "the numeric figures are not plotted"
         driver.save_screenshot(str(shots / "model_evaluation_plots.png"))
