@@ -28,7 +28,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources.k8s_cluster import api_client, cluster_configured
-from resources.k8s_manifests import dns_label, image_ref, k8s_name, to_yaml
+from resources.k8s_manifests import dns_label, image_ref, k8s_name
 
 KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2-slim"
 CONTEXTS = "image-contexts"  # folder of the shared volume holding the exported Bentos
@@ -222,8 +222,3 @@ class KanikoImageBuilder(ConfigurableResource):
                 raise ImageError(f"image build Job {name} failed; see `kubectl -n {self.namespace} logs job/{name}`")
             time.sleep(5.0)
         raise ImageError(f"image build Job {name} did not finish within {self.timeout_s:.0f} s")
-
-
-def build_manifests(builder: KanikoImageBuilder, bento_tag: str) -> str:
-    """The build Job as YAML, for review."""
-    return to_yaml([builder.job(bento_tag)])

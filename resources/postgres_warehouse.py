@@ -223,12 +223,7 @@ class PostgresPandasIOManager(ConfigurableIOManager):
         must survive), or filled them under their old type (then the change is refused)."""
         with conn, conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.db_schema}.{table}",))
-            cur.execute(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND "
-                "table_name = %s",
-                (self.db_schema, table),
-            )
-            existing = dict(cur.fetchall())
+            existing = self._column_types(cur, table)
             changed = {c: (existing[c], t) for c, t in columns.items() if c in existing and existing[c] != t}
             if not changed:
                 return
@@ -250,15 +245,18 @@ class PostgresPandasIOManager(ConfigurableIOManager):
                     )
                 )
 
+    def _column_types(self, cur, table: str) -> dict[str, str]:
+        """The table's columns and their stored types (empty when it does not exist)."""
+        cur.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            (self.db_schema, table),
+        )
+        return dict(cur.fetchall())
+
     def _layout(self, conn, table: str, index: str | None) -> tuple[dict[str, str], bool]:
         """The table's columns and their types (empty when it does not exist), and whether ``index`` exists."""
         with conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND "
-                "table_name = %s",
-                (self.db_schema, table),
-            )
-            existing = dict(cur.fetchall())
+            existing = self._column_types(cur, table)
             has_index = False
             if index:
                 cur.execute("SELECT to_regclass(%s)", (sql.Identifier(self.db_schema, index).as_string(cur),))
