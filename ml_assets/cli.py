@@ -25,16 +25,19 @@ freshness:
 """
 
 
-def _prepare_environment(home: str | None) -> Path:
-    """Point every piece of state at one home directory before Dagster or BentoML import anything."""
+def _prepare_environment(home: str | None, env: str | None = None) -> Path:
+    """Point every piece of state at the environment's folder of one home directory (``env``, default
+    ML_ASSETS_ENV) before Dagster or BentoML import anything."""
     if home:
         os.environ["ML_ASSETS_HOME"] = home
-    from ml_assets.settings import paths
+    if env:
+        os.environ["ML_ASSETS_ENV"] = env
+    from ml_assets.settings import ml_assets_home, paths
 
-    where = paths()
-    os.environ["ML_ASSETS_HOME"] = str(where.home)
-    os.environ.setdefault("DAGSTER_HOME", str(where.home / "dagster"))
-    os.environ.setdefault("BENTOML_HOME", str(where.home / "bentoml"))
+    os.environ["ML_ASSETS_HOME"] = str(ml_assets_home())
+    where = paths()  # dev honours a DAGSTER_HOME or BENTOML_HOME already set; qa and prod keep theirs in their folder
+    os.environ["DAGSTER_HOME"] = str(where.dagster_home)
+    os.environ["BENTOML_HOME"] = str(where.bentoml_home)
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     for folder in (where.home, where.dagster_home, where.landing, where.quarantine):
         folder.mkdir(parents=True, exist_ok=True)
@@ -44,13 +47,26 @@ def _prepare_environment(home: str | None) -> Path:
     return where.home
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from ml_assets.settings import ml_assets_home
+def _fresh(home: Path) -> None:
+    """Delete an environment's state; dev's folder is the top of ML_ASSETS_HOME, and the qa and prod folders in it
+    are theirs, not dev's, so they stay."""
+    from ml_assets.settings import ENVIRONMENTS, environment_home
 
-    home = Path(args.home).resolve() if args.home else ml_assets_home()
-    if args.fresh and home.exists():
-        shutil.rmtree(home)
-    _prepare_environment(str(home))
+    others = {environment_home(e) for e in ENVIRONMENTS} - {home}
+    for entry in home.iterdir() if home.exists() else ():
+        if entry in others:
+            continue
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if args.fresh:
+        if args.home:
+            os.environ["ML_ASSETS_HOME"] = args.home
+        from ml_assets.settings import paths
+
+        _fresh(paths().home)
+    _prepare_environment(args.home)
     from ml_assets.demo import run_demo
 
     return run_demo(days=args.days, seed=args.seed, stages=args.stages)
@@ -65,6 +81,62 @@ def _up(args: argparse.Namespace) -> int:
     thresholds_for(load_default_spec())  # a spec that cannot be used is refused before anything starts
 
     return run_up(host=args.host, port=args.port, replay_s=args.replay)
+
+
+def _outcome(result) -> str:
+    """What a champion_model run that failed says: a refusal's one line, else the innermost error's first line."""
+    failure = next((e for e in result.all_events if e.is_step_failure), None)
+    data = failure.step_failure_data if failure is not None else None
+    if data is not None and data.user_failure_data is not None:  # a refusal: its one line
+        return data.user_failure_data.description or "refused"
+    error = data.error if data is not None else None
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return (error.message.strip().splitlines() or ["no error message"])[0] if error else "the run failed"
+
+
+def _run_champion_job(job_name: str, run_config: dict, tags: dict[str, str]):
+    """Run a job that materializes ``champion_model`` alone on the environment's instance, as the launchpad would;
+    the run's log is in the instance (the UI), the terminal gets one line."""
+    from dagster import DagsterInstance
+
+    from ml_assets.definitions import build_definitions
+
+    job = build_definitions().resolve_job_def(job_name)
+    with DagsterInstance.get() as instance:
+        return job.execute_in_process(
+            instance=instance,
+            run_config={**run_config, "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            raise_on_error=False,
+            tags=tags,
+        )
+
+
+def _promote(args: argparse.Namespace) -> int:
+    """Run the ``promote_model`` job in the target environment: the model that passed the source environment
+    becomes the champion there, or one line says why not (exit 2)."""
+    from ml_assets.settings import check_environment
+
+    source, target = check_environment(args.source, "--from"), check_environment(args.target, "--to")
+    _prepare_environment(args.home, target)
+    _quiet_warnings()
+    from ml_assets.model.champion import PROMOTE_JOB, promote_run_config
+    from ml_assets.promotion import promoter
+
+    by = promoter(args.by or "")
+    result = _run_champion_job(
+        PROMOTE_JOB,
+        promote_run_config(args.tag, source, by),
+        {"ml_assets/trigger": "cli", "ml_assets/promoted_by": by, "ml_assets/promoted_from": source},
+    )
+    if result.success:
+        meta = result.asset_materializations_for_node("champion_model")[0].metadata
+        print(f"ml-assets promote: {meta['why'].value} (previous champion in {target}: "
+              f"{meta['previous_champion'].value}); automation rebuilds and redeploys it "
+              f"(ML_ASSETS_ENV={target} ml-assets up), or launch serving_job")  # fmt: skip
+        return 0
+    print(f"ml-assets promote: {_outcome(result)}", file=sys.stderr)
+    return 2
 
 
 def _stop(args: argparse.Namespace) -> int:
@@ -101,38 +173,15 @@ def _rollback(args: argparse.Namespace) -> int:
     the current one; one line saying what happened or why it was refused."""
     _prepare_environment(args.home)
     _quiet_warnings()
-    from dagster import DagsterInstance
-
-    from ml_assets.definitions import build_definitions
     from ml_assets.model.champion import ROLLBACK_JOB, rollback_run_config
 
-    job = build_definitions().resolve_job_def(ROLLBACK_JOB)
-    with DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            # the run's log is in the instance (the UI); the terminal gets one line
-            run_config={
-                **rollback_run_config(args.tag or ""),
-                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-            },
-            raise_on_error=False,
-            tags={"ml_assets/trigger": "cli"},
-        )
+    result = _run_champion_job(ROLLBACK_JOB, rollback_run_config(args.tag or ""), {"ml_assets/trigger": "cli"})
     if result.success:
         meta = result.asset_materializations_for_node("champion_model")[0].metadata
         print(f"ml-assets rollback: {meta['why'].value}; automation rebuilds and redeploys it (ml-assets up), or "
               "launch serving_job")  # fmt: skip
         return 0
-    failure = next((e for e in result.all_events if e.is_step_failure), None)
-    data = failure.step_failure_data if failure is not None else None
-    if data is not None and data.user_failure_data is not None:  # a refusal: its one line
-        message = data.user_failure_data.description or "refused"
-    else:  # anything else: the innermost error's first line
-        error = data.error if data is not None else None
-        while error is not None and error.cause is not None:
-            error = error.cause
-        message = (error.message.strip().splitlines() or ["no error message"])[0] if error else "the run failed"
-    print(f"ml-assets rollback: {message}", file=sys.stderr)
+    print(f"ml-assets rollback: {_outcome(result)}", file=sys.stderr)
     return 1
 
 
@@ -167,7 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--home", help="state directory (default: $ML_ASSETS_HOME or ./.ml_assets)")
     up.add_argument("--host", default="127.0.0.1", help="address of the UI (default 127.0.0.1)")
-    up.add_argument("--port", type=int, default=3030, help="port of the UI (default 3030; the model serves on 3000)")
+    up.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port of the UI (default 3030 in dev, 3031 in qa, 3032 in prod; the model serves on 3000, 3001, 3002)",
+    )
     up.add_argument(
         "--replay", type=float, default=None, metavar="SECONDS", help="land the next simulated day every SECONDS"
     )
@@ -187,6 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("tag", nargs="?", default=None, help="a former champion's model tag (default: the previous)")
     rollback.add_argument("--home", help="state directory (default: $ML_ASSETS_HOME or ./.ml_assets)")
     rollback.set_defaults(func=_rollback)
+
+    promote = sub.add_parser(
+        "promote",
+        help="promote a model that passed QA into prod (or one that passed dev into qa): it becomes the champion",
+        description="Run the promote_model job in the target environment: the model arrives with its lineage and "
+        "the source's evidence (gates, readiness) through BentoML's export/import, becomes the champion there and "
+        "is recorded in the target's instance (who, when, what, from where). Refused in one line (exit 2) when it "
+        "did not pass every blocking gate and readiness in the source. Rolling prod back is promoting the previous "
+        "model again.",
+    )
+    promote.add_argument("tag", help="the model's tag in the source environment's store (name:version)")
+    promote.add_argument("--from", dest="source", required=True, help="the environment it passed: qa (or dev)")
+    promote.add_argument("--to", dest="target", required=True, help="the environment it goes to: prod (or qa)")
+    promote.add_argument("--by", default=None, help="who promotes (default: $USER)")
+    promote.add_argument("--home", help="ML_ASSETS_HOME holding both environments (default: $ML_ASSETS_HOME or ./.ml_assets)")
+    promote.set_defaults(func=_promote)
 
     from ml_assets.datasets.simulate_cli import add_simulate_parser
 

@@ -1,7 +1,9 @@
 """The one Definitions object of ml-assets: assets, checks, resources (chosen by environment), sensors, jobs.
 
-``ML_ASSETS_ENV`` picks the resource set (``local``: embedded, needs no service; ``prod``: see deploy/), and
-``ML_ASSETS_DATASET_SPEC`` the dataset; both are read when the code location loads.
+``ML_ASSETS_ENV`` says which environment this is (``dev``, ``qa``, ``prod``: whose state the resources point at,
+shown on every asset as its ``environment`` tag and in the code location's name), ``ML_ASSETS_RUNS_ON`` where it
+runs (``local``: embedded, needs no service; ``kubernetes``: see deploy/), and ``ML_ASSETS_DATASET_SPEC`` the
+dataset; all are read when the code location loads.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from ml_assets.data.assets import build_data_assets
 from ml_assets.dataset import DatasetSpec, load_default_spec
 from ml_assets.environments import executor_for, resources_for
 from ml_assets.model.assets import build_model_assets
-from ml_assets.model.champion import build_champion_model, rollback_champion_job
+from ml_assets.model.champion import build_champion_model, promote_model_job, rollback_champion_job
 from ml_assets.model.evaluation_asset import build_model_evaluation
 from ml_assets.monitoring.assets import build_monitoring_assets
 from ml_assets.monitoring.ml_test_score import build_readiness_assets, build_readiness_check
@@ -20,7 +22,7 @@ from ml_assets.partitions import daily_partitions, resolve_start, training_set_p
 from ml_assets.readiness.evidence import GraphFactsSource
 from ml_assets.serving.assets import build_serving_assets
 from ml_assets.serving.batch import build_batch_predictions
-from ml_assets.settings import environment
+from ml_assets.settings import check_environment, environment, runs_on
 from sensors.automation import build_automation_sensor
 from sensors.deployment_health import build_health_sensor
 from sensors.folder_sensors import build_label_sensor, build_landing_sensor, build_prediction_log_sensor
@@ -33,17 +35,21 @@ MODEL_JOB = "model_job"
 SERVING_JOB = "serving_job"
 MONITORING_JOB = "monitoring_job"
 
+ENV_TAG = "environment"
 MODEL_ASSETS = ("approved_training_set", "baseline_model", "candidate_model", "model_evaluation", "champion_model")
 SERVING_ASSETS = ("bento", "deployment")
 
 
-def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -> Definitions:
-    env = env or environment()
+def build_definitions(spec: DatasetSpec | None = None, env: str | None = None, where: str | None = None) -> Definitions:
+    """The Definitions of environment ``env`` (default ``ML_ASSETS_ENV``) running ``where`` (default
+    ``ML_ASSETS_RUNS_ON``)."""
+    env = check_environment(env or environment(), "env")
+    where = where or runs_on()
     spec = resolve_start(spec or load_default_spec())  # one partitioning for the whole load
     daily = daily_partitions(spec)
     data = list(build_data_assets(spec))
     model_evaluation, model_gates = build_model_evaluation(spec)
-    model = [*build_model_assets(spec), model_evaluation, build_champion_model(spec)]
+    model = [*build_model_assets(spec), model_evaluation, build_champion_model(spec, env)]
     serving = build_serving_assets(spec)
     graph = GraphFactsSource()  # what ml_test_score and readiness judge: these Definitions, bound below
     monitoring = [*build_monitoring_assets(spec, daily), *build_readiness_assets(spec, graph)]
@@ -73,6 +79,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
             description="Build a Bento for the champion and deploy it blue/green behind the stable URL.",
         ),
         rollback_champion_job,
+        promote_model_job,
         define_asset_job(
             MONITORING_JOB,
             selection=AssetSelection.assets("prediction_log", "model_monitoring"),
@@ -80,8 +87,8 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
             description="Load one day's prediction log and judge the served model on it (drift, quality, fairness).",
         ),
     ]
-    # Self-driving by default on the embedded instance; in prod a platform team switches them on.
-    status = DefaultSensorStatus.RUNNING if env == "local" else DefaultSensorStatus.STOPPED
+    # Self-driving by default on the embedded instance; on Kubernetes a platform team switches them on.
+    status = DefaultSensorStatus.RUNNING if where == "local" else DefaultSensorStatus.STOPPED
     sensors = [
         build_landing_sensor(daily, status),
         build_automation_sensor(status),
@@ -96,8 +103,12 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
         asset_checks=[model_gates, build_readiness_check(spec, graph)],
         jobs=jobs,
         sensors=sensors,
-        resources=resources_for(env, spec),
-        executor=executor_for(env),
+        resources=resources_for(env, spec, where),
+        executor=executor_for(where),
+    )
+    # the environment on every asset, where the UI shows it (the asset's page and the catalog's tag filter)
+    definitions = definitions.permissive_map_resolved_asset_specs(
+        func=lambda s: s.merge_attributes(tags={ENV_TAG: env}), selection=None
     )
     return graph.bind(definitions)
 

@@ -1,9 +1,11 @@
-"""Resources per environment, the way Dagster's example projects choose them: one dict per environment.
+"""Resources per place an environment runs, the way Dagster's example projects choose them: one dict per place.
 
-``local`` is embedded (DuckDB file, BentoML store on disk, torchrun subprocesses, ``bentoml serve`` on loopback)
-and needs no service; ``prod`` reads its locations from environment variables so the same code runs in pods
-(runs and steps as pods, training in GPU pods, tables in PostgreSQL, blue/green serving), and imports its
-Kubernetes and PostgreSQL clients only when chosen (they come with the ``k8s`` extra).
+Which environment (dev, qa, prod) decides whose state the resources point at (``ml_assets.settings.paths``); where
+it runs (``ML_ASSETS_RUNS_ON``) decides the resource set. ``local`` is embedded (DuckDB file, BentoML store on disk,
+torchrun subprocesses, ``bentoml serve`` on loopback) and needs no service; ``kubernetes`` reads its locations from
+environment variables so the same code runs in pods (runs and steps as pods, training in GPU pods, tables in
+PostgreSQL, blue/green serving) in the environment's namespace, and imports its Kubernetes and PostgreSQL clients
+only when chosen (they come with the ``k8s`` extra).
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from typing import Any
 from dagster import ExecutorDefinition, FilesystemIOManager, in_process_executor
 
 from ml_assets.dataset import DatasetSpec
-from ml_assets.settings import Paths, configured_home, environment, int_env, paths, serve_port
+from ml_assets.settings import (
+    Paths,
+    configured_home,
+    environment,
+    int_env,
+    kubernetes_namespace,
+    paths,
+    runs_on,
+    serve_port,
+)
 from resources.alerts import Alerts
 from resources.bento_deployer import LocalBentoDeployer
 from resources.deepspeed_trainer import DeepSpeedTrainer
@@ -46,9 +57,10 @@ def _shared(where: Paths) -> dict[str, Any]:
     }
 
 
-def local_resources(spec: DatasetSpec, where: Paths | None = None) -> dict[str, Any]:
-    """Embedded: everything on this machine under ML_ASSETS_HOME; DeepSpeed ranks as local processes."""
-    where = where or paths()
+def local_resources(spec: DatasetSpec, where: Paths | None = None, env: str | None = None) -> dict[str, Any]:
+    """Embedded: everything on this machine under the environment's folder of ML_ASSETS_HOME; DeepSpeed ranks as
+    local processes."""
+    where = where or paths(env)
     return _shared(where) | {
         "trainer": DeepSpeedTrainer(
             launcher=LocalTorchrunLauncher(log_root=str(where.home / "logs" / "training")),
@@ -60,15 +72,18 @@ def local_resources(spec: DatasetSpec, where: Paths | None = None) -> dict[str, 
         "bento_deployer": LocalBentoDeployer(
             home=str(where.home),
             bentoml_home=str(where.bentoml_home),
-            port=serve_port(),
+            port=serve_port(env),
         ),
     }
 
 
-def prod_resources(spec: DatasetSpec, home: str | None = None, namespace: str | None = None) -> dict[str, Any]:
-    """Production on Kubernetes: the shared volume at ML_ASSETS_HOME in every pod, tables in PostgreSQL
+def kubernetes_resources(
+    spec: DatasetSpec, home: str | None = None, namespace: str | None = None, env: str | None = None
+) -> dict[str, Any]:
+    """An environment on Kubernetes: the shared volume at ML_ASSETS_HOME in every pod, tables in PostgreSQL
     (``ML_ASSETS_WAREHOUSE_URL``), DeepSpeed ranks in GPU pods of the project image (``ML_ASSETS_IMAGE``), and
-    blue/green serving of the Bento's image (``ML_ASSETS_IMAGE_REGISTRY``) in ``ML_ASSETS_NAMESPACE``."""
+    blue/green serving of the Bento's image (``ML_ASSETS_IMAGE_REGISTRY``) in the environment's namespace
+    (``ML_ASSETS_NAMESPACE``, default ``ml-assets`` for prod, ``ml-assets-<env>`` for dev and qa)."""
     from dagster import EnvVar
 
     from resources.image_builder import KanikoImageBuilder, RegistryClient
@@ -78,9 +93,9 @@ def prod_resources(spec: DatasetSpec, home: str | None = None, namespace: str | 
 
     home = home or configured_home()
     if not home:
-        raise RuntimeError("ML_ASSETS_ENV=prod needs ML_ASSETS_HOME set to the shared volume path")
+        raise RuntimeError("ML_ASSETS_RUNS_ON=kubernetes needs ML_ASSETS_HOME set to the shared volume path")
     where = Paths(Path(home))
-    namespace = namespace or os.environ.get("ML_ASSETS_NAMESPACE", "default")
+    namespace = namespace or kubernetes_namespace(env or environment())
     gpus_per_node = int_env("ML_ASSETS_GPUS_PER_NODE", 8)
     registry = os.environ.get("ML_ASSETS_IMAGE_REGISTRY", "registry.example.com/ml-assets")
     registry_client = RegistryClient(scheme=os.environ.get("ML_ASSETS_IMAGE_REGISTRY_SCHEME", "https"))
@@ -144,12 +159,12 @@ STEP_RESOURCES = {
 }
 
 
-def executor_for(env: str | None = None) -> ExecutorDefinition:
+def executor_for(where: str | None = None) -> ExecutorDefinition:
     """The executor of every job. Locally every run executes its steps in one process: a process per step would
     start Python, Dagster and torch again for each of them (about 5 s a step on 2 cores), and the training ranks
     are processes anyway. In prod each step runs in its own pod (dagster-k8s), sized per asset; run pods come from
     the instance's K8sRunLauncher (deploy/)."""
-    if (env or environment()) != "prod":
+    if (where or runs_on()) != "kubernetes":
         return in_process_executor
     from dagster_k8s import k8s_job_executor
 
@@ -163,5 +178,8 @@ def executor_for(env: str | None = None) -> ExecutorDefinition:
     )
 
 
-def resources_for(env: str, spec: DatasetSpec) -> dict[str, Any]:
-    return {"local": local_resources, "prod": prod_resources}[env](spec)
+def resources_for(env: str, spec: DatasetSpec, where: str | None = None) -> dict[str, Any]:
+    """The resources of environment ``env`` running ``where`` (default ``ML_ASSETS_RUNS_ON``)."""
+    if (where or runs_on()) == "kubernetes":
+        return kubernetes_resources(spec, env=env)
+    return local_resources(spec, paths(env), env)

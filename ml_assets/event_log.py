@@ -34,6 +34,7 @@ __all__ = [
     "DATA_VERSION_TAG",
     "CheckVerdict",
     "blocking_verdict",
+    "check_evaluations_of",
     "last_judgements",
     "latest_check_evaluations",
     "metadata_text",
@@ -122,6 +123,28 @@ def last_judgements(
         )
         evaluation = records[0].evaluation if records else None
         found[name] = evaluation if isinstance(evaluation, AssetCheckEvaluation) else None
+    return found
+
+
+def check_evaluations_of(
+    instance: DagsterInstance, asset: AssetKey, storage_id: int, check_names: Sequence[str], history: int = 50
+) -> dict[str, AssetCheckEvaluation | None]:
+    """The evaluation of each named check of ``asset`` that judged the materialization ``storage_id`` (the latest one
+    when it was judged twice), None where none did: what a later decision about that very materialization (a
+    promotion out of its environment) reads, whatever was materialized since."""
+    found: dict[str, AssetCheckEvaluation | None] = {}
+    for name in check_names:
+        records = instance.event_log_storage.get_asset_check_execution_history(AssetCheckKey(asset, name), limit=history)
+        found[name] = next(
+            (
+                r.evaluation
+                for r in records  # newest first
+                if isinstance(r.evaluation, AssetCheckEvaluation)
+                and r.evaluation.target_materialization_data is not None
+                and r.evaluation.target_materialization_data.storage_id == storage_id
+            ),
+            None,
+        )
     return found
 
 

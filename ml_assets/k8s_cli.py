@@ -1,7 +1,9 @@
-"""``ml-assets k8s render --out DIR``: every object the prod environment creates, as YAML, for review and GitOps.
+"""``ml-assets k8s render --env ENV --out DIR``: every object an environment creates on Kubernetes, as YAML, for
+review and GitOps.
 
-The objects come from the same resources ``ML_ASSETS_ENV=prod`` runs with (``ml_assets.environments``), so what
-is reviewed is what runs: a training launch of N nodes x G GPUs (the rank-0 pod PipesK8sClient creates, less the
+Each environment runs in its own namespace (``ml-assets`` for prod, ``ml-assets-qa`` and ``ml-assets-dev`` beside
+it, unless ``--namespace`` says otherwise). The objects come from the same resources ``ML_ASSETS_RUNS_ON=kubernetes``
+runs with (``ml_assets.environments``), so what is reviewed is what runs: a training launch of N nodes x G GPUs (the rank-0 pod PipesK8sClient creates, less the
 Pipes variables it injects at run time, the workers' Indexed Job and the rendezvous Service), both serving slots
 with the stable and preview Services, the Job that builds and pushes the served Bento's image in the cluster, the Role the run and step pods need, and the Dagster instance config and
 Helm values from ``deploy/``.
@@ -20,22 +22,25 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 def render(
     out: Path,
     home: str,
-    namespace: str,
+    namespace: str | None,
     nodes: int,
     gpus_per_node: int,
     bento_tag: str | None,
     model_tag: str | None,
     service_account: str,
+    env: str = "prod",
 ) -> dict[str, list[dict[str, Any]]]:
-    """Write the objects under ``out`` (one YAML file per group) and return them by file name."""
+    """Write the objects of environment ``env`` under ``out`` (one YAML file per group) and return them by file name;
+    ``namespace`` None: the environment's own."""
     from ml_assets.dataset import load_default_spec
-    from ml_assets.environments import prod_resources
+    from ml_assets.environments import kubernetes_resources
+    from ml_assets.settings import kubernetes_namespace
     from resources.deepspeed_trainer import ENTRYPOINT
     from resources.k8s_manifests import SLOTS, other_slot, to_yaml, workload_rbac
     from resources.launchers import LaunchSpec
 
     spec = load_default_spec()
-    prod = prod_resources(spec, home=home, namespace=namespace)
+    prod = kubernetes_resources(spec, home=home, namespace=namespace or kubernetes_namespace(env), env=env)
     trainer, deployer = prod["trainer"], prod["bento_deployer"]
     launcher = trainer.launcher.model_copy(
         update={"gpus_per_node": gpus_per_node, "max_nodes": max(nodes, trainer.launcher.max_nodes)}
@@ -71,6 +76,8 @@ def render(
 
 
 def _render(args: argparse.Namespace) -> int:
+    from ml_assets.settings import check_environment
+
     if args.nodes < 1 or args.gpus_per_node < 1:
         raise SystemExit(f"--nodes and --gpus-per-node must be >= 1, got {args.nodes} and {args.gpus_per_node}")
     groups = render(
@@ -82,6 +89,7 @@ def _render(args: argparse.Namespace) -> int:
         args.bento_tag,
         args.model_tag,
         args.service_account,
+        check_environment(args.env, "--env"),
     )
     for name, objects in groups.items():
         kinds = ", ".join(f"{o['kind']} {o['metadata']['name']}" for o in objects)
@@ -91,7 +99,7 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def add_k8s_parser(sub: argparse._SubParsersAction) -> None:
-    k8s = sub.add_parser("k8s", help="Kubernetes: render what the prod environment creates")
+    k8s = sub.add_parser("k8s", help="Kubernetes: render what an environment (prod by default) creates")
     commands = k8s.add_subparsers(dest="k8s_command", required=True)
     render_cmd = commands.add_parser(
         "render",
@@ -103,7 +111,10 @@ def add_k8s_parser(sub: argparse._SubParsersAction) -> None:
     render_cmd.add_argument(
         "--home", default="/data/ml-assets", help="ML_ASSETS_HOME in the pods (default: %(default)s)"
     )
-    render_cmd.add_argument("--namespace", default="ml-assets", help="where it all goes (default: %(default)s)")
+    render_cmd.add_argument("--env", default="prod", help="dev, qa or prod (default: %(default)s)")
+    render_cmd.add_argument(
+        "--namespace", default=None, help="where it all goes (default: ml-assets for prod, ml-assets-<env> otherwise)"
+    )
     render_cmd.add_argument("--nodes", type=int, default=2, help="training nodes (default: %(default)s)")
     render_cmd.add_argument(
         "--gpus-per-node", type=int, default=8, help="GPUs per training node (default: %(default)s)"

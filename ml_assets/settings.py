@@ -1,13 +1,21 @@
-"""Where ml-assets keeps its state: one home directory, overridable by environment variables.
+"""Which environment this is, where it runs, and where it keeps its state.
+
+Two settings that used to be one: ``ML_ASSETS_ENV`` says WHICH environment (``dev``, ``qa`` or ``prod``: what the
+process is for and whose state it touches) and ``ML_ASSETS_RUNS_ON`` says WHERE it runs (``local``: embedded, or
+``kubernetes``: pods, PostgreSQL, blue/green Deployments). Any environment runs anywhere.
 
 Everything the pipeline writes (Dagster instance, DuckDB warehouse, landing zone, quarantine, BentoML store,
-prediction logs) lives under ``ML_ASSETS_HOME`` (default ``./.ml_assets``), so one ``rm -r`` resets a demo and
-tests isolate themselves by pointing the variable at a temporary directory.
+prediction logs, deployments) lives under ``ML_ASSETS_HOME`` (default ``./.ml_assets``): ``dev``, the default, keeps
+today's layout at its top, and ``qa`` and ``prod`` each have a folder of their own in it (``$ML_ASSETS_HOME/qa``,
+``$ML_ASSETS_HOME/prod``), so the three run side by side on one machine and one ``rm -r`` still resets everything.
+On Kubernetes each environment has its own namespace, with its own volume mounted at ``ML_ASSETS_HOME``: the
+namespace separates them, and the state is at the volume's top.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,15 +23,32 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SPEC_PATH = PACKAGE_DIR / "datasets" / "adult.yaml"
 
 
+ENVIRONMENTS = ("dev", "qa", "prod")
+DEFAULT_ENVIRONMENT = "dev"
+RUNS_ON = ("local", "kubernetes")
+# Before ML_ASSETS_ENV named the environment it named the resource set: ``local`` was today's dev on this machine.
+DEPRECATED_ENVIRONMENTS = {"local": DEFAULT_ENVIRONMENT}
+# Ports of an environment on one machine: dev keeps the historical ones, qa and prod sit beside it.
+PORT_OFFSETS = {"dev": 0, "qa": 1, "prod": 2}
+
+
 @dataclass(frozen=True)
 class Paths:
-    """The directory layout under ML_ASSETS_HOME."""
+    """The directory layout of one environment's state.
+
+    ``overrides``: DAGSTER_HOME and BENTOML_HOME, when set, win (the process's own environment: how tests and pods
+    have always placed them); never for another environment's state, which a promotion reads."""
 
     home: Path
+    overrides: bool = True
+
+    def _override(self, variable: str, default: Path) -> Path:
+        value = os.environ.get(variable) if self.overrides else None
+        return Path(value) if value else default
 
     @property
     def dagster_home(self) -> Path:
-        return Path(os.environ.get("DAGSTER_HOME", self.home / "dagster"))
+        return self._override("DAGSTER_HOME", self.home / "dagster")
 
     @property
     def warehouse(self) -> Path:
@@ -39,7 +64,7 @@ class Paths:
 
     @property
     def bentoml_home(self) -> Path:
-        return Path(os.environ.get("BENTOML_HOME", self.home / "bentoml"))
+        return self._override("BENTOML_HOME", self.home / "bentoml")
 
     @property
     def staging(self) -> Path:
@@ -76,8 +101,21 @@ def ml_assets_home() -> Path:
     return configured_home() or Path(".ml_assets").resolve()
 
 
-def paths() -> Paths:
-    return Paths(ml_assets_home())
+def environment_home(env: str, root: Path | None = None) -> Path:
+    """The folder of ``env``'s state: the top of ML_ASSETS_HOME for dev (the layout a newcomer always had) and on
+    Kubernetes (the namespace's own volume); ``<ML_ASSETS_HOME>/<env>`` for qa and prod on one machine."""
+    root = root or ml_assets_home()
+    return root if env == DEFAULT_ENVIRONMENT or runs_on() == "kubernetes" else root / env
+
+
+def paths(env: str | None = None) -> Paths:
+    """The state of ``env`` (default: this process's environment). Only the process's own environment honours
+    DAGSTER_HOME and BENTOML_HOME, and only where it lives at the top of ML_ASSETS_HOME: qa and prod on one machine
+    always keep their instance and store in their own folder, so one shell's variables never make them share."""
+    current = environment()
+    env = check_environment(env or current, "environment")
+    home = environment_home(env)
+    return Paths(home, overrides=env == current and home == ml_assets_home())
 
 
 def int_env(name: str, default: int) -> int:
@@ -91,9 +129,15 @@ def int_env(name: str, default: int) -> int:
         raise SettingError(f"{name} must be an integer, got {value!r}") from e
 
 
-def serve_port() -> int:
-    """The stable loopback port applications call the served model on (``ML_ASSETS_SERVE_PORT``, default 3000)."""
-    return int_env("ML_ASSETS_SERVE_PORT", 3000)
+def serve_port(env: str | None = None) -> int:
+    """The stable loopback port applications call the served model on (``ML_ASSETS_SERVE_PORT``; default 3000 for
+    dev, 3001 for qa, 3002 for prod, so the three serve side by side)."""
+    return int_env("ML_ASSETS_SERVE_PORT", 3000 + PORT_OFFSETS[env or environment()])
+
+
+def ui_port(env: str | None = None) -> int:
+    """The port of ``ml-assets up``'s Dagster UI: 3030 for dev, 3031 for qa, 3032 for prod."""
+    return 3030 + PORT_OFFSETS[env or environment()]
 
 
 def spec_path() -> Path:
@@ -101,9 +145,36 @@ def spec_path() -> Path:
     return Path(os.environ.get("ML_ASSETS_DATASET_SPEC", DEFAULT_SPEC_PATH)).resolve()
 
 
-def environment() -> str:
-    """The resource set to use: ``local`` (embedded, default) or ``prod``."""
-    env = os.environ.get("ML_ASSETS_ENV", "local")
-    if env not in ("local", "prod"):
-        raise SettingError(f"ML_ASSETS_ENV must be 'local' or 'prod', got {env!r}")
+def check_environment(env: str, where: str = "ML_ASSETS_ENV") -> str:
+    """``env`` when it names an environment (``local``, the old name of dev's resource set, is read as dev)."""
+    env = DEPRECATED_ENVIRONMENTS.get(env, env)
+    if env not in ENVIRONMENTS:
+        raise SettingError(f"{where} must be one of {', '.join(ENVIRONMENTS)}, got {env!r}")
     return env
+
+
+def environment() -> str:
+    """Which environment this process is: ``ML_ASSETS_ENV`` (``dev``, the default, ``qa`` or ``prod``)."""
+    value = os.environ.get("ML_ASSETS_ENV", "").strip() or DEFAULT_ENVIRONMENT
+    if value in DEPRECATED_ENVIRONMENTS:
+        warnings.warn(
+            f"ML_ASSETS_ENV={value} is deprecated: it now names the environment (dev, qa or prod); {value!r} is read "
+            f"as {DEPRECATED_ENVIRONMENTS[value]!r} on this machine (ML_ASSETS_RUNS_ON=local)",
+            FutureWarning,
+            stacklevel=2,
+        )
+    return check_environment(value)
+
+
+def runs_on() -> str:
+    """Where the environment runs: ``ML_ASSETS_RUNS_ON`` (``local``, the default, or ``kubernetes``)."""
+    value = os.environ.get("ML_ASSETS_RUNS_ON", "").strip() or "local"
+    if value not in RUNS_ON:
+        raise SettingError(f"ML_ASSETS_RUNS_ON must be one of {', '.join(RUNS_ON)}, got {value!r}")
+    return value
+
+
+def kubernetes_namespace(env: str) -> str:
+    """The namespace an environment runs in on Kubernetes (``ML_ASSETS_NAMESPACE`` wins): ``ml-assets`` for prod,
+    ``ml-assets-dev`` and ``ml-assets-qa`` beside it."""
+    return os.environ.get("ML_ASSETS_NAMESPACE") or ("ml-assets" if env == "prod" else f"ml-assets-{env}")

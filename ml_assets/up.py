@@ -1,6 +1,9 @@
 """``ml-assets up``: the local always-on mode, the Dagster webserver and daemon on the embedded instance.
 
-Both run as child processes on 127.0.0.1 with the instance under ML_ASSETS_HOME; the landing sensor, the
+Both run as child processes on 127.0.0.1 with the instance of the environment (``ML_ASSETS_ENV``: dev by default, its
+state at the top of ML_ASSETS_HOME; qa and prod in their folders of it, each with its own UI port: 3030, 3031,
+3032) and a code location named after it (``ml_assets_dev``, ``ml_assets_qa``, ``ml_assets_prod``: the UI shows it on
+every asset, job and run, so two UIs side by side are never confused); the landing sensor, the
 automation sensor and the health sensor are on by default, so landed files flow through the graph by themselves.
 Ctrl-C (SIGINT) or SIGTERM stops both by PID with their whole process trees (code servers, run workers). A served
 model keeps serving: it belongs to the deployment, and ``ml-assets stop`` stops it.
@@ -20,17 +23,22 @@ from pathlib import Path
 
 import httpx
 
-from ml_assets.settings import paths
+from ml_assets.settings import environment, paths
 from resources.process_tree import alive, start, stop_tree, wait_until
 
 WORKSPACE = """\
-# Written by `ml-assets up`: the one code location of ml-assets.
+# Written by `ml-assets up`: the one code location of ml-assets, named after its environment.
 load_from:
   - python_module:
       module_name: ml_assets.definitions
       attribute: defs
-      location_name: ml_assets
+      location_name: {location}
 """
+
+
+def location_name(env: str) -> str:
+    """The code location's name in the UI: the environment is in it."""
+    return f"ml_assets_{env}"
 READY_TIMEOUT_S = 180.0
 
 
@@ -54,7 +62,7 @@ class Up:
 
     def start(self) -> None:
         workspace = self.where.dagster_home / "workspace.yaml"
-        workspace.write_text(WORKSPACE)
+        workspace.write_text(WORKSPACE.format(location=location_name(environment())))
         python = sys.executable
         self.pids["webserver"] = start(
             [python, "-m", "dagster_webserver", "-h", self.host, "-p", str(self.port), "-w", str(workspace)],
@@ -91,12 +99,14 @@ def replay_loop(every_s: float, stop: threading.Event) -> None:
         print(f"  replay: landed {what} {landed.day} ({landed.rows:,} rows)", flush=True)
 
 
-def run_up(host: str = "127.0.0.1", port: int = 3030, replay_s: float | None = None) -> int:
-    up = Up(host, port)
+def run_up(host: str = "127.0.0.1", port: int | None = None, replay_s: float | None = None) -> int:
+    from ml_assets.settings import ui_port
+
+    up = Up(host, port or ui_port())
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"ml-assets up: instance {up.where.dagster_home}, logs {up.logs}", flush=True)
+    print(f"ml-assets up: environment {environment()}, instance {up.where.dagster_home}, logs {up.logs}", flush=True)
     up.start()
     try:
         if not up.wait_ready():

@@ -14,6 +14,7 @@ if BentoML changes either.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,6 +64,29 @@ class ModelStore(ConfigurableResource):
         ) as bento_model:
             model.save(bento_model.path)
         return str(bento_model.tag)
+
+    def has(self, tag: str) -> bool:
+        try:
+            self._get(tag)
+        except ModelNotFoundError:
+            return False
+        return True
+
+    def import_from(self, source: ModelStore, tag: str) -> str:
+        """Copy model ``tag`` (its files, labels and metadata: the lineage travels with it) from another store into
+        this one through BentoML's public ``export_model``/``import_model``, the ``.bentomodel`` archive that
+        ``bentoml models export``/``import`` move between machines. A model already here is left as it is (a stored
+        model is never rewritten); returns its tag."""
+        found = source._get(tag)  # raises naming the source store when the tag is not there
+        if self.has(str(found.tag)):
+            return str(found.tag)
+        os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+        with tempfile.TemporaryDirectory(prefix="bentomodel-") as scratch:
+            archive = bentoml.models.export_model(
+                found.tag, os.path.join(scratch, "model.bentomodel"), _model_store=source._store()
+            )
+            imported = bentoml.models.import_model(archive, _model_store=self._store())
+        return str(imported.tag)
 
     def path(self, tag: str) -> Path:
         """Directory of the model's files (for packaging)."""

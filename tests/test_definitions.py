@@ -46,9 +46,9 @@ def test_definitions_load_with_the_data_graph(ml_home: Path) -> None:
     assert {"ingest_job", "training_set_job"} <= {j.name for j in repo.get_all_jobs()}
 
 
-def test_prod_environment_needs_its_home(monkeypatch) -> None:
+def test_kubernetes_needs_its_home(monkeypatch) -> None:
     import pytest
 
     monkeypatch.delenv("ML_ASSETS_HOME", raising=False)
     with pytest.raises(RuntimeError, match="ML_ASSETS_HOME"):
-        build_definitions(env="prod")
+        build_definitions(env="prod", where="kubernetes")

@@ -20,6 +20,14 @@ there is none; it never promotes a candidate. To name another former champion::
 
 (``rollback_run_config(tag)`` builds that dict). The tag must be a former champion (it passed the gates once);
 ``champion_model`` records it as champion again, so ``bento`` and everything downstream see the change as usual.
+
+Promotion from another environment (``ml-assets promote TAG --from qa --to prod``, or the ``promote_model`` job
+with ``model_tag`` and ``promote_from`` in the same config): the same asset takes the model that passed the source
+environment (``ml_assets.promotion`` reads the verdicts from its instance and refuses in one line otherwise),
+imports it with its lineage into this environment's store and records it as champion, with who promoted it, from
+where, and the source's evidence in the materialization's metadata, so ``bento`` and ``deployment`` (with its
+validation before traffic) follow as for any new champion. In prod this is the only way a model becomes champion:
+prod receives only what QA passed. Rolling prod back is promoting the previous QA-passed model again.
 """
 
 import sys
@@ -28,6 +36,7 @@ from typing import Any
 
 from dagster import (
     AssetExecutionContext,
+    AssetIn,
     AssetKey,
     AssetSelection,
     Config,
@@ -38,6 +47,7 @@ from dagster import (
     Output,
     asset,
     define_asset_job,
+    input_manager,
 )
 from pydantic import Field
 
@@ -59,10 +69,13 @@ from ml_assets.model.gates import (
 )
 from ml_assets.model.refs import stored_ref
 from ml_assets.model.registry import champion_history, current_champion_tag, previous_champion
+from ml_assets.promotion import PromotionRefused, check_route, open_source_instance, promoter, qa_evidence
+from ml_assets.settings import paths
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
 
 ROLLBACK_JOB = "rollback_champion"
+PROMOTE_JOB = "promote_model"
 
 
 class ChampionConfig(Config):
@@ -70,8 +83,14 @@ class ChampionConfig(Config):
         "",
         description="Rollback: the tag of a former champion to make current again. Empty: in the rollback_champion "
         "job, the champion before the current one (refused when there is none); in any other job, promote the "
-        "candidate that model_evaluation blessed.",
+        "candidate that model_evaluation blessed. With promote_from: the model to promote from that environment.",
     )
+    promote_from: str = Field(
+        "",
+        description="Promotion: the environment model_tag comes from (qa into prod, dev into qa); it must have passed "
+        "every blocking gate and readiness there. Empty: no promotion.",
+    )
+    promoted_by: str = Field("", description="Promotion: who promotes (default: the user running the run)")
 
 
 def model_age_policy(spec: DatasetSpec) -> FreshnessPolicy:
@@ -130,13 +149,26 @@ def refuse_if_not_ready(instance: DagsterInstance) -> None:
         )
 
 
-def build_champion_model(spec: DatasetSpec):
-    """The ``champion_model`` asset for one dataset spec."""
+@input_manager(required_resource_keys={"io_manager"})
+def evaluation_if_any(context) -> Evaluation | None:
+    """``model_evaluation`` as the IO manager stored it, or None when this environment never evaluated a model: a
+    rollback and a promotion need none (prod may only ever receive models from QA)."""
+    try:
+        return context.resources.io_manager.load_input(context)
+    except FileNotFoundError:
+        return None
+
+
+def build_champion_model(spec: DatasetSpec, env: str = "dev"):
+    """The ``champion_model`` asset for one dataset spec in environment ``env``."""
     thresholds = thresholds_for(spec)
 
     @asset(
         name="champion_model",
         group_name="model",
+        ins={"model_evaluation": AssetIn(input_manager_key="evaluation_if_any")},
+        resource_defs={"evaluation_if_any": evaluation_if_any},
+        required_resource_keys={"model_store"},  # a typed resource argument cannot sit beside resource_defs
         automation_condition=on_upstream_update(),
         freshness_policy=model_age_policy(spec),
         code_version=code_version(spec, sys.modules[__name__], gates_module, uses=("gates",)),
@@ -144,10 +176,24 @@ def build_champion_model(spec: DatasetSpec):
         "(the previous one stays in the store), or a former champion named by rollback config.",
     )
     def champion_model(
-        context: AssetExecutionContext, config: ChampionConfig, model_evaluation: Evaluation, model_store: ModelStore
+        context: AssetExecutionContext,
+        config: ChampionConfig,
+        model_evaluation: Evaluation | None,
     ) -> Output[ModelRef]:
+        model_store: ModelStore = context.resources.model_store
+        if config.promote_from or context.run.job_name == PROMOTE_JOB:
+            return _promote(context, model_store, config, env, spec)
         if config.model_tag or context.run.job_name == ROLLBACK_JOB:  # the rollback job never promotes
             return _rollback(context, model_store, config.model_tag or None)
+        if env == "prod":
+            raise Failure(
+                description="champion_model refuses to crown prod's own candidate: prod's champion comes from QA "
+                "(ml-assets promote MODEL_TAG --from qa --to prod, or the promote_model job)"
+            )
+        if model_evaluation is None:
+            raise Failure(
+                description="champion_model has no model_evaluation to decide on: materialize it first (model_job)"
+            )
         outcomes = evaluate_gates(model_evaluation, thresholds)
         # a gate the spec let skip (it could not judge) has no result to pass: every other one must have passed
         skipped = skipped_gates(outcomes)
@@ -267,6 +313,55 @@ def _rollback(context: AssetExecutionContext, store: ModelStore, tag: str | None
     )
 
 
+def _promote(
+    context: AssetExecutionContext, store: ModelStore, config: ChampionConfig, env: str, spec: DatasetSpec
+) -> Output[ModelRef]:
+    """Make the model that passed ``config.promote_from`` this environment's champion, with the evidence."""
+    tag, source_env = config.model_tag, config.promote_from
+    if not tag or not source_env:
+        raise PromotionRefused(
+            description="promotion refused: the promote_model job needs both model_tag and promote_from in "
+            "ops.champion_model.config"
+        )
+    check_route(source_env, env)
+    source = paths(source_env)
+    with open_source_instance(source, source_env) as instance:
+        evidence = qa_evidence(instance, tag, source_env)
+    refusal = evidence.refusal(spec.gates.may_skip)
+    if refusal:
+        raise PromotionRefused(description=f"promotion to {env} refused: {refusal}")
+    tag = store.import_from(ModelStore(home=str(source.bentoml_home)), tag)
+    lineage = store.info(tag)["metadata"]
+    previous = current_champion_tag(context.instance)
+    by = promoter(config.promoted_by)
+    why = f"{tag} promoted from {source_env} to {env} by {by}: it passed every blocking gate in {source_env}"
+    context.log.info(why)
+    return Output(
+        stored_ref(store, tag),
+        metadata={
+            "model_tag": tag,
+            "previous_champion": previous or "none",
+            "why": why,
+            "action": "promote",
+            "environment": env,
+            "promoted_from": source_env,
+            "promoted_by": by,
+            "training_window_end": str(lineage.get("training_set_partition", "")),
+            "data_version": str(lineage.get("training_set_version", "")),
+            "code_version": str(lineage.get("code_version", "")),
+            "source_evaluation_run": evidence.run_id,
+            "source_gates": MetadataValue.md(evidence.table()),
+            **{f"{source_env}_{k}": v for k, v in evidence.metrics.items()},
+        },
+    )
+
+
+def promote_run_config(model_tag: str, source_env: str, by: str = "") -> dict[str, Any]:
+    """Run config for the ``promote_model`` job that promotes ``model_tag`` from ``source_env``."""
+    config = {"model_tag": model_tag, "promote_from": source_env, "promoted_by": by}
+    return {"ops": {"champion_model": {"config": config}}}
+
+
 def rollback_run_config(model_tag: str) -> dict[str, Any]:
     """Run config for the ``rollback_champion`` job that makes ``model_tag`` the champion again."""
     return {"ops": {"champion_model": {"config": {"model_tag": model_tag}}}}
@@ -277,4 +372,12 @@ rollback_champion_job = define_asset_job(
     selection=AssetSelection.assets("champion_model"),
     description="Roll back to the champion before the current one (refused when there is none), or to the former "
     "champion named in ops.champion_model.config.model_tag. Never promotes a candidate.",
+)
+
+promote_model_job = define_asset_job(
+    PROMOTE_JOB,
+    selection=AssetSelection.assets("champion_model"),
+    description="Promote a model from the previous environment (qa into prod, dev into qa): set "
+    "ops.champion_model.config.model_tag and promote_from. It is refused, naming why, unless the model passed every "
+    "blocking gate and readiness there; it arrives with its lineage and evidence and becomes the champion here.",
 )
