@@ -87,3 +87,9 @@ def test_prod_builds_the_image_it_serves_from_the_exported_bento(rendered: Path)
     assert "--dockerfile=env/docker/Dockerfile" in args
     [volume] = job["spec"]["template"]["spec"]["volumes"]
     assert volume["persistentVolumeClaim"]["claimName"] == "ml-assets-data" and job["spec"]["backoffLimit"] == 0
+
+
+def test_each_environment_renders_into_its_own_namespace(tmp_path: Path) -> None:
+    assert main(["k8s", "render", "--env", "qa", "--out", str(tmp_path)]) == 0
+    namespaces = {o["metadata"]["namespace"] for n in ("serving.yaml", "rbac.yaml") for o in objects(tmp_path / n)}
+    assert namespaces == {"ml-assets-qa"}

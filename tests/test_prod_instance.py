@@ -130,7 +130,7 @@ def test_the_helm_values_and_the_instance_config_agree() -> None:
     assert values["additionalInstanceConfig"]["concurrency"] == instance["concurrency"]
     env = {e["name"]: e["value"] for e in deployment["env"]}
     launcher_env = dict(v.split("=", 1) for v in instance["run_launcher"]["config"]["env_vars"])
-    assert env == launcher_env and env["ML_ASSETS_ENV"] == "prod"
+    assert env == launcher_env and (env["ML_ASSETS_ENV"], env["ML_ASSETS_RUNS_ON"]) == ("prod", "kubernetes")
     assert instance["run_launcher"]["config"]["service_account_name"] == values["serviceAccount"]["name"]
     assert deployment["image"]["repository"] + ":" + deployment["image"]["tag"] == env["ML_ASSETS_IMAGE"]
 
@@ -143,6 +143,7 @@ def test_prod_definitions_load_with_the_kubernetes_resources(monkeypatch, tmp_pa
     from resources.postgres_warehouse import PostgresPandasIOManager
 
     monkeypatch.setenv("ML_ASSETS_ENV", "prod")
+    monkeypatch.setenv("ML_ASSETS_RUNS_ON", "kubernetes")  # which environment and where it runs: two settings
     monkeypatch.setenv("ML_ASSETS_HOME", str(tmp_path / "shared"))
     monkeypatch.setenv("ML_ASSETS_IMAGE", "registry.local/ml-assets:7")
     monkeypatch.setenv("ML_ASSETS_NAMESPACE", "ml")
