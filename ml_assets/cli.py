@@ -251,11 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
         "did not pass every blocking gate and readiness in the source. Rolling prod back is promoting the previous "
         "model again.",
     )
-    promote.add_argument("tag", help="the model's tag in the source environment's store (name:version)")
+    promote.add_argument(
+        "tag", help="the model's tag in the source environment's store (name:version), or 'champion': its champion"
+    )
     promote.add_argument("--from", dest="source", required=True, help="the environment it passed: qa (or dev)")
     promote.add_argument("--to", dest="target", required=True, help="the environment it goes to: prod (or qa)")
     promote.add_argument("--by", default=None, help="who promotes (default: $USER)")
-    promote.add_argument("--home", help="ML_ASSETS_HOME holding both environments (default: $ML_ASSETS_HOME or ./.ml_assets)")
+    promote.add_argument(
+        "--home", help="ML_ASSETS_HOME holding both environments (default: $ML_ASSETS_HOME or ./.ml_assets)"
+    )
     promote.set_defaults(func=_promote)
 
     from ml_assets.datasets.simulate_cli import add_simulate_parser

@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dagster import AssetCheckSeverity, DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, Definitions, ExecuteInProcessResult
 
 from ml_assets.dataset import DatasetSpec, load_default_spec
 from ml_assets.partitions import day_range, last_complete_day
-from ml_assets.settings import paths
+from ml_assets.settings import environment, paths
 
 # The demo reports every failure itself, each once, with its reason: Dagster's console would print each failed step
 # again with its stack trace (a failed blocking check is a failed step too).
@@ -290,7 +290,9 @@ def run_demo(days: int | None = None, seed: int = 0, stages: str = "all") -> int
             data_ok = False
             summary.add(TRAINING_SET_JOB, window_end, "SKIPPED", "a day of its window failed ingestion")
     promoted = False
-    if "model" in wanted and data_ok:
+    if "model" in wanted and data_ok and environment() == "prod":
+        promoted = prod_model_stage(defs, instance, summary)
+    elif "model" in wanted and data_ok:
         print("\n[model] baseline, DeepSpeed candidate, evaluation gates, promotion", flush=True)
         result = run_unpartitioned(defs, instance, MODEL_JOB, MODEL_ASSETS, summary)
         print_evaluation(result)
@@ -306,6 +308,24 @@ def run_demo(days: int | None = None, seed: int = 0, stages: str = "all") -> int
         return 1
     print("\nall blocking checks passed. Explore it in the UI, with the graph keeping itself fresh: ml-assets up")
     return 0
+
+
+def prod_model_stage(defs: Definitions, instance: DagsterInstance, summary: Summary) -> bool:
+    """prod trains nothing (its champion comes from qa by promotion): it approves its newest window, the rows the
+    deployment validates on, and says whether a promoted champion is there to serve."""
+    from ml_assets.model.registry import current_champion_tag
+
+    print("\n[model] prod: approve the newest window; the champion comes from qa (ml-assets promote)", flush=True)
+    approve = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={AssetKey("approved_training_set")}
+    )
+    result = approve.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
+    summary.add("approved_training_set", "-", "ok" if result.success else "FAILED", "")
+    for failure in blocked_by(result, "-", "approved_training_set"):
+        summary.block(failure)
+    champion = current_champion_tag(instance)
+    print(f"  champion: {champion or 'none yet: ml-assets promote champion --from qa --to prod'}", flush=True)
+    return result.success and champion is not None
 
 
 def print_evaluation(result: ExecuteInProcessResult) -> None:

@@ -134,7 +134,9 @@ def check_evaluations_of(
     promotion out of its environment) reads, whatever was materialized since."""
     found: dict[str, AssetCheckEvaluation | None] = {}
     for name in check_names:
-        records = instance.event_log_storage.get_asset_check_execution_history(AssetCheckKey(asset, name), limit=history)
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(asset, name), limit=history
+        )
         found[name] = next(
             (
                 r.evaluation

@@ -78,7 +78,9 @@ class QaEvidence:
 
     def table(self) -> str:
         """The gates and readiness as the source environment judged them (markdown, small enough to show inline)."""
-        rows = [{"check": c.name, "verdict": c.verdict, "why": c.description[:80]} for c in (*self.gates, self.readiness)]
+        rows = [
+            {"check": c.name, "verdict": c.verdict, "why": c.description[:80]} for c in (*self.gates, self.readiness)
+        ]
         return markdown.table(rows, ["check", "verdict", "why"])
 
 

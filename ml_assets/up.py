@@ -39,6 +39,8 @@ load_from:
 def location_name(env: str) -> str:
     """The code location's name in the UI: the environment is in it."""
     return f"ml_assets_{env}"
+
+
 READY_TIMEOUT_S = 180.0
 
 

@@ -73,7 +73,9 @@ def test_only_the_process_own_environment_honours_dagster_home(root: Path, monke
     monkeypatch.setenv("DAGSTER_HOME", str(root / "elsewhere"))
     monkeypatch.setenv("BENTOML_HOME", str(root / "store-elsewhere"))
     assert paths().dagster_home == root / "elsewhere" and paths().bentoml_home == root / "store-elsewhere"
-    assert paths("qa").dagster_home == root / "qa" / "dagster" and paths("prod").bentoml_home == root / "prod" / "bentoml"
+    assert (
+        paths("qa").dagster_home == root / "qa" / "dagster" and paths("prod").bentoml_home == root / "prod" / "bentoml"
+    )
     monkeypatch.setenv("ML_ASSETS_ENV", "qa")
     assert paths().dagster_home == root / "qa" / "dagster"
     assert paths("dev").dagster_home == root / "dagster"  # another environment's state is never redirected

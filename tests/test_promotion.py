@@ -53,13 +53,15 @@ def instance_at(home: Path) -> DagsterInstance:
 
 def tree(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` with its content's hash: what "untouched" means."""
-    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
 
 
 class World:
     """qa with its own instance, store and storage under ``<root>/qa``, and prod's Definitions and instance."""
 
-    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch, spec, training_set, window_end, models) -> None:
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch, spec, training_set, window_end, models) -> None:  # noqa: F811
         for name in ("DAGSTER_HOME", "BENTOML_HOME", "ML_ASSETS_ENV", "ML_ASSETS_RUNS_ON"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("ML_ASSETS_HOME", str(root))
@@ -153,7 +155,7 @@ def test_prod_rolls_back_by_promoting_the_previous_model_again(world: World, cap
     first = world.qa_candidate("good")
     second = world.qa_candidate("good_v2")
     assert main(["promote", first, "--from", "qa", "--to", "prod", "--by", "alice"]) == 0
-    assert world.promote(second).success
+    assert world.promote("champion").success  # qa's champion: the second, which qa crowned after the first
     assert world.prod_champions() == [second, first]
     capsys.readouterr()
     assert main(["promote", first, "--from", "qa", "--to", "prod", "--by", "bob"]) == 0  # the rollback
@@ -165,4 +167,6 @@ def test_prod_rolls_back_by_promoting_the_previous_model_again(world: World, cap
     wrong = world.prod.resolve_job_def(PROMOTE_JOB).execute_in_process(
         instance=world.prod_instance, run_config={**promote_run_config(first, "dev"), **QUIET}, raise_on_error=False
     )
-    assert refusal(wrong) == "promotion from dev to prod refused: promotions go --from dev --to qa or --from qa --to prod"
+    assert (
+        refusal(wrong) == "promotion from dev to prod refused: promotions go --from dev --to qa or --from qa --to prod"
+    )

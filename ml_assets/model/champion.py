@@ -76,6 +76,7 @@ from resources.model_store import ModelStore
 
 ROLLBACK_JOB = "rollback_champion"
 PROMOTE_JOB = "promote_model"
+SOURCE_CHAMPION = "champion"  # as a promotion's model_tag: the source environment's current champion
 
 
 class ChampionConfig(Config):
@@ -326,6 +327,10 @@ def _promote(
     check_route(source_env, env)
     source = paths(source_env)
     with open_source_instance(source, source_env) as instance:
+        if tag == SOURCE_CHAMPION:  # the model the source environment crowned: what a newcomer promotes
+            tag = current_champion_tag(instance) or ""
+            if not tag:
+                raise PromotionRefused(description=f"promotion refused: {source_env} has no champion to promote")
         evidence = qa_evidence(instance, tag, source_env)
     refusal = evidence.refusal(spec.gates.may_skip)
     if refusal:
