@@ -297,6 +297,8 @@ def run_demo(days: int | None = None, seed: int = 0, stages: str = "all") -> int
         result = run_unpartitioned(defs, instance, MODEL_JOB, MODEL_ASSETS, summary)
         print_evaluation(result)
         promoted = "champion_model" in materialized(result)
+    if "serving" in wanted and "model" not in wanted and environment() == "prod":
+        promoted = has_champion(instance, summary)
     if "serving" in wanted and data_ok and ("model" not in wanted or promoted):
         print("\n[serving] bento build and blue/green deployment", flush=True)
         result = run_unpartitioned(defs, instance, SERVING_JOB, SERVING_ASSETS, summary)
@@ -326,6 +328,16 @@ def prod_model_stage(defs: Definitions, instance: DagsterInstance, summary: Summ
     champion = current_champion_tag(instance)
     print(f"  champion: {champion or 'none yet: ml-assets promote champion --from qa --to prod'}", flush=True)
     return result.success and champion is not None
+
+
+def has_champion(instance: DagsterInstance, summary: Summary) -> bool:
+    """Whether prod has a champion to serve (one promoted from qa); the summary says how to get one otherwise."""
+    from ml_assets.model.registry import current_champion_tag
+
+    if current_champion_tag(instance) is not None:
+        return True
+    summary.add("serving_job", "-", "SKIPPED", "no champion yet: ml-assets promote champion --from qa --to prod")
+    return False
 
 
 def print_evaluation(result: ExecuteInProcessResult) -> None:

@@ -77,9 +77,11 @@ class QaEvidence:
         return f"{self.model_tag} did not pass {self.source_env}: " + "; ".join(reasons)
 
     def table(self) -> str:
-        """The gates and readiness as the source environment judged them (markdown, small enough to show inline)."""
+        """The gates and readiness as the source environment judged them (markdown, small enough for the UI to show
+        in place: why only where a check did not pass)."""
         rows = [
-            {"check": c.name, "verdict": c.verdict, "why": c.description[:80]} for c in (*self.gates, self.readiness)
+            {"check": c.name, "verdict": c.verdict, "why": "" if c.passed else c.description[:60]}
+            for c in (*self.gates, self.readiness)
         ]
         return markdown.table(rows, ["check", "verdict", "why"])
 
