@@ -297,9 +297,10 @@ def run_demo(days: int | None = None, seed: int = 0, stages: str = "all") -> int
         result = run_unpartitioned(defs, instance, MODEL_JOB, MODEL_ASSETS, summary)
         print_evaluation(result)
         promoted = "champion_model" in materialized(result)
-    if "serving" in wanted and "model" not in wanted and environment() == "prod":
-        promoted = has_champion(instance, summary)
-    if "serving" in wanted and data_ok and ("model" not in wanted or promoted):
+    serve = "serving" in wanted and data_ok and ("model" not in wanted or promoted)
+    if serve and "model" not in wanted and environment() == "prod":
+        serve = has_champion(instance, summary)
+    if serve:
         print("\n[serving] bento build and blue/green deployment", flush=True)
         result = run_unpartitioned(defs, instance, SERVING_JOB, SERVING_ASSETS, summary)
         if result.success:
