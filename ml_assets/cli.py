@@ -136,6 +136,27 @@ def _rollback(args: argparse.Namespace) -> int:
     return 1
 
 
+def _shadow(args: argparse.Namespace) -> int:
+    """``shadow export``: shadow days that passed the privacy gate into a landing folder; one line on refusal."""
+    _prepare_environment(args.home)
+    _quiet_warnings()
+    from dagster import DagsterInstance, Failure
+
+    from ml_assets.dataset import load_default_spec
+    from ml_assets.definitions import build_definitions
+    from ml_assets.shadow.export import ExportError, export_shadow
+
+    try:
+        with DagsterInstance.get() as instance:
+            done = export_shadow(build_definitions(), instance, load_default_spec(), args.days, Path(args.to))
+    except (ExportError, Failure) as e:
+        message = e.description if isinstance(e, Failure) else str(e)
+        print(f"ml-assets shadow export: {message}", file=sys.stderr)
+        return 2
+    print(f"exported {done.rows} shadow rows in {len(done.files)} days to {args.to} ({done.verdict.describe()})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("tag", nargs="?", default=None, help="a former champion's model tag (default: the previous)")
     rollback.add_argument("--home", help="state directory (default: $ML_ASSETS_HOME or ./.ml_assets)")
     rollback.set_defaults(func=_rollback)
+
+    shadow = sub.add_parser("shadow", help="shadow data: generated days that passed the privacy gate")
+    shadow_sub = shadow.add_subparsers(dest="shadow_command", required=True)
+    export = shadow_sub.add_parser(
+        "export",
+        help="write the newest shadow days that passed the privacy gate into a landing folder",
+        description="Export the newest N days of the latest shadow_data materialization (refused unless its "
+        "privacy checks passed) as <DIR>/<YYYY-MM-DD>/shadow.parquet, re-dated to end on the last complete day.",
+    )
+    export.add_argument("--days", type=int, required=True, help="how many of the newest shadow days")
+    export.add_argument("--to", required=True, help="the landing folder to write (e.g. the dev home's landing/)")
+    export.add_argument("--home", help="state directory holding shadow_data (default: $ML_ASSETS_HOME)")
+    export.set_defaults(func=_shadow)
 
     from ml_assets.datasets.simulate_cli import add_simulate_parser
 

@@ -21,6 +21,7 @@ from ml_assets.readiness.evidence import GraphFactsSource
 from ml_assets.serving.assets import build_serving_assets
 from ml_assets.serving.batch import build_batch_predictions
 from ml_assets.settings import environment
+from ml_assets.shadow.assets import build_shadow_assets
 from sensors.automation import build_automation_sensor
 from sensors.deployment_health import build_health_sensor
 from sensors.folder_sensors import build_label_sensor, build_landing_sensor, build_prediction_log_sensor
@@ -92,7 +93,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
         build_run_failure_sensor(status),
     ]
     definitions = Definitions(
-        assets=[*data, *model, *serving, *build_batch_predictions(spec), *monitoring],
+        assets=[*data, *model, *serving, *build_batch_predictions(spec), *monitoring, *build_shadow_assets(spec)],
         asset_checks=[model_gates, build_readiness_check(spec, graph)],
         jobs=jobs,
         sensors=sensors,
