@@ -83,7 +83,7 @@ def fit_generator(
     """Encode the members, train the network through the trainer resource, and keep what sampling needs."""
     encoding = TabularEncoding.fit(spec, members, rare_k=config.rare_k)
     network = GeneratorConfig(hidden=config.hidden, latent=config.latent)
-    job = GeneratorJob(layout=encoding.layout(), network=network.to_dict())
+    job = GeneratorJob(layout=encoding.layout(), network=network)
     rows = rows_frame(encoding.transform(members), encoding.condition(members[spec.time.name]))
     run = trainer.model_copy(
         update={

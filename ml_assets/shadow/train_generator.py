@@ -38,7 +38,7 @@ class GeneratorJob(BaseModel):
     """The entrypoint's own part of the job: the encoding's block layout and the network's shape."""
 
     layout: list[tuple[str, int]]
-    network: dict[str, float]
+    network: GeneratorConfig
 
 
 def rows_frame(matrix: np.ndarray, t: np.ndarray) -> pd.DataFrame:
@@ -84,7 +84,7 @@ def train(job: EntrypointJob, rank: int, world: int, pipes: PipesContext | None)
     accumulation = int(job.deepspeed_config.get("gradient_accumulation_steps", 1))
     config = fill_schedule(job.deepspeed_config, max(1, steps * job.max_epochs // accumulation), job.warmup_fraction)
     torch.manual_seed(job.seed)
-    net = ConditionalVAE(spec.layout, GeneratorConfig(**spec.network))  # type: ignore[arg-type]
+    net = ConditionalVAE(spec.layout, spec.network)
     engine, _, _, _ = deepspeed.initialize(model=net, model_parameters=net.parameters(), config=config)
     if world == 1:
         engine.enable_backward_allreduce = False
