@@ -350,9 +350,7 @@ class DeepSpeedTrainer(ConfigurableResource):
             payload=job.model_dump(mode="json"),
         )
         job_url = self.storage.put_json(posixpath.join(location, "job.json"), record.model_dump(mode="json"))
-        context.log.info(
-            f"launching {module} on {plan.ranks} {plan.device} rank(s), {plan.precision}; job {job_url}"
-        )
+        context.log.info(f"launching {module} on {plan.ranks} {plan.device} rank(s), {plan.precision}; job {job_url}")
         self.launcher.launch(context, LaunchSpec(module, (job_url,), plan.ranks, plan.device, run_name))
         outputs = self.storage.read_all(output)
         if not outputs:

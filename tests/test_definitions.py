@@ -52,3 +52,27 @@ def test_prod_environment_needs_its_home(monkeypatch) -> None:
     monkeypatch.delenv("ML_ASSETS_HOME", raising=False)
     with pytest.raises(RuntimeError, match="ML_ASSETS_HOME"):
         build_definitions(env="prod")
+
+
+def test_shadow_group_trains_on_raw_data_and_blocks_on_privacy_only(ml_home: Path) -> None:
+    """shadow_model learns from raw_data; shadow_data's privacy checks block, its fidelity checks warn."""
+    graph = build_definitions().get_repository_def().asset_graph
+    assert graph.get(AssetKey("shadow_model")).parent_keys == {AssetKey("raw_data")}
+    assert graph.get(AssetKey("shadow_data")).parent_keys == {AssetKey("raw_data"), AssetKey("shadow_model")}
+    assert {graph.get(AssetKey(k)).group_name for k in ("shadow_model", "shadow_data")} == {"shadow"}
+    checks = {
+        c.name: graph.get_check_spec(c).blocking
+        for c in graph.asset_check_keys
+        if c.asset_key == AssetKey("shadow_data")
+    }
+    assert {n for n, blocking in checks.items() if blocking} == {
+        "privacy_exact_copies",
+        "privacy_closest_record",
+        "privacy_membership",
+        "privacy_rare_categories",
+    }
+    assert {n for n, blocking in checks.items() if not blocking} == {
+        "fidelity_columns",
+        "fidelity_associations",
+        "fidelity_utility",
+    }

@@ -104,7 +104,7 @@ def _fitted_in_process(spec: DatasetSpec, rows: pd.DataFrame, epochs: int = 5) -
     return ShadowGenerator(encoding.to_dict(), config.to_dict(), weights.getvalue(), rows_per_day=len(rows) // 3)
 
 
-@pytest.mark.integration  # no process, but 25 s of Great Expectations validations: too slow for the fast tier
+@pytest.mark.integration  # no process, but importing Great Expectations and validating three days: 5-25 s
 def test_generated_days_pass_raw_data_checks_and_flow_into_a_training_set(
     ml_home: Path, adult_spec: DatasetSpec, tmp_path: Path
 ) -> None:
@@ -136,7 +136,9 @@ def test_generated_days_pass_raw_data_checks_and_flow_into_a_training_set(
         resources=local_resources(spec),
         raise_on_error=False,
     )
-    blocking = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed and e.severity.value == "ERROR"]
+    blocking = [
+        e.check_name for e in result.get_asset_check_evaluations() if not e.passed and e.severity.value == "ERROR"
+    ]
     assert result.success and blocking == []
     training = result.output_for_node("training_set")
     assert len(training) == 3 * 500 and set(training["split"]) == {"train", "validation", "test"}

@@ -6,7 +6,6 @@ and serves as the yardstick of the privacy checks (what an independent draw from
 and as the test rows of the utility check.
 """
 
-
 import io
 import json
 import sys
@@ -293,4 +292,3 @@ def privacy_table(report: PrivacyReport) -> str:
 
 def build_shadow_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
     return [build_shadow_model(spec), build_shadow_data(spec)]
-

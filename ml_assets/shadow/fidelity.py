@@ -103,7 +103,9 @@ def column_distance(real: pd.Series, shadow: pd.Series) -> float:
     return float(0.5 * p.sub(q, fill_value=0.0).abs().sum())
 
 
-def association_distances(spec: DatasetSpec, real: pd.DataFrame, shadow: pd.DataFrame, seed: int = 0) -> dict[str, float]:
+def association_distances(
+    spec: DatasetSpec, real: pd.DataFrame, shadow: pd.DataFrame, seed: int = 0
+) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     n = min(SAMPLE, len(real), len(shadow))
     real = real.iloc[rng.choice(len(real), n, replace=False)]

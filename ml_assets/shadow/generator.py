@@ -46,9 +46,7 @@ class ShadowGenerator:
         encoding, net = self.model()
         rng = np.random.default_rng(seed)
         torch_rng = torch.Generator().manual_seed(seed)
-        parts = [
-            encoding.decode(net.sample(t[i : i + CHUNK], torch_rng), rng) for i in range(0, max(len(t), 1), CHUNK)
-        ]
+        parts = [encoding.decode(net.sample(t[i : i + CHUNK], torch_rng), rng) for i in range(0, max(len(t), 1), CHUNK)]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 

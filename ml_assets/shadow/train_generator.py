@@ -73,7 +73,9 @@ def train(job: EntrypointJob, rank: int, world: int, pipes: PipesContext | None)
 
     spec = GeneratorJob.model_validate(job.payload)
     _join(job.device)
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if job.device == "cuda" else torch.device("cpu")
+    device = (
+        torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if job.device == "cuda" else torch.device("cpu")
+    )
     x_all, t_all = _read_rows(job.frames["rows"])
     order = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(job.seed))
     per_rank = len(x_all) // world  # every rank takes as many steps: collectives never wait on a missing rank
