@@ -48,7 +48,7 @@ PRIVACY_CHECKS = ("privacy_exact_copies", "privacy_closest_record", "privacy_mem
 
 class ShadowModelConfig(Config):
     epochs: int = Field(30, description="passes over the real rows")
-    batch_size: int = Field(512, description="rows per rank per step")
+    batch_size: int = Field(256, description="rows per rank per step")
     learning_rate: float = 1e-3
     hidden: int = Field(128, description="width of the encoder's and decoder's hidden layers")
     latent: int = Field(16, description="size of the latent draw")

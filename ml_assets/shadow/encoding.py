@@ -118,7 +118,7 @@ class TabularEncoding:
             series = pd.Series(values)
             out[b.name] = series.astype("Int64") if b.integer else series.astype("float64")
         for b in self.categorical:
-            logits = matrix[:, i : i + len(b.values)]
+            logits = np.ascontiguousarray(matrix[:, i : i + len(b.values)])
             i += len(b.values)
             picks = _draw(logits, rng) if sample else logits.argmax(axis=1)
             out[b.name] = pd.Series(np.asarray(b.values, dtype=object)[picks]).astype(PANDAS_DTYPES["string"])
