@@ -200,38 +200,48 @@ def build_shadow_data(spec: DatasetSpec) -> AssetsDefinition:
     return shadow_data
 
 
+def _result(
+    name: str, passed: bool, severity: AssetCheckSeverity, description: str, **figures: float
+) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=name, passed=passed, severity=severity, description=description, metadata=figures
+    )
+
+
 def fidelity_results(report: FidelityReport) -> list[AssetCheckResult]:
     th: FidelityThresholds = report.thresholds
     worst = ", ".join(f"{c} {d:.3f}" for c, d in report.worst_columns(3))
     pairs = ", ".join(f"{c} {d:.3f}" for c, d in report.worst_associations(3))
     warn = AssetCheckSeverity.WARN
     ratio = report.utility_ratio
+    utility = (
+        "cannot judge: a side has a single class"
+        if ratio is None
+        else f"ROC AUC on held-back real rows: shadow-trained {report.shadow_auc:.3f}, real-trained "
+        f"{report.real_auc:.3f}, ratio {ratio:.3f} (at least {th.utility_fraction})"
+    )
+    columns = (
+        f"largest column distance {report.max_column_distance:.3f} (limit {th.max_column_distance}); worst: {worst}"
+    )
+    associations = (
+        f"mean association distance {report.mean_association_distance:.3f} (limit "
+        f"{th.mean_association_distance}); worst pairs: {pairs}"
+    )
     return [
-        AssetCheckResult(
-            check_name="fidelity_columns",
-            passed=report.columns_pass,
-            severity=warn,
-            description=f"largest column distance {report.max_column_distance:.3f} (limit "
-            f"{th.max_column_distance}); worst: {worst}",
-            metadata={"max_column_distance": report.max_column_distance, "limit": th.max_column_distance},
+        _result("fidelity_columns", report.columns_pass, warn, columns, max_column_distance=report.max_column_distance),
+        _result(
+            "fidelity_associations",
+            report.associations_pass,
+            warn,
+            associations,
+            mean_association_distance=report.mean_association_distance,
         ),
-        AssetCheckResult(
-            check_name="fidelity_associations",
-            passed=report.associations_pass,
-            severity=warn,
-            description=f"mean association distance {report.mean_association_distance:.3f} (limit "
-            f"{th.mean_association_distance}); worst pairs: {pairs}",
-            metadata={"mean_association_distance": report.mean_association_distance},
-        ),
-        AssetCheckResult(
-            check_name="fidelity_utility",
-            passed=report.utility_pass,
-            severity=warn,
-            description="cannot judge: a side has a single class"
-            if ratio is None
-            else f"ROC AUC on held-back real rows: shadow-trained {report.shadow_auc:.3f}, real-trained "
-            f"{report.real_auc:.3f}, ratio {ratio:.3f} (at least {th.utility_fraction})",
-            metadata={"utility_ratio": ratio if ratio is not None else float("nan")},
+        _result(
+            "fidelity_utility",
+            report.utility_pass,
+            warn,
+            utility,
+            utility_ratio=ratio if ratio is not None else float("nan"),
         ),
     ]
 
@@ -240,37 +250,35 @@ def privacy_results(report: PrivacyReport) -> list[AssetCheckResult]:
     th: PrivacyThresholds = report.thresholds
     leaks = ", ".join(f"{k} ({n} rows)" for k, n in list(report.rare_leaks.items())[:5]) or "none"
     error = AssetCheckSeverity.ERROR
+    copies = (
+        f"{report.exact_copy_share:.4f} of shadow rows copy a real training row; held-back real rows: "
+        f"{report.holdout_copy_share:.4f} (margin {th.exact_copy_margin})"
+    )
+    closest = (
+        f"distance to the closest real row at the {th.dcr_quantile:g} quantile: shadow {report.shadow_dcr:.4f}, "
+        f"held-back real {report.holdout_dcr:.4f} (need at least {th.dcr_tolerance}x)"
+    )
+    membership = f"membership attack ROC AUC {report.membership_auc:.3f} (chance 0.5, limit {th.membership_auc})"
+    rare = f"rare categories (< {th.rare_k} real rows) with a real row's combination: {leaks}"
     return [
-        AssetCheckResult(
-            check_name="privacy_exact_copies",
-            passed=report.copies_pass,
-            severity=error,
-            description=f"{report.exact_copy_share:.4f} of shadow rows copy a real training row; held-back real rows: "
-            f"{report.holdout_copy_share:.4f} (margin {th.exact_copy_margin})",
-            metadata={"exact_copy_share": report.exact_copy_share, "holdout_copy_share": report.holdout_copy_share},
+        _result(
+            "privacy_exact_copies",
+            report.copies_pass,
+            error,
+            copies,
+            exact_copy_share=report.exact_copy_share,
+            holdout_copy_share=report.holdout_copy_share,
         ),
-        AssetCheckResult(
-            check_name="privacy_closest_record",
-            passed=report.dcr_pass,
-            severity=error,
-            description=f"distance to the closest real row at the {th.dcr_quantile:g} quantile: shadow "
-            f"{report.shadow_dcr:.4f}, held-back real {report.holdout_dcr:.4f} (need at least {th.dcr_tolerance}x)",
-            metadata={"shadow_dcr": report.shadow_dcr, "holdout_dcr": report.holdout_dcr},
+        _result(
+            "privacy_closest_record",
+            report.dcr_pass,
+            error,
+            closest,
+            shadow_dcr=report.shadow_dcr,
+            holdout_dcr=report.holdout_dcr,
         ),
-        AssetCheckResult(
-            check_name="privacy_membership",
-            passed=report.membership_pass,
-            severity=error,
-            description=f"membership attack ROC AUC {report.membership_auc:.3f} (chance 0.5, limit {th.membership_auc})",
-            metadata={"membership_auc": report.membership_auc},
-        ),
-        AssetCheckResult(
-            check_name="privacy_rare_categories",
-            passed=report.rare_pass,
-            severity=error,
-            description=f"rare categories (< {th.rare_k} real rows) with a real row's combination: {leaks}",
-            metadata={"leaks": len(report.rare_leaks)},
-        ),
+        _result("privacy_membership", report.membership_pass, error, membership, membership_auc=report.membership_auc),
+        _result("privacy_rare_categories", report.rare_pass, error, rare, leaks=float(len(report.rare_leaks))),
     ]
 
 
