@@ -20,6 +20,7 @@ from ml_assets.partitions import daily_partitions, resolve_start, training_set_p
 from ml_assets.readiness.evidence import GraphFactsSource
 from ml_assets.serving.assets import build_serving_assets
 from ml_assets.serving.batch import build_batch_predictions
+from ml_assets.serving.embedded import build_embedded_model
 from ml_assets.settings import environment
 from sensors.automation import build_automation_sensor
 from sensors.deployment_health import build_health_sensor
@@ -34,7 +35,7 @@ SERVING_JOB = "serving_job"
 MONITORING_JOB = "monitoring_job"
 
 MODEL_ASSETS = ("approved_training_set", "baseline_model", "candidate_model", "model_evaluation", "champion_model")
-SERVING_ASSETS = ("bento", "deployment")
+SERVING_ASSETS = ("bento", "deployment", "embedded_model")
 
 
 def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -> Definitions:
@@ -44,7 +45,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
     data = list(build_data_assets(spec))
     model_evaluation, model_gates = build_model_evaluation(spec)
     model = [*build_model_assets(spec), model_evaluation, build_champion_model(spec)]
-    serving = build_serving_assets(spec)
+    serving = [*build_serving_assets(spec), build_embedded_model(spec)]
     graph = GraphFactsSource()  # what ml_test_score and readiness judge: these Definitions, bound below
     monitoring = [*build_monitoring_assets(spec, daily), *build_readiness_assets(spec, graph)]
     model_job = define_asset_job(
@@ -70,7 +71,8 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
         define_asset_job(
             SERVING_JOB,
             selection=AssetSelection.assets(*SERVING_ASSETS),
-            description="Build a Bento for the champion and deploy it blue/green behind the stable URL.",
+            description="Build a Bento for the champion and deploy it blue/green behind the stable URL; export the "
+            "champion as an ONNX file an application embeds.",
         ),
         rollback_champion_job,
         define_asset_job(
