@@ -52,3 +52,15 @@ def test_prod_environment_needs_its_home(monkeypatch) -> None:
     monkeypatch.delenv("ML_ASSETS_HOME", raising=False)
     with pytest.raises(RuntimeError, match="ML_ASSETS_HOME"):
         build_definitions(env="prod")
+
+
+def test_embedded_model_follows_the_champion_with_a_blocking_parity_check(ml_home: Path) -> None:
+    """The ONNX export an application embeds: in the serving group and job, behind a blocking check."""
+    defs = build_definitions()
+    graph = defs.get_repository_def().asset_graph
+    node = graph.get(AssetKey("embedded_model"))
+    assert node.group_name == "serving"
+    assert AssetKey("champion_model") in node.parent_keys
+    [check] = [k for k in graph.asset_check_keys if k.asset_key == AssetKey("embedded_model")]
+    assert check.name == "onnx_matches_service" and graph.get_check_spec(check).blocking
+    assert AssetKey("embedded_model") in defs.resolve_job_def("serving_job").asset_layer.selected_asset_keys
