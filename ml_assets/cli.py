@@ -159,9 +159,13 @@ def _export(args: argparse.Namespace) -> int:
                 tag = current_champion_tag(instance)
             if tag is None:
                 raise ExportError(f"there is no champion yet on the instance under {os.environ['DAGSTER_HOME']}")
+        tag = store.info(tag)["tag"]  # name:latest -> the version it names
         proto = export_onnx(load_stored(store, tag), spec, tag)
     except (ModelNotFoundError, ExportError) as e:
         print(f"ml-assets export: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # BentoML's refusal of a malformed tag
+        print(f"ml-assets export: error: {args.tag!r} is not a model tag: {e}", file=sys.stderr)
         return 2
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -45,17 +45,10 @@ from ml_assets.serving.embedded import (
 from ml_assets.serving.schema import frame_records
 from resources.model_store import ModelStore
 from tests.serving_support import fit_logistic, save_model
+from tests.test_network import one_thread  # noqa: F401  (autouse: one torch thread for tiny tensors)
 
 DATASETS = Path(__file__).resolve().parents[1] / "ml_assets" / "datasets"
 TOLERANCE = 1e-5
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def trained(spec: DatasetSpec, rows: pd.DataFrame, cfg: NetworkConfig) -> TabularModel:
@@ -173,7 +166,7 @@ def test_a_tree_model_is_refused_naming_the_kinds(adult_spec: DatasetSpec, adult
     pre = Preprocessing.fit(adult_spec, adult_rows[adult_rows["split"] == "train"])
     trees = Trees(TreeInputs(pre.numeric_names, {}), text="", best_iteration=0)
     gbdt = TabularModel("gbdt", adult_spec.name, pre, trees=trees)
-    with pytest.raises(ExportError, match="kind 'gbdt'.*supports mlp, transformer, ensemble, logistic"):
+    with pytest.raises(ExportError, match=r"kind 'gbdt'.*supports mlp, transformer, ensemble, logistic"):
         export_onnx(gbdt, adult_spec)
 
 
@@ -187,7 +180,7 @@ def stored(tmp_path_factory, adult_spec: DatasetSpec, adult_rows) -> tuple[Path,
 
 
 def test_cli_exports_a_stored_model_and_refuses_an_unknown_tag(ml_home: Path, stored, adult_spec, adult_rows, capsys):
-    bentoml_home, tag, model = stored
+    _, _, model = stored
     ModelStore(home=str(ml_home / "bentoml")).save(model, "adult-candidate", {})
     out = ml_home / "out" / "model.onnx"
     assert main(["export", "adult-candidate:latest", "--format", "onnx", "-o", str(out)]) == 0

@@ -34,7 +34,15 @@ from ml_assets.automation import on_upstream_update
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.dataset import DatasetSpec
 from ml_assets.export import onnx_model
-from ml_assets.export.onnx_model import LABEL, OUTPUTS, PROBABILITY, ExportError, embedded_inputs, export_onnx, onnx_feeds
+from ml_assets.export.onnx_model import (
+    LABEL,
+    OUTPUTS,
+    PROBABILITY,
+    ExportError,
+    embedded_inputs,
+    export_onnx,
+    onnx_feeds,
+)
 from ml_assets.model.bundle import ModelRef, TabularModel
 from ml_assets.model.refs import load_stored
 from ml_assets.serving.assets import validation_sample
