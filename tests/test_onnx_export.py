@@ -159,15 +159,23 @@ def test_integer_coded_categories(dataset: str) -> None:
     assert labels <= set(spec.target.categories or [])
 
 
-def test_a_tree_model_is_refused_naming_the_kinds(adult_spec: DatasetSpec, adult_rows) -> None:
-    """gbdt: refused by its kind before its booster is read (an empty one stands in)."""
-    from ml_assets.model.trees import TreeInputs, Trees
+def test_gradient_boosted_trees_split_as_lightgbm_does() -> None:
+    """A gbdt on Minneapolis stops: coordinates with thresholds a float32 comparison would send the other way, an
+    integer-coded category, unseen and missing values."""
+    from ml_assets.model.trees import fit_trees
 
-    pre = Preprocessing.fit(adult_spec, adult_rows[adult_rows["split"] == "train"])
-    trees = Trees(TreeInputs(pre.numeric_names, {}), text="", best_iteration=0)
-    gbdt = TabularModel("gbdt", adult_spec.name, pre, trees=trees)
-    with pytest.raises(ExportError, match=r"kind 'gbdt'.*supports mlp, transformer, ensemble, logistic"):
-        export_onnx(gbdt, adult_spec)
+    spec = load_spec(DATASETS / "mpls_stops.yaml")
+    rows = demo_training_set(spec, 1500, seed=0, window_end=date(2026, 1, 10))
+    labeled = rows[rows["label"].notna()]
+    train, validation = labeled[labeled["split"] == "train"], labeled[labeled["split"] == "validation"]
+    gbdt = TabularModel("gbdt", spec.name, Preprocessing.fit(spec, train), trees=fit_trees(spec, train, validation))
+    assert_matches_service(gbdt, spec, records_of(spec, rows, 400))
+
+
+def test_a_model_of_another_dataset_is_refused_naming_both_feature_lists(adult_spec, adult_rows) -> None:
+    model = fit_logistic(adult_spec, adult_rows)
+    with pytest.raises(ExportError, match=r"spec 'compas' has features .* but the model was trained on"):
+        export_onnx(model, load_spec(DATASETS / "compas.yaml"))
 
 
 # ---- the CLI and the asset ----------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """A stored TabularModel as one ONNX graph with its preprocessing inside, for applications that embed the model.
 
 The graph is three parts composed with ``onnx.compose``: the preprocessing (``Preprocessing.transform`` in ONNX
-ops), the scorer (the torch network through ``torch.onnx.export``, or the logistic coefficients), and the decision
+ops, or for a gbdt ``TreeInputs.design``), the scorer (the torch network through ``torch.onnx.export``, the
+logistic coefficients, or the LightGBM trees as one float64 ``TreeEnsembleRegressor``), and the decision
 (threshold, label, label name). An application runs it with onnxruntime alone: no Dagster, BentoML or ml_assets.
 
 Inputs, one per feature column, shape ``(rows, 1)``:
@@ -25,7 +26,7 @@ import io
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,9 +44,10 @@ OPSET = 17  # ai.onnx: what torch's TorchScript exporter writes by default; onnx
 ML_OPSET = 3  # ai.onnx.ml: LabelEncoder with string keys and int64 values (and the reverse)
 PROBABILITY, LABEL, LABEL_NAME = "probability", "label", "label_name"
 MISSING_TEXT = ""  # a missing category in a string tensor (the service reads blank text as missing)
-SUPPORTED_KINDS = ("mlp", "transformer", "ensemble", "logistic")
+SUPPORTED_KINDS = ("mlp", "transformer", "ensemble", "logistic", "gbdt")
 OUTPUTS = (PROBABILITY, LABEL, LABEL_NAME)
 _NUMERIC, _CATEGORICAL, _SCORE = "pre/numeric", "pre/categorical", "score"  # names between the parts
+_TREE_INPUT = "pre/trees"  # a gbdt's design matrix: float64, the booster's feature order
 _PREFIX, _DECIDE = "score/", "decide/score"  # every name inside the graph has a '/': no feature column clashes
 
 
@@ -71,19 +73,23 @@ def export_onnx(model: TabularModel, spec: DatasetSpec | None = None, model_tag:
     if model.kind not in SUPPORTED_KINDS:
         raise ExportError(
             f"model {model_tag or model.spec_name!r} is of kind {model.kind!r}; ONNX export supports "
-            f"{', '.join(SUPPORTED_KINDS)} (gbdt boosters need a LightGBM converter this package does not ship)"
+            f"{', '.join(SUPPORTED_KINDS)}"
         )
     inputs = embedded_inputs(model, spec)
     clash = [i.name for i in inputs if i.name in OUTPUTS]
     if clash:
         raise ExportError(f"feature columns {clash} have the names of the exported model's outputs {list(OUTPUTS)}")
     negative, positive = _label_names(spec)
-    pre = _preprocessing_model(model, inputs)
-    score = _network_model(model) if model.kind != "logistic" else _logistic_model(model)
+    if model.kind == "gbdt":
+        pre, score = _tree_inputs_model(model, inputs), _trees_model(model)
+    else:
+        pre = _preprocessing_model(model, inputs)
+        score = _network_model(model) if model.kind != "logistic" else _logistic_model(model)
     decide = _decision_model(model.threshold, negative, positive)
-    for part in (pre, decide):  # one IR version for compose
-        part.ir_version = score.ir_version
-    wired = [(o, o) for o in (_NUMERIC, _CATEGORICAL) if o in {i.name for i in score.graph.input}]
+    ir_version = max(part.ir_version for part in (pre, score, decide))
+    for part in (pre, score, decide):  # one IR version for compose
+        part.ir_version = ir_version
+    wired = [(o, o) for o in (_NUMERIC, _CATEGORICAL, _TREE_INPUT) if o in {i.name for i in score.graph.input}]
     merged = compose.merge_models(pre, score, io_map=wired, outputs=[_PREFIX + _SCORE], prefix2=_PREFIX)
     merged = compose.merge_models(merged, decide, io_map=[(_PREFIX + _SCORE, _DECIDE)], outputs=list(OUTPUTS))
     merged.graph.name = f"ml_assets_{model.spec_name}"
@@ -347,6 +353,148 @@ def _logistic_model(model: TabularModel) -> onnx.ModelProto:
             helper.make_tensor_value_info(_NUMERIC, TensorProto.FLOAT, ["rows", pre.n_numeric_inputs]),
             helper.make_tensor_value_info(_CATEGORICAL, TensorProto.INT64, ["rows", len(pre.categorical)]),
         ],
+        [helper.make_tensor_value_info(_SCORE, TensorProto.DOUBLE, ["rows"])],
+    )
+    return helper.make_model(graph, opset_imports=_opsets())
+
+
+def _tree_inputs_model(model: TabularModel, inputs: list[EmbeddedInput]) -> onnx.ModelProto:
+    """Raw columns -> the booster's design matrix (float64) as ``TreeInputs.design`` makes it: numbers as they are
+    (NaN missing), a category as its position in the train vocabulary, NaN when missing or never seen (LightGBM
+    reads a pandas category it does not know as missing)."""
+    assert model.trees is not None
+    vocab = model.trees.inputs.categorical
+    nodes: list[onnx.NodeProto] = []
+    columns = []
+    for j, name in enumerate(model.trees.booster.feature_name()):
+        out = f"pre/t{j}"
+        if name in vocab:
+            nodes += [
+                helper.make_node(
+                    "LabelEncoder",
+                    [name],
+                    [out + "/code"],
+                    domain="ai.onnx.ml",
+                    keys_strings=list(vocab[name]),
+                    values_floats=[float(i) for i in range(len(vocab[name]))],
+                    default_float=math.nan,
+                ),
+                helper.make_node("Cast", [out + "/code"], [out], to=TensorProto.DOUBLE),
+            ]
+            columns.append(out)
+        else:
+            columns.append(name)
+    nodes.append(helper.make_node("Concat", columns, [_TREE_INPUT], axis=1))
+    graph_inputs = [
+        helper.make_tensor_value_info(i.name, TensorProto.STRING if i.categorical else TensorProto.DOUBLE, ["rows", 1])
+        for i in inputs
+    ]
+    output = helper.make_tensor_value_info(_TREE_INPUT, TensorProto.DOUBLE, ["rows", len(columns)])
+    return helper.make_model(helper.make_graph(nodes, "tree_inputs", graph_inputs, [output]), opset_imports=_opsets())
+
+
+@dataclass
+class _TreeNodes:
+    """The attributes of one ``TreeEnsembleRegressor``, filled tree by tree."""
+
+    tree: list[int] = field(default_factory=list)
+    node: list[int] = field(default_factory=list)
+    feature: list[int] = field(default_factory=list)
+    mode: list[str] = field(default_factory=list)
+    value: list[float] = field(default_factory=list)
+    true: list[int] = field(default_factory=list)
+    false: list[int] = field(default_factory=list)
+    missing_true: list[int] = field(default_factory=list)
+    leaf_tree: list[int] = field(default_factory=list)
+    leaf_node: list[int] = field(default_factory=list)
+    leaf_value: list[float] = field(default_factory=list)
+
+    def add(self, tree: int, mode: str, feature: int = 0, value: float = 0.0, missing_true: int = 0) -> int:
+        node = sum(1 for t in self.tree if t == tree)
+        for column, item in zip(
+            (self.tree, self.node, self.feature, self.mode, self.value, self.true, self.false, self.missing_true),
+            (tree, node, feature, mode, value, 0, 0, missing_true),
+            strict=True,
+        ):
+            column.append(item)
+        return len(self.tree) - 1
+
+    def grow(self, tree: int, split: dict[str, Any]) -> int:
+        """Add LightGBM's (``dump_model``) subtree ``split``; returns the row of its root. LightGBM's decisions:
+        a number goes left when ``x <= threshold``; NaN goes the default way where the feature had missing values
+        in training (missing_type NaN) and is read as 0 otherwise; a category goes left when it is in the split's
+        set, NaN (missing or never seen) right. Each category of a set becomes one equality node."""
+        if "leaf_value" in split:
+            row = self.add(tree, "LEAF")
+            self.leaf_tree.append(tree)
+            self.leaf_node.append(self.node[row])
+            self.leaf_value.append(float(split["leaf_value"]))
+            return row
+        feature, missing = int(split["split_feature"]), split["missing_type"]
+        if split["decision_type"] == "==":
+            rows = [self.add(tree, "BRANCH_EQ", feature, float(c)) for c in str(split["threshold"]).split("||")]
+            left, right = self.grow(tree, split["left_child"]), self.grow(tree, split["right_child"])
+            for k, row in enumerate(rows):
+                self.true[row] = self.node[left]
+                self.false[row] = self.node[rows[k + 1]] if k + 1 < len(rows) else self.node[right]
+            return rows[0]
+        if missing == "Zero":
+            raise ExportError("a LightGBM booster trained with zero_as_missing cannot be exported")
+        threshold = float(split["threshold"])
+        goes_left = bool(split["default_left"]) if missing == "NaN" else threshold >= 0.0  # NaN read as 0
+        row = self.add(tree, "BRANCH_LEQ", feature, threshold, int(goes_left))
+        left, right = self.grow(tree, split["left_child"]), self.grow(tree, split["right_child"])
+        self.true[row], self.false[row] = self.node[left], self.node[right]
+        return row
+
+
+def _trees_model(model: TabularModel) -> onnx.ModelProto:
+    """The LightGBM booster as one ``TreeEnsembleRegressor`` summing the trees' raw scores, then LightGBM's
+    sigmoid. Thresholds and leaf values are float64 tensors and the input is float64, so every split compares as
+    LightGBM compares (a float32 converter, such as onnxmltools', sends a value near a threshold, e.g. a
+    coordinate, the other way)."""
+    assert model.trees is not None
+    dump = model.trees.booster.dump_model()
+    objective = str(dump.get("objective", ""))
+    if not objective.startswith("binary") or dump.get("num_class") != 1 or dump.get("average_output"):
+        raise ExportError(f"only a binary LightGBM booster exports (this one: objective {objective!r})")
+    scale = float(objective.split("sigmoid:")[1].split()[0]) if "sigmoid:" in objective else 1.0
+    nodes = _TreeNodes()
+    for tree, info in enumerate(dump["tree_info"]):
+        nodes.grow(tree, info["tree_structure"])
+    ensemble = helper.make_node(
+        "TreeEnsembleRegressor",
+        [_TREE_INPUT],
+        ["raw"],
+        domain="ai.onnx.ml",
+        n_targets=1,
+        aggregate_function="SUM",
+        post_transform="NONE",
+        nodes_treeids=nodes.tree,
+        nodes_nodeids=nodes.node,
+        nodes_featureids=nodes.feature,
+        nodes_modes=nodes.mode,
+        nodes_values_as_tensor=numpy_helper.from_array(np.array(nodes.value, dtype=np.float64)),
+        nodes_truenodeids=nodes.true,
+        nodes_falsenodeids=nodes.false,
+        nodes_missing_value_tracks_true=nodes.missing_true,
+        target_treeids=nodes.leaf_tree,
+        target_nodeids=nodes.leaf_node,
+        target_ids=[0] * len(nodes.leaf_tree),
+        target_weights_as_tensor=numpy_helper.from_array(np.array(nodes.leaf_value, dtype=np.float64)),
+    )
+    graph = helper.make_graph(
+        [
+            ensemble,
+            _const("flat", [-1], np.int64),
+            helper.make_node("Reshape", ["raw", "flat"], ["raw_flat"]),
+            helper.make_node("Cast", ["raw_flat"], ["raw_double"], to=TensorProto.DOUBLE),
+            _const("scale", scale, np.float64),
+            helper.make_node("Mul", ["raw_double", "scale"], ["scaled"]),
+            helper.make_node("Sigmoid", ["scaled"], [_SCORE]),
+        ],
+        "lightgbm",
+        [helper.make_tensor_value_info(_TREE_INPUT, TensorProto.DOUBLE, ["rows", len(dump["feature_names"])])],
         [helper.make_tensor_value_info(_SCORE, TensorProto.DOUBLE, ["rows"])],
     )
     return helper.make_model(graph, opset_imports=_opsets())

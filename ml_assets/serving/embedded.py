@@ -139,7 +139,7 @@ def build_embedded_model(spec: DatasetSpec) -> AssetsDefinition:
         model = load_stored(model_store, tag)
         try:
             proto = export_onnx(model, spec, tag)
-        except ExportError as e:  # e.g. a gbdt champion: the Bento serves it; no embeddable file (a warning)
+        except ExportError as e:  # e.g. a booster trained with zero_as_missing: the Bento serves it (a warning)
             yield Output(EmbeddedModelRef(tag, "", 0, "", ()), metadata={"model_tag": tag, "not_exported": str(e)})
             yield AssetCheckResult(
                 check_name=ONNX_MATCHES_SERVICE,
