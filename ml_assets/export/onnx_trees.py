@@ -63,9 +63,11 @@ class _TreeNodes:
     leaf_tree: list[int] = field(default_factory=list)
     leaf_node: list[int] = field(default_factory=list)
     leaf_value: list[float] = field(default_factory=list)
+    _per_tree: dict[int, int] = field(default_factory=dict)  # nodes so far per tree: the next node's id
 
     def add(self, tree: int, mode: str, feature: int = 0, value: float = 0.0, missing_true: int = 0) -> int:
-        node = sum(1 for t in self.tree if t == tree)
+        node = self._per_tree.get(tree, 0)
+        self._per_tree[tree] = node + 1
         for column, item in zip(
             (self.tree, self.node, self.feature, self.mode, self.value, self.true, self.false, self.missing_true),
             (tree, node, feature, mode, value, 0, 0, missing_true),
