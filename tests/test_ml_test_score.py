@@ -7,16 +7,26 @@ pipeline)."""
 from __future__ import annotations
 
 import pytest
-from dagster import AssetKey, DagsterInstance, Definitions, materialize
+from dagster import (
+    AssetCheckKey,
+    AssetCheckSpec,
+    AssetKey,
+    AssetOut,
+    DagsterInstance,
+    Definitions,
+    MaterializeResult,
+    materialize,
+    multi_asset,
+)
 
 from ml_assets.dataset import DatasetSpec, GateThresholds, Readiness
 from ml_assets.definitions import build_definitions
 from ml_assets.model.gates import GATE_NAMES
 from ml_assets.monitoring.ml_test_score import READINESS, build_readiness_check, compute_score
-from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage
+from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage, find_evidence, resolve_lineage
 from ml_assets.readiness.feature_importance import build_feature_importance
 from ml_assets.readiness.performance import build_performance_regression
-from ml_assets.readiness.rubric import ItemStatus, Section
+from ml_assets.readiness.rubric import Evidence, EvidenceStatus, ItemStatus, Section, all_refs
 from ml_assets.readiness.staleness import build_staleness_impact
 from tests.conftest import narrow, pinned, three_day_window
 from tests.standins import materialize_stand_in
@@ -58,7 +68,12 @@ def test_the_score_is_computed_from_the_instances_check_results(ml_home, adult_s
     instance = DagsterInstance.ephemeral()
     for asset, partition in (("raw_data", DAY), ("features", DAY), ("training_set", DAY)):
         materialize_stand_in(defs, instance, asset, partition)
-    materialize_stand_in(defs, instance, "candidate_model", metadata={"model_tag": TAG, "search": "3 trials"})
+    materialize_stand_in(
+        defs,
+        instance,
+        "candidate_model",
+        metadata={"model_tag": TAG, "search": "3 trials", "training_set_partition": DAY},
+    )
     materialize_stand_in(defs, instance, "model_evaluation", metadata={"candidate_tag": TAG})
     materialize_stand_in(defs, instance, "champion_model", metadata={"model_tag": TAG})
 
@@ -67,7 +82,8 @@ def test_the_score_is_computed_from_the_instances_check_results(ml_home, adult_s
     assert meta["final_score"] == min(sections.values())
     assert meta["champion_tag"] == TAG
     assert meta["tests"].count("\n") == 28 + 1  # header, rule, 28 rows
-    result = compute_score(instance, GraphFacts.of(defs.get_repository_def()), Lineage(TAG))
+    facts = GraphFacts.of(defs.get_repository_def())
+    result = compute_score(instance, facts, resolve_lineage(instance, TAG, adult_spec.training.window_days))
     status = {t.test.id: t.status for t in result.tests}
     assert status["data-1"] is ItemStatus.AUTOMATED  # raw_data's schema checks passed
     assert status["model-3"] is ItemStatus.AUTOMATED  # the candidate recorded its search
@@ -86,6 +102,70 @@ def test_the_score_is_computed_from_the_instances_check_results(ml_home, adult_s
         s: v for s, v in sections.items() if s is not Section.MODEL
     }
     assert "model_evaluation.fairness (failed" in again["missing_points"]
+
+    # evidence is the champion's lineage's: another candidate's failing evaluation, and a raw_data day outside the
+    # champion's training window failing its schema checks, move nothing
+    other = "adult-classifier:v2"
+    materialize_stand_in(
+        defs, instance, "model_evaluation", failed=("slice_quality",), metadata={"candidate_tag": other}
+    )
+    materialize_stand_in(defs, instance, "raw_data", "2026-01-25", failed=("unexpected_columns",))
+    assert materialize_score(defs, instance)["final_score"] == again["final_score"]
+    lineage = resolve_lineage(instance, TAG, adult_spec.training.window_days)
+    assert DAY in lineage.partitions and "2026-01-25" not in lineage.partitions and len(lineage.runs) == 4
+    assert status_of(instance, facts, lineage)["model-6"] is ItemStatus.AUTOMATED
+    assert status_of(instance, facts, resolve_lineage(instance, other, 10))["model-6"] is ItemStatus.FAILING
+    # a day of the champion's own window failing counts
+    materialize_stand_in(defs, instance, "raw_data", DAY, failed=("unexpected_columns",))
+    assert status_of(instance, facts, lineage)["data-1"] is ItemStatus.FAILING
+
+
+def materialize_without_check_results(instance: DagsterInstance, asset: str, metadata: dict) -> dict[str, str]:
+    """``asset`` materialized as a subsettable multi-asset that plans its checks and emits no result for them (as
+    performance_regression does with nothing to compare): the checks' execution status afterwards."""
+    names = ["no_regression"]
+
+    @multi_asset(
+        name=asset,
+        outs={asset: AssetOut()},
+        check_specs=[AssetCheckSpec(n, asset=asset) for n in names],
+        can_subset=True,
+    )
+    def stand_in():
+        yield MaterializeResult(asset_key=asset, metadata=metadata)
+
+    assert materialize([stand_in], instance=instance).success
+    return {
+        n: instance.event_log_storage.get_asset_check_execution_history(AssetCheckKey(AssetKey(asset), n), limit=1)[
+            0
+        ].status.value
+        for n in names
+    }
+
+
+def status_of(instance: DagsterInstance, facts: GraphFacts, lineage: Lineage) -> dict[str, ItemStatus]:
+    return {t.test.id: t.status for t in compute_score(instance, facts, lineage).tests}
+
+
+def test_a_skipped_check_execution_counts_not_run_and_hides_older_results(adult_spec: DatasetSpec) -> None:
+    """A check that was planned in a run and produced no result (Dagster shows it skipped) is not a pass, even when
+    an older run of the same model passed it."""
+    defs = build_definitions(adult_spec, env="local")
+    instance = DagsterInstance.ephemeral()
+    materialize_stand_in(defs, instance, "champion_model", metadata={"model_tag": TAG})
+    facts = GraphFacts.of(defs.get_repository_def())
+    [ref] = [r for r in all_refs() if r.name == "performance_regression.no_regression"]
+    lineage = resolve_lineage(instance, TAG, adult_spec.training.window_days)
+
+    def judged() -> Evidence:
+        return find_evidence(instance, facts, [ref], lineage)[ref]
+
+    materialize_stand_in(defs, instance, "performance_regression", metadata={"candidate_tag": TAG})
+    assert judged().status is EvidenceStatus.PASSED
+    skipped = materialize_without_check_results(instance, "performance_regression", {"candidate_tag": TAG})
+    assert skipped == {"no_regression": "PLANNED"}, "stored as planned; the UI shows it skipped (its run ended)"
+    found = judged()
+    assert found.status is EvidenceStatus.NOT_RUN and "skipped: no result in run" in found.detail
 
 
 class GatedPipeline(Pipeline):

@@ -40,10 +40,11 @@ from ml_assets.readiness import evidence as evidence_module
 from ml_assets.readiness import rubric as rubric_module
 from ml_assets.readiness.attestations import load_attestations
 from ml_assets.readiness.dependencies import build_dependency_versions
-from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage, find_evidence
+from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage, find_evidence, resolve_lineage
 from ml_assets.readiness.feature_importance import build_feature_importance
 from ml_assets.readiness.offline_online import build_offline_online_agreement
 from ml_assets.readiness.performance import build_performance_regression
+from ml_assets.readiness.reproducibility import build_reproducibility
 from ml_assets.readiness.rubric import Evidence, EvidenceStatus, Score, Section, all_refs, check, score
 from ml_assets.readiness.staleness import build_staleness_impact
 from ml_assets.versioning import source_version, spec_part
@@ -132,7 +133,8 @@ def build_ml_test_score(spec: DatasetSpec, graph: GraphFactsSource) -> AssetsDef
     )
     def ml_test_score(context: AssetExecutionContext) -> MaterializeResult:
         tag = current_champion_tag(context.instance)
-        result = compute_score(context.instance, graph.get(), Lineage(tag))
+        lineage = resolve_lineage(context.instance, tag, spec.training.window_days)
+        result = compute_score(context.instance, graph.get(), lineage)
         context.log.info(
             f"ML Test Score of {tag or 'no champion'}: final {result.final:.1f} ("
             + ", ".join(f"{s.value} {v:.1f}" for s, v in result.sections.items())
@@ -164,6 +166,7 @@ def build_readiness_assets(spec: DatasetSpec, graph: GraphFactsSource) -> list[A
         build_performance_regression(spec),
         build_offline_online_agreement(spec),
         build_staleness_impact(spec),
+        build_reproducibility(spec),
     ]
 
 
@@ -191,7 +194,8 @@ def build_readiness_check(spec: DatasetSpec, graph: GraphFactsSource) -> AssetCh
             for o in evaluate_gates(model_evaluation, thresholds)
         }
         candidate = model_evaluation.candidate_ref.tag
-        result = compute_score(context.instance, graph.get(), Lineage(candidate, gates))
+        lineage = resolve_lineage(context.instance, candidate, spec.training.window_days, gates)
+        result = compute_score(context.instance, graph.get(), lineage)
         short = readiness_shortfall(result, min_score)
         return AssetCheckResult(
             passed=not short,
