@@ -162,10 +162,13 @@ def test_a_skipped_check_execution_counts_not_run_and_hides_older_results(adult_
 
     materialize_stand_in(defs, instance, "performance_regression", metadata={"candidate_tag": TAG})
     assert judged().status is EvidenceStatus.PASSED
-    skipped = materialize_without_check_results(instance, "performance_regression", {"candidate_tag": TAG})
+    why = "no other champion to compare with (first promotion): nothing to judge"
+    skipped = materialize_without_check_results(
+        instance, "performance_regression", {"candidate_tag": TAG, "not_judged": why}
+    )
     assert skipped == {"no_regression": "PLANNED"}, "stored as planned; the UI shows it skipped (its run ended)"
     found = judged()
-    assert found.status is EvidenceStatus.NOT_RUN and "skipped: no result in run" in found.detail
+    assert found.status is EvidenceStatus.NOT_RUN and found.detail.startswith(f"skipped: {why} (run ")
 
 
 class GatedPipeline(Pipeline):

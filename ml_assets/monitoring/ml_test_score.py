@@ -45,7 +45,7 @@ from ml_assets.readiness.feature_importance import build_feature_importance
 from ml_assets.readiness.offline_online import build_offline_online_agreement
 from ml_assets.readiness.performance import build_performance_regression
 from ml_assets.readiness.reproducibility import build_reproducibility
-from ml_assets.readiness.rubric import Evidence, EvidenceStatus, Score, Section, all_refs, check, score
+from ml_assets.readiness.rubric import Evidence, EvidenceKind, EvidenceStatus, Score, Section, all_refs, check, score
 from ml_assets.readiness.staleness import build_staleness_impact
 from ml_assets.versioning import source_version, spec_part
 
@@ -67,12 +67,26 @@ def tests_table(result: Score) -> str:
                 "title": t.test.title,
                 "status": t.status.value,
                 "points": t.points,
-                "evidence": "; ".join(e.describe() for e in t.evidence) or "none here",
+                "evidence": "; ".join(evidence_link(e) for e in t.evidence) or "none here",
             }
             for t in result.tests
         ],
         digits=1,
     )
+
+
+def evidence_link(found: Evidence) -> str:
+    """A piece of evidence as found, its name (in code style: check names hold * and _) a link to its asset's page
+    in the UI: the checks tab for a check, the asset for a record."""
+    text = found.describe()
+    kind, name = found.ref.kind, found.ref.name
+    if kind is EvidenceKind.CHECK:
+        target = f"/assets/{name.rsplit('.', 1)[0]}?view=checks"
+    elif kind is EvidenceKind.RECORD:
+        target = f"/assets/{name.split(':', 1)[0]}"
+    else:
+        return text
+    return text.replace(str(found.ref), f"[`{found.ref}`]({target})", 1)
 
 
 def missing_table(result: Score) -> str:

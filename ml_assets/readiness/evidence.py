@@ -28,6 +28,7 @@ from ml_assets.settings import paths
 
 CODE_VERSION_TAG = "dagster/code_version"
 JUDGED = "judged"  # check metadata: false when the check ran but had nothing to judge
+NOT_JUDGED = "not_judged"  # asset metadata: why its checks could not judge (and, left without a result, were skipped)
 
 
 def junit_path() -> Path:
@@ -142,12 +143,15 @@ class _Materializations:
     def __init__(self, instance: DagsterInstance, asset: AssetKey) -> None:
         self.by_run: dict[tuple[str, str | None], str | None] = {}
         self.by_id: dict[int, tuple[str | None, str, str | None]] = {}
+        self.notes: dict[tuple[str, str | None], str] = {}  # why an asset left its checks without a result
         for rec in instance.fetch_materializations(AssetRecordsFilter(asset_key=asset), limit=1000).records:
             mat = rec.asset_materialization
             if mat is None:
                 continue
             tag = _tag_of(mat.metadata)
             self.by_run.setdefault((rec.run_id, mat.partition), tag)
+            if (note := metadata_text(mat.metadata.get(NOT_JUDGED))) and note != "none":
+                self.notes.setdefault((rec.run_id, mat.partition), note)
             self.by_id[rec.storage_id] = (tag, rec.run_id, mat.partition)
 
     def about(self, execution: CheckExecution) -> tuple[str | None, str, str | None]:
@@ -182,8 +186,11 @@ def not_judged(evaluation: AssetCheckEvaluation) -> bool:
     return getattr(entry, "value", entry) is False
 
 
-def execution_status(executions: list[CheckExecution], model: str | None) -> tuple[EvidenceStatus, str]:
-    """One check's status over the lineage's executions, and what it said."""
+def execution_status(
+    executions: list[CheckExecution], model: str | None, notes: Mapping[tuple[str, str | None], str] | None = None
+) -> tuple[EvidenceStatus, str]:
+    """One check's status over the lineage's executions, and what it said (for a skipped one, the reason its asset
+    recorded as ``not_judged``, when it did)."""
     if not executions:
         return EvidenceStatus.NOT_RUN, f"no result about {model or 'a model'} yet"
 
@@ -196,7 +203,9 @@ def execution_status(executions: list[CheckExecution], model: str | None) -> tup
         return EvidenceStatus.FAILED, said(failed[0][0], failed[0][1].description or "")
     skipped = [e for e in executions if e.evaluation is None]
     if skipped:
-        return EvidenceStatus.NOT_RUN, said(skipped[0], f"skipped: no result in run {skipped[0].run_id[:8]}")
+        first = skipped[0]
+        why = (notes or {}).get((first.run_id, first.partition))
+        return EvidenceStatus.NOT_RUN, said(first, f"skipped: {why or 'no result'} (run {first.run_id[:8]})")
     unjudged = [(e, ev) for e, ev in done if not_judged(ev)]
     if unjudged:
         return EvidenceStatus.NOT_RUN, said(unjudged[0][0], unjudged[0][1].description or "could not judge")
@@ -220,7 +229,7 @@ def check_evidence(instance: DagsterInstance, facts: GraphFacts, ref: EvidenceRe
             key = AssetKey.from_user_string(asset)
             index = mats.setdefault(asset, _Materializations(instance, key))
             executions = lineage_executions(instance, key, check, lineage, index)
-            status, said = execution_status(executions, lineage.model_tag)
+            status, said = execution_status(executions, lineage.model_tag, index.notes)
         {EvidenceStatus.PASSED: passed, EvidenceStatus.FAILED: failed}.get(status, not_run).append(name)
     if len(names) == 1:
         status = EvidenceStatus.FAILED if failed else EvidenceStatus.NOT_RUN if not_run else EvidenceStatus.PASSED
