@@ -186,8 +186,19 @@ def not_judged(evaluation: AssetCheckEvaluation) -> bool:
     return getattr(entry, "value", entry) is False
 
 
+def _reason(note: str | None, check: str) -> str | None:
+    """The part of an asset's ``not_judged`` note about ``check`` ("a: why; b: why" names each check), else all."""
+    if note is None:
+        return None
+    part = next((p for p in note.split("; ") if p.startswith(f"{check}: ")), None)
+    return part.removeprefix(f"{check}: ") if part else note
+
+
 def execution_status(
-    executions: list[CheckExecution], model: str | None, notes: Mapping[tuple[str, str | None], str] | None = None
+    executions: list[CheckExecution],
+    model: str | None,
+    notes: Mapping[tuple[str, str | None], str] | None = None,
+    check: str = "",
 ) -> tuple[EvidenceStatus, str]:
     """One check's status over the lineage's executions, and what it said (for a skipped one, the reason its asset
     recorded as ``not_judged``, when it did)."""
@@ -204,7 +215,7 @@ def execution_status(
     skipped = [e for e in executions if e.evaluation is None]
     if skipped:
         first = skipped[0]
-        why = (notes or {}).get((first.run_id, first.partition))
+        why = _reason((notes or {}).get((first.run_id, first.partition)), check)
         return EvidenceStatus.NOT_RUN, said(first, f"skipped: {why or 'no result'} (run {first.run_id[:8]})")
     unjudged = [(e, ev) for e, ev in done if not_judged(ev)]
     if unjudged:
@@ -229,7 +240,7 @@ def check_evidence(instance: DagsterInstance, facts: GraphFacts, ref: EvidenceRe
             key = AssetKey.from_user_string(asset)
             index = mats.setdefault(asset, _Materializations(instance, key))
             executions = lineage_executions(instance, key, check, lineage, index)
-            status, said = execution_status(executions, lineage.model_tag, index.notes)
+            status, said = execution_status(executions, lineage.model_tag, index.notes, check)
         {EvidenceStatus.PASSED: passed, EvidenceStatus.FAILED: failed}.get(status, not_run).append(name)
     if len(names) == 1:
         status = EvidenceStatus.FAILED if failed else EvidenceStatus.NOT_RUN if not_run else EvidenceStatus.PASSED
