@@ -11,6 +11,7 @@ from dagster import (
     AssetCheckKey,
     AssetCheckSpec,
     AssetKey,
+    AssetMaterialization,
     AssetOut,
     DagsterInstance,
     Definitions,
@@ -273,3 +274,35 @@ def test_automation_refreshes_the_score_when_the_champion_or_its_checks_change(a
     assert "ml_test_score" not in graph.tick(), "once per change"
     graph.materialize("deployment", failed=("health",))  # the champion's canary check has a new result
     assert "ml_test_score" in graph.tick()
+
+
+def test_the_training_set_counts_as_the_very_materialization_the_candidate_read(adult_spec: DatasetSpec) -> None:
+    """A training window re-cut after the candidate trained (new rows, new checks) is not the champion's data: its
+    checks count only for the materialization the candidate read (Dagster's input event pointer)."""
+    defs = build_definitions(adult_spec, env="local")
+    instance = DagsterInstance.ephemeral()
+    facts = GraphFacts.of(defs.get_repository_def())
+    materialize_stand_in(defs, instance, "training_set", DAY)
+    read = instance.fetch_materializations(AssetKey("training_set"), limit=1).records[0].storage_id
+    materialize_stand_in(defs, instance, "training_set", DAY, failed=("single_feature_leakage",))  # a later re-cut
+    for tag, pointer in ((TAG, read), ("adult-classifier:v2", read + 10_000)):
+        instance.report_runless_asset_event(
+            AssetMaterialization(
+                "candidate_model",
+                metadata={"model_tag": tag, "training_set_partition": DAY},
+                tags={"dagster/input_event_pointer/training_set": str(pointer)},
+            )
+        )
+    lineage = resolve_lineage(instance, TAG, adult_spec.training.window_days)
+    assert lineage.inputs["training_set"] == read
+    assert status_of(instance, facts, lineage)["data-4"] is ItemStatus.AUTOMATED
+    newest = instance.fetch_materializations(AssetKey("training_set"), limit=1).records[0].storage_id
+    instance.report_runless_asset_event(
+        AssetMaterialization(
+            "candidate_model",
+            metadata={"model_tag": "adult-classifier:v3", "training_set_partition": DAY},
+            tags={"dagster/input_event_pointer/training_set": str(newest)},
+        )
+    )
+    later = resolve_lineage(instance, "adult-classifier:v3", adult_spec.training.window_days)
+    assert status_of(instance, facts, later)["data-4"] is ItemStatus.FAILING

@@ -27,6 +27,7 @@ from ml_assets.readiness.rubric import Evidence, EvidenceKind, EvidenceRef, Evid
 from ml_assets.settings import paths
 
 CODE_VERSION_TAG = "dagster/code_version"
+INPUT_POINTER = "dagster/input_event_pointer/"  # a materialization's tag: the storage id of each input it read
 JUDGED = "judged"  # check metadata: false when the check ran but had nothing to judge
 NOT_JUDGED = "not_judged"  # asset metadata: why its checks could not judge (and, left without a result, were skipped)
 
@@ -88,6 +89,7 @@ class Lineage:
     check_overrides: Mapping[str, Evidence] = field(default_factory=dict)  # "asset.check" judged in this run
     runs: frozenset[str] = frozenset()
     partitions: frozenset[str] = frozenset()
+    inputs: Mapping[str, int] = field(default_factory=dict)  # asset -> the materialization its candidate read
 
     def owns(self, tag: str | None, run_id: str, partition: str | None) -> bool:
         """Whether a check execution on a materialization naming ``tag`` (None: it names no model), made in
@@ -111,6 +113,7 @@ def resolve_lineage(
     """The lineage of model ``tag``: the runs that materialized its candidate, evaluation and promotion, and the
     days of the window its candidate trained on (``training_set_partition`` and the ``window_days`` up to it)."""
     runs: set[str] = set()
+    inputs: dict[str, int] = {}
     window_end = None
     for asset in LINEAGE_ASSETS if tag else ():
         for rec in instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset)), limit=200).records:
@@ -120,6 +123,9 @@ def resolve_lineage(
             runs.add(rec.run_id)
             if asset == "candidate_model" and window_end is None:
                 window_end = metadata_text(mat.metadata.get("training_set_partition"))
+                inputs = {
+                    k.removeprefix(INPUT_POINTER): int(v) for k, v in mat.tags.items() if k.startswith(INPUT_POINTER)
+                }
     if window_end is None and runs:  # a candidate that records no window: the one approved in a lineage run
         approved = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(APPROVED)), limit=200)
         window_end = next(
@@ -134,14 +140,14 @@ def resolve_lineage(
     if window_end:
         end = date.fromisoformat(window_end)
         days = frozenset((end - timedelta(days=i)).isoformat() for i in range(window_days))
-    return Lineage(tag, dict(overrides or {}), frozenset(runs), days)
+    return Lineage(tag, dict(overrides or {}), frozenset(runs), days, inputs)
 
 
 class _Materializations:
     """An asset's recorded materializations, by (run, partition) and by storage id: which model each was about."""
 
     def __init__(self, instance: DagsterInstance, asset: AssetKey) -> None:
-        self.by_run: dict[tuple[str, str | None], str | None] = {}
+        self.by_run: dict[tuple[str, str | None], tuple[str | None, int]] = {}
         self.by_id: dict[int, tuple[str | None, str, str | None]] = {}
         self.notes: dict[tuple[str, str | None], str] = {}  # why an asset left its checks without a result
         for rec in instance.fetch_materializations(AssetRecordsFilter(asset_key=asset), limit=1000).records:
@@ -149,21 +155,23 @@ class _Materializations:
             if mat is None:
                 continue
             tag = _tag_of(mat.metadata)
-            self.by_run.setdefault((rec.run_id, mat.partition), tag)
+            self.by_run.setdefault((rec.run_id, mat.partition), (tag, rec.storage_id))
             if (note := metadata_text(mat.metadata.get(NOT_JUDGED))) and note != "none":
                 self.notes.setdefault((rec.run_id, mat.partition), note)
             self.by_id[rec.storage_id] = (tag, rec.run_id, mat.partition)
 
-    def about(self, execution: CheckExecution) -> tuple[str | None, str, str | None]:
-        """(model tag, run, partition) of the materialization an execution judged (its own when none is known)."""
+    def about(self, execution: CheckExecution) -> tuple[str | None, str, str | None, int | None]:
+        """(model tag, run, partition, storage id) of the materialization an execution judged (the execution's own
+        run and partition, and the tag its result names, when that materialization is not known)."""
         key = (execution.run_id, execution.partition)
         if key in self.by_run:
-            return self.by_run[key], execution.run_id, execution.partition
+            tag, storage_id = self.by_run[key]
+            return tag, execution.run_id, execution.partition, storage_id
         ev = execution.evaluation
         target = ev.target_materialization_data if ev is not None else None
         if target is not None and target.storage_id in self.by_id:
-            return self.by_id[target.storage_id]
-        return (_tag_of(ev.metadata) if ev is not None else None), execution.run_id, execution.partition
+            return (*self.by_id[target.storage_id], target.storage_id)
+        return (_tag_of(ev.metadata) if ev is not None else None), execution.run_id, execution.partition, None
 
 
 def lineage_executions(
@@ -172,10 +180,12 @@ def lineage_executions(
     """The newest execution of ``check`` about the lineage: one per training-window day for a partitioned asset
     that names no model (the data the model was trained on), else the newest one about the model. A newer
     execution that was planned and produced no result (skipped) hides older results: it counts as not run."""
+    read = lineage.inputs.get(asset.to_user_string())  # the very materialization its candidate trained on
     chosen: dict[str | None, CheckExecution] = {}
     for execution in check_executions(instance, asset, check):  # newest first
-        tag, run, partition = mats.about(execution)
-        if lineage.owns(tag, run, partition):
+        tag, run, partition, storage_id = mats.about(execution)
+        owned = storage_id == read if read is not None and storage_id is not None else lineage.owns(tag, run, partition)
+        if owned:
             chosen.setdefault(partition if tag is None else None, execution)
     return list(chosen.values())
 

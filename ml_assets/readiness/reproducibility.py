@@ -44,17 +44,15 @@ from ml_assets.dataset import DatasetSpec
 from ml_assets.model import training_result
 from ml_assets.model.assets import CandidateConfig, labeled_split, ordered
 from ml_assets.model.bundle import ModelRef
-from ml_assets.model.search import plan_trials
 from ml_assets.settings import paths
 from ml_assets.versioning import code_version, frame_version
-from resources.deepspeed_trainer import TRAINING_POOL, DeepSpeedTrainer
+from resources.deepspeed_trainer import TRAINING_POOL, TRIAL_SETTINGS, DeepSpeedTrainer
 from resources.model_store import ModelStore
 
 ASSET = "reproducibility"
 CHECK = "same_seed_same_metrics"
 JOB = "reproducibility_job"
 TOLERANCE = 0.002  # validation figures of two same-seed runs may differ this much (float reductions across ranks)
-TRIAL_SETTINGS = ("learning_rate", "weight_decay", "lr_schedule", "class_weight")
 TRAINER_SETTINGS = ("learning_rate", "weight_decay", "lr_schedule")  # class weighting is a trial's, not the trainer's
 
 
@@ -91,16 +89,10 @@ def champion_trial(info: Mapping[str, Any]) -> dict[str, Any]:
     meta = info.get("metadata") or {}
     network = (meta.get("config") or {}).get("network")
     if not network:
-        return plan_trials(CandidateConfig().network(), _no_search(), 1)[0]
+        return {"network": CandidateConfig().network().model_dump()}
     search = meta.get("search") or {}
     kept = next((t for t in search.get("trials", []) if t.get("trial") == search.get("best_trial")), {})
     return {"network": dict(network), **{k: kept[k] for k in TRIAL_SETTINGS if k in kept}}
-
-
-def _no_search():
-    from ml_assets.dataset import CandidateSearch
-
-    return CandidateSearch(trials=1)
 
 
 def build_reproducibility(spec: DatasetSpec) -> AssetsDefinition:
