@@ -4,7 +4,6 @@ and code, passes; a second run with another seed, held to a tolerance a seed can
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +53,9 @@ def test_the_retrained_trial_is_the_champions_kept_network_with_its_settings() -
     assert trees["network"]["architecture"] == "mlp"
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("ml_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ML_ASSETS_HOME", str(home))
-        mp.setenv("BENTOML_HOME", str(home / "bentoml"))
-        mp.setenv("BENTOML_DO_NOT_TRACK", "true")
-        yield home
-
-
 @pytest.mark.integration
-def test_same_seed_retraining_reproduces_and_another_seed_fails(adult_spec: DatasetSpec, home: Path) -> None:
+def test_same_seed_retraining_reproduces_and_another_seed_fails(adult_spec: DatasetSpec, ml_home: Path) -> None:
+    home = ml_home
     frame: pd.DataFrame = demo_training_set(adult_spec, 2000, seed=0, window_end=WINDOW_END)
     graph = build_graph(adult_spec, frame, home)
     fast = trainer(max_epochs=3)
