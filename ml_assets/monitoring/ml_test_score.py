@@ -1,9 +1,9 @@
 """``ml_test_score``: The ML Test Score of the serving champion, live; and the ``readiness`` gate on promotion.
 
 The asset maps each of the 28 tests of Breck et al. (``ml_assets.readiness.rubric``) to the evidence that automates
-it in this graph (``ml_assets.readiness.evidence``: checks and their latest results, sensors running, jobs, the
-records written with the champion, recorded test-suite runs) and to the reviewed manual attestations
-(``ml_assets/readiness/attestations.yaml``), and records the 28-row table, the four section scores and the final
+it in this graph (``ml_assets.readiness.evidence``: checks and their latest results about the champion's lineage,
+sensors running, jobs, the records written with the champion, recorded test-suite runs) and to the reviewed manual
+attestations (``ml_assets/readiness/attestations.yaml``), and records the 28-row table, the four section scores and the final
 score (their minimum) as numbers the UI plots, with what would earn every missing point.
 
 The ``readiness`` check is a blocking check on ``model_evaluation``: it scores the *candidate* the evaluation judged

@@ -1,6 +1,13 @@
-"""The rubric's evidence, found: what the graph defines (checks, sensors, jobs) and what the instance recorded
-(the latest check results, sensor states, the records written with the judged model), plus recorded test-suite
-runs. Check results are read through ``ml_assets.event_log`` (the one adapter to Dagster's check records).
+"""The rubric's evidence, found: what the graph defines (checks, sensors, jobs) and what the instance recorded about
+the judged model's lineage (its check results, sensor states, the records written with it), plus recorded
+test-suite runs. Check executions are read through ``ml_assets.event_log`` (the one adapter to Dagster's check
+records), planned ones included: one planned and left without a result (the UI shows it skipped) is not a pass.
+
+A check execution is about the judged model when the materialization it judged names the model (``model_tag``,
+``candidate_tag``, ``main_model_tag``), is the very training-data materialization its candidate read (Dagster's
+input event pointer), came from a run that trained, evaluated or promoted it, or is a day of its training window;
+one naming another model never counts; one that names no model and is not partitioned (the environment, the graph)
+counts whichever model serves.
 """
 
 from __future__ import annotations
