@@ -18,6 +18,7 @@ from ml_assets.monitoring.assets import build_monitoring_assets
 from ml_assets.monitoring.ml_test_score import build_readiness_assets, build_readiness_check
 from ml_assets.partitions import daily_partitions, resolve_start, training_set_partitions
 from ml_assets.readiness.evidence import GraphFactsSource
+from ml_assets.readiness.reproducibility import reproducibility_job, reproducibility_schedule
 from ml_assets.serving.assets import build_serving_assets
 from ml_assets.serving.batch import build_batch_predictions
 from ml_assets.serving.embedded import build_embedded_model
@@ -75,6 +76,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
             "champion as an ONNX file an application embeds.",
         ),
         rollback_champion_job,
+        reproducibility := reproducibility_job(),
         define_asset_job(
             MONITORING_JOB,
             selection=AssetSelection.assets("prediction_log", "model_monitoring"),
@@ -97,6 +99,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None) -
         assets=[*data, *model, *serving, *build_batch_predictions(spec), *monitoring],
         asset_checks=[model_gates, build_readiness_check(spec, graph)],
         jobs=jobs,
+        schedules=[reproducibility_schedule(reproducibility, spec.timezone)],
         sensors=sensors,
         resources=resources_for(env, spec),
         executor=executor_for(env),

@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 
 import yaml
-from dagster import AssetKey, Definitions
+from dagster import AssetKey, DefaultScheduleStatus, Definitions
 
 from ml_assets.definitions import build_definitions
 
@@ -43,7 +43,11 @@ def test_definitions_load_with_the_data_graph(ml_home: Path) -> None:
     assert sum(1 for asset, _ in checks if asset == "raw_data") >= 8
     assert any(asset == "features" for asset, _ in checks)
     assert any(asset == "training_set" for asset, _ in checks)
-    assert {"ingest_job", "training_set_job"} <= {j.name for j in repo.get_all_jobs()}
+    assert {"ingest_job", "training_set_job", "reproducibility_job"} <= {j.name for j in repo.get_all_jobs()}
+    # the same-seed retraining runs on request or weekly once switched on, never on every training
+    [schedule] = repo.schedule_defs
+    assert schedule.name == "reproducibility_schedule" and schedule.job_name == "reproducibility_job"
+    assert schedule.default_status == DefaultScheduleStatus.STOPPED
 
 
 def test_prod_environment_needs_its_home(monkeypatch) -> None:
