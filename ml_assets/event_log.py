@@ -32,8 +32,10 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 __all__ = [
     "DATA_VERSION_TAG",
+    "CheckExecution",
     "CheckVerdict",
     "blocking_verdict",
+    "check_executions",
     "last_judgements",
     "latest_check_evaluations",
     "metadata_text",
@@ -122,6 +124,34 @@ def last_judgements(
         )
         evaluation = records[0].evaluation if records else None
         found[name] = evaluation if isinstance(evaluation, AssetCheckEvaluation) else None
+    return found
+
+
+@dataclass(frozen=True)
+class CheckExecution:
+    """One execution of a check, newest first in ``check_executions``: the run and partition it belonged to, and its
+    evaluation (None while only planned: in progress, or skipped once its run ended without a result)."""
+
+    run_id: str
+    partition: str | None
+    evaluation: AssetCheckEvaluation | None
+
+
+def check_executions(
+    instance: DagsterInstance, asset: AssetKey, check_name: str, limit: int = 200
+) -> list[CheckExecution]:
+    """Every recorded execution of a check, planned ones included (newest first)."""
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(asset, check_name), limit=limit
+    )
+    found = []
+    for record in records:
+        evaluation = record.evaluation if record.status is not AssetCheckExecutionRecordStatus.PLANNED else None
+        found.append(
+            CheckExecution(
+                record.run_id, record.partition, evaluation if isinstance(evaluation, AssetCheckEvaluation) else None
+            )
+        )
     return found
 
 
