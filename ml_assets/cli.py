@@ -185,6 +185,67 @@ def _rollback(args: argparse.Namespace) -> int:
     return 1
 
 
+def _shadow(args: argparse.Namespace) -> int:
+    """``shadow export``: shadow days that passed the privacy gate into a landing folder; one line on refusal."""
+    _prepare_environment(args.home)
+    _quiet_warnings()
+    from dagster import DagsterInstance, Failure
+
+    from ml_assets.dataset import load_default_spec
+    from ml_assets.definitions import build_definitions
+    from ml_assets.shadow.export import ExportError, export_shadow
+
+    try:
+        with DagsterInstance.get() as instance:
+            done = export_shadow(build_definitions(), instance, load_default_spec(), args.days, Path(args.to))
+    except (ExportError, Failure) as e:
+        message = e.description if isinstance(e, Failure) else str(e)
+        print(f"ml-assets shadow export: {message}", file=sys.stderr)
+        return 2
+    print(f"exported {done.rows} shadow rows in {len(done.files)} days to {args.to} ({done.verdict.describe()})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Write a stored model with its preprocessing as one ONNX file; ``champion`` names the current champion."""
+    _prepare_environment(args.home)
+    from ml_assets.dataset import load_default_spec
+    from ml_assets.environments import resources_for
+    from ml_assets.export.onnx_model import ExportError, export_onnx
+    from ml_assets.model.refs import load_stored
+    from ml_assets.settings import environment
+    from resources.model_store import ModelNotFoundError
+
+    spec = load_default_spec()
+    store = resources_for(environment(), spec)["model_store"]
+    tag = args.tag
+    try:
+        if tag == "champion":
+            from dagster import DagsterInstance
+
+            from ml_assets.model.registry import current_champion_tag
+
+            with DagsterInstance.get() as instance:
+                tag = current_champion_tag(instance)
+            if tag is None:
+                raise ExportError(f"there is no champion yet on the instance under {os.environ['DAGSTER_HOME']}")
+        tag = store.info(tag)["tag"]  # name:latest -> the version it names
+        proto = export_onnx(load_stored(store, tag), spec, tag)
+    except (ModelNotFoundError, ExportError) as e:
+        print(f"ml-assets export: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # BentoML's refusal of a malformed tag
+        print(f"ml-assets export: error: {args.tag!r} is not a model tag: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(proto.SerializeToString())
+    inputs = [i.name for i in proto.graph.input]
+    print(f"wrote {tag} ({out.stat().st_size / 1e3:.1f} kB) to {out}: {len(inputs)} inputs ({', '.join(inputs)}), "
+          "outputs probability, label, label_name")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -261,6 +322,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--home", help="ML_ASSETS_HOME holding both environments (default: $ML_ASSETS_HOME or ./.ml_assets)"
     )
     promote.set_defaults(func=_promote)
+
+    shadow = sub.add_parser("shadow", help="shadow data: generated days that passed the privacy gate")
+    shadow_sub = shadow.add_subparsers(dest="shadow_command", required=True)
+    shadow_export = shadow_sub.add_parser(
+        "export",
+        help="write the newest shadow days that passed the privacy gate into a landing folder",
+        description="Export the newest N days of the latest shadow_data materialization (refused unless its "
+        "privacy checks passed) as <DIR>/<YYYY-MM-DD>/shadow.parquet, re-dated to end on the last complete day.",
+    )
+    shadow_export.add_argument("--days", type=int, required=True, help="how many of the newest shadow days")
+    shadow_export.add_argument("--to", required=True, help="the landing folder to write (e.g. the dev home's landing/)")
+    shadow_export.add_argument("--home", help="state directory holding shadow_data (default: $ML_ASSETS_HOME)")
+    shadow_export.set_defaults(func=_shadow)
+
+    export = sub.add_parser(
+        "export",
+        help="write a stored model with its preprocessing as one ONNX file an application runs with onnxruntime",
+        description="Export MODEL_TAG (name:version, name:latest, or champion) from the model store under "
+        "ML_ASSETS_HOME as one ONNX graph: one input per feature column of the spec, shape (rows, 1) (numbers as "
+        "double, NaN missing; categories as text, '' missing), outputs probability, label and label_name.",
+    )
+    export.add_argument("tag", metavar="MODEL_TAG", help="a model tag, name:latest, or champion")
+    export.add_argument("--format", choices=["onnx"], default="onnx", help="the file format (onnx)")
+    export.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the file")
+    export.add_argument("--home", help="state directory (default: $ML_ASSETS_HOME or ./.ml_assets)")
+    export.set_defaults(func=_export)
 
     from ml_assets.datasets.simulate_cli import add_simulate_parser
 

@@ -20,9 +20,12 @@ from ml_assets.monitoring.assets import build_monitoring_assets
 from ml_assets.monitoring.ml_test_score import build_readiness_assets, build_readiness_check
 from ml_assets.partitions import daily_partitions, resolve_start, training_set_partitions
 from ml_assets.readiness.evidence import GraphFactsSource
+from ml_assets.readiness.reproducibility import reproducibility_job, reproducibility_schedule
 from ml_assets.serving.assets import build_serving_assets
 from ml_assets.serving.batch import build_batch_predictions
+from ml_assets.serving.embedded import build_embedded_model
 from ml_assets.settings import check_environment, environment, runs_on
+from ml_assets.shadow.assets import build_shadow_assets
 from sensors.automation import build_automation_sensor
 from sensors.deployment_health import build_health_sensor
 from sensors.folder_sensors import build_label_sensor, build_landing_sensor, build_prediction_log_sensor
@@ -37,7 +40,7 @@ MONITORING_JOB = "monitoring_job"
 
 ENV_TAG = "environment"
 MODEL_ASSETS = ("approved_training_set", "baseline_model", "candidate_model", "model_evaluation", "champion_model")
-SERVING_ASSETS = ("bento", "deployment")
+SERVING_ASSETS = ("bento", "deployment", "embedded_model")
 
 
 def build_definitions(spec: DatasetSpec | None = None, env: str | None = None, where: str | None = None) -> Definitions:
@@ -50,7 +53,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None, w
     data = list(build_data_assets(spec))
     model_evaluation, model_gates = build_model_evaluation(spec)
     model = [*build_model_assets(spec), model_evaluation, build_champion_model(spec, env)]
-    serving = build_serving_assets(spec)
+    serving = [*build_serving_assets(spec), build_embedded_model(spec)]
     graph = GraphFactsSource()  # what ml_test_score and readiness judge: these Definitions, bound below
     monitoring = [*build_monitoring_assets(spec, daily), *build_readiness_assets(spec, graph)]
     model_job = define_asset_job(
@@ -76,10 +79,12 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None, w
         define_asset_job(
             SERVING_JOB,
             selection=AssetSelection.assets(*SERVING_ASSETS),
-            description="Build a Bento for the champion and deploy it blue/green behind the stable URL.",
+            description="Build a Bento for the champion and deploy it blue/green behind the stable URL; export the "
+            "champion as an ONNX file an application embeds.",
         ),
         rollback_champion_job,
         promote_model_job,
+        reproducibility := reproducibility_job(),
         define_asset_job(
             MONITORING_JOB,
             selection=AssetSelection.assets("prediction_log", "model_monitoring"),
@@ -99,9 +104,10 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None, w
         build_run_failure_sensor(status),
     ]
     definitions = Definitions(
-        assets=[*data, *model, *serving, *build_batch_predictions(spec), *monitoring],
+        assets=[*data, *model, *serving, *build_batch_predictions(spec), *monitoring, *build_shadow_assets(spec)],
         asset_checks=[model_gates, build_readiness_check(spec, graph)],
         jobs=jobs,
+        schedules=[reproducibility_schedule(reproducibility, spec.timezone)],
         sensors=sensors,
         resources=resources_for(env, spec, where),
         executor=executor_for(where),

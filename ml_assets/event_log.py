@@ -32,9 +32,11 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 __all__ = [
     "DATA_VERSION_TAG",
+    "CheckExecution",
     "CheckVerdict",
     "blocking_verdict",
     "check_evaluations_of",
+    "check_executions",
     "last_judgements",
     "latest_check_evaluations",
     "metadata_text",
@@ -126,6 +128,34 @@ def last_judgements(
     return found
 
 
+@dataclass(frozen=True)
+class CheckExecution:
+    """One execution of a check, newest first in ``check_executions``: the run and partition it belonged to, and its
+    evaluation (None while only planned: in progress, or skipped once its run ended without a result)."""
+
+    run_id: str
+    partition: str | None
+    evaluation: AssetCheckEvaluation | None
+
+
+def check_executions(
+    instance: DagsterInstance, asset: AssetKey, check_name: str, limit: int = 200
+) -> list[CheckExecution]:
+    """Every recorded execution of a check, planned ones included (newest first)."""
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(asset, check_name), limit=limit
+    )
+    found = []
+    for record in records:
+        evaluation = record.evaluation if record.status is not AssetCheckExecutionRecordStatus.PLANNED else None
+        found.append(
+            CheckExecution(
+                record.run_id, record.partition, evaluation if isinstance(evaluation, AssetCheckEvaluation) else None
+            )
+        )
+    return found
+
+
 def check_evaluations_of(
     instance: DagsterInstance, asset: AssetKey, storage_id: int, check_names: Sequence[str], history: int = 50
 ) -> dict[str, AssetCheckEvaluation | None]:
@@ -134,16 +164,13 @@ def check_evaluations_of(
     promotion out of its environment) reads, whatever was materialized since."""
     found: dict[str, AssetCheckEvaluation | None] = {}
     for name in check_names:
-        records = instance.event_log_storage.get_asset_check_execution_history(
-            AssetCheckKey(asset, name), limit=history
-        )
         found[name] = next(
             (
-                r.evaluation
-                for r in records  # newest first
-                if isinstance(r.evaluation, AssetCheckEvaluation)
-                and r.evaluation.target_materialization_data is not None
-                and r.evaluation.target_materialization_data.storage_id == storage_id
+                e.evaluation
+                for e in check_executions(instance, asset, name, history)  # newest first
+                if e.evaluation is not None
+                and e.evaluation.target_materialization_data is not None
+                and e.evaluation.target_materialization_data.storage_id == storage_id
             ),
             None,
         )

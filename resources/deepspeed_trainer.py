@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import pandas as pd
 from dagster import AssetExecutionContext, ConfigurableResource, OpExecutionContext
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from ml_assets.settings import paths
 from resources.launchers import LaunchSpec, TrainingLauncher
@@ -317,6 +317,48 @@ class DeepSpeedTrainer(ConfigurableResource):
             )
         return out
 
+    # ---- any entrypoint ---------------------------------------------------------------------------------------
+    def run(
+        self,
+        context: AssetExecutionContext | OpExecutionContext,
+        module: str,
+        job: BaseModel,
+        frames: Mapping[str, pd.DataFrame],
+    ) -> EntrypointRun:
+        """Stage ``frames`` and an ``EntrypointJob`` (carrying ``job``, the entrypoint's own record, as its payload)
+        in storage, launch ``python -m <module> JOB_URL`` with this trainer's launcher and plan, and read back every
+        file the entrypoint wrote to the job's ``output_dir``. What the files mean is the caller's business."""
+        plan = self.plan()
+        run_name = _safe(f"{context.run_id}-{module.rsplit('.', 1)[-1]}")
+        location = self.storage.location(run_name)
+        self.storage.remove(location)  # a retried step starts from a clean slate
+        staged = {
+            name: self.storage.put_frame(posixpath.join(location, f"{name}.parquet"), frame)
+            for name, frame in frames.items()
+        }
+        output = posixpath.join(location, "output")
+        record = EntrypointJob(
+            frames=staged,
+            output_dir=output,
+            device=plan.device,
+            precision=plan.precision,
+            deepspeed_config=plan.deepspeed_config,
+            max_epochs=self.max_epochs,
+            patience=self.early_stopping_patience,
+            seed=self.seed,
+            warmup_fraction=self.warmup_fraction,
+            payload=job.model_dump(mode="json"),
+        )
+        job_url = self.storage.put_json(posixpath.join(location, "job.json"), record.model_dump(mode="json"))
+        context.log.info(f"launching {module} on {plan.ranks} {plan.device} rank(s), {plan.precision}; job {job_url}")
+        self.launcher.launch(context, LaunchSpec(module, (job_url,), plan.ranks, plan.device, run_name))
+        outputs = self.storage.read_all(output)
+        if not outputs:
+            raise RuntimeError(f"{module} finished but wrote nothing to {output}; see the rank logs")
+        for url in staged.values():
+            self.storage.remove(url)
+        return EntrypointRun(plan=plan, location=location, outputs=outputs)
+
 
 def _check_deepspeed_config(config: dict[str, Any], ranks: int) -> list[str]:
     """The rules DeepSpeed would enforce after start-up (and some it would not), checked up front."""
@@ -343,3 +385,35 @@ def _check_deepspeed_config(config: dict[str, Any], ranks: int) -> list[str]:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+class EntrypointJob(BaseModel):
+    """What ``DeepSpeedTrainer.run`` stages for any entrypoint: its frames (name -> URL), where to write, the
+    resolved plan and the trainer's loop settings, and the entrypoint's own record as ``payload``."""
+
+    frames: dict[str, str]
+    output_dir: str
+    device: str
+    precision: str
+    deepspeed_config: dict[str, Any]
+    max_epochs: int
+    patience: int
+    seed: int
+    warmup_fraction: float
+    payload: dict[str, Any]
+
+    @classmethod
+    def read(cls, url: str) -> EntrypointJob:
+        import fsspec
+
+        with fsspec.open(url, "r") as f:
+            return cls.model_validate_json(f.read())
+
+
+@dataclass(frozen=True)
+class EntrypointRun:
+    """What a ``DeepSpeedTrainer.run`` launch left: the plan it ran under and the files its entrypoint wrote."""
+
+    plan: TrainingPlan
+    location: str
+    outputs: dict[str, bytes] = field(repr=False)

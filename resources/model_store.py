@@ -101,6 +101,18 @@ class ModelStore(ConfigurableResource):
         models.sort(key=lambda m: m.info.creation_time, reverse=True)
         return [str(m.tag) for m in models]
 
+    def write_export(self, tag: str, filename: str, data: bytes) -> Path:
+        """Write a file made from model ``tag`` for use outside the store (e.g. its ONNX export) beside the
+        store's models, at ``<home>/exports/<name>/<version>/<filename>``: the saved model is never rewritten."""
+        bento_model = self._get(tag)
+        folder = Path(self.home) / "exports" / bento_model.tag.name / str(bento_model.tag.version)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / Path(filename).name
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(path)  # a reader never sees half a file
+        return path
+
     def info(self, tag: str) -> dict[str, Any]:
         bento_model = self._get(tag)
         return {

@@ -24,6 +24,7 @@ from tests.standins import materialize_stand_in
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
 MODEL_CHAIN = {"baseline_model", "candidate_model", "model_evaluation", "champion_model", "bento", "deployment"}
 MODEL_CHAIN |= {"performance_regression"}  # the candidate timed against the champion in the promotion's run
+MODEL_CHAIN |= {"embedded_model"}  # the champion's ONNX export, beside its Bento
 
 
 @pytest.fixture
@@ -113,6 +114,7 @@ def test_a_new_window_is_approved_trained_gated_and_deployed_in_one_run(spec: Da
     assert graph.tick() == {}, "a failed gate: champion_model is not requested in a later run either"
     graph.materialize("model_evaluation")
     requested = {"champion_model": {None}, "bento": {None}, "deployment": {None}, "performance_regression": {None}}
+    requested |= {"embedded_model": {None}}
     assert graph.tick() == requested | {"ml_test_score": {None}}, "the score follows the new evaluation's checks"
 
 

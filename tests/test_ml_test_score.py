@@ -7,16 +7,27 @@ pipeline)."""
 from __future__ import annotations
 
 import pytest
-from dagster import AssetKey, DagsterInstance, Definitions, materialize
+from dagster import (
+    AssetCheckKey,
+    AssetCheckSpec,
+    AssetKey,
+    AssetMaterialization,
+    AssetOut,
+    DagsterInstance,
+    Definitions,
+    MaterializeResult,
+    materialize,
+    multi_asset,
+)
 
 from ml_assets.dataset import DatasetSpec, GateThresholds, Readiness
 from ml_assets.definitions import build_definitions
 from ml_assets.model.gates import GATE_NAMES
 from ml_assets.monitoring.ml_test_score import READINESS, build_readiness_check, compute_score
-from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage
+from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage, find_evidence, resolve_lineage
 from ml_assets.readiness.feature_importance import build_feature_importance
 from ml_assets.readiness.performance import build_performance_regression
-from ml_assets.readiness.rubric import ItemStatus, Section
+from ml_assets.readiness.rubric import Evidence, EvidenceStatus, ItemStatus, Section, all_refs
 from ml_assets.readiness.staleness import build_staleness_impact
 from tests.conftest import narrow, pinned, three_day_window
 from tests.standins import materialize_stand_in
@@ -58,7 +69,12 @@ def test_the_score_is_computed_from_the_instances_check_results(ml_home, adult_s
     instance = DagsterInstance.ephemeral()
     for asset, partition in (("raw_data", DAY), ("features", DAY), ("training_set", DAY)):
         materialize_stand_in(defs, instance, asset, partition)
-    materialize_stand_in(defs, instance, "candidate_model", metadata={"model_tag": TAG, "search": "3 trials"})
+    materialize_stand_in(
+        defs,
+        instance,
+        "candidate_model",
+        metadata={"model_tag": TAG, "search": "3 trials", "training_set_partition": DAY},
+    )
     materialize_stand_in(defs, instance, "model_evaluation", metadata={"candidate_tag": TAG})
     materialize_stand_in(defs, instance, "champion_model", metadata={"model_tag": TAG})
 
@@ -67,7 +83,8 @@ def test_the_score_is_computed_from_the_instances_check_results(ml_home, adult_s
     assert meta["final_score"] == min(sections.values())
     assert meta["champion_tag"] == TAG
     assert meta["tests"].count("\n") == 28 + 1  # header, rule, 28 rows
-    result = compute_score(instance, GraphFacts.of(defs.get_repository_def()), Lineage(TAG))
+    facts = GraphFacts.of(defs.get_repository_def())
+    result = compute_score(instance, facts, resolve_lineage(instance, TAG, adult_spec.training.window_days))
     status = {t.test.id: t.status for t in result.tests}
     assert status["data-1"] is ItemStatus.AUTOMATED  # raw_data's schema checks passed
     assert status["model-3"] is ItemStatus.AUTOMATED  # the candidate recorded its search
@@ -86,6 +103,73 @@ def test_the_score_is_computed_from_the_instances_check_results(ml_home, adult_s
         s: v for s, v in sections.items() if s is not Section.MODEL
     }
     assert "model_evaluation.fairness (failed" in again["missing_points"]
+
+    # evidence is the champion's lineage's: another candidate's failing evaluation, and a raw_data day outside the
+    # champion's training window failing its schema checks, move nothing
+    other = "adult-classifier:v2"
+    materialize_stand_in(
+        defs, instance, "model_evaluation", failed=("slice_quality",), metadata={"candidate_tag": other}
+    )
+    materialize_stand_in(defs, instance, "raw_data", "2026-01-25", failed=("unexpected_columns",))
+    assert materialize_score(defs, instance)["final_score"] == again["final_score"]
+    lineage = resolve_lineage(instance, TAG, adult_spec.training.window_days)
+    assert DAY in lineage.partitions and "2026-01-25" not in lineage.partitions and len(lineage.runs) == 4
+    assert status_of(instance, facts, lineage)["model-6"] is ItemStatus.AUTOMATED
+    assert status_of(instance, facts, resolve_lineage(instance, other, 10))["model-6"] is ItemStatus.FAILING
+    # a day of the champion's own window failing counts
+    materialize_stand_in(defs, instance, "raw_data", DAY, failed=("unexpected_columns",))
+    assert status_of(instance, facts, lineage)["data-1"] is ItemStatus.FAILING
+
+
+def materialize_without_check_results(instance: DagsterInstance, asset: str, metadata: dict) -> dict[str, str]:
+    """``asset`` materialized as a subsettable multi-asset that plans its checks and emits no result for them (as
+    performance_regression does with nothing to compare): the checks' execution status afterwards."""
+    names = ["no_regression"]
+
+    @multi_asset(
+        name=asset,
+        outs={asset: AssetOut()},
+        check_specs=[AssetCheckSpec(n, asset=asset) for n in names],
+        can_subset=True,
+    )
+    def stand_in():
+        yield MaterializeResult(asset_key=asset, metadata=metadata)
+
+    assert materialize([stand_in], instance=instance).success
+    return {
+        n: instance.event_log_storage.get_asset_check_execution_history(AssetCheckKey(AssetKey(asset), n), limit=1)[
+            0
+        ].status.value
+        for n in names
+    }
+
+
+def status_of(instance: DagsterInstance, facts: GraphFacts, lineage: Lineage) -> dict[str, ItemStatus]:
+    return {t.test.id: t.status for t in compute_score(instance, facts, lineage).tests}
+
+
+def test_a_skipped_check_execution_counts_not_run_and_hides_older_results(adult_spec: DatasetSpec) -> None:
+    """A check that was planned in a run and produced no result (Dagster shows it skipped) is not a pass, even when
+    an older run of the same model passed it."""
+    defs = build_definitions(adult_spec, env="local")
+    instance = DagsterInstance.ephemeral()
+    materialize_stand_in(defs, instance, "champion_model", metadata={"model_tag": TAG})
+    facts = GraphFacts.of(defs.get_repository_def())
+    [ref] = [r for r in all_refs() if r.name == "performance_regression.no_regression"]
+    lineage = resolve_lineage(instance, TAG, adult_spec.training.window_days)
+
+    def judged() -> Evidence:
+        return find_evidence(instance, facts, [ref], lineage)[ref]
+
+    materialize_stand_in(defs, instance, "performance_regression", metadata={"candidate_tag": TAG})
+    assert judged().status is EvidenceStatus.PASSED
+    why = "no other champion to compare with (first promotion): nothing to judge"
+    skipped = materialize_without_check_results(
+        instance, "performance_regression", {"candidate_tag": TAG, "not_judged": why}
+    )
+    assert skipped == {"no_regression": "PLANNED"}, "stored as planned; the UI shows it skipped (its run ended)"
+    found = judged()
+    assert found.status is EvidenceStatus.NOT_RUN and found.detail.startswith(f"skipped: {why} (run ")
 
 
 class GatedPipeline(Pipeline):
@@ -190,3 +274,35 @@ def test_automation_refreshes_the_score_when_the_champion_or_its_checks_change(a
     assert "ml_test_score" not in graph.tick(), "once per change"
     graph.materialize("deployment", failed=("health",))  # the champion's canary check has a new result
     assert "ml_test_score" in graph.tick()
+
+
+def test_the_training_set_counts_as_the_very_materialization_the_candidate_read(adult_spec: DatasetSpec) -> None:
+    """A training window re-cut after the candidate trained (new rows, new checks) is not the champion's data: its
+    checks count only for the materialization the candidate read (Dagster's input event pointer)."""
+    defs = build_definitions(adult_spec, env="local")
+    instance = DagsterInstance.ephemeral()
+    facts = GraphFacts.of(defs.get_repository_def())
+    materialize_stand_in(defs, instance, "training_set", DAY)
+    read = instance.fetch_materializations(AssetKey("training_set"), limit=1).records[0].storage_id
+    materialize_stand_in(defs, instance, "training_set", DAY, failed=("single_feature_leakage",))  # a later re-cut
+    for tag, pointer in ((TAG, read), ("adult-classifier:v2", read + 10_000)):
+        instance.report_runless_asset_event(
+            AssetMaterialization(
+                "candidate_model",
+                metadata={"model_tag": tag, "training_set_partition": DAY},
+                tags={"dagster/input_event_pointer/training_set": str(pointer)},
+            )
+        )
+    lineage = resolve_lineage(instance, TAG, adult_spec.training.window_days)
+    assert lineage.inputs["training_set"] == read
+    assert status_of(instance, facts, lineage)["data-4"] is ItemStatus.AUTOMATED
+    newest = instance.fetch_materializations(AssetKey("training_set"), limit=1).records[0].storage_id
+    instance.report_runless_asset_event(
+        AssetMaterialization(
+            "candidate_model",
+            metadata={"model_tag": "adult-classifier:v3", "training_set_partition": DAY},
+            tags={"dagster/input_event_pointer/training_set": str(newest)},
+        )
+    )
+    later = resolve_lineage(instance, "adult-classifier:v3", adult_spec.training.window_days)
+    assert status_of(instance, facts, later)["data-4"] is ItemStatus.FAILING

@@ -66,6 +66,8 @@ def test_missing_evidence_is_zero_and_an_attestation_earns_half_but_never_more()
     assert all(t.points == 0.0 for t in nothing.tests)
     assert {t.status for t in nothing.tests} == {ItemStatus.MISSING}
     assert nothing.final == 0.0
+    data_7 = next(t for t in nothing.tests if t.test.id == "data-7")
+    assert "by hand: test_suite tests/test_preprocessing.py (absent)" in data_7.shortfall, "why the half is missing"
     attested = score({}, attested=["data-3", "model-5"])
     assert attested.points_of("data-3") == 0.5 and attested.points_of("model-5") == 0.5
     full = score(everything(), attested=["model-5"])

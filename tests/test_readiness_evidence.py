@@ -105,9 +105,11 @@ def test_a_slower_candidate_fails_the_performance_comparison_and_an_equal_one_pa
     assert regressions(bigger, twin) == ["model 2,000 B > champion 1,000 B x 1.5"]
 
 
-def monitored_day(instance: DagsterInstance, day: str, tag: str, offline: float, realized: float | None) -> None:
+def monitored_day(
+    instance: DagsterInstance, day: str, tag: str, offline: float, realized: float | None, labeled: int = 500
+) -> None:
     """What a model_monitoring materialization of ``day`` records about the model that served it."""
-    meta = {"main_model_tag": tag, "evaluation_roc_auc": offline, "labeled_rows": 500}
+    meta = {"main_model_tag": tag, "evaluation_roc_auc": offline, "labeled_rows": labeled}
     if realized is not None:
         meta["realized_roc_auc"] = realized
     instance.report_runless_asset_event(AssetMaterialization("model_monitoring", partition=day, metadata=meta))
@@ -128,6 +130,11 @@ def test_offline_and_online_figures_that_diverge_fail_the_agreement_check(adult_
     waiting = verdict()
     assert not waiting.passed and waiting.metadata["judged"].value is False
     assert not_judged(waiting), "the score counts it as not run, not as failed"
+
+    monitored_day(instance, "2026-03-02", tag, offline=0.90, realized=0.60, labeled=50)
+    few = verdict()  # 50 labeled rows < monitoring.min_labeled_rows (200): no verdict on them, and it says why
+    assert not few.passed and not_judged(few) and "50 labeled rows" in few.description
+    assert few.description.startswith("not judged: ") and "min_labeled_rows 200" in few.description
 
     monitored_day(instance, "2026-03-02", tag, offline=0.90, realized=0.89)
     monitored_day(instance, "2026-03-03", tag, offline=0.90, realized=0.87)

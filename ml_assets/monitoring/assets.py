@@ -523,6 +523,8 @@ def report_figures(r: TagReport) -> dict[str, float | int | str]:
         "prediction_psi": r.prediction_psi,
         "estimated_roc_auc": r.estimated["roc_auc"],
         "estimated_accuracy": r.estimated["accuracy"],
+        # +/- 3 standard errors for the day's rows (reference chunks of that size): the band the checks judge
+        **{f"estimated_{k}_sampling_error": v for k, v in r.estimated_sampling_error.items()},
         "evaluation_roc_auc": r.reference["roc_auc"],
         "evaluation_accuracy": r.reference["accuracy"],
         "model_age_hours": r.model_age_hours,
@@ -531,6 +533,7 @@ def report_figures(r: TagReport) -> dict[str, float | int | str]:
     figures |= {f"psi_{name}": value for name, value in r.input_psi.items()}
     if r.realized is not None:
         figures |= {f"realized_{k}": r.realized[k] for k in ("roc_auc", "accuracy", "ece") if k in r.realized}
+        figures |= {f"realized_{k}_sampling_error": v for k, v in r.realized_sampling_error.items()}
         for g in r.fairness:
             if g.assessable:
                 figures[f"{g.attribute}_demographic_parity_difference"] = g.demographic_parity_difference

@@ -1,9 +1,9 @@
 """``ml_test_score``: The ML Test Score of the serving champion, live; and the ``readiness`` gate on promotion.
 
 The asset maps each of the 28 tests of Breck et al. (``ml_assets.readiness.rubric``) to the evidence that automates
-it in this graph (``ml_assets.readiness.evidence``: checks and their latest results, sensors running, jobs, the
-records written with the champion, recorded test-suite runs) and to the reviewed manual attestations
-(``ml_assets/readiness/attestations.yaml``), and records the 28-row table, the four section scores and the final
+it in this graph (``ml_assets.readiness.evidence``: checks and their latest results about the champion's lineage,
+sensors running, jobs, the records written with the champion, recorded test-suite runs) and to the reviewed manual
+attestations (``ml_assets/readiness/attestations.yaml``), and records the 28-row table, the four section scores and the final
 score (their minimum) as numbers the UI plots, with what would earn every missing point.
 
 The ``readiness`` check is a blocking check on ``model_evaluation``: it scores the *candidate* the evaluation judged
@@ -40,11 +40,12 @@ from ml_assets.readiness import evidence as evidence_module
 from ml_assets.readiness import rubric as rubric_module
 from ml_assets.readiness.attestations import load_attestations
 from ml_assets.readiness.dependencies import build_dependency_versions
-from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage, find_evidence
+from ml_assets.readiness.evidence import GraphFacts, GraphFactsSource, Lineage, find_evidence, resolve_lineage
 from ml_assets.readiness.feature_importance import build_feature_importance
 from ml_assets.readiness.offline_online import build_offline_online_agreement
 from ml_assets.readiness.performance import build_performance_regression
-from ml_assets.readiness.rubric import Evidence, EvidenceStatus, Score, Section, all_refs, check, score
+from ml_assets.readiness.reproducibility import build_reproducibility
+from ml_assets.readiness.rubric import Evidence, EvidenceKind, EvidenceStatus, Score, Section, all_refs, check, score
 from ml_assets.readiness.staleness import build_staleness_impact
 from ml_assets.versioning import source_version, spec_part
 
@@ -66,12 +67,26 @@ def tests_table(result: Score) -> str:
                 "title": t.test.title,
                 "status": t.status.value,
                 "points": t.points,
-                "evidence": "; ".join(e.describe() for e in t.evidence) or "none here",
+                "evidence": "; ".join(evidence_link(e) for e in t.evidence) or "none here",
             }
             for t in result.tests
         ],
         digits=1,
     )
+
+
+def evidence_link(found: Evidence) -> str:
+    """A piece of evidence as found, its name (in code style: check names hold * and _) a link to its asset's page
+    in the UI: the checks tab for a check, the asset for a record."""
+    text = found.describe()
+    kind, name = found.ref.kind, found.ref.name
+    if kind is EvidenceKind.CHECK:
+        target = f"/assets/{name.rsplit('.', 1)[0]}?view=checks"
+    elif kind is EvidenceKind.RECORD:
+        target = f"/assets/{name.split(':', 1)[0]}"
+    else:
+        return text
+    return text.replace(str(found.ref), f"[`{found.ref}`]({target})", 1)
 
 
 def missing_table(result: Score) -> str:
@@ -132,7 +147,8 @@ def build_ml_test_score(spec: DatasetSpec, graph: GraphFactsSource) -> AssetsDef
     )
     def ml_test_score(context: AssetExecutionContext) -> MaterializeResult:
         tag = current_champion_tag(context.instance)
-        result = compute_score(context.instance, graph.get(), Lineage(tag))
+        lineage = resolve_lineage(context.instance, tag, spec.training.window_days)
+        result = compute_score(context.instance, graph.get(), lineage)
         context.log.info(
             f"ML Test Score of {tag or 'no champion'}: final {result.final:.1f} ("
             + ", ".join(f"{s.value} {v:.1f}" for s, v in result.sections.items())
@@ -164,6 +180,7 @@ def build_readiness_assets(spec: DatasetSpec, graph: GraphFactsSource) -> list[A
         build_performance_regression(spec),
         build_offline_online_agreement(spec),
         build_staleness_impact(spec),
+        build_reproducibility(spec),
     ]
 
 
@@ -191,7 +208,8 @@ def build_readiness_check(spec: DatasetSpec, graph: GraphFactsSource) -> AssetCh
             for o in evaluate_gates(model_evaluation, thresholds)
         }
         candidate = model_evaluation.candidate_ref.tag
-        result = compute_score(context.instance, graph.get(), Lineage(candidate, gates))
+        lineage = resolve_lineage(context.instance, candidate, spec.training.window_days, gates)
+        result = compute_score(context.instance, graph.get(), lineage)
         short = readiness_shortfall(result, min_score)
         return AssetCheckResult(
             passed=not short,

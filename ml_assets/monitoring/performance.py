@@ -59,3 +59,59 @@ def estimate(p_raw: np.ndarray, calibration: IsotonicRegression, threshold: floa
         "accuracy": accuracy,
         "positive_rate": float(np.mean(p)) if len(p) else float("nan"),
     }
+
+
+# Sampling error, as NannyML reports it: +/- 3 standard errors of the metric on a chunk of the monitored size, the
+# standard error taken from the spread of the metric across reference chunks of that size (the reference being the
+# model's own labeled test split). Its only information from the monitored day is the chunk size, so it is honest
+# under the i.i.d. assumption and says how far a day's figure moves by sampling alone.
+SAMPLING_SIGMAS = 3.0
+MIN_CHUNKS = 6  # fewer reference chunks than this are too few to trust their spread (NannyML warns below 6)
+MAX_CHUNKS = 200
+
+
+def rank_roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC by the Mann-Whitney statistic (ties count half); NaN on a single class."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y, dtype=np.int64)
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    ranks = rankdata(p)
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def chunk_metric(metric: str, y: np.ndarray, p: np.ndarray, threshold: float) -> float:
+    if metric == "roc_auc":
+        return rank_roc_auc(y, p)
+    if metric == "accuracy":
+        return float(np.mean((p >= threshold) == (y == 1))) if len(y) else float("nan")
+    raise ValueError(f"no sampling error for metric {metric!r} (roc_auc or accuracy)")
+
+
+def sampling_error(
+    metric: str, reference_y: np.ndarray, reference_p: np.ndarray, threshold: float, rows: int, seed: int = 0
+) -> float:
+    """3 standard errors of ``metric`` on ``rows`` rows: the standard deviation of the metric across disjoint
+    reference chunks of ``rows`` rows (or, when the reference holds fewer than ``MIN_CHUNKS`` such chunks, across
+    ``MIN_CHUNKS`` smaller ones, scaled by the square root of the sizes' ratio as the standard error of a mean is).
+    NaN when the reference cannot give it (too few rows, or chunks of a single class)."""
+    y = np.asarray(reference_y, dtype=np.int64)
+    p = np.asarray(reference_p, dtype=np.float64)
+    if rows < 1 or len(y) < 2 * MIN_CHUNKS:
+        return float("nan")
+    size = min(rows, len(y) // MIN_CHUNKS)
+    chunks = min(len(y) // size, MAX_CHUNKS)
+    order = np.random.default_rng(seed).permutation(len(y))[: chunks * size].reshape(chunks, size)
+    values = np.array([chunk_metric(metric, y[i], p[i], threshold) for i in order])
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return float("nan")
+    return float(SAMPLING_SIGMAS * np.std(values, ddof=1) * np.sqrt(size / rows))
+
+
+def sampling_errors(reference_y: np.ndarray, reference_p: np.ndarray, threshold: float, rows: int) -> dict[str, float]:
+    """The sampling error of ROC AUC and accuracy for a chunk of ``rows`` rows."""
+    return {m: sampling_error(m, reference_y, reference_p, threshold, rows) for m in ("roc_auc", "accuracy")}

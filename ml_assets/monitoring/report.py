@@ -19,7 +19,7 @@ from ml_assets.data.splits import SPLIT
 from ml_assets.data.training_checks import psi
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.evaluation import FairnessGap, SliceMetrics, classification_metrics, fairness_gaps, slice_metrics
-from ml_assets.monitoring.performance import estimate, fit_calibration
+from ml_assets.monitoring.performance import estimate, fit_calibration, sampling_errors
 
 PROBABILITY, PREDICTED = "probability", "label"
 # Fairness gaps on at most this many labeled rows (a seeded sample): fairlearn's MetricFrame costs ~13 us a row, and
@@ -46,6 +46,10 @@ class TagReport:
     previous_realized: dict[str, float] | None = None
     model_age_hours: float = math.nan
     training_data_age_days: float = math.nan
+    # +/- 3 standard errors of each metric on a chunk of the day's size (served rows; labeled rows), from the
+    # spread across reference chunks of that size (``performance.sampling_error``): how far sampling alone moves it
+    estimated_sampling_error: dict[str, float] = field(default_factory=dict)
+    realized_sampling_error: dict[str, float] = field(default_factory=dict)
 
     @property
     def max_input_psi(self) -> tuple[str, float]:
@@ -147,4 +151,6 @@ def tag_report(
         previous_realized=previous_realized,
         model_age_hours=model_age_hours,
         training_data_age_days=training_data_age_days,
+        estimated_sampling_error=sampling_errors(y_ref, p_ref, threshold, len(served)),
+        realized_sampling_error=sampling_errors(y_ref, p_ref, threshold, len(labeled)) if len(labeled) else {},
     )

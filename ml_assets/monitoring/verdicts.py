@@ -35,8 +35,10 @@ RETRAIN_CAUSES = (INPUT_DRIFT, PREDICTION_DRIFT, ESTIMATED_PERFORMANCE, REALIZED
 DESCRIPTIONS = {
     INPUT_DRIFT: "PSI of every served feature against the serving model's own training rows under the limit",
     PREDICTION_DRIFT: "PSI of the served probabilities against the model's predictions on its test split under the limit",
-    ESTIMATED_PERFORMANCE: "CBPE-estimated primary metric (before labels) no further below the model's evaluation than allowed",
-    REALIZED_PERFORMANCE: "realized primary metric on labeled traffic no further below the model's evaluation than allowed",
+    ESTIMATED_PERFORMANCE: "CBPE-estimated primary metric (before labels) no further below the model's evaluation than "
+    "allowed, beyond its sampling error (3 standard errors for the day's rows, from reference chunks of that size)",
+    REALIZED_PERFORMANCE: "realized primary metric on labeled traffic no further below the model's evaluation than "
+    "allowed, beyond its sampling error (3 standard errors for the labeled rows, from reference chunks of that size)",
     FAIRNESS: "demographic parity and equalized odds gaps on labeled traffic within the fairness gate's limits",
     STALENESS: "the serving model and its newest training day are younger than the spec's limits",
     CHAMPION_REGRESSION: "the champion realizes no worse than the previous champion, shadow-scored on the same rows",
@@ -130,48 +132,67 @@ def prediction_drift(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> 
     )
 
 
-def estimated_performance(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
-    """CBPE's estimate of the primary metric before labels land (not judged while it cannot be estimated)."""
-    if (few := _too_few_served(ESTIMATED_PERFORMANCE, spec, r)) is not None:
-        return few
+def _band(errors: dict[str, float], metric: str) -> float:
+    """The sampling error of ``metric`` (0 when the reference could not give one: the bar alone then judges)."""
+    value = errors.get(metric, math.nan)
+    return 0.0 if math.isnan(value) else value
+
+
+def _quality(
+    name: str, kind: str, spec: DatasetSpec, gates: GateThresholds, r: TagReport, value: float, band: float, rows: int
+) -> Verdict:
+    """``value`` (``kind``: estimated or realized) against the bar, failing only when even the top of its sampling
+    error band, ``value + band``, is below it: a drop sampling alone explains is no alarm (NannyML's honest alarms)."""
     metric = _metric(gates)
     bar = _performance_bar(spec, gates, r)
-    est = r.estimated[metric]
-    if math.isnan(est):
-        return Verdict(ESTIMATED_PERFORMANCE, None, f"not judged: {metric} cannot be estimated on these rows")
-    ok = est >= bar
+    ok = value + band >= bar
+    verdict = "within" if value >= bar else "below the bar but within sampling error of it" if ok else "below"
     return Verdict(
-        ESTIMATED_PERFORMANCE,
+        name,
         ok,
-        f"estimated {metric} {_fmt(est)} vs evaluation {_fmt(r.reference[metric])} (needs >= {_fmt(bar)})",
-        {"estimated": est, "evaluation": r.reference[metric], "needs_at_least": bar, "method": "CBPE"},
+        f"{kind} {metric} {_fmt(value)} +/- {_fmt(band)} (sampling error of {rows} rows) vs evaluation "
+        f"{_fmt(r.reference[metric])}: {verdict} (needs >= {_fmt(bar)})",
+        {
+            kind: value,
+            "sampling_error": band,
+            "band_lower": value - band,
+            "band_upper": value + band,
+            "rows": rows,
+            "evaluation": r.reference[metric],
+            "needs_at_least": bar,
+        },
     )
 
 
+def estimated_performance(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
+    """CBPE's estimate of the primary metric before labels land (not judged while it cannot be estimated); fails
+    only when the estimate's sampling error band lies wholly below the bar."""
+    if (few := _too_few_served(ESTIMATED_PERFORMANCE, spec, r)) is not None:
+        return few
+    metric = _metric(gates)
+    est = r.estimated[metric]
+    if math.isnan(est):
+        return Verdict(ESTIMATED_PERFORMANCE, None, f"not judged: {metric} cannot be estimated on these rows")
+    found = _quality(
+        ESTIMATED_PERFORMANCE, "estimated", spec, gates, r, est, _band(r.estimated_sampling_error, metric), r.rows
+    )
+    found.metadata["method"] = "CBPE"
+    return found
+
+
 def realized_performance(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:
-    """The primary metric on labeled traffic, once enough rows carry labels."""
+    """The primary metric on labeled traffic, once enough rows carry labels; fails only when its sampling error
+    band lies wholly below the bar."""
     if not _labeled_enough(spec, r):
         return _not_judged(REALIZED_PERFORMANCE, spec, r)
     assert r.realized is not None
     metric = _metric(gates)
-    bar = _performance_bar(spec, gates, r)
     real = r.realized[metric]
     if math.isnan(real):
         why = f"not judged: {metric} is undefined on the {r.labeled_rows} labeled rows (one class only?)"
         return Verdict(REALIZED_PERFORMANCE, None, why, {"labeled_rows": r.labeled_rows})
-    ok = real >= bar
-    return Verdict(
-        REALIZED_PERFORMANCE,
-        ok,
-        f"realized {metric} {_fmt(real)} on {r.labeled_rows} labeled rows vs evaluation "
-        f"{_fmt(r.reference[metric])} (needs >= {_fmt(bar)})",
-        {
-            "realized": real,
-            "evaluation": r.reference[metric],
-            "needs_at_least": bar,
-            "labeled_rows": r.labeled_rows,
-        },
-    )
+    band = _band(r.realized_sampling_error, metric)
+    return _quality(REALIZED_PERFORMANCE, "realized", spec, gates, r, real, band, r.labeled_rows)
 
 
 def live_fairness(spec: DatasetSpec, gates: GateThresholds, r: TagReport) -> Verdict:

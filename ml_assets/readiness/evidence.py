@@ -1,6 +1,13 @@
-"""The rubric's evidence, found: what the graph defines (checks, sensors, jobs) and what the instance recorded
-(the latest check results, sensor states, the records written with the judged model), plus recorded test-suite
-runs. Check results are read through ``ml_assets.event_log`` (the one adapter to Dagster's check records).
+"""The rubric's evidence, found: what the graph defines (checks, sensors, jobs) and what the instance recorded about
+the judged model's lineage (its check results, sensor states, the records written with it), plus recorded
+test-suite runs. Check executions are read through ``ml_assets.event_log`` (the one adapter to Dagster's check
+records), planned ones included: one planned and left without a result (the UI shows it skipped) is not a pass.
+
+A check execution is about the judged model when the materialization it judged names the model (``model_tag``,
+``candidate_tag``, ``main_model_tag``), is the very training-data materialization its candidate read (Dagster's
+input event pointer), came from a run that trained, evaluated or promoted it, or is a day of its training window;
+one naming another model never counts; one that names no model and is not partitioned (the environment, the graph)
+counts whichever model serves.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ import fnmatch
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 from dagster import (
@@ -21,12 +29,14 @@ from dagster import (
     RepositoryDefinition,
 )
 
-from ml_assets.event_log import last_judgements, metadata_text, sensor_states
+from ml_assets.event_log import CheckExecution, check_executions, metadata_text, sensor_states
 from ml_assets.readiness.rubric import Evidence, EvidenceKind, EvidenceRef, EvidenceStatus
 from ml_assets.settings import paths
 
 CODE_VERSION_TAG = "dagster/code_version"
+INPUT_POINTER = "dagster/input_event_pointer/"  # a materialization's tag: the storage id of each input it read
 JUDGED = "judged"  # check metadata: false when the check ran but had nothing to judge
+NOT_JUDGED = "not_judged"  # asset metadata: why its checks could not judge (and, left without a result, were skipped)
 
 
 def junit_path() -> Path:
@@ -72,12 +82,119 @@ class GraphFactsSource:
         return self._facts
 
 
+TAG_KEYS = ("model_tag", "candidate_tag", "main_model_tag")  # how a materialization or a check names its model
+APPROVED = "approved_training_set"  # records the window (``partition``) each training run was approved on
+LINEAGE_ASSETS = ("candidate_model", "model_evaluation", "champion_model")  # materialized once per model
+
+
 @dataclass(frozen=True)
 class Lineage:
-    """Whose records count: the model tag being judged (the champion, or a candidate at the readiness gate)."""
+    """Whose records count: the model being judged (the champion, or a candidate at the readiness gate), the runs
+    that trained, evaluated and promoted it, and the days of the training window it was trained on."""
 
     model_tag: str | None
     check_overrides: Mapping[str, Evidence] = field(default_factory=dict)  # "asset.check" judged in this run
+    runs: frozenset[str] = frozenset()
+    partitions: frozenset[str] = frozenset()
+    inputs: Mapping[str, int] = field(default_factory=dict)  # asset -> the materialization its candidate read
+
+    def owns(self, tag: str | None, run_id: str, partition: str | None) -> bool:
+        """Whether a check execution on a materialization naming ``tag`` (None: it names no model), made in
+        ``run_id`` on ``partition``, is evidence about this model."""
+        if tag is not None:
+            return tag == self.model_tag
+        if run_id in self.runs:
+            return True
+        if partition is not None:
+            return partition in self.partitions
+        return True  # names no model and is not partitioned: about the environment or the graph as a whole
+
+
+def _tag_of(metadata: Mapping[str, object]) -> str | None:
+    return next((t for k in TAG_KEYS if (t := metadata_text(metadata.get(k))) is not None), None)
+
+
+def resolve_lineage(
+    instance: DagsterInstance, tag: str | None, window_days: int, overrides: Mapping[str, Evidence] | None = None
+) -> Lineage:
+    """The lineage of model ``tag``: the runs that materialized its candidate, evaluation and promotion, and the
+    days of the window its candidate trained on (``training_set_partition`` and the ``window_days`` up to it)."""
+    runs: set[str] = set()
+    inputs: dict[str, int] = {}
+    window_end = None
+    for asset in LINEAGE_ASSETS if tag else ():
+        for rec in instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset)), limit=200).records:
+            mat = rec.asset_materialization
+            if mat is None or _tag_of(mat.metadata) != tag:
+                continue
+            runs.add(rec.run_id)
+            if asset == "candidate_model" and window_end is None:
+                window_end = metadata_text(mat.metadata.get("training_set_partition"))
+                inputs = {
+                    k.removeprefix(INPUT_POINTER): int(v) for k, v in mat.tags.items() if k.startswith(INPUT_POINTER)
+                }
+    if window_end is None and runs:  # a candidate that records no window: the one approved in a lineage run
+        approved = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(APPROVED)), limit=200)
+        window_end = next(
+            (
+                metadata_text(r.asset_materialization.metadata.get("partition"))
+                for r in approved.records
+                if r.run_id in runs and r.asset_materialization is not None
+            ),
+            None,
+        )
+    days: frozenset[str] = frozenset()
+    if window_end:
+        end = date.fromisoformat(window_end)
+        days = frozenset((end - timedelta(days=i)).isoformat() for i in range(window_days))
+    return Lineage(tag, dict(overrides or {}), frozenset(runs), days, inputs)
+
+
+class _Materializations:
+    """An asset's recorded materializations, by (run, partition) and by storage id: which model each was about."""
+
+    def __init__(self, instance: DagsterInstance, asset: AssetKey) -> None:
+        self.by_run: dict[tuple[str, str | None], tuple[str | None, int]] = {}
+        self.by_id: dict[int, tuple[str | None, str, str | None]] = {}
+        self.notes: dict[tuple[str, str | None], str] = {}  # why an asset left its checks without a result
+        for rec in instance.fetch_materializations(AssetRecordsFilter(asset_key=asset), limit=1000).records:
+            mat = rec.asset_materialization
+            if mat is None:
+                continue
+            tag = _tag_of(mat.metadata)
+            self.by_run.setdefault((rec.run_id, mat.partition), (tag, rec.storage_id))
+            if (note := metadata_text(mat.metadata.get(NOT_JUDGED))) and note != "none":
+                self.notes.setdefault((rec.run_id, mat.partition), note)
+            self.by_id[rec.storage_id] = (tag, rec.run_id, mat.partition)
+
+    def about(self, execution: CheckExecution) -> tuple[str | None, str, str | None, int | None]:
+        """(model tag, run, partition, storage id) of the materialization an execution judged (the execution's own
+        run and partition, and the tag its result names, when that materialization is not known)."""
+        key = (execution.run_id, execution.partition)
+        if key in self.by_run:
+            tag, storage_id = self.by_run[key]
+            return tag, execution.run_id, execution.partition, storage_id
+        ev = execution.evaluation
+        target = ev.target_materialization_data if ev is not None else None
+        if target is not None and target.storage_id in self.by_id:
+            return (*self.by_id[target.storage_id], target.storage_id)
+        return (_tag_of(ev.metadata) if ev is not None else None), execution.run_id, execution.partition, None
+
+
+def lineage_executions(
+    instance: DagsterInstance, asset: AssetKey, check: str, lineage: Lineage, mats: _Materializations
+) -> list[CheckExecution]:
+    """The newest execution of ``check`` about the lineage: one per training-window day for a partitioned asset
+    that names no model (the data the model was trained on), else the newest one about the model. A newer
+    execution that was planned and produced no result (skipped) hides older results: it counts as not run."""
+    read = lineage.inputs.get(asset.to_user_string())  # the very materialization its candidate trained on
+    chosen: dict[str | None, CheckExecution] = {}
+    for execution in check_executions(instance, asset, check):  # newest first
+        tag, run, partition, storage_id = mats.about(execution)
+        owned = storage_id == read if read is not None and storage_id is not None else lineage.owns(tag, run, partition)
+        if owned:
+            chosen.setdefault(partition if tag is None else None, execution)
+    return list(chosen.values())
 
 
 def not_judged(evaluation: AssetCheckEvaluation) -> bool:
@@ -86,32 +203,62 @@ def not_judged(evaluation: AssetCheckEvaluation) -> bool:
     return getattr(entry, "value", entry) is False
 
 
+def _reason(note: str | None, check: str) -> str | None:
+    """The part of an asset's ``not_judged`` note about ``check`` ("a: why; b: why" names each check), else all."""
+    if note is None:
+        return None
+    part = next((p for p in note.split("; ") if p.startswith(f"{check}: ")), None)
+    return part.removeprefix(f"{check}: ") if part else note
+
+
+def execution_status(
+    executions: list[CheckExecution],
+    model: str | None,
+    notes: Mapping[tuple[str, str | None], str] | None = None,
+    check: str = "",
+) -> tuple[EvidenceStatus, str]:
+    """One check's status over the lineage's executions, and what it said (for a skipped one, the reason its asset
+    recorded as ``not_judged``, when it did)."""
+    if not executions:
+        return EvidenceStatus.NOT_RUN, f"no result about {model or 'a model'} yet"
+
+    def said(e: CheckExecution, text: str) -> str:
+        return f"[{e.partition}] {text}" if e.partition else text
+
+    done = [(e, e.evaluation) for e in executions if e.evaluation is not None]
+    failed = [(e, ev) for e, ev in done if not ev.passed and not not_judged(ev)]
+    if failed:
+        return EvidenceStatus.FAILED, said(failed[0][0], failed[0][1].description or "")
+    skipped = [e for e in executions if e.evaluation is None]
+    if skipped:
+        first = skipped[0]
+        why = _reason((notes or {}).get((first.run_id, first.partition)), check)
+        return EvidenceStatus.NOT_RUN, said(first, f"skipped: {why or 'no result'} (run {first.run_id[:8]})")
+    unjudged = [(e, ev) for e, ev in done if not_judged(ev)]
+    if unjudged:
+        return EvidenceStatus.NOT_RUN, said(unjudged[0][0], unjudged[0][1].description or "could not judge")
+    return EvidenceStatus.PASSED, done[0][1].description or ""
+
+
 def check_evidence(instance: DagsterInstance, facts: GraphFacts, ref: EvidenceRef, lineage: Lineage) -> Evidence:
-    """A check (or every check a * pattern names): passed when each one's latest completed result passed."""
+    """A check (or every check a * pattern names): passed when each one's latest result about the lineage passed."""
     names = sorted(c for c in facts.checks if fnmatch.fnmatchcase(c, ref.name))
     if not names:
         return Evidence(ref, EvidenceStatus.ABSENT, "not defined in this graph")
-    by_asset: dict[str, list[str]] = {}
-    for name in names:
-        asset, check = name.rsplit(".", 1)
-        by_asset.setdefault(asset, []).append(check)
     failed, not_run, passed = [], [], []
     said = ""  # what a single check said about itself
-    for asset, checks in by_asset.items():
-        judged = last_judgements(instance, AssetKey.from_user_string(asset), checks)
-        for check in checks:
-            key = f"{asset}.{check}"
-            override = lineage.check_overrides.get(key)
-            evaluation = judged[check]
-            if override is not None:
-                status, said = override.status, override.detail
-            elif evaluation is None or not_judged(evaluation):
-                status = EvidenceStatus.NOT_RUN
-                said = evaluation.description or "" if evaluation is not None else "no result yet"
-            else:
-                status = EvidenceStatus.PASSED if evaluation.passed else EvidenceStatus.FAILED
-                said = evaluation.description or ""
-            {EvidenceStatus.PASSED: passed, EvidenceStatus.FAILED: failed}.get(status, not_run).append(key)
+    mats: dict[str, _Materializations] = {}
+    for name in names:
+        asset, check = name.rsplit(".", 1)
+        override = lineage.check_overrides.get(name)
+        if override is not None:
+            status, said = override.status, override.detail
+        else:
+            key = AssetKey.from_user_string(asset)
+            index = mats.setdefault(asset, _Materializations(instance, key))
+            executions = lineage_executions(instance, key, check, lineage, index)
+            status, said = execution_status(executions, lineage.model_tag, index.notes, check)
+        {EvidenceStatus.PASSED: passed, EvidenceStatus.FAILED: failed}.get(status, not_run).append(name)
     if len(names) == 1:
         status = EvidenceStatus.FAILED if failed else EvidenceStatus.NOT_RUN if not_run else EvidenceStatus.PASSED
         return Evidence(ref, status, said[:200] if status is not EvidenceStatus.PASSED else "")

@@ -4,8 +4,10 @@ The champion's offline figure (ROC AUC on its evaluation's test split, which ``m
 each day as ``evaluation_roc_auc``) against its realized figure on served rows whose labels landed (the same
 days' ``realized_roc_auc``, pooled by labeled rows). The ``metrics_agree`` check warns when they diverge by more
 than the spec's ``monitoring.performance_drop``; with three or more champions judged both ways, the rank
-correlation between offline and online figures across them is reported too. Until labels land it says so and
-records ``judged: false`` (the score counts that as not run, not as passed).
+correlation between offline and online figures across them is reported too. Until labels land for at least
+``monitoring.min_labeled_rows`` of the champion's served rows, the check fails as a warning that says why and
+records ``judged: false`` (the score counts that as not run, neither passed nor failed), and the asset records the
+reason as ``not_judged``.
 """
 
 import sys
@@ -32,6 +34,7 @@ from ml_assets.automation import on_champion_or_checks_change
 from ml_assets.dataset import DatasetSpec
 from ml_assets.event_log import metadata_text
 from ml_assets.model.registry import current_champion_tag
+from ml_assets.readiness.evidence import JUDGED, NOT_JUDGED
 from ml_assets.versioning import code_version
 
 ASSET = "offline_online_agreement"
@@ -110,6 +113,7 @@ def served_days(instance: DagsterInstance, limit: int = 400) -> list[ServedDay]:
 
 def build_offline_online_agreement(spec: DatasetSpec) -> AssetsDefinition:
     tolerance = spec.monitoring.performance_drop
+    min_rows = spec.monitoring.min_labeled_rows
 
     @asset(
         name=ASSET,
@@ -135,17 +139,22 @@ def build_offline_online_agreement(spec: DatasetSpec) -> AssetsDefinition:
         meta: dict = {"model_tag": tag, "days_with_labels": len(days)}
         if correlation is not None:
             meta["offline_online_rank_correlation"] = correlation
-        if found is None:
-            why = f"no served day of {tag} has realized figures yet (labels land later): nothing to compare"
+        if found is None or found.labeled_rows < min_rows:
+            why = (
+                f"not judged: no served day of {tag} has realized figures yet (labels land later)"
+                if found is None
+                else f"not judged: {found.labeled_rows} labeled rows of {tag} over {found.days} day(s) < "
+                f"monitoring.min_labeled_rows {min_rows}: too few to compare"
+            )
             return MaterializeResult(
-                metadata=meta,
+                metadata=meta | {NOT_JUDGED: why},
                 check_results=[
                     AssetCheckResult(
                         check_name=CHECK,
                         passed=False,
                         severity=AssetCheckSeverity.WARN,
                         description=why,
-                        metadata={"judged": False},
+                        metadata={JUDGED: False},
                     )
                 ],
             )
@@ -178,7 +187,7 @@ def build_offline_online_agreement(spec: DatasetSpec) -> AssetsDefinition:
                     passed=found.agree,
                     severity=AssetCheckSeverity.WARN,
                     description=verdict,
-                    metadata={"judged": True, "gap": found.gap},
+                    metadata={JUDGED: True, "gap": found.gap},
                 )
             ],
         )

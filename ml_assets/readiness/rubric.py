@@ -126,7 +126,8 @@ RUBRIC: tuple[RubricTest, ...] = (
        to_earn="the dataset spec's types, domains and ranges run as raw_data checks on every landed day"),
     _t(D, 2, "All features are beneficial",
        [check("feature_importance.no_useless_features")],
-       to_earn="materialize feature_importance (permutation importance of each feature on validation rows)"),
+       to_earn="feature_importance passing for the champion: every feature's permutation importance on validation "
+       "rows above the noise of its shuffles (drop or repair the features it names)"),
     _t(D, 3, "No feature's cost is too much",
        to_earn="measure each feature's serving latency and memory cost (e.g. a model without it, timed the same "
        "way), or attest a review of feature costs in ml_assets/readiness/attestations.yaml"),
@@ -243,6 +244,9 @@ class ItemScore:
             return ""
         blocking = [e.describe() for e in self.evidence if e.automated and e.status is not EvidenceStatus.PASSED]
         seen = "; ".join(blocking) if blocking else "no automated evidence here"
+        if self.status is not ItemStatus.MANUAL:  # the half point by hand is missing too: say why
+            by_hand = [e.describe() for e in self.evidence if not e.automated and e.status is not EvidenceStatus.PASSED]
+            seen += f"; by hand: {'; '.join(by_hand)}" if by_hand else ""
         return f"{seen}. To earn it: {self.test.to_earn}" if self.test.to_earn else seen
 
 

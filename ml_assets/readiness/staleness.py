@@ -39,6 +39,7 @@ from ml_assets.model.evaluation import predictions
 from ml_assets.model.evaluation_asset import evaluation_rows
 from ml_assets.model.refs import load_stored
 from ml_assets.model.registry import champion_history
+from ml_assets.readiness.evidence import JUDGED, NOT_JUDGED
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
 
@@ -143,12 +144,15 @@ def build_staleness_impact(spec: DatasetSpec) -> AssetsDefinition:
             ),
         }  # fmt: skip
         if curve is None:
-            why = f"{len(points)} model(s) of distinct age: no curve yet (it needs two champions trained apart)"
+            why = (
+                f"not judged: {len(points)} model(s) of distinct age in the champion history, no curve yet (it needs "
+                "two champions trained on windows ending on different days)"
+            )
             return MaterializeResult(
-                metadata=meta,
+                metadata=meta | {NOT_JUDGED: why},
                 check_results=[
                     AssetCheckResult(check_name=CHECK, passed=False, severity=AssetCheckSeverity.WARN,
-                                     description=why, metadata={"judged": False})
+                                     description=why, metadata={JUDGED: False})
                 ],
             )  # fmt: skip
         days = curve.days_to_lose(drop)
@@ -164,7 +168,7 @@ def build_staleness_impact(spec: DatasetSpec) -> AssetsDefinition:
             metadata=meta,
             check_results=[
                 AssetCheckResult(check_name=CHECK, passed=not too_loose, severity=AssetCheckSeverity.WARN,
-                                 description=verdict, metadata={"judged": True})
+                                 description=verdict, metadata={JUDGED: True})
             ],
         )  # fmt: skip
 
