@@ -37,7 +37,7 @@ from resources.loopback_proxy import STATUS_PATH
 from resources.process_tree import ProcessRecord, stop
 from resources.serving_supervisor import ACTUAL, CONFIG, DESIRED
 
-PASSED_ENV = ("ML_ASSETS_DATASET_SPEC", "ML_ASSETS_SERVE_WORKERS", "ML_ASSETS_BATCH_MAX_ROWS",
+PASSED_ENV = ("ML_ASSETS_SERVE_WORKERS", "ML_ASSETS_BATCH_MAX_ROWS",
               "ML_ASSETS_BATCH_INLINE_ROWS", "ML_ASSETS_SERVE_TRACING", "PATH", "HOME", "LANG", "TMPDIR")  # fmt: skip
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SKEW_TOLERANCE = 1e-5  # max |online - offline| probability: deployments are validated and checked against it

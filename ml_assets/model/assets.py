@@ -136,7 +136,7 @@ def fit_baseline(spec: DatasetSpec, training_set: pd.DataFrame, cfg: BaselineCon
     lr = LogisticRegression(C=cfg.regularization_c, max_iter=cfg.max_iter)
     lr.fit(pre.one_hot(train_rows), y)
     weights = LogisticWeights(coef=[float(c) for c in lr.coef_[0]], intercept=float(lr.intercept_[0]))
-    return TabularModel(kind="logistic", spec_name=spec.name, preprocessing=pre, logistic=weights)
+    return TabularModel(kind="logistic", spec=spec, preprocessing=pre, logistic=weights)
 
 
 def decide(spec: DatasetSpec, model: TabularModel, val: pd.DataFrame, consumer: str) -> DecisionThreshold:
@@ -288,7 +288,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
             started = time.perf_counter()
             trees = fit_trees(spec, fit["train"], val)
             trees_model = TabularModel(
-                kind="gbdt", spec_name=spec.name, preprocessing=Preprocessing.fit(spec, fit["train"]), trees=trees
+                kind="gbdt", spec=spec, preprocessing=Preprocessing.fit(spec, fit["train"]), trees=trees
             )
             seconds = time.perf_counter() - started
             contenders["gbdt"] = (trees_model, {"seconds": seconds})
@@ -369,7 +369,7 @@ def packed_model(spec: DatasetSpec, result: training_result.TrainedNetwork) -> T
     """The search's kept network packed with its preprocessing: the form the store, evaluation and serving load."""
     return TabularModel(
         kind=result.network.architecture,
-        spec_name=spec.name,
+        spec=spec,
         preprocessing=result.preprocessing,
         network_config=result.network,
         state_dict=result.state_dict,

@@ -1,7 +1,7 @@
 """Serving assets (group ``serving``): the Bento of the champion and its deployment, with checks.
 
-``bento`` is rebuilt when the champion or the service code changes (its code version is a hash of the service
-sources). ``deployment`` hands the Bento to the deployer resource: locally a blue/green ``bentoml serve`` behind
+``bento`` is rebuilt when the champion, the service code or the spec changes (its code version is a hash of the
+service sources and the whole spec: the Bento serves the schema of the spec its model carries). ``deployment`` hands the Bento to the deployer resource: locally a blue/green ``bentoml serve`` behind
 a stable loopback URL, in production Kubernetes manifests. The checks call the stable URL like an application
 would. (No ``from __future__ import annotations``: Dagster reads resource annotations at definition time.)
 """
@@ -89,7 +89,7 @@ def build_bento_asset(spec: DatasetSpec) -> AssetsDefinition:
         name="bento",
         group_name="serving",
         automation_condition=on_upstream_update(),
-        code_version=service_code_version(),
+        code_version=service_code_version(spec),
         description="The champion packaged as a Bento (service code + model), built offline with bentoml.",
     )
     def bento(context: AssetExecutionContext, champion_model: ModelRef, model_store: ModelStore) -> Output[BentoRef]:
@@ -98,6 +98,7 @@ def build_bento_asset(spec: DatasetSpec) -> AssetsDefinition:
             champion_model.tag,
             model_store.home,
             labels={"dataset": spec.name, "model_kind": champion_model.kind},
+            spec=spec,
         )
         context.log.info(f"built {ref.tag} for {ref.model_tag} ({ref.size_bytes / 1e6:.2f} MB)")
         return Output(
