@@ -79,7 +79,7 @@ def _stop(args: argparse.Namespace) -> int:
     except DeploymentError as e:
         print(f"ml-assets stop: {e}", file=sys.stderr)
         return 1
-    last = (state.get("previous") or {}).get("bento_tag", "none")
+    last = state.previous.bento_tag if state.previous else "none"
     print(f"stopped the served model, its proxy and supervisor: no process of {deployer.url} is left (state: "
           f"{deployer.folder}); last served: {last}")  # fmt: skip
     return 0

@@ -45,6 +45,7 @@ from ml_assets.model.trees import Trees, fit_trees
 from ml_assets.versioning import code_version, frame_version
 from resources.deepspeed_trainer import TRAINING_POOL, DeepSpeedTrainer
 from resources.model_store import ModelStore
+from resources.training_records import TrainingSummary
 
 MODEL_SPEC_FIELDS = ("columns", "bands", "positive_label", "decision")
 CANDIDATE_SPEC_FIELDS = (*MODEL_SPEC_FIELDS, "search", "gates")
@@ -282,7 +283,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
             )
             result = training_result.decode(run)
             network_model = packed_model(spec, result)
-            scores: dict[str, float] = {k: float(v) for k, v in result.summary["metrics"].items()}
+            scores: dict[str, float] = {k: float(v) for k, v in result.summary.metrics.items()}
             contenders["network"] = (network_model, {"result": result, "scores": scores})
         if "gbdt" in budget.families:
             started = time.perf_counter()
@@ -392,28 +393,28 @@ def candidate_lineage(
         "code_version": model_code,
         "config": {
             "network": result.network.model_dump(),
-            "deepspeed": s["deepspeed_config"],
+            "deepspeed": s.deepspeed_config,
             "trainer": _fields(trainer),
         },
         "validation_metrics": scores,
-        "samples_per_s": s["samples_per_s"],
-        "wall_seconds": s["wall_seconds"],
-        "ranks": s["ranks"],
-        "device": s["device"],
-        "precision": s["precision"],
-        "best_epoch": s["best_epoch"],
+        "samples_per_s": s.samples_per_s,
+        "wall_seconds": s.wall_seconds,
+        "ranks": s.ranks,
+        "device": s.device,
+        "precision": s.precision,
+        "best_epoch": s.best_epoch,
         "search": {
-            "best_trial": s["best_trial"],
-            "ensemble": s.get("ensemble", []),
-            "select_by": s["select_by"],
-            "trials": s["trials"],
+            "best_trial": s.best_trial,
+            "ensemble": s.ensemble,
+            "select_by": s.select_by,
+            "trials": s.trials,
         },
     }
 
 
 def candidate_metadata(
     tag: str,
-    s: dict[str, Any],
+    s: TrainingSummary,
     scores: dict[str, float],
     served: dict[str, float],
     unlabeled_rows: int,
@@ -427,28 +428,28 @@ def candidate_metadata(
         "validation_metrics": MetadataValue.md(
             metrics_table({"training (ranks)": scores, "stored model (this process)": served})
         ),
-        "search": MetadataValue.md(search_table(s["trials"], s["best_trial"])),
-        "trials_run": sum(1 for t in s["trials"] if "epochs_run" in t),  # trained, however far
-        "ensemble": ", ".join(s.get("ensemble", [])) or "none (the best trial alone)",
-        "best_trial": s["best_trial"],
-        "selected_by": f"validation {s['select_by']}",
+        "search": MetadataValue.md(search_table(s.trials, s.best_trial)),
+        "trials_run": sum(1 for t in s.trials if "epochs_run" in t),  # trained, however far
+        "ensemble": ", ".join(s.ensemble) or "none (the best trial alone)",
+        "best_trial": s.best_trial,
+        "selected_by": f"validation {s.select_by}",
         "unlabeled_rows_left_out": unlabeled_rows,
         **{f"val_{k}": v for k, v in scores.items()},
-        "loss_curve": MetadataValue.md(loss_curve_markdown(s["history"])),
-        "samples_per_s": float(s["samples_per_s"]),
-        "launch_to_first_step_s": float(s["launch_to_first_step_s"] or 0.0),
-        "wall_seconds": float(s["wall_seconds"]),
-        "ranks": int(s["ranks"]),
-        "device": str(s["device"]),
-        "precision": s["precision"],
-        "zero_stage": int(s["zero_stage"]),
-        "epochs_run": int(s["epochs_run"]),
-        "best_epoch": int(s["best_epoch"]),
-        "resumed_from_epoch": int(s["resumed_from_epoch"] or 0),
-        "parameters": int(s["parameters"]),
+        "loss_curve": MetadataValue.md(loss_curve_markdown(s.history)),
+        "samples_per_s": float(s.samples_per_s),
+        "launch_to_first_step_s": float(s.launch_to_first_step_s or 0.0),
+        "wall_seconds": float(s.wall_seconds),
+        "ranks": int(s.ranks),
+        "device": str(s.device),
+        "precision": s.precision,
+        "zero_stage": int(s.zero_stage),
+        "epochs_run": int(s.epochs_run),
+        "best_epoch": int(s.best_epoch),
+        "resumed_from_epoch": int(s.resumed_from_epoch or 0),
+        "parameters": int(s.parameters),
         "training_set_version": version,
         "training_set_partition": partition,
-        "checkpoint_dir": MetadataValue.path(s["checkpoint_dir"]),
+        "checkpoint_dir": MetadataValue.path(s.checkpoint_dir),
     }
 
 
