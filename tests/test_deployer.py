@@ -156,13 +156,13 @@ def test_deploy_then_redeploy_without_a_failed_request(world: World):
 def test_failed_validation_keeps_the_old_model_serving(world: World):
     d = world.deployer
     before = d.state().current
-    assert before["bento_tag"] == world.b.bento.tag
+    assert before.bento_tag == world.b.bento.tag
     # A's Bento must reproduce B's offline predictions: it cannot, so it must never take traffic
     with pytest.raises(DeploymentError, match="train/serve skew") as e:
         d.deploy(world.a.bento.tag, world.a.bento.model_tag, world.records, world.b.expected)
     assert "max |online - offline|" in str(e.value)
     assert d.state().current.pid == before.pid
-    assert list(d.actual()["servers"]) == [before["slot"]]  # the candidate's slot and tree are gone
+    assert list(d.actual()["servers"]) == [before.slot]  # the candidate's slot and tree are gone
     assert served_tags(d.url, world.records) == {world.b.bento.model_tag}
 
 

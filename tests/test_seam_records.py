@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import bentoml.models  # noqa: F401  imported at collection, as the serving tests do: the import probes the C library once
 import pytest
 import torch
 
@@ -134,3 +135,27 @@ def test_both_deployers_share_one_abstract_base() -> None:
     for deployer in (LocalBentoDeployer, KubernetesBentoDeployer):
         assert issubclass(deployer, BentoDeployer) and not inspect.isabstract(deployer)
         assert inspect.signature(deployer.deploy).return_annotation in (DeploymentRecord, "DeploymentRecord")
+
+
+# ---- the stored model's lineage (model assets -> evaluation, champion, rollback, monitoring) -------------------
+def test_the_lineage_round_trips_through_the_store_and_a_foreign_one_is_refused(adult_spec, tmp_path: Path) -> None:
+    import bentoml
+
+    from resources.model_store import LineageError, ModelLineage, ModelStore
+    from tests.serving_support import adult_training_set, fit_logistic
+
+    store = ModelStore(home=str(tmp_path / "bentoml"))
+    model = fit_logistic(adult_spec, adult_training_set(adult_spec, rows=300))
+    lineage = ModelLineage(
+        training_set_version="abc",
+        training_set_partition="2026-01-10",
+        validation_metrics={"roc_auc": 0.9},
+        decision={"threshold": 0.4, "policy": "max_f1"},
+        unlabeled_rows_left_out={"train": 0, "validation": 1, "test": 0},
+    )
+    tag = store.save(model, "adult-baseline", lineage)
+    assert store.info(tag).lineage == lineage and store.info(tag).kind == "logistic"
+    with bentoml.models.create("adult-old", metadata={"metrics": {"auc": 0.9}}, _model_store=store._store()) as old:
+        model.save(old.path)  # stored with the key name an older version used
+    with pytest.raises(LineageError, match=rf"model {old.tag} in .*does not match ModelLineage \(metrics\)"):
+        store.info(str(old.tag))

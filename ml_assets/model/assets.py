@@ -44,7 +44,7 @@ from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.model.trees import Trees, fit_trees
 from ml_assets.versioning import code_version, frame_version
 from resources.deepspeed_trainer import TRAINING_POOL, DeepSpeedTrainer
-from resources.model_store import ModelStore
+from resources.model_store import ModelLineage, ModelStore
 from resources.training_records import TrainingSummary
 
 MODEL_SPEC_FIELDS = ("columns", "bands", "positive_label", "decision")
@@ -190,17 +190,17 @@ def build_baseline_model(spec: DatasetSpec, when: AutomationCondition) -> Assets
             val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val), model.threshold
         )
         unlabeled = unlabeled_counts(spec, training_set)
-        meta = {
-            "training_set_version": version,
-            "training_set_partition": approved_training_set.partition_key,
-            "code_version": context.assets_def.code_versions_by_key[context.asset_key],
-            "config": config.model_dump(),
-            "validation_metrics": scores,
-            "decision": chosen.as_dict(),
-            "train_rows": len(labeled_split(spec, training_set, "train")),
-            "unlabeled_rows_left_out": unlabeled,
-        }
-        tag = model_store.save(model, baseline_name(spec), meta)
+        lineage = ModelLineage(
+            training_set_version=version,
+            training_set_partition=approved_training_set.partition_key,
+            code_version=context.assets_def.code_versions_by_key[context.asset_key],
+            config=config.model_dump(),
+            validation_metrics=scores,
+            decision=chosen.as_dict(),
+            train_rows=len(labeled_split(spec, training_set, "train")),
+            unlabeled_rows_left_out=unlabeled,
+        )
+        tag = model_store.save(model, baseline_name(spec), lineage)
         context.log.info(f"baseline {tag}: validation {scores}; {chosen.describe()}")
         ref = ModelRef(tag=tag, name=baseline_name(spec), kind=model.kind, metrics=scores, training_set_version=version)
         metadata = baseline_metadata(tag, scores, unlabeled, version, approved_training_set.partition_key)
@@ -309,8 +309,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         else:
             scores = served
             lineage = trees_lineage(model.trees, scores, model_code, version, partition, found["seconds"])
-        lineage["decision"] = chosen.as_dict()
-        lineage["families"] = judged
+        lineage = lineage.model_copy(update={"decision": chosen.as_dict(), "families": judged})
         context.log.info(f"candidate: the {pick} family ({select_by} {judged[pick]:.4f}); {chosen.describe()}")
         tag = model_store.save(model, classifier_name(spec), lineage)
         ref = ModelRef(
@@ -338,16 +337,16 @@ def family_table(judged: dict[str, float], pick: str, metric: str) -> str:
 
 def trees_lineage(
     trees: Trees, scores: dict[str, float], model_code: str, version: str, partition: str, seconds: float
-) -> dict[str, Any]:
+) -> ModelLineage:
     """What the store keeps with a gbdt candidate: its data and code, its LightGBM settings and how it trained."""
-    return {
-        "training_set_version": version,
-        "training_set_partition": partition,
-        "code_version": model_code,
-        "config": {"family": "gbdt", "lightgbm": trees.params, "best_iteration": trees.best_iteration},
-        "validation_metrics": scores,
-        "wall_seconds": seconds,
-    }
+    return ModelLineage(
+        training_set_version=version,
+        training_set_partition=partition,
+        code_version=model_code,
+        config={"family": "gbdt", "lightgbm": trees.params, "best_iteration": trees.best_iteration},
+        validation_metrics=scores,
+        wall_seconds=seconds,
+    )
 
 
 def trees_metadata(
@@ -384,32 +383,23 @@ def candidate_lineage(
     model_code: str,
     version: str,
     partition: str,
-) -> dict[str, Any]:
+) -> ModelLineage:
     """What the store keeps with a candidate: the data and code it came from, every setting, how it trained."""
     s = result.summary
-    return {
-        "training_set_version": version,
-        "training_set_partition": partition,
-        "code_version": model_code,
-        "config": {
-            "network": result.network.model_dump(),
-            "deepspeed": s.deepspeed_config,
-            "trainer": _fields(trainer),
-        },
-        "validation_metrics": scores,
-        "samples_per_s": s.samples_per_s,
-        "wall_seconds": s.wall_seconds,
-        "ranks": s.ranks,
-        "device": s.device,
-        "precision": s.precision,
-        "best_epoch": s.best_epoch,
-        "search": {
-            "best_trial": s.best_trial,
-            "ensemble": s.ensemble,
-            "select_by": s.select_by,
-            "trials": s.trials,
-        },
-    }
+    return ModelLineage(
+        training_set_version=version,
+        training_set_partition=partition,
+        code_version=model_code,
+        config={"network": result.network.model_dump(), "deepspeed": s.deepspeed_config, "trainer": _fields(trainer)},
+        validation_metrics=scores,
+        samples_per_s=s.samples_per_s,
+        wall_seconds=s.wall_seconds,
+        ranks=s.ranks,
+        device=s.device,
+        precision=s.precision,
+        best_epoch=s.best_epoch,
+        search={"best_trial": s.best_trial, "ensemble": s.ensemble, "select_by": s.select_by, "trials": s.trials},
+    )
 
 
 def candidate_metadata(

@@ -414,14 +414,13 @@ def report_for(
 ) -> TagReport:
     """One tag's report: its model and own training set from the store's lineage, the previous champion shadowed."""
     info = store.info(tag)
-    meta = info.get("metadata") or {}
-    partition = meta.get("training_set_partition")
+    partition = info.lineage.training_set_partition
     if not partition:
         raise Failure(description=f"model {tag} records no training_set_partition: cannot monitor it against its data")
     reference = context.load_asset_value(AssetKey("training_set"), partition_key=str(partition))
     previous = previous_champion(context.instance, tag)
     now = datetime.now(UTC)
-    created = datetime.fromisoformat(info["creation_time"])
+    created = info.creation_time
     trained_on = datetime.fromisoformat(str(partition)).replace(tzinfo=UTC)
     return tag_report(
         spec,

@@ -37,12 +37,12 @@ def install_champion(spec: DatasetSpec, home: Path, window_end: date, instance, 
     from ml_assets.environments import local_resources
     from ml_assets.model.assets import BaselineConfig, fit_baseline
     from ml_assets.partitions import training_set_partitions
-    from resources.model_store import ModelStore
+    from resources.model_store import ModelLineage, ModelStore
 
     window = demo_training_set(spec, rows, seed=0, window_end=window_end)
     model = fit_baseline(spec, window, BaselineConfig(max_iter=300))
     store = ModelStore(home=str(home / "bentoml"))
-    tag = store.save(model, f"{spec.name}-classifier", {"training_set_partition": window_end.isoformat()})
+    tag = store.save(model, f"{spec.name}-classifier", ModelLineage(training_set_partition=window_end.isoformat()))
 
     @dg.asset(
         name="training_set",
