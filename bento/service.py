@@ -25,11 +25,11 @@ from typing import Any
 import bentoml
 
 from bento.http_api import build_api, new_runtime
-from bento.prediction_log import PredictionLog
-from bento.scoring import Scorer
 from ml_assets.dataset import DatasetSpec, load_spec
 from ml_assets.model.bundle import TabularModel, load_spec_of
+from ml_assets.serving.prediction_log import PredictionLog
 from ml_assets.serving.schema import request_schemas, warmup_record
+from ml_assets.serving.scoring import Scorer
 from ml_assets.settings import DEFAULT_SPEC_PATH, int_env, paths
 
 logger = logging.getLogger("ml_assets.serving")

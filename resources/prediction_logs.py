@@ -1,6 +1,6 @@
 """The served model's prediction log on disk: ``<root>/<YYYY-MM-DD>/<writer>.jsonl``, one JSON object a line.
 
-Every serving process appends to its own file of the day (see ``bento/prediction_log.py`` for the writer and the
+Every serving process appends to its own file of the day (see ``ml_assets/serving/prediction_log.py`` for the writer and the
 line format). Reading is safe while servers still write: only complete lines (up to the last newline of a file) are
 parsed, so a line being written, or torn by a killed writer, is left for a later read or counted, never half-read.
 Parsing is Arrow's multithreaded JSON reader against a schema the caller derives from the dataset spec.

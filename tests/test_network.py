@@ -148,8 +148,8 @@ def test_served_ensemble_predictions_equal_its_offline_ones(
 ) -> None:
     """Offline: the model in memory, as the candidate asset packs it. Served: loaded back from its directory
     through TabularModel.load and scored by the Bento's Scorer on validated request records."""
-    from bento.scoring import Scorer
     from ml_assets.serving.schema import request_schemas
+    from ml_assets.serving.scoring import Scorer
 
     cfg = ensemble_config()
     torch.manual_seed(3)

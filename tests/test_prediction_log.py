@@ -16,7 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from bento.prediction_log import (
+from ml_assets.dataset import DatasetSpec
+from ml_assets.serving.columnar import validate_table
+from ml_assets.serving.prediction_log import (
     FIELDS,
     SPOOL_SUFFIX,
     PredictionLog,
@@ -26,8 +28,6 @@ from bento.prediction_log import (
     spool_lines,
     utc_now,
 )
-from ml_assets.dataset import DatasetSpec
-from ml_assets.serving.columnar import validate_table
 from tests.test_serving_schema import GOOD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def _run_writer(tmp_path: Path, body: str) -> subprocess.Popen[str]:
     script = textwrap.dedent(
         f"""
         import numpy as np, pyarrow as pa, sys, time
-        from bento.prediction_log import PredictionLog, utc_now
+        from ml_assets.serving.prediction_log import PredictionLog, utc_now
         log = PredictionLog({str(tmp_path)!r}, fsync_interval_s=60)
         """
     ) + textwrap.dedent(body)
@@ -161,7 +161,7 @@ def test_a_spool_left_by_a_killed_writer_is_recovered_once_and_a_live_ones_never
     proc = _run_writer(
         tmp_path,
         """
-        import bento.prediction_log as pl
+        import ml_assets.serving.prediction_log as pl
         pl._Spool.convert = lambda self: time.sleep(3600)  # the converter never gets to it: killed first
         table = pa.table({"a": pa.array(np.arange(1000))})
         log.write_table(utc_now(), "m:1", "base", table, np.full(1000, 0.5), np.ones(1000, np.int8))

@@ -28,12 +28,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bento.prediction_log import read_day
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.refs import load_stored
 from ml_assets.serving import columnar
 from ml_assets.serving.assets import validation_sample
 from ml_assets.serving.build import build_bento
+from ml_assets.serving.prediction_log import read_day
 from ml_assets.serving.schema import MAX_BATCH_ROWS, MAX_JSON_BODY_BYTES, category_max_chars, frame_records
 from resources.model_store import ModelStore
 from resources.process_tree import stop_tree

@@ -38,7 +38,6 @@ from dagster import (
     multi_asset,
 )
 
-from bento.prediction_log import recover_spools
 from ml_assets import inline, markdown
 from ml_assets.automation import on_new_files, on_upstream_update
 from ml_assets.data.landing import build_day_folder_asset
@@ -53,6 +52,7 @@ from ml_assets.monitoring.report import LABEL, PROBABILITY, TagReport, as_keys, 
 from ml_assets.monitoring.verdicts import CHECKS, DESCRIPTIONS, failed_first
 from ml_assets.monitoring.verdicts import verdicts as judge
 from ml_assets.serving.batch import CHECK_REQUEST_ID
+from ml_assets.serving.prediction_log import recover_spools
 from ml_assets.versioning import code_version, frame_version
 from resources.alerts import Alerts
 from resources.bento_deployer import SKEW_REQUEST_ID
@@ -78,7 +78,7 @@ def logged_columns(spec: DatasetSpec) -> list[str]:
 
 
 def log_schema(spec: DatasetSpec) -> pa.Schema:
-    """The prediction log line (bento/prediction_log.py) with the spec's types for the logged inputs."""
+    """The prediction log line (ml_assets/serving/prediction_log.py) with the spec's types for the logged inputs."""
     inputs = pa.struct([pa.field(c.name, ARROW[c.dtype]) for c in spec.columns if c.name in logged_columns(spec)])
     return pa.schema(
         [

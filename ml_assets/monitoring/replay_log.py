@@ -1,7 +1,7 @@
 """A served model's world written straight to disk, for the monitoring benchmark and tests at scale.
 
 A champion (the logistic baseline fitted on real demo rows) with its training window in the warehouse and its
-promotion in the instance, then prediction log lines in exactly the serving format (``bento/prediction_log.py``)
+promotion in the instance, then prediction log lines in exactly the serving format (``ml_assets/serving/prediction_log.py``)
 for any number of real demo rows, and their labels. Writing a million lines through a real server would take the
 server's time, not monitoring's; the lines and the files are the same.
 """

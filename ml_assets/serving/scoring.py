@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bento.prediction_log import PredictionLog, utc_now
 from ml_assets.dataset import DatasetSpec
 from ml_assets.serving.columnar import model_frame
+from ml_assets.serving.prediction_log import PredictionLog, utc_now
 from ml_assets.serving.schema import records_columns, records_frame
 
 
