@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ml_assets.datasets.simulate_cli import add_simulate_parser
 
     add_simulate_parser(sub)
-    from ml_assets.monitoring.traffic_cli import add_traffic_parser
+    from ml_assets.datasets.traffic_cli import add_traffic_parser
 
     add_traffic_parser(sub)
     from ml_assets.k8s_cli import add_k8s_parser

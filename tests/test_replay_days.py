@@ -17,8 +17,8 @@ from dagster import AssetKey
 
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.simulator import DriftConfig
+from ml_assets.datasets.traffic import day_rows, request_records
 from ml_assets.definitions import build_definitions
-from ml_assets.monitoring.traffic import day_rows, request_records
 from ml_assets.partitions import today
 from ml_assets.serving.prediction_log import PredictionLog, filing_day, replay_request_id
 from ml_assets.serving.schema import request_schemas

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.dataset import DatasetSpec
-from ml_assets.monitoring.traffic import request_records
+from ml_assets.datasets.traffic import request_records
 
 
 @dataclass(frozen=True)
