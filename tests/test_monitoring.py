@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.gates import thresholds_for
-from ml_assets.monitoring.assets import label_frame, log_frame, log_schema
+from ml_assets.monitoring.assets import label_frame, log_frame, log_inputs
 from ml_assets.monitoring.performance import estimate, expected_roc_auc, fit_calibration
 from ml_assets.monitoring.report import LABEL, PROBABILITY, join_labels, tag_report
 from ml_assets.monitoring.verdicts import verdicts
@@ -114,7 +114,7 @@ def test_prediction_log_reader_and_frame(tmp_path: Path, adult_spec: DatasetSpec
                                  "inputs": inputs, "probability": 0.25, "label": 0}))  # fmt: skip
     lines.append(lines[0])  # a retried write of the same request
     (folder / "111.jsonl").write_text("\n".join(lines) + "\n" + "{not json}\n" + '{"request_id": "torn", "ti')
-    table, read = PredictionLogFiles(root=str(tmp_path / "log")).read_day(day, log_schema(adult_spec))
+    table, read = PredictionLogFiles(root=str(tmp_path / "log")).read_day(day, log_inputs(adult_spec))
     assert (read.lines, read.bad_lines) == (6, 1) and read.partial_bytes > 0
     frame, duplicates = log_frame(adult_spec, table)
     assert duplicates == 1 and len(frame) == 5

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from ml_assets.dataset import DatasetSpec
+from ml_assets.prediction_line import PredictionLine
 from ml_assets.serving.columnar import validate_table
 from ml_assets.serving.prediction_log import (
     FIELDS,
@@ -42,6 +43,9 @@ def test_batch_lines_follow_the_contract(tmp_path: Path):
     lines = (tmp_path / now.date().isoformat() / f"{os.getpid()}.jsonl").read_text().splitlines()
     got = [json.loads(line) for line in lines]
     assert [list(e) for e in got] == [list(FIELDS)] * 2
+    assert [PredictionLine.model_validate(e).model_dump(mode="json") for e in got] == [
+        {**e, "time": now.isoformat().replace("+00:00", "Z")} for e in got
+    ]  # every line is the record the readers parse
     assert got == [
         {"request_id": rid, "time": now.isoformat(), "model_tag": "m:1", "inputs": rec, "probability": p, "label": y}
         for rid, rec, p, y in zip(["abc123", "client-1-ff"], inputs, [0.25, 1e-05], [0, 1], strict=True)
@@ -62,7 +66,7 @@ def test_files_are_owner_only_and_never_shared(tmp_path: Path):
     assert (day / f"{os.getpid()}-1.jsonl").exists()
     os.close(other)
     log.close()
-    assert [e["request_id"] for e in read_day(root, now.date())] == ["a"]
+    assert [e.request_id for e in read_day(root, now.date())] == ["a"]
 
 
 def test_existing_folders_are_tightened(tmp_path: Path):
@@ -94,7 +98,8 @@ def test_spooled_table_lines_equal_batch_lines(tmp_path: Path, adult_spec: Datas
     day = tmp_path / now.date().isoformat()
     bulk = [json.loads(x) for f in day.glob("*-file-*.jsonl") for x in f.read_text().splitlines()]
     online = [json.loads(x) for x in (day / f"{os.getpid()}.jsonl").read_text().splitlines()]
-    assert bulk == online
+    assert bulk == online and [list(e) for e in bulk] == [list(FIELDS)] * 2
+    assert all(PredictionLine.model_validate(e).model_tag == "m:1" for e in bulk)
     assert bulk[1]["inputs"]["native_country"] == 'quo"te\\' and "sex" not in bulk[0]["inputs"]
     assert stat.S_IMODE(next(day.glob("*-file-*.jsonl")).stat().st_mode) == 0o600
 
@@ -151,7 +156,7 @@ def test_a_killed_writer_loses_no_answered_prediction(tmp_path: Path):
     finally:
         proc.kill()
         proc.wait()
-    logged = {e["request_id"] for day in tmp_path.iterdir() for e in read_day(tmp_path, day.name)}
+    logged = {e.request_id for day in tmp_path.iterdir() for e in read_day(tmp_path, day.name)}
     assert len(answered) > 1000
     assert set(answered) - logged == set()
 
@@ -180,5 +185,5 @@ def test_a_spool_left_by_a_killed_writer_is_recovered_once_and_a_live_ones_never
     assert len(list(tmp_path.glob(f"*/*{SPOOL_SUFFIX}"))) == 1
     assert len(recover_spools(tmp_path)) == 1 and recover_spools(tmp_path) == []
     entries = [e for day in tmp_path.iterdir() for e in read_day(tmp_path, day.name)]
-    assert sorted(e["request_id"] for e in entries) == sorted(f"base-{i}" for i in range(1000))
+    assert sorted(e.request_id for e in entries) == sorted(f"base-{i}" for i in range(1000))
     assert not list(tmp_path.glob(f"*/*{SPOOL_SUFFIX}")) and not list(tmp_path.glob("*/*.partial"))

@@ -77,19 +77,9 @@ def logged_columns(spec: DatasetSpec) -> list[str]:
     return [c.name for c in spec.columns if c.is_feature or c.role in (Role.ID, Role.TIME, Role.SENSITIVE)]
 
 
-def log_schema(spec: DatasetSpec) -> pa.Schema:
-    """The prediction log line (ml_assets/serving/prediction_log.py) with the spec's types for the logged inputs."""
-    inputs = pa.struct([pa.field(c.name, ARROW[c.dtype]) for c in spec.columns if c.name in logged_columns(spec)])
-    return pa.schema(
-        [
-            ("request_id", pa.string()),
-            ("time", pa.string()),
-            ("model_tag", pa.string()),
-            ("inputs", inputs),
-            ("probability", pa.float64()),
-            ("label", pa.int64()),
-        ]
-    )
+def log_inputs(spec: DatasetSpec) -> pa.StructType:
+    """The logged request fields of a prediction-log line (``PredictionLine.inputs``) with the spec's types."""
+    return pa.struct([pa.field(c.name, ARROW[c.dtype]) for c in spec.columns if c.name in logged_columns(spec)])
 
 
 def prediction_log_dtypes(spec: DatasetSpec) -> dict[str, str]:
@@ -224,7 +214,7 @@ def build_prediction_log(spec: DatasetSpec, daily: PartitionsDefinition) -> Asse
     def prediction_log(context: AssetExecutionContext, prediction_logs: PredictionLogFiles) -> Output[pd.DataFrame]:
         day = context.partition_key
         recover_spools(prediction_logs.root)  # bulk answers a killed server left spooled become lines first
-        table, read = prediction_logs.read_day(day, log_schema(spec))
+        table, read = prediction_logs.read_day(day, log_inputs(spec))
         frame, duplicates = log_frame(spec, table)
         frame, validation_requests = real_traffic(frame)
         frame[LOG_DAY] = pd.Timestamp(day)
