@@ -34,6 +34,7 @@ import httpx
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from resources.atomic_files import write_atomic
 from resources.deployment_record import DeploymentRecord, Rollout, ServedBento, Validation
 from resources.loopback_proxy import STATUS_PATH
 from resources.process_tree import ProcessRecord, stop
@@ -372,16 +373,11 @@ class LocalBentoDeployer(BentoDeployer):
     # ---- files ---------------------------------------------------------------------------------------------
     def _write(self, name: str, state: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / name
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, path)
+        write_atomic(self.folder / name, json.dumps(state, indent=1))
 
     def _save(self, state: DeploymentRecord) -> None:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(state.model_copy(update={"url": self.url}).model_dump_json(indent=1))
-        os.replace(tmp, self.state_file)
+        write_atomic(self.state_file, state.model_copy(update={"url": self.url}).model_dump_json(indent=1))
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

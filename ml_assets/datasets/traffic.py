@@ -30,6 +30,7 @@ from ml_assets.partitions import today
 from ml_assets.serving.prediction_log import replay_request_id
 from ml_assets.serving.schema import REQUEST_ID_HEADER
 from ml_assets.settings import paths
+from resources.atomic_files import write_atomic
 
 GROUND_TRUTH = "ground_truth.parquet"
 SENT_ROWS = "rows.parquet"  # the answered records as sent, beside their ground truth
@@ -133,9 +134,7 @@ def land_labels(spec: DatasetSpec, lag_days: int, landing_root: Path | None = No
         folder = root / (served + timedelta(days=lag_days)).isoformat()
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"labels-{truth.parent.name}.parquet"
-        tmp = folder / f".{target.name}.tmp"
-        frame[[spec.id.name, spec.target.name]].to_parquet(tmp, index=False)
-        tmp.replace(target)
+        write_atomic(target, frame[[spec.id.name, spec.target.name]].to_parquet(index=False))
         marker.write_text(f"{target}\n")
         written.append(target)
     return written
