@@ -46,7 +46,7 @@ def test_the_training_job_round_trips_into_the_entrypoint(adult_spec: DatasetSpe
     job = training_job(adult_spec, tmp_path)
     assert TrainingJob.read(job.model_dump_json(), "memory") == job
     (tmp_path / "job.json").write_text(job.model_dump_json())
-    typed = train.Job.read(str(tmp_path / "job.json"))
+    typed = train.Job.read_url(str(tmp_path / "job.json"))
     assert typed.spec.model_dump() == adult_spec.model_dump() and typed.trials[0].network == NetworkConfig(
         architecture="mlp"
     )
@@ -57,8 +57,8 @@ def test_a_job_with_a_renamed_field_fails_where_it_is_read(adult_spec: DatasetSp
     raw = json.loads(training_job(adult_spec, tmp_path).model_dump_json())
     raw["patience_epochs"] = raw.pop("patience")
     (tmp_path / "job.json").write_text(json.dumps(raw))
-    with pytest.raises(RecordError, match=r"TrainingJob at .*job.json .*patience: Field required.*patience_epochs"):
-        train.Job.read(str(tmp_path / "job.json"))
+    with pytest.raises(RecordError, match=r"Job at .*job.json .*patience: Field required.*patience_epochs"):
+        train.Job.read_url(str(tmp_path / "job.json"))
 
 
 def summary() -> TrainingSummary:

@@ -80,57 +80,19 @@ class Halving:
     eta: int
 
 
-@dataclass
-class Job:
-    """The job description the trainer staged, typed."""
+class Job(TrainingJob):
+    """The ``TrainingJob`` the trainer staged, read with its domain parts typed: the spec, the trials' networks,
+    the halving schedule (a mismatch fails in ``read``, naming the file and the field)."""
 
-    train_rows: str
-    validation_rows: str
-    output_dir: str
     checkpoint_dir: Path
     spec: DatasetSpec
     trials: list[Trial]
-    select_by: str  # validation metric that picks the best trial
-    higher_is_better: bool
-    max_seconds: float | None
-    device: str
-    precision: str
-    max_epochs: int
-    patience: int
-    seed: int
-    warmup_fraction: float
-    launched_at: float
-    halving: Halving | None = None
-    ensemble_size: int = 1  # most trials averaged into the exported model (1: the best trial alone)
+    halving: Halving | None
 
     @classmethod
-    def read(cls, url: str) -> Job:
-        """The job at ``url`` (a ``TrainingJob``; a mismatch fails here naming the file and the field), typed."""
+    def read_url(cls, url: str) -> Job:
         with fsspec.open(url, "rb") as f:
-            job = TrainingJob.read(f.read(), url)
-        return cls(
-            train_rows=job.train_rows,
-            validation_rows=job.validation_rows,
-            output_dir=job.output_dir,
-            checkpoint_dir=Path(job.checkpoint_dir),
-            spec=DatasetSpec.model_validate(job.spec),
-            trials=[
-                Trial(t.name, NetworkConfig(**t.network), dict(t.deepspeed_config), dict(t.settings))
-                for t in job.trials
-            ],
-            select_by=job.select_by,
-            higher_is_better=job.higher_is_better,
-            max_seconds=job.max_seconds,
-            device=job.device,
-            precision=job.precision,
-            max_epochs=job.max_epochs,
-            patience=job.patience,
-            seed=job.seed,
-            warmup_fraction=job.warmup_fraction,
-            launched_at=job.launched_at,
-            halving=Halving(job.halving.min_epochs, job.halving.eta) if job.halving else None,
-            ensemble_size=job.ensemble_size,
-        )
+            return cls.read(f.read(), url)
 
 
 @dataclass
@@ -804,7 +766,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         raise SystemExit("usage: python -m ml_assets.model.train JOB_URL (the job DeepSpeedTrainer staged)")
-    job = Job.read(args[0])
+    job = Job.read_url(args[0])
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
