@@ -24,4 +24,4 @@ def stored_ref(store: ModelStore, tag: str) -> ModelRef:
 
 def load_stored(store: ModelStore, tag: str) -> TabularModel:
     """The TabularModel ``tag`` of a model store (raises naming the store when the tag is not there)."""
-    return TabularModel.load(store.path(tag))
+    return TabularModel.load(store.path(tag), tag)
