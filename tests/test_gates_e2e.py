@@ -159,7 +159,9 @@ class Pipeline:
         self.upstream = [candidate_model, baseline_model]
 
     def save(self, which: str, name: str | None = None) -> str:
-        return self.store.save(self.models[which], name or classifier_name(self.spec), ModelLineage(code_version=f"test-{which}"))
+        return self.store.save(
+            self.models[which], name or classifier_name(self.spec), ModelLineage(code_version=f"test-{which}")
+        )
 
     def ref(self, tag: str) -> ModelRef:
         return ModelRef(tag=tag, name=tag.split(":")[0], kind="logistic", metrics={}, training_set_version="test")
