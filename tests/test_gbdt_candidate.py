@@ -65,7 +65,7 @@ def test_with_only_gbdt_listed_the_candidate_is_trees_and_no_rank_starts(candida
     model = load_stored(store, ref.tag)
     assert isinstance(model, TabularModel) and model.kind == "gbdt" and 0.0 < model.threshold < 1.0
     assert meta["decision_threshold"].value == pytest.approx(model.threshold)
-    assert store.info(ref.tag)["metadata"]["config"]["family"] == "gbdt"
+    assert store.info(ref.tag).lineage.config["family"] == "gbdt"
 
 
 def test_a_saved_gbdt_model_predicts_what_it_predicted_before_saving(
