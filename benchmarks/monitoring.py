@@ -36,7 +36,7 @@ def prepare(home: Path, rows: int) -> None:
     import dagster as dg
 
     from ml_assets.dataset import load_default_spec
-    from ml_assets.monitoring.replay_log import install_champion, served_rows, write_labels, write_log
+    from ml_assets.datasets.replay_log import install_champion, served_rows, write_labels, write_log
     from tests.conftest import pinned
 
     world = install_champion(pinned(load_default_spec()), home, DAY, dg.DagsterInstance.get())

@@ -105,7 +105,7 @@ def deepspeed_run(
             net_cfg.model_dump(),
             frame_version(frame).value,
         )
-        out.update(training_result.decode(run).summary)
+        out.update(training_result.decode(run).summary.model_dump())
         return Output(out["samples_per_s"])  # Output: a Pipes session ran in this step
 
     materialize([bench], resources={"trainer": trainer}, raise_on_error=True)

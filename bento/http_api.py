@@ -32,7 +32,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bento.scoring import MicroBatcher, Scorer
 from ml_assets.dataset import DatasetSpec
 from ml_assets.serving import columnar
 from ml_assets.serving.schema import (
@@ -50,6 +49,7 @@ from ml_assets.serving.schema import (
     request_schemas,
     validation_refusal,
 )
+from ml_assets.serving.scoring import MicroBatcher, Scorer
 
 JSON = "application/json"
 BINARY = {"schema": {"type": "string", "format": "binary"}}

@@ -1,11 +1,14 @@
 """The Bento service: the champion TabularModel behind a typed HTTP API generated from the DatasetSpec.
 
-Configuration comes from the environment, set by the deployer (or baked into the Bento's image):
-``ML_ASSETS_MODEL_TAG`` (required: the BentoML model tag to serve), ``BENTOML_HOME`` (the store holding it when
-the Bento does not pack it), ``ML_ASSETS_HOME`` (where the prediction log goes), ``ML_ASSETS_DATASET_SPEC`` (the
-spec the model was trained with; default the shipped one), ``ML_ASSETS_SERVE_WORKERS``, ``ML_ASSETS_BATCH_MAX_ROWS``,
-``ML_ASSETS_BATCH_INLINE_ROWS`` and ``ML_ASSETS_SERVE_TRACING`` (below). ``/readyz`` answers 200 only after the model
-is loaded and a warm-up prediction through the full scoring path succeeded.
+The model says what it serves: the schema (columns, types, categories, the id and sensitive fields) is built
+from the dataset spec stored inside the model, so a Bento needs no spec file and no spec variable. Configuration
+comes from the environment, set by the deployer (or baked into the Bento's image): ``ML_ASSETS_MODEL_TAG`` (the
+BentoML model tag to serve; every Bento the project builds bakes it into its image), ``BENTOML_HOME`` (the store
+holding it when the Bento does not pack it), ``ML_ASSETS_HOME`` (where the prediction log goes: a path of the
+machine serving, such as the shared volume a pod mounts, not a property of the model), ``ML_ASSETS_SERVE_WORKERS``,
+``ML_ASSETS_BATCH_MAX_ROWS``, ``ML_ASSETS_BATCH_INLINE_ROWS`` and ``ML_ASSETS_SERVE_TRACING`` (below).
+``/readyz`` answers 200 only after the model is loaded and a warm-up prediction through the full scoring path
+succeeded.
 
 The routes are ``bento.http_api``, mounted with ``bentoml.asgi_app`` (public API). This module imports only what
 serving needs: BentoML, the spec, the schema, the model bundle and the scoring code; never Dagster, Great
@@ -22,18 +25,40 @@ from typing import Any
 import bentoml
 
 from bento.http_api import build_api, new_runtime
-from bento.prediction_log import PredictionLog
-from bento.scoring import Scorer
-from ml_assets.dataset import load_default_spec
-from ml_assets.model.bundle import TabularModel
+from ml_assets.dataset import DatasetSpec, load_spec
+from ml_assets.model.bundle import TabularModel, load_spec_of
+from ml_assets.serving.prediction_log import PredictionLog
 from ml_assets.serving.schema import request_schemas, warmup_record
-from ml_assets.settings import int_env, paths
+from ml_assets.serving.scoring import Scorer
+from ml_assets.settings import DEFAULT_SPEC_PATH, int_env, paths
 
 logger = logging.getLogger("ml_assets.serving")
 
 MODEL_TAG_ENV = "ML_ASSETS_MODEL_TAG"
+
+
+def served_spec(tag: str) -> DatasetSpec:
+    """The spec stored in model ``tag``: the schema this service serves. Without a model only the module's routes
+    are described (with the shipped spec) and the service refuses to start."""
+    if not tag:
+        return load_spec(DEFAULT_SPEC_PATH)
+    return load_spec_of(model_path(tag), tag)
+
+
+def model_path(tag: str) -> str:
+    """Where model ``tag`` is, through BentoML's public store API: the Bento's own models when it packs them
+    (images), else the store at BENTOML_HOME."""
+    try:
+        return bentoml.models.get(tag).path
+    except bentoml.exceptions.NotFound as e:
+        raise RuntimeError(
+            f"model {tag} is neither packed in this Bento nor in the BentoML store at "
+            f"{os.environ.get('BENTOML_HOME', '~/bentoml')} (set BENTOML_HOME)"
+        ) from e
+
+
 MODEL_TAG = os.environ.get(MODEL_TAG_ENV, "")
-SPEC = load_default_spec()
+SPEC = served_spec(MODEL_TAG)
 API = build_api(SPEC)
 
 # Rows per merged model call (MicroBatcher): concurrent /predict and /predict_batch requests are merged up to
@@ -59,18 +84,6 @@ UNTRACED_PREDICTIONS: dict[str, Any] = {
 }
 
 
-def load_model(tag: str) -> TabularModel:
-    """The TabularModel ``tag`` through BentoML's public store API: the Bento's own models when it packs them
-    (images), else the store at BENTOML_HOME."""
-    try:
-        return TabularModel.load(bentoml.models.get(tag).path)
-    except bentoml.exceptions.NotFound as e:
-        raise RuntimeError(
-            f"model {tag} is neither packed in this Bento nor in the BentoML store at "
-            f"{os.environ.get('BENTOML_HOME', '~/bentoml')} (set BENTOML_HOME)"
-        ) from e
-
-
 @bentoml.service(
     name=f"{SPEC.name}-service",
     workers=WORKERS,
@@ -89,9 +102,11 @@ class TabularClassifier:
     def __init__(self) -> None:
         self._ready = False
         if not MODEL_TAG:
-            raise RuntimeError(f"{MODEL_TAG_ENV} is not set: the deployer must name the model tag to serve")
+            raise RuntimeError(
+                f"{MODEL_TAG_ENV} is not set: the deployer (or the image) must name the model tag to serve"
+            )
         self.log = PredictionLog(paths().prediction_log)
-        scorer = Scorer(SPEC, load_model(MODEL_TAG), MODEL_TAG, self.log)
+        scorer = Scorer(SPEC, TabularModel.load(model_path(MODEL_TAG), MODEL_TAG), MODEL_TAG, self.log)
         # warm-up through the same path as a request (schema -> frame -> model), not logged
         warm: dict[str, Any] = request_schemas(SPEC).record_adapter.validate_python(warmup_record(SPEC))
         scorer.score([warm] * 8, log=False)

@@ -151,7 +151,7 @@ def _stop(args: argparse.Namespace) -> int:
     except DeploymentError as e:
         print(f"ml-assets stop: {e}", file=sys.stderr)
         return 1
-    last = (state.get("previous") or {}).get("bento_tag", "none")
+    last = state.previous.bento_tag if state.previous else "none"
     print(f"stopped the served model, its proxy and supervisor: no process of {deployer.url} is left (state: "
           f"{deployer.folder}); last served: {last}")  # fmt: skip
     return 0
@@ -229,8 +229,8 @@ def _export(args: argparse.Namespace) -> int:
                 tag = current_champion_tag(instance)
             if tag is None:
                 raise ExportError(f"there is no champion yet on the instance under {os.environ['DAGSTER_HOME']}")
-        tag = store.info(tag)["tag"]  # name:latest -> the version it names
-        proto = export_onnx(load_stored(store, tag), spec, tag)
+        tag = store.info(tag).tag  # name:latest -> the version it names
+        proto = export_onnx(load_stored(store, tag), model_tag=tag)  # in the order of the spec the model carries
     except (ModelNotFoundError, ExportError) as e:
         print(f"ml-assets export: error: {e}", file=sys.stderr)
         return 2
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ml_assets.datasets.simulate_cli import add_simulate_parser
 
     add_simulate_parser(sub)
-    from ml_assets.monitoring.traffic_cli import add_traffic_parser
+    from ml_assets.datasets.traffic_cli import add_traffic_parser
 
     add_traffic_parser(sub)
     from ml_assets.k8s_cli import add_k8s_parser

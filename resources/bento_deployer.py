@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,11 +34,13 @@ import httpx
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from resources.atomic_files import write_atomic
+from resources.deployment_record import DeploymentRecord, Rollout, ServedBento, Validation
 from resources.loopback_proxy import STATUS_PATH
 from resources.process_tree import ProcessRecord, stop
 from resources.serving_supervisor import ACTUAL, CONFIG, DESIRED
 
-PASSED_ENV = ("ML_ASSETS_DATASET_SPEC", "ML_ASSETS_SERVE_WORKERS", "ML_ASSETS_BATCH_MAX_ROWS",
+PASSED_ENV = ("ML_ASSETS_SERVE_WORKERS", "ML_ASSETS_BATCH_MAX_ROWS",
               "ML_ASSETS_BATCH_INLINE_ROWS", "ML_ASSETS_SERVE_TRACING", "PATH", "HOME", "LANG", "TMPDIR")  # fmt: skip
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SKEW_TOLERANCE = 1e-5  # max |online - offline| probability: deployments are validated and checked against it
@@ -97,13 +100,16 @@ def served_skew(
     )
 
 
-class BentoDeployer(ConfigurableResource):
-    """What the ``deployment`` asset needs from a deployer, locally or in a cluster."""
+class BentoDeployer(ConfigurableResource, ABC):
+    """What the ``deployment`` asset needs from a deployer, locally or in a cluster: both return a
+    ``DeploymentRecord``."""
 
     @property
+    @abstractmethod
     def url(self) -> str:
-        raise NotImplementedError
+        """The stable URL applications call."""
 
+    @abstractmethod
     def deploy(
         self,
         bento_tag: str,
@@ -111,8 +117,9 @@ class BentoDeployer(ConfigurableResource):
         records: Sequence[dict[str, Any]],
         expected: Sequence[float],
         log: Any = None,
-    ) -> dict[str, Any]:
-        raise NotImplementedError
+    ) -> DeploymentRecord:
+        """Serve ``bento_tag`` on ``url`` once it reproduces ``expected`` for ``records``; raise DeploymentError
+        (the previous deployment keeps serving) otherwise."""
 
 
 class LocalBentoDeployer(BentoDeployer):
@@ -146,12 +153,12 @@ class LocalBentoDeployer(BentoDeployer):
     def state_file(self) -> Path:
         return Path(self.home) / "deployments" / f"{self.name}.json"
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> DeploymentRecord:
         """The record: url, current, previous (each with bento_tag, model_tag, port, validation...), history."""
         try:
-            return json.loads(self.state_file.read_text())
+            return DeploymentRecord.model_validate_json(self.state_file.read_text())
         except FileNotFoundError:
-            return {"url": self.url, "current": None, "previous": None, "history": []}
+            return DeploymentRecord(url=self.url)
 
     def actual(self) -> dict[str, Any]:
         """What the supervisor last published: its pid, the proxy, the servers with their process trees."""
@@ -167,7 +174,7 @@ class LocalBentoDeployer(BentoDeployer):
         records: Sequence[dict[str, Any]],
         expected: Sequence[float],
         log: Any = None,
-    ) -> dict[str, Any]:
+    ) -> DeploymentRecord:
         """Serve ``bento_tag`` on the stable URL if it validates; returns the new record.
 
         ``records`` (feature dicts) and ``expected`` (their offline probabilities) are the fixed sample the new
@@ -203,25 +210,29 @@ class LocalBentoDeployer(BentoDeployer):
             self._wait(lambda a: a.get("upstream") == url and list(a.get("servers", {})) == [slot], "the switch")
             self._wait_proxy_ready(url)
             say(f"switched {self.url} to {bento_tag} (port {server['port']})")
-            current = state.get("current")
+            current = state.current
             if current:
-                say(f"stopped previous {current['bento_tag']}")
-                state["previous"] = {**current, "stopped_at": _now()}
-            state["current"] = {
-                "bento_tag": bento_tag,
-                "model_tag": model_tag,
-                "slot": slot,
-                "port": server["port"],
-                "pid": server["pid"],
-                "log": server["log"],
-                "validated": {"max_abs_diff": report.max_abs_diff, "sample": report.rows},
-                "live_since": _now(),
-            }
-            state["history"] = [*state.get("history", []), {"bento_tag": bento_tag, "at": _now()}][-20:]
+                say(f"stopped previous {current.bento_tag}")
+            state = state.model_copy(
+                update={
+                    "previous": current.model_copy(update={"stopped_at": _now()}) if current else state.previous,
+                    "current": ServedBento(
+                        bento_tag=bento_tag,
+                        model_tag=model_tag,
+                        slot=slot,
+                        port=server["port"],
+                        pid=server["pid"],
+                        log=server["log"],
+                        validated=Validation(max_abs_diff=report.max_abs_diff, sample=report.rows),
+                        live_since=_now(),
+                    ),
+                    "history": [*state.history, Rollout(bento_tag=bento_tag, at=_now())][-20:],
+                }
+            )
             self._save(state)
             return state
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> DeploymentRecord:
         """Stop the supervisor and every process of the deployment (also after a kill -9 of the supervisor);
         raises if one survives. Keeps the history; the served Bento becomes ``previous``."""
         with self._locked():
@@ -236,9 +247,10 @@ class LocalBentoDeployer(BentoDeployer):
             with contextlib.suppress(FileNotFoundError):
                 (self.folder / ACTUAL).unlink()
             state = self.state()
-            if state.get("current"):
-                state["previous"] = {**state["current"], "stopped_at": _now()}
-                state["current"] = None
+            if state.current:
+                state = state.model_copy(
+                    update={"previous": state.current.model_copy(update={"stopped_at": _now()}), "current": None}
+                )
             self._save(state)
             return state
 
@@ -361,17 +373,11 @@ class LocalBentoDeployer(BentoDeployer):
     # ---- files ---------------------------------------------------------------------------------------------
     def _write(self, name: str, state: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / name
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, path)
+        write_atomic(self.folder / name, json.dumps(state, indent=1))
 
-    def _save(self, state: dict[str, Any]) -> None:
-        state["url"] = self.url
+    def _save(self, state: DeploymentRecord) -> None:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.state_file)
+        write_atomic(self.state_file, state.model_copy(update={"url": self.url}).model_dump_json(indent=1))
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

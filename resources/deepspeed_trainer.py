@@ -3,8 +3,8 @@
 The resource owns the knobs a user sets in the launchpad or in code (ranks, ZeRO stage, precision, batch sizes,
 epochs, learning rate and schedule, early stopping, seed, offload, checkpoints), turns them into a DeepSpeed
 config (a raw ``deepspeed_config`` dict overrides any key), rejects impossible settings before anything
-launches, stages the rows the asset hands it and a job description in its ``storage``, and hands the launch to
-its ``launcher`` (torchrun on this machine, or GPU pods on Kubernetes). It reads the outputs back as raw files:
+launches, stages the rows the asset hands it and a job description (``TrainingJob``) in its ``storage``, and
+hands the launch to its ``launcher`` (torchrun on this machine, or GPU pods on Kubernetes). It reads the outputs back as raw files:
 what they mean (network, preprocessing, weights) is ``ml_assets.model``'s business. The entrypoint
 ``ml_assets.model.train`` does the training; this module never imports DeepSpeed or the model code.
 """
@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from ml_assets.settings import paths
 from resources.launchers import LaunchSpec, TrainingLauncher
+from resources.training_records import TrainingJob
 from resources.training_storage import TrainingStorage
 
 ENTRYPOINT = "ml_assets.model.train"
@@ -245,26 +246,27 @@ class DeepSpeedTrainer(ConfigurableResource):
             / f"{spec.get('name', 'dataset')}-{network.get('architecture', 'network')}"
             / f"{data_version}-{trials_hash}-{plan.config_hash}"
         )
-        job = {
-            **staged,
-            "output_dir": output,
-            "checkpoint_dir": str(checkpoint_dir),
-            "spec": dict(spec),
-            "trials": trials,
-            "select_by": select_by,
-            "higher_is_better": higher_is_better,
-            "max_seconds": max_seconds,
-            "halving": dict(halving) if halving else None,
-            "ensemble_size": ensemble_size,
-            "device": plan.device,
-            "precision": plan.precision,
-            "max_epochs": self.max_epochs,
-            "patience": self.early_stopping_patience,
-            "seed": self.seed,
-            "warmup_fraction": self.warmup_fraction,
-            "launched_at": time.time(),
-        }
-        job_url = self.storage.put_json(posixpath.join(location, "job.json"), job)
+        job = TrainingJob(
+            train_rows=staged["train_rows"],
+            validation_rows=staged["validation_rows"],
+            output_dir=output,
+            checkpoint_dir=str(checkpoint_dir),
+            spec=dict(spec),
+            trials=trials,
+            select_by=select_by,
+            higher_is_better=higher_is_better,
+            max_seconds=max_seconds,
+            halving=dict(halving) if halving else None,
+            ensemble_size=ensemble_size,
+            device=plan.device,
+            precision=plan.precision,
+            max_epochs=self.max_epochs,
+            patience=self.early_stopping_patience,
+            seed=self.seed,
+            warmup_fraction=self.warmup_fraction,
+            launched_at=time.time(),
+        )
+        job_url = self.storage.put_bytes(posixpath.join(location, "job.json"), job.model_dump_json().encode())
         context.log.info(
             f"training {len(trials)} trial(s) ({', '.join(t['network'].get('architecture', '?') for t in trials)}) on "
             f"{len(train_rows)} train / {len(validation_rows)} validation rows: {plan.ranks} {plan.device} rank(s), "

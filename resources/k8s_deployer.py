@@ -24,6 +24,7 @@ import httpx
 from pydantic import Field
 
 from resources.bento_deployer import BentoDeployer, DeploymentError, served_skew, skew_message
+from resources.deployment_record import DeploymentRecord, ServedBento, Validation
 from resources.image_builder import ImageError, KanikoImageBuilder, RegistryClient
 from resources.k8s_cluster import api_client, cluster_configured
 from resources.k8s_manifests import (
@@ -137,7 +138,7 @@ class KubernetesBentoDeployer(BentoDeployer):
         records: Sequence[dict[str, Any]],
         expected: Sequence[float],
         log: Any = None,
-    ) -> dict[str, Any]:
+    ) -> DeploymentRecord:
         """Serve ``bento_tag`` behind the stable Service if it validates (render only without a cluster)."""
         say = log.info if log is not None else lambda *_: None
         if len(records) != len(expected) or not records:
@@ -162,7 +163,7 @@ class KubernetesBentoDeployer(BentoDeployer):
             f"not deploying {bento_tag}: image {image} does not exist in the registry (build it first)"
         )
 
-    def _render_only(self, bento_tag: str, model_tag: str, say: Any) -> dict[str, Any]:
+    def _render_only(self, bento_tag: str, model_tag: str, say: Any) -> DeploymentRecord:
         state = self.recorded_state()
         previous = state["slots"].get(state["live_slot"]) if state["live_slot"] else None
         if previous and previous["bento_tag"] == bento_tag:
@@ -183,7 +184,7 @@ class KubernetesBentoDeployer(BentoDeployer):
 
     def _apply(
         self, bento_tag: str, model_tag: str, records: Sequence[dict[str, Any]], expected: Sequence[float], say: Any
-    ) -> dict[str, Any]:
+    ) -> DeploymentRecord:
         import kubernetes
 
         client = api_client(self.kubeconfig_file, self.kube_context)
@@ -219,17 +220,21 @@ class KubernetesBentoDeployer(BentoDeployer):
         state = {"live_slot": slot, "slots": {**self.recorded_state()["slots"], slot: current}, "applied": True}
         self.write([deployment, preview, stable], state)
         return self._result(
-            [deployment, preview, stable], {**current, "validated": {"ready_s": ready_s, **validated}}, previous
+            [deployment, preview, stable],
+            {**current, "validated": validated.model_copy(update={"ready_s": ready_s})},
+            previous,
         )
 
-    def _result(self, objects: list[dict[str, Any]], current: dict[str, Any], previous: dict | None) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "manifests": str(self.folder),
-            "manifests_yaml": to_yaml(objects),
-            "current": current,
-            "previous": previous,
-        }
+    def _result(
+        self, objects: list[dict[str, Any]], current: dict[str, Any], previous: dict | None
+    ) -> DeploymentRecord:
+        return DeploymentRecord(
+            url=self.url,
+            manifests=str(self.folder),
+            manifests_yaml=to_yaml(objects),
+            current=ServedBento(**current),
+            previous=ServedBento(**previous) if previous else None,
+        )
 
     def _live_slot(self, core: Any) -> str | None:
         import kubernetes
@@ -276,7 +281,7 @@ class KubernetesBentoDeployer(BentoDeployer):
 
     def _validate(
         self, bento_tag: str, model_tag: str, records: Sequence[dict[str, Any]], expected: Sequence[float]
-    ) -> dict[str, Any]:
+    ) -> Validation:
         """The new slot, through the preview Service, answers and reproduces the offline predictions."""
         base = self.preview_base_url or service_url(self.name, self.namespace, preview=True)
         try:
@@ -288,7 +293,7 @@ class KubernetesBentoDeployer(BentoDeployer):
         report = served_skew(base, records, expected)
         if not report.passed(model_tag):
             raise DeploymentError(f"{skew_message(bento_tag, model_tag, report)} (through {base})")
-        return {"sample": len(records), "preview_url": base, "max_abs_diff": report.max_abs_diff}
+        return Validation(sample=len(records), preview_url=base, max_abs_diff=report.max_abs_diff)
 
 
 def _upsert(read: Any, create: Any, update: Any, obj: dict[str, Any]) -> None:

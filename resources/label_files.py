@@ -1,4 +1,4 @@
-"""Delayed ground truth on disk: ``<root>/<YYYY-MM-DD>/*.csv|*.parquet``, one folder per day the labels landed.
+"""Delayed ground truth on disk: ``<root>/<YYYY-MM-DD>/*.csv|*.csv.gz|*.parquet``, one folder per day labels landed.
 
 A label file names the record it labels (the dataset's id column, or ``request_id`` for a logged prediction) and
 the label in the target column's landed form; an optional ``time`` says when the outcome was known.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ml_assets.dataset import read_table
 from resources.day_folders import DayFolders
 
 
@@ -21,11 +22,7 @@ class LabelFiles(DayFolders):
         frames, names = [], []
         for path in self.files(day):
             try:
-                frame = (
-                    pd.read_parquet(path)
-                    if path.suffix == ".parquet"
-                    else pd.read_csv(path, engine="pyarrow", dtype_backend="pyarrow")
-                )
+                frame = read_table(path)
             except Exception as e:  # any reader error means the same: the file is not a label table
                 raise LabelFileError(f"label file {path}: cannot be parsed: {type(e).__name__}: {e}") from e
             frames.append(frame)

@@ -1,6 +1,6 @@
 """The landing zone: where daily data files arrive, and the quarantine where unreadable ones are kept.
 
-Layout: ``<root>/<YYYY-MM-DD>/<name>.csv|.parquet``, one folder per daily partition. A file that cannot be parsed
+Layout: ``<root>/<YYYY-MM-DD>/<name>.csv|.csv.gz|.parquet`` (``DayFolders``), one folder per daily partition. A file that cannot be parsed
 is moved (never deleted) to ``<quarantine>/<YYYY-MM-DD>/<name>`` with ``<name>.reason.txt`` beside it. Only
 regular files are data: an entry with a data suffix that is a symbolic link (it could point anywhere on the
 machine), a folder, a pipe or a device is refused by ``read`` with the reason, and quarantined like a bad file.
@@ -8,7 +8,6 @@ machine), a folder, a pipe or a device is refused by ``read`` with the reason, a
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat as stat_module
@@ -17,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from dagster import ConfigurableResource
 
-SUPPORTED_SUFFIXES = (".csv", ".parquet")
+from ml_assets.dataset import read_table
+from resources.day_folders import DayFolders
 
 
 class LandingFileError(Exception):
@@ -38,14 +37,10 @@ class LandedFile:
     bytes: int
 
 
-class LandingZone(ConfigurableResource):
+class LandingZone(DayFolders):
     """Daily landing folders and their quarantine, on a local or mounted filesystem."""
 
-    root: str
     quarantine_root: str
-
-    def day_dir(self, day: str) -> Path:
-        return Path(self.root) / day
 
     def files(self, day: str) -> list[Path]:
         """The entries landed for a day with a data suffix, in name order; temporary and hidden files are not data.
@@ -53,35 +48,7 @@ class LandingZone(ConfigurableResource):
         Entries that are not regular files are listed too, so that ``read`` refuses them by name rather than the
         day silently losing their rows.
         """
-        folder = self.day_dir(day)
-        if not folder.is_dir():
-            return []
-        return sorted(
-            p for p in folder.iterdir() if p.suffix in SUPPORTED_SUFFIXES and not p.name.startswith((".", "_"))
-        )
-
-    def folders(self) -> list[str]:
-        """Names of every folder directly under the landing root (day folders and anything else), sorted."""
-        root = Path(self.root)
-        if not root.is_dir():
-            return []
-        return sorted(d.name for d in root.iterdir() if d.is_dir())
-
-    def days(self) -> list[str]:
-        """Folders that have at least one data file."""
-        return [d for d in self.folders() if self.files(d)]
-
-    def fingerprint(self, day: str) -> str:
-        """What a day's files look like now (names, sizes, modification times): changes whenever a file lands,
-        is replaced or is removed, without reading the data. Used as the day's data version."""
-        digest = hashlib.sha256()
-        for path in self.files(day):
-            try:
-                stat = path.lstat()  # a link itself, never what it points to
-            except FileNotFoundError:  # removed since listed: not part of the day any more
-                continue
-            digest.update(f"{path.name}:{stat.st_mode}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-        return digest.hexdigest()[:16]
+        return self.entries(day)
 
     def read(self, path: Path) -> LandedFile:
         """Parse one regular file as it landed (types as the file gives them), or raise LandingFileError."""
@@ -91,16 +58,12 @@ class LandingZone(ConfigurableResource):
         size = path.stat().st_size
         if size == 0:
             return LandedFile(path, pd.DataFrame(), 0)
-        try:
-            if path.suffix == ".parquet":
-                frame = pd.read_parquet(path)
-            else:
-                # Arrow's parser: 2x faster, and typed columns let the GX type rules check dtypes, not values
-                frame = pd.read_csv(path, engine="pyarrow", dtype_backend="pyarrow")
+        try:  # CSV through Arrow's parser: typed columns let the GX type rules check dtypes, not values
+            frame = read_table(path)
         except pd.errors.EmptyDataError:
             return LandedFile(path, pd.DataFrame(), size)
         except Exception as e:  # every reader error means the same thing here: unparseable
-            raise LandingFileError(path, f"cannot be parsed as {path.suffix[1:]}: {type(e).__name__}: {e}") from e
+            raise LandingFileError(path, f"cannot be parsed: {type(e).__name__}: {e}") from e
         return LandedFile(path, frame, size)
 
     def quarantine(self, path: Path, day: str, reason: str) -> Path:

@@ -1,8 +1,9 @@
 """ModelStore: the BentoML model store, where every trained model is kept with its lineage.
 
 Models are saved with ``bentoml.models.create`` (so ``bentoml models list`` and Bento builds see them) under
-``<home>/models``, labelled with their kind and dataset, their lineage (training window, config, metrics) in their
-metadata; a saved model is never rewritten. Which model is champion is not a label (BentoML freezes labels): it is
+``<home>/models``, labelled with their kind and dataset, their lineage (``ModelLineage``: training window, code,
+config, metrics) in their metadata; a saved model is never rewritten. The model assets write the lineage record
+and every reader (evaluation, champion, rollback, monitoring) reads the same record back. Which model is champion is not a label (BentoML freezes labels): it is
 the history of ``champion_model`` in the Dagster instance (``ml_assets.model.registry``).
 
 This module is the one adapter to BentoML's private store API: BentoML resolves BENTOML_HOME once per process, and
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,7 +24,9 @@ import bentoml
 from bentoml._internal.models import ModelStore as BentoModelStore
 from bentoml.exceptions import NotFound
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from resources.atomic_files import write_atomic
 
 
 class StorableModel(Protocol):
@@ -36,6 +40,47 @@ class StorableModel(Protocol):
 
 class ModelNotFoundError(LookupError):
     """A tag that is not in this store."""
+
+
+class LineageError(ValueError):
+    """A stored model whose lineage does not match ``ModelLineage``, naming the tag and the fields."""
+
+
+class ModelLineage(BaseModel):
+    """Where a stored model came from and how it scored: written once with the model, read back by everything
+    that judges, promotes, rolls back or monitors it. Fields a kind of model does not have stay unset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    training_set_version: str = Field("", description="content hash of the training set it was fitted on")
+    training_set_partition: str = Field("", description="the training set's partition (its window's last day)")
+    code_version: str = Field("", description="code version of the asset that trained it")
+    validation_metrics: dict[str, float] = Field(default_factory=dict, description="figures on validation rows")
+    config: dict[str, Any] = Field(default_factory=dict, description="every setting it was trained with")
+    decision: dict[str, Any] | None = Field(None, description="its decision threshold and the policy that chose it")
+    train_rows: int | None = None
+    unlabeled_rows_left_out: dict[str, int] | None = Field(None, description="rows per split without a label")
+    families: dict[str, float] | None = Field(None, description="each candidate family's validation figure")
+    search: dict[str, Any] | None = Field(None, description="the candidate search: trials, best, ensemble")
+    samples_per_s: float | None = None
+    wall_seconds: float | None = None
+    ranks: int | None = None
+    device: str | None = None
+    precision: str | None = None
+    best_epoch: int | None = None
+
+
+class StoredModel(BaseModel):
+    """A model of the store: its tag, labels (kind, dataset), lineage, creation time and files."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tag: str
+    kind: str
+    dataset: str
+    lineage: ModelLineage
+    creation_time: datetime
+    path: str
 
 
 class ModelStore(ConfigurableResource):
@@ -55,13 +100,12 @@ class ModelStore(ConfigurableResource):
         except NotFound as e:
             raise ModelNotFoundError(f"model {tag!r} is not in the BentoML store at {self.home}") from e
 
-    def save(self, model: StorableModel, name: str, metadata: dict[str, Any]) -> str:
-        """Store ``model`` as a new version of ``name``; returns the tag "name:version"."""
+    def save(self, model: StorableModel, name: str, lineage: ModelLineage) -> str:
+        """Store ``model`` as a new version of ``name`` with its lineage; returns the tag "name:version"."""
         os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
         labels = {"kind": model.kind, "dataset": model.spec_name}
-        with bentoml.models.create(
-            name, labels=labels, metadata=_plain(metadata), _model_store=self._store()
-        ) as bento_model:
+        metadata = _plain(lineage.model_dump(mode="json", exclude_none=True))
+        with bentoml.models.create(name, labels=labels, metadata=metadata, _model_store=self._store()) as bento_model:
             model.save(bento_model.path)
         return str(bento_model.tag)
 
@@ -108,20 +152,29 @@ class ModelStore(ConfigurableResource):
         folder = Path(self.home) / "exports" / bento_model.tag.name / str(bento_model.tag.version)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / Path(filename).name
-        partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(data)
-        partial.replace(path)  # a reader never sees half a file
+        write_atomic(path, data)  # a reader never sees half a file
         return path
 
-    def info(self, tag: str) -> dict[str, Any]:
+    def info(self, tag: str) -> StoredModel:
+        """The stored model ``tag`` with its lineage (a lineage that does not match ``ModelLineage`` is refused
+        naming the tag and the fields)."""
         bento_model = self._get(tag)
-        return {
-            "tag": str(bento_model.tag),
-            "labels": dict(bento_model.info.labels),
-            "metadata": dict(bento_model.info.metadata),
-            "creation_time": bento_model.info.creation_time.isoformat(),
-            "path": str(bento_model.path),
-        }
+        try:
+            lineage = ModelLineage.model_validate(dict(bento_model.info.metadata))
+        except ValidationError as e:
+            fields = ", ".join(".".join(map(str, err["loc"])) for err in e.errors())
+            raise LineageError(
+                f"model {tag} in {self.home}: its stored lineage does not match ModelLineage ({fields})"
+            ) from e
+        labels = dict(bento_model.info.labels)
+        return StoredModel(
+            tag=str(bento_model.tag),
+            kind=labels.get("kind", ""),
+            dataset=labels.get("dataset", ""),
+            lineage=lineage,
+            creation_time=bento_model.info.creation_time,
+            path=str(bento_model.path),
+        )
 
 
 def _plain(value: Any) -> Any:

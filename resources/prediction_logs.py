@@ -1,9 +1,10 @@
 """The served model's prediction log on disk: ``<root>/<YYYY-MM-DD>/<writer>.jsonl``, one JSON object a line.
 
-Every serving process appends to its own file of the day (see ``bento/prediction_log.py`` for the writer and the
+Every serving process appends to its own file of the day (see ``ml_assets/serving/prediction_log.py`` for the writer and the
 line format). Reading is safe while servers still write: only complete lines (up to the last newline of a file) are
 parsed, so a line being written, or torn by a killed writer, is left for a later read or counted, never half-read.
-Parsing is Arrow's multithreaded JSON reader against a schema the caller derives from the dataset spec.
+Parsing is Arrow's multithreaded JSON reader against the schema of ``ml_assets.prediction_line.PredictionLine``
+(the record the writer formats), with the request fields typed by the caller from the dataset spec.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from ml_assets.prediction_line import line_schema
 from resources.day_folders import DayFolders
 
 
@@ -31,8 +33,10 @@ class PredictionLogFiles(DayFolders):
 
     suffixes: list[str] = [".jsonl"]
 
-    def read_day(self, day: str, schema: pa.Schema) -> tuple[pa.Table, LogRead]:
-        """All complete lines of the day's files, parsed with ``schema`` (missing fields are null)."""
+    def read_day(self, day: str, inputs: pa.StructType) -> tuple[pa.Table, LogRead]:
+        """All complete lines of the day's files as PredictionLine columns, the request fields typed by ``inputs``
+        (a field a line lacks is null)."""
+        schema = line_schema(inputs)
         stats = LogRead()
         tables = []
         for path in self.files(day):

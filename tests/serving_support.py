@@ -32,9 +32,9 @@ def fit_logistic(spec: DatasetSpec, training_set: pd.DataFrame, c: float = 1.0):
 
 def save_model(model, bentoml_home: Path, name: str = "adult-baseline") -> str:
     """Save into the BentoML store at ``bentoml_home`` with the project's ModelStore; returns the tag."""
-    from resources.model_store import ModelStore
+    from resources.model_store import ModelLineage, ModelStore
 
-    return ModelStore(home=str(bentoml_home)).save(model, name, {"source": "serving tests"})
+    return ModelStore(home=str(bentoml_home)).save(model, name, ModelLineage(code_version="serving tests"))
 
 
 def serve(bento_tag: str, model_tag: str, home: Path, bentoml_home: Path, timeout_s: float = 180) -> tuple[int, str]:

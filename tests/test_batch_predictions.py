@@ -17,7 +17,6 @@ import pytest
 from dagster import AssetKey, DagsterInstance, asset, materialize
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
-from bento.scoring import Scorer
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.bundle import ModelRef
@@ -25,8 +24,9 @@ from ml_assets.model.refs import load_stored
 from ml_assets.partitions import LANDING_DAY, daily_partitions
 from ml_assets.serving.batch import build_batch_predictions
 from ml_assets.serving.schema import request_schemas
+from ml_assets.serving.scoring import Scorer
 from resources.bento_deployer import LocalBentoDeployer
-from resources.model_store import ModelStore
+from resources.model_store import ModelLineage, ModelStore
 from resources.process_tree import free_port
 from tests.serving_support import fit_logistic
 
@@ -81,7 +81,7 @@ def features_day(spec: DatasetSpec, rows: int = 300) -> pd.DataFrame:
 @pytest.fixture
 def day(adult_spec: DatasetSpec, tmp_path: Path) -> tuple[pd.DataFrame, str]:
     model = fit_logistic(adult_spec, demo_training_set(adult_spec, 800, window_end=date(2026, 1, 10)))
-    tag = ModelStore(home=str(tmp_path / "bentoml")).save(model, "adult-baseline", {})
+    tag = ModelStore(home=str(tmp_path / "bentoml")).save(model, "adult-baseline", ModelLineage())
     return features_day(adult_spec), tag
 
 

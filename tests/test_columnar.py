@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bento.scoring import Scorer
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.serving import columnar
 from ml_assets.serving.schema import MAX_FILE_ROWS, RequestRefused, records_frame, request_schemas
+from ml_assets.serving.scoring import Scorer
 from tests.test_serving_schema import GOOD
 
 

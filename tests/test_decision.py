@@ -15,13 +15,13 @@ import pytest
 from pydantic import ValidationError
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from bento.scoring import Scorer
 from ml_assets.dataset import DatasetSpec, DecisionPolicy
 from ml_assets.model import gates
 from ml_assets.model.assets import BaselineConfig, decide, fit_baseline
 from ml_assets.model.bundle import TabularModel
 from ml_assets.model.decision import choose_threshold
 from ml_assets.model.evaluation import Evaluation, score_model
+from ml_assets.serving.scoring import Scorer
 from tests.test_evaluation import adult_training_set
 
 

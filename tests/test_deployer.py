@@ -135,8 +135,8 @@ def test_deploy_then_redeploy_without_a_failed_request(world: World):
     state = d.deploy(a.bento.tag, a.bento.model_tag, world.records, a.expected)
     assert served_tags(d.url, world.records) == {a.bento.model_tag}
     assert httpx.get(d.url + "/readyz").status_code == 200
-    old_port = state["current"]["port"]
-    first = [ProcessRecord.from_json(r) for r in d.actual()["servers"][state["current"]["slot"]]["tree"]]
+    old_port = state.current.port
+    first = [ProcessRecord.from_json(r) for r in d.actual()["servers"][state.current.slot]["tree"]]
     assert len(first) >= 2 and all(r.alive() for r in first)  # bentoml serve and its worker
 
     with load(d.url, world.records) as results:
@@ -149,20 +149,20 @@ def test_deploy_then_redeploy_without_a_failed_request(world: World):
     assert len(results) > 50
     assert not [r for r in first if r.alive()]  # the old server was drained and its whole tree stopped
     assert listening_pids(old_port) == []
-    assert state["previous"]["bento_tag"] == a.bento.tag  # kept for rollback
+    assert state.previous.bento_tag == a.bento.tag  # kept for rollback
     assert served_tags(d.url, world.records) == {b.bento.model_tag}
 
 
 def test_failed_validation_keeps_the_old_model_serving(world: World):
     d = world.deployer
-    before = d.state()["current"]
-    assert before["bento_tag"] == world.b.bento.tag
+    before = d.state().current
+    assert before.bento_tag == world.b.bento.tag
     # A's Bento must reproduce B's offline predictions: it cannot, so it must never take traffic
     with pytest.raises(DeploymentError, match="train/serve skew") as e:
         d.deploy(world.a.bento.tag, world.a.bento.model_tag, world.records, world.b.expected)
     assert "max |online - offline|" in str(e.value)
-    assert d.state()["current"]["pid"] == before["pid"]
-    assert list(d.actual()["servers"]) == [before["slot"]]  # the candidate's slot and tree are gone
+    assert d.state().current.pid == before.pid
+    assert list(d.actual()["servers"]) == [before.slot]  # the candidate's slot and tree are gone
     assert served_tags(d.url, world.records) == {world.b.bento.model_tag}
 
 

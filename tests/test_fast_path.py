@@ -112,7 +112,7 @@ def test_logistic_and_network_predictions_equal_reference(adult_spec: DatasetSpe
     net = build_network(cfg, logistic.preprocessing)
     mlp = TabularModel(
         kind="mlp",
-        spec_name=adult_spec.name,
+        spec=adult_spec,
         preprocessing=logistic.preprocessing,
         network_config=cfg,
         state_dict=net.state_dict(),

@@ -43,7 +43,7 @@ from ml_assets.model.gates import GATE_NAMES
 from ml_assets.model.refs import load_stored
 from ml_assets.model.registry import champion_history
 from ml_assets.partitions import training_set_partitions
-from resources.model_store import ModelStore
+from resources.model_store import ModelLineage, ModelStore
 from tests.conftest import pinned
 
 ROWS = 6000
@@ -159,7 +159,9 @@ class Pipeline:
         self.upstream = [candidate_model, baseline_model]
 
     def save(self, which: str, name: str | None = None) -> str:
-        return self.store.save(self.models[which], name or classifier_name(self.spec), {"which": which})
+        return self.store.save(
+            self.models[which], name or classifier_name(self.spec), ModelLineage(code_version=f"test-{which}")
+        )
 
     def ref(self, tag: str) -> ModelRef:
         return ModelRef(tag=tag, name=tag.split(":")[0], kind="logistic", metrics={}, training_set_version="test")
@@ -428,6 +430,6 @@ def test_the_baseline_asset_chooses_its_threshold_on_validation_and_stores_it_wi
     tag, threshold = meta["model_tag"].value, meta["decision_threshold"].value
     assert load_stored(pipeline.store, tag).threshold == threshold != 0.5
     assert meta["decision"].value.startswith(f"decision threshold {threshold:.4g} (the highest F1): on ")
-    lineage = pipeline.store.info(tag)["metadata"]["decision"]
+    lineage = pipeline.store.info(tag).lineage.decision
     assert lineage["threshold"] == threshold and lineage["policy"] == "max_f1" and lineage["met"]
     assert 0 < lineage["predicted_positive_rate"] < 1 and lineage["rows"] > 0

@@ -23,7 +23,7 @@ from ml_assets.model.gates import GATE_NAMES
 from ml_assets.model.refs import load_stored
 from ml_assets.serving.assets import validation_sample
 from ml_assets.serving.build import build_bento
-from resources.model_store import ModelStore
+from resources.model_store import ModelLineage, ModelStore
 from resources.process_tree import stop_tree
 from tests.conftest import pinned
 from tests.serving_support import serve
@@ -65,7 +65,7 @@ def test_with_only_gbdt_listed_the_candidate_is_trees_and_no_rank_starts(candida
     model = load_stored(store, ref.tag)
     assert isinstance(model, TabularModel) and model.kind == "gbdt" and 0.0 < model.threshold < 1.0
     assert meta["decision_threshold"].value == pytest.approx(model.threshold)
-    assert store.info(ref.tag)["metadata"]["config"]["family"] == "gbdt"
+    assert store.info(ref.tag).lineage.config["family"] == "gbdt"
 
 
 def test_a_saved_gbdt_model_predicts_what_it_predicted_before_saving(
@@ -87,7 +87,7 @@ def test_a_trees_candidate_goes_through_the_same_gates_to_champion(tmp_path, mon
     real = [request.getfixturevalue(n) for n in ("spec", "training_set", "window_end", "models")]  # test_gates_e2e's
     pipeline = Pipeline(tmp_path, monkeypatch, *real)
     ref, _, store, _ = candidate
-    tag = pipeline.store.save(load_stored(store, ref.tag), "adult-classifier", {"family": "gbdt"})
+    tag = pipeline.store.save(load_stored(store, ref.tag), "adult-classifier", ModelLineage(config={"family": "gbdt"}))
     result = pipeline.run(tag)
     assert result.success, checks(result)
     assert set(checks(result)) == set(GATE_NAMES) and all(checks(result).values())

@@ -84,10 +84,10 @@ def test_redeploys_alternate_slots_and_keep_the_previous_one(tmp_path: Path, no_
     it, and the previous Bento's Deployment stays rendered for rollback."""
     d = deployer(tmp_path)
     first = d.deploy("adult-service:v1", "adult-classifier:v1", RECORDS, EXPECTED)
-    assert first["current"]["slot"] == "blue" and first["current"]["validated"] is None
-    assert first["previous"] is None and first["url"] == "http://adult-service.ml.svc.cluster.local"
+    assert first.current.slot == "blue" and first.current.validated is None
+    assert first.previous is None and first.url == "http://adult-service.ml.svc.cluster.local"
     second = d.deploy("adult-service:v2", "adult-classifier:v2", RECORDS, EXPECTED)
-    assert second["current"]["slot"] == "green" and second["previous"]["bento_tag"] == "adult-service:v1"
+    assert second.current.slot == "green" and second.previous.bento_tag == "adult-service:v1"
     objects = written(d.folder)
     assert set(objects) == {
         "Deployment/adult-service-blue",
@@ -99,10 +99,10 @@ def test_redeploys_alternate_slots_and_keep_the_previous_one(tmp_path: Path, no_
     annotations = objects["Deployment/adult-service-blue"]["metadata"]["annotations"]
     assert annotations["ml-assets/bento-tag"] == "adult-service:v1"  # kept for rollback
     same = d.deploy("adult-service:v2", "adult-classifier:v2", RECORDS, EXPECTED)  # already live: no change
-    assert same["current"]["slot"] == "green" and same["manifests_yaml"] == ""
+    assert same.current.slot == "green" and same.manifests_yaml == ""
     third = d.deploy("adult-service:v1", "adult-classifier:v1", RECORDS, EXPECTED)  # the rollback path
-    assert third["current"]["slot"] == "blue" and third["previous"]["bento_tag"] == "adult-service:v2"
-    assert "kind: Deployment" in third["manifests_yaml"]
+    assert third.current.slot == "blue" and third.previous.bento_tag == "adult-service:v2"
+    assert "kind: Deployment" in third.manifests_yaml
 
 
 def test_an_empty_validation_sample_is_refused(tmp_path: Path, no_cluster) -> None:

@@ -16,7 +16,7 @@ from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.assets import BaselineConfig, fit_baseline
 from ml_assets.model.bundle import TabularModel
 from ml_assets.model.refs import load_stored
-from resources.model_store import ModelNotFoundError, ModelStore
+from resources.model_store import ModelLineage, ModelNotFoundError, ModelStore
 
 
 @pytest.fixture(scope="module")
@@ -31,24 +31,23 @@ def model(adult_spec: DatasetSpec, training_set: pd.DataFrame) -> TabularModel:
 
 def test_save_load_predicts_the_same(ml_home: Path, model: TabularModel, training_set: pd.DataFrame) -> None:
     store = ModelStore(home=str(ml_home / "bentoml"))
-    tag = store.save(model, "adult-baseline", {"training_set_version": "abc", "metrics": {"auc": 0.9}})
+    tag = store.save(model, "adult-baseline", ModelLineage(training_set_version="abc", validation_metrics={"auc": 0.9}))
     assert tag.startswith("adult-baseline:")
     loaded = load_stored(store, tag)
     test_rows = training_set[training_set["split"] == "test"]
     np.testing.assert_allclose(loaded.predict_proba(test_rows), model.predict_proba(test_rows))
     info = store.info(tag)
-    assert info["labels"] == {"kind": "logistic", "dataset": "adult"}
-    assert info["metadata"]["training_set_version"] == "abc"
-    assert info["metadata"]["metrics"] == {"auc": 0.9}
+    assert (info.kind, info.dataset) == ("logistic", "adult")
+    assert info.lineage == ModelLineage(training_set_version="abc", validation_metrics={"auc": 0.9})
     # a real BentoML store entry: model.yaml where bentoml expects it
     assert (ml_home / "bentoml" / "models" / "adult-baseline" / tag.split(":")[1] / "model.yaml").is_file()
 
 
 def test_versions_are_listed_newest_first_and_never_rewritten(ml_home: Path, model: TabularModel) -> None:
     store = ModelStore(home=str(ml_home / "bentoml"))
-    first = store.save(model, "adult-classifier", {})
+    first = store.save(model, "adult-classifier", ModelLineage())
     time.sleep(0.01)
-    second = store.save(model, "adult-classifier", {})
+    second = store.save(model, "adult-classifier", ModelLineage())
     fresh = ModelStore(home=str(ml_home / "bentoml"))  # re-read from disk
     assert fresh.tags("adult-classifier") == [second, first]
     on_disk = yaml.safe_load((fresh.path(first) / "model.yaml").read_text())
@@ -59,7 +58,7 @@ def test_versions_are_listed_newest_first_and_never_rewritten(ml_home: Path, mod
 def test_errors_and_isolation(ml_home: Path, model: TabularModel) -> None:
     a = ModelStore(home=str(ml_home / "a"))
     b = ModelStore(home=str(ml_home / "b"))
-    tag = a.save(model, "adult-baseline", {})
+    tag = a.save(model, "adult-baseline", ModelLineage())
     assert b.tags("adult-baseline") == []
     with pytest.raises(ModelNotFoundError, match=f"{tag}.*not in the BentoML store at {ml_home / 'b'}"):
         load_stored(b, tag)

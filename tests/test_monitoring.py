@@ -19,31 +19,43 @@ from sklearn.metrics import roc_auc_score
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.gates import thresholds_for
-from ml_assets.monitoring.assets import label_frame, log_frame, log_schema
-from ml_assets.monitoring.performance import expected_accuracy, expected_roc_auc, fit_calibration
+from ml_assets.monitoring.assets import label_frame, log_frame, log_inputs
+from ml_assets.monitoring.performance import estimate, expected_roc_auc, fit_calibration
 from ml_assets.monitoring.report import LABEL, PROBABILITY, join_labels, tag_report
 from ml_assets.monitoring.verdicts import verdicts
 from resources.prediction_logs import PredictionLogFiles
 from tests.serving_support import fit_logistic
 
 
+def _drawn(rng: np.random.Generator, a: float, b: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated scores and labels drawn from them: a row scored p is positive with probability p."""
+    p = rng.beta(a, b, n)
+    return p, (rng.random(n) < p).astype(int)
+
+
 @pytest.mark.parametrize("a,b", [(2.0, 5.0), (0.5, 0.5), (5.0, 1.5)])
-def test_cbpe_matches_realized_quality_on_calibrated_scores(a: float, b: float) -> None:
+def test_the_estimate_matches_realized_quality_on_calibrated_scores(a: float, b: float) -> None:
+    """``estimate`` (what monitoring reports before labels land) against what the labels then show."""
     rng = np.random.default_rng(0)
-    p = rng.beta(a, b, 40_000)
-    y = (rng.random(len(p)) < p).astype(int)
+    reference_p, reference_y = _drawn(rng, a, b, 20_000)
+    p, y = _drawn(rng, a, b, 40_000)
     assert expected_roc_auc(p) == pytest.approx(roc_auc_score(y, p), abs=0.01)
-    assert expected_accuracy(p, 0.5) == pytest.approx(((p >= 0.5) == y).mean(), abs=0.01)
+    got = estimate(p, fit_calibration(reference_p, reference_y), 0.5)
+    assert got["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=0.01)
+    assert got["accuracy"] == pytest.approx(((p >= 0.5) == y).mean(), abs=0.01)
+    assert got["positive_rate"] == pytest.approx(y.mean(), abs=0.01)
 
 
-def test_calibration_corrects_overconfident_scores() -> None:
+def test_the_estimate_calibrates_overconfident_scores_first() -> None:
     rng = np.random.default_rng(1)
-    truth = rng.beta(2, 2, 20_000)
-    y = (rng.random(len(truth)) < truth).astype(int)
+    truth, y = _drawn(rng, 2, 2, 40_000)
     overconfident = np.clip(truth * 1.6 - 0.3, 0, 1)
-    calibrated = fit_calibration(overconfident, y).predict(overconfident)
-    assert expected_accuracy(calibrated, 0.5) == pytest.approx(((overconfident >= 0.5) == y).mean(), abs=0.02)
-    assert abs(expected_accuracy(overconfident, 0.5) - ((overconfident >= 0.5) == y).mean()) > 0.05
+    reference, live = slice(0, 20_000), slice(20_000, None)
+    calibration = fit_calibration(overconfident[reference], y[reference])
+    realized = ((overconfident[live] >= 0.5) == y[live]).mean()
+    assert estimate(overconfident[live], calibration, 0.5)["accuracy"] == pytest.approx(realized, abs=0.02)
+    trusted_raw = np.mean(np.where(overconfident[live] >= 0.5, overconfident[live], 1 - overconfident[live]))
+    assert abs(trusted_raw - realized) > 0.05  # what the estimate would say without calibrating
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +114,7 @@ def test_prediction_log_reader_and_frame(tmp_path: Path, adult_spec: DatasetSpec
                                  "inputs": inputs, "probability": 0.25, "label": 0}))  # fmt: skip
     lines.append(lines[0])  # a retried write of the same request
     (folder / "111.jsonl").write_text("\n".join(lines) + "\n" + "{not json}\n" + '{"request_id": "torn", "ti')
-    table, read = PredictionLogFiles(root=str(tmp_path / "log")).read_day(day, log_schema(adult_spec))
+    table, read = PredictionLogFiles(root=str(tmp_path / "log")).read_day(day, log_inputs(adult_spec))
     assert (read.lines, read.bad_lines) == (6, 1) and read.partial_bytes > 0
     frame, duplicates = log_frame(adult_spec, table)
     assert duplicates == 1 and len(frame) == 5
@@ -130,7 +142,7 @@ def test_staleness_uses_the_spec_limits(adult_spec: DatasetSpec, world) -> None:
 
 def test_simulate_labels_lands_each_replay_once_after_its_lag(ml_home: Path, adult_spec: DatasetSpec, capsys) -> None:
     from ml_assets.cli import main
-    from ml_assets.monitoring.traffic import GROUND_TRUTH
+    from ml_assets.datasets.traffic import GROUND_TRUTH
 
     served = pd.Timestamp("2026-03-01")
     replay = ml_home / "traffic" / "1772323200000000"
@@ -153,8 +165,8 @@ def test_traffic_drift_ramps_over_the_days(adult_spec: DatasetSpec) -> None:
 
     from ml_assets.cli import build_parser
     from ml_assets.datasets.simulator import SimulationError
-    from ml_assets.monitoring.traffic import day_rows
-    from ml_assets.monitoring.traffic_cli import traffic_drift
+    from ml_assets.datasets.traffic import day_rows
+    from ml_assets.datasets.traffic_cli import traffic_drift
 
     start = date(2026, 3, 2)
     ages = []

@@ -12,8 +12,8 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from ml_assets.dataset import DatasetSpec
+from ml_assets.datasets.replay_log import install_champion, served_rows, write_labels, write_log
 from ml_assets.definitions import MONITORING_JOB, build_definitions
-from ml_assets.monitoring.replay_log import install_champion, served_rows, write_labels, write_log
 from ml_assets.partitions import today
 from resources.alerts import Alerts
 

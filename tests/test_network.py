@@ -96,9 +96,7 @@ def test_bundle_round_trip_predicts_identically(
     cfg = ensemble_config() if architecture == "ensemble" else NetworkConfig(architecture=architecture)
     torch.manual_seed(1)
     state = build_network(cfg, pre).state_dict()
-    model = TabularModel(
-        kind=architecture, spec_name=adult_spec.name, preprocessing=pre, network_config=cfg, state_dict=state
-    )
+    model = TabularModel(kind=architecture, spec=adult_spec, preprocessing=pre, network_config=cfg, state_dict=state)
     model.save(tmp_path)
     again = TabularModel.load(tmp_path)
     assert again.kind == architecture and again.spec_name == "adult" and again.threshold == 0.5
@@ -117,13 +115,13 @@ def test_bundle_rejects_mismatched_weights(adult_spec: DatasetSpec, pre: Preproc
     with pytest.raises(RuntimeError, match="size mismatch"):
         TabularModel(
             kind="mlp",
-            spec_name="adult",
+            spec=adult_spec,
             preprocessing=pre,
             network_config=NetworkConfig(hidden=[16]),
             state_dict=state,
         )
     with pytest.raises(ValueError, match="coefficients"):
-        TabularModel(kind="logistic", spec_name="adult", preprocessing=pre, logistic=LogisticWeights([1.0], 0.0))
+        TabularModel(kind="logistic", spec=adult_spec, preprocessing=pre, logistic=LogisticWeights([1.0], 0.0))
 
 
 def test_an_ensemble_averages_its_members_in_probability(pre: Preprocessing, rows: pd.DataFrame) -> None:
@@ -150,15 +148,13 @@ def test_served_ensemble_predictions_equal_its_offline_ones(
 ) -> None:
     """Offline: the model in memory, as the candidate asset packs it. Served: loaded back from its directory
     through TabularModel.load and scored by the Bento's Scorer on validated request records."""
-    from bento.scoring import Scorer
     from ml_assets.serving.schema import request_schemas
+    from ml_assets.serving.scoring import Scorer
 
     cfg = ensemble_config()
     torch.manual_seed(3)
     state = build_network(cfg, pre).state_dict()
-    offline = TabularModel(
-        kind="ensemble", spec_name=adult_spec.name, preprocessing=pre, network_config=cfg, state_dict=state
-    )
+    offline = TabularModel(kind="ensemble", spec=adult_spec, preprocessing=pre, network_config=cfg, state_dict=state)
     offline.save(tmp_path / "model")
     served_model = TabularModel.load(tmp_path / "model")
     assert served_model.kind == "ensemble" and len(served_model.network_config.members) == 3

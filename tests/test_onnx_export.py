@@ -1,4 +1,4 @@
-"""The ONNX export: onnxruntime gives the service's predictions (``bento.scoring.Scorer``) on fixed rows.
+"""The ONNX export: onnxruntime gives the service's predictions (``ml_assets.serving.scoring.Scorer``) on fixed rows.
 
 Small networks trained a few steps in-process (no DeepSpeed), exported with their preprocessing, and scored on
 the same JSON-like records by onnxruntime and by the service's scorer: MLP, transformer (each with quantile
@@ -24,7 +24,6 @@ import torch
 from dagster import AssetKey, DagsterInstance, DataVersion, FilesystemIOManager, Output, asset, materialize
 from torch.nn import functional as F
 
-from bento.scoring import Scorer
 from ml_assets.cli import main
 from ml_assets.data.approval import TrainingSetRef
 from ml_assets.dataset import DatasetSpec, load_spec
@@ -43,7 +42,8 @@ from ml_assets.serving.embedded import (
     service_parity,
 )
 from ml_assets.serving.schema import frame_records
-from resources.model_store import ModelStore
+from ml_assets.serving.scoring import Scorer
+from resources.model_store import ModelLineage, ModelStore
 from tests.serving_support import fit_logistic, save_model
 from tests.test_network import one_thread  # noqa: F401  (autouse: one torch thread for tiny tensors)
 
@@ -64,7 +64,7 @@ def trained(spec: DatasetSpec, rows: pd.DataFrame, cfg: NetworkConfig) -> Tabula
         opt.zero_grad()
         F.binary_cross_entropy_with_logits(net(num, cat), y).backward()
         opt.step()
-    return TabularModel(cfg.architecture, spec.name, pre, network_config=cfg, state_dict=net.state_dict())
+    return TabularModel(cfg.architecture, spec, pre, network_config=cfg, state_dict=net.state_dict())
 
 
 def records_of(spec: DatasetSpec, rows: pd.DataFrame, n: int = 48) -> list[dict]:
@@ -168,7 +168,7 @@ def test_gradient_boosted_trees_split_as_lightgbm_does() -> None:
     rows = demo_training_set(spec, 1500, seed=0, window_end=date(2026, 1, 10))
     labeled = rows[rows["label"].notna()]
     train, validation = labeled[labeled["split"] == "train"], labeled[labeled["split"] == "validation"]
-    gbdt = TabularModel("gbdt", spec.name, Preprocessing.fit(spec, train), trees=fit_trees(spec, train, validation))
+    gbdt = TabularModel("gbdt", spec, Preprocessing.fit(spec, train), trees=fit_trees(spec, train, validation))
     assert_matches_service(gbdt, spec, records_of(spec, rows, 400))
 
 
@@ -189,7 +189,7 @@ def stored(tmp_path_factory, adult_spec: DatasetSpec, adult_rows) -> tuple[Path,
 
 def test_cli_exports_a_stored_model_and_refuses_an_unknown_tag(ml_home: Path, stored, adult_spec, adult_rows, capsys):
     _, _, model = stored
-    ModelStore(home=str(ml_home / "bentoml")).save(model, "adult-candidate", {})
+    ModelStore(home=str(ml_home / "bentoml")).save(model, "adult-candidate", ModelLineage())
     out = ml_home / "out" / "model.onnx"
     assert main(["export", "adult-candidate:latest", "--format", "onnx", "-o", str(out)]) == 0
     assert "outputs probability, label, label_name" in capsys.readouterr().out

@@ -16,7 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from bento.prediction_log import (
+from ml_assets.dataset import DatasetSpec
+from ml_assets.prediction_line import PredictionLine
+from ml_assets.serving.columnar import validate_table
+from ml_assets.serving.prediction_log import (
     FIELDS,
     SPOOL_SUFFIX,
     PredictionLog,
@@ -26,8 +29,6 @@ from bento.prediction_log import (
     spool_lines,
     utc_now,
 )
-from ml_assets.dataset import DatasetSpec
-from ml_assets.serving.columnar import validate_table
 from tests.test_serving_schema import GOOD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,9 @@ def test_batch_lines_follow_the_contract(tmp_path: Path):
     lines = (tmp_path / now.date().isoformat() / f"{os.getpid()}.jsonl").read_text().splitlines()
     got = [json.loads(line) for line in lines]
     assert [list(e) for e in got] == [list(FIELDS)] * 2
+    assert [PredictionLine.model_validate(e).model_dump(mode="json") for e in got] == [
+        {**e, "time": now.isoformat().replace("+00:00", "Z")} for e in got
+    ]  # every line is the record the readers parse
     assert got == [
         {"request_id": rid, "time": now.isoformat(), "model_tag": "m:1", "inputs": rec, "probability": p, "label": y}
         for rid, rec, p, y in zip(["abc123", "client-1-ff"], inputs, [0.25, 1e-05], [0, 1], strict=True)
@@ -62,7 +66,7 @@ def test_files_are_owner_only_and_never_shared(tmp_path: Path):
     assert (day / f"{os.getpid()}-1.jsonl").exists()
     os.close(other)
     log.close()
-    assert [e["request_id"] for e in read_day(root, now.date())] == ["a"]
+    assert [e.request_id for e in read_day(root, now.date())] == ["a"]
 
 
 def test_existing_folders_are_tightened(tmp_path: Path):
@@ -94,7 +98,8 @@ def test_spooled_table_lines_equal_batch_lines(tmp_path: Path, adult_spec: Datas
     day = tmp_path / now.date().isoformat()
     bulk = [json.loads(x) for f in day.glob("*-file-*.jsonl") for x in f.read_text().splitlines()]
     online = [json.loads(x) for x in (day / f"{os.getpid()}.jsonl").read_text().splitlines()]
-    assert bulk == online
+    assert bulk == online and [list(e) for e in bulk] == [list(FIELDS)] * 2
+    assert all(PredictionLine.model_validate(e).model_tag == "m:1" for e in bulk)
     assert bulk[1]["inputs"]["native_country"] == 'quo"te\\' and "sex" not in bulk[0]["inputs"]
     assert stat.S_IMODE(next(day.glob("*-file-*.jsonl")).stat().st_mode) == 0o600
 
@@ -122,7 +127,7 @@ def _run_writer(tmp_path: Path, body: str) -> subprocess.Popen[str]:
     script = textwrap.dedent(
         f"""
         import numpy as np, pyarrow as pa, sys, time
-        from bento.prediction_log import PredictionLog, utc_now
+        from ml_assets.serving.prediction_log import PredictionLog, utc_now
         log = PredictionLog({str(tmp_path)!r}, fsync_interval_s=60)
         """
     ) + textwrap.dedent(body)
@@ -151,7 +156,7 @@ def test_a_killed_writer_loses_no_answered_prediction(tmp_path: Path):
     finally:
         proc.kill()
         proc.wait()
-    logged = {e["request_id"] for day in tmp_path.iterdir() for e in read_day(tmp_path, day.name)}
+    logged = {e.request_id for day in tmp_path.iterdir() for e in read_day(tmp_path, day.name)}
     assert len(answered) > 1000
     assert set(answered) - logged == set()
 
@@ -161,7 +166,7 @@ def test_a_spool_left_by_a_killed_writer_is_recovered_once_and_a_live_ones_never
     proc = _run_writer(
         tmp_path,
         """
-        import bento.prediction_log as pl
+        import ml_assets.serving.prediction_log as pl
         pl._Spool.convert = lambda self: time.sleep(3600)  # the converter never gets to it: killed first
         table = pa.table({"a": pa.array(np.arange(1000))})
         log.write_table(utc_now(), "m:1", "base", table, np.full(1000, 0.5), np.ones(1000, np.int8))
@@ -180,5 +185,5 @@ def test_a_spool_left_by_a_killed_writer_is_recovered_once_and_a_live_ones_never
     assert len(list(tmp_path.glob(f"*/*{SPOOL_SUFFIX}"))) == 1
     assert len(recover_spools(tmp_path)) == 1 and recover_spools(tmp_path) == []
     entries = [e for day in tmp_path.iterdir() for e in read_day(tmp_path, day.name)]
-    assert sorted(e["request_id"] for e in entries) == sorted(f"base-{i}" for i in range(1000))
+    assert sorted(e.request_id for e in entries) == sorted(f"base-{i}" for i in range(1000))
     assert not list(tmp_path.glob(f"*/*{SPOOL_SUFFIX}")) and not list(tmp_path.glob("*/*.partial"))

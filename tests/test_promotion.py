@@ -118,8 +118,8 @@ def test_a_model_that_passed_qa_arrives_in_prod_with_its_lineage_and_record(worl
     assert result.success, refusal(result)
     assert world.prod_champions() == [tag]
     store = ModelStore(home=str(paths("prod").bentoml_home))
-    qa_lineage = ModelStore(home=str(paths("qa").bentoml_home)).info(tag)["metadata"]
-    assert store.info(tag)["metadata"] == qa_lineage  # the model and its lineage came through BentoML's export
+    qa_lineage = ModelStore(home=str(paths("qa").bentoml_home)).info(tag).lineage
+    assert store.info(tag).lineage == qa_lineage  # the model and its lineage came through BentoML's export
     meta = {k: v.value for k, v in result.asset_materializations_for_node("champion_model")[0].metadata.items()}
     assert (meta["action"], meta["promoted_from"], meta["promoted_by"], meta["environment"]) == (
         "promote",

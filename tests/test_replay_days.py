@@ -15,14 +15,14 @@ from pathlib import Path
 import bentoml.models  # noqa: F401  imported at collection, as the serving tests do: the import probes the C library once
 from dagster import AssetKey
 
-from bento.prediction_log import PredictionLog, filing_day, replay_request_id
-from bento.scoring import Scorer
 from ml_assets.dataset import DatasetSpec
 from ml_assets.datasets.simulator import DriftConfig
+from ml_assets.datasets.traffic import day_rows, request_records
 from ml_assets.definitions import build_definitions
-from ml_assets.monitoring.traffic import day_rows, request_records
 from ml_assets.partitions import today
+from ml_assets.serving.prediction_log import PredictionLog, filing_day, replay_request_id
 from ml_assets.serving.schema import request_schemas
+from ml_assets.serving.scoring import Scorer
 from tests.test_monitoring_assets import run_day, world  # noqa: F401  the fixture: a champion with its window
 
 

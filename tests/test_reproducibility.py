@@ -22,7 +22,7 @@ from ml_assets.readiness.reproducibility import (
     champion_trial,
     compare,
 )
-from resources.model_store import ModelStore
+from resources.model_store import ModelLineage, ModelStore
 from tests.training_graph import WINDOW_END, build_graph, run_assets, trainer
 
 
@@ -45,11 +45,11 @@ def test_the_retrained_trial_is_the_champions_kept_network_with_its_settings() -
             "trials": [{"trial": "trial-00"}, {"trial": "trial-02", "learning_rate": 0.01, "val_roc_auc": 0.9}],
         },
     }
-    assert champion_trial({"metadata": lineage}) == {
+    assert champion_trial(ModelLineage(**lineage)) == {
         "network": {"architecture": "mlp", "hidden": [32]},
         "learning_rate": 0.01,
     }
-    trees = champion_trial({"metadata": {"config": {}}})  # trees won: the configured network is what the path trains
+    trees = champion_trial(ModelLineage())  # trees won: the configured network is what the path trains
     assert trees["network"]["architecture"] == "mlp"
 
 

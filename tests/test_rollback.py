@@ -18,7 +18,7 @@ from ml_assets.model.champion import ROLLBACK_JOB
 from ml_assets.model.evaluation import Evaluation, score_model
 from ml_assets.model.refs import stored_ref
 from ml_assets.model.registry import champion_history, current_champion_tag
-from resources.model_store import ModelStore
+from resources.model_store import ModelLineage, ModelStore
 from tests.serving_support import fit_logistic
 from tests.standins import materialize_stand_in
 
@@ -39,7 +39,7 @@ def world(ml_home: Path, adult_spec: DatasetSpec):
     window = demo_training_set(adult_spec, 600, window_end=date(2026, 1, 10))
     model = fit_logistic(adult_spec, window)
     store = ModelStore(home=str(ml_home / "bentoml"))
-    a, b, candidate = (store.save(model, "adult-classifier", {"n": i}) for i in range(3))
+    a, b, candidate = (store.save(model, "adult-classifier", ModelLineage(code_version=str(i))) for i in range(3))
     test = window[window["split"] == "test"].reset_index(drop=True)
     scores = score_model(model, candidate, adult_spec, test, min_group_size=50, operational=False)
     defs = build_definitions(adult_spec, env="local")

@@ -28,12 +28,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bento.prediction_log import read_day
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.refs import load_stored
 from ml_assets.serving import columnar
 from ml_assets.serving.assets import validation_sample
 from ml_assets.serving.build import build_bento
+from ml_assets.serving.prediction_log import read_day
 from ml_assets.serving.schema import MAX_BATCH_ROWS, MAX_JSON_BODY_BYTES, category_max_chars, frame_records
 from resources.model_store import ModelStore
 from resources.process_tree import stop_tree
@@ -164,8 +164,8 @@ def test_values_landing_accepts_are_accepted_over_http(served: Served, adult_spe
                enumerate((typed, sent))]  # fmt: skip
     assert [a.status_code for a in answers] == [200, 200], answers[1].text
     assert answers[0].json()["probability"] == answers[1].json()["probability"]
-    logged = {e["request_id"]: e for e in read_day(served.home / "prediction_log", pd.Timestamp.now(tz="UTC").date())}
-    assert logged[answers[1].json()["request_id"]]["inputs"] == typed  # logged as landing would store it
+    logged = {e.request_id: e for e in read_day(served.home / "prediction_log", pd.Timestamp.now(tz="UTC").date())}
+    assert logged[answers[1].json()["request_id"]].inputs == typed  # logged as landing would store it
     rows = served.rows[[c.name for c in adult_spec.feature_columns]].head(4).copy()
     rows["capital_gain"] = rows["capital_gain"].astype("float64")  # whole floats, as pandas writes them
     rows["workclass"] = rows["workclass"].astype(object)
@@ -226,13 +226,13 @@ def test_every_answered_prediction_is_logged_with_its_id_and_sensitive_fields(se
     batch = post(served, "/predict_batch", {"records": served.records[:4]}).json()
     # written before the answer was sent: no wait needed
     day = pd.Timestamp.now(tz="UTC").date()
-    entries = {e["request_id"]: e for e in read_day(served.home / "prediction_log", day)}
+    entries = {e.request_id: e for e in read_day(served.home / "prediction_log", day)}
     for answer, rec in zip(answers, sent, strict=True):
         e = entries[answer["request_id"]]
-        assert e["inputs"] == rec and e["model_tag"] == served.model_tag  # id and sensitive fields logged
-        assert e["probability"] == answer["probability"] and e["time"].startswith(day.isoformat())
+        assert e.inputs == rec and e.model_tag == served.model_tag  # id and sensitive fields logged
+        assert e.probability == answer["probability"] and e.time.date() == day
     for answer, rec in zip(batch, served.records[:4], strict=True):
-        assert entries[answer["request_id"]]["inputs"] == rec  # absent when not sent
+        assert entries[answer["request_id"]].inputs == rec  # absent when not sent
     folder = served.home / "prediction_log" / day.isoformat()
     files = list(folder.glob("*.jsonl"))
     assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
@@ -341,7 +341,7 @@ def test_a_killed_worker_loses_no_answered_prediction(served: Served):
     while httpx.get(served.url + "/readyz", timeout=5).status_code != 200:
         assert time.monotonic() < deadline
         time.sleep(0.5)
-    logged = {e["request_id"] for day in (served.home / "prediction_log").iterdir()
+    logged = {e.request_id for day in (served.home / "prediction_log").iterdir()
               for e in read_day(served.home / "prediction_log", day.name)}  # fmt: skip
     assert len(answered) > 200
     assert set(answered) - logged == set()

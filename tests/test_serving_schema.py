@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from bento.scoring import MicroBatcher
 from ml_assets.dataset import DatasetSpec
 from ml_assets.serving.schema import (
     ERROR_INPUT_MAX_CHARS,
@@ -27,6 +26,7 @@ from ml_assets.serving.schema import (
     validation_refusal,
     warmup_record,
 )
+from ml_assets.serving.scoring import MicroBatcher
 
 GOOD = {
     "age": 42,

@@ -93,7 +93,7 @@ def test_two_rank_zero2_training_lands_in_dagster_and_the_store(
     assert logged(graph["instance"], result.run_id, "trial-00 epoch 1/4: train_loss")
     # the search: every trial trained in this one launch, each in the metadata; the best on validation kept
     assert meta["trials_run"] == SEARCH_TRIALS and logged(graph["instance"], result.run_id, "search: trial-")
-    summary = ModelStore(home=str(home / "bentoml")).info(meta["model_tag"])["metadata"]["search"]
+    summary = ModelStore(home=str(home / "bentoml")).info(meta["model_tag"]).lineage.search
     trials = summary["trials"]
     assert [t["trial"] for t in trials] == [f"trial-{i:02d}" for i in range(SEARCH_TRIALS)]
     assert len({json.dumps(t, sort_keys=True) for t in trials}) == SEARCH_TRIALS
@@ -117,11 +117,12 @@ def test_two_rank_zero2_training_lands_in_dagster_and_the_store(
     assert ref.tag == meta["model_tag"] and ref.name == "adult-classifier" and ref.kind == kind
     store = ModelStore(home=str(home / "bentoml"))
     info = store.info(ref.tag)
-    assert info["labels"] == {"kind": kind, "dataset": "adult"}
-    lineage = info["metadata"]
-    assert lineage["training_set_version"] == ref.training_set_version
-    assert lineage["ranks"] == 2 and lineage["config"]["deepspeed"]["zero_optimization"]["stage"] == 2
-    assert set(lineage) >= {"code_version", "validation_metrics", "samples_per_s", "wall_seconds", "device"}
+    assert (info.kind, info.dataset) == (kind, "adult")
+    lineage = info.lineage
+    assert lineage.training_set_version == ref.training_set_version
+    assert lineage.ranks == 2 and lineage.config["deepspeed"]["zero_optimization"]["stage"] == 2
+    assert lineage.code_version and lineage.validation_metrics and lineage.samples_per_s and lineage.wall_seconds
+    assert lineage.device
 
     model = load_stored(store, ref.tag)
     unseen = frame[frame["split"] == "test"]  # never staged for training
@@ -162,7 +163,7 @@ def test_past_the_budget_no_trial_trains_further(graph, home: Path, tmp_path: Pa
         graph, home, ["candidate_model"], trainer(checkpoint_dir=str(tmp_path)), trials=3, max_seconds=0.5
     )
     meta = metadata(result, "candidate_model")
-    trials = ModelStore(home=str(home / "bentoml")).info(meta["model_tag"])["metadata"]["search"]["trials"]
+    trials = ModelStore(home=str(home / "bentoml")).info(meta["model_tag"]).lineage.search["trials"]
     assert [t["status"] for t in trials] == ["stopped (budget)", "skipped (budget)", "skipped (budget)"]
     assert trials[0]["stopped_at_epoch"] == 2 and meta["best_trial"] == "trial-00" and meta["trials_run"] == 1
     assert logged(graph["instance"], result.run_id, "search budget of 0.5 s used")

@@ -88,3 +88,48 @@ def test_the_bento_packs_what_its_service_imports_and_no_pipeline_code() -> None
     assert "bento/service.py" in code and "ml_assets/model/bundle.py" in code and "ml_assets/dataset.py" in code
     assert not [p for p in code if p.split("/")[0] in ("resources", "sensors") or p.startswith("ml_assets/data/")]
     assert service_sources() == [*code, *BUILD_FILES]
+
+
+def test_every_asset_version_hashes_every_module_its_code_imports(
+    adult_spec: DatasetSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For every asset with a code version: each project module its defining module imports, at any depth, is
+    hashed (by its source) into that version, so an edit of any of them makes the asset stale. The Bento's
+    version hashes what the Bento packs (the service's closure) and how it is built."""
+    import sys
+
+    real = versioning.source_version
+    hashed: dict[str, set[str]] = {}
+
+    def recording(*modules, salt: str = "") -> str:
+        version = real(*modules, salt=salt)
+        hashed.setdefault(version, set()).update(module_closure(*(m.__name__ for m in modules)))
+        return version
+
+    for module in list(sys.modules.values()):  # every binding of it: `from ml_assets.versioning import ...` too
+        if getattr(module, "source_version", None) is real:
+            monkeypatch.setattr(module, "source_version", recording)
+    graph = build_definitions(adult_spec).get_repository_def().asset_graph
+    checked = []
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if node.code_version is None:  # observed source assets (landing, labels, log files): no code of ours
+            assert not node.assets_def.is_executable or node.is_observable, key
+            continue
+        name = key.to_user_string()
+        if name == "bento":
+            assert node.code_version == versioning_bento(adult_spec)
+            continue
+        defining = node.assets_def.op.compute_fn.decorated_fn.__module__
+        missing = set(module_closure(defining)) - hashed.get(node.code_version, set())
+        assert not missing, f"{name}: its code version misses {sorted(missing)}"
+        checked.append(name)
+    assert {"raw_data", "candidate_model", "deployment", "ml_test_score", "approved_training_set"} <= set(checked)
+
+
+def versioning_bento(spec: DatasetSpec) -> str:
+    from ml_assets.serving.build import service_code_version
+
+    packed = {str(module_file(m).relative_to(module_graph.PROJECT_ROOT)) for m in module_closure("bento.service")}
+    assert set(service_code()) >= packed
+    return service_code_version(spec)

@@ -299,7 +299,7 @@ def _run_next(args: argparse.Namespace, spec: DatasetSpec) -> int:
 
 def _run_labels(args: argparse.Namespace, spec: DatasetSpec) -> int:
     """``--labels LAG``: the ground truth ``ml-assets traffic`` kept, landed as delayed label files."""
-    from ml_assets.monitoring.traffic import land_labels
+    from ml_assets.datasets.traffic import land_labels
 
     given = [o for o, v in (("--start", args.start), ("--end", args.end), ("--next", args.next)) if v]
     if given or args.corrupt or args.synthetic:

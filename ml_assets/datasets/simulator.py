@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -37,6 +35,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from ml_assets.dataset import Column, DatasetSpec, Role, SpecError, read_demo_data
+from resources.atomic_files import write_atomic
 
 Format = Literal["parquet", "csv"]
 TimeMode = Literal["scale", "keep"]
@@ -614,12 +613,12 @@ def _write_day(
         last = i == files_per_day - 1
         kinds = row_kinds
         if last and "unparseable_file" in file_kinds:
-            _atomic_write(path, _unparseable_bytes(chunk, fmt))
+            write_atomic(path, _unparseable_bytes(chunk, fmt))
             out.append(SimulatedFile(path, day, 0, strength, (*kinds, "unparseable_file")))
             continue
         if last and "empty_file" in file_kinds:
             chunk, kinds = chunk.iloc[:0], (*kinds, "empty_file")
-        _atomic_write(path, _encode(chunk, fmt))
+        write_atomic(path, _encode(chunk, fmt))
         out.append(SimulatedFile(path, day, len(chunk), strength, kinds))
     return out
 
@@ -659,17 +658,3 @@ def _unparseable_bytes(frame: pd.DataFrame, fmt: Format) -> bytes:
         except UnicodeDecodeError:
             return cut
     return garbage
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write beside the target under a hidden temporary name, then rename: readers see all or nothing."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

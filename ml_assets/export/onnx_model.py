@@ -58,9 +58,10 @@ _PREFIX, _DECIDE = "score/", "decide/score"  # the scorer's names under its pref
 def export_onnx(model: TabularModel, spec: DatasetSpec | None = None, model_tag: str = "") -> onnx.ModelProto:
     """``model`` with its preprocessing and decision as one checked ONNX model.
 
-    ``spec``: the dataset spec the model was trained on; it orders the inputs as the spec lists the features and
-    names the label's categories (default: the model's own order, labels ``0``/``1``).
+    ``spec``: the dataset spec that orders the inputs as it lists the features and names the label's categories;
+    by default the one the model was trained with and carries.
     """
+    spec = model.spec if spec is None else spec
     if model.kind not in SUPPORTED_KINDS:
         raise ExportError(
             f"model {model_tag or model.spec_name!r} is of kind {model.kind!r}; ONNX export supports "
@@ -110,15 +111,17 @@ def export_onnx(model: TabularModel, spec: DatasetSpec | None = None, model_tag:
 
 
 def embedded_inputs(model: TabularModel, spec: DatasetSpec | None = None) -> list[EmbeddedInput]:
-    """The graph's inputs in order: the spec's feature order when given (it must hold the model's features)."""
+    """The graph's inputs in order: the feature order of ``spec``, by default the one the model carries (it must
+    hold the model's features)."""
     pre = model.preprocessing
     names = pre.feature_names
+    spec = model.spec if spec is None else spec
     if spec is not None:
         spec_names = [c.name for c in spec.feature_columns]
         if set(spec_names) != set(names):
             raise ExportError(
                 f"spec {spec.name!r} has features {spec_names}, but the model was trained on {names}: export it "
-                "with the spec it was trained on (ML_ASSETS_DATASET_SPEC)"
+                "with the spec it was trained on (the one the model carries)"
             )
         names = spec_names
     vocab = {v.name: v.values for v in pre.categorical}

@@ -44,7 +44,8 @@ from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.model.trees import Trees, fit_trees
 from ml_assets.versioning import code_version, frame_version
 from resources.deepspeed_trainer import TRAINING_POOL, DeepSpeedTrainer
-from resources.model_store import ModelStore
+from resources.model_store import ModelLineage, ModelStore
+from resources.training_records import TrainingSummary
 
 MODEL_SPEC_FIELDS = ("columns", "bands", "positive_label", "decision")
 CANDIDATE_SPEC_FIELDS = (*MODEL_SPEC_FIELDS, "search", "gates")
@@ -136,7 +137,7 @@ def fit_baseline(spec: DatasetSpec, training_set: pd.DataFrame, cfg: BaselineCon
     lr = LogisticRegression(C=cfg.regularization_c, max_iter=cfg.max_iter)
     lr.fit(pre.one_hot(train_rows), y)
     weights = LogisticWeights(coef=[float(c) for c in lr.coef_[0]], intercept=float(lr.intercept_[0]))
-    return TabularModel(kind="logistic", spec_name=spec.name, preprocessing=pre, logistic=weights)
+    return TabularModel(kind="logistic", spec=spec, preprocessing=pre, logistic=weights)
 
 
 def decide(spec: DatasetSpec, model: TabularModel, val: pd.DataFrame, consumer: str) -> DecisionThreshold:
@@ -189,17 +190,17 @@ def build_baseline_model(spec: DatasetSpec, when: AutomationCondition) -> Assets
             val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val), model.threshold
         )
         unlabeled = unlabeled_counts(spec, training_set)
-        meta = {
-            "training_set_version": version,
-            "training_set_partition": approved_training_set.partition_key,
-            "code_version": context.assets_def.code_versions_by_key[context.asset_key],
-            "config": config.model_dump(),
-            "validation_metrics": scores,
-            "decision": chosen.as_dict(),
-            "train_rows": len(labeled_split(spec, training_set, "train")),
-            "unlabeled_rows_left_out": unlabeled,
-        }
-        tag = model_store.save(model, baseline_name(spec), meta)
+        lineage = ModelLineage(
+            training_set_version=version,
+            training_set_partition=approved_training_set.partition_key,
+            code_version=context.assets_def.code_versions_by_key[context.asset_key],
+            config=config.model_dump(),
+            validation_metrics=scores,
+            decision=chosen.as_dict(),
+            train_rows=len(labeled_split(spec, training_set, "train")),
+            unlabeled_rows_left_out=unlabeled,
+        )
+        tag = model_store.save(model, baseline_name(spec), lineage)
         context.log.info(f"baseline {tag}: validation {scores}; {chosen.describe()}")
         ref = ModelRef(tag=tag, name=baseline_name(spec), kind=model.kind, metrics=scores, training_set_version=version)
         metadata = baseline_metadata(tag, scores, unlabeled, version, approved_training_set.partition_key)
@@ -282,13 +283,13 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
             )
             result = training_result.decode(run)
             network_model = packed_model(spec, result)
-            scores: dict[str, float] = {k: float(v) for k, v in result.summary["metrics"].items()}
+            scores: dict[str, float] = {k: float(v) for k, v in result.summary.metrics.items()}
             contenders["network"] = (network_model, {"result": result, "scores": scores})
         if "gbdt" in budget.families:
             started = time.perf_counter()
             trees = fit_trees(spec, fit["train"], val)
             trees_model = TabularModel(
-                kind="gbdt", spec_name=spec.name, preprocessing=Preprocessing.fit(spec, fit["train"]), trees=trees
+                kind="gbdt", spec=spec, preprocessing=Preprocessing.fit(spec, fit["train"]), trees=trees
             )
             seconds = time.perf_counter() - started
             contenders["gbdt"] = (trees_model, {"seconds": seconds})
@@ -308,8 +309,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         else:
             scores = served
             lineage = trees_lineage(model.trees, scores, model_code, version, partition, found["seconds"])
-        lineage["decision"] = chosen.as_dict()
-        lineage["families"] = judged
+        lineage = lineage.model_copy(update={"decision": chosen.as_dict(), "families": judged})
         context.log.info(f"candidate: the {pick} family ({select_by} {judged[pick]:.4f}); {chosen.describe()}")
         tag = model_store.save(model, classifier_name(spec), lineage)
         ref = ModelRef(
@@ -337,16 +337,16 @@ def family_table(judged: dict[str, float], pick: str, metric: str) -> str:
 
 def trees_lineage(
     trees: Trees, scores: dict[str, float], model_code: str, version: str, partition: str, seconds: float
-) -> dict[str, Any]:
+) -> ModelLineage:
     """What the store keeps with a gbdt candidate: its data and code, its LightGBM settings and how it trained."""
-    return {
-        "training_set_version": version,
-        "training_set_partition": partition,
-        "code_version": model_code,
-        "config": {"family": "gbdt", "lightgbm": trees.params, "best_iteration": trees.best_iteration},
-        "validation_metrics": scores,
-        "wall_seconds": seconds,
-    }
+    return ModelLineage(
+        training_set_version=version,
+        training_set_partition=partition,
+        code_version=model_code,
+        config={"family": "gbdt", "lightgbm": trees.params, "best_iteration": trees.best_iteration},
+        validation_metrics=scores,
+        wall_seconds=seconds,
+    )
 
 
 def trees_metadata(
@@ -369,7 +369,7 @@ def packed_model(spec: DatasetSpec, result: training_result.TrainedNetwork) -> T
     """The search's kept network packed with its preprocessing: the form the store, evaluation and serving load."""
     return TabularModel(
         kind=result.network.architecture,
-        spec_name=spec.name,
+        spec=spec,
         preprocessing=result.preprocessing,
         network_config=result.network,
         state_dict=result.state_dict,
@@ -383,37 +383,28 @@ def candidate_lineage(
     model_code: str,
     version: str,
     partition: str,
-) -> dict[str, Any]:
+) -> ModelLineage:
     """What the store keeps with a candidate: the data and code it came from, every setting, how it trained."""
     s = result.summary
-    return {
-        "training_set_version": version,
-        "training_set_partition": partition,
-        "code_version": model_code,
-        "config": {
-            "network": result.network.model_dump(),
-            "deepspeed": s["deepspeed_config"],
-            "trainer": _fields(trainer),
-        },
-        "validation_metrics": scores,
-        "samples_per_s": s["samples_per_s"],
-        "wall_seconds": s["wall_seconds"],
-        "ranks": s["ranks"],
-        "device": s["device"],
-        "precision": s["precision"],
-        "best_epoch": s["best_epoch"],
-        "search": {
-            "best_trial": s["best_trial"],
-            "ensemble": s.get("ensemble", []),
-            "select_by": s["select_by"],
-            "trials": s["trials"],
-        },
-    }
+    return ModelLineage(
+        training_set_version=version,
+        training_set_partition=partition,
+        code_version=model_code,
+        config={"network": result.network.model_dump(), "deepspeed": s.deepspeed_config, "trainer": _fields(trainer)},
+        validation_metrics=scores,
+        samples_per_s=s.samples_per_s,
+        wall_seconds=s.wall_seconds,
+        ranks=s.ranks,
+        device=s.device,
+        precision=s.precision,
+        best_epoch=s.best_epoch,
+        search={"best_trial": s.best_trial, "ensemble": s.ensemble, "select_by": s.select_by, "trials": s.trials},
+    )
 
 
 def candidate_metadata(
     tag: str,
-    s: dict[str, Any],
+    s: TrainingSummary,
     scores: dict[str, float],
     served: dict[str, float],
     unlabeled_rows: int,
@@ -427,28 +418,28 @@ def candidate_metadata(
         "validation_metrics": MetadataValue.md(
             metrics_table({"training (ranks)": scores, "stored model (this process)": served})
         ),
-        "search": MetadataValue.md(search_table(s["trials"], s["best_trial"])),
-        "trials_run": sum(1 for t in s["trials"] if "epochs_run" in t),  # trained, however far
-        "ensemble": ", ".join(s.get("ensemble", [])) or "none (the best trial alone)",
-        "best_trial": s["best_trial"],
-        "selected_by": f"validation {s['select_by']}",
+        "search": MetadataValue.md(search_table(s.trials, s.best_trial)),
+        "trials_run": sum(1 for t in s.trials if "epochs_run" in t),  # trained, however far
+        "ensemble": ", ".join(s.ensemble) or "none (the best trial alone)",
+        "best_trial": s.best_trial,
+        "selected_by": f"validation {s.select_by}",
         "unlabeled_rows_left_out": unlabeled_rows,
         **{f"val_{k}": v for k, v in scores.items()},
-        "loss_curve": MetadataValue.md(loss_curve_markdown(s["history"])),
-        "samples_per_s": float(s["samples_per_s"]),
-        "launch_to_first_step_s": float(s["launch_to_first_step_s"] or 0.0),
-        "wall_seconds": float(s["wall_seconds"]),
-        "ranks": int(s["ranks"]),
-        "device": str(s["device"]),
-        "precision": s["precision"],
-        "zero_stage": int(s["zero_stage"]),
-        "epochs_run": int(s["epochs_run"]),
-        "best_epoch": int(s["best_epoch"]),
-        "resumed_from_epoch": int(s["resumed_from_epoch"] or 0),
-        "parameters": int(s["parameters"]),
+        "loss_curve": MetadataValue.md(loss_curve_markdown(s.history)),
+        "samples_per_s": float(s.samples_per_s),
+        "launch_to_first_step_s": float(s.launch_to_first_step_s or 0.0),
+        "wall_seconds": float(s.wall_seconds),
+        "ranks": int(s.ranks),
+        "device": str(s.device),
+        "precision": s.precision,
+        "zero_stage": int(s.zero_stage),
+        "epochs_run": int(s.epochs_run),
+        "best_epoch": int(s.best_epoch),
+        "resumed_from_epoch": int(s.resumed_from_epoch or 0),
+        "parameters": int(s.parameters),
         "training_set_version": version,
         "training_set_partition": partition,
-        "checkpoint_dir": MetadataValue.path(s["checkpoint_dir"]),
+        "checkpoint_dir": MetadataValue.path(s.checkpoint_dir),
     }
 
 

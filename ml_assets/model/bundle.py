@@ -1,8 +1,10 @@
 """TabularModel: a trained model packed with its preprocessing, the one thing serving and evaluation load.
 
-A model directory holds ``tabular_model.json`` (kind, spec, features, threshold, network config,
-preprocessing, and for the logistic baseline its coefficients) and, for networks, ``state_dict.pt`` (a plain
-fp32 state_dict, loaded with ``weights_only=True``). No pickled code, so a model outlives refactors.
+A model directory holds ``tabular_model.json`` (kind, the whole validated dataset spec it was trained with,
+features, threshold, network config, preprocessing, and for the logistic baseline its coefficients) and, for networks, ``state_dict.pt`` (a plain
+fp32 state_dict, loaded with ``weights_only=True``). No pickled code, so a model outlives refactors. The spec
+travels with the model so that whatever serves or scores it (a Bento on Kubernetes, batch scoring) reads the
+columns, types and categories the model was trained with from the model itself, never from the environment.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ml_assets.dataset import DatasetSpec
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.model.trees import Trees
 
 Kind = Literal["mlp", "transformer", "ensemble", "logistic", "gbdt"]
 META_FILE = "tabular_model.json"
+FORMAT = 2  # 2: the whole spec is stored ("spec"); format 1 stored only its name
 WEIGHTS_FILE = "state_dict.pt"
 TREES_FILE = "trees.txt"  # a gbdt model's booster in LightGBM's own text format
 PREDICT_BATCH = 65_536
@@ -50,7 +54,7 @@ class TabularModel:
     """Probability of the positive label for raw typed rows; the packed preprocessing is applied inside."""
 
     kind: Kind
-    spec_name: str
+    spec: DatasetSpec  # the validated spec the model was trained with: its schema wherever it serves
     preprocessing: Preprocessing
     threshold: float = 0.5
     network_config: NetworkConfig | None = None
@@ -80,6 +84,10 @@ class TabularModel:
                 raise ValueError("a gbdt TabularModel needs its trees")
         else:
             raise ValueError(f"unknown model kind {self.kind!r}")
+
+    @property
+    def spec_name(self) -> str:
+        return self.spec.name
 
     @property
     def feature_names(self) -> list[str]:
@@ -126,9 +134,10 @@ class TabularModel:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {
-            "format": 1,
+            "format": FORMAT,
             "kind": self.kind,
             "spec_name": self.spec_name,
+            "spec": self.spec.model_dump(mode="json"),
             "threshold": self.threshold,
             "feature_names": self.feature_names,
             "preprocessing": self.preprocessing.to_dict(),
@@ -145,21 +154,17 @@ class TabularModel:
             )
 
     @classmethod
-    def load(cls, directory: str | Path) -> TabularModel:
+    def load(cls, directory: str | Path, tag: str = "") -> TabularModel:
+        """The model stored in ``directory`` (``tag``: its store tag, named in errors)."""
         directory = Path(directory)
-        meta_path = directory / META_FILE
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{directory} is not a TabularModel directory: {META_FILE} is missing")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != 1:
-            raise ValueError(f"{meta_path}: unsupported model format {meta.get('format')!r}")
+        meta = read_meta(directory, tag)
         state = None
         if meta["kind"] not in ("logistic", "gbdt"):
             state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         trees = Trees.from_dict(meta["trees"], (directory / TREES_FILE).read_text()) if meta.get("trees") else None
         return cls(
             kind=meta["kind"],
-            spec_name=meta["spec_name"],
+            spec=stored_spec(meta, directory, tag),
             preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
             threshold=float(meta["threshold"]),
             network_config=NetworkConfig(**meta["network_config"]) if meta["network_config"] else None,
@@ -167,3 +172,36 @@ class TabularModel:
             logistic=LogisticWeights(**meta["logistic"]) if meta["logistic"] else None,
             trees=trees,
         )
+
+
+class ModelFormatError(ValueError):
+    """A stored model this code cannot read (an older format, no spec), naming the model."""
+
+
+def read_meta(directory: Path, tag: str = "") -> dict:
+    """The model's ``tabular_model.json``, refused with the model's name when its format is not this code's."""
+    meta_path = directory / META_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{directory} is not a TabularModel directory: {META_FILE} is missing")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT:
+        what = f"model {tag} ({meta_path})" if tag else str(meta_path)
+        hint = " without its dataset spec: retrain it to serve it" if meta.get("format") == 1 else ""
+        raise ModelFormatError(
+            f"{what}: stored in model format {meta.get('format')!r}{hint} (this code reads {FORMAT})"
+        )
+    return meta
+
+
+def stored_spec(meta: dict, directory: Path, tag: str = "") -> DatasetSpec:
+    """The dataset spec a stored model was trained with, validated again (a broken spec fails here, named)."""
+    try:
+        return DatasetSpec.model_validate(meta["spec"])
+    except (KeyError, ValueError) as e:
+        raise ModelFormatError(f"model {tag or directory}: its stored dataset spec is missing or invalid: {e}") from e
+
+
+def load_spec_of(directory: str | Path, tag: str = "") -> DatasetSpec:
+    """Only the spec of a stored model (no weights): what a service needs to build its schema."""
+    directory = Path(directory)
+    return stored_spec(read_meta(directory, tag), directory, tag)

@@ -336,7 +336,7 @@ def _promote(
     if refusal:
         raise PromotionRefused(description=f"promotion to {env} refused: {refusal}")
     tag = store.import_from(ModelStore(home=str(source.bentoml_home)), tag)
-    lineage = store.info(tag)["metadata"]
+    lineage = store.info(tag).lineage
     previous = current_champion_tag(context.instance)
     by = promoter(config.promoted_by)
     why = f"{tag} promoted from {source_env} to {env} by {by}: it passed every blocking gate in {source_env}"
@@ -351,9 +351,9 @@ def _promote(
             "environment": env,
             "promoted_from": source_env,
             "promoted_by": by,
-            "training_window_end": str(lineage.get("training_set_partition", "")),
-            "data_version": str(lineage.get("training_set_version", "")),
-            "code_version": str(lineage.get("code_version", "")),
+            "training_window_end": lineage.training_set_partition,
+            "data_version": lineage.training_set_version,
+            "code_version": lineage.code_version,
             "source_evaluation_run": evidence.run_id,
             "source_gates": MetadataValue.md(evidence.table()),
             **{f"{source_env}_{k}": v for k, v in evidence.metrics.items()},

@@ -2,8 +2,9 @@
 
 Everything here takes a model that honours the TabularModel contract (``predict_proba(frame)``, ``threshold``,
 ``kind``) and plain frames, and returns plain dataclasses, so the gates can be unit-tested without Dagster and the
-same numbers appear in the UI, the checks and the demo's comparison table. Metrics come from torchmetrics and
-fairlearn rather than hand-written maths.
+same numbers appear in the UI, the checks and the demo's comparison table. Metrics come from the one engine the
+training ranks use too (``ml_assets.model.metrics``, tested against scikit-learn's definitions) and fairness gaps
+from fairlearn.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ml_assets import markdown
 from ml_assets.data.leakage import FeatureImportance, auc_drops, carrying
 from ml_assets.dataset import LOWER_IS_BETTER, DatasetSpec
+from ml_assets.model.metrics import brier_score, expected_calibration_error, validation_scores
 
 MISSING_GROUP = "(missing)"
 METRIC_NAMES = ("roc_auc", "pr_auc", "log_loss", "accuracy", "f1", "brier", "ece")
@@ -40,29 +41,13 @@ class ProbabilityModel(Protocol):
 
 
 # ---- overall metrics -------------------------------------------------------------------------------------
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = ECE_BINS) -> float:
-    """Expected calibration error (L1, equal-width bins) via torchmetrics' BinaryCalibrationError."""
-    from torchmetrics.functional.classification import binary_calibration_error
-
-    return float(
-        binary_calibration_error(
-            torch.as_tensor(np.asarray(p, dtype=np.float32)),
-            torch.as_tensor(np.asarray(y, dtype=np.int64)),
-            n_bins=n_bins,
-            norm="l1",
-            validate_args=False,  # classification_metrics checked the inputs
-        )
-    )
-
-
 def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
-    """The evaluation metrics of one model on one set of rows (torchmetrics; scikit-learn's definitions, which
-    the tests compare them with).
+    """The evaluation metrics of one model on one set of rows: the training ranks' metrics at ``threshold``, and
+    the Brier score, calibration error, row count and positive rate.
 
     Ranking metrics (ROC AUC, PR AUC) are NaN when the rows hold a single class: they are undefined there, and a
     NaN is never mistaken for a pass by the gates. This runs once per slice group and model, in evaluation and
-    monitoring: torchmetrics without its argument checks (done here once) is several times faster than
-    scikit-learn's metrics, whose input checks dominate on a few thousand rows.
+    monitoring.
     """
     y = np.asarray(y, dtype=np.int64)
     p = np.asarray(p, dtype=np.float64)
@@ -72,30 +57,18 @@ def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> di
         return {name: math.nan for name in METRIC_NAMES} | {"rows": 0.0, "positive_rate": math.nan}
     if not np.all(np.isfinite(p)):
         raise ValueError(f"{int((~np.isfinite(p)).sum())} of {len(p)} predicted probabilities are not finite")
-    # imported here: torchmetrics imports its every domain (SciPy's signal processing, matplotlib), 1.5 s that
-    # loading the Definitions (each run's process) should not pay
-    from torchmetrics.functional import mean_squared_error
-    from torchmetrics.functional.classification import (
-        binary_accuracy,
-        binary_auroc,
-        binary_average_precision,
-        binary_f1_score,
-    )
-
-    labels, scores = torch.from_numpy(y), torch.from_numpy(p)
-    predicted = (scores >= threshold).long()  # torchmetrics would threshold float scores with >, not >=
+    scores = validation_scores(y, p, threshold)
     both = len(np.unique(y)) == 2
-    checked = {"validate_args": False}
     return {
-        "roc_auc": float(binary_auroc(scores, labels, **checked)) if both else math.nan,
-        "pr_auc": float(binary_average_precision(scores, labels, **checked)) if both else math.nan,
-        "log_loss": float(torch.nn.functional.binary_cross_entropy(scores.clamp(1e-7, 1 - 1e-7), labels.double())),
-        "accuracy": float(binary_accuracy(predicted, labels, **checked)),
-        "f1": float(binary_f1_score(predicted, labels, zero_division=0, **checked)),
-        "brier": float(mean_squared_error(scores, labels.double())),
-        "ece": expected_calibration_error(y, p),
+        "roc_auc": scores["roc_auc"] if both else math.nan,
+        "pr_auc": scores["pr_auc"] if both else math.nan,
+        "log_loss": scores["log_loss"],
+        "accuracy": scores["accuracy"],
+        "f1": scores["f1"],
+        "brier": brier_score(y, p),
+        "ece": expected_calibration_error(y, p, ECE_BINS),
         "rows": float(len(y)),
-        "positive_rate": float(predicted.double().mean()),
+        "positive_rate": float((p >= threshold).mean()),
     }
 
 

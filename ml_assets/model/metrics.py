@@ -1,7 +1,8 @@
-"""Validation metrics of a binary classifier, computed the same way for every model (baseline and networks).
+"""The one engine of binary-classifier metrics: training ranks, evaluation, slices and monitoring all use it.
 
 Plain numpy with scikit-learn's definitions (tests compare them): every training rank computes these each
-epoch, and importing scikit-learn would add seconds to each rank's start-up.
+epoch, where importing scikit-learn or torchmetrics would add seconds to each rank's start-up, and evaluation
+scores every slice group with them, where the libraries' argument checks dominate on a few thousand rows.
 """
 
 from __future__ import annotations
@@ -61,3 +62,21 @@ def average_precision(y: np.ndarray, p: np.ndarray) -> float:
     precision = tps / (last_of_tie + 1)
     recall = tps / pos
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def brier_score(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean squared difference between the probability and the label."""
+    return float(np.mean((np.asarray(p, dtype=np.float64) - np.asarray(y, dtype=np.float64)) ** 2))
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> float:
+    """L1 expected calibration error over ``n_bins`` equal-width bins of ``p``: the row-weighted mean of
+    |positive rate - mean probability| per bin (torchmetrics' BinaryCalibrationError, which a test compares)."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    if len(p) == 0:
+        return float("nan")
+    bins = np.clip(np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1), p, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    gap = np.abs(np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(bins, weights=p, minlength=n_bins))
+    return float(gap.sum() / count.sum())

@@ -51,6 +51,7 @@ from ml_assets.dataset import DatasetSpec
 from ml_assets.model.metrics import validation_scores
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
+from resources.training_records import TrainingJob, TrainingSummary
 
 MIN_IMPROVEMENT = 1e-4
 EVAL_CHUNK = 65_536
@@ -79,56 +80,19 @@ class Halving:
     eta: int
 
 
-@dataclass
-class Job:
-    """The job description the trainer staged, typed."""
+class Job(TrainingJob):
+    """The ``TrainingJob`` the trainer staged, read with its domain parts typed: the spec, the trials' networks,
+    the halving schedule (a mismatch fails in ``read``, naming the file and the field)."""
 
-    train_rows: str
-    validation_rows: str
-    output_dir: str
     checkpoint_dir: Path
     spec: DatasetSpec
     trials: list[Trial]
-    select_by: str  # validation metric that picks the best trial
-    higher_is_better: bool
-    max_seconds: float | None
-    device: str
-    precision: str
-    max_epochs: int
-    patience: int
-    seed: int
-    warmup_fraction: float
-    launched_at: float
-    halving: Halving | None = None
-    ensemble_size: int = 1  # most trials averaged into the exported model (1: the best trial alone)
+    halving: Halving | None
 
     @classmethod
-    def read(cls, url: str) -> Job:
-        with fsspec.open(url, "r") as f:
-            job = json.load(f)
-        return cls(
-            train_rows=job["train_rows"],
-            validation_rows=job["validation_rows"],
-            output_dir=job["output_dir"],
-            checkpoint_dir=Path(job["checkpoint_dir"]),
-            spec=DatasetSpec.model_validate(job["spec"]),
-            trials=[
-                Trial(t["name"], NetworkConfig(**t["network"]), dict(t["deepspeed_config"]), dict(t["settings"]))
-                for t in job["trials"]
-            ],
-            select_by=job["select_by"],
-            higher_is_better=bool(job["higher_is_better"]),
-            max_seconds=None if job["max_seconds"] is None else float(job["max_seconds"]),
-            device=job["device"],
-            precision=job["precision"],
-            max_epochs=int(job["max_epochs"]),
-            patience=int(job["patience"]),
-            seed=int(job["seed"]),
-            warmup_fraction=float(job["warmup_fraction"]),
-            launched_at=float(job["launched_at"]),
-            halving=Halving(**job["halving"]) if job.get("halving") else None,
-            ensemble_size=int(job.get("ensemble_size", 1)),
-        )
+    def read_url(cls, url: str) -> Job:
+        with fsspec.open(url, "rb") as f:
+            return cls.read(f.read(), url)
 
 
 @dataclass
@@ -499,9 +463,9 @@ def budget_spent(job: Job) -> bool:
     return job.max_seconds is not None and elapsed[0] > job.max_seconds
 
 
-def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> dict[str, Any]:
+def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> TrainingSummary | None:
     """Run the search (successive halving over the trials, each from its last checkpoint, if any); rank 0 returns
-    and exports the summary of the kept model."""
+    and exports the summary of the kept model (the other ranks return None)."""
     startup: dict[str, float | None] = {"python_and_torch_ready": time.time() - job.launched_at}
     device = join_process_group(job, local_rank)
     startup["process_group_ready"] = time.time() - job.launched_at
@@ -541,7 +505,7 @@ def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> d
             f"of {len(runs)} trials"
             + (f"; kept the ensemble of {[m.trial.name for m in members]}" if len(members) > 1 else "")
         )
-    summary: dict[str, Any] = {}
+    summary = None
     if rank == 0:
         startup.setdefault("first_step_done", None)  # None when resuming a run that had already finished
         summary = export(job, data, best, members, world, startup, figures)
@@ -729,7 +693,7 @@ def summarize(
     world: int,
     startup: dict[str, float | None],
     trials: list[dict[str, Any]],
-) -> dict[str, Any]:
+) -> TrainingSummary:
     """The run's summary: the kept model's validation metrics, the best trial's best epoch (history, throughput,
     settings), timings, and every trial's figures."""
     state = best.state
@@ -738,35 +702,35 @@ def summarize(
         probs = torch.stack([m.state.best_probs.double() for m in members]).mean(0).numpy()
         metrics = validation_scores(data.val_labels, probs)
     network, _ = kept_network(best, members)
-    return {
-        "metrics": metrics,
-        "best_epoch": state.best_epoch + 1,
-        "epochs_run": state.epoch + 1,
-        "early_stopped": state.stopped,
-        "history": state.history,
+    return TrainingSummary(
+        metrics=metrics,
+        best_epoch=state.best_epoch + 1,
+        epochs_run=state.epoch + 1,
+        early_stopped=state.stopped,
+        history=state.history,
         # Steady state: the first epoch of a launch also pays one-off costs (first collectives, allocator).
-        "samples_per_s": float(
+        samples_per_s=float(
             np.median([h["samples_per_s"] for h in state.history[1:]] or [state.history[0]["samples_per_s"]])
         ),
-        "overall_samples_per_s": state.train_samples / state.train_seconds if state.train_seconds else 0.0,
-        "train_seconds": state.train_seconds,
-        "wall_seconds": time.time() - job.launched_at,
-        "launch_to_first_step_s": startup["first_step_done"],
-        "startup_s": startup,  # seconds after launch at which rank 0 reached each phase
-        "resumed_from_epoch": None if best.resumed_from is None else best.resumed_from + 1,
-        "ranks": world,
-        "device": job.device if job.device == "cpu" else torch.cuda.get_device_name(),
-        "precision": job.precision,
-        "zero_stage": best.stage,
-        "parameters": sum(m.n_params for m in members) if len(members) > 1 else best.n_params,
-        "network": network.model_dump(),
-        "deepspeed_config": best.trial.deepspeed_config,
-        "checkpoint_dir": str(job.checkpoint_dir / best.trial.name),
-        "best_trial": best.trial.name,
-        "ensemble": [m.trial.name for m in members] if len(members) > 1 else [],
-        "select_by": job.select_by,
-        "trials": trials,
-    }
+        overall_samples_per_s=state.train_samples / state.train_seconds if state.train_seconds else 0.0,
+        train_seconds=state.train_seconds,
+        wall_seconds=time.time() - job.launched_at,
+        launch_to_first_step_s=startup["first_step_done"],
+        startup_s=startup,  # seconds after launch at which rank 0 reached each phase
+        resumed_from_epoch=None if best.resumed_from is None else best.resumed_from + 1,
+        ranks=world,
+        device=job.device if job.device == "cpu" else torch.cuda.get_device_name(),
+        precision=job.precision,
+        zero_stage=best.stage,
+        parameters=sum(m.n_params for m in members) if len(members) > 1 else best.n_params,
+        network=network.model_dump(),
+        deepspeed_config=best.trial.deepspeed_config,
+        checkpoint_dir=str(job.checkpoint_dir / best.trial.name),
+        best_trial=best.trial.name,
+        ensemble=[m.trial.name for m in members] if len(members) > 1 else [],
+        select_by=job.select_by,
+        trials=trials,
+    )
 
 
 def export(
@@ -777,7 +741,7 @@ def export(
     world: int,
     startup: dict[str, float | None],
     trials: list[dict[str, Any]],
-) -> dict[str, Any]:
+) -> TrainingSummary:
     """Rank 0: write the kept model's weights, the preprocessing and the summary to the job's output folder."""
     if best.state.best_state is None:
         raise RuntimeError(f"no epoch finished with a finite validation loss; nothing to export ({job.checkpoint_dir})")
@@ -789,7 +753,7 @@ def export(
     fs.makedirs(folder, exist_ok=True)
     fs.pipe_file(f"{folder}/{STATE_DICT}", weights.getvalue())
     fs.pipe_file(f"{folder}/{PREPROCESSING}", json.dumps(data.pre.to_dict(), indent=1).encode())
-    fs.pipe_file(f"{folder}/{SUMMARY}", json.dumps(summary, indent=1, default=float).encode())
+    fs.pipe_file(f"{folder}/{SUMMARY}", summary.model_dump_json(indent=1).encode())
     return summary
 
 
@@ -802,7 +766,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         raise SystemExit("usage: python -m ml_assets.model.train JOB_URL (the job DeepSpeedTrainer staged)")
-    job = Job.read(args[0])
+    job = Job.read_url(args[0])
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -38,7 +38,6 @@ from dagster import (
     multi_asset,
 )
 
-from bento.prediction_log import recover_spools
 from ml_assets import inline, markdown
 from ml_assets.automation import on_new_files, on_upstream_update
 from ml_assets.data.landing import build_day_folder_asset
@@ -53,6 +52,7 @@ from ml_assets.monitoring.report import LABEL, PROBABILITY, TagReport, as_keys, 
 from ml_assets.monitoring.verdicts import CHECKS, DESCRIPTIONS, failed_first
 from ml_assets.monitoring.verdicts import verdicts as judge
 from ml_assets.serving.batch import CHECK_REQUEST_ID
+from ml_assets.serving.prediction_log import recover_spools
 from ml_assets.versioning import code_version, frame_version
 from resources.alerts import Alerts
 from resources.bento_deployer import SKEW_REQUEST_ID
@@ -77,19 +77,9 @@ def logged_columns(spec: DatasetSpec) -> list[str]:
     return [c.name for c in spec.columns if c.is_feature or c.role in (Role.ID, Role.TIME, Role.SENSITIVE)]
 
 
-def log_schema(spec: DatasetSpec) -> pa.Schema:
-    """The prediction log line (bento/prediction_log.py) with the spec's types for the logged inputs."""
-    inputs = pa.struct([pa.field(c.name, ARROW[c.dtype]) for c in spec.columns if c.name in logged_columns(spec)])
-    return pa.schema(
-        [
-            ("request_id", pa.string()),
-            ("time", pa.string()),
-            ("model_tag", pa.string()),
-            ("inputs", inputs),
-            ("probability", pa.float64()),
-            ("label", pa.int64()),
-        ]
-    )
+def log_inputs(spec: DatasetSpec) -> pa.StructType:
+    """The logged request fields of a prediction-log line (``PredictionLine.inputs``) with the spec's types."""
+    return pa.struct([pa.field(c.name, ARROW[c.dtype]) for c in spec.columns if c.name in logged_columns(spec)])
 
 
 def prediction_log_dtypes(spec: DatasetSpec) -> dict[str, str]:
@@ -224,7 +214,7 @@ def build_prediction_log(spec: DatasetSpec, daily: PartitionsDefinition) -> Asse
     def prediction_log(context: AssetExecutionContext, prediction_logs: PredictionLogFiles) -> Output[pd.DataFrame]:
         day = context.partition_key
         recover_spools(prediction_logs.root)  # bulk answers a killed server left spooled become lines first
-        table, read = prediction_logs.read_day(day, log_schema(spec))
+        table, read = prediction_logs.read_day(day, log_inputs(spec))
         frame, duplicates = log_frame(spec, table)
         frame, validation_requests = real_traffic(frame)
         frame[LOG_DAY] = pd.Timestamp(day)
@@ -414,14 +404,13 @@ def report_for(
 ) -> TagReport:
     """One tag's report: its model and own training set from the store's lineage, the previous champion shadowed."""
     info = store.info(tag)
-    meta = info.get("metadata") or {}
-    partition = meta.get("training_set_partition")
+    partition = info.lineage.training_set_partition
     if not partition:
         raise Failure(description=f"model {tag} records no training_set_partition: cannot monitor it against its data")
     reference = context.load_asset_value(AssetKey("training_set"), partition_key=str(partition))
     previous = previous_champion(context.instance, tag)
     now = datetime.now(UTC)
-    created = datetime.fromisoformat(info["creation_time"])
+    created = info.creation_time
     trained_on = datetime.fromisoformat(str(partition)).replace(tzinfo=UTC)
     return tag_report(
         spec,

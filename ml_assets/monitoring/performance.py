@@ -41,14 +41,6 @@ def expected_roc_auc(p: np.ndarray) -> float:
     return float(np.trapezoid(tpr, fpr))
 
 
-def expected_accuracy(p: np.ndarray, threshold: float) -> float:
-    """Accuracy expected under calibrated probabilities ``p`` for decisions at ``threshold``."""
-    p = np.asarray(p, dtype=np.float64)
-    if len(p) == 0:
-        return float("nan")
-    return float(np.mean(np.where(p >= threshold, p, 1.0 - p)))
-
-
 def estimate(p_raw: np.ndarray, calibration: IsotonicRegression, threshold: float) -> dict[str, float]:
     """Estimated ROC AUC and accuracy of scores ``p_raw`` (decisions at ``threshold`` on the raw scores)."""
     p = calibration.predict(np.asarray(p_raw, dtype=np.float64))

@@ -47,7 +47,7 @@ from ml_assets.model.bundle import ModelRef
 from ml_assets.settings import paths
 from ml_assets.versioning import code_version, frame_version
 from resources.deepspeed_trainer import TRAINING_POOL, TRIAL_SETTINGS, DeepSpeedTrainer
-from resources.model_store import ModelStore
+from resources.model_store import ModelLineage, ModelStore
 
 ASSET = "reproducibility"
 CHECK = "same_seed_same_metrics"
@@ -83,14 +83,13 @@ def beyond(differences: list[Difference], tolerance: float) -> list[Difference]:
     return [d for d in differences if not d.gap <= tolerance]
 
 
-def champion_trial(info: Mapping[str, Any]) -> dict[str, Any]:
+def champion_trial(lineage: ModelLineage) -> dict[str, Any]:
     """The trial to retrain: the champion's kept network and its trial settings from its lineage in the store; the
     configured network when the champion is not a network (trees won)."""
-    meta = info.get("metadata") or {}
-    network = (meta.get("config") or {}).get("network")
+    network = lineage.config.get("network")
     if not network:
         return {"network": CandidateConfig().network().model_dump()}
-    search = meta.get("search") or {}
+    search = lineage.search or {}
     kept = next((t for t in search.get("trials", []) if t.get("trial") == search.get("best_trial")), {})
     return {"network": dict(network), **{k: kept[k] for k in TRIAL_SETTINGS if k in kept}}
 
@@ -123,14 +122,14 @@ def build_reproducibility(spec: DatasetSpec) -> AssetsDefinition:
         trainer: DeepSpeedTrainer,
         model_store: ModelStore,
     ) -> MaterializeResult:
-        info = model_store.info(champion_model.tag)
-        partition = str((info.get("metadata") or {}).get("training_set_partition") or "")
+        lineage = model_store.info(champion_model.tag).lineage
+        partition = lineage.training_set_partition
         if not partition:
             raise ValueError(f"champion {champion_model.tag} records no training_set_partition: nothing to retrain on")
         rows = ordered(spec, context.load_asset_value(AssetKey("training_set"), partition_key=partition))
         version = frame_version(rows).value
         train, val = (labeled_split(spec, rows, s) for s in ("train", "validation"))
-        trial = champion_trial(info)
+        trial = champion_trial(lineage)
         settings = {k: v for k, v in trial.items() if k in TRAINER_SETTINGS and v is not None}
         folder = Path(trainer.checkpoint_dir or paths().checkpoints) / ASSET / context.run_id
         figures = []

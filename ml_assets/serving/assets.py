@@ -1,7 +1,7 @@
 """Serving assets (group ``serving``): the Bento of the champion and its deployment, with checks.
 
-``bento`` is rebuilt when the champion or the service code changes (its code version is a hash of the service
-sources). ``deployment`` hands the Bento to the deployer resource: locally a blue/green ``bentoml serve`` behind
+``bento`` is rebuilt when the champion, the service code or the spec changes (its code version is a hash of the
+service sources and the whole spec: the Bento serves the schema of the spec its model carries). ``deployment`` hands the Bento to the deployer resource: locally a blue/green ``bentoml serve`` behind
 a stable loopback URL, in production Kubernetes manifests. The checks call the stable URL like an application
 would. (No ``from __future__ import annotations``: Dagster reads resource annotations at definition time.)
 """
@@ -43,6 +43,7 @@ from ml_assets.serving.schema import frame_records
 from ml_assets.versioning import code_version
 from resources.alerts import Alerts
 from resources.bento_deployer import SKEW_TOLERANCE, BentoDeployer, DeploymentError, served_skew
+from resources.deployment_record import DeploymentRecord
 from resources.model_store import ModelStore
 
 DEPLOYMENT_ALERTS = ("rollback", "retrain", "run_failed")  # the alert kinds that concern what serves
@@ -61,7 +62,7 @@ class DeploymentInfo:
     model_tag: str
     records: list[dict[str, Any]] = field(repr=False)
     expected: list[float] = field(repr=False)
-    state: dict[str, Any] = field(default_factory=dict, repr=False)
+    record: DeploymentRecord = field(repr=False)
 
 
 def validation_sample(
@@ -89,7 +90,7 @@ def build_bento_asset(spec: DatasetSpec) -> AssetsDefinition:
         name="bento",
         group_name="serving",
         automation_condition=on_upstream_update(),
-        code_version=service_code_version(),
+        code_version=service_code_version(spec),
         description="The champion packaged as a Bento (service code + model), built offline with bentoml.",
     )
     def bento(context: AssetExecutionContext, champion_model: ModelRef, model_store: ModelStore) -> Output[BentoRef]:
@@ -98,6 +99,7 @@ def build_bento_asset(spec: DatasetSpec) -> AssetsDefinition:
             champion_model.tag,
             model_store.home,
             labels={"dataset": spec.name, "model_kind": champion_model.kind},
+            spec=spec,
         )
         context.log.info(f"built {ref.tag} for {ref.model_tag} ({ref.size_bytes / 1e6:.2f} MB)")
         return Output(
@@ -142,13 +144,13 @@ def build_deployment(spec: DatasetSpec) -> AssetsDefinition:
         expected = [float(p) for p in load_stored(model_store, bento.model_tag).predict_proba(rows)]
         t0 = time.perf_counter()
         try:
-            state = bento_deployer.deploy(bento.tag, bento.model_tag, records, expected, log=context.log)
+            record = bento_deployer.deploy(bento.tag, bento.model_tag, records, expected, log=context.log)
         except DeploymentError as e:
             raise Failure(
                 description=f"deployment of {bento.tag} rejected, the previous deployment keeps serving: {e}",
                 metadata={"bento_tag": bento.tag, "model_tag": bento.model_tag, "reason": str(e)[:2000]},
             ) from e
-        info = DeploymentInfo(bento_deployer.url, bento.tag, bento.model_tag, records, expected, state)
+        info = DeploymentInfo(bento_deployer.url, bento.tag, bento.model_tag, records, expected, record)
         return Output(
             info,
             data_version=DataVersion(bento.tag),
@@ -164,25 +166,22 @@ def build_deployment(spec: DatasetSpec) -> AssetsDefinition:
 
 def deployment_metadata(info: DeploymentInfo, seconds: float) -> dict[str, Any]:
     """What the UI shows of a deployment: where it serves, what it validated on, what it replaced."""
-    current = info.state.get("current") or {}
-    previous = info.state.get("previous") or {}
+    current, previous = info.record.current, info.record.previous
+    validated = current.validated if current else None
+    figures = validated.model_dump(exclude_none=True) if validated else {}
     return {
         "url": MetadataValue.url(info.url),
         "bento_tag": info.bento_tag,
         "model_tag": info.model_tag,
-        "pid": current.get("pid") or 0,
+        "pid": (current.pid if current else None) or 0,
         "validated_on_rows": len(info.records),
-        "validation": MetadataValue.json(current.get("validated") or {}),
-        **{
-            f"validation_{k}": float(v)
-            for k, v in (current.get("validated") or {}).items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        },
-        "previous_bento_tag": previous.get("bento_tag", ""),
+        "validation": MetadataValue.json(figures),
+        **{f"validation_{k}": float(v) for k, v in figures.items() if isinstance(v, int | float)},
+        "previous_bento_tag": previous.bento_tag if previous else "",
         "deploy_seconds": round(seconds, 2),
         **(
-            {"kubernetes_manifests": MetadataValue.md(f"```yaml\n{info.state['manifests_yaml']}```")}
-            if info.state.get("manifests_yaml")
+            {"kubernetes_manifests": MetadataValue.md(f"```yaml\n{info.record.manifests_yaml}```")}
+            if info.record.manifests_yaml
             else {}
         ),
     }

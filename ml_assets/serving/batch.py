@@ -2,7 +2,7 @@
 
 The ETL-embedded way of using the model (beside the online ``/predict`` and the bulk ``/predict_file``): the
 day's ``features`` partition, cut to the request fields, passes the service's own code path (the columnar rules
-of ``ml_assets.serving.columnar`` and ``bento.scoring.Scorer.score_table``, exactly what ``/predict_file`` runs),
+of ``ml_assets.serving.columnar`` and ``ml_assets.serving.scoring.Scorer.score_table``, exactly what ``/predict_file`` runs),
 so an offline score equals the score the service would answer. The check ``online_offline_equality`` proves it
 on a fixed sample of the day: it sends those rows to the deployment's stable URL and compares the answers with
 the stored scores (and the served model with the one that scored the batch), through the deployment's one
@@ -34,15 +34,14 @@ from dagster import (
     multi_asset_check,
 )
 
-import bento.scoring
-from bento.scoring import Scorer
 from ml_assets.automation import on_recent_update, with_its_asset
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.bundle import ModelRef
 from ml_assets.model.refs import load_stored
 from ml_assets.partitions import LANDING_DAY, daily_partitions
-from ml_assets.serving import columnar
+from ml_assets.serving import columnar, scoring
 from ml_assets.serving.schema import RequestRefused, frame_records
+from ml_assets.serving.scoring import Scorer
 from ml_assets.versioning import code_version, frame_version
 from resources.bento_deployer import SKEW_TOLERANCE, BentoDeployer, DeploymentError, served_skew
 from resources.model_store import ModelStore
@@ -184,7 +183,7 @@ def build_batch_predictions(spec: DatasetSpec) -> list:
         metadata={"partition_expr": LANDING_DAY, **column_schema(batch_dtypes(spec))},
         ins={"features": AssetIn(), "champion_model": AssetIn()},
         automation_condition=on_recent_update(),
-        code_version=code_version(spec, sys.modules[__name__], columnar, bento.scoring),
+        code_version=code_version(spec, sys.modules[__name__], columnar, scoring),
         description="The day's features scored by the champion in-process, through the service's own code path.",
     )
     def batch_predictions(

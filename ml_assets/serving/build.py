@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from ml_assets.dataset import DatasetSpec
 from ml_assets.module_graph import module_files
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -58,8 +59,10 @@ class BentoRef:
     code_version: str
 
 
-def service_code_version() -> str:
-    digest = hashlib.sha256()
+def service_code_version(spec: DatasetSpec | None = None) -> str:
+    """A hash of the service sources and, given ``spec``, of its whole content: the Bento's schema comes from the
+    spec the model carries, so a new category or column makes the Bento stale even before a retrained model."""
+    digest = hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode() if spec else b"")
     for rel in service_sources():
         path = PROJECT_ROOT / rel
         digest.update(rel.encode())
@@ -68,10 +71,15 @@ def service_code_version() -> str:
 
 
 def build_bento(
-    model_tag: str, bentoml_home: str | Path, labels: dict[str, str] | None = None, timeout_s: float = 600
+    model_tag: str,
+    bentoml_home: str | Path,
+    labels: dict[str, str] | None = None,
+    timeout_s: float = 600,
+    spec: DatasetSpec | None = None,
 ) -> BentoRef:
-    """Build a Bento serving ``model_tag`` into the store at ``bentoml_home``; returns its tag and size."""
-    code_version = service_code_version()
+    """Build a Bento serving ``model_tag`` into the store at ``bentoml_home``; returns its tag and size (its code
+    version covers ``spec``'s content when given)."""
+    code_version = service_code_version(spec)
     env = {
         **os.environ,
         "BENTOML_HOME": str(bentoml_home),

@@ -1,6 +1,6 @@
 """Bulk scoring's columnar side: Arrow IPC or Parquet in, validated against the spec like JSON input, scores out.
 
-``/predict_file`` and the ``batch_predictions`` asset share this module (and ``bento.scoring.Scorer``), so a
+``/predict_file`` and the ``batch_predictions`` asset share this module (and ``ml_assets.serving.scoring.Scorer``), so a
 file sent over HTTP and a day scored in-process pass the same rules and reach the model in the same form.
 Every rule of the JSON record (``ml_assets.serving.schema``) holds column-wise: no unknown column, required
 columns present and non-null, integer/number/text types, numeric ranges, finite numbers, text trimmed, non-empty

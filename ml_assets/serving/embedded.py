@@ -5,7 +5,7 @@ The third way a model is used in production, beside the Bento (an API) and ``bat
 model with its preprocessing as one ONNX graph (``ml_assets.export.onnx_model``) that onnxruntime runs without
 Dagster, BentoML or this package. The blocking check ``onnx_matches_service`` scores the deployment's fixed test
 rows, plus a row of unseen categories and a row of missing values, with onnxruntime and with the service's own
-scorer (``bento.scoring.Scorer``, the code the Bento runs) and requires the probabilities to agree within
+scorer (``ml_assets.serving.scoring.Scorer``, the code the Bento runs) and requires the probabilities to agree within
 ``PARITY_TOLERANCE``. The file is written beside the store's models by the model store resource. (No ``from
 __future__ import annotations``: Dagster reads resource annotations at definition time.)
 """
@@ -29,7 +29,6 @@ from dagster import (
     asset,
 )
 
-from bento.scoring import Scorer
 from ml_assets.automation import on_upstream_update
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.dataset import DatasetSpec
@@ -46,6 +45,7 @@ from ml_assets.export.onnx_model import (
 from ml_assets.model.bundle import ModelRef, TabularModel
 from ml_assets.model.refs import load_stored
 from ml_assets.serving.assets import validation_sample
+from ml_assets.serving.scoring import Scorer
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
 

@@ -69,7 +69,7 @@ def traffic_drift(args: argparse.Namespace):
 def run_traffic(args: argparse.Namespace) -> int:
     from ml_assets.dataset import load_default_spec
     from ml_assets.datasets.simulator import SimulationError
-    from ml_assets.monitoring.traffic import land_labels, send_traffic
+    from ml_assets.datasets.traffic import land_labels, send_traffic
     from ml_assets.settings import serve_port
 
     spec = load_default_spec()

@@ -1,8 +1,9 @@
 """Append-only log of every answered prediction: JSON lines, one folder per UTC day, one file per writer.
 
 Layout: ``<root>/<YYYY-MM-DD>/<writer>.jsonl`` with ``root = <ML_ASSETS_HOME>/prediction_log``. One line per
-prediction, keys in ``FIELDS`` order: ``{"request_id": str, "time": ISO-8601 UTC, "model_tag": str, "inputs":
-{the validated request fields}, "probability": float, "label": int}``. Files are created owner-only (0600),
+prediction, a ``ml_assets.prediction_line.PredictionLine`` with its keys in ``FIELDS`` order: ``{"request_id": str,
+"time": ISO-8601 UTC, "model_tag": str, "inputs": {the validated request fields}, "probability": float, "label":
+0 or 1}``. Files are created owner-only (0600),
 folders 0700: the lines hold the requests' sensitive attributes.
 
 Replayed traffic (time-true monitoring): a request whose X-Request-ID is ``replay-<YYYY-MM-DD>`` (``REPLAY_PREFIX``;
@@ -43,7 +44,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-FIELDS = ("request_id", "time", "model_tag", "inputs", "probability", "label")
+from ml_assets.prediction_line import FIELDS, PredictionLine
+
+# The lines are formatted here for speed (one orjson call per batch, Arrow for bulk spools) with the keys of
+# PredictionLine in its order; tests/test_prediction_log.py validates both paths' lines against the record.
+if FIELDS != ("request_id", "time", "model_tag", "inputs", "probability", "label"):
+    raise RuntimeError(f"the prediction log writer formats lines as request_id..label, PredictionLine has {FIELDS}")
 FILE_MODE, DIR_MODE = 0o600, 0o700
 SPOOL_SUFFIX, PARTIAL_SUFFIX = ".spool.arrow", ".partial"
 SLICE_ROWS = 262_144  # spooled lines are built and written in slices of this many rows (bounded memory)
@@ -388,15 +394,16 @@ def _json(value: Any) -> str:
 
 
 # ---- reading -------------------------------------------------------------------------------------------------
-def read_day(root: str | Path, day: date | str) -> list[dict[str, Any]]:
-    """All entries of one day, across writers; a torn last line (a writer killed mid-write) is skipped."""
+def read_day(root: str | Path, day: date | str) -> list[PredictionLine]:
+    """All entries of one day, across writers, as records; a torn last line (a writer killed mid-write) is
+    skipped. (Bulk readers parse with ``resources.prediction_logs``, against the same record's schema.)"""
     folder = Path(root) / (day.isoformat() if isinstance(day, date) else day)
-    out: list[dict[str, Any]] = []
+    out: list[PredictionLine] = []
     for path in sorted(folder.glob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 with contextlib.suppress(json.JSONDecodeError):
-                    out.append(json.loads(line))
+                    out.append(PredictionLine.model_validate(json.loads(line)))
     return out
 
 

@@ -4,7 +4,7 @@
 drift included, with new ids) to the served model over HTTP, as an application would: features plus the record id
 and sensitive attributes, which the service logs but never passes to the model. A past day is replayed time-true:
 its requests carry the X-Request-ID ``replay-<day>``, so the service files their predictions under that day
-(``bento.prediction_log.filing_day``; each line keeps the real serving time) and monitoring sees the replayed days
+(``ml_assets.serving.prediction_log.filing_day``; each line keeps the real serving time) and monitoring sees the replayed days
 as the days they are, one partition each, instead of all of them in today's. What the world knows and the model
 does not, the true label of each answered record, is kept as ground truth under ``<ML_ASSETS_HOME>/traffic/``.
 ``land_labels`` later lands that ground truth as label files under ``labels/<day>/``, ``lag_days`` after the day
@@ -23,13 +23,14 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from bento.prediction_log import replay_request_id
 from ml_assets.dataset import DatasetSpec, Role
 from ml_assets.datasets.next_day import typical_rows
 from ml_assets.datasets.simulator import DriftConfig, replay
 from ml_assets.partitions import today
+from ml_assets.serving.prediction_log import replay_request_id
 from ml_assets.serving.schema import REQUEST_ID_HEADER
 from ml_assets.settings import paths
+from resources.atomic_files import write_atomic
 
 GROUND_TRUTH = "ground_truth.parquet"
 SENT_ROWS = "rows.parquet"  # the answered records as sent, beside their ground truth
@@ -133,9 +134,7 @@ def land_labels(spec: DatasetSpec, lag_days: int, landing_root: Path | None = No
         folder = root / (served + timedelta(days=lag_days)).isoformat()
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"labels-{truth.parent.name}.parquet"
-        tmp = folder / f".{target.name}.tmp"
-        frame[[spec.id.name, spec.target.name]].to_parquet(tmp, index=False)
-        tmp.replace(target)
+        write_atomic(target, frame[[spec.id.name, spec.target.name]].to_parquet(index=False))
         marker.write_text(f"{target}\n")
         written.append(target)
     return written

@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bento.prediction_log import PredictionLog, utc_now
 from ml_assets.dataset import DatasetSpec
 from ml_assets.serving.columnar import model_frame
+from ml_assets.serving.prediction_log import PredictionLog, utc_now
 from ml_assets.serving.schema import records_columns, records_frame
 
 
@@ -44,7 +44,7 @@ class Scorer:
         if set(getattr(model, "feature_names", expected)) != set(expected):
             raise ValueError(
                 f"model {model_tag} was trained on features {model.feature_names}, but spec {spec.name!r} "
-                f"serves {expected}: serve it with the spec it was trained on (ML_ASSETS_DATASET_SPEC)"
+                f"serves {expected}: score it with the spec stored in the model (model.spec)"
             )
         self.spec = spec
         self.features = spec.feature_columns

@@ -1,7 +1,7 @@
 """A served model's world written straight to disk, for the monitoring benchmark and tests at scale.
 
 A champion (the logistic baseline fitted on real demo rows) with its training window in the warehouse and its
-promotion in the instance, then prediction log lines in exactly the serving format (``bento/prediction_log.py``)
+promotion in the instance, then prediction log lines in exactly the serving format (``ml_assets/serving/prediction_log.py``)
 for any number of real demo rows, and their labels. Writing a million lines through a real server would take the
 server's time, not monitoring's; the lines and the files are the same.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.dataset import DatasetSpec
-from ml_assets.monitoring.traffic import request_records
+from ml_assets.datasets.traffic import request_records
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,12 @@ def install_champion(spec: DatasetSpec, home: Path, window_end: date, instance, 
     from ml_assets.environments import local_resources
     from ml_assets.model.assets import BaselineConfig, fit_baseline
     from ml_assets.partitions import training_set_partitions
-    from resources.model_store import ModelStore
+    from resources.model_store import ModelLineage, ModelStore
 
     window = demo_training_set(spec, rows, seed=0, window_end=window_end)
     model = fit_baseline(spec, window, BaselineConfig(max_iter=300))
     store = ModelStore(home=str(home / "bentoml"))
-    tag = store.save(model, f"{spec.name}-classifier", {"training_set_partition": window_end.isoformat()})
+    tag = store.save(model, f"{spec.name}-classifier", ModelLineage(training_set_partition=window_end.isoformat()))
 
     @dg.asset(
         name="training_set",

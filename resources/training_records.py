@@ -1,0 +1,100 @@
+"""The two records that cross the process boundary between ``DeepSpeedTrainer`` and its torchrun entrypoint.
+
+The trainer (this layer) writes a ``TrainingJob`` into its storage; every rank of ``ml_assets.model.train`` reads
+it back; rank 0 writes a ``TrainingSummary`` next to the weights, and the launching step reads it. Both ends
+import these classes, so a renamed or missing field fails where the file is read, naming the file and the field,
+not deep inside a rank or in the metadata of an asset. Domain types (the dataset spec, the network config) travel
+as their JSON here: the entrypoint validates them with their own classes, and resources import no model code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class RecordError(ValueError):
+    """A seam record that does not match its schema, naming where it was read and the fields that failed."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def read(cls, data: str | bytes, where: str) -> Self:
+        """The record in ``data`` (JSON); a missing, unknown or mistyped field is one error naming ``where``."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or '(top)'}: {err['msg']}" for err in e.errors())
+            raise RecordError(f"{cls.__name__} at {where} does not match its schema: {problems}") from e
+
+
+class TrialJob(_Record):
+    """One network of a job: its config (NetworkConfig's JSON), its DeepSpeed config and what it sets."""
+
+    name: str
+    network: dict[str, Any]
+    deepspeed_config: dict[str, Any]
+    settings: dict[str, Any]  # what differs from the trainer's defaults (learning rate, class weight), for reports
+
+
+class HalvingJob(_Record):
+    """Successive halving: rungs at ``min_epochs * eta**i`` epochs; a rung keeps the best ``ceil(n / eta)``."""
+
+    min_epochs: int
+    eta: int
+
+
+class TrainingJob(_Record):
+    """What one launch trains: where its rows are and go, the spec (DatasetSpec's JSON), the trials, the budget."""
+
+    train_rows: str
+    validation_rows: str
+    output_dir: str
+    checkpoint_dir: str
+    spec: dict[str, Any]
+    trials: list[TrialJob]
+    select_by: str  # validation metric that picks the best trial
+    higher_is_better: bool
+    max_seconds: float | None
+    halving: HalvingJob | None
+    ensemble_size: int  # most trials averaged into the exported model (1: the best trial alone)
+    device: str
+    precision: str
+    max_epochs: int
+    patience: int
+    seed: int
+    warmup_fraction: float
+    launched_at: float
+
+
+class TrainingSummary(_Record):
+    """What rank 0 reports of a finished launch: the kept model's validation metrics, the best trial's best epoch
+    (history, throughput, settings), timings, and every trial's figures."""
+
+    metrics: dict[str, float]
+    best_epoch: int
+    epochs_run: int
+    early_stopped: bool
+    history: list[dict[str, Any]]
+    samples_per_s: float  # steady state: the median epoch after the first
+    overall_samples_per_s: float
+    train_seconds: float
+    wall_seconds: float
+    launch_to_first_step_s: float | None
+    startup_s: dict[str, float | None]  # seconds after launch at which rank 0 reached each phase
+    resumed_from_epoch: int | None
+    ranks: int
+    device: str
+    precision: str
+    zero_stage: int
+    parameters: int
+    network: dict[str, Any]  # the exported network's NetworkConfig JSON
+    deepspeed_config: dict[str, Any]
+    checkpoint_dir: str
+    best_trial: str
+    ensemble: list[str]  # the trials averaged into the exported model; empty: the best trial alone
+    select_by: str
+    trials: list[dict[str, Any]]  # one row per trial for the search table (its figures and why it stopped)
