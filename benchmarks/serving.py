@@ -40,6 +40,8 @@ TARGETS = {  # (what, bound): ratios against the reference measured in the same 
     "predict requests/s vs reference, every c": 0.8,
     "stable URL requests/s vs the server behind it, every endpoint and c": 0.9,  # routing costs at most 10 %
     "stable URL p99 minus the server behind it ms, every endpoint and c": 5.0,  # and adds at most 5 ms to p99
+    # what the same cost is on a machine whose cores are all busy (the load-independent view of the first one)
+    "proxy CPU per request, % of the server's, every endpoint and c": 10.0,
     "predict_batch rows/s vs reference, every c": 0.8,
     "predict p99 ms at c=32": 100.0,
     "predict_file rows/s": 500_000.0,
@@ -219,6 +221,9 @@ def verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "stable URL p99 minus the server behind it ms, every endpoint and c": max(
             r["vs behind p99 ms"] for r in stable
         ),
+        "proxy CPU per request, % of the server's, every endpoint and c": max(
+            r["proxy CPU % of server"] for r in stable
+        ),
         "predict_batch rows/s vs reference, every c": ratio("/predict_batch", "rows/s"),
         "predict p99 ms at c=32": next(
             (r["p99 ms"] for r in rows if r["endpoint"] == "/predict" and r["server"] == "bento" and r["c"] == 32),
@@ -231,7 +236,7 @@ def verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     errors = sum(r["errors"] for r in rows if r["server"] != "reference")
     out = [
         {"target": what, "bound": bound, "measured": measured[what],
-         "holds": measured[what] < bound if "p99" in what else measured[what] >= bound}
+         "holds": measured[what] < bound if ("p99" in what or "CPU" in what) else measured[what] >= bound}
         for what, bound in TARGETS.items()
     ]  # fmt: skip
     out.append(
@@ -306,11 +311,16 @@ def main(argv: list[str]) -> None:
             pooled: dict[str, Run] = {}
             for name in urls:
                 asyncio.run(drive(urls[name], endpoint, bodies, n, c, 1.0, "application/json"))  # warm up
+            cpu = {"proxy": 0.0, "server": 0.0}  # CPU seconds of each during the stable URL's runs
             for _ in range(args.rounds):  # interleaved, so a busy moment of the shared machine hits every server
                 for name in urls:
+                    before = cpu_seconds(deployer) if name == "stable" else {}
                     run = asyncio.run(drive(urls[name], endpoint, bodies, n, c, seconds, "application/json"))
                     pooled[name] = pooled[name] + run if name in pooled else run
+                    for k, v in before.items():
+                        cpu[k] += cpu_seconds(deployer)[k] - v
             rows += compared(pooled, endpoint, c)
+            rows[-1]["proxy CPU % of server"] = 100 * cpu["proxy"] / max(cpu["server"], 1e-9)
         # /predict_file: each call after the previous one's log lines are written (the spool conversion runs
         # after the answer), then back to back, where the conversions compete with the next calls
         spools = home / "prediction_log"
@@ -330,13 +340,35 @@ def main(argv: list[str]) -> None:
             f"{args.batch_rows} records per predict_batch, {args.file_rows} rows per Parquet file\n"
         )
         cols = ["server", "endpoint", "c", "requests/s", "rows/s", "p50 ms", "p99 ms", "errors",
-                "requests/s ratio", "rows/s ratio", "vs behind requests/s", "vs behind p99 ms"]  # fmt: skip
+                "requests/s ratio", "rows/s ratio", "vs behind requests/s", "vs behind p99 ms",
+                "proxy CPU % of server"]  # fmt: skip
         print(table(rows, cols, digits=2, right=cols[2:]))
         print()
         print(table(verdicts(rows), digits=2, right=["bound", "measured"]))
     finally:
         deployer.stop()
         stop_tree(reference.pid)
+
+
+def cpu_seconds(deployer: Any) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the deployment's proxy and of its served server's processes: their
+    ratio is what routing costs on a machine whose cores are all busy, whatever else runs on it meanwhile."""
+    import psutil
+
+    actual = deployer.actual()
+    server = actual["servers"][actual["serve"]]
+    pids = {"proxy": [actual["proxy"]["pid"]], "server": [pid for pid, _ in server["tree"]]}
+    out = {}
+    for what, group in pids.items():
+        total = 0.0
+        for pid in group:
+            try:
+                t = psutil.Process(pid).cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        out[what] = total
+    return out
 
 
 def ratios(res: dict[str, float], ref: dict[str, float], behind: dict[str, float]) -> dict[str, float]:
