@@ -120,9 +120,9 @@ class UpstreamSide(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.held: list[bytes] | None = None  # an answer kept until complete
+        self.held: list[bytes] | None = None  # an answer kept until complete, while it is small
+        self.held_size = 0
         self.forwarded = False  # a byte of the current answer reached the client
-        self._length: int | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -133,7 +133,7 @@ class UpstreamSide(asyncio.Protocol):
         if exchange is None or exchange.up is not self:
             self.transport.close()  # an answer to nothing: the connection is out of step
             return
-        exchange.touch()
+        exchange.last = self.client.loop.time()
         self._chunk = data
         try:
             self.parser.feed_data(data)
@@ -144,37 +144,39 @@ class UpstreamSide(asyncio.Protocol):
             self._pass(self._chunk)
 
     def _pass(self, data: bytes) -> None:
-        if self.held is not None:
-            self.held.append(data)
-        else:
-            self.forwarded = True
+        if self.held is None:
             self.client.transport.write(data)
+            return
+        self.held.append(data)
+        self.held_size += len(data)
+        if self.held_size > BUFFER_BYTES:  # a large answer: it streams from here on
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.held:
+            self.forwarded = True
+            self.client.transport.write(b"".join(self.held))
+        self.held = None
 
     # httptools callbacks
     def on_message_begin(self) -> None:
-        self._length, self.held, self.forwarded = None, None, False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"content-length":
-            self._length = int(value)
+        self.held, self.held_size, self.forwarded = [], 0, False
 
     def on_headers_complete(self) -> None:
         exchange = self.client.exchange
-        small = self._length is not None and self._length <= BUFFER_BYTES
-        self.held = [] if small else None
         if exchange is not None and exchange.method == b"HEAD":  # no body follows whatever the length says
             self._pass(self._chunk)
             self._chunk = b""
+            self._flush()
             self.parser = httptools.HttpResponseParser(self)
             self.client.finished(self, keep=False)
 
     def on_message_complete(self) -> None:
         self._pass(self._chunk)
         self._chunk = b""
-        if self.held is not None:
-            self.forwarded = True
-            self.client.transport.write(b"".join(self.held))
-            self.held = None
+        self._flush()
+        if self.parser.get_status_code() < 200:  # "100 Continue" (curl's large uploads): the answer follows
+            return
         self.client.finished(self, keep=self.parser.should_keep_alive())
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -206,16 +208,10 @@ class Exchange:
         self.retried = False
         self.done = False
         self.body_bytes = 0
-        self.timer: asyncio.TimerHandle | None = None
+        self.last = client.loop.time()  # the last byte either way: the read timeout counts from it
         self.grace_until = time.monotonic() + client.settings.connect_grace_s
 
-    def touch(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(self.client.settings.read_timeout_s, self._timed_out)
-
-    def _timed_out(self) -> None:
+    def timed_out(self) -> None:
         if self.up is not None and self.up.forwarded:
             self.client.close()  # part of the answer is sent: only closing the connection tells the client
         elif not self.done:
@@ -224,6 +220,7 @@ class Exchange:
                              f"{s.read_timeout_s:.0f} s")  # fmt: skip
 
     def send(self, data: bytes) -> None:
+        self.last = self.client.loop.time()  # a long upload is not a silent upstream
         if self.kept is not None:
             self.kept.append(data)
             self.kept_size += len(data)
@@ -271,7 +268,7 @@ class Exchange:
             data, self.pending = b"".join(self.pending), []
             up.transport.write(data)
             client.transport.resume_reading()
-            self.touch()
+            self.last = client.loop.time()
             return
 
     def broken(self, up: UpstreamSide, why: str) -> None:
@@ -297,6 +294,7 @@ class ClientSide(asyncio.Protocol):
 
     def __init__(self, upstream: Upstream, settings: Settings, connections: set[ClientSide]) -> None:
         self.upstream, self.settings, self.connections = upstream, settings, connections
+        self.loop = asyncio.get_running_loop()
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.up: UpstreamSide | None = None
@@ -358,7 +356,6 @@ class ClientSide(asyncio.Protocol):
             exchange.connect()
         else:
             exchange.up = self.up
-            exchange.touch()
 
     def on_body(self, body: bytes) -> None:
         exchange = self.exchange
@@ -418,8 +415,6 @@ class ClientSide(asyncio.Protocol):
         if exchange.done:
             return
         exchange.done = True
-        if exchange.timer is not None:
-            exchange.timer.cancel()
         if exchange.url is not None:
             self.upstream.inflight[exchange.url] -= 1
         if self.exchange is exchange:
@@ -490,6 +485,10 @@ async def serve(sock: socket.socket, state_file: Path, settings: Settings) -> No
             await asyncio.wait_for(stopping.wait(), settings.probe_interval_s)
         except TimeoutError:
             await probe(upstream, timeout_s)
+            silent_since = loop.time() - settings.read_timeout_s  # one sweep, not a timer per request
+            for c in list(connections):
+                if c.exchange is not None and c.exchange.last < silent_since:
+                    c.exchange.timed_out()
     server.close()  # no new connection; the requests in flight finish (bounded), then the rest are closed
     deadline = time.monotonic() + 10
     while any(c.exchange is not None for c in connections) and time.monotonic() < deadline:
