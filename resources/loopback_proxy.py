@@ -9,11 +9,14 @@ server. ``GET /__proxy__/status`` reports the upstream, the requests in flight p
 drains the old server on them before stopping it) and the upstream's readiness.
 
 Why it forwards bytes instead of re-making requests (as the aiohttp proxy before it did): on the 2 cores the
-server shares with its callers, every microsecond of proxy CPU is taken from the server. An aiohttp server plus
-client session per request cost the stable URL 18 % of the server's requests/s at 32 concurrent /predict calls
-(0.57x with whole-body buffering); here each request is parsed by httptools (C) only to find where it starts
-and ends, and its bytes go to a keep-alive upstream connection pinned to the client connection, as they come,
-in both directions, with transport flow control, so a million-row ``/predict_file`` is never held whole.
+server shares with its callers, every microsecond of proxy CPU is taken from the server. The aiohttp proxy (a
+server plus a client session, bodies read whole) spent 318 us of CPU per small /predict at concurrency 1 and
+147 us at 32 (against a trivial upstream; the stable URL then measured 0.57x the server's requests/s); this one
+spends 38 and 27 us. Each request is parsed by httptools (C) only to find where it starts and ends; its bytes go
+to a keep-alive upstream connection pinned to the client connection as they come, in both directions, with
+transport flow control, so a million-row ``/predict_file`` is never held whole (peak RSS +1 MiB for a 48 MiB
+request and a 16 MiB answer, where the aiohttp proxy grew 150 MiB). What remains is the second loopback hop's
+system calls, ~14 % of a ``bentoml serve`` worker's CPU per /predict (benchmarks/serving.py measures it).
 
 Bounded and never a 500 of its own: a request body larger than ``--max-body-bytes`` gets a 413 (before it is
 read when it says its length); an upstream that refuses connections is retried until ``--connect-grace-s``

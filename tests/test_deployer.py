@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
-import psutil
 import pytest
 from dagster import AssetSelection, DagsterInstance, asset, materialize
 from dagster_duckdb_pandas import DuckDBPandasIOManager
