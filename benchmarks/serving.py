@@ -2,8 +2,9 @@
 
 A logistic baseline is fitted on real UCI Adult rows, saved in a fresh BentoML store, built into a Bento and
 deployed with ``LocalBentoDeployer`` (supervisor, proxy on the stable port, ``bentoml serve`` behind it): the
-stable URL and the server's own port are both driven, so ``vs behind`` is what the routing costs. The server loads the same model in-process and answers the same JSON (no validation, no
-prediction log, no batching) and the same Parquet files (read, predict, write). A closed-loop aiohttp client
+stable URL and the server's own port are both driven, so ``vs behind`` is what the routing costs. The
+reference server loads the same model in-process and answers the same JSON (no validation, no prediction log, no
+batching) and the same Parquet files (read, predict, write). A closed-loop aiohttp client
 drives ``predict`` (one record) and ``predict_batch`` (``--batch-rows`` records) at each concurrency, in
 ``--rounds`` interleaved rounds of ``--seconds`` per server, then ``predict_file`` with a Parquet file of
 ``--file-rows`` rows; every answer must be a 200.
@@ -301,8 +302,10 @@ def main(argv: list[str]) -> None:
         wait_ready(f"http://127.0.0.1:{rport}", reference)
         sample = records[:16]
         expected = [float(p) for p in model.predict_proba(records_frame(spec, sample))]
-        state = deployer.deploy(bento.tag, tag, sample, expected)
-        urls = {"reference": f"http://127.0.0.1:{rport}", "bento": f"http://127.0.0.1:{state['current']['port']}",
+        deployer.deploy(bento.tag, tag, sample, expected)
+        actual = deployer.actual()  # what the supervisor runs: the served server's own port
+        behind = actual["servers"][actual["serve"]]["port"]
+        urls = {"reference": f"http://127.0.0.1:{rport}", "bento": f"http://127.0.0.1:{behind}",
                 "stable": deployer.url}  # fmt: skip
         rows: list[dict[str, Any]] = []
         runs = [("/predict", one, 1, c, args.seconds) for c in args.concurrency]
