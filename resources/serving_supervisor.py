@@ -21,6 +21,26 @@ of every tree with its start time, so ``stop`` can end them even if the supervis
   redeploy never stops the old server while the proxy may still send to it).
 
 On SIGTERM it stops everything it owns (trees first, then the proxy, then the socket) and exits.
+
+Why this supervisor rather than circus (issue 21 asked; measured 2026-12-06 on the 2-core dev machine):
+
+- BentoML 1.4 no longer depends on circus: it ships its own fork, ``kantoku`` 0.18.3, installed under the
+  import name ``circus``. Installing ``circus==0.19.0`` beside it would overwrite the module ``bentoml serve``
+  runs on, and using kantoku's ``circus`` would tie this project to a BentoML-internal fork.
+- A circus watcher restarts a dead process in place, same command, same port. ``bentoml serve`` killed with
+  ``kill -9`` under a circus arbiter (kantoku's, one watcher, ``respawn=True``): its worker (own session) kept
+  serving the port, orphaned, and circus respawned ``bentoml serve`` every 4-5 s, each failing
+  ``OSError: [Errno 98] Address already in use``, for as long as it was watched (10 failures in 42 s), never
+  stopping the orphan. What keeps that case answered and clean is what this module adds on top of any process
+  manager: a replacement on a new port, blue/green behind the proxy, while the orphan serves, then the orphan
+  stopped by its recorded tree. The same blue/green switch is what a redeploy needs, so with circus this
+  module would shrink only by its restart loop (~40 lines) and gain a ZMQ controller client.
+- Serving without a proxy in the data path (the stable socket shared by the blue and the green workers, or
+  ``SO_REUSEPORT``) was considered: a server stopped after the switch closes its idle keep-alive connections,
+  and a caller whose next request is already on the way gets a reset (a failed request on every redeploy
+  under load, which tests/test_deployer.py forbids); a ``SO_REUSEPORT`` listener that closes resets the
+  connections still in its own accept queue; and a killed only worker leaves ``/readyz`` unanswered until its
+  respawn. The proxy instead forwards bytes (``resources.loopback_proxy``), cheap enough to keep.
 """
 
 from __future__ import annotations

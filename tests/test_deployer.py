@@ -8,6 +8,7 @@ deployment (every process it ever recorded) also when a test fails.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import threading
@@ -18,7 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pandas as pd
 import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from dagster import AssetSelection, DagsterInstance, asset, materialize
 from dagster_duckdb_pandas import DuckDBPandasIOManager
@@ -40,6 +45,7 @@ from tests.test_batch_predictions import features_day
 from tests.test_batch_predictions import run as run_batch
 
 pytestmark = pytest.mark.integration
+PARQUET = "application/vnd.apache.parquet"
 
 
 @dataclass
@@ -283,6 +289,38 @@ def test_oversized_bodies_are_413s_from_the_proxy_and_the_service(world: World):
     assert huge.status_code == 413 and huge.json()["detail"][0]["type"] == "body_too_large"  # the proxy's bound
     big = httpx.post(d.url + "/predict_batch", content=b" " * (9 * 1024**2), timeout=60)
     assert big.status_code == 413 and "accepts at most" in big.json()["detail"][0]["msg"]  # the service's bound
+
+
+PROXY_PEAK_RSS_BOUND = 24 * 1024**2  # what a million-row /predict_file may add to the proxy's peak RSS
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory (VmHWM), bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) * 1024
+
+
+def test_a_million_row_predict_file_streams_through_the_proxy(world: World):
+    """The proxy passes both bodies on as they come: its peak RSS grows by less than half the request body (the
+    proxy of before held the request whole, and the answer)."""
+    d = world.deployer
+    frame = pd.DataFrame(world.records)
+    frame = frame.iloc[np.random.default_rng(0).integers(0, len(frame), 1_000_000)].reset_index(drop=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="none", use_dictionary=strings)  # plain numbers: ~48 MiB
+    body = sink.getvalue()
+    assert 2 * PROXY_PEAK_RSS_BOUND < len(body) < d.max_body_bytes
+    proxy = d.actual()["proxy"]["pid"]
+    Path(f"/proc/{proxy}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    before = peak_rss(proxy)
+    r = httpx.post(d.url + "/predict_file", content=body, headers={"content-type": PARQUET}, timeout=300)
+    assert r.status_code == 200, r.text[:300]
+    answer = pq.read_table(pa.BufferReader(r.content))
+    assert answer.num_rows == 1_000_000
+    grown = peak_rss(proxy) - before
+    assert grown < PROXY_PEAK_RSS_BOUND, f"the proxy's peak RSS grew {grown / 2**20:.1f} MiB for {len(body)} bytes"
 
 
 def test_a_killed_supervisor_is_cleaned_up_by_stop(world: World):

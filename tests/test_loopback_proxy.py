@@ -129,6 +129,17 @@ def test_forwards_and_reports_its_upstream(proxied):
     assert status["upstream"] == f"http://127.0.0.1:{upstream.port}" and status["ready"] is True
 
 
+def test_bodies_stream_both_ways_and_an_interim_100_continue_is_passed_on(proxied):
+    url, _, _ = proxied
+    chunks = [bytes([i]) * (64 * 1024) for i in range(15)]  # chunked, no Content-Length: 960 KiB
+    streamed = httpx.post(url + "/echo", content=iter(chunks), timeout=10)
+    assert streamed.status_code == 200 and streamed.content == b"".join(chunks)
+    body = b"z" * (512 * 1024)  # the upstream answers "100 Continue" first: it is not the end of the exchange
+    resp = httpx.post(url + "/echo", content=body, headers={"Expect": "100-continue"}, timeout=10)
+    assert resp.status_code == 200 and resp.content == body
+    assert httpx.post(url + "/echo", content=b"after").content == b"after"
+
+
 def test_every_upstream_failure_is_a_502_or_503_never_a_500(proxied):
     url, _, state = proxied
     t0 = time.monotonic()
