@@ -40,6 +40,7 @@ MONITORING_JOB = "monitoring_job"
 
 ENV_TAG = "environment"
 MODEL_ASSETS = ("approved_training_set", "baseline_model", "candidate_model", "model_evaluation", "champion_model")
+TRAINED_IN_QA = ("baseline_model", "candidate_model")
 SERVING_ASSETS = ("bento", "deployment", "embedded_model")
 
 
@@ -116,6 +117,11 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None, w
     definitions = definitions.permissive_map_resolved_asset_specs(
         func=lambda s: s.merge_attributes(tags={ENV_TAG: env}), selection=None
     )
+    if env == "prod":  # prod's champion only ever comes from qa: automation trains nothing there
+        definitions = definitions.permissive_map_resolved_asset_specs(
+            func=lambda s: s.replace_attributes(automation_condition=None),
+            selection=AssetSelection.assets(*TRAINED_IN_QA),
+        )
     return graph.bind(definitions)
 
 

@@ -114,6 +114,17 @@ def test_the_definitions_say_which_environment_they_are(root: Path, adult_spec: 
     assert "promote_model" in {j.name for j in defs.get_repository_def().get_all_jobs()}
 
 
+def test_automation_trains_in_qa_and_never_in_prod(root: Path, adult_spec: DatasetSpec) -> None:
+    def automated(env: str) -> set[str]:
+        graph = build_definitions(adult_spec, env=env).get_repository_def().asset_graph
+        return {k.to_user_string() for k in graph.materializable_asset_keys if graph.get(k).automation_condition}
+
+    trained = {"baseline_model", "candidate_model"}
+    assert trained <= automated("qa")
+    assert not trained & automated("prod")  # prod's champion only ever comes from qa
+    assert {"champion_model", "bento", "deployment"} <= automated("prod")  # a promotion still deploys itself
+
+
 def test_a_run_in_qa_leaves_dev_and_prod_alone(root: Path, monkeypatch, capsys) -> None:
     """A real run in qa (a rollback with nothing to roll back to, on qa's own instance) writes under qa/ only."""
     monkeypatch.setenv("ML_ASSETS_ENV", "qa")

@@ -131,7 +131,7 @@ def test_a_model_that_passed_qa_arrives_in_prod_with_its_lineage_and_record(worl
     assert meta["source_evaluation_run"] in {r.dagster_run.run_id for r in world.qa_instance.get_run_records()}
     assert "| beats_baseline | passed |" in meta["source_gates"] and "| fairness | passed |" in meta["source_gates"]
     assert inline.fits(meta["source_gates"])  # the UI shows it in place
-    assert meta["data_version"] == qa_lineage.get("training_set_version", "") and "qa_candidate_roc_auc" in meta
+    assert meta["data_version"] == qa_lineage.training_set_version and "qa_candidate_roc_auc" in meta
     assert tree(world.root / "qa") == qa_before  # the promotion only read qa
 
 

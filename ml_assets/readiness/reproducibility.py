@@ -140,7 +140,7 @@ def build_reproducibility(spec: DatasetSpec) -> AssetsDefinition:
                 update={**settings, "seed": trainer.seed + offset, "checkpoint_dir": str(folder / run)}
             )
             launched = fresh.train(context, spec.model_dump(mode="json"), train, val, trial["network"], version)
-            figures.append(training_result.decode(launched).summary["metrics"])
+            figures.append(training_result.decode(launched).summary.metrics)
         differences = compare(*figures)
         off = beyond(differences, config.tolerance)
         seeds = f"seeds {trainer.seed} and {trainer.seed + config.seed_offset}"
