@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["data_pipeline", "checks", "training", "serving", "lead_time", "monitoring", "model_quality"]
+BENCHMARKS = ["data_pipeline", "checks", "training", "serving", "lead_time", "monitoring", "model_quality", "shadow"]
 
 
 def main(argv: list[str]) -> int:

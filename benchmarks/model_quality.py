@@ -92,7 +92,9 @@ def evaluation_figures(home: Path) -> dict[str, float | str]:
             for metric in METRICS:
                 value = meta.get(f"{role}_{metric}")
                 out[f"{role}_{metric}"] = float(value.value) if value is not None else float("nan")
-        out["reference_seconds"] = float(meta["reference_fit_seconds"].value) if "reference_fit_seconds" in meta else 0.0
+        out["reference_seconds"] = (
+            float(meta["reference_fit_seconds"].value) if "reference_fit_seconds" in meta else 0.0
+        )
         for step, key in (("baseline_model", "baseline_seconds"), ("candidate_model", "candidate_seconds")):
             out[key] = _step_seconds(instance, AssetKey(step))
         return out
