@@ -101,7 +101,7 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None, w
         build_health_sensor(status),
         build_prediction_log_sensor(daily, status),
         build_label_sensor(daily, status),
-        build_retrain_sensor(spec, daily, model_job, rollback_champion_job, status),
+        build_retrain_sensor(spec, daily, model_job, rollback_champion_job, status, trains_here=env != "prod"),
         build_run_failure_sensor(status),
     ]
     definitions = Definitions(

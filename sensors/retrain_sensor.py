@@ -78,7 +78,10 @@ def build_retrain_sensor(
     model_job: Any,  # the asset jobs as define_asset_job returns them
     rollback_job: Any,
     default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
+    trains_here: bool = True,
 ) -> SensorDefinition:
+    """``trains_here`` False (prod, whose champion only ever comes from qa): a failure that calls for retraining is
+    an alert saying so, once per judgement, and no model_job run; rollbacks are requested as everywhere."""
     cooldown_s = spec.monitoring.retrain_cooldown_hours * 3600
     # a day's monitoring is re-judged each time its delayed labels land, up to label_window_days later
     recent_days = spec.monitoring.label_window_days + 1
@@ -137,6 +140,12 @@ def build_retrain_sensor(
                 )
                 continue
             why = f"{day}: " + "; ".join(f"{c}: {evidence.failed[c].description}" for c in causes)
+            if not trains_here:
+                alerts.send("retrain", f"retraining needed (train it in qa, then promote it): {why}",
+                            log=context.log, day=day, causes=causes)  # fmt: skip
+                waiting.append(f"{day}: {', '.join(causes)} failed; this environment trains nothing: retrain in qa")
+                acted[day] = evidence.materialization
+                continue
             alerts.send("retrain", f"retraining requested: {why}", log=context.log, day=day, causes=causes)
             requests.append(
                 RunRequest(

@@ -117,3 +117,25 @@ def test_no_retraining_on_a_window_already_trained_on(tmp_path: Path, adult_spec
     ), "every_training_set: a request beside automation's own run would train the same window twice"
     [retrain] = tick(waiting.cursor).run_requests
     assert retrain.job_name == MODEL_JOB and alerts.read()[0]["kind"] == "retrain"
+
+
+def test_in_prod_a_failure_that_calls_for_retraining_is_an_alert_and_no_run(tmp_path: Path, adult_spec) -> None:
+    defs = build_definitions(adult_spec, env="prod")
+    sensor = defs.get_sensor_def("retrain_sensor")
+    instance = DagsterInstance.ephemeral()
+    alerts = Alerts(log_path=str(tmp_path / "alerts.jsonl"))
+    day = today(adult_spec).isoformat()
+    champion = {"model_tag": "adult-classifier:promoted"}
+    materialize_stand_in(defs, instance, "champion_model", metadata=champion)
+    materialize_stand_in(defs, instance, "model_monitoring", day, failed=("input_drift",), check_metadata=champion)
+
+    def tick(cursor=None):
+        context = build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": alerts}, definitions=defs)
+        return sensor.evaluate_tick(context)
+
+    first = tick()
+    assert first.run_requests == [], "prod's champion only ever comes from qa: it trains nothing"
+    assert "retrain in qa" in first.skip_message
+    [alert] = alerts.read()
+    assert alert["kind"] == "retrain" and "train it in qa, then promote it" in alert["message"]
+    assert tick(first.cursor).run_requests == [] and len(alerts.read()) == 1, "one alert per judgement"
