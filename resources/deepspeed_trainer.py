@@ -15,7 +15,7 @@ import hashlib
 import json
 import posixpath
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -232,54 +232,43 @@ class DeepSpeedTrainer(ConfigurableResource):
                 f"rows: need at least one train row per rank ({plan.ranks}) and one validation row"
             )
         trials = self._trials(network, search, plan)
-        run_name = _safe(context.run_id)
-        location = self.storage.location(run_name)
-        self.storage.remove(location)  # a retried step starts from a clean slate
-        staged = {
-            "train_rows": self.storage.put_frame(posixpath.join(location, "train.parquet"), train_rows),
-            "validation_rows": self.storage.put_frame(posixpath.join(location, "validation.parquet"), validation_rows),
-        }
-        output = posixpath.join(location, "output")
         trials_hash = hashlib.sha256(json.dumps(trials, sort_keys=True).encode()).hexdigest()[:8]
         checkpoint_dir = (
             Path(self.checkpoint_dir or paths().checkpoints)
             / f"{spec.get('name', 'dataset')}-{network.get('architecture', 'network')}"
             / f"{data_version}-{trials_hash}-{plan.config_hash}"
         )
-        job = TrainingJob(
-            train_rows=staged["train_rows"],
-            validation_rows=staged["validation_rows"],
-            output_dir=output,
-            checkpoint_dir=str(checkpoint_dir),
-            spec=dict(spec),
-            trials=trials,
-            select_by=select_by,
-            higher_is_better=higher_is_better,
-            max_seconds=max_seconds,
-            halving=dict(halving) if halving else None,
-            ensemble_size=ensemble_size,
-            device=plan.device,
-            precision=plan.precision,
-            max_epochs=self.max_epochs,
-            patience=self.early_stopping_patience,
-            seed=self.seed,
-            warmup_fraction=self.warmup_fraction,
-            launched_at=time.time(),
-        )
-        job_url = self.storage.put_bytes(posixpath.join(location, "job.json"), job.model_dump_json().encode())
-        context.log.info(
+
+        def job(staged: dict[str, str], output: str) -> TrainingJob:
+            return TrainingJob(
+                train_rows=staged["train"],
+                validation_rows=staged["validation"],
+                output_dir=output,
+                checkpoint_dir=str(checkpoint_dir),
+                spec=dict(spec),
+                trials=trials,
+                select_by=select_by,
+                higher_is_better=higher_is_better,
+                max_seconds=max_seconds,
+                halving=dict(halving) if halving else None,
+                ensemble_size=ensemble_size,
+                device=plan.device,
+                precision=plan.precision,
+                max_epochs=self.max_epochs,
+                patience=self.early_stopping_patience,
+                seed=self.seed,
+                warmup_fraction=self.warmup_fraction,
+                launched_at=time.time(),
+            )
+
+        what = (
             f"training {len(trials)} trial(s) ({', '.join(t['network'].get('architecture', '?') for t in trials)}) on "
             f"{len(train_rows)} train / {len(validation_rows)} validation rows: {plan.ranks} {plan.device} rank(s), "
-            f"ZeRO {plan.deepspeed_config['zero_optimization'].get('stage')}, {plan.precision}; job {job_url}; "
-            f"checkpoints in {checkpoint_dir}"
+            f"ZeRO {plan.deepspeed_config['zero_optimization'].get('stage')}, {plan.precision}; checkpoints in "
+            f"{checkpoint_dir}"
         )
-        launch = LaunchSpec(module=ENTRYPOINT, args=(job_url,), ranks=plan.ranks, device=plan.device, run_name=run_name)
-        self.launcher.launch(context, launch)
-        outputs = self.storage.read_all(output)
-        if not outputs:
-            raise RuntimeError(f"training finished but wrote nothing to {output}; see the rank logs")
-        for url in staged.values():  # the warehouse has the rows; keep the job and the outputs of the run
-            self.storage.remove(url)
+        frames = {"train": train_rows, "validation": validation_rows}
+        location, outputs = self._launch(context, plan, _safe(context.run_id), ENTRYPOINT, frames, job, what)
         return TrainingRun(plan=plan, location=location, outputs=outputs, checkpoint_dir=str(checkpoint_dir))
 
     def _trials(
@@ -319,6 +308,38 @@ class DeepSpeedTrainer(ConfigurableResource):
             )
         return out
 
+    def _launch(
+        self,
+        context: AssetExecutionContext | OpExecutionContext,
+        plan: TrainingPlan,
+        run_name: str,
+        module: str,
+        frames: Mapping[str, pd.DataFrame],
+        job_for: Callable[[dict[str, str], str], BaseModel],
+        what: str,
+    ) -> tuple[str, dict[str, bytes]]:
+        """The one staging and launch path of every entrypoint: a clean folder for the run, ``frames`` staged as
+        ``<name>.parquet``, the job record (``job_for(staged URLs, output folder)``) as ``job.json``, the ranks
+        launched on it, and every output file read back. The staged rows are removed (the warehouse has them); the
+        job and the outputs are kept. Returns the run's folder and its outputs."""
+        location = self.storage.location(run_name)
+        self.storage.remove(location)  # a retried step starts from a clean slate
+        staged = {
+            name: self.storage.put_frame(posixpath.join(location, f"{name}.parquet"), frame)
+            for name, frame in frames.items()
+        }
+        output = posixpath.join(location, "output")
+        job = job_for(staged, output)
+        job_url = self.storage.put_bytes(posixpath.join(location, "job.json"), job.model_dump_json().encode())
+        context.log.info(f"{what}; job {job_url}")
+        self.launcher.launch(context, LaunchSpec(module, (job_url,), plan.ranks, plan.device, run_name))
+        outputs = self.storage.read_all(output)
+        if not outputs:
+            raise RuntimeError(f"{module} finished but wrote nothing to {output}; see the rank logs")
+        for url in staged.values():
+            self.storage.remove(url)
+        return location, outputs
+
     # ---- any entrypoint ---------------------------------------------------------------------------------------
     def run(
         self,
@@ -331,34 +352,24 @@ class DeepSpeedTrainer(ConfigurableResource):
         in storage, launch ``python -m <module> JOB_URL`` with this trainer's launcher and plan, and read back every
         file the entrypoint wrote to the job's ``output_dir``. What the files mean is the caller's business."""
         plan = self.plan()
+
+        def record(staged: dict[str, str], output: str) -> EntrypointJob:
+            return EntrypointJob(
+                frames=staged,
+                output_dir=output,
+                device=plan.device,
+                precision=plan.precision,
+                deepspeed_config=plan.deepspeed_config,
+                max_epochs=self.max_epochs,
+                patience=self.early_stopping_patience,
+                seed=self.seed,
+                warmup_fraction=self.warmup_fraction,
+                payload=job.model_dump(mode="json"),
+            )
+
         run_name = _safe(f"{context.run_id}-{module.rsplit('.', 1)[-1]}")
-        location = self.storage.location(run_name)
-        self.storage.remove(location)  # a retried step starts from a clean slate
-        staged = {
-            name: self.storage.put_frame(posixpath.join(location, f"{name}.parquet"), frame)
-            for name, frame in frames.items()
-        }
-        output = posixpath.join(location, "output")
-        record = EntrypointJob(
-            frames=staged,
-            output_dir=output,
-            device=plan.device,
-            precision=plan.precision,
-            deepspeed_config=plan.deepspeed_config,
-            max_epochs=self.max_epochs,
-            patience=self.early_stopping_patience,
-            seed=self.seed,
-            warmup_fraction=self.warmup_fraction,
-            payload=job.model_dump(mode="json"),
-        )
-        job_url = self.storage.put_json(posixpath.join(location, "job.json"), record.model_dump(mode="json"))
-        context.log.info(f"launching {module} on {plan.ranks} {plan.device} rank(s), {plan.precision}; job {job_url}")
-        self.launcher.launch(context, LaunchSpec(module, (job_url,), plan.ranks, plan.device, run_name))
-        outputs = self.storage.read_all(output)
-        if not outputs:
-            raise RuntimeError(f"{module} finished but wrote nothing to {output}; see the rank logs")
-        for url in staged.values():
-            self.storage.remove(url)
+        what = f"launching {module} on {plan.ranks} {plan.device} rank(s), {plan.precision}"
+        location, outputs = self._launch(context, plan, run_name, module, frames, record, what)
         return EntrypointRun(plan=plan, location=location, outputs=outputs)
 
 
