@@ -1,0 +1,81 @@
+"""TrainingWindow: the training_set partition as a lazy record, never one frame of the window's rows.
+
+A window is the features days ending on its partition day, split by event time (``ml_assets.data.splits``): the
+rows stay in the features days' immutable Parquet files and a split is a time range over them, so cutting a window
+writes nothing and costs the same at any size, and every reader (the checks, the baseline, the ranks of a training
+run on other nodes) streams only what it needs. ``frame()`` rebuilds today's training_set frame for the small
+readers that still need all rows at once; a reader of a window of any size uses ``split``/``labeled`` scans.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from ml_assets.data.splits import SPLIT, SPLITS, WINDOW_END
+from ml_assets.dataset import DatasetSpec
+from ml_assets.partitions import LANDING_DAY
+from resources.parquet_tables import TableScan
+
+
+class TrainingWindow(BaseModel):
+    """The ``days`` of features ending on ``window_end``, with the time bounds of their splits."""
+
+    model_config = ConfigDict(frozen=True)
+
+    window_end: date
+    days: tuple[str, ...]
+    rows: TableScan = Field(description="the window's features rows, every day and split")
+    time_column: str
+    label_column: str
+    validation_from: datetime = Field(description="rows at or after this event time are validation (or test)")
+    test_from: datetime = Field(description="rows at or after this event time are test")
+
+    @classmethod
+    def cut(cls, spec: DatasetSpec, rows: TableScan, window_end: date, days: list[str]) -> TrainingWindow:
+        """The window ending on ``window_end`` over the features ``rows`` of ``days``: the newest ``test_days``
+        are test, the ``validation_days`` before them validation, the rest train (as ``split_by_time``)."""
+        cfg = spec.training
+        test_from = datetime.combine(window_end - timedelta(days=cfg.test_days - 1), datetime.min.time())
+        return cls(
+            window_end=window_end,
+            days=tuple(sorted(days)),
+            rows=rows,
+            time_column=spec.time.name,
+            label_column=spec.label_column,
+            validation_from=test_from - timedelta(days=cfg.validation_days),
+            test_from=test_from,
+        )
+
+    @property
+    def version(self) -> str:
+        """Content version: the features files' and the split bounds'."""
+        return f"{self.rows.version}-{self.validation_from:%Y%m%d}-{self.test_from:%Y%m%d}"
+
+    def split(self, name: str) -> TableScan:
+        """The rows of one split (``train``, ``validation`` or ``test``), labeled or not."""
+        if name == "train":
+            return self.rows.where(time_column=self.time_column, end=self.validation_from)
+        if name == "validation":
+            return self.rows.where(time_column=self.time_column, start=self.validation_from, end=self.test_from)
+        if name == "test":
+            return self.rows.where(time_column=self.time_column, start=self.test_from)
+        raise ValueError(f"no split {name!r}; the splits are {list(SPLITS)}")
+
+    def labeled(self, name: str) -> TableScan:
+        """The rows of one split that carry a label: what models fit and are judged on."""
+        return self.split(name).where(not_null=(self.label_column,))
+
+    def frame(self) -> pd.DataFrame:
+        """The whole window as one training_set frame (features columns less the landing day, plus its split and
+        window end): only for windows known to be small."""
+        out = []
+        for name in SPLITS:
+            part = self.split(name).frame().drop(columns=[LANDING_DAY])
+            part[SPLIT] = pd.Series(name, index=part.index, dtype="string[pyarrow]")
+            out.append(part)
+        frame = pd.concat(out, ignore_index=True)
+        frame[WINDOW_END] = pd.Timestamp(self.window_end)
+        return frame
