@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from ml_assets.settings import paths
 from resources.launchers import LaunchSpec, TrainingLauncher
+from resources.parquet_tables import TableScan
 from resources.training_records import TrainingJob
 from resources.training_storage import TrainingStorage
 
@@ -203,8 +204,8 @@ class DeepSpeedTrainer(ConfigurableResource):
         self,
         context: AssetExecutionContext | OpExecutionContext,
         spec: Mapping[str, Any],
-        train_rows: pd.DataFrame,
-        validation_rows: pd.DataFrame,
+        train_rows: pd.DataFrame | TableScan,
+        validation_rows: pd.DataFrame | TableScan,
         network: Mapping[str, Any],
         data_version: str,
         *,
@@ -226,6 +227,9 @@ class DeepSpeedTrainer(ConfigurableResource):
         launch has run this long.
         """
         plan = self.plan()
+        # TODO(issue 25): ranks stream their shard of a scan; until then a scan is read whole here
+        train_rows = train_rows.frame() if isinstance(train_rows, TableScan) else train_rows
+        validation_rows = validation_rows.frame() if isinstance(validation_rows, TableScan) else validation_rows
         if len(train_rows) < plan.ranks or len(validation_rows) == 0:
             raise TrainerConfigError(
                 f"training set {data_version} has {len(train_rows)} train and {len(validation_rows)} validation "
