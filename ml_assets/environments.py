@@ -46,7 +46,7 @@ SHARED_VOLUME_CLAIM = "ml-assets-data"  # the ReadWriteMany volume mounted at ML
 
 
 def _shared(where: Paths) -> dict[str, Any]:
-    tables = ParquetTables(root=os.environ.get("ML_ASSETS_TABLES_URL", str(where.home / "tables")))
+    tables = ParquetTables(root=where.tables)
     return {
         "warehouse_io_manager": DeclaredTypesDuckDBIOManager(database=str(where.warehouse), schema=WAREHOUSE_SCHEMA),
         "io_manager": FilesystemIOManager(base_dir=str(where.home / "storage")),

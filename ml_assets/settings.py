@@ -55,6 +55,11 @@ class Paths:
         return self.home / "warehouse.duckdb"
 
     @property
+    def tables(self) -> str:
+        """The data plane's Parquet tables: a folder under home, or an fsspec URL (``ML_ASSETS_TABLES_URL``)."""
+        return os.environ.get("ML_ASSETS_TABLES_URL") or str(self.home / "tables")
+
+    @property
     def landing(self) -> Path:
         return self.home / "landing"
 
