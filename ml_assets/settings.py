@@ -57,7 +57,8 @@ class Paths:
     @property
     def tables(self) -> str:
         """The data plane's Parquet tables: a folder under home, or an fsspec URL (``ML_ASSETS_TABLES_URL``)."""
-        return os.environ.get("ML_ASSETS_TABLES_URL") or str(self.home / "tables")
+        url = os.environ.get("ML_ASSETS_TABLES_URL") if self.overrides else None
+        return url or str(self.home / "tables")
 
     @property
     def landing(self) -> Path:
