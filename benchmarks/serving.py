@@ -48,6 +48,8 @@ TARGETS = {  # (what, bound): ratios against the reference measured in the same 
     "stable URL p99 minus the server behind it ms, every endpoint and c": 5.0,  # and adds at most 5 ms to p99
     # what the same cost is on a machine whose cores are all busy (the load-independent view of the first one)
     "router CPU per request, % of the server's, every endpoint and c": 10.0,
+    # of the CPU a request costs client, server and router together: the requests/s lost on saturated cores
+    "router CPU per request, % of all a request costs, every endpoint and c": 10.0,
     "predict_batch rows/s vs reference, every c": 0.8,
     "predict p99 ms at c=32": 100.0,
     "predict_file rows/s": 500_000.0,
@@ -281,6 +283,9 @@ def verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "router CPU per request, % of the server's, every endpoint and c": max(
             r["router CPU % of server"] for r in stable
         ),
+        "router CPU per request, % of all a request costs, every endpoint and c": max(
+            r["router CPU % of all"] for r in stable
+        ),
         "predict_batch rows/s vs reference, every c": ratio("/predict_batch", "rows/s"),
         "predict p99 ms at c=32": next(
             (r["p99 ms"] for r in rows if r["endpoint"] == "/predict" and r["server"] == "bento" and r["c"] == 32),
@@ -305,6 +310,7 @@ def verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ("requests/s vs the server behind it", "vs behind requests/s", min, 0.9),
         ("p99 minus the server behind it ms", "vs behind p99 ms", max, 5.0),
         ("CPU per request, % of the server's", "router CPU % of server", max, 10.0),
+        ("CPU per request, % of all a request costs", "router CPU % of all", max, 10.0),
     ):
         value = worst(r[measure] for r in floor)
         out.append({"target": f"floor (a bare splice, not a target): {what}, every endpoint and c", "bound": bound,
@@ -408,6 +414,8 @@ def main(argv: list[str]) -> None:
                     row["server CPU us/request"] = 1e6 * spent["server"] / requests
                 if row["server"] in routers:
                     row["router CPU % of server"] = 100 * spent["router"] / max(spent["server"], 1e-9)
+                    # of everything a request costs these cores: the requests/s it takes where they are saturated
+                    row["router CPU % of all"] = 100 * spent["router"] / max(sum(spent.values()), 1e-9)
                 rows.append(row)
         # /predict_file: each call after the previous one's log lines are written (the spool conversion runs
         # after the answer), then back to back, where the conversions compete with the next calls
@@ -429,7 +437,8 @@ def main(argv: list[str]) -> None:
         )
         cols = ["server", "endpoint", "c", "requests/s", "rows/s", "p50 ms", "p99 ms", "errors",
                 "requests/s ratio", "rows/s ratio", "vs behind requests/s", "vs behind p99 ms",
-                "router CPU % of server", "server CPU us/request", "client CPU us/request"]  # fmt: skip
+                "router CPU % of server", "router CPU % of all", "server CPU us/request",
+                "client CPU us/request"]  # fmt: skip
         print(table(rows, cols, digits=2, right=cols[2:]))
         print()
         print(table(verdicts(rows), digits=2, right=["bound", "measured"]))
