@@ -2,16 +2,21 @@
 
 A logistic baseline is fitted on real UCI Adult rows, saved in a fresh BentoML store, built into a Bento and
 deployed with ``LocalBentoDeployer`` (supervisor, proxy on the stable port, ``bentoml serve`` behind it): the
-stable URL and the server's own port are both driven, so ``vs behind`` is what the routing costs. The
+stable URL and the server's own port are both driven, so ``vs behind`` is what the routing costs. The ``floor``
+rows drive a bare TCP splice in front of the same server (``run_splice``: no parsing, no routing, same event loop
+as the proxy): what any second loopback hop costs on these cores, the floor under the proxy's figures. CPU seconds
+of the router (proxy or splice), of the server's processes and of this process (the load client, on the same
+cores) are read around each run: on saturated cores a router costs about its CPU over everyone's per request, and
+what it costs beyond that is waiting for a core. The
 reference server loads the same model in-process and answers the same JSON (no validation, no prediction log, no
 batching) and the same Parquet files (read, predict, write). A closed-loop aiohttp client
 drives ``predict`` (one record) and ``predict_batch`` (``--batch-rows`` records) at each concurrency, in
 ``--rounds`` interleaved rounds of ``--seconds`` per server, then ``predict_file`` with a Parquet file of
 ``--file-rows`` rows; every answer must be a 200.
-Prints requests/s, rows/s, p50, p99 and errors per row, the ratios to the reference and to the server behind
-the stable URL, and the targets.
+Prints requests/s, rows/s, p50, p99 and errors per row (rounds pooled), the ratios to the reference, the
+figures against the server behind (medians of the rounds paired, see ``compared``), and the targets.
 
-    python -m benchmarks.serving [--concurrency 1 8 32] [--seconds 3] [--rounds 2] [--batch-rows 256]
+    python -m benchmarks.serving [--concurrency 1 8 32] [--seconds 1.5] [--rounds 5] [--batch-rows 256]
                                  [--file-rows 1000000] [--file-calls 3]
 
 Where a served worker's time goes: ``py-spy record --gil -f raw -p <worker pid> -d 8`` while this runs (the
@@ -42,7 +47,9 @@ TARGETS = {  # (what, bound): ratios against the reference measured in the same 
     "stable URL requests/s vs the server behind it, every endpoint and c": 0.9,  # routing costs at most 10 %
     "stable URL p99 minus the server behind it ms, every endpoint and c": 5.0,  # and adds at most 5 ms to p99
     # what the same cost is on a machine whose cores are all busy (the load-independent view of the first one)
-    "proxy CPU per request, % of the server's, every endpoint and c": 10.0,
+    "router CPU per request, % of the server's, every endpoint and c": 10.0,
+    # of the CPU a request costs client, server and router together: the requests/s lost on saturated cores
+    "router CPU per request, % of all a request costs, every endpoint and c": 10.0,
     "predict_batch rows/s vs reference, every c": 0.8,
     "predict p99 ms at c=32": 100.0,
     "predict_file rows/s": 500_000.0,
@@ -117,6 +124,54 @@ def run_reference(port: int, model_tag: str) -> None:
     import uvicorn
 
     uvicorn.run(reference_app(model_tag, os.environ["BENTOML_HOME"]), host="127.0.0.1", port=port, log_level="warning")
+
+
+# ---- the floor of any second hop -------------------------------------------------------------------------
+def run_splice(port: int, upstream_port: int) -> None:
+    """A bare TCP splice on ``port`` in front of ``upstream_port``: each client connection gets one upstream
+    connection and bytes are forwarded both ways as they come, nothing parsed, counted or kept (uvloop, like the
+    proxy). What it costs against the server behind it is what a second loopback hop costs on these cores before
+    any routing logic: the floor under the stable URL's proxy."""
+    import uvloop
+
+    class Upstream(asyncio.Protocol):
+        def __init__(self, client: Client) -> None:
+            self.client = client
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.client.transport.write(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.client.transport.close()
+
+    class Client(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport, self.up, self.pending = transport, None, []
+            asyncio.get_running_loop().create_task(self._connect())
+
+        async def _connect(self) -> None:
+            loop = asyncio.get_running_loop()
+            _, self.up = await loop.create_connection(lambda: Upstream(self), "127.0.0.1", upstream_port)
+            self.up.transport.write(b"".join(self.pending))
+
+        def data_received(self, data: bytes) -> None:
+            if self.up is None:
+                self.pending.append(data)
+            else:
+                self.up.transport.write(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.up is not None:
+                self.up.transport.close()
+
+    async def serve() -> None:
+        await asyncio.get_running_loop().create_server(Client, "127.0.0.1", port, backlog=2048)
+        await asyncio.Event().wait()
+
+    uvloop.run(serve())
 
 
 # ---- the load generator -----------------------------------------------------------------------------------
@@ -213,7 +268,10 @@ def verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def ratio(endpoint: str, key: str) -> float:
         return min(r[f"{key} ratio"] for r in rows if r["endpoint"] == endpoint and r["server"] == "bento")
 
-    stable = [r for r in rows if r["server"] == "stable" and r["endpoint"] in ("/predict", "/predict_batch")]
+    def routed(server: str) -> list[dict[str, Any]]:
+        return [r for r in rows if r["server"] == server and r["endpoint"] in ("/predict", "/predict_batch")]
+
+    stable = routed("stable")
     measured = {
         "predict requests/s vs reference, every c": ratio("/predict", "requests/s"),
         "stable URL requests/s vs the server behind it, every endpoint and c": min(
@@ -222,8 +280,11 @@ def verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "stable URL p99 minus the server behind it ms, every endpoint and c": max(
             r["vs behind p99 ms"] for r in stable
         ),
-        "proxy CPU per request, % of the server's, every endpoint and c": max(
-            r["proxy CPU % of server"] for r in stable
+        "router CPU per request, % of the server's, every endpoint and c": max(
+            r["router CPU % of server"] for r in stable
+        ),
+        "router CPU per request, % of all a request costs, every endpoint and c": max(
+            r["router CPU % of all"] for r in stable
         ),
         "predict_batch rows/s vs reference, every c": ratio("/predict_batch", "rows/s"),
         "predict p99 ms at c=32": next(
@@ -243,6 +304,17 @@ def verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out.append(
         {"target": "errors (bento and stable URL, all rows)", "bound": 0, "measured": errors, "holds": errors == 0}
     )
+    # the same three bounds for the bare splice: what any second hop costs here, before the proxy's own work
+    floor = routed("floor")
+    for what, measure, worst, bound in (
+        ("requests/s vs the server behind it", "vs behind requests/s", min, 0.9),
+        ("p99 minus the server behind it ms", "vs behind p99 ms", max, 5.0),
+        ("CPU per request, % of the server's", "router CPU % of server", max, 10.0),
+        ("CPU per request, % of all a request costs", "router CPU % of all", max, 10.0),
+    ):
+        value = worst(r[measure] for r in floor)
+        out.append({"target": f"floor (a bare splice, not a target): {what}, every endpoint and c", "bound": bound,
+                    "measured": value, "holds": value >= bound if worst is min else value < bound})  # fmt: skip
     return out
 
 
@@ -251,17 +323,21 @@ def main(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per round of each JSON row")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per server and JSON row")
+    parser.add_argument("--seconds", type=float, default=1.5, help="seconds per round of each JSON row")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per server and JSON row")
     parser.add_argument("--batch-rows", type=int, default=256)
     parser.add_argument("--file-rows", type=int, default=1_000_000)
     parser.add_argument("--file-calls", type=int, default=3, help="predict_file calls per server")
     parser.add_argument("--workers", type=int, default=1, help="bentoml serve worker processes")
     parser.add_argument("--reference-server", nargs=2, metavar=("PORT", "MODEL_TAG"))
+    parser.add_argument("--splice-server", nargs=2, type=int, metavar=("PORT", "UPSTREAM_PORT"))
     args = parser.parse_args(argv)
     if args.reference_server:
         port, tag = args.reference_server
         run_reference(int(port), tag)
+        return
+    if args.splice_server:
+        run_splice(*args.splice_server)
         return
 
     from ml_assets.dataset import load_default_spec
@@ -296,6 +372,7 @@ def main(argv: list[str]) -> None:
         cwd=str(Path(__file__).resolve().parents[1]),
     )  # fmt: skip
     # the Bento as users get it: deployed behind the stable URL (supervisor and proxy), and the server behind it
+    splice: subprocess.Popen[bytes] | None = None
     deployer = LocalBentoDeployer(home=str(home), bentoml_home=str(bentoml_home), port=free_port(),
                                   workers=args.workers, name="bench")  # fmt: skip
     try:
@@ -305,25 +382,41 @@ def main(argv: list[str]) -> None:
         deployer.deploy(bento.tag, tag, sample, expected)
         actual = deployer.actual()  # what the supervisor runs: the served server's own port
         behind = actual["servers"][actual["serve"]]["port"]
+        sport = free_port()
+        splice = subprocess.Popen([sys.executable, "-m", "benchmarks.serving", "--splice-server", str(sport),
+                                   str(behind)], cwd=str(Path(__file__).resolve().parents[1]),
+                                  start_new_session=True)  # fmt: skip
+        wait_ready(f"http://127.0.0.1:{sport}", splice)
         urls = {"reference": f"http://127.0.0.1:{rport}", "bento": f"http://127.0.0.1:{behind}",
-                "stable": deployer.url}  # fmt: skip
+                "stable": deployer.url, "floor": f"http://127.0.0.1:{sport}"}  # fmt: skip
+        routers = {"stable": actual["proxy"]["pid"], "floor": splice.pid}  # in front of the server behind
         rows: list[dict[str, Any]] = []
         runs = [("/predict", one, 1, c, args.seconds) for c in args.concurrency]
         runs += [("/predict_batch", batches, args.batch_rows, c, args.seconds) for c in args.concurrency]
         for endpoint, bodies, n, c, seconds in runs:
-            pooled: dict[str, Run] = {}
+            rounds: dict[str, list[Run]] = {name: [] for name in urls}
             for name in urls:
                 asyncio.run(drive(urls[name], endpoint, bodies, n, c, 1.0, "application/json"))  # warm up
-            cpu = {"proxy": 0.0, "server": 0.0}  # CPU seconds of each during the stable URL's runs
+            # CPU seconds during each server's runs: the router in front (proxy or splice), the server behind,
+            # and this process (the load client, on the same cores)
+            cpu = {name: {"router": 0.0, "server": 0.0, "client": 0.0} for name in urls}
             for _ in range(args.rounds):  # interleaved, so a busy moment of the shared machine hits every server
                 for name in urls:
-                    before = cpu_seconds(deployer) if name == "stable" else {}
+                    before = cpu_seconds(deployer, routers.get(name))
                     run = asyncio.run(drive(urls[name], endpoint, bodies, n, c, seconds, "application/json"))
-                    pooled[name] = pooled[name] + run if name in pooled else run
-                    for k, v in before.items():
-                        cpu[k] += cpu_seconds(deployer)[k] - v
-            rows += compared(pooled, endpoint, c)
-            rows[-1]["proxy CPU % of server"] = 100 * cpu["proxy"] / max(cpu["server"], 1e-9)
+                    rounds[name].append(run)
+                    for k, v in cpu_seconds(deployer, routers.get(name)).items():
+                        cpu[name][k] += v - before[k]
+            for row in compared(rounds, endpoint, c):
+                spent, requests = cpu[row["server"]], row["requests"]
+                row["client CPU us/request"] = 1e6 * spent["client"] / requests
+                if row["server"] != "reference":  # the Bento's processes, reached directly or through a router
+                    row["server CPU us/request"] = 1e6 * spent["server"] / requests
+                if row["server"] in routers:
+                    row["router CPU % of server"] = 100 * spent["router"] / max(spent["server"], 1e-9)
+                    # of everything a request costs these cores: the requests/s it takes where they are saturated
+                    row["router CPU % of all"] = 100 * spent["router"] / max(sum(spent.values()), 1e-9)
+                rows.append(row)
         # /predict_file: each call after the previous one's log lines are written (the spool conversion runs
         # after the answer), then back to back, where the conversions compete with the next calls
         spools = home / "prediction_log"
@@ -339,29 +432,34 @@ def main(argv: list[str]) -> None:
         print(
             f"Bento {bento.tag} (model {tag}, {args.workers} worker(s)) vs reference Starlette/uvicorn, and the "
             f"stable URL (proxy) in front of the Bento; {os.cpu_count()} CPUs shared with the load client; "
-            f"{args.rounds} interleaved rounds of {args.seconds:.0f} s per server and JSON row, "
+            f"{args.rounds} interleaved rounds of {args.seconds:g} s per server and JSON row, "
             f"{args.batch_rows} records per predict_batch, {args.file_rows} rows per Parquet file\n"
         )
         cols = ["server", "endpoint", "c", "requests/s", "rows/s", "p50 ms", "p99 ms", "errors",
                 "requests/s ratio", "rows/s ratio", "vs behind requests/s", "vs behind p99 ms",
-                "proxy CPU % of server"]  # fmt: skip
+                "router CPU % of server", "router CPU % of all", "server CPU us/request",
+                "client CPU us/request"]  # fmt: skip
         print(table(rows, cols, digits=2, right=cols[2:]))
         print()
         print(table(verdicts(rows), digits=2, right=["bound", "measured"]))
     finally:
         deployer.stop()
         stop_tree(reference.pid)
+        if splice is not None:
+            stop_tree(splice.pid)
 
 
-def cpu_seconds(deployer: Any) -> dict[str, float]:
-    """CPU seconds (user + system) so far of the deployment's proxy and of its served server's processes: their
-    ratio is what routing costs on a machine whose cores are all busy, whatever else runs on it meanwhile."""
+def cpu_seconds(deployer: Any, router: int | None) -> dict[str, float]:
+    """CPU seconds (user + system) so far of ``router`` (the proxy or the splice), of the deployment's served
+    server's processes and of this process (the load client): the router's over the server's is what routing
+    costs on a machine whose cores are all busy, whatever else runs on it meanwhile."""
     import psutil
 
     actual = deployer.actual()
     server = actual["servers"][actual["serve"]]
-    pids = {"proxy": [actual["proxy"]["pid"]], "server": [pid for pid, _ in server["tree"]]}
-    out = {}
+    pids = {"router": [router] if router else [], "server": [pid for pid, _ in server["tree"]]}
+    t = psutil.Process().cpu_times()
+    out = {"client": t.user + t.system}
     for what, group in pids.items():
         total = 0.0
         for pid in group:
@@ -384,12 +482,22 @@ def ratios(res: dict[str, float], ref: dict[str, float], behind: dict[str, float
     }
 
 
-def compared(pooled: dict[str, Run], endpoint: str, c: int) -> list[dict[str, Any]]:
+def compared(rounds: dict[str, list[Run]], endpoint: str, c: int) -> list[dict[str, Any]]:
+    """One row per server: its rounds pooled, and against the server behind the stable URL the median of the
+    rounds' paired figures (each round of a server beside the same round of the server behind, seconds apart),
+    so a burst of the shared machine's other work that hits one round moves the median little."""
+    pooled = {name: sum(runs[1:], runs[0]) for name, runs in rounds.items()}
     ref, behind = pooled["reference"].figures(), pooled["bento"].figures()
-    return [
-        {"server": name, "endpoint": endpoint, "c": c, **res, **ratios(res, ref, behind)}
-        for name, res in ((name, run.figures()) for name, run in pooled.items())
-    ]
+    rows = []
+    for name, run in pooled.items():
+        res = run.figures()
+        pairs = [(r.figures(), b.figures()) for r, b in zip(rounds[name], rounds["bento"], strict=True)]
+        paired = {
+            "vs behind requests/s": float(np.median([r["requests/s"] / b["requests/s"] for r, b in pairs])),
+            "vs behind p99 ms": float(np.median([r["p99 ms"] - b["p99 ms"] for r, b in pairs])),
+        }
+        rows.append({"server": name, "endpoint": endpoint, "c": c, **res, **ratios(res, ref, behind), **paired})
+    return rows
 
 
 async def file_calls(url: str, body: bytes, rows: int, calls: int, settle: Path | None) -> dict[str, float]:

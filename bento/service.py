@@ -3,7 +3,8 @@
 The model says what it serves: the schema (columns, types, categories, the id and sensitive fields) is built
 from the dataset spec stored inside the model, so a Bento needs no spec file and no spec variable. Configuration
 comes from the environment, set by the deployer (or baked into the Bento's image): ``ML_ASSETS_MODEL_TAG`` (the
-BentoML model tag to serve; every Bento the project builds bakes it into its image), ``BENTOML_HOME`` (the store
+BentoML model tag to serve; every Bento the project builds bakes it into its image, and a Bento that packs exactly
+one model, as the project's do, serves that one without it: ``packed_model_tag``), ``BENTOML_HOME`` (the store
 holding it when the Bento does not pack it), ``ML_ASSETS_HOME`` (where the prediction log goes: a path of the
 machine serving, such as the shared volume a pod mounts, not a property of the model), ``ML_ASSETS_SERVE_WORKERS``,
 ``ML_ASSETS_BATCH_MAX_ROWS``, ``ML_ASSETS_BATCH_INLINE_ROWS`` and ``ML_ASSETS_SERVE_TRACING`` (below).
@@ -25,6 +26,7 @@ from typing import Any
 import bentoml
 
 from bento.http_api import build_api, new_runtime
+from bento.packed_model import packed_model_tag
 from ml_assets.dataset import DatasetSpec, load_spec
 from ml_assets.model.bundle import TabularModel, load_spec_of
 from ml_assets.serving.prediction_log import PredictionLog
@@ -57,7 +59,7 @@ def model_path(tag: str) -> str:
         ) from e
 
 
-MODEL_TAG = os.environ.get(MODEL_TAG_ENV, "")
+MODEL_TAG = os.environ.get(MODEL_TAG_ENV, "") or packed_model_tag(__file__)
 SPEC = served_spec(MODEL_TAG)
 API = build_api(SPEC)
 
@@ -103,7 +105,8 @@ class TabularClassifier:
         self._ready = False
         if not MODEL_TAG:
             raise RuntimeError(
-                f"{MODEL_TAG_ENV} is not set: the deployer (or the image) must name the model tag to serve"
+                f"{MODEL_TAG_ENV} is not set and this is not a Bento that packs exactly one model: the deployer "
+                "(or the image) must name the model tag to serve"
             )
         self.log = PredictionLog(paths().prediction_log)
         scorer = Scorer(SPEC, TabularModel.load(model_path(MODEL_TAG), MODEL_TAG), MODEL_TAG, self.log)

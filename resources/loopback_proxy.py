@@ -3,10 +3,12 @@
 Run by the deployment's supervisor (``resources.serving_supervisor``), which owns the listening socket and
 passes it on (``--fd``): when the proxy dies the socket stays open in the supervisor, connections queue in its
 backlog, and the restarted proxy takes them, so a killed proxy refuses nothing. The upstream is read from a
-JSON file (``{"upstream": "http://127.0.0.1:PORT"}``) that the supervisor replaces atomically; the proxy picks
-it up at the start of each request (one ``stat``), so every request goes wholly to the old or wholly to the new
-server. ``GET /__proxy__/status`` reports the upstream, the requests in flight per upstream (the supervisor
-drains the old server on them before stopping it) and the upstream's readiness.
+JSON file (``{"upstream": "http://127.0.0.1:PORT"}``) that the supervisor replaces atomically, then confirms
+with ``GET /__proxy__/status``, which reads the file at once and reports the upstream, the requests in flight per
+upstream (the supervisor drains the old server on them before stopping it) and the upstream's readiness. Each
+request chooses its upstream when its head is parsed and is counted there at once, so it goes wholly to the old or
+wholly to the new server; requests look at the file at most every RELOAD_EVERY_S (a switch nobody confirms is
+seen within that), every request after the confirming status goes to the new one.
 
 Why it forwards bytes instead of re-making requests (as the aiohttp proxy before it did): on the 2 cores the
 server shares with its callers, every microsecond of proxy CPU is taken from the server. The aiohttp proxy (a
@@ -15,8 +17,20 @@ server plus a client session, bodies read whole) spent 318 us of CPU per small /
 spends 38 and 27 us. Each request is parsed by httptools (C) only to find where it starts and ends; its bytes go
 to a keep-alive upstream connection pinned to the client connection as they come, in both directions, with
 transport flow control, so a million-row ``/predict_file`` is never held whole (peak RSS +1 MiB for a 48 MiB
-request and a 16 MiB answer, where the aiohttp proxy grew 150 MiB). What remains is the second loopback hop's
-system calls, ~14 % of a ``bentoml serve`` worker's CPU per /predict (benchmarks/serving.py measures it).
+request and a 16 MiB answer, where the aiohttp proxy grew 150 MiB).
+
+Where its CPU goes (2026-12-06, issue 21 point 6): its own Python per request, measured in process with stand-in
+transports, was 10.5 us and is 6 (no ``stat`` of the state file per request, ~6 us on this VM: RELOAD_EVERY_S; no
+``on_message_begin`` callback on either side; ``Exchange`` with slots). Against a trivial upstream, same run, the
+proxy spends ~55 us of CPU per request and a bare splice that parses nothing ~35 (both inflated by the shared
+machine): what remains is the second hop itself, 2 reads, 2 writes and the wakeups around them (perf: ~55 % of
+the proxy's samples in the kernel), which no proxy logic removes; benchmarks/serving.py measures that floor
+beside the proxy, in front of the real server. Tried and not kept: two proxy processes on the one socket (66 us
+against 57 per request, no throughput gained on 2 cores); a higher scheduling priority (no change beyond noise);
+a pool of idle upstream connections shared across client connections (a caller that opens a connection per
+request sends ``Connection: close``, which a byte forwarder passes on, so the upstream closes too: measured no
+gain; it would need the head rewritten per request). Already in place: TCP_NODELAY on both sides (uvloop sets
+it), 250 kB reads (uvloop's buffer); ``sendfile``/``splice`` would only help large bodies, which already stream.
 
 Bounded and never a 500 of its own: a request body larger than ``--max-body-bytes`` gets a 413 (before it is
 read when it says its length); an upstream that refuses connections is retried until ``--connect-grace-s``
@@ -54,8 +68,12 @@ READY_PATH = "/readyz"
 # and an answer of known length up to this size is passed on once complete (a broken one becomes a 502). Larger
 # bodies stream through: what the proxy holds per connection stays about this size, whatever the body.
 BUFFER_BYTES = 1024 * 1024
-HIGH_WATER = 256 * 1024
-LINGER_S = 10.0  # after an error answer, how long the rest of a request is read and dropped  # transport write buffers: above it the other side stops being read
+HIGH_WATER = 256 * 1024  # transport write buffers: above it the other side stops being read
+# how stale the upstream may be for a request: the state file is looked at (a stat, ~6 us here, a tenth of the
+# proxy's CPU per request when done for each one) at most this often on the request path, and at once by the
+# status the supervisor confirms a switch with, so a switch is never missed by a request counted after it
+RELOAD_EVERY_S = 0.02
+LINGER_S = 10.0  # after an error answer, how long the rest of a request is read and dropped
 
 
 class Upstream:
@@ -64,6 +82,7 @@ class Upstream:
     def __init__(self, state_file: Path) -> None:
         self.state_file = state_file
         self._mtime: int | None = None
+        self._looked_at = 0.0
         self.url: str | None = None
         self.address: tuple[str, int] | None = None
         self.inflight: Counter[str] = Counter()
@@ -72,9 +91,15 @@ class Upstream:
         self.checked_at = 0.0
         self.detail = "not probed yet"
 
-    def current(self) -> str | None:
+    def current(self, now: float = 0.0) -> str | None:
+        """The upstream's URL; the state file is looked at again when ``now`` (the loop's clock) is
+        RELOAD_EVERY_S past the last look, and always without ``now`` (the status, the probe, a connect)."""
+        if now:
+            if now - self._looked_at < RELOAD_EVERY_S:
+                return self.url
+            self._looked_at = now
         try:
-            mtime = self.state_file.stat().st_mtime_ns
+            mtime = os.stat(self.state_file).st_mtime_ns
         except FileNotFoundError:
             return self.url
         if mtime != self._mtime:
@@ -123,9 +148,11 @@ class UpstreamSide(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.held: list[bytes] | None = None  # an answer kept until complete, while it is small
+        # the current answer: kept until complete while it is small (None: it streams), whether a byte of it
+        # reached the client; reset at the end of each (not by an on_message_begin: one callback less per answer)
+        self.held: list[bytes] | None = []
         self.held_size = 0
-        self.forwarded = False  # a byte of the current answer reached the client
+        self.forwarded = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -156,15 +183,12 @@ class UpstreamSide(asyncio.Protocol):
             self._flush()
 
     def _flush(self) -> None:
-        if self.held:
+        held, self.held = self.held, None
+        if held:
             self.forwarded = True
-            self.client.transport.write(b"".join(self.held))
-        self.held = None
+            self.client.transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     # httptools callbacks
-    def on_message_begin(self) -> None:
-        self.held, self.held_size, self.forwarded = [], 0, False
-
     def on_headers_complete(self) -> None:
         exchange = self.client.exchange
         if exchange is not None and exchange.method == b"HEAD":  # no body follows whatever the length says
@@ -178,8 +202,10 @@ class UpstreamSide(asyncio.Protocol):
         self._pass(self._chunk)
         self._chunk = b""
         self._flush()
-        if self.parser.get_status_code() < 200:  # "100 Continue" (curl's large uploads): the answer follows
-            return
+        self.held, self.held_size = [], 0  # the next answer's
+        if self.parser.get_status_code() < 200:  # "100 Continue" (curl's large uploads): the answer follows, and
+            return  # counts as begun (forwarded stays true: the client has read the interim one)
+        self.forwarded = False
         self.client.finished(self, keep=self.parser.should_keep_alive())
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -200,9 +226,11 @@ class UpstreamSide(asyncio.Protocol):
 class Exchange:
     """One request of a client connection: its upstream, the bytes kept for a retry, its deadlines."""
 
-    def __init__(self, client: ClientSide, method: bytes) -> None:
-        self.client, self.method = client, method
-        self.url: str | None = None
+    __slots__ = ("body_bytes", "client", "connecting", "done", "grace_until", "kept", "kept_size", "last", "method",
+                 "pending", "retried", "up", "url")  # fmt: skip
+
+    def __init__(self, client: ClientSide, method: bytes, url: str) -> None:
+        self.client, self.method, self.url = client, method, url
         self.up: UpstreamSide | None = None
         self.kept: list[bytes] | None = []  # the request's bytes while it is small enough to be sent again
         self.kept_size = 0
@@ -212,7 +240,7 @@ class Exchange:
         self.done = False
         self.body_bytes = 0
         self.last = client.loop.time()  # the last byte either way: the read timeout counts from it
-        self.grace_until = time.monotonic() + client.settings.connect_grace_s
+        self.grace_until = 0.0  # set by the first connect
 
     def timed_out(self) -> None:
         if self.up is not None and self.up.forwarded:
@@ -238,6 +266,8 @@ class Exchange:
 
     def connect(self) -> None:
         self.connecting = True
+        if not self.grace_until:
+            self.grace_until = time.monotonic() + self.client.settings.connect_grace_s
         asyncio.get_running_loop().create_task(self._connect())
 
     async def _connect(self) -> None:
@@ -304,7 +334,8 @@ class ClientSide(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self.local: str | None = None  # a path the proxy answers itself
         self.refused = False  # the rest of the connection's bytes are ignored (an error answered, closing)
-        self._length: int | None = None
+        self._length: int | None = None  # the current request's Content-Length, URL
+        self._url = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -324,15 +355,12 @@ class ClientSide(asyncio.Protocol):
         if self._chunk and self.exchange is not None and not self.refused:
             self.exchange.send(self._chunk)
 
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self._length, self.local, self._url = None, None, b""
-
+    # httptools callbacks (no on_message_begin: the state is reset at each request's end, one call less)
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"content-length":
+        if len(name) == 14 and name.lower() == b"content-length":
             self._length = int(value)
 
     def on_headers_complete(self) -> None:
@@ -345,12 +373,11 @@ class ClientSide(asyncio.Protocol):
         if (self._length or 0) > self.settings.max_body_bytes:
             self._too_large()
             return
-        exchange = self.exchange = Exchange(self, method)
-        url = self.upstream.current()
+        url = self.upstream.current(self.loop.time())
         if url is None:
             self.fail(503, "no_upstream", "no model is deployed behind this URL yet")
             return
-        exchange.url = url
+        exchange = self.exchange = Exchange(self, method, url)
         self.upstream.inflight[url] += 1  # chosen and counted at once: drain sees it
         if self.up is not None and (self.up.closed or self.up.url != url):
             self.up.transport.close()
@@ -370,6 +397,7 @@ class ClientSide(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.local is not None:
             self.transport.write(self._local_answer(self.local))
+        self._length, self.local, self._url = None, None, b""  # the next request's
 
     def _local_answer(self, path: str) -> bytes:
         up = self.upstream

@@ -135,6 +135,7 @@ class Supervisor:
         self.upstream_port: int | None = None  # what the upstream file names
         self.routed_port: int | None = None  # what the proxy has reported using
         self.proxy: subprocess.Popen[bytes] | None = None
+        self.proxy_record: ProcessRecord | None = None  # the proxy is one process (it starts none): its whole tree
         self.proxy_restarts = 0
         self.proxy_next_start = 0.0
         self.stopping = False
@@ -154,6 +155,7 @@ class Supervisor:
             )
             return 2
         self.sock.set_inheritable(True)
+        self.own_record = _rec(os.getpid())
         while not self.stopping:
             reap_children()
             self._read_desired()
@@ -207,6 +209,7 @@ class Supervisor:
             self.proxy = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=(self.sock.fileno(),), cwd=c["project_root"]
             )
+        self.proxy_record = record(self.proxy.pid)
 
     # ---- servers ---------------------------------------------------------------------------------------------------
     def _start(self, slot: Slot) -> Instance:
@@ -339,13 +342,14 @@ class Supervisor:
             }
         proxy = self.proxy
         state = {
-            "supervisor": _rec(os.getpid()),
+            "supervisor": self.own_record,
             "listening": f"{self.host}:{self.port}",
             "upstream": f"http://{self.host}:{self.routed_port}" if self.routed_port else None,
             "serve": self.serve,
             "proxy": {
                 "pid": proxy.pid if proxy else None,
-                "tree": [r.to_json() for r in tree(proxy.pid)] if proxy and proxy.poll() is None else [],
+                # its own record, not a scan of /proc (3 ms here, 5 times a second, was 1.5 % of a core idle)
+                "tree": [self.proxy_record.to_json()] if proxy and self.proxy_record and proxy.poll() is None else [],
                 "restarts": self.proxy_restarts,
             },
             "servers": servers,

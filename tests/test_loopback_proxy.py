@@ -21,6 +21,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from resources.loopback_proxy import RELOAD_EVERY_S, STATUS_PATH
 from resources.process_tree import free_port, stop_tree
 
 pytestmark = pytest.mark.integration
@@ -125,7 +126,7 @@ def error(resp: httpx.Response) -> tuple[int, str]:
 def test_forwards_and_reports_its_upstream(proxied):
     url, upstream, _ = proxied
     assert httpx.post(url + "/echo", content=b"hello").content == b"hello"
-    status = httpx.get(url + "/__proxy__/status").json()
+    status = httpx.get(url + STATUS_PATH).json()
     assert status["upstream"] == f"http://127.0.0.1:{upstream.port}" and status["ready"] is True
 
 
@@ -147,8 +148,14 @@ def test_every_upstream_failure_is_a_502_or_503_never_a_500(proxied):
     assert 1.4 < time.monotonic() - t0 < 5  # the read timeout, not the upstream's 30 s
     assert error(httpx.post(url + "/break", timeout=10)) == (502, "upstream_broken")  # retried once, then named
     assert error(httpx.post(url + "/short", timeout=10)) == (502, "upstream_broken")
-    state.write_text(json.dumps({"upstream": f"http://127.0.0.1:{free_port()}"}))  # nothing listens there
+    good, nowhere = state.read_text(), f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    state.write_text(json.dumps({"upstream": nowhere}))
+    # a switch as the supervisor makes it: the status reports the new upstream, every later request goes there
+    assert httpx.get(url + STATUS_PATH).json()["upstream"] == nowhere
     assert error(httpx.post(url + "/echo", content=b"x", timeout=10)) == (503, "upstream_unavailable")
+    state.write_text(good)  # unconfirmed, it is seen within RELOAD_EVERY_S by the requests themselves
+    time.sleep(2 * RELOAD_EVERY_S)
+    assert httpx.post(url + "/echo", content=b"back").content == b"back"
 
 
 def test_oversized_bodies_get_a_413_before_they_are_read(proxied):

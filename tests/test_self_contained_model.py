@@ -1,10 +1,11 @@
 """A stored model carries its whole dataset spec, so its Bento serves that dataset's schema from the model alone.
 
 Fast: the spec round-trips through the model's files; a model stored before models carried their spec is refused
-naming its tag; the Bento's code version follows the spec's content. Integration: the Bentos of a COMPAS model
-(integer codes, a sensitive band) and of a Minneapolis model, served with a clean environment (the model tag and
-the store and the log's folder, no ``ML_ASSETS_DATASET_SPEC``, not even the project on the path), answer with their own dataset's
-schema in ``/docs.json`` and score a record of it.
+naming its tag; the Bento's code version follows the spec's content; a Bento that packs one model names it.
+Integration: the Bentos of a COMPAS model (integer codes, a sensitive band) and of a Minneapolis model, served with a
+clean environment (the store and the log's folder, no ``ML_ASSETS_DATASET_SPEC``, not even the project on the path;
+the COMPAS one with its model tag, the Minneapolis one without: the Bento packs it), answer with their own
+dataset's schema in ``/docs.json`` and score a record of it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+from bento.packed_model import packed_model_tag
 from ml_assets.dataset import DatasetSpec, load_spec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.model.bundle import META_FILE, ModelFormatError, TabularModel, load_spec_of
@@ -28,6 +31,7 @@ from tests.conftest import pinned
 from tests.serving_support import WINDOW_END, fit_logistic
 
 DATASETS = PACKAGE_DIR / "datasets"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +70,24 @@ def test_the_bento_version_follows_the_spec_content(compas: DatasetSpec):
     assert service_code_version(compas) == service_code_version(load_spec(DATASETS / "compas.yaml"))
 
 
+def test_a_bento_that_packs_one_model_names_it_and_the_source_tree_names_none(tmp_path: Path):
+    """``packed_model_tag`` reads the manifest beside a built Bento's ``src/``; several models or none name none."""
+    layouts = {"one": [["adult-baseline:abc"]], "two_services": [["a:1"], ["b:2"]], "none": [[]]}
+    found = {}
+    for name, services in layouts.items():
+        manifest = {"models": [], "services": [{"name": f"s{i}", "models": [{"tag": t} for t in tags]}
+                                               for i, tags in enumerate(services)]}  # fmt: skip
+        (tmp_path / name / "src" / "bento").mkdir(parents=True)
+        (tmp_path / name / "bento.yaml").write_text(yaml.safe_dump(manifest))
+        found[name] = packed_model_tag(str(tmp_path / name / "src" / "bento" / "service.py"))
+    assert found == {"one": "adult-baseline:abc", "two_services": "", "none": ""}
+    assert packed_model_tag(str(ROOT / "bento" / "service.py")) == ""  # the source tree is no Bento
+
+
 # ---- integration: the Bento alone serves its dataset ---------------------------------------------------------
-def _serve_clean(bento_tag: str, model_tag: str, bentoml_home: Path, work: Path) -> tuple[subprocess.Popen, str]:
-    """``bentoml serve`` with nothing but the model tag, the store and where this machine keeps the prediction log
-    (a path of the host, not a property of the model): no project on the path, no spec."""
+def _serve_clean(bento_tag: str, model_tag: str | None, bentoml_home: Path, work: Path) -> tuple[subprocess.Popen, str]:
+    """``bentoml serve`` with nothing but the model tag (given one), the store and where this machine keeps the
+    prediction log (a path of the host, not a property of the model): no project on the path, no spec."""
     from resources.process_tree import free_port
 
     port = free_port()
@@ -78,7 +96,7 @@ def _serve_clean(bento_tag: str, model_tag: str, bentoml_home: Path, work: Path)
         "HOME": str(work),
         "BENTOML_HOME": str(bentoml_home),
         "BENTOML_DO_NOT_TRACK": "true",
-        "ML_ASSETS_MODEL_TAG": model_tag,
+        **({"ML_ASSETS_MODEL_TAG": model_tag} if model_tag else {}),
         "ML_ASSETS_HOME": str(work / "home"),
     }
     log = (work / "serve.log").open("ab")
@@ -97,9 +115,9 @@ def _serve_clean(bento_tag: str, model_tag: str, bentoml_home: Path, work: Path)
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("dataset", ["compas", "mpls_stops"])
+@pytest.mark.parametrize(("dataset", "named"), [("compas", True), ("mpls_stops", False)])
 def test_the_bento_of_a_model_serves_its_own_dataset_schema_from_a_clean_environment(
-    dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dataset: str, named: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from ml_assets.serving.assets import validation_sample
     from ml_assets.serving.build import build_bento
@@ -115,7 +133,7 @@ def test_the_bento_of_a_model_serves_its_own_dataset_schema_from_a_clean_environ
     bento = build_bento(tag, bentoml_home)
     work = tmp_path / "work"
     work.mkdir()
-    proc, url = _serve_clean(bento.tag, tag, bentoml_home, work)
+    proc, url = _serve_clean(bento.tag, tag if named else None, bentoml_home, work)
     try:
         docs = httpx.get(url + "/docs.json").json()
         body = docs["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
