@@ -28,7 +28,10 @@ HERE = Path(__file__).resolve().parents[1]
 
 def peak_rss(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
     """Run ``command``; (wall seconds, peak RSS of its largest process in MB, peak RSS summed over its processes)."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # from a neutral folder: ``python -m`` puts the working directory first on the path, before PYTHONPATH's code
+    process = subprocess.Popen(
+        command, env=env, cwd=tempfile.gettempdir(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     parent = psutil.Process(process.pid)
     peaks = {"one": 0, "all": 0}
     started = time.perf_counter()
@@ -154,7 +157,7 @@ def main() -> None:
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
         wall, rank_rss, all_rss = peak_rss([*torchrun, "-m", "ml_assets.model.train", str(out / "job.json")], env)
         auc = json.loads((out / "output" / "result.json").read_text())["metrics"]["roc_auc"]
-        cache = "-" if name.startswith("before") else f"{budget:g}"
+        cache = "-" if name.startswith("before") else f"{budget:.0f}"
         print(f"| {name} | {cache} | {step_rss:.0f} | {rank_rss:.0f} | {all_rss:.0f} | {wall:.0f} | {auc:.4f} |")
 
 

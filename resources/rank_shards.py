@@ -111,7 +111,12 @@ class ScanLayout(BaseModel):
             fragment = _fragment(url, self.scan, row_groups=[piece.group.index])
             offset = 0
             for batch in fragment.to_batches(
-                schema=schema, columns=list(columns), filter=condition, batch_size=batch_rows, use_threads=False
+                schema=schema,
+                columns=list(columns),
+                filter=condition,
+                batch_size=batch_rows,
+                batch_readahead=0,  # no decoded batches ahead: a rank may read several row groups in turn
+                use_threads=False,
             ):
                 lo, hi = max(piece.start, offset), min(piece.stop, offset + batch.num_rows)
                 if hi > lo:
@@ -119,6 +124,23 @@ class ScanLayout(BaseModel):
                 offset += batch.num_rows
                 if offset >= piece.stop:
                     break
+
+
+def interleaved(streams: Iterable[Iterator[pa.RecordBatch]], width: int) -> Iterator[pa.RecordBatch]:
+    """Batches taken in turn from ``width`` streams at a time (the next stream opens as one ends): consecutive
+    batches come from different row groups, so a block of them mixes ``width`` spans of the window."""
+    pending = iter(streams)
+    open_: list[Iterator[pa.RecordBatch]] = [s for _, s in zip(range(width), pending, strict=False)]
+    while open_:
+        for stream in list(open_):
+            batch = next(stream, None)
+            if batch is not None:
+                yield batch
+                continue
+            open_.remove(stream)
+            following = next(pending, None)
+            if following is not None:
+                open_.append(following)
 
 
 def rebatch(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:

@@ -6,8 +6,8 @@ rank ever reads all rows. Each rank cuts its shard from the counts (``resources.
 with that preprocessing in Arrow batches (``RankRows``). A shard whose encoded tensors fit the rank's byte budget
 (``ML_ASSETS_SHARD_CACHE_MB``, read by the launching step into the job) is read once and kept on the device for
 every epoch and trial, iterated by index slices as before; a larger one is streamed again at every pass, its
-pieces in an epoch-seeded order and its rows shuffled within blocks of ``SHUFFLE_ROWS``, so a rank's memory is
-its batches, whatever the window's size.
+pieces in an epoch-seeded order, several read in turn, and its rows shuffled within blocks of ``SHUFFLE_ROWS``
+that mix them, so a rank's memory is a few row groups' batches, whatever the window's size.
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ import torch
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.preprocessing import Preprocessing
 from resources.parquet_tables import TableScan, to_pandas
-from resources.rank_shards import Piece, ScanLayout, rebatch
+from resources.rank_shards import Piece, ScanLayout, interleaved, rebatch
 from resources.training_records import PreparedRows
 from resources.warehouse_tables import conform_read
 
 CACHE_ENV = "ML_ASSETS_SHARD_CACHE_MB"
 DEFAULT_CACHE_MB = 1024
-SHUFFLE_ROWS = 262_144  # rows shuffled together when a shard streams (two row groups)
+SHUFFLE_ROWS = 262_144  # rows shuffled together when a shard streams
+MIXED_PIECES = 8  # row groups a streamed epoch reads at a time, a batch of each in turn
+MIXED_ROWS = SHUFFLE_ROWS // MIXED_PIECES  # rows per batch of each: a shuffled block spans MIXED_PIECES row groups
 READ_ROWS = 65_536  # rows per Arrow batch read and encoded
 
 
@@ -138,17 +140,22 @@ class RankRows:
             kept.categorical[at : at + len(part)] = part.categorical
             kept.label[at : at + len(part)] = part.label
             at += len(part)
-        assert at == self.rows, f"read {at} rows of a shard of {self.rows}"
+        if at != self.rows:
+            raise RuntimeError(f"read {at} rows of a shard of {self.rows}: the files changed since the launch counted")
         self.kept = kept
         return self.nbytes
 
     def stream(self, batch_rows: int, seed: int | None = None) -> Iterator[Encoded]:
-        """The shard encoded in batches of ``batch_rows`` rows (the last may be shorter), pieces in order or, with
-        ``seed``, in that seed's order; read from storage even when kept."""
-        pieces = list(self.pieces)
-        if seed is not None:
-            pieces = [pieces[i] for i in np.random.default_rng(seed).permutation(len(pieces))]
-        for batch in rebatch(self.layout.read(pieces, self.columns, READ_ROWS), batch_rows):
+        """The shard encoded in batches of ``batch_rows`` rows (the last may be shorter), read from storage even
+        when kept: its pieces in order, or with ``seed`` in that seed's order and ``MIXED_PIECES`` at a time, a
+        batch of each in turn (so a shuffled block holds rows of several row groups, not one span of a day)."""
+        if seed is None:
+            batches = self.layout.read(self.pieces, self.columns, READ_ROWS)
+        else:
+            order = np.random.default_rng(seed).permutation(len(self.pieces))
+            streams = (self.layout.read([self.pieces[i]], self.columns, MIXED_ROWS) for i in order)
+            batches = interleaved(streams, MIXED_PIECES)
+        for batch in rebatch(batches, batch_rows):
             yield self.encode(batch)
 
     def encode(self, batch: pa.RecordBatch) -> Encoded:
