@@ -16,6 +16,7 @@ from typing import Any
 
 from dagster import ExecutorDefinition, FilesystemIOManager, in_process_executor
 
+from ml_assets.data.tables import DATA_IO_MANAGER
 from ml_assets.dataset import DatasetSpec
 from ml_assets.settings import (
     Paths,
@@ -35,6 +36,7 @@ from resources.label_files import LabelFiles
 from resources.landing import LandingZone
 from resources.launchers import LocalTorchrunLauncher
 from resources.model_store import ModelStore
+from resources.parquet_tables import ParquetTables, ParquetTablesIOManager
 from resources.prediction_logs import PredictionLogFiles
 from resources.training_storage import TrainingStorage
 
@@ -44,9 +46,12 @@ SHARED_VOLUME_CLAIM = "ml-assets-data"  # the ReadWriteMany volume mounted at ML
 
 
 def _shared(where: Paths) -> dict[str, Any]:
+    tables = ParquetTables(root=where.tables)
     return {
         "warehouse_io_manager": DeclaredTypesDuckDBIOManager(database=str(where.warehouse), schema=WAREHOUSE_SCHEMA),
         "io_manager": FilesystemIOManager(base_dir=str(where.home / "storage")),
+        DATA_IO_MANAGER: ParquetTablesIOManager(tables=tables),
+        "tables": tables,
         "landing": LandingZone(root=str(where.landing), quarantine_root=str(where.quarantine)),
         "prediction_logs": PredictionLogFiles(root=str(where.prediction_log)),
         "label_files": LabelFiles(root=str(where.labels)),

@@ -55,6 +55,12 @@ class Paths:
         return self.home / "warehouse.duckdb"
 
     @property
+    def tables(self) -> str:
+        """The data plane's Parquet tables: a folder under home, or an fsspec URL (``ML_ASSETS_TABLES_URL``)."""
+        url = os.environ.get("ML_ASSETS_TABLES_URL") if self.overrides else None
+        return url or str(self.home / "tables")
+
+    @property
     def landing(self) -> Path:
         return self.home / "landing"
 

@@ -87,7 +87,7 @@ def test_clean_days_flow_to_a_time_split_training_set_once_every_day_is_in(
     result = _cut_window(small_spec, instance)
     assert result.success
     assert _failed_checks(result) == {}
-    training = result.output_for_node("training_set")
+    training = result.output_for_node("training_set").frame()
     assert len(training) == 3 * 600
     by_split = training.groupby("split")["event_time"].agg(["min", "max", "count"])
     assert by_split["count"].to_dict() == {"test": 600, "train": 600, "validation": 600}
@@ -261,10 +261,10 @@ def test_a_column_null_on_the_first_day_and_text_later_is_stored_as_text(
     """The first partition no longer fixes a column's type from nothing: every stored table has the types its
     asset declares from the spec, whatever a partition holds (DuckDB once typed the all-null column INTEGER and
     refused the next day's text)."""
-    import duckdb
+    import pyarrow.parquet as pq
 
     from ml_assets.data import tables
-    from resources.warehouse_tables import DUCKDB_TYPES
+    from resources.parquet_tables import ARROW_TYPES, ParquetTables
 
     simulate(small_spec, ml_home / "landing", DAYS[0], DAYS[-1], rows_per_day=300, fmt="csv")
     _blank(ml_home / "landing", DAYS[0], "occupation")
@@ -274,20 +274,17 @@ def test_a_column_null_on_the_first_day_and_text_later_is_stored_as_text(
         assert result.success and _materialized(result, "features"), day
     result = _cut_window(small_spec, instance)
     assert result.success
-    training = result.output_for_node("training_set")
+    training = result.output_for_node("training_set").frame()
     assert training["occupation"].dtype == "string[pyarrow]" and training["occupation"].notna().sum() > 0
     declared = {
         "raw_data": tables.raw_data_dtypes(small_spec),
         "features": tables.features_dtypes(small_spec),
-        "training_set": tables.training_set_dtypes(small_spec),
     }
-    with duckdb.connect(str(ml_home / "warehouse.duckdb"), read_only=True) as db:
-        for table, dtypes in declared.items():
-            stored = dict(
-                db.execute(
-                    "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
-                    "ORDER BY ordinal_position",
-                    [table],
-                ).fetchall()
-            )
-            assert stored == {c: DUCKDB_TYPES[t] for c, t in dtypes.items()}, table
+    for table, dtypes in declared.items():
+        for day in DAYS:
+            stored = ParquetTables(root=str(ml_home / "tables")).current(table, day.isoformat())
+            assert stored is not None, (table, day)
+            schema = pq.read_schema(stored.files[0])
+            assert dict(zip(schema.names, map(str, schema.types), strict=True)) == {
+                c: str(ARROW_TYPES[t]) for c, t in dtypes.items()
+            }, (table, day)

@@ -31,6 +31,7 @@ from dagster_duckdb_pandas import DuckDBPandasIOManager
 from ml_assets.data.approval import build_approved_training_set
 from ml_assets.data.splits import WINDOW_END
 from ml_assets.data.training_checks import build_training_set_checks
+from ml_assets.data.window import TrainingWindow
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.bundle import ModelRef
 from ml_assets.partitions import training_set_partitions
@@ -43,6 +44,7 @@ from resources.process_tree import ProcessRecord, free_port, listening_pids
 from tests.serving_support import adult_training_set, fit_logistic, save_model
 from tests.test_batch_predictions import features_day
 from tests.test_batch_predictions import run as run_batch
+from tests.windows import window_of
 
 pytestmark = pytest.mark.integration
 PARQUET = "application/vnd.apache.parquet"
@@ -231,10 +233,9 @@ def test_deployment_asset_and_checks(world: World, adult_spec: DatasetSpec, tmp_
     def champion_model() -> ModelRef:
         return a_ref
 
-    @asset(name="training_set", partitions_def=windows, io_manager_key="warehouse_io_manager",
-           metadata={"partition_expr": WINDOW_END})  # fmt: skip
-    def training_set():
-        return world.training_set
+    @asset(name="training_set", partitions_def=windows)
+    def training_set() -> TrainingWindow:
+        return window_of(adult_spec, world.training_set, tmp_path / "tables")
 
     checks_def = build_training_set_checks(adult_spec, windows)
     approved = build_approved_training_set(windows, [c.name for c in checks_def.check_specs if c.blocking])

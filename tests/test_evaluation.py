@@ -417,7 +417,9 @@ def test_thresholds_come_from_the_spec_gates_section_typed_when_it_loads(spec, t
 def test_comparison_and_slice_tables_and_plots(spec, data, models, scores):
     ev = make_evaluation(scores["good"], scores["shuffled"], scores["biased"])
     table = comparison_table(ev)
-    assert table.startswith("| metric | candidate | baseline | champion |")  # short headers: tags have their own entries
+    assert table.startswith(
+        "| metric | candidate | baseline | champion |"
+    )  # short headers: tags have their own entries
     assert f"{scores['good'].metrics['roc_auc']:.4f}" in table and "roc_auc ↑ (primary)" in table
     rows = slice_table(scores["good"], "roc_auc", 200)
     assert "| sex=Female |" in rows and rows.count("\n") == len(scores["good"].slices) + 1

@@ -23,8 +23,9 @@ from dagster_duckdb_pandas import DuckDBPandasIOManager
 from ml_assets import inline
 from ml_assets.data.approval import build_approved_training_set
 from ml_assets.data.features import featurize
-from ml_assets.data.splits import WINDOW_END, split_by_time
+from ml_assets.data.splits import split_by_time
 from ml_assets.data.training_checks import build_training_set_checks
+from ml_assets.data.window import TrainingWindow
 from ml_assets.dataset import AcknowledgedScore, DatasetSpec, GateThresholds, demo_data_path
 from ml_assets.event_log import latest_check_evaluations
 from ml_assets.model.assets import (
@@ -45,6 +46,7 @@ from ml_assets.model.registry import champion_history
 from ml_assets.partitions import training_set_partitions
 from resources.model_store import ModelLineage, ModelStore
 from tests.conftest import pinned
+from tests.windows import window_of
 
 ROWS = 6000
 # This suite shares 2 CPU cores with other work, so one-row latency is noise-bound here; the e2e runs give the
@@ -129,14 +131,9 @@ class Pipeline:
         frame = training_set
         windows = training_set_partitions(spec)
 
-        @asset(
-            name="training_set",
-            partitions_def=windows,
-            io_manager_key="warehouse_io_manager",
-            metadata={"partition_expr": WINDOW_END},
-        )
-        def training_set_asset() -> pd.DataFrame:
-            return frame
+        @asset(name="training_set", partitions_def=windows)
+        def training_set_asset() -> TrainingWindow:
+            return window_of(spec, frame, tmp_path / "tables")
 
         checks = build_training_set_checks(spec, windows)
         self.training_set = [training_set_asset, checks]

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from ml_assets.cli import main
 from ml_assets.data.approval import TrainingSetRef
+from ml_assets.data.window import TrainingWindow
 from ml_assets.dataset import DatasetSpec, load_spec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.export.onnx_model import ExportError, embedded_inputs, export_onnx, onnx_feeds
@@ -46,6 +47,7 @@ from ml_assets.serving.scoring import Scorer
 from resources.model_store import ModelLineage, ModelStore
 from tests.serving_support import fit_logistic, save_model
 from tests.test_network import one_thread  # noqa: F401  (autouse: one torch thread for tiny tensors)
+from tests.windows import window_of
 
 DATASETS = Path(__file__).resolve().parents[1] / "ml_assets" / "datasets"
 TOLERANCE = 1e-5
@@ -212,8 +214,8 @@ def test_embedded_model_asset_writes_the_file_and_checks_it(tmp_path: Path, stor
     key = partitions.get_last_partition_key()
 
     @asset(name="training_set", partitions_def=partitions)
-    def training_set() -> Output[pd.DataFrame]:
-        return Output(adult_rows, data_version=DataVersion("v1"))
+    def training_set() -> Output[TrainingWindow]:
+        return Output(window_of(adult_spec, adult_rows, tmp_path / "tables"), data_version=DataVersion("v1"))
 
     @asset(name="approved_training_set")
     def approved_training_set() -> TrainingSetRef:

@@ -176,7 +176,7 @@ def test_generated_days_pass_raw_data_checks_and_flow_into_a_training_set(
         e.check_name for e in result.get_asset_check_evaluations() if not e.passed and e.severity.value == "ERROR"
     ]
     assert result.success and blocking == []
-    training = result.output_for_node("training_set")
+    training = result.output_for_node("training_set").frame()
     assert len(training) == 3 * 500 and set(training["split"]) == {"train", "validation", "test"}
 
 

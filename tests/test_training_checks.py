@@ -7,11 +7,10 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from ml_assets.data.approval import build_approved_training_set
 from ml_assets.data.features import featurize
-from ml_assets.data.splits import SPLIT, WINDOW_END, split_by_time
+from ml_assets.data.splits import SPLIT, split_by_time
 from ml_assets.data.training_checks import (
     CHECKS,
     build_training_set_checks,
@@ -21,8 +20,10 @@ from ml_assets.data.training_checks import (
     single_feature_auc,
     validate_training_set,
 )
+from ml_assets.data.window import TrainingWindow
 from ml_assets.dataset import Column, DatasetSpec, demo_data_path, load_spec, read_demo_data
 from ml_assets.settings import PACKAGE_DIR
+from tests.windows import window_of
 
 END = date(2026, 1, 12)
 
@@ -164,17 +165,17 @@ def test_training_set_checks_materialize_and_compare_with_previous_partition(spe
     daily = dg.DailyPartitionsDefinition(start_date=spec.partitions_start.isoformat())
     drifted_day = "2026-01-12"
 
-    @dg.asset(name="training_set", partitions_def=daily, metadata={"partition_expr": WINDOW_END})
-    def training_set_asset(context: dg.AssetExecutionContext) -> pd.DataFrame:
+    @dg.asset(name="training_set", partitions_def=daily)
+    def training_set_asset(context: dg.AssetExecutionContext) -> TrainingWindow:
         end = date.fromisoformat(context.partition_key)
         ts = training_set(spec, end, n=2000, offset=(end.day % 3) * 2000)
         if context.partition_key == drifted_day:
             ts["hours_per_week"] = (ts["hours_per_week"] + 30).clip(upper=99).astype("Int64")
-        return ts
+        return window_of(spec, ts, tmp_path / "tables")
 
     checks = build_training_set_checks(spec, daily)
     assert {k.name for k in checks.check_keys} == set(CHECKS)
-    resources = {"io_manager": DuckDBPandasIOManager(database=str(tmp_path / "w.duckdb"), schema="ml")}
+    resources = {"io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "storage"))}
     instance = dg.DagsterInstance.ephemeral()
 
     def run(day: str) -> dict[str, dg.AssetCheckEvaluation]:
@@ -361,13 +362,13 @@ def test_approved_training_set_refuses_a_window_with_a_joint_leak(tmp_path) -> N
     daily = dg.DailyPartitionsDefinition(start_date="2026-01-01")
     frame = in_window(spec, flights(), date(2026, 1, 12))
 
-    @dg.asset(name="training_set", partitions_def=daily, metadata={"partition_expr": WINDOW_END})
-    def training_set_asset() -> pd.DataFrame:
-        return frame
+    @dg.asset(name="training_set", partitions_def=daily)
+    def training_set_asset() -> TrainingWindow:
+        return window_of(spec, frame, tmp_path / "tables")
 
     checks = build_training_set_checks(spec, daily)
     approved = build_approved_training_set(daily, [s.name for s in checks.check_specs if s.blocking])
-    resources = {"io_manager": DuckDBPandasIOManager(database=str(tmp_path / "w.duckdb"), schema="ml")}
+    resources = {"io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "storage"))}
     instance = dg.DagsterInstance.ephemeral()
     cut = dg.materialize(
         [training_set_asset, checks],

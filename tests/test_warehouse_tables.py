@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from dagster import AssetIn, AssetKey, DailyPartitionsDefinition, TimeWindowPartitionMapping, asset, materialize
 
+from ml_assets.data.tables import DATA_IO_MANAGER
 from ml_assets.dataset import DatasetSpec
 from ml_assets.definitions import build_definitions
 from resources.duckdb_warehouse import DeclaredTypesDuckDBIOManager
@@ -160,17 +161,18 @@ def test_rows_with_other_columns_than_declared_are_refused() -> None:
 
 
 def test_every_stored_table_declares_its_columns_from_the_spec(adult_spec: DatasetSpec) -> None:
-    """Each asset stored in the warehouse declares every column; the spec's columns in their spec types."""
+    """Each asset stored in the warehouse or the Parquet tables declares every column; the spec's columns in their spec types."""
     defs = build_definitions(adult_spec, env="local")
     graph_ = defs.get_repository_def().asset_graph
     stored = {}
     for key in graph_.get_all_asset_keys():
         node = graph_.get(key)
-        if node.is_materializable and node.assets_def.get_io_manager_key_for_asset_key(key) == "warehouse_io_manager":
+        manager = node.assets_def.get_io_manager_key_for_asset_key(key) if node.is_materializable else None
+        if manager in ("warehouse_io_manager", DATA_IO_MANAGER):
             stored[key.to_user_string()] = declared_dtypes(node.metadata)
-    assert set(stored) >= {"raw_data", "features", "training_set", "prediction_log", "labels", "batch_predictions"}
+    assert set(stored) >= {"raw_data", "features", "prediction_log", "labels", "batch_predictions"}
     undeclared = [name for name, dtypes in stored.items() if dtypes is None]
     assert undeclared == [], f"stored without declared columns: {undeclared}"
-    for name in ("raw_data", "features", "training_set"):
+    for name in ("raw_data", "features"):
         assert {c: stored[name][c] for c in adult_spec.column_names} == adult_spec.pandas_dtypes, name
     assert COLUMN_SCHEMA in graph_.get(AssetKey("raw_data")).metadata

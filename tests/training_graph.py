@@ -19,6 +19,7 @@ from dagster import (
 )
 
 from ml_assets.data.approval import build_approved_training_set
+from ml_assets.data.window import TrainingWindow
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.assets import build_model_assets
 from ml_assets.settings import paths
@@ -26,6 +27,7 @@ from resources.deepspeed_trainer import DeepSpeedTrainer
 from resources.launchers import LocalTorchrunLauncher
 from resources.model_store import ModelStore
 from resources.training_storage import TrainingStorage
+from tests.windows import window_of
 
 WINDOW_END = date(2026, 1, 10)
 # Small and quick: ~18 steps per rank per epoch on 3000 rows, a handful of epochs.
@@ -38,9 +40,9 @@ def build_graph(spec: DatasetSpec, frame: pd.DataFrame, home: Path) -> dict[str,
     daily = DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-11")
 
     @asset(name="training_set", partitions_def=daily)
-    def training_set() -> pd.DataFrame:
-        # rows shuffled: the model assets must not depend on the order the warehouse returns
-        return frame.sample(frac=1.0, random_state=1)
+    def training_set() -> TrainingWindow:
+        # rows shuffled: the model assets must not depend on the order the files hold them in
+        return window_of(spec, frame.sample(frac=1.0, random_state=1), home / "tables")
 
     instance = DagsterInstance.ephemeral()
     io = FilesystemIOManager(base_dir=str(home / "storage"))

@@ -11,7 +11,6 @@ verify again that it is still the approved one and still passes.
 import sys
 from dataclasses import dataclass
 
-import pandas as pd
 from dagster import (
     AssetDep,
     AssetExecutionContext,
@@ -28,6 +27,7 @@ from dagster import (
 
 from ml_assets import event_log
 from ml_assets.automation import on_training_set_approved
+from ml_assets.data.window import TrainingWindow
 from ml_assets.event_log import DATA_VERSION_TAG, require_passed
 from ml_assets.versioning import source_version
 
@@ -111,8 +111,8 @@ def build_approved_training_set(
     return approved_training_set
 
 
-def load_approved(context: AssetExecutionContext, ref: TrainingSetRef, consumer: str) -> pd.DataFrame:
-    """The approved window's rows, after verifying it is still the latest cut of its day and still passes."""
+def load_approved(context: AssetExecutionContext, ref: TrainingSetRef, consumer: str) -> TrainingWindow:
+    """The approved window (its lazy record), after verifying it is still the latest cut of its day and still passes."""
     require_passed(context.instance, TRAINING_SET, ref.blocking_checks, ref.partition_key, consumer)
     mat = latest_training_set_record(context, ref.partition_key).asset_materialization
     current = mat.tags.get(DATA_VERSION_TAG) if mat is not None else None

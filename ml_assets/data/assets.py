@@ -1,8 +1,9 @@
 """Data assets: landing_files (observed), raw_data (validated landing files), features, the time-split
 training_set, and approved_training_set (the window models use next).
 
-raw_data, features and training_set are daily partitioned and stored in the warehouse by the DuckDB-pandas IO
-manager. raw_data runs its Great Expectations rules inside the asset because only there is the frame as it landed
+raw_data and features are daily partitioned Parquet files (``resources.parquet_tables``: one immutable file per
+materialization of a day, read lazily); training_set is a ``TrainingWindow`` record over the features days' files
+with the time bounds of its splits, so a window of any size is cut without copying a row. raw_data runs its Great Expectations rules inside the asset because only there is the frame as it landed
 (before type coercion) visible: a column of numbers that landed as text must fail its type rule, and coercion would
 hide that. Each asset refuses an upstream partition whose latest blocking checks failed
 (``event_log.require_passed``), so the gates hold in every run, not only in the run that executed them.
@@ -20,6 +21,7 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetsDefinition,
+    DataVersion,
     Failure,
     MetadataValue,
     Output,
@@ -33,15 +35,18 @@ from ml_assets import markdown
 from ml_assets.automation import on_new_files, on_upstream_update
 from ml_assets.data import expectations, splits, tables, training_checks, volume
 from ml_assets.data import features as features_module
+from ml_assets.data import window as window_module
 from ml_assets.data.approval import build_approved_training_set
 from ml_assets.data.features import featurize
 from ml_assets.data.landing import LANDING_FILES, build_landing_files
-from ml_assets.data.splits import split_by_time
+from ml_assets.data.tables import DATA_IO_MANAGER
+from ml_assets.data.window import SplitCount, TrainingWindow, split_counts
 from ml_assets.dataset import DatasetSpec
 from ml_assets.event_log import require_passed
 from ml_assets.partitions import LANDING_DAY, daily_partitions, training_set_partitions
 from ml_assets.versioning import code_version, frame_version
 from resources.landing import LandingFileError, LandingZone
+from resources.parquet_tables import TableScan
 from resources.warehouse_tables import column_schema
 
 
@@ -113,8 +118,8 @@ def build_raw_data(
         name="raw_data",
         group_name="data",
         partitions_def=daily,
-        io_manager_key="warehouse_io_manager",
-        metadata={"partition_expr": LANDING_DAY, **column_schema(tables.raw_data_dtypes(spec))},
+        io_manager_key=DATA_IO_MANAGER,
+        metadata=column_schema(tables.raw_data_dtypes(spec)),
         deps=[LANDING_FILES],
         check_specs=check_specs,
         automation_condition=on_new_files(),
@@ -165,8 +170,8 @@ def build_features(spec: DatasetSpec, daily: PartitionsDefinition, raw_gates: li
         name="features",
         group_name="data",
         partitions_def=daily,
-        io_manager_key="warehouse_io_manager",
-        metadata={"partition_expr": LANDING_DAY, **column_schema(tables.features_dtypes(spec))},
+        io_manager_key=DATA_IO_MANAGER,
+        metadata=column_schema(tables.features_dtypes(spec)),
         automation_condition=on_upstream_update(),
         code_version=code_version(
             spec, sys.modules[__name__], features_module, uses=("columns", "bands", "positive_label")
@@ -200,44 +205,50 @@ def build_training_set(spec: DatasetSpec, windows: PartitionsDefinition, feature
         name="training_set",
         group_name="data",
         partitions_def=windows,
-        io_manager_key="warehouse_io_manager",
-        metadata={"partition_expr": splits.WINDOW_END, **column_schema(tables.training_set_dtypes(spec))},
         ins={"features": AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-(window - 1)))},
         automation_condition=on_upstream_update(),
-        code_version=code_version(spec, sys.modules[__name__], splits, uses=("columns", "training")),
+        code_version=code_version(spec, sys.modules[__name__], splits, window_module, uses=("columns", "training")),
         description=f"The {window} days of features ending on the partition day, split by time "
-        f"(newest {spec.training.test_days} days = test).",
+        f"(newest {spec.training.test_days} days = test): a record of the days' files and the split bounds, "
+        "read lazily, never copied.",
     )
-    def training_set(context: AssetExecutionContext, features: pd.DataFrame) -> Output[pd.DataFrame]:
+    def training_set(context: AssetExecutionContext, features: TableScan) -> Output[TrainingWindow]:
         end = date.fromisoformat(context.partition_key)
         expected = complete_window(features, end, window)
         for day in sorted(expected):
             require_passed(context.instance, AssetKey("features"), features_gates, day, "training_set")
-        out = split_by_time(spec, features.sort_values([LANDING_DAY, spec.id.name]), end)
-        out = out.drop(columns=[LANDING_DAY]).reset_index(drop=True)
-        labeled = out[out[spec.label_column].notna()]
+        out = TrainingWindow.cut(spec, features, end, sorted(expected))
+        counts = split_counts(out)
         # stored all the same: the blocking class_balance check fails such a window, naming the split and why
-        unlabeled = [s for s in splits.SPLITS if not (labeled[splits.SPLIT] == s).any()]
+        unlabeled = [s for s in splits.SPLITS if not counts[s].labeled]
+        rows = sum(c.rows for c in counts.values())
+        labeled = sum(c.labeled for c in counts.values())
         return Output(
             out,
-            data_version=frame_version(out),
+            data_version=DataVersion(out.version),
             metadata={
-                "dagster/row_count": len(out),
-                "labeled_rows": len(labeled),
-                "unlabeled_rows": len(out) - len(labeled),
+                "dagster/row_count": rows,
+                "labeled_rows": labeled,
+                "unlabeled_rows": rows - labeled,
                 "splits_without_labels": MetadataValue.json(unlabeled),
                 "window": f"{min(expected)} .. {max(expected)}",
-                "splits": MetadataValue.md(splits_table(spec, out)),
+                "splits": MetadataValue.md(splits_table(counts)),
+                "files": len(out.rows.files),
             },
         )
 
     return training_set
 
 
-def complete_window(features: pd.DataFrame, end: date, window: int) -> set[str]:
+def complete_window(features: TableScan, end: date, window: int) -> set[str]:
     """The ``window`` days ending on ``end``, all present in ``features``; else a Failure naming the missing days."""
     expected = {d.isoformat() for d in pd.date_range(end=end, periods=window).date}
-    present = set(features[LANDING_DAY].dt.date.astype(str).unique()) if len(features) else set()
+    landed = (
+        features.query(f"SELECT DISTINCT strftime({LANDING_DAY}, '%Y-%m-%d') AS day FROM scan")
+        if features.files
+        else None
+    )
+    present = set(landed["day"]) if landed is not None else set()
     missing = sorted(expected - present)
     if missing:
         raise Failure(
@@ -248,22 +259,12 @@ def complete_window(features: pd.DataFrame, end: date, window: int) -> set[str]:
     return expected
 
 
-def splits_table(spec: DatasetSpec, training_set: pd.DataFrame) -> str:
+def splits_table(counts: dict[str, SplitCount]) -> str:
     """Rows, labeled rows and positive rate of each split."""
-    counts = training_set[splits.SPLIT].value_counts().reindex(splits.SPLITS, fill_value=0)
-    labeled = training_set[training_set[spec.label_column].notna()]
-    labeled_counts = labeled[splits.SPLIT].value_counts().reindex(splits.SPLITS, fill_value=0)
-    # a split without labeled rows has no rate (NaN, shown as "-"), not pandas' NA, which float() refuses
-    rates = labeled.groupby(splits.SPLIT)[spec.label_column].mean().reindex(splits.SPLITS).astype("float64")
     return markdown.table(
         [
-            {
-                "split": s,
-                "rows": int(counts[s]),
-                "labeled": int(labeled_counts[s]),
-                "positive rate": float(rates[s]),
-            }
-            for s in splits.SPLITS
+            {"split": s, "rows": c.rows, "labeled": c.labeled, "positive rate": c.positive_rate}
+            for s, c in counts.items()
         ],
         digits=3,
         right=["rows", "labeled", "positive rate"],

@@ -11,6 +11,7 @@ from ml_assets.dataset import PANDAS_DTYPES, DatasetSpec
 from ml_assets.partitions import LANDING_DAY
 
 TEXT, TIMESTAMP = PANDAS_DTYPES["string"], PANDAS_DTYPES["datetime"]
+DATA_IO_MANAGER = "data_io_manager"  # raw_data and features: Parquet files per day (resources.parquet_tables)
 
 
 def label_dtype(spec: DatasetSpec) -> str:

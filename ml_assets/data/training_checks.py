@@ -25,6 +25,7 @@ from ml_assets import markdown
 from ml_assets.automation import with_its_asset
 from ml_assets.data.leakage import FITTED_ROWS, joint_leakage
 from ml_assets.data.splits import SPLIT, SPLITS
+from ml_assets.data.window import TrainingWindow
 from ml_assets.dataset import DatasetSpec
 
 PSI_FLOOR = 1e-4  # share given to an empty bin, so a bin seen on one side only counts, finitely
@@ -424,7 +425,7 @@ def _load_previous(
     key = dg.AssetKey("training_set")
     if prev not in context.instance.get_materialized_partitions(key):
         return None, f"previous training set (partition {prev}) was never materialized"
-    return op.load_asset_value(key, partition_key=prev), f"compared with training_set partition {prev}"
+    return op.load_asset_value(key, partition_key=prev).frame(), f"compared with training_set partition {prev}"
 
 
 def build_training_set_checks(
@@ -454,9 +455,10 @@ def build_training_set_checks(
 
     @dg.multi_asset_check(specs=specs, name="training_set_checks", ins={"training_set": dg.AssetIn("training_set")})
     def training_set_checks(
-        context: dg.AssetCheckExecutionContext, training_set: pd.DataFrame
+        context: dg.AssetCheckExecutionContext, training_set: TrainingWindow
     ) -> Iterator[dg.AssetCheckResult]:
         previous, note = _load_previous(context, partitions_def)
+        training_set = training_set.frame()
         # failed checks first: the UI lists a run's results in the order they were emitted
         yield from sorted(validate_training_set(spec, training_set, previous, note), key=lambda r: r.passed)
 

@@ -15,9 +15,18 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from ml_assets.data.splits import SPLIT, SPLITS, WINDOW_END
+from ml_assets.data.tables import features_dtypes
 from ml_assets.dataset import DatasetSpec
 from ml_assets.partitions import LANDING_DAY
-from resources.parquet_tables import TableScan
+from resources.parquet_tables import ParquetTables, TableScan, quoted
+
+
+class SplitCount(BaseModel):
+    """Rows, labeled rows and positive rate of one split of a window."""
+
+    rows: int
+    labeled: int
+    positive_rate: float = Field(description="NaN when the split has no labeled row")
 
 
 class TrainingWindow(BaseModel):
@@ -68,6 +77,14 @@ class TrainingWindow(BaseModel):
         """The rows of one split that carry a label: what models fit and are judged on."""
         return self.split(name).where(not_null=(self.label_column,))
 
+    def split_case(self) -> str:
+        """A SQL expression naming each row's split (over the view ``scan`` of ``rows``)."""
+        time = quoted(self.time_column)
+        return (
+            f"CASE WHEN {time} >= TIMESTAMP '{self.test_from}' THEN 'test' "
+            f"WHEN {time} >= TIMESTAMP '{self.validation_from}' THEN 'validation' ELSE 'train' END"
+        )
+
     def frame(self) -> pd.DataFrame:
         """The whole window as one training_set frame (features columns less the landing day, plus its split and
         window end): only for windows known to be small."""
@@ -79,3 +96,38 @@ class TrainingWindow(BaseModel):
         frame = pd.concat(out, ignore_index=True)
         frame[WINDOW_END] = pd.Timestamp(self.window_end)
         return frame
+
+
+def split_counts(window: TrainingWindow) -> dict[str, SplitCount]:
+    """Each split's rows, labeled rows and positive rate, in one query over the window's files."""
+    label = quoted(window.label_column)
+    found = (
+        window.rows.query(
+            f"SELECT {window.split_case()} AS split, count(*) AS rows, count({label}) AS labeled, "
+            f"avg({label}) AS positive_rate FROM scan GROUP BY 1"
+        ).set_index("split")
+        if window.rows.files
+        else pd.DataFrame()
+    )
+    return {
+        s: SplitCount(
+            rows=int(found.at[s, "rows"]) if s in found.index else 0,
+            labeled=int(found.at[s, "labeled"]) if s in found.index else 0,
+            positive_rate=float(found.at[s, "positive_rate"])
+            if s in found.index and found.at[s, "labeled"]
+            else float("nan"),
+        )
+        for s in SPLITS
+    }
+
+
+def store_window(spec: DatasetSpec, frame: pd.DataFrame, tables: ParquetTables) -> TrainingWindow:
+    """A training_set frame (as ``split_by_time`` makes it) stored as the features rows of its window and cut: what
+    replay tools and stand-ins hand on where a real window would be. Its end is ``window_end`` (else the newest
+    event day)."""
+    end = pd.Timestamp(frame[WINDOW_END].max() if WINDOW_END in frame else frame[spec.time.name].max()).date()
+    rows = frame.drop(columns=[c for c in (SPLIT, WINDOW_END) if c in frame.columns])
+    rows[LANDING_DAY] = rows[spec.time.name].dt.normalize()
+    dtypes = features_dtypes(spec)
+    scan = tables.write("features", end.isoformat(), dtypes, [rows[list(dtypes)]])
+    return TrainingWindow.cut(spec, scan, end, sorted(set(rows[LANDING_DAY].dt.strftime("%Y-%m-%d"))))

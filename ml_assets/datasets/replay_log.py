@@ -29,10 +29,10 @@ class World:
 
 
 def install_champion(spec: DatasetSpec, home: Path, window_end: date, instance, rows: int = 20_000) -> World:
-    """Fit, store and promote a champion on a demo training window ending ``window_end`` (stored in the warehouse)."""
+    """Fit, store and promote a champion on a demo training window ending ``window_end`` (its features stored as Parquet tables)."""
     import dagster as dg
 
-    from ml_assets.data.splits import WINDOW_END
+    from ml_assets.data.window import store_window
     from ml_assets.datasets.samples import demo_training_set
     from ml_assets.environments import local_resources
     from ml_assets.model.assets import BaselineConfig, fit_baseline
@@ -44,14 +44,9 @@ def install_champion(spec: DatasetSpec, home: Path, window_end: date, instance, 
     store = ModelStore(home=str(home / "bentoml"))
     tag = store.save(model, f"{spec.name}-classifier", ModelLineage(training_set_partition=window_end.isoformat()))
 
-    @dg.asset(
-        name="training_set",
-        partitions_def=training_set_partitions(spec),
-        io_manager_key="warehouse_io_manager",
-        metadata={"partition_expr": WINDOW_END},
-    )
-    def training_set():
-        return window
+    @dg.asset(name="training_set", partitions_def=training_set_partitions(spec), required_resource_keys={"tables"})
+    def training_set(context):
+        return store_window(spec, window, context.resources.tables)
 
     @dg.asset(name="champion_model")
     def champion_model():

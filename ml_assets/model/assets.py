@@ -181,7 +181,7 @@ def build_baseline_model(spec: DatasetSpec, when: AutomationCondition) -> Assets
         approved_training_set: TrainingSetRef,
         model_store: ModelStore,
     ) -> Output[ModelRef]:
-        training_set = ordered(spec, load_approved(context, approved_training_set, "baseline_model"))
+        training_set = ordered(spec, load_approved(context, approved_training_set, "baseline_model").frame())
         version = frame_version(training_set).value
         model = fit_baseline(spec, training_set, config)
         val = labeled_split(spec, training_set, "validation")
@@ -257,7 +257,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         trainer: DeepSpeedTrainer,
         model_store: ModelStore,
     ) -> Output[ModelRef]:
-        training_set = ordered(spec, load_approved(context, approved_training_set, "candidate_model"))
+        training_set = ordered(spec, load_approved(context, approved_training_set, "candidate_model").frame())
         version = frame_version(training_set).value
         partition = approved_training_set.partition_key
         budget = spec.search

@@ -284,7 +284,7 @@ def build_model_evaluation(spec: DatasetSpec):
         baseline_model: ModelRef,
         model_store: ModelStore,
     ) -> Output[Evaluation]:
-        window = load_approved(context, approved_training_set, "model_evaluation")
+        window = load_approved(context, approved_training_set, "model_evaluation").frame()
         test = evaluation_rows(spec, window)
         unlabeled_test = int((window[SPLIT].astype("string") == "test").sum()) - len(test)
         champion_tag = comparable_champion(context.instance, candidate_model)

@@ -407,7 +407,7 @@ def report_for(
     partition = info.lineage.training_set_partition
     if not partition:
         raise Failure(description=f"model {tag} records no training_set_partition: cannot monitor it against its data")
-    reference = context.load_asset_value(AssetKey("training_set"), partition_key=str(partition))
+    reference = context.load_asset_value(AssetKey("training_set"), partition_key=str(partition)).frame()
     previous = previous_champion(context.instance, tag)
     now = datetime.now(UTC)
     created = info.creation_time

@@ -122,7 +122,7 @@ def build_feature_importance(spec: DatasetSpec) -> AssetsDefinition:
         approved_training_set: TrainingSetRef,
         model_store: ModelStore,
     ) -> MaterializeResult:
-        window = load_approved(context, approved_training_set, "feature_importance")
+        window = load_approved(context, approved_training_set, "feature_importance").frame()
         rows = spec.labeled(window[window[SPLIT].astype("string") == "validation"]).reset_index(drop=True)
         model = load_stored(model_store, champion_model.tag)
         y = rows[spec.label_column].to_numpy(dtype=np.int64)

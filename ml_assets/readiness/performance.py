@@ -161,7 +161,7 @@ def build_performance_regression(spec: DatasetSpec) -> AssetsDefinition:
                 asset_key="performance_regression",
                 metadata={"candidate_tag": candidate_tag, "champion_tag": "none", "not_judged": why},
             )
-        rows = evaluation_rows(spec, load_approved(context, approved_training_set, "performance_regression"))
+        rows = evaluation_rows(spec, load_approved(context, approved_training_set, "performance_regression").frame())
         candidate, champion = measure_pair(
             load_stored(model_store, candidate_tag), load_stored(model_store, champion_ref.tag), rows
         )

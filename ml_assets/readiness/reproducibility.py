@@ -126,7 +126,7 @@ def build_reproducibility(spec: DatasetSpec) -> AssetsDefinition:
         partition = lineage.training_set_partition
         if not partition:
             raise ValueError(f"champion {champion_model.tag} records no training_set_partition: nothing to retrain on")
-        rows = ordered(spec, context.load_asset_value(AssetKey("training_set"), partition_key=partition))
+        rows = ordered(spec, context.load_asset_value(AssetKey("training_set"), partition_key=partition).frame())
         version = frame_version(rows).value
         train, val = (labeled_split(spec, rows, s) for s in ("train", "validation"))
         trial = champion_trial(lineage)

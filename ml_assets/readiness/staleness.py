@@ -111,7 +111,7 @@ def build_staleness_impact(spec: DatasetSpec) -> AssetsDefinition:
     def staleness_impact(
         context: AssetExecutionContext, approved_training_set: TrainingSetRef, model_store: ModelStore
     ) -> MaterializeResult:
-        rows = evaluation_rows(spec, load_approved(context, approved_training_set, "staleness_impact"))
+        rows = evaluation_rows(spec, load_approved(context, approved_training_set, "staleness_impact").frame())
         newest = (
             max(d.date() for d in rows[WINDOW_END])
             if WINDOW_END in rows

@@ -139,7 +139,7 @@ def build_deployment(spec: DatasetSpec) -> AssetsDefinition:
         model_store: ModelStore,
         alerts: Alerts,
     ) -> Output[DeploymentInfo]:
-        training_set = load_approved(context, approved_training_set, "deployment")
+        training_set = load_approved(context, approved_training_set, "deployment").frame()
         records, rows = validation_sample(spec, training_set)
         expected = [float(p) for p in load_stored(model_store, bento.model_tag).predict_proba(rows)]
         t0 = time.perf_counter()
