@@ -3,10 +3,14 @@
 The resource owns the knobs a user sets in the launchpad or in code (ranks, ZeRO stage, precision, batch sizes,
 epochs, learning rate and schedule, early stopping, seed, offload, checkpoints), turns them into a DeepSpeed
 config (a raw ``deepspeed_config`` dict overrides any key), rejects impossible settings before anything
-launches, stages the rows the asset hands it and a job description (``TrainingJob``) in its ``storage``, and
-hands the launch to its ``launcher`` (torchrun on this machine, or GPU pods on Kubernetes). It reads the outputs back as raw files:
-what they mean (network, preprocessing, weights) is ``ml_assets.model``'s business. The entrypoint
-``ml_assets.model.train`` does the training; this module never imports DeepSpeed or the model code.
+launches, writes a job description (``TrainingJob``) in its ``storage`` and hands the launch to its ``launcher``
+(torchrun on this machine, or GPU pods on Kubernetes). The rows travel by reference: a window handed as a
+``TableScan`` is read by the ranks where it lies (a shared volume, object storage), a frame is staged once as
+Parquet; the preprocessing and the row groups' counts are prepared once here, by streaming queries
+(``ml_assets.model.shards.prepare``, the one piece of model code this module calls), so each rank reads only its
+shard. It reads the outputs back as raw files: what they mean (network, preprocessing, weights) is
+``ml_assets.model``'s business. The entrypoint ``ml_assets.model.train`` does the training; this module never
+imports DeepSpeed.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import hashlib
 import json
 import posixpath
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -204,8 +208,8 @@ class DeepSpeedTrainer(ConfigurableResource):
         self,
         context: AssetExecutionContext | OpExecutionContext,
         spec: Mapping[str, Any],
-        train_rows: pd.DataFrame | TableScan,
-        validation_rows: pd.DataFrame | TableScan,
+        train_rows: TableScan | pd.DataFrame,
+        validation_rows: TableScan | pd.DataFrame,
         network: Mapping[str, Any],
         data_version: str,
         *,
@@ -216,25 +220,21 @@ class DeepSpeedTrainer(ConfigurableResource):
         halving: Mapping[str, int] | None = None,
         ensemble_size: int = 1,
     ) -> TrainingRun:
-        """Validate, stage the rows and the job in storage, launch the entrypoint, and read back its outputs.
+        """Validate, prepare the rows and stage the job in storage, launch the entrypoint, and read back its outputs.
 
-        ``spec`` is the dataset spec as JSON, passed through to the entrypoint untouched. ``network`` is the first
-        trial; ``search`` adds trials (``{"network": ..., "learning_rate": ..., "weight_decay": ...,
-        "lr_schedule": ..., "class_weight": "none" | "balanced"}``, all but the network optional), trained in the
-        same launch; ``halving`` (``{"min_epochs": r, "eta": n}``) runs them as successive halving. The best on
-        validation ``select_by``, or the ensemble of up to ``ensemble_size`` trials when it scores better there,
-        is returned, every trial's figures in its summary. ``max_seconds``: no trial trains further once the
+        ``train_rows`` and ``validation_rows`` are scans of Parquet files every rank can open (read in place, never
+        loaded here) or frames (staged once as Parquet). ``spec`` is the dataset spec as JSON, passed through to
+        the entrypoint untouched. ``network`` is the first trial; ``search`` adds trials (``{"network": ...,
+        "learning_rate": ..., "weight_decay": ..., "lr_schedule": ..., "class_weight": "none" | "balanced"}``, all
+        but the network optional), trained in the same launch; ``halving`` (``{"min_epochs": r, "eta": n}``) runs
+        them as successive halving. The best on validation ``select_by``, or the ensemble of up to
+        ``ensemble_size`` trials when it scores better there, is returned, every trial's figures in its summary. ``max_seconds``: no trial trains further once the
         launch has run this long.
         """
+        from ml_assets.dataset import DatasetSpec
+        from ml_assets.model.shards import TooFewRows, prepare, shard_cache_bytes
+
         plan = self.plan()
-        # TODO(issue 25): ranks stream their shard of a scan; until then a scan is read whole here
-        train_rows = train_rows.frame() if isinstance(train_rows, TableScan) else train_rows
-        validation_rows = validation_rows.frame() if isinstance(validation_rows, TableScan) else validation_rows
-        if len(train_rows) < plan.ranks or len(validation_rows) == 0:
-            raise TrainerConfigError(
-                f"training set {data_version} has {len(train_rows)} train and {len(validation_rows)} validation "
-                f"rows: need at least one train row per rank ({plan.ranks}) and one validation row"
-            )
         trials = self._trials(network, search, plan)
         trials_hash = hashlib.sha256(json.dumps(trials, sort_keys=True).encode()).hexdigest()[:8]
         checkpoint_dir = (
@@ -243,11 +243,20 @@ class DeepSpeedTrainer(ConfigurableResource):
             / f"{data_version}-{trials_hash}-{plan.config_hash}"
         )
 
-        def job(staged: dict[str, str], output: str) -> TrainingJob:
-            return TrainingJob(
-                train_rows=staged["train"],
-                validation_rows=staged["validation"],
-                output_dir=output,
+        run_name = _safe(context.run_id)
+        location = self._fresh(run_name)
+        staged = self._stage(location, {"train": train_rows, "validation": validation_rows})
+        try:
+            try:
+                rows = prepare(
+                    DatasetSpec.model_validate(dict(spec)), staged["train"], staged["validation"], plan.ranks
+                )
+            except TooFewRows as e:
+                raise TrainerConfigError(f"training set {data_version} has {e}") from None
+            job = TrainingJob(
+                rows=rows,
+                shard_cache_bytes=shard_cache_bytes(),
+                output_dir=posixpath.join(location, "output"),
                 checkpoint_dir=str(checkpoint_dir),
                 spec=dict(spec),
                 trials=trials,
@@ -264,15 +273,16 @@ class DeepSpeedTrainer(ConfigurableResource):
                 warmup_fraction=self.warmup_fraction,
                 launched_at=time.time(),
             )
-
-        what = (
-            f"training {len(trials)} trial(s) ({', '.join(t['network'].get('architecture', '?') for t in trials)}) on "
-            f"{len(train_rows)} train / {len(validation_rows)} validation rows: {plan.ranks} {plan.device} rank(s), "
-            f"ZeRO {plan.deepspeed_config['zero_optimization'].get('stage')}, {plan.precision}; checkpoints in "
-            f"{checkpoint_dir}"
-        )
-        frames = {"train": train_rows, "validation": validation_rows}
-        location, outputs = self._launch(context, plan, _safe(context.run_id), ENTRYPOINT, frames, job, what)
+            names = ", ".join(t["network"].get("architecture", "?") for t in trials)
+            what = (
+                f"training {len(trials)} trial(s) ({names}) on {rows.train.rows} train / {rows.validation.rows} "
+                f"validation rows: {plan.ranks} {plan.device} rank(s), ZeRO "
+                f"{plan.deepspeed_config['zero_optimization'].get('stage')}, {plan.precision}; checkpoints in "
+                f"{checkpoint_dir}"
+            )
+            outputs = self._launch(context, plan, location, run_name, ENTRYPOINT, job, what)
+        finally:
+            self._unstage(staged, (train_rows, validation_rows))
         return TrainingRun(plan=plan, location=location, outputs=outputs, checkpoint_dir=str(checkpoint_dir))
 
     def _trials(
@@ -312,37 +322,50 @@ class DeepSpeedTrainer(ConfigurableResource):
             )
         return out
 
+    def _fresh(self, run_name: str) -> str:
+        """The run's folder in storage, emptied: a retried step starts from a clean slate."""
+        location = self.storage.location(run_name)
+        self.storage.remove(location)
+        return location
+
+    def _stage(self, location: str, rows: Mapping[str, TableScan | pd.DataFrame]) -> dict[str, TableScan]:
+        """Every split as a scan the ranks can read: a scan as it is (its files already lie where the ranks read),
+        a frame written once as ``<name>.parquet`` in the run's folder."""
+        return {
+            name: part
+            if isinstance(part, TableScan)
+            else self.storage.put_rows(posixpath.join(location, f"{name}.parquet"), part)
+            for name, part in rows.items()
+        }
+
+    def _unstage(self, staged: Mapping[str, TableScan], handed: Sequence[TableScan | pd.DataFrame]) -> None:
+        """Remove the files staged from frames (the warehouse has the rows); scans handed in are not ours."""
+        for (_, scan), part in zip(staged.items(), handed, strict=True):
+            if isinstance(part, pd.DataFrame):
+                for url in scan.files:
+                    self.storage.remove(url)
+
     def _launch(
         self,
         context: AssetExecutionContext | OpExecutionContext,
         plan: TrainingPlan,
+        location: str,
         run_name: str,
         module: str,
-        frames: Mapping[str, pd.DataFrame],
-        job_for: Callable[[dict[str, str], str], BaseModel],
+        job: BaseModel,
         what: str,
-    ) -> tuple[str, dict[str, bytes]]:
-        """The one staging and launch path of every entrypoint: a clean folder for the run, ``frames`` staged as
-        ``<name>.parquet``, the job record (``job_for(staged URLs, output folder)``) as ``job.json``, the ranks
-        launched on it, and every output file read back. The staged rows are removed (the warehouse has them); the
-        job and the outputs are kept. Returns the run's folder and its outputs."""
-        location = self.storage.location(run_name)
-        self.storage.remove(location)  # a retried step starts from a clean slate
-        staged = {
-            name: self.storage.put_frame(posixpath.join(location, f"{name}.parquet"), frame)
-            for name, frame in frames.items()
-        }
+    ) -> dict[str, bytes]:
+        """The one launch path of every entrypoint: the job record as ``job.json`` in the run's folder, the ranks
+        launched on it, and every file they wrote to the job's ``output_dir`` read back (the job and the outputs
+        stay in storage)."""
         output = posixpath.join(location, "output")
-        job = job_for(staged, output)
         job_url = self.storage.put_bytes(posixpath.join(location, "job.json"), job.model_dump_json().encode())
         context.log.info(f"{what}; job {job_url}")
         self.launcher.launch(context, LaunchSpec(module, (job_url,), plan.ranks, plan.device, run_name))
         outputs = self.storage.read_all(output)
         if not outputs:
             raise RuntimeError(f"{module} finished but wrote nothing to {output}; see the rank logs")
-        for url in staged.values():
-            self.storage.remove(url)
-        return location, outputs
+        return outputs
 
     # ---- any entrypoint ---------------------------------------------------------------------------------------
     def run(
@@ -356,24 +379,30 @@ class DeepSpeedTrainer(ConfigurableResource):
         in storage, launch ``python -m <module> JOB_URL`` with this trainer's launcher and plan, and read back every
         file the entrypoint wrote to the job's ``output_dir``. What the files mean is the caller's business."""
         plan = self.plan()
-
-        def record(staged: dict[str, str], output: str) -> EntrypointJob:
-            return EntrypointJob(
-                frames=staged,
-                output_dir=output,
-                device=plan.device,
-                precision=plan.precision,
-                deepspeed_config=plan.deepspeed_config,
-                max_epochs=self.max_epochs,
-                patience=self.early_stopping_patience,
-                seed=self.seed,
-                warmup_fraction=self.warmup_fraction,
-                payload=job.model_dump(mode="json"),
-            )
-
         run_name = _safe(f"{context.run_id}-{module.rsplit('.', 1)[-1]}")
+        location = self._fresh(run_name)
+        staged = {
+            name: self.storage.put_frame(posixpath.join(location, f"{name}.parquet"), frame)
+            for name, frame in frames.items()
+        }
+        record = EntrypointJob(
+            frames=staged,
+            output_dir=posixpath.join(location, "output"),
+            device=plan.device,
+            precision=plan.precision,
+            deepspeed_config=plan.deepspeed_config,
+            max_epochs=self.max_epochs,
+            patience=self.early_stopping_patience,
+            seed=self.seed,
+            warmup_fraction=self.warmup_fraction,
+            payload=job.model_dump(mode="json"),
+        )
         what = f"launching {module} on {plan.ranks} {plan.device} rank(s), {plan.precision}"
-        location, outputs = self._launch(context, plan, run_name, module, frames, record, what)
+        try:
+            outputs = self._launch(context, plan, location, run_name, module, record, what)
+        finally:
+            for url in staged.values():
+                self.storage.remove(url)
         return EntrypointRun(plan=plan, location=location, outputs=outputs)
 
 

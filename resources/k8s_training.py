@@ -6,8 +6,9 @@ Several nodes form one static torchrun rendezvous: node rank 0 is still that Pip
 Indexed Job (node rank = completion index + 1), and a headless Service gives the index-0 pod a stable DNS name
 (``<group>-0.<group>``) the others rendezvous on. WORLD_SIZE is nodes x GPUs per node; global rank 0 lives in
 the Pipes pod and is the only rank that reports, and the worker pods carry no Pipes variables at all. Every
-node mounts the shared volume where ``TrainingStorage`` and the checkpoints live, so no result passes through a
-pod's local disk. A failed node fails the whole group (restartPolicy Never, backoffLimit 0): the step fails and
+node mounts the shared volume where ``TrainingStorage``, the checkpoints and the data plane's Parquet tables live,
+so no result passes through a pod's local disk and the job names the training window by reference: each rank
+streams only its own shard of it from there (or from object storage by URL, with the pods' credentials). A failed node fails the whole group (restartPolicy Never, backoffLimit 0): the step fails and
 a rerun resumes from the last checkpoint.
 """
 

@@ -1,8 +1,9 @@
 """The two records that cross the process boundary between ``DeepSpeedTrainer`` and its torchrun entrypoint.
 
 The trainer (this layer) writes a ``TrainingJob`` into its storage; every rank of ``ml_assets.model.train`` reads
-it back; rank 0 writes a ``TrainingSummary`` next to the weights, and the launching step reads it. Both ends
-import these classes, so a renamed or missing field fails where the file is read, naming the file and the field,
+it back (the rows travel by reference: the scans of their Parquet files with their row groups' counts, and the
+preprocessing fitted once on the train rows by the launching step); rank 0 writes a ``TrainingSummary`` next to
+the weights, and the launching step reads it. Both ends import these classes, so a renamed or missing field fails where the file is read, naming the file and the field,
 not deep inside a rank or in the metadata of an asset. Domain types (the dataset spec, the network config) travel
 as their JSON here: the entrypoint validates them with their own classes, and resources import no model code.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from resources.rank_shards import ScanLayout
 
 
 class RecordError(ValueError):
@@ -47,11 +50,23 @@ class HalvingJob(_Record):
     eta: int
 
 
-class TrainingJob(_Record):
-    """What one launch trains: where its rows are and go, the spec (DatasetSpec's JSON), the trials, the budget."""
+class PreparedRows(_Record):
+    """The rows of a launch, prepared once by the launching step so that no rank reads rows beyond its shard: the
+    labeled train and validation scans with their row groups' kept-row counts (each rank cuts its shard from
+    them), the preprocessing fitted on every train row (Preprocessing's JSON) and the train rows' positive rate."""
 
-    train_rows: str
-    validation_rows: str
+    train: ScanLayout
+    validation: ScanLayout
+    preprocessing: dict[str, Any]
+    positive_rate: float = Field(description="share of positive labels among the train rows")
+
+
+class TrainingJob(_Record):
+    """What one launch trains: its prepared rows, where outputs go, the spec (DatasetSpec's JSON), the trials, the
+    budget, and how much of a rank's memory may hold its encoded shard across epochs and trials."""
+
+    rows: PreparedRows
+    shard_cache_bytes: int = Field(description="encoded shards up to this size stay in memory; larger ones stream")
     output_dir: str
     checkpoint_dir: str
     spec: dict[str, Any]

@@ -1,6 +1,7 @@
 """TrainingStorage: the one place a training launch's inputs and outputs live, reachable from both sides.
 
-The launching step stages the rows to fit and a job description there; every training process (a local
+The launching step stages a job description there, and the rows to fit when it was handed a frame (a window
+handed as a TableScan is read where it lies, on the same volume or object store); every training process (a local
 torchrun rank, or a rank in a pod on another node) reads them from there, and rank 0 writes its outputs there
 for the step to read back. Nothing goes through the launching machine's local disk, so the local launcher
 exercises the same path as the Kubernetes one. ``root`` is a directory (locally under ML_ASSETS_HOME, in a
@@ -21,6 +22,8 @@ from dagster import ConfigurableResource
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import Field
 
+from resources.parquet_tables import BATCH_ROWS, TableScan, TableWriter
+
 
 class TrainingStorage(ConfigurableResource):
     """A directory or object-store prefix shared by the launching step and the training processes."""
@@ -37,6 +40,15 @@ class TrainingStorage(ConfigurableResource):
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         return self.put_bytes(url, buffer.getvalue())
+
+    def put_rows(self, url: str, frame: pd.DataFrame) -> TableScan:
+        """``frame`` as a Parquet file of row groups (the unit ranks shard by), readable as a TableScan; its columns
+        keep their kind (integers, floats, booleans, naive times) and anything else is stored as text."""
+        dtypes = {str(name): storable_dtype(frame[name]) for name in frame.columns}
+        with TableWriter(url, dtypes, f"training rows {url}") as writer:
+            for start in range(0, len(frame), BATCH_ROWS):
+                writer.write(frame.iloc[start : start + BATCH_ROWS].set_axis([str(c) for c in frame.columns], axis=1))
+            return writer.close()
 
     def put_json(self, url: str, value: Any) -> str:
         return self.put_bytes(url, json.dumps(value).encode())
@@ -58,3 +70,17 @@ class TrainingStorage(ConfigurableResource):
         fs, path = fsspec.core.url_to_fs(url)
         if fs.exists(path):
             fs.rm(path, recursive=True)
+
+
+def storable_dtype(column: pd.Series) -> str:
+    """The TableScan dtype a frame column is staged as (nullable integers and booleans, float64, ns times, text)."""
+    kind = column.dtype
+    if pd.api.types.is_bool_dtype(kind):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(kind):
+        return "Int64"
+    if pd.api.types.is_float_dtype(kind):
+        return "float64"
+    if pd.api.types.is_datetime64_dtype(kind):
+        return "datetime64[ns]"
+    return "string[pyarrow]"

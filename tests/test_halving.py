@@ -31,8 +31,6 @@ DEFAULT_HALVING = Halving(3, 2)
 
 def job(trials: int, max_epochs: int = 20, halving: Halving | None = DEFAULT_HALVING, ensemble_size: int = 5) -> Job:
     return Job.model_construct(
-        train_rows="",
-        validation_rows="",
         output_dir="",
         checkpoint_dir=Path("."),
         spec=None,  # type: ignore[arg-type]  # not read by the schedule

@@ -15,14 +15,18 @@ from ml_assets.dataset import DatasetSpec
 from ml_assets.model import train, training_result
 from ml_assets.model.network import NetworkConfig
 from resources.deepspeed_trainer import TrainingPlan, TrainingRun
-from resources.training_records import RecordError, TrainingJob, TrainingSummary
+from resources.parquet_tables import TableScan
+from resources.rank_shards import RowGroup, ScanLayout
+from resources.training_records import PreparedRows, RecordError, TrainingJob, TrainingSummary
 
 
 # ---- training job and summary (DeepSpeedTrainer <-> the torchrun entrypoint) -----------------------------------
 def training_job(spec: DatasetSpec, tmp_path: Path) -> TrainingJob:
+    scan = TableScan(files=(str(tmp_path / "train.parquet"),), dtypes={"age": "Int64", "label": "Int64"}, rows=3)
+    layout = ScanLayout(scan=scan, groups=(RowGroup(file=0, index=0, rows=3),))
     return TrainingJob(
-        train_rows=str(tmp_path / "train.parquet"),
-        validation_rows=str(tmp_path / "validation.parquet"),
+        rows=PreparedRows(train=layout, validation=layout, preprocessing={"version": 2}, positive_rate=0.25),
+        shard_cache_bytes=2**20,
         output_dir=str(tmp_path / "output"),
         checkpoint_dir=str(tmp_path / "checkpoints"),
         spec=spec.model_dump(mode="json"),
@@ -51,6 +55,7 @@ def test_the_training_job_round_trips_into_the_entrypoint(adult_spec: DatasetSpe
         architecture="mlp"
     )
     assert typed.halving == train.Halving(1, 2) and typed.checkpoint_dir == tmp_path / "checkpoints"
+    assert isinstance(typed.rows.train.scan, TableScan) and typed.rows.train == job.rows.train  # typed, not paths
 
 
 def test_a_job_with_a_renamed_field_fails_where_it_is_read(adult_spec: DatasetSpec, tmp_path: Path) -> None:

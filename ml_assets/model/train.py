@@ -1,17 +1,19 @@
 """Training entrypoint, run on every rank by torchrun: ``python -m torch.distributed.run ... -m ml_assets.model.train JOB``.
 
 ``JOB`` is the URL of the job description ``DeepSpeedTrainer`` staged in its storage (a path on a shared volume
-or an object-store URL): every rank, on whatever node, reads the job and the train/validation rows it names from
-there, fits the same preprocessing on the train rows (deterministic, so all ranks agree without
-communication), keeps its shard of the train rows as tensors on its device and iterates it by index slices (no
-DataLoader: tabular training is bound by data movement). DeepSpeed runs data parallelism and ZeRO. After every
-epoch all ranks evaluate their share of the validation rows, save a DeepSpeed checkpoint, and stop early when
-validation loss stops improving. A rerun with the same checkpoint directory (same data version and config)
-resumes from the last checkpoint.
+or an object-store URL): every rank, on whatever node, reads the job, which carries the train and validation
+rows by reference (Parquet scans with their row groups' counts) and the preprocessing the launching step fitted
+on every train row; it cuts its own shard of each from the counts and reads only that, in Arrow batches encoded
+with that preprocessing (``ml_assets.model.shards``). A shard that fits the job's byte budget is kept as tensors
+on the rank's device and iterated by index slices (no DataLoader: tabular training is bound by data movement);
+a larger one streams from storage at every pass, so a rank's memory is bounded by its batches. DeepSpeed runs
+data parallelism and ZeRO. After every epoch all ranks evaluate their share of the validation rows, save a
+DeepSpeed checkpoint, and stop early when validation loss stops improving. A rerun with the same checkpoint
+directory (same data version and config) resumes from the last checkpoint.
 
 A job holds one or more trials (a candidate search): networks with their own DeepSpeed configs (learning rate,
 weight decay, schedule) and class weighting, trained by the same process group on the same shards, so start-up
-(interpreters, the process group, reading and preparing the rows) is paid once. With ``halving`` the trials run
+(interpreters, the process group, reading and encoding a kept shard) is paid once. With ``halving`` the trials run
 as successive halving (Jamieson and Talwalkar 2016; ASHA's rungs, run synchronously): every trial trains to the
 first rung's epochs, only the best 1/eta on validation go on to the next rung, and so on to ``max_epochs``, so
 the budget goes to the settings that pay. Each trial stops early when its validation score (the job's selection
@@ -42,7 +44,6 @@ from typing import Any
 
 import fsspec
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from dagster_pipes import PipesContext, open_dagster_pipes
@@ -51,6 +52,7 @@ from ml_assets.dataset import DatasetSpec
 from ml_assets.model.metrics import validation_scores
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
+from ml_assets.model.shards import RankRows, chunk_count
 from resources.training_records import TrainingJob, TrainingSummary
 
 MIN_IMPROVEMENT = 1e-4
@@ -96,25 +98,12 @@ class Job(TrainingJob):
 
 
 @dataclass
-class Shard:
-    """One split's rows held by this rank as tensors on its device."""
-
-    numeric: torch.Tensor
-    categorical: torch.Tensor
-    label: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.label.shape[0])
-
-
-@dataclass
 class Data:
     """Everything this rank trains and validates on."""
 
     pre: Preprocessing
-    train: Shard
-    val: Shard
-    val_idx: np.ndarray  # this rank's validation rows, as indices into all validation rows
+    train: RankRows  # this rank's equal share of the train rows
+    val: RankRows  # this rank's share of the validation rows (the shares in rank order are the rows in order)
     val_labels: np.ndarray  # labels of all validation rows
     val_chunks: int  # forward calls per validation pass (the same on every rank)
     n_train: int
@@ -159,45 +148,30 @@ class Reporter:
 
 
 # ---- data ------------------------------------------------------------------------------------------------
-def to_shard(pre: Preprocessing, rows: pd.DataFrame, label_col: str, device: torch.device) -> Shard:
-    num, cat = pre.transform(rows)
-    return Shard(
-        # float32 whatever the precision: the networks cast after their numeric encodings (network.py), so a
-        # bf16 run sees the values serving sees, not ones rounded to 3 digits
-        numeric=torch.from_numpy(num).to(device=device, dtype=torch.float32),
-        categorical=torch.from_numpy(cat).to(device),
-        label=torch.from_numpy(rows[label_col].to_numpy(dtype=np.float32)).to(device),
-    )
-
-
-def shard_rows(n: int, rank: int, world: int, seed: int, equal: bool) -> np.ndarray:
-    """This rank's row indices: a seeded permutation cut in ``world`` parts (equal sizes for training, so
-    every rank runs the same number of steps and no collective waits forever)."""
-    perm = np.random.default_rng(seed).permutation(n)
-    if equal:
-        size = n // world
-        return np.sort(perm[rank * size : (rank + 1) * size])
-    return np.sort(np.array_split(perm, world)[rank])
-
-
 def load_data(job: Job, me: Rank) -> Data:
-    """Read the staged rows, fit the preprocessing on the train rows, and keep this rank's shards on device."""
-    train_rows = job.spec.labeled(pd.read_parquet(job.train_rows))  # the asset hands labeled rows; stay safe
-    val_rows = job.spec.labeled(pd.read_parquet(job.validation_rows))
-    pre = Preprocessing.fit(job.spec, train_rows)
+    """This rank's shards of the prepared rows (train: equal shares of the row groups in a seeded order, so every
+    rank runs the same number of steps; validation: contiguous shares in order), kept on the device while the
+    job's budget lasts (train first), and every validation label (gathered from the ranks' shares)."""
+    import torch.distributed as dist
+
+    rows = job.rows
+    pre = Preprocessing.from_dict(rows.preprocessing)
     label = job.spec.label_column
-    train_idx = shard_rows(len(train_rows), me.rank, me.world, job.seed, equal=True)
-    val_idx = shard_rows(len(val_rows), me.rank, me.world, job.seed, equal=False)
+    train = RankRows(rows.train, rows.train.shard(me.rank, me.world, equal=True, seed=job.seed), pre, label, me.device)
+    val = RankRows(rows.validation, rows.validation.shard(me.rank, me.world, equal=False), pre, label, me.device)
+    budget = job.shard_cache_bytes - train.keep(job.shard_cache_bytes)
+    val.keep(budget)
+    labels: list[np.ndarray | None] = [None] * me.world
+    dist.all_gather_object(labels, val.labels())
     return Data(
         pre=pre,
-        train=to_shard(pre, train_rows.iloc[train_idx], label, me.device),
-        val=to_shard(pre, val_rows.iloc[val_idx], label, me.device),
-        val_idx=val_idx,
-        val_labels=val_rows[label].to_numpy(),
-        val_chunks=max(1, math.ceil(math.ceil(len(val_rows) / me.world) / EVAL_CHUNK)),
-        n_train=len(train_rows),
-        n_val=len(val_rows),
-        positive_rate=float(train_rows[label].mean()),
+        train=train,
+        val=val,
+        val_labels=np.concatenate([np.asarray(part) for part in labels]).astype(np.int64),
+        val_chunks=chunk_count(rows.validation.rows, me.world, EVAL_CHUNK),
+        n_train=rows.train.rows,
+        n_val=rows.validation.rows,
+        positive_rate=rows.positive_rate,
     )
 
 
@@ -283,13 +257,13 @@ def plain_state_dict(engine: Any, stage: int) -> dict[str, torch.Tensor]:
 
 
 # ---- evaluation ------------------------------------------------------------------------------------------
-def predict_shard(engine: Any, shard: Shard, chunks: int) -> np.ndarray:
+def predict_shard(engine: Any, shard: RankRows, chunks: int) -> np.ndarray:
     """Probabilities for this rank's validation rows, in ``chunks`` forward calls (same count on all ranks)."""
     engine.eval()
     out = []
     with torch.no_grad():
-        for idx in torch.tensor_split(torch.arange(len(shard), device=shard.label.device), chunks):
-            logits = engine(shard.numeric[idx], shard.categorical[idx])
+        for part in shard.chunks(chunks, EVAL_CHUNK):
+            logits = engine(part.numeric, part.categorical)
             out.append(torch.sigmoid(logits.float()).cpu().numpy())
     engine.train()
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
@@ -297,14 +271,13 @@ def predict_shard(engine: Any, shard: Shard, chunks: int) -> np.ndarray:
 
 def validate(engine: Any, data: Data, world: int) -> tuple[dict[str, float], np.ndarray]:
     """Validation metrics over all ranks' shares, and every validation row's probability in row order (every
-    rank gathers every prediction)."""
+    rank gathers every prediction; the shares in rank order are the rows in order)."""
     import torch.distributed as dist
 
-    probs = [None] * world
-    dist.all_gather_object(probs, (data.val_idx, predict_shard(engine, data.val, data.val_chunks)))
-    order = np.concatenate([i for i, _ in probs])
-    p_val = np.concatenate([p for _, p in probs])[np.argsort(order)]
-    return validation_scores(data.val_labels[np.sort(order)], p_val), p_val
+    probs: list[np.ndarray | None] = [None] * world
+    dist.all_gather_object(probs, predict_shard(engine, data.val, data.val_chunks))
+    p_val = np.concatenate([np.asarray(p) for p in probs])
+    return validation_scores(data.val_labels, p_val), p_val
 
 
 # ---- the run ---------------------------------------------------------------------------------------------
@@ -323,17 +296,15 @@ def train_epoch(
     ``time_first_step`` the time at which its first step finished)."""
     import torch.distributed as dist
 
-    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(job.seed * 100_003 + epoch))
-    order = order.to(me.device)
+    batches = data.train.micro_batches(micro, steps, seed=job.seed * 100_003 + epoch)
     pos_weight = None if weighting.weight == 1.0 else torch.tensor(weighting.weight, device=me.device)
     loss_sum = torch.zeros((), device=me.device)
     first_step_at = None
     _sync(me.device)
     t0 = time.perf_counter()
-    for step in range(steps):
-        idx = order[step * micro : (step + 1) * micro]
-        logits = engine(data.train.numeric[idx], data.train.categorical[idx]).float() - weighting.offset
-        loss = F.binary_cross_entropy_with_logits(logits, data.train.label[idx], pos_weight=pos_weight)
+    for step, batch in enumerate(batches):
+        logits = engine(batch.numeric, batch.categorical).float() - weighting.offset
+        loss = F.binary_cross_entropy_with_logits(logits, batch.label, pos_weight=pos_weight)
         engine.backward(loss)
         engine.step()
         loss_sum += loss.detach()
@@ -612,7 +583,8 @@ def start_trial(job: Job, trial: Trial, data: Data, me: Rank, report: Reporter, 
     report.info(
         f"{trial.name} {trial.network.architecture} {trial.settings or ''}: {n_params} parameters; {me.world} "
         f"{job.device} rank(s), ZeRO {zero_stage(config)}, {job.precision}; {data.n_train} train rows "
-        f"({len(data.train)} per rank, {steps} steps of {micro}), {data.n_val} validation rows"
+        f"({len(data.train)} per rank, {data.train.mode}, {steps} steps of {micro}), {data.n_val} validation rows "
+        f"({data.val.mode})"
     )
     run = TrialRun(trial, network, weighting, engine, config, micro, steps, directory, state, n_params, resumed_from)
     run.seconds = time.perf_counter() - started
