@@ -37,8 +37,9 @@ TARGET_MB = 4096  # the issue's bound on every step's peak memory
 DAY_AFTER_SLACK = 1.10  # "the day after runs as well as the first": succeeds, and peaks within 10 % of the first
 TIME_SLACK = 1.10  # "time grows no faster than the rows": wall ratio at most 1.1x the rows ratio between windows
 MODEL_STEPS = ("approved_training_set", "baseline_model", "candidate_model", "model_evaluation")
-JOB_STEPS = {"ingest": "ingest_job", "training_set": "training_set_job"}  # partitioned steps: the demo's jobs
+PARTITIONED_STEPS = ("ingest", "training_set")  # run through the demo's jobs of the same names
 STEP_TIMEOUT_S = 6 * 3600
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the step processes import ml_assets and benchmarks from here
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,22 @@ class WindowRun:
 
 
 @dataclass(frozen=True)
+class StepOutcome:
+    """What a step process reports on its last line of output (JSON): success with no blocking check failed."""
+
+    ok: bool
+    detail: str
+
+    @classmethod
+    def from_output(cls, stdout: str) -> StepOutcome | None:
+        """The outcome a step process printed last, or None when it died before printing one."""
+        for line in reversed(stdout.strip().splitlines()):
+            if line.startswith("{"):
+                return cls(**json.loads(line))
+        return None
+
+
+@dataclass(frozen=True)
 class SearchBudget:
     """The candidate's search, cut so the benchmark takes minutes (CandidateConfig run config)."""
 
@@ -84,17 +101,17 @@ class SearchBudget:
 # ---- the step process -------------------------------------------------------------------------------------------
 
 
-def run_step(step: str, partition: str | None, run_config: dict) -> dict:
-    """Materialize one step on the instance under DAGSTER_HOME (called in a fresh interpreter); its outcome as a
-    JSON-able dict: whether it succeeded with no blocking check failed, and a one-line detail."""
+def run_step(step: str, partition: str | None, run_config: dict) -> StepOutcome:
+    """Materialize one step on the instance under DAGSTER_HOME (called in a fresh interpreter): whether it
+    succeeded with no blocking check failed, and a one-line detail (its checks, or why it failed)."""
     from dagster import AssetKey, DagsterInstance
 
-    from ml_assets.definitions import build_definitions
+    from ml_assets.definitions import INGEST_JOB, TRAINING_SET_JOB, build_definitions
     from ml_assets.demo import QUIET, blocked_by, check_outcome, describe_checks
 
     defs = build_definitions()
-    if step in JOB_STEPS:
-        job = defs.resolve_job_def(JOB_STEPS[step])
+    if step in PARTITIONED_STEPS:
+        job = defs.resolve_job_def(INGEST_JOB if step == "ingest" else TRAINING_SET_JOB)
     else:
         everything = defs.resolve_implicit_global_asset_job_def()
         key = AssetKey(step)
@@ -110,10 +127,10 @@ def run_step(step: str, partition: str | None, run_config: dict) -> dict:
     failures = [f.line() for f in blocked_by(result, partition or "-", step)]
     ok = result.success and not blocking
     detail = describe_checks(passed, warned, blocking) + ("" if ok else "; " + " | ".join(failures))
-    return {"ok": ok, "detail": detail}
+    return StepOutcome(ok, detail)
 
 
-def run_steps(steps: Sequence[str], partitions: Sequence[str], run_config: dict) -> dict:
+def run_steps(steps: Sequence[str], partitions: Sequence[str], run_config: dict) -> StepOutcome:
     """Each step on each partition (or once, unpartitioned), in order, in this process; stops at the first
     failure. One outcome for them all (a test's setup runs several steps in one process to save the start-ups)."""
     runs = [(step, partition) for step in steps for partition in partitions or [None]]
@@ -121,10 +138,10 @@ def run_steps(steps: Sequence[str], partitions: Sequence[str], run_config: dict)
     for step, partition in runs:
         outcome = run_step(step, partition, run_config)
         where = "" if len(runs) == 1 else f"{step}{f' [{partition}]' if partition else ''}: "
-        details.append(where + outcome["detail"])
-        if not outcome["ok"]:
-            return {"ok": False, "detail": "; ".join(details)}
-    return {"ok": True, "detail": "; ".join(details)}
+        details.append(where + outcome.detail)
+        if not outcome.ok:
+            return StepOutcome(False, "; ".join(details))
+    return StepOutcome(True, "; ".join(details))
 
 
 # ---- the benchmark ----------------------------------------------------------------------------------------------
@@ -133,14 +150,13 @@ def run_steps(steps: Sequence[str], partitions: Sequence[str], run_config: dict)
 class Window:
     """One window's temporary home, spec copy and environment; runs and measures its steps."""
 
-    def __init__(self, root: Path, days: int, rows_per_day: int, largest_day: int, budget: SearchBudget) -> None:
+    def __init__(self, root: Path, days: int, rows_per_day: int, largest_day: int) -> None:
         from ml_assets.settings import spec_path
 
         self.home = root / f"window-{days}d"
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "dagster").mkdir(exist_ok=True)
         self.spec_file = write_window_spec(spec_path(), self.home / "spec", days, largest_day)
-        self.budget = budget
         self.run = WindowRun(days=days, rows_per_day=rows_per_day)
         self.env = os.environ | {
             "ML_ASSETS_HOME": str(self.home),
@@ -150,7 +166,7 @@ class Window:
             "ML_ASSETS_RUNS_ON": "local",
             "ML_ASSETS_TRAINER_RANKS": "2",
             "BENTOML_DO_NOT_TRACK": "true",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH", "")])),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
         }
         self.env.pop("BENTOML_HOME", None)
 
@@ -177,11 +193,11 @@ class Window:
         if partitions:
             cmd += ["--partition", *partitions]
         measured = run_measured(cmd, env=self.env, timeout_s=STEP_TIMEOUT_S)
-        outcome = _outcome(measured.stdout)
+        outcome = StepOutcome.from_output(measured.stdout)
         if outcome is None:  # the process died before reporting (out of memory, a crash): its last words
             tail = " ".join(measured.stderr.strip().splitlines()[-3:])[-400:]
-            outcome = {"ok": False, "detail": f"process exited {measured.returncode}: {tail}"}
-        run = StepRun(label, rows, measured.wall_s, measured.peak_mb, outcome["ok"], outcome["detail"])
+            outcome = StepOutcome(False, f"process exited {measured.returncode}: {tail}")
+        run = StepRun(label, rows, measured.wall_s, measured.peak_mb, outcome.ok, outcome.detail)
         self.run.steps.append(run)
         print(
             f"  {label:<32} {rows:>12,} rows {run.wall_s:8.1f} s {run.peak_mb:9,.0f} MB  "
@@ -189,13 +205,6 @@ class Window:
             flush=True,
         )
         return run
-
-
-def _outcome(stdout: str) -> dict | None:
-    for line in reversed(stdout.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    return None
 
 
 def window_days(days: int) -> tuple[list[date], date]:
@@ -209,7 +218,7 @@ def window_days(days: int) -> tuple[list[date], date]:
 
 def run_window(root: Path, days: int, rows_per_day: int, budget: SearchBudget) -> WindowRun:
     """Land and ingest the window day by day, build and check it, do the day after, then train and evaluate."""
-    window = Window(root, days, rows_per_day, rows_per_day, budget)
+    window = Window(root, days, rows_per_day, rows_per_day)
     print(f"\nwindow of {days} days x {rows_per_day:,} rows (spec copy {window.spec_file}, home {window.home})")
     keys, after = window_days(days)
     for i, day in enumerate(keys):
@@ -235,9 +244,9 @@ def run_window(root: Path, days: int, rows_per_day: int, budget: SearchBudget) -
 def _ingest_summary(ingests: list[StepRun], days: int) -> StepRun:
     """The window's daily ingests as one row: median wall time, highest peak, every failure."""
     failed = [s.detail for s in ingests if not s.ok]
-    detail = f"{days} days: median wall, max peak" + (f"; {len(failed)} failed: {failed[0]}" if failed else "")
+    detail = f"{len(failed)} of {days} days failed: {failed[0]}" if failed else ""
     return StepRun(
-        "daily ingest",
+        f"daily ingest ({days} days: median wall, max peak)",
         ingests[0].rows,
         statistics.median(s.wall_s for s in ingests),
         max(s.peak_mb for s in ingests),
@@ -248,7 +257,7 @@ def _ingest_summary(ingests: list[StepRun], days: int) -> StepRun:
 
 def run_ingest_target(root: Path, rows: int) -> StepRun:
     """One day of ``rows`` rows landed and ingested alone: the daily-ingest target."""
-    window = Window(root / "ingest", 3, rows, rows, SearchBudget(1, 1.0))
+    window = Window(root / "ingest", 3, rows, rows)
     _, day = window_days(1)
     window.land(day, rows, seed=1)
     print(f"\ndaily ingest of {rows:,} rows (landed in {window.run.land_s:.1f} s)")
@@ -320,7 +329,11 @@ def time_growth(runs: list[WindowRun]) -> list[str]:
         ratios = {
             s.step: s.wall_s / b.wall_s
             for s in large.steps
-            if (b := small.first(s.step)) is not None and s.ok and b.ok and b.wall_s > 0 and s.step != "daily ingest"
+            if (b := small.first(s.step)) is not None
+            and s.ok
+            and b.ok
+            and b.wall_s > 0
+            and not s.step.startswith("daily ingest")
         }
         worst = max(ratios.values(), default=None)
         shown = ", ".join(f"{k} x{v:.2f}" for k, v in ratios.items())
@@ -364,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step:
-        print(json.dumps(run_steps(args.step, args.partition, json.loads(args.config))), flush=True)
+        print(json.dumps(asdict(run_steps(args.step, args.partition, json.loads(args.config)))), flush=True)
         return 0
     if min(args.days) < 3:
         parser.error("--days: a training window has at least 3 days")
