@@ -99,6 +99,9 @@ def run_measured(
             except subprocess.TimeoutExpired:
                 stop_tree(proc.pid, timeout_s=5.0)
                 returncode = proc.wait()
+            except BaseException:  # interrupted (Ctrl-C, a test's timeout): the command must not outlive us
+                stop_tree(proc.pid, timeout_s=5.0)
+                raise
         wall_s = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
