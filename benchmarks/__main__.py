@@ -5,7 +5,17 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["data_pipeline", "checks", "training", "serving", "lead_time", "monitoring", "model_quality", "shadow"]
+BENCHMARKS = [
+    "data_pipeline",
+    "checks",
+    "training",
+    "serving",
+    "lead_time",
+    "monitoring",
+    "model_quality",
+    "shadow",
+    "scale",
+]
 
 
 def main(argv: list[str]) -> int:
