@@ -171,9 +171,13 @@ def _csv_batches(path: Path, batch_rows: int, widened: dict[str, pa.DataType]) -
             convert_options=pacsv.ConvertOptions(column_types=widened, **CSV_CONVERT),
         )
         yield reader.schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
-        for batch in reader:
-            for start in range(0, batch.num_rows, batch_rows):
-                yield pa.Table.from_batches([batch.slice(start, batch_rows)]).to_pandas(types_mapper=pd.ArrowDtype)
+        blocks: list[pa.RecordBatch] = []  # Arrow's blocks are a few thousand rows: gathered up to batch_rows
+        for block in reader:
+            blocks.append(block)
+            if sum(b.num_rows for b in blocks) >= batch_rows:
+                yield from _frames(blocks, batch_rows)
+                blocks = []
+        yield from _frames(blocks, batch_rows)
     except pa.ArrowInvalid as e:
         wider = _widening(path, e, widened, reader.schema.names if reader is not None else _header(path))
         if wider is None:
@@ -182,6 +186,15 @@ def _csv_batches(path: Path, batch_rows: int, widened: dict[str, pa.DataType]) -
     finally:
         if reader is not None:
             reader.close()
+
+
+def _frames(blocks: list[pa.RecordBatch], batch_rows: int) -> Iterator[pd.DataFrame]:
+    """Arrow-backed frames of at most ``batch_rows`` rows from consecutive blocks of one file."""
+    if not blocks:
+        return
+    table = pa.Table.from_batches(blocks)
+    for start in range(0, table.num_rows, batch_rows):
+        yield table.slice(start, batch_rows).to_pandas(types_mapper=pd.ArrowDtype)
 
 
 def _widening(
