@@ -17,7 +17,11 @@ from ml_assets.data.expectations import (
 from ml_assets.data.features import featurize
 from ml_assets.data.gx_runner import GxOptions, run_gx
 from ml_assets.data.rules import raw_data_rules
+from ml_assets.data.tables import DATA_IO_MANAGER, features_dtypes
 from ml_assets.dataset import DatasetSpec, demo_data_path
+from ml_assets.partitions import LANDING_DAY
+from resources.parquet_tables import ParquetTables, ParquetTablesIOManager
+from resources.warehouse_tables import column_schema
 from tests.conftest import GREAT_EXPECTATIONS, narrow
 
 pytestmark = GREAT_EXPECTATIONS  # validates with Great Expectations (conftest.py)
@@ -286,14 +290,21 @@ def test_in_asset_checks_block_downstream_per_partition(spec: DatasetSpec, tmp_p
 # ---- features -------------------------------------------------------------------------------------------------
 
 
-def test_features_checks_in_process_with_duckdb(spec: DatasetSpec, tmp_path) -> None:
+def test_features_checks_in_process_on_the_parquet_tables(spec: DatasetSpec, tmp_path) -> None:
+    """The features checks over a partition stored as features is (a Parquet file per day, read lazily)."""
     daily = dg.DailyPartitionsDefinition(start_date=spec.partitions_start.isoformat())
     bad_day = "2026-01-06"
 
-    @dg.asset(name="features", partitions_def=daily, metadata={"partition_expr": spec.time.name})
+    @dg.asset(
+        name="features",
+        partitions_def=daily,
+        io_manager_key=DATA_IO_MANAGER,
+        metadata=column_schema(features_dtypes(spec)),
+    )
     def features(context: dg.AssetExecutionContext) -> pd.DataFrame:
         typed, _ = spec.coerce(day_rows(spec, context.partition_key, n=300))
         out = featurize(spec, typed)
+        out[LANDING_DAY] = pd.Timestamp(context.partition_key)
         if context.partition_key == bad_day:
             out.loc[5:9, "age"] = pd.NA
         return out
@@ -301,11 +312,12 @@ def test_features_checks_in_process_with_duckdb(spec: DatasetSpec, tmp_path) -> 
     checks = build_features_checks(spec, daily)
     assert {k.name for k in checks.check_keys} >= {"label_not_null", "age_not_null", "age_finite"}
     instance = dg.DagsterInstance.ephemeral()
+    tables = ParquetTablesIOManager(tables=ParquetTables(root=str(tmp_path / "tables")))
     for day, expected_failures in ((DAY, set()), (bad_day, {"age_not_null"})):
         result = dg.materialize(
             [features, checks],
             partition_key=day,
-            resources=_resources(tmp_path),
+            resources={DATA_IO_MANAGER: tables},
             instance=instance,
             raise_on_error=False,
         )

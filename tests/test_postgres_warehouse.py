@@ -27,6 +27,7 @@ from dagster import (
 )
 
 from ml_assets.data.assets import build_data_assets
+from ml_assets.data.window import split_counts
 from ml_assets.dataset import DatasetSpec, TrainingWindow
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.datasets.simulator import simulate
@@ -214,7 +215,9 @@ def test_unsupported_and_changed_column_types(warehouse_url: str, frame: pd.Data
 def test_the_real_data_assets_run_on_the_postgres_warehouse(
     warehouse_url: str, ml_home: Path, adult_spec: DatasetSpec
 ) -> None:
-    """raw_data -> features (with their GX checks) per day, then the training window, all through Postgres."""
+    """raw_data -> features (with their GX checks) per day, then the training window, with the Postgres warehouse
+    configured: raw_data and features are Parquet files per day (the tables resource), never SQL tables; the
+    window is cut from them."""
     spec = adult_spec.model_copy(update={"training": TrainingWindow(window_days=3, validation_days=1, test_days=1)})
     simulate(spec, ml_home / "landing", DAYS[0], DAYS[2], rows_per_day=600, files_per_day=2, fmt="csv")
     resources = {**local_resources(spec), "warehouse_io_manager": PostgresPandasIOManager(url=warehouse_url)}
@@ -237,9 +240,15 @@ def test_the_real_data_assets_run_on_the_postgres_warehouse(
     )
     assert result.success
     training = result.output_for_node("training_set")
-    assert training["split"].value_counts().to_dict() == {"train": 600, "validation": 600, "test": 600}
+    assert {s: c.rows for s, c in split_counts(training).items()} == {"train": 600, "validation": 600, "test": 600}
     failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
     assert failed in ([], ["drift"]), failed  # drift compares with a previous training set: there is none
+    assert all(f.endswith(".parquet") for f in training.rows.files)
+    import psycopg2
+
+    with psycopg2.connect(warehouse_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'ml'")
+        assert not {"raw_data", "features"} & {name for (name,) in cur.fetchall()}
 
 
 def test_a_column_all_null_on_the_first_day_takes_its_declared_type(warehouse_url: str) -> None:

@@ -3,9 +3,11 @@ training_set, and approved_training_set (the window models use next).
 
 raw_data and features are daily partitioned Parquet files (``resources.parquet_tables``: one immutable file per
 materialization of a day, read lazily); training_set is a ``TrainingWindow`` record over the features days' files
-with the time bounds of its splits, so a window of any size is cut without copying a row. raw_data runs its Great Expectations rules inside the asset because only there is the frame as it landed
-(before type coercion) visible: a column of numbers that landed as text must fail its type rule, and coercion would
-hide that. Each asset refuses an upstream partition whose latest blocking checks failed
+with the time bounds of its splits, so a window of any size is cut without copying a row. raw_data and features
+are read, typed and written batch by batch (``ml_assets.data.ingest``), so a day's memory is bounded by its
+batches. raw_data runs its rules inside the asset because only there is the day as it landed (before type
+coercion) visible: a column of numbers that landed as text must fail its type rule, and coercion would hide that;
+the rules' counts are exact over the day, Great Expectations judges a bounded sample (``expectations``). Each asset refuses an upstream partition whose latest blocking checks failed
 (``event_log.require_passed``), so the gates hold in every run, not only in the run that executed them.
 """
 
@@ -33,8 +35,9 @@ from dagster import (
 
 from ml_assets import markdown
 from ml_assets.automation import on_new_files, on_upstream_update
-from ml_assets.data import expectations, splits, tables, training_checks, volume
+from ml_assets.data import exact_counts, expectations, ingest, splits, training_checks, volume
 from ml_assets.data import features as features_module
+from ml_assets.data import tables as tables_module
 from ml_assets.data import window as window_module
 from ml_assets.data.approval import build_approved_training_set
 from ml_assets.data.features import featurize
@@ -44,35 +47,10 @@ from ml_assets.data.window import SplitCount, TrainingWindow, split_counts
 from ml_assets.dataset import DatasetSpec
 from ml_assets.event_log import require_passed
 from ml_assets.partitions import LANDING_DAY, daily_partitions, training_set_partitions
-from ml_assets.versioning import code_version, frame_version
-from resources.landing import LandingFileError, LandingZone
-from resources.parquet_tables import TableScan
+from ml_assets.versioning import code_version
+from resources.landing import LandingZone
+from resources.parquet_tables import ParquetTables, TableScan
 from resources.warehouse_tables import column_schema
-
-
-def read_landed(landing: LandingZone, day: str) -> tuple[pd.DataFrame, list[str], int]:
-    """Read every landing file of a day as it landed; an unreadable file is quarantined and fails the day."""
-    paths = landing.files(day)
-    if not paths:
-        raise Failure(
-            description=f"raw_data partition {day}: no landing files in {landing.day_dir(day)}",
-            metadata={"landing_dir": str(landing.day_dir(day))},
-        )
-    frames, total_bytes = [], 0
-    for path in paths:
-        try:
-            landed = landing.read(path)
-        except LandingFileError as e:
-            moved = landing.quarantine(path, day, e.problem)
-            raise Failure(
-                description=f"raw_data partition {day}: {e}. The file was moved to {moved} for inspection; "
-                "fix or replace it in the landing folder and materialize the partition again.",
-                metadata={"file": str(path), "quarantined_to": str(moved), "problem": e.problem},
-            ) from e
-        frames.append(landed.frame)
-        total_bytes += landed.bytes
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
-    return frame, [p.name for p in paths], total_bytes
 
 
 class DataAssets(NamedTuple):
@@ -119,7 +97,7 @@ def build_raw_data(
         group_name="data",
         partitions_def=daily,
         io_manager_key=DATA_IO_MANAGER,
-        metadata=column_schema(tables.raw_data_dtypes(spec)),
+        metadata=column_schema(tables_module.raw_data_dtypes(spec)),
         deps=[LANDING_FILES],
         check_specs=check_specs,
         automation_condition=on_new_files(),
@@ -128,36 +106,42 @@ def build_raw_data(
             sys.modules[__name__],
             expectations,
             volume,
+            ingest,
+            exact_counts,
             uses=("columns", "row_count", "freshness_hours", "timezone", "unexpected_columns"),
         ),
         description=f"{spec.name} rows as landed each day, cast to the spec's types and validated.",
     )
-    def raw_data(context: AssetExecutionContext, landing: LandingZone):
+    def raw_data(context: AssetExecutionContext, landing: LandingZone, tables: ParquetTables):
         day = context.partition_key
         fingerprint = landing.fingerprint(day)
-        landed, files, nbytes = read_landed(landing, day)
-        typed, cast_failures = spec.coerce(landed)
-        typed[LANDING_DAY] = pd.Timestamp(day)
-        nulls = {c: int(n) for c, n in typed[spec.column_names].isna().sum().items() if n}
+        landed = ingest.ingest_day(spec, landing, tables, day)
         earlier = volume.earlier_row_counts(context.instance, day, spec.row_count.trailing_days)
         yield Output(
-            typed,
-            data_version=frame_version(typed),
+            landed.scan,
+            data_version=DataVersion(landed.scan.version),
             metadata={
-                "dagster/row_count": len(typed),
-                "unlabeled_rows": int(typed[spec.target.name].isna().sum()),
-                "files": MetadataValue.json(files),
-                "bytes": nbytes,
+                "dagster/row_count": landed.rows,
+                "unlabeled_rows": landed.unlabeled,
+                "files": MetadataValue.json(landed.files),
+                "bytes": landed.bytes,
                 "null_counts": MetadataValue.md(
-                    markdown.table([{"column": c, "nulls": n} for c, n in nulls.items()], ["column", "nulls"])
+                    markdown.table([{"column": c, "nulls": n} for c, n in landed.nulls.items()], ["column", "nulls"])
                 ),
-                "cast_failures": MetadataValue.json(cast_failures),
+                "cast_failures": MetadataValue.json(landed.cast_failures),
                 "landing_dir": str(landing.day_dir(day)),
                 "landing_fingerprint": fingerprint,
             },
         )
+        whole = expectations.whole_day(spec, landed.scan, day, landed.rows, landed.unlabeled, landed.landed_columns)
         yield from expectations.validate_raw_data(
-            spec, landed, typed[spec.column_names], cast_failures, partition_key=day, earlier_rows=earlier
+            spec,
+            landed.landed,
+            landed.typed[spec.column_names],
+            landed.cast_failures,
+            partition_key=day,
+            earlier_rows=earlier,
+            whole=whole,
         )
 
     return raw_data
@@ -171,26 +155,36 @@ def build_features(spec: DatasetSpec, daily: PartitionsDefinition, raw_gates: li
         group_name="data",
         partitions_def=daily,
         io_manager_key=DATA_IO_MANAGER,
-        metadata=column_schema(tables.features_dtypes(spec)),
+        metadata=column_schema(tables_module.features_dtypes(spec)),
         automation_condition=on_upstream_update(),
         code_version=code_version(
             spec, sys.modules[__name__], features_module, uses=("columns", "bands", "positive_label")
         ),
         description="Stateless per-row features: spec casts, derived bands, encoded label.",
     )
-    def features(context: AssetExecutionContext, raw_data: pd.DataFrame) -> Output[pd.DataFrame]:
+    def features(context: AssetExecutionContext, raw_data: TableScan, tables: ParquetTables) -> Output[TableScan]:
         require_passed(context.instance, AssetKey("raw_data"), raw_gates, context.partition_key, "features")
-        out = featurize(spec, raw_data)
-        out[LANDING_DAY] = raw_data[LANDING_DAY]
-        labeled = int(out[spec.label_column].notna().sum())
+        rows = labeled = positives = 0
+        with tables.writer("features", context.partition_key, tables_module.features_dtypes(spec)) as writer:
+            for batch in raw_data.batches():
+                out = featurize(spec, batch)
+                out[LANDING_DAY] = batch[LANDING_DAY]
+                label = out[spec.label_column]
+                rows, labeled, positives = (
+                    rows + len(out),
+                    labeled + int(label.notna().sum()),
+                    positives + int(label.sum()),
+                )
+                writer.write(out)
+            scan = writer.close()
         return Output(
-            out,
-            data_version=frame_version(out),
+            scan,
+            data_version=DataVersion(scan.version),
             metadata={
-                "dagster/row_count": len(out),
+                "dagster/row_count": rows,
                 "labeled_rows": labeled,
-                "unlabeled_rows": len(out) - labeled,
-                "positive_rate": float(out[spec.label_column].mean()) if labeled else float("nan"),
+                "unlabeled_rows": rows - labeled,
+                "positive_rate": positives / labeled if labeled else float("nan"),
             },
         )
 

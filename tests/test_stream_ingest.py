@@ -1,0 +1,160 @@
+"""A landing day read, typed, stored and checked in bounded batches judges every rule as the whole-frame path does.
+
+The whole-frame path (every file read whole, GX on every row) is today's judge on small days; the streamed path
+reads in small batches, keeps a small sample for GX and decides with exact counts over the stored day. They must
+give the same verdicts and the same counts.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from ml_assets.data import expectations
+from ml_assets.data.features import featurize
+from ml_assets.data.ingest import RowSample, ingest_day
+from ml_assets.data.tables import features_dtypes
+from ml_assets.dataset import DatasetSpec
+from ml_assets.datasets.simulator import Corruption, simulate
+from ml_assets.partitions import LANDING_DAY
+from resources.landing import ColumnWidened, LandingZone
+from resources.parquet_tables import ParquetTables
+from tests.conftest import GREAT_EXPECTATIONS, narrow
+
+pytestmark = GREAT_EXPECTATIONS
+
+DAY = date(2026, 3, 2)
+KINDS = {
+    "wrong_type": "age",
+    "out_of_domain": "workclass",
+    "out_of_range": "hours_per_week",
+    "null_burst": "education",
+    "duplicate_ids": None,
+    "bad_label": None,
+}
+
+
+@pytest.fixture
+def spec(adult_spec: DatasetSpec) -> DatasetSpec:
+    return narrow(adult_spec)
+
+
+def landing(root: Path) -> LandingZone:
+    return LandingZone(root=str(root / "landing"), quarantine_root=str(root / "quarantine"))
+
+
+def whole_frame_results(spec: DatasetSpec, zone: LandingZone, day: str) -> dict:
+    """Today's judge: every file read whole, GX on every row."""
+    landed = pd.concat([zone.read(p).frame for p in zone.files(day)], ignore_index=True)
+    typed, failures = spec.coerce(landed)
+    return {r.check_name: r for r in expectations.validate_raw_data(spec, landed, typed, failures, day)}
+
+
+def streamed_results(spec: DatasetSpec, zone: LandingZone, root: Path, day: str, sample_rows: int) -> dict:
+    tables = ParquetTables(root=str(root / "tables"))
+    landed = ingest_day(spec, zone, tables, day, sample_rows=sample_rows, batch_rows=97)
+    whole = expectations.whole_day(spec, landed.scan, day, landed.rows, landed.unlabeled, landed.landed_columns)
+    assert len(landed.typed) == min(sample_rows, landed.rows)
+    results = expectations.validate_raw_data(
+        spec, landed.landed, landed.typed[spec.column_names], landed.cast_failures, day, whole=whole
+    )
+    return {r.check_name: r for r in results}
+
+
+COUNTED = ("element_count", "unexpected_count", "missing_count", "observed_value")
+
+
+def counts(result) -> dict:
+    """The numbers a check reports: GX's counts per expectation and the rule's own figures."""
+    observed = {
+        kind: {k: v for k, v in obs.items() if k in COUNTED} for kind, obs in result.metadata["observed"].value.items()
+    }
+    own = {
+        k: v.value
+        for k, v in result.metadata.items()
+        if k in ("cast_failures", "labeled_rows", "unlabeled_rows", "duplicate_rows", "rows", "unexpected")
+    }
+    return {"observed": observed, **own}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_sampled_day_is_judged_as_the_whole_frame_judges_it(tmp_path: Path, spec: DatasetSpec, fmt: str) -> None:
+    corruptions = [Corruption(kind, DAY, column=column, fraction=0.05) for kind, column in KINDS.items()]
+    simulate(spec, tmp_path / "landing", DAY, DAY, rows_per_day=900, files_per_day=3, fmt=fmt, corruptions=corruptions)
+    zone, day = landing(tmp_path), DAY.isoformat()
+    today = whole_frame_results(spec, zone, day)
+    sampled = streamed_results(spec, zone, tmp_path, day, sample_rows=60)
+    assert sorted(sampled) == sorted(today)
+    assert {n: r.passed for n, r in sampled.items()} == {n: r.passed for n, r in today.items()}
+    assert {n for n, r in today.items() if not r.passed} >= {"age_type", "workclass_in_domain", "record_id_unique"}
+    for name, r in today.items():
+        assert counts(sampled[name]) == counts(r), name
+        if r.metadata["observed"].value:
+            assert sampled[name].metadata["sample_rows"].value == 60
+
+
+def test_a_day_within_the_sample_is_judged_word_for_word_as_before(tmp_path: Path, spec: DatasetSpec) -> None:
+    corruptions = [Corruption(kind, DAY, column=column) for kind, column in KINDS.items()]
+    simulate(
+        spec, tmp_path / "landing", DAY, DAY, rows_per_day=400, files_per_day=2, fmt="csv", corruptions=corruptions
+    )
+    zone, day = landing(tmp_path), DAY.isoformat()
+    today = whole_frame_results(spec, zone, day)
+    streamed = streamed_results(spec, zone, tmp_path, day, sample_rows=10_000)
+    assert {n: r.description for n, r in streamed.items()} == {n: r.description for n, r in today.items()}
+
+
+def test_features_checks_on_a_sample_count_every_row(tmp_path: Path, spec: DatasetSpec) -> None:
+    rows = spec.coerce(pd.read_parquet(spec.path.parent / spec.demo_data).head(500))[0]
+    rows.loc[rows.index[::7], "education"] = pd.NA  # features rules: no nulls where the model cannot take them
+    out = featurize(spec, rows).assign(**{LANDING_DAY: pd.Timestamp(DAY)})
+    out.loc[out.index[::11], "age"] = pd.NA
+    scan = ParquetTables(root=str(tmp_path)).write("features", DAY.isoformat(), features_dtypes(spec), [out])
+    whole = {r.check_name: r for r in expectations.validate_features(spec, scan.frame())}
+    sampled = {r.check_name: r for r in expectations.validate_features_scan(spec, scan, sample_rows=40)}
+    assert {n: r.passed for n, r in sampled.items()} == {n: r.passed for n, r in whole.items()}
+    assert not sampled["age_not_null"].passed and not sampled["education_not_null"].passed
+    assert "46 of 500" in sampled["age_not_null"].description, "counted over every row, not the sample"
+    for name, r in whole.items():
+        assert counts(sampled[name]) == counts(r), name
+
+
+def test_a_csv_column_typed_only_by_a_later_block_is_read_as_the_whole_file_reads_it(tmp_path: Path) -> None:
+    """Arrow's streamed reader types a column on the first block; a later value widens it and the file is read
+    again, so the batches carry the types the whole file gets."""
+    rows = ["n,t,x"] + [f"{i},2026-03-02 10:00:00,{i}" for i in range(120_000)] + ["1.5,later,text"]
+    path = tmp_path / "day" / "a.csv"
+    path.parent.mkdir()
+    path.write_text("\n".join(rows) + "\n")
+    zone = LandingZone(root=str(tmp_path), quarantine_root=str(tmp_path / "q"))
+    widened: dict[str, pa.DataType] = {}
+    steps = []
+    while True:
+        try:
+            batches = list(zone.batches(path, 10_000, widened))
+            break
+        except ColumnWidened as w:
+            steps.append(w.column)
+            widened[w.column] = w.to
+    assert steps and set(steps) == {"n", "t", "x"}
+    streamed = pd.concat(batches, ignore_index=True)
+    whole = zone.read(path).frame
+    assert streamed.dtypes.to_dict() == whole.dtypes.to_dict()
+    assert streamed.equals(whole)
+
+
+def test_a_row_sample_is_every_row_up_to_its_size_then_a_bounded_uniform_one() -> None:
+    frame = pd.DataFrame({"v": range(1000)})
+    small, big = RowSample(2000), RowSample(100, seed=3)
+    for start in range(0, 1000, 64):
+        part = frame.iloc[start : start + 64]
+        small.add(part, part)
+        big.add(part, part)
+    assert small.result()[1]["v"].tolist() == list(range(1000))
+    kept = big.result()[1]["v"]
+    assert len(kept) == 100 and kept.is_monotonic_increasing and kept.is_unique
+    assert kept.iloc[0] < 100 and kept.iloc[-1] > 900, "drawn from the whole stream, not its start"
