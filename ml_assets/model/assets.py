@@ -12,6 +12,7 @@ Dagster reads the Config and resource annotations of asset functions at definiti
 
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -32,8 +33,9 @@ from ml_assets import markdown
 from ml_assets.automation import retraining
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.data.splits import SPLIT
+from ml_assets.data.window import TrainingWindow, split_counts
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model import bundle, decision, network, preprocessing, search, train, training_result
+from ml_assets.model import bundle, decision, network, preprocessing, search, train, training_result, window_reads
 from ml_assets.model import metrics as metrics_module
 from ml_assets.model.bundle import LogisticWeights, ModelRef, TabularModel
 from ml_assets.model.decision import DecisionThreshold, choose_threshold
@@ -42,7 +44,8 @@ from ml_assets.model.metrics import validation_scores
 from ml_assets.model.network import NetworkConfig
 from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.model.trees import Trees, fit_trees
-from ml_assets.versioning import code_version, frame_version
+from ml_assets.model.window_reads import FIT_SAMPLE_ROWS, by_id, labeled_sample, score_split
+from ml_assets.versioning import code_version
 from resources.deepspeed_trainer import TRAINING_POOL, DeepSpeedTrainer
 from resources.model_store import ModelLineage, ModelStore
 from resources.training_records import TrainingSummary
@@ -89,11 +92,6 @@ class CandidateConfig(Config):
         return NetworkConfig(**self.model_dump(exclude={"trials", "max_seconds"}))
 
 
-def ordered(spec: DatasetSpec, training_set: pd.DataFrame) -> pd.DataFrame:
-    """The warehouse does not promise row order: sort by id so versions and shuffles are reproducible."""
-    return training_set.sort_values(spec.id.name, kind="stable").reset_index(drop=True)
-
-
 def split_rows(training_set: pd.DataFrame, split: str) -> pd.DataFrame:
     return training_set[training_set[SPLIT] == split]
 
@@ -101,12 +99,6 @@ def split_rows(training_set: pd.DataFrame, split: str) -> pd.DataFrame:
 def labeled_split(spec: DatasetSpec, training_set: pd.DataFrame, split: str) -> pd.DataFrame:
     """A split's labeled rows: models fit and are scored only where the label is known."""
     return spec.labeled(split_rows(training_set, split))
-
-
-def unlabeled_counts(spec: DatasetSpec, training_set: pd.DataFrame) -> dict[str, int]:
-    """Rows per split left out of fitting and scoring because they carry no label yet."""
-    missing = training_set[spec.label_column].isna()
-    return {split: int((missing & (training_set[SPLIT] == split)).sum()) for split in ("train", "validation", "test")}
 
 
 def metrics_table(rows: dict[str, dict[str, float]]) -> str:
@@ -128,10 +120,15 @@ def loss_curve_markdown(history: list[dict[str, float]]) -> str:
 
 
 def fit_baseline(spec: DatasetSpec, training_set: pd.DataFrame, cfg: BaselineConfig) -> TabularModel:
-    """Logistic regression on the same preprocessing as the networks (one-hot categories, scaled numerics)."""
+    """Logistic regression on the labeled train rows of a training_set frame (see ``fit_logistic``)."""
+    return fit_logistic(spec, labeled_split(spec, training_set, "train"), cfg)
+
+
+def fit_logistic(spec: DatasetSpec, train_rows: pd.DataFrame, cfg: BaselineConfig) -> TabularModel:
+    """Logistic regression on labeled train rows, with the same preprocessing as the networks (one-hot categories,
+    scaled numerics)."""
     from sklearn.linear_model import LogisticRegression
 
-    train_rows = labeled_split(spec, training_set, "train")
     pre = Preprocessing.fit(spec, train_rows)
     y = train_rows[spec.label_column].to_numpy().astype(np.int64)
     lr = LogisticRegression(C=cfg.regularization_c, max_iter=cfg.max_iter)
@@ -142,13 +139,58 @@ def fit_baseline(spec: DatasetSpec, training_set: pd.DataFrame, cfg: BaselineCon
 
 def decide(spec: DatasetSpec, model: TabularModel, val: pd.DataFrame, consumer: str) -> DecisionThreshold:
     """Choose ``model``'s decision threshold on the labeled validation rows by the spec's policy, and set it."""
-    y = val[spec.label_column].to_numpy(dtype=np.int64)
+    return decide_on(model, spec, val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val), consumer)
+
+
+def decide_on(model: TabularModel, spec: DatasetSpec, y: np.ndarray, p: np.ndarray, consumer: str) -> DecisionThreshold:
+    """Choose ``model``'s decision threshold from validation labels ``y`` and its probabilities ``p``, and set it."""
     try:
-        chosen = choose_threshold(spec.decision, y, model.predict_proba(val))
+        chosen = choose_threshold(spec.decision, y, p)
     except ValueError as e:
         raise Failure(description=f"{consumer}: {e}") from e
     model.threshold = chosen.threshold
     return chosen
+
+
+@dataclass(frozen=True)
+class BaselineFit:
+    """The baseline fitted on a window: the model (its threshold set), how it was chosen, its validation figures,
+    and the rows behind them."""
+
+    model: TabularModel
+    decision: DecisionThreshold
+    scores: dict[str, float]
+    sample_rows: int  # labeled train rows it was fitted on (a bounded sample)
+    train_rows: int
+    validation_rows: int
+
+
+def baseline_on_window(
+    spec: DatasetSpec, window: TrainingWindow, cfg: BaselineConfig, sample_rows: int = FIT_SAMPLE_ROWS
+) -> BaselineFit:
+    """The logistic baseline fitted on a seeded sample of at most ``sample_rows`` labeled train rows (every one on a
+    window no larger, so the demo fits as before): lbfgs on the full-rank design of a few dozen coefficients gains
+    nothing measurable from more rows, and a sample keeps memory bounded at any window size (a streaming solver
+    would read the window once per iteration). Its threshold is chosen, and it is scored, on every labeled
+    validation row, scored batch by batch."""
+    train_rows = by_id(spec, labeled_sample(window, "train", sample_rows))
+    model = fit_logistic(spec, train_rows, cfg)
+    val = score_split(spec, window.labeled("validation"), {"baseline": model})
+    p = val.probabilities["baseline"]
+    chosen = decide_on(model, spec, val.y, p, "baseline_model")
+    return BaselineFit(
+        model=model,
+        decision=chosen,
+        scores=validation_scores(val.y, p, model.threshold),
+        sample_rows=len(train_rows),
+        train_rows=window.labeled("train").count_rows(),
+        validation_rows=val.rows,
+    )
+
+
+def unlabeled_in(window: TrainingWindow) -> dict[str, int]:
+    """Rows per split left out of fitting and scoring because they carry no label yet (one query)."""
+    return {split: c.rows - c.labeled for split, c in split_counts(window).items()}
 
 
 def decision_metadata(chosen: DecisionThreshold) -> dict[str, Any]:
@@ -171,7 +213,14 @@ def build_baseline_model(spec: DatasetSpec, when: AutomationCondition) -> Assets
         deps=[TRAINING_SET_DEP],
         automation_condition=when,
         code_version=code_version(
-            spec, sys.modules[__name__], preprocessing, bundle, metrics_module, decision, uses=MODEL_SPEC_FIELDS
+            spec,
+            sys.modules[__name__],
+            preprocessing,
+            bundle,
+            metrics_module,
+            decision,
+            window_reads,
+            uses=MODEL_SPEC_FIELDS,
         ),
         description="Logistic regression on the same splits and preprocessing: the reference every model must beat.",
     )
@@ -181,29 +230,30 @@ def build_baseline_model(spec: DatasetSpec, when: AutomationCondition) -> Assets
         approved_training_set: TrainingSetRef,
         model_store: ModelStore,
     ) -> Output[ModelRef]:
-        training_set = ordered(spec, load_approved(context, approved_training_set, "baseline_model").frame())
-        version = frame_version(training_set).value
-        model = fit_baseline(spec, training_set, config)
-        val = labeled_split(spec, training_set, "validation")
-        chosen = decide(spec, model, val, "baseline_model")
-        scores = validation_scores(
-            val[spec.label_column].to_numpy(dtype=np.int64), model.predict_proba(val), model.threshold
-        )
-        unlabeled = unlabeled_counts(spec, training_set)
+        window = load_approved(context, approved_training_set, "baseline_model")
+        version = window.version
+        fit = baseline_on_window(spec, window, config)
+        model, chosen, scores = fit.model, fit.decision, fit.scores
+        unlabeled = unlabeled_in(window)
         lineage = ModelLineage(
             training_set_version=version,
             training_set_partition=approved_training_set.partition_key,
             code_version=context.assets_def.code_versions_by_key[context.asset_key],
-            config=config.model_dump(),
+            config=config.model_dump() | {"sample_rows": fit.sample_rows},
             validation_metrics=scores,
             decision=chosen.as_dict(),
-            train_rows=len(labeled_split(spec, training_set, "train")),
+            train_rows=fit.train_rows,
             unlabeled_rows_left_out=unlabeled,
         )
         tag = model_store.save(model, baseline_name(spec), lineage)
         context.log.info(f"baseline {tag}: validation {scores}; {chosen.describe()}")
         ref = ModelRef(tag=tag, name=baseline_name(spec), kind=model.kind, metrics=scores, training_set_version=version)
         metadata = baseline_metadata(tag, scores, unlabeled, version, approved_training_set.partition_key)
+        metadata |= {
+            "sample_rows": fit.sample_rows,
+            "train_rows": fit.train_rows,
+            "validation_rows": fit.validation_rows,
+        }
         return Output(ref, metadata=metadata | decision_metadata(chosen))
 
     return baseline_model
@@ -236,6 +286,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         training_result,
         search,
         decision,
+        window_reads,
         uses=CANDIDATE_SPEC_FIELDS,
     )
     select_by, higher_is_better = search.selection_metric(thresholds_for(spec).primary_metric)
@@ -257,21 +308,18 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         trainer: DeepSpeedTrainer,
         model_store: ModelStore,
     ) -> Output[ModelRef]:
-        training_set = ordered(spec, load_approved(context, approved_training_set, "candidate_model").frame())
-        version = frame_version(training_set).value
+        window = load_approved(context, approved_training_set, "candidate_model")
+        version = window.version
         partition = approved_training_set.partition_key
         budget = spec.search
-        fit = {split: labeled_split(spec, training_set, split) for split in ("train", "validation")}
-        val = fit["validation"]
-        y_val = val[spec.label_column].to_numpy(dtype=np.int64)
         contenders: dict[str, tuple[TabularModel, dict[str, Any]]] = {}  # family -> (model, lineage and metadata)
         if budget.networks:
             trials = search.plan_trials(config.network(), budget, config.trials or budget.trials)
-            run = trainer.train(
+            run = trainer.train(  # the scans: the ranks read their own shards
                 context,
                 spec.model_dump(mode="json"),
-                fit["train"],
-                val,
+                window.labeled("train"),
+                window.labeled("validation"),
                 trials[0]["network"],
                 version,
                 search=trials[1:],
@@ -287,21 +335,18 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
             contenders["network"] = (network_model, {"result": result, "scores": scores})
         if "gbdt" in budget.families:
             started = time.perf_counter()
-            trees = fit_trees(spec, fit["train"], val)
-            trees_model = TabularModel(
-                kind="gbdt", spec=spec, preprocessing=Preprocessing.fit(spec, fit["train"]), trees=trees
-            )
+            trees_model, sample_rows = fit_trees_model(spec, window)
             seconds = time.perf_counter() - started
-            contenders["gbdt"] = (trees_model, {"seconds": seconds})
-        # every family judged by the same figure on the same validation rows, in this process (the stored form)
-        judged = {
-            family: validation_scores(y_val, model.predict_proba(val), 0.5)[select_by]
-            for family, (model, _) in contenders.items()
-        }
+            contenders["gbdt"] = (trees_model, {"seconds": seconds, "sample_rows": sample_rows})
+        # every family judged by the same figure on every labeled validation row, scored batch by batch in this
+        # process (the stored form): only the labels and each family's probabilities are held
+        val = score_split(spec, window.labeled("validation"), {f: m for f, (m, _) in contenders.items()})
+        judged = {family: validation_scores(val.y, val.probabilities[family], 0.5)[select_by] for family in contenders}
         pick = (max if higher_is_better else min)(judged, key=judged.get)
         model, found = contenders[pick]
-        chosen = decide(spec, model, val, "candidate_model")
-        served = validation_scores(y_val, model.predict_proba(val), model.threshold)
+        p_val = val.probabilities[pick]
+        chosen = decide_on(model, spec, val.y, p_val, "candidate_model")
+        served = validation_scores(val.y, p_val, model.threshold)
         families = family_table(judged, pick, select_by)
         if pick == "network":
             scores, result = found["scores"], found["result"]
@@ -315,16 +360,28 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         ref = ModelRef(
             tag=tag, name=classifier_name(spec), kind=model.kind, metrics=scores, training_set_version=version
         )
-        unlabeled = sum(unlabeled_counts(spec, training_set).values())
+        unlabeled = sum(unlabeled_in(window).values())
         if pick == "network":
             metadata = candidate_metadata(tag, result.summary, scores, served, unlabeled, version, partition)
         else:
             metadata = trees_metadata(tag, model.trees, served, unlabeled, version, partition, found["seconds"])
+            metadata["sample_rows"] = found["sample_rows"]
+        metadata["validation_rows"] = val.rows
         metadata["families"] = MetadataValue.md(families)
         metadata["family"] = pick
         return Output(ref, metadata=metadata | decision_metadata(chosen))
 
     return candidate_model
+
+
+def fit_trees_model(spec: DatasetSpec, window: TrainingWindow) -> tuple[TabularModel, int]:
+    """The gbdt family on bounded, seeded samples of the labeled train and validation rows (every row of a window
+    no larger), in id order; with the number of train rows it fitted on."""
+    train_rows = by_id(spec, labeled_sample(window, "train", FIT_SAMPLE_ROWS))
+    val_rows = by_id(spec, labeled_sample(window, "validation", FIT_SAMPLE_ROWS))
+    trees = fit_trees(spec, train_rows, val_rows)
+    model = TabularModel(kind="gbdt", spec=spec, preprocessing=Preprocessing.fit(spec, train_rows), trees=trees)
+    return model, len(train_rows)
 
 
 def family_table(judged: dict[str, float], pick: str, metric: str) -> str:

@@ -420,11 +420,14 @@ def score_model(
     saved_path: str | Path | None = None,
     probabilities: np.ndarray | None = None,
     explain_above: float | None = None,
+    sample: pd.DataFrame | None = None,
 ) -> ModelScores:
     """Score a model on the test rows at its own decision threshold; ``operational`` adds latency, size and
     edge-input stability; a ROC AUC above ``explain_above`` adds the features that carry it.
 
-    Pass ``probabilities`` when the caller already scored ``test`` (for plots) to avoid scoring twice.
+    Pass ``probabilities`` when the caller already scored ``test`` (for plots, or batch by batch: ``test`` then
+    needs only the label and the slice columns), and ``sample``, whole rows of the test split, for what needs the
+    features (latency, stability, the features that carry the score; default ``test``).
     """
     y = test[spec.label_column].to_numpy(dtype=np.int64)
     p = predictions(model, test) if probabilities is None else np.asarray(probabilities, dtype=np.float64)
@@ -433,6 +436,7 @@ def score_model(
     names = group_names(spec)
     metrics = classification_metrics(y, p, threshold)
     too_good = explain_above is not None and metrics["roc_auc"] > explain_above
+    rows = test if sample is None else sample
     return ModelScores(
         tag=tag,
         kind=str(model.kind),
@@ -440,10 +444,12 @@ def score_model(
         metrics=metrics,
         slices=slice_metrics(test, y, p, threshold, spec.slice_columns, names),
         fairness=fairness_gaps(test, y, yhat, spec.fairness_columns, min_group_size, names),
-        latency=measure_latency(model, test) if operational else None,
+        latency=measure_latency(model, rows) if operational else None,
         size=model_size(model, saved_path) if operational else None,
-        stability=check_stability(model, spec, test) if operational else None,
-        carriers=score_carriers(model, spec, test, y) if too_good else None,
+        stability=check_stability(model, spec, rows) if operational else None,
+        carriers=score_carriers(model, spec, rows, rows[spec.label_column].to_numpy(dtype=np.int64))
+        if too_good
+        else None,
     )
 
 

@@ -35,7 +35,8 @@ from ml_assets import inline, markdown
 from ml_assets.automation import on_upstream_update, with_its_asset
 from ml_assets.data import leakage
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
-from ml_assets.data.splits import SPLIT, WINDOW_END
+from ml_assets.data.splits import SPLIT
+from ml_assets.data.window import TrainingWindow, split_counts
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model import evaluation as evaluation_module
 from ml_assets.model import gates as gates_module
@@ -44,8 +45,8 @@ from ml_assets.model.evaluation import (
     METRIC_NAMES,
     Evaluation,
     ModelScores,
+    ProbabilityModel,
     comparison_table,
-    predictions,
     score_model,
     slice_table,
 )
@@ -58,9 +59,10 @@ from ml_assets.model.gates import (
     thresholds_for,
 )
 from ml_assets.model.plots import calibration_plot, roc_plot
-from ml_assets.model.reference import gap_table, metric_gaps, reference_scores, slice_gaps
+from ml_assets.model.reference import fitted_reference, gap_table, metric_gaps, slice_gaps
 from ml_assets.model.refs import load_stored, stored_ref
 from ml_assets.model.registry import current_champion_tag
+from ml_assets.model.window_reads import FIT_SAMPLE_ROWS, JUDGE_SAMPLE_ROWS, ScoredSplit, labeled_sample, score_split
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
 
@@ -80,17 +82,30 @@ GATE_DESCRIPTIONS = {
 
 
 def evaluation_rows(spec: DatasetSpec, training_set: pd.DataFrame) -> pd.DataFrame:
-    """The labeled rows of the newest days of the window, as production would see them next."""
+    """The labeled rows of the newest days of a training_set frame, as production would see them next."""
     if SPLIT not in training_set.columns:
         raise Failure(description=f"training_set has no {SPLIT!r} column; columns: {list(training_set.columns)}")
     test = training_set[training_set[SPLIT].astype("string") == "test"]
     test = spec.labeled(test).reset_index(drop=True)  # unlabeled rows cannot be judged
-    if test.empty:
+    judgeable(test[spec.label_column].to_numpy(dtype=np.int64))
+    return test
+
+
+def judgeable(y: np.ndarray) -> None:
+    """Refuse test labels that cannot judge a model: none at all, or a single class (AUC is undefined)."""
+    if len(y) == 0:
         raise Failure(description="training_set has no labeled rows in its test split: nothing to evaluate on")
-    labels = set(pd.unique(test[spec.label_column].astype("int64")))
+    labels = {int(v) for v in np.unique(y)}
     if labels != {0, 1}:
         raise Failure(description=f"the test split holds only label(s) {sorted(labels)}: AUC is undefined")
-    return test
+
+
+def evaluation_sample(spec: DatasetSpec, window: TrainingWindow, rows: int = JUDGE_SAMPLE_ROWS) -> pd.DataFrame:
+    """Up to ``rows`` labeled test rows of the window, whole (every one on a window no larger), refused as
+    ``evaluation_rows`` refuses them: for what needs the features of real rows (latency, footprints)."""
+    sample = labeled_sample(window, "test", rows)
+    judgeable(sample[spec.label_column].to_numpy(dtype=np.int64))
+    return sample
 
 
 def comparable_champion(instance: DagsterInstance, candidate: ModelRef) -> str | None:
@@ -107,31 +122,33 @@ def score_models(
     spec: DatasetSpec,
     thresholds: GateThresholds,
     refs: dict[str, ModelRef],
-    test: pd.DataFrame,
+    models: dict[str, ProbabilityModel],
+    test: ScoredSplit,
+    sample: pd.DataFrame,
     model_store: ModelStore,
-) -> tuple[dict[str, ModelScores], dict[str, np.ndarray]]:
-    """Each role's model (candidate, baseline, champion) from the store scored on the test rows, and its
-    probabilities (for the plots); only the candidate's latency, size and stability are measured."""
-    probabilities: dict[str, np.ndarray] = {}
+) -> dict[str, ModelScores]:
+    """Each role's model (candidate, baseline, champion; ``models`` by role) judged on every test row from its probabilities scored
+    batch by batch (``test``); only the candidate's latency, size and stability are measured, on whole rows of a
+    bounded ``sample`` of the test split."""
     scored = {}
+    frame = test.frame(spec.label_column)
     for role, ref in refs.items():
-        model = load_stored(model_store, ref.tag)
-        probabilities[role] = predictions(model, test)
         scored[role] = score_model(
-            model,
+            models[role],
             ref.tag,
             spec,
-            test,
+            frame,
             min_group_size=thresholds.slice_min_size,
             operational=role == "candidate",
             saved_path=model_store.path(ref.tag) if role == "candidate" else None,
-            probabilities=probabilities[role],
+            probabilities=test.probabilities[role],
             explain_above=thresholds.too_good if role == "candidate" else None,
+            sample=sample,
         )
         context.log.info(
             f"{role} {ref.tag}: {thresholds.primary_metric} {scored[role].metrics[thresholds.primary_metric]:.4f}"
         )
-    return scored, probabilities
+    return scored
 
 
 def evaluation_metadata(
@@ -284,32 +301,50 @@ def build_model_evaluation(spec: DatasetSpec):
         baseline_model: ModelRef,
         model_store: ModelStore,
     ) -> Output[Evaluation]:
-        window = load_approved(context, approved_training_set, "model_evaluation").frame()
-        test = evaluation_rows(spec, window)
-        unlabeled_test = int((window[SPLIT].astype("string") == "test").sum()) - len(test)
+        window = load_approved(context, approved_training_set, "model_evaluation")
         champion_tag = comparable_champion(context.instance, candidate_model)
         refs = {"candidate": candidate_model, "baseline": baseline_model}
         if champion_tag is not None:
             refs["champion"] = stored_ref(model_store, champion_tag)
-        scored, probabilities = score_models(context, spec, thresholds, refs, test, model_store)
-        reference, fit_seconds = None, 0.0
-        try:
+        models: dict[str, ProbabilityModel] = {role: load_stored(model_store, ref.tag) for role, ref in refs.items()}
+        ref_model, fit_seconds = None, 0.0
+        try:  # on bounded samples of the train and validation splits (every row of a window no larger)
             started = time.perf_counter()
-            ref_model, ref_scores = reference_scores(spec, window, test, thresholds.slice_min_size)
-            ref_probabilities = ref_model.predict_proba(test)
+            ref_model = fitted_reference(
+                spec,
+                labeled_sample(window, "train", FIT_SAMPLE_ROWS),
+                labeled_sample(window, "validation", FIT_SAMPLE_ROWS),
+            )
             fit_seconds = time.perf_counter() - started
+            models["reference"] = ref_model
         except Exception as e:  # the reference only informs: no window, library or data problem may block the gates
             context.log.warning(f"no trees reference for this window: {type(e).__name__}: {e}")
-        else:
-            reference, probabilities["reference"] = ref_scores, ref_probabilities
+        # every labeled test row scored by every model batch by batch: labels, probabilities and slice columns kept
+        test = score_split(spec, window.split("test"), models, keep=[*spec.slice_columns, *spec.fairness_columns])
+        judgeable(test.y)
+        sample = labeled_sample(window, "test", JUDGE_SAMPLE_ROWS)
+        scored = score_models(context, spec, thresholds, refs, models, test, sample, model_store)
+        reference = None
+        if ref_model is not None:
+            reference = score_model(
+                ref_model,
+                "gbdt reference",
+                spec,
+                test.frame(spec.label_column),
+                min_group_size=thresholds.slice_min_size,
+                operational=False,
+                probabilities=test.probabilities["reference"],
+            )
             context.log.info(f"trees reference: {thresholds.primary_metric} {reference.metrics[thresholds.primary_metric]:.4f}"
                              f" ({ref_model.best_iteration} rounds, {fit_seconds:.1f} s)")  # fmt: skip
-        y = test[spec.label_column].to_numpy(dtype=np.int64)
-        window_end = str(pd.Timestamp(test[WINDOW_END].max()).date()) if WINDOW_END in test.columns else None
+        y = test.y
+        counts = split_counts(window)["test"]
+        unlabeled_test = counts.rows - counts.labeled
+        window_end = str(window.window_end)
         ev = Evaluation(
             spec_name=spec.name,
             primary_metric=thresholds.primary_metric,
-            test_rows=len(test),
+            test_rows=test.rows,
             test_positives=int(y.sum()),
             window_end=window_end,
             candidate=scored["candidate"],
@@ -322,8 +357,9 @@ def build_model_evaluation(spec: DatasetSpec):
             reference=reference,
         )
         kinds = {role: ref.kind for role, ref in refs.items()} | {"reference": "gbdt, not served"}
-        curves = {f"{role} ({kinds[role]})": p for role, p in probabilities.items()}
+        curves = {f"{role} ({kinds[role]})": p for role, p in test.probabilities.items()}
         metadata = evaluation_metadata(ev, thresholds, y, curves, unlabeled_test, approved_training_set.partition_key)
+        metadata["sample_rows"] = len(sample)  # whole test rows for latency, stability and carriers
         if reference is not None:
             metadata["reference_fit_seconds"] = round(fit_seconds, 2)
         return Output(ev, metadata=metadata)

@@ -47,6 +47,7 @@ from ml_assets.event_log import last_judgements, metadata_text
 from ml_assets.model.gates import thresholds_for
 from ml_assets.model.refs import load_stored
 from ml_assets.model.registry import current_champion_tag, previous_champion
+from ml_assets.model.window_reads import sampled_frame
 from ml_assets.monitoring import performance, report, verdicts
 from ml_assets.monitoring.report import LABEL, PROBABILITY, TagReport, as_keys, join_labels, tag_report
 from ml_assets.monitoring.verdicts import CHECKS, DESCRIPTIONS, failed_first
@@ -62,6 +63,7 @@ from resources.prediction_logs import PredictionLogFiles
 from resources.warehouse_tables import column_schema
 
 LOG_DAY, LABEL_DAY = "log_day", "label_day"
+REFERENCE_SAMPLE_ROWS = 200_000  # rows per split of a model's own window that drift and reference figures read
 PREDICTION_LOG_FILES, LABEL_FILES = "prediction_log_files", "label_files"
 ARROW = {
     "int64": pa.int64(),
@@ -407,7 +409,10 @@ def report_for(
     partition = info.lineage.training_set_partition
     if not partition:
         raise Failure(description=f"model {tag} records no training_set_partition: cannot monitor it against its data")
-    reference = context.load_asset_value(AssetKey("training_set"), partition_key=str(partition)).frame()
+    # its own window as a bounded, seeded sample of each split (the whole window when no larger): drift and the
+    # reference figures are judged on it
+    window = context.load_asset_value(AssetKey("training_set"), partition_key=str(partition))
+    reference = sampled_frame(window, REFERENCE_SAMPLE_ROWS)
     previous = previous_champion(context.instance, tag)
     now = datetime.now(UTC)
     created = info.creation_time

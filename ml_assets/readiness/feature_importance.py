@@ -27,11 +27,11 @@ from sklearn.metrics import roc_auc_score
 from ml_assets import markdown
 from ml_assets.automation import after_new_champion
 from ml_assets.data.approval import TRAINING_SET_DEP, TrainingSetRef, load_approved
-from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.bundle import ModelRef
 from ml_assets.model.evaluation import predictions
 from ml_assets.model.refs import load_stored
+from ml_assets.model.window_reads import JUDGE_SAMPLE_ROWS, labeled_sample
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
 
@@ -122,8 +122,10 @@ def build_feature_importance(spec: DatasetSpec) -> AssetsDefinition:
         approved_training_set: TrainingSetRef,
         model_store: ModelStore,
     ) -> MaterializeResult:
-        window = load_approved(context, approved_training_set, "feature_importance").frame()
-        rows = spec.labeled(window[window[SPLIT].astype("string") == "validation"]).reset_index(drop=True)
+        window = load_approved(context, approved_training_set, "feature_importance")
+        # a bounded, seeded sample of the labeled validation rows (all of them on a window no larger): each
+        # feature is shuffled and scored again several times, so whole rows are needed, and this many suffice
+        rows = labeled_sample(window, "validation", JUDGE_SAMPLE_ROWS)
         model = load_stored(model_store, champion_model.tag)
         y = rows[spec.label_column].to_numpy(dtype=np.int64)
         base, found = permutation_importance(lambda f: predictions(model, f), rows, y, features)
@@ -132,6 +134,7 @@ def build_feature_importance(spec: DatasetSpec) -> AssetsDefinition:
             metadata={
                 "model_tag": champion_model.tag,
                 "validation_rows": len(rows),
+                "sample_rows": len(rows),
                 "roc_auc": base,
                 "importance": MetadataValue.md(importance_table(found)),
                 **{f"importance_{f.feature}": f.importance for f in found},

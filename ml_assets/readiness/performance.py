@@ -31,7 +31,7 @@ from ml_assets.automation import on_upstream_update
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.evaluation import Evaluation, ProbabilityModel, measure_latency, model_size
-from ml_assets.model.evaluation_asset import evaluation_rows
+from ml_assets.model.evaluation_asset import evaluation_sample
 from ml_assets.model.refs import load_stored
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
@@ -161,7 +161,8 @@ def build_performance_regression(spec: DatasetSpec) -> AssetsDefinition:
                 asset_key="performance_regression",
                 metadata={"candidate_tag": candidate_tag, "champion_tag": "none", "not_judged": why},
             )
-        rows = evaluation_rows(spec, load_approved(context, approved_training_set, "performance_regression").frame())
+        # whole test rows to time both models on: a bounded sample (every test row of a window no larger)
+        rows = evaluation_sample(spec, load_approved(context, approved_training_set, "performance_regression"))
         candidate, champion = measure_pair(
             load_stored(model_store, candidate_tag), load_stored(model_store, champion_ref.tag), rows
         )
@@ -171,6 +172,7 @@ def build_performance_regression(spec: DatasetSpec) -> AssetsDefinition:
             metadata={
                 "candidate_tag": candidate_tag,
                 "champion_tag": champion_ref.tag,
+                "sample_rows": len(rows),
                 "footprint": MetadataValue.md(footprint_table(candidate, champion)),
                 "candidate_p99_ms": candidate.p99_ms,
                 "champion_p99_ms": champion.p99_ms,

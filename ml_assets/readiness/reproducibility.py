@@ -42,10 +42,10 @@ from ml_assets import markdown
 from ml_assets.data.approval import TRAINING_SET_DEP
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model import training_result
-from ml_assets.model.assets import CandidateConfig, labeled_split, ordered
+from ml_assets.model.assets import CandidateConfig
 from ml_assets.model.bundle import ModelRef
 from ml_assets.settings import paths
-from ml_assets.versioning import code_version, frame_version
+from ml_assets.versioning import code_version
 from resources.deepspeed_trainer import TRAINING_POOL, TRIAL_SETTINGS, DeepSpeedTrainer
 from resources.model_store import ModelLineage, ModelStore
 
@@ -126,9 +126,9 @@ def build_reproducibility(spec: DatasetSpec) -> AssetsDefinition:
         partition = lineage.training_set_partition
         if not partition:
             raise ValueError(f"champion {champion_model.tag} records no training_set_partition: nothing to retrain on")
-        rows = ordered(spec, context.load_asset_value(AssetKey("training_set"), partition_key=partition).frame())
-        version = frame_version(rows).value
-        train, val = (labeled_split(spec, rows, s) for s in ("train", "validation"))
+        window = context.load_asset_value(AssetKey("training_set"), partition_key=partition)
+        version = window.version  # as candidate_model records it
+        train, val = window.labeled("train"), window.labeled("validation")  # scans: the ranks read their shards
         trial = champion_trial(lineage)
         settings = {k: v for k, v in trial.items() if k in TRAINER_SETTINGS and v is not None}
         folder = Path(trainer.checkpoint_dir or paths().checkpoints) / ASSET / context.run_id

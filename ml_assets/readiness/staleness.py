@@ -32,13 +32,12 @@ from sklearn.metrics import roc_auc_score
 from ml_assets import markdown
 from ml_assets.automation import after_new_champion
 from ml_assets.data.approval import TRAINING_SET_DEP, TrainingSetRef, load_approved
-from ml_assets.data.splits import WINDOW_END
 from ml_assets.dataset import DatasetSpec
 from ml_assets.event_log import metadata_text
-from ml_assets.model.evaluation import predictions
-from ml_assets.model.evaluation_asset import evaluation_rows
+from ml_assets.model.evaluation_asset import judgeable
 from ml_assets.model.refs import load_stored
 from ml_assets.model.registry import champion_history
+from ml_assets.model.window_reads import score_split
 from ml_assets.readiness.evidence import JUDGED, NOT_JUDGED
 from ml_assets.versioning import code_version
 from resources.model_store import ModelStore
@@ -111,24 +110,22 @@ def build_staleness_impact(spec: DatasetSpec) -> AssetsDefinition:
     def staleness_impact(
         context: AssetExecutionContext, approved_training_set: TrainingSetRef, model_store: ModelStore
     ) -> MaterializeResult:
-        rows = evaluation_rows(spec, load_approved(context, approved_training_set, "staleness_impact").frame())
-        newest = (
-            max(d.date() for d in rows[WINDOW_END])
-            if WINDOW_END in rows
-            else date.fromisoformat(approved_training_set.partition_key)
-        )
+        window = load_approved(context, approved_training_set, "staleness_impact")
+        newest = window.window_end
         tags = [t for t, _ in champion_history(context.instance)][:MAX_MODELS]
         until = trained_until(context.instance, tags)
-        y = rows[spec.label_column].to_numpy(dtype=np.int64)
+        kept = [tag for tag in tags if tag in until]  # every former champion stays in the store (rollback)
+        # every labeled test row scored by each former champion, batch by batch: labels and probabilities only
+        test = score_split(spec, window.split("test"), {tag: load_stored(model_store, tag) for tag in kept})
+        judgeable(test.y)
         points = [
             AgedScore(
                 tag,
                 until[tag],
                 float((newest - until[tag]).days),
-                float(roc_auc_score(y, predictions(load_stored(model_store, tag), rows))),
+                float(roc_auc_score(test.y, test.probabilities[tag])),
             )
-            for tag in tags
-            if tag in until  # every former champion stays in the store (rollback)
+            for tag in kept
         ]
         curve = staleness_curve(points)
         meta: dict = {

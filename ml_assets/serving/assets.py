@@ -33,10 +33,12 @@ from ml_assets import inline
 from ml_assets.automation import on_upstream_update, with_its_asset
 from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, TrainingSetRef, load_approved
 from ml_assets.data.splits import SPLIT
+from ml_assets.data.window import TrainingWindow
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.bundle import ModelRef
 from ml_assets.model.champion import model_age_policy
 from ml_assets.model.refs import load_stored
+from ml_assets.model.window_reads import lowest_ids
 from ml_assets.serving import schema
 from ml_assets.serving.build import BentoRef, build_bento, service_code_version
 from ml_assets.serving.schema import frame_records
@@ -66,13 +68,17 @@ class DeploymentInfo:
 
 
 def validation_sample(
-    spec: DatasetSpec, training_set: pd.DataFrame, n: int = VALIDATION_ROWS
+    spec: DatasetSpec, training_set: pd.DataFrame | TrainingWindow, n: int = VALIDATION_ROWS
 ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """A fixed sample of test rows (lowest ids first) as JSON-ready records, and the same rows as a frame."""
-    test = training_set[training_set[SPLIT] == "test"]
-    if test.empty:
+    """A fixed sample of test rows (lowest ids first) as JSON-ready records, and the same rows as a frame; of a
+    window, read batch by batch from its test split."""
+    if isinstance(training_set, TrainingWindow):
+        rows = lowest_ids(spec, training_set.split("test"), n)
+    else:
+        test = training_set[training_set[SPLIT] == "test"]
+        rows = test.sort_values(spec.id.name, kind="stable").head(n).reset_index(drop=True)
+    if rows.empty:
         raise Failure(description="deployment: the training set has no test rows to validate the new Bento on")
-    rows = test.sort_values(spec.id.name, kind="stable").head(n).reset_index(drop=True)
     return frame_records(rows[[c.name for c in spec.feature_columns]]), rows
 
 
@@ -139,8 +145,7 @@ def build_deployment(spec: DatasetSpec) -> AssetsDefinition:
         model_store: ModelStore,
         alerts: Alerts,
     ) -> Output[DeploymentInfo]:
-        training_set = load_approved(context, approved_training_set, "deployment").frame()
-        records, rows = validation_sample(spec, training_set)
+        records, rows = validation_sample(spec, load_approved(context, approved_training_set, "deployment"))
         expected = [float(p) for p in load_stored(model_store, bento.model_tag).predict_proba(rows)]
         t0 = time.perf_counter()
         try:
