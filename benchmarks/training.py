@@ -28,7 +28,7 @@ from ml_assets import markdown
 from ml_assets.data.splits import SPLIT
 from ml_assets.dataset import DatasetSpec, load_default_spec
 from ml_assets.datasets.samples import demo_training_set
-from ml_assets.model import training_result
+from ml_assets.model import shards, training_result
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.versioning import frame_version
@@ -104,6 +104,7 @@ def deepspeed_run(
             validation_rows,
             net_cfg.model_dump(),
             frame_version(frame).value,
+            prepare=shards.preparer(spec),
         )
         out.update(training_result.decode(run).summary.model_dump())
         return Output(out["samples_per_s"])  # Output: a Pipes session ran in this step

@@ -71,7 +71,8 @@ def local_resources(spec: DatasetSpec, where: Paths | None = None, env: str | No
             launcher=LocalTorchrunLauncher(log_root=str(where.home / "logs" / "training")),
             storage=TrainingStorage(root=str(where.staging)),
             ranks=int_env("ML_ASSETS_TRAINER_RANKS", 2),
-            zero_stage=int_env("ML_ASSETS_TRAINER_ZERO_STAGE", 0),  # measured: ZeRO-2 on CPU is gloo-latency bound
+            zero_stage=int_env("ML_ASSETS_TRAINER_ZERO_STAGE", 0),
+            shard_cache_mb=int_env("ML_ASSETS_SHARD_CACHE_MB", 1024),  # measured: ZeRO-2 on CPU is gloo-latency bound
             checkpoint_dir=str(where.checkpoints),
         ),
         "bento_deployer": LocalBentoDeployer(
@@ -120,6 +121,7 @@ def kubernetes_resources(
             storage=TrainingStorage(root=os.environ.get("ML_ASSETS_TRAINING_STORAGE", str(where.staging))),
             ranks=int_env("ML_ASSETS_TRAINER_RANKS", gpus_per_node),
             zero_stage=int_env("ML_ASSETS_TRAINER_ZERO_STAGE", 0),
+            shard_cache_mb=int_env("ML_ASSETS_SHARD_CACHE_MB", 1024),
             checkpoint_dir=str(where.checkpoints),
         ),
         "bento_deployer": KubernetesBentoDeployer(

@@ -6,9 +6,9 @@ config (a raw ``deepspeed_config`` dict overrides any key), rejects impossible s
 launches, writes a job description (``TrainingJob``) in its ``storage`` and hands the launch to its ``launcher``
 (torchrun on this machine, or GPU pods on Kubernetes). The rows travel by reference: a window handed as a
 ``TableScan`` is read by the ranks where it lies (a shared volume, object storage), a frame is staged once as
-Parquet; the preprocessing and the row groups' counts are prepared once here, by streaming queries
-(``ml_assets.model.shards.prepare``, the one piece of model code this module calls), so each rank reads only its
-shard. It reads the outputs back as raw files: what they mean (network, preprocessing, weights) is
+Parquet; the preprocessing and the row groups' counts are prepared once here, by streaming queries, through the
+``prepare`` the caller hands in (``ml_assets.model.shards.preparer``: model code, which this layer never imports), so
+each rank reads only its shard. It reads the outputs back as raw files: what they mean (network, preprocessing, weights) is
 ``ml_assets.model``'s business. The entrypoint ``ml_assets.model.train`` does the training; this module never
 imports DeepSpeed.
 """
@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from ml_assets.settings import paths
 from resources.launchers import LaunchSpec, TrainingLauncher
 from resources.parquet_tables import TableScan
-from resources.training_records import TrainingJob
+from resources.training_records import RowsPreparer, TooFewRows, TrainingJob
 from resources.training_storage import TrainingStorage
 
 ENTRYPOINT = "ml_assets.model.train"
@@ -102,6 +102,11 @@ class DeepSpeedTrainer(ConfigurableResource):
     early_stopping_patience: int = Field(3, description="epochs without validation-loss improvement")
     seed: int = 0
     offload_optimizer: bool = Field(False, description="ZeRO-Offload of optimizer state to CPU (stage >= 1)")
+    shard_cache_mb: float = Field(
+        1024,
+        ge=0,
+        description="a rank keeps its encoded shard in memory up to this size; larger ones stream (0: always)",
+    )
     checkpoint_dir: str | None = Field(None, description="default: <ML_ASSETS_HOME>/checkpoints")
     deepspeed_config: dict[str, Any] | None = Field(
         None, description="raw DeepSpeed config; its keys override the ones built from the fields above"
@@ -213,6 +218,7 @@ class DeepSpeedTrainer(ConfigurableResource):
         network: Mapping[str, Any],
         data_version: str,
         *,
+        prepare: RowsPreparer,
         search: Sequence[Mapping[str, Any]] = (),
         max_seconds: float | None = None,
         select_by: str = "log_loss",
@@ -222,7 +228,8 @@ class DeepSpeedTrainer(ConfigurableResource):
     ) -> TrainingRun:
         """Validate, prepare the rows and stage the job in storage, launch the entrypoint, and read back its outputs.
 
-        ``train_rows`` and ``validation_rows`` are scans of Parquet files every rank can open (read in place, never
+        ``prepare`` turns the two scans into the rows every rank starts from (counts, preprocessing; the caller's
+        model code). ``train_rows`` and ``validation_rows`` are scans of Parquet files every rank can open (read in place, never
         loaded here) or frames (staged once as Parquet). ``spec`` is the dataset spec as JSON, passed through to
         the entrypoint untouched. ``network`` is the first trial; ``search`` adds trials (``{"network": ...,
         "learning_rate": ..., "weight_decay": ..., "lr_schedule": ..., "class_weight": "none" | "balanced"}``, all
@@ -231,9 +238,6 @@ class DeepSpeedTrainer(ConfigurableResource):
         ``ensemble_size`` trials when it scores better there, is returned, every trial's figures in its summary. ``max_seconds``: no trial trains further once the
         launch has run this long.
         """
-        from ml_assets.dataset import DatasetSpec
-        from ml_assets.model.shards import TooFewRows, prepare, shard_cache_bytes
-
         plan = self.plan()
         trials = self._trials(network, search, plan)
         trials_hash = hashlib.sha256(json.dumps(trials, sort_keys=True).encode()).hexdigest()[:8]
@@ -248,14 +252,12 @@ class DeepSpeedTrainer(ConfigurableResource):
         staged = self._stage(location, {"train": train_rows, "validation": validation_rows})
         try:
             try:
-                rows = prepare(
-                    DatasetSpec.model_validate(dict(spec)), staged["train"], staged["validation"], plan.ranks
-                )
+                rows = prepare(staged["train"], staged["validation"], plan.ranks)
             except TooFewRows as e:
                 raise TrainerConfigError(f"training set {data_version} has {e}") from None
             job = TrainingJob(
                 rows=rows,
-                shard_cache_bytes=shard_cache_bytes(),
+                shard_cache_bytes=int(self.shard_cache_mb * 2**20),
                 output_dir=posixpath.join(location, "output"),
                 checkpoint_dir=str(checkpoint_dir),
                 spec=dict(spec),

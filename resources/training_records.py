@@ -10,10 +10,12 @@ as their JSON here: the entrypoint validates them with their own classes, and re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from resources.parquet_tables import TableScan
 from resources.rank_shards import ScanLayout
 
 
@@ -59,6 +61,15 @@ class PreparedRows(_Record):
     validation: ScanLayout
     preprocessing: dict[str, Any]
     positive_rate: float = Field(description="share of positive labels among the train rows")
+
+
+class TooFewRows(ValueError):
+    """A launch whose splits cannot train: fewer train rows than ranks, or no validation row."""
+
+
+# (train scan, validation scan, ranks) -> the prepared rows; the caller's model code, handed to the trainer so
+# that this layer never imports it. Raises TooFewRows.
+RowsPreparer = Callable[[TableScan, TableScan, int], PreparedRows]
 
 
 class TrainingJob(_Record):

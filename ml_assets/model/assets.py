@@ -35,7 +35,17 @@ from ml_assets.data.approval import READ_NOT_REACTED, TRAINING_SET_DEP, Training
 from ml_assets.data.splits import SPLIT
 from ml_assets.data.window import TrainingWindow, split_counts
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model import bundle, decision, network, preprocessing, search, train, training_result, window_reads
+from ml_assets.model import (
+    bundle,
+    decision,
+    network,
+    preprocessing,
+    search,
+    shards,
+    train,
+    training_result,
+    window_reads,
+)
 from ml_assets.model import metrics as metrics_module
 from ml_assets.model.bundle import LogisticWeights, ModelRef, TabularModel
 from ml_assets.model.decision import DecisionThreshold, choose_threshold
@@ -328,6 +338,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
                 higher_is_better=higher_is_better,
                 halving=budget.halving.model_dump() if budget.halving else None,
                 ensemble_size=budget.ensemble_size,
+                prepare=shards.preparer(spec),
             )
             result = training_result.decode(run)
             network_model = packed_model(spec, result)

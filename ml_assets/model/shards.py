@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +26,7 @@ from ml_assets.dataset import DatasetSpec
 from ml_assets.model.preprocessing import Preprocessing
 from resources.parquet_tables import TableScan, to_pandas
 from resources.rank_shards import Piece, ScanLayout, interleaved, rebatch
-from resources.training_records import PreparedRows
+from resources.training_records import PreparedRows, RowsPreparer, TooFewRows
 from resources.warehouse_tables import conform_read
 
 CACHE_ENV = "ML_ASSETS_SHARD_CACHE_MB"
@@ -34,10 +35,6 @@ SHUFFLE_ROWS = 262_144  # rows shuffled together when a shard streams
 MIXED_PIECES = 8  # row groups a streamed epoch reads at a time, a batch of each in turn
 MIXED_ROWS = SHUFFLE_ROWS // MIXED_PIECES  # rows per batch of each: a shuffled block spans MIXED_PIECES row groups
 READ_ROWS = 65_536  # rows per Arrow batch read and encoded
-
-
-class TooFewRows(ValueError):
-    """A launch whose splits cannot train: fewer train rows than ranks, or no validation row."""
 
 
 def shard_cache_bytes() -> int:
@@ -69,6 +66,11 @@ def prepare(spec: DatasetSpec, train: TableScan, validation: TableScan, ranks: i
     label = spec.label_column
     rate = layouts[0].scan.query(f'SELECT avg(CAST("{label}" AS DOUBLE)) AS rate FROM scan')["rate"].iloc[0]
     return PreparedRows(train=layouts[0], validation=layouts[1], preprocessing=pre.to_dict(), positive_rate=float(rate))
+
+
+def preparer(spec: DatasetSpec) -> RowsPreparer:
+    """``prepare`` for one spec: what a model asset hands the trainer (``DeepSpeedTrainer.train(prepare=...)``)."""
+    return partial(prepare, spec)
 
 
 @dataclass

@@ -41,7 +41,7 @@ from pydantic import Field
 from ml_assets import markdown
 from ml_assets.data.approval import TRAINING_SET_DEP
 from ml_assets.dataset import DatasetSpec
-from ml_assets.model import training_result
+from ml_assets.model import shards, training_result
 from ml_assets.model.assets import CandidateConfig
 from ml_assets.model.bundle import ModelRef
 from ml_assets.settings import paths
@@ -139,7 +139,15 @@ def build_reproducibility(spec: DatasetSpec) -> AssetsDefinition:
             fresh = trainer.model_copy(
                 update={**settings, "seed": trainer.seed + offset, "checkpoint_dir": str(folder / run)}
             )
-            launched = fresh.train(context, spec.model_dump(mode="json"), train, val, trial["network"], version)
+            launched = fresh.train(
+                context,
+                spec.model_dump(mode="json"),
+                train,
+                val,
+                trial["network"],
+                version,
+                prepare=shards.preparer(spec),
+            )
             figures.append(training_result.decode(launched).summary.metrics)
         differences = compare(*figures)
         off = beyond(differences, config.tolerance)
