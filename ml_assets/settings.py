@@ -124,6 +124,14 @@ def paths(env: str | None = None) -> Paths:
     return Paths(home, overrides=env == current and home == ml_assets_home())
 
 
+def sample_rows(default: int) -> int:
+    """The size of a bounded sample: ``default``, or ``ML_ASSETS_SAMPLE_ROWS`` where that is smaller. Every sample a
+    step judges or fits on (GX, the training-set checks, the baseline, the trees, the evaluation) is at most this
+    many rows, so the variable is the rows a step holds at once beyond its batches: its memory at any window size."""
+    cap = int_env("ML_ASSETS_SAMPLE_ROWS", 0)
+    return min(default, cap) if cap > 0 else default
+
+
 def int_env(name: str, default: int) -> int:
     """An integer setting from the environment, with an error that names the variable."""
     value = os.environ.get(name)

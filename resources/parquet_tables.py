@@ -149,6 +149,8 @@ class TableScan(BaseModel):
             filter=self.expression(),
             batch_size=batch_rows,
             use_threads=False,  # keeps the order of files and rows: samples and shards are reproducible
+            batch_readahead=1,  # Arrow's defaults (16 batches, 4 files ahead) hold hundreds of MB of a window
+            fragment_readahead=1,
         )
         for batch in scanner.to_batches():
             if batch.num_rows:

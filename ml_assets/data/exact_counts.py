@@ -17,9 +17,10 @@ from typing import Any
 import pandas as pd
 
 from ml_assets.data.rules import TYPED, Expect, Rule
+from ml_assets.settings import sample_rows
 from resources.parquet_tables import TableScan, quoted
 
-GX_SAMPLE_ROWS = 100_000  # rows Great Expectations judges per day; the counts are over every row
+GX_SAMPLE_ROWS = sample_rows(100_000)  # rows Great Expectations judges per day; the counts are over every row
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,13 @@ from ml_assets.data.window import TrainingWindow
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model.evaluation import ProbabilityModel, predictions
 from ml_assets.partitions import LANDING_DAY
+from ml_assets.settings import sample_rows
 from resources.parquet_tables import BATCH_ROWS, TableScan
 
-FIT_SAMPLE_ROWS = 500_000  # rows a model fits on at most (baseline, trees, reference): ~0.5 GB in memory at most
-JUDGE_SAMPLE_ROWS = 100_000  # rows of whole features for latency, stability, importance and serving checks
+FIT_SAMPLE_ROWS = sample_rows(
+    500_000
+)  # rows a model fits on at most (baseline, trees, reference): ~0.5 GB in memory at most
+JUDGE_SAMPLE_ROWS = sample_rows(100_000)  # rows of whole features for latency, stability, importance and serving checks
 SAMPLE_SEED = 0
 
 

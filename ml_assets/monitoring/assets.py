@@ -54,6 +54,7 @@ from ml_assets.monitoring.verdicts import CHECKS, DESCRIPTIONS, failed_first
 from ml_assets.monitoring.verdicts import verdicts as judge
 from ml_assets.serving.batch import CHECK_REQUEST_ID
 from ml_assets.serving.prediction_log import recover_spools
+from ml_assets.settings import sample_rows
 from ml_assets.versioning import code_version, frame_version
 from resources.alerts import Alerts
 from resources.bento_deployer import SKEW_REQUEST_ID
@@ -63,7 +64,9 @@ from resources.prediction_logs import PredictionLogFiles
 from resources.warehouse_tables import column_schema
 
 LOG_DAY, LABEL_DAY = "log_day", "label_day"
-REFERENCE_SAMPLE_ROWS = 200_000  # rows per split of a model's own window that drift and reference figures read
+REFERENCE_SAMPLE_ROWS = sample_rows(
+    200_000
+)  # rows per split of a model's own window that drift and reference figures read
 PREDICTION_LOG_FILES, LABEL_FILES = "prediction_log_files", "label_files"
 ARROW = {
     "int64": pa.int64(),
