@@ -9,6 +9,7 @@ readers that still need all rows at once; a reader of a window of any size uses 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 import pandas as pd
@@ -84,6 +85,19 @@ class TrainingWindow(BaseModel):
             f"CASE WHEN {time} >= TIMESTAMP '{self.test_from}' THEN 'test' "
             f"WHEN {time} >= TIMESTAMP '{self.validation_from}' THEN 'validation' ELSE 'train' END"
         )
+
+    def sample(
+        self, split: str | None, rows: int, columns: Sequence[str], *, labeled: bool = False, seed: int = 0
+    ) -> pd.DataFrame:
+        """A seeded uniform sample of at most ``rows`` rows of one split (``None``: every split), labeled ones only
+        if asked, in ``columns``: every such row, in file order, when there are no more than ``rows`` (so a small
+        window is judged on all its rows). Memory follows ``rows``, not the window."""
+        if split is None:
+            scan = self.rows.where(not_null=(self.time_column,))  # the rows some split holds
+            scan = scan.where(not_null=(self.label_column,)) if labeled else scan
+        else:
+            scan = self.labeled(split) if labeled else self.split(split)
+        return scan.sample(rows, seed, columns)
 
     def frame(self) -> pd.DataFrame:
         """The whole window as one training_set frame (features columns less the landing day, plus its split and
