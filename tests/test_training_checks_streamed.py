@@ -110,3 +110,14 @@ def test_a_window_larger_than_the_sample_bound_is_judged_on_the_sample_and_count
     assert drift.passed, drift.description
     assert drift.metadata["sample_rows"].value == 500 and drift.metadata["previous_sample_rows"].value == 500
     assert drift.metadata["previous_rows"].value == 2500  # counted, not sampled
+
+
+def test_a_window_sample_is_the_table_scans_sample_read_in_arrow(adult_spec: DatasetSpec, tmp_path: Path) -> None:
+    spec = adult_spec
+    window = store_window(spec, demo_training_set(spec, 3000), ParquetTables(root=str(tmp_path)))
+    columns = ["age", "workclass", spec.label_column, spec.time.name]
+    for split, labeled in ((None, False), ("train", True), ("validation", False)):
+        scan = window.rows if split is None else window.labeled(split) if labeled else window.split(split)
+        got = window.sample(split, 700, columns, labeled=labeled, seed=3)
+        pd.testing.assert_frame_equal(got, scan.sample(700, 3, columns))
+    assert len(window.sample("test", 10_000, columns)) == window.split("test").count_rows()  # all: fewer than asked

@@ -1,14 +1,14 @@
 """Checks on training_set: class balance, split overlap, single-feature leakage, and drift (PSI).
 
 These are statistics over a whole training window rather than row rules, so they are computed directly (DuckDB,
-pandas and scikit-learn), not with GX. A window can be larger than memory, so nothing here loads it: class balance
-and split overlap are exact queries over the window's files (``ml_assets.data.window_facts``); the leakage checks
-and drift judge seeded samples of at most SAMPLE_ROWS rows per split (every row of a smaller split, so a small
-window is judged exactly as a frame of it would be), and say how many rows they read (``sample_rows``). A model
-near the leakage limit, or a shift in a feature's distribution, shows as clearly on 200,000 rows as on all of them
-(the PSI's sampling error at that size is about bins / rows, 1e-4 against a limit of 0.2), and the samples keep
-``psi`` and the leakage scores the one implementation that monitoring and the model gates share. ``psi`` lives here as the one implementation of the population stability index:
-monitoring reuses it for served inputs against the training set. Label statistics use the labeled rows only
+pandas and scikit-learn), not with GX. A window can be larger than memory, so nothing here loads it whole: class
+balance and split overlap are exact queries over the window's files (``ml_assets.data.window_facts``); the leakage
+checks and drift judge seeded samples of at most SAMPLE_ROWS rows per split (every row of a smaller split, so a
+small window is judged exactly as a frame of it would be) and say how many rows they read (``sample_rows``). A model
+near the leakage limit, or a shifted feature, shows as clearly on 200,000 rows as on all of them (a PSI's sampling
+bias at that size is about bins / rows: under 1e-3 for up to 200 categories, against a limit of 0.2), and samples
+keep one implementation of each score. ``psi`` lives here as the one implementation of the population stability
+index: monitoring reuses it for served inputs against the training set. Label statistics use the labeled rows only
 (unlabeled rows are kept in the window but never trained or judged on).
 
 Leakage has two tests, because one misses what the other sees: a feature's ROC AUC alone (a continuous stand-in
@@ -151,8 +151,7 @@ def _no_labels(spec: DatasetSpec, counts: SplitFacts, split: str) -> str:
         return f"split {split!r} is empty: {UNJUDGED[split]}"
     return (
         f"split {split!r} has no labeled rows ({counts.rows} rows, {counts.first_day} .. {counts.last_day}, all "
-        f"with a null "
-        f"{spec.target.name!r}): {UNJUDGED[split]}"
+        f"with a null {spec.target.name!r}): {UNJUDGED[split]}"
     )
 
 
