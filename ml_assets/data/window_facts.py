@@ -87,6 +87,7 @@ def facts_of_frame(spec: DatasetSpec, frame: pd.DataFrame) -> WindowFacts:
 
 def _facts(spec: DatasetSpec, connection: duckdb.DuckDBPyConnection, split: str) -> WindowFacts:
     label, time, ident = quoted(spec.label_column), quoted(spec.time.name), quoted(spec.id.name)
+    connection.execute("SET enable_progress_bar = false")  # a long count is not news in a step's log
     found = connection.execute(
         f"SELECT {split} AS split, count(*) AS rows, count({label}) AS labeled, "
         f"coalesce(sum({label}), 0) AS positives, min({time})::DATE AS first_day, max({time})::DATE AS last_day "
@@ -95,15 +96,15 @@ def _facts(spec: DatasetSpec, connection: duckdb.DuckDBPyConnection, split: str)
     splits = {s: SplitFacts() for s in SPLITS}
     for name, rows, labeled, positives, first, last in found:
         splits[name] = SplitFacts(rows=rows, labeled=labeled, positives=int(positives), first_day=first, last_day=last)
-    # the test split's ids (a few days) are hashed once; the other rows are probed against them, so memory
-    # follows the test split and the shared ids, not the window
+    # the test split's ids (a few days) are hashed once and the other rows probed against them, so memory follows
+    # the test split and the shared ids, not the window (a CTE read twice would be materialized: the whole window)
     flags = ", ".join(f"bool_or(split = '{a}') AS {a}" for a in SHARED_PAIRS)
     tallies = ", ".join(f"count(*) FILTER (WHERE {a}), min(id, {SHOWN_IDS}) FILTER (WHERE {a})" for a in SHARED_PAIRS)
     row = connection.execute(
-        f"WITH rows AS (SELECT {ident} AS id, {split} AS split FROM scan WHERE {ident} IS NOT NULL), "
-        "test AS (SELECT DISTINCT id FROM rows WHERE split = 'test'), "
-        f"shared AS (SELECT id, {flags} FROM rows WHERE split <> 'test' AND id IN (SELECT id FROM test) GROUP BY id) "
-        f"SELECT {tallies} FROM shared"
+        f"SELECT {tallies} FROM (SELECT id, {flags} FROM "
+        f"(SELECT {ident} AS id, {split} AS split FROM scan WHERE {ident} IS NOT NULL) "
+        f"WHERE split <> 'test' AND id IN (SELECT {ident} FROM scan WHERE {split} = 'test' AND {ident} IS NOT NULL) "
+        "GROUP BY id)"
     ).fetchone()
     assert row is not None  # an aggregate without GROUP BY returns one row
     shared = {
