@@ -1,6 +1,7 @@
 """training_set checks (class balance, overlap, leakage, drift) and the PSI they and monitoring share."""
 
 import time
+from collections.abc import Iterator
 from datetime import date, timedelta
 
 import dagster as dg
@@ -15,14 +16,15 @@ from ml_assets.data.training_checks import (
     CHECKS,
     build_training_set_checks,
     check_joint_leakage,
+    check_window,
     previous_partition_key,
     psi,
     single_feature_auc,
-    validate_training_set,
 )
-from ml_assets.data.window import TrainingWindow
+from ml_assets.data.window import TrainingWindow, store_window
 from ml_assets.dataset import Column, DatasetSpec, demo_data_path, load_spec, read_demo_data
 from ml_assets.settings import PACKAGE_DIR
+from resources.parquet_tables import ParquetTables
 from tests.windows import window_of
 
 END = date(2026, 1, 12)
@@ -48,8 +50,21 @@ def clean(spec: DatasetSpec) -> pd.DataFrame:
     return training_set(spec, END)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def tables(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParquetTables]:
+    """Where ``results`` stores the windows it checks (one folder for the module's tests)."""
+    TABLES.append(ParquetTables(root=str(tmp_path_factory.mktemp("tables"))))
+    yield TABLES[-1]
+    TABLES.pop()
+
+
+TABLES: list[ParquetTables] = []
+
+
 def results(spec: DatasetSpec, ts: pd.DataFrame, previous: pd.DataFrame | None = None) -> dict:
-    return {r.check_name: r for r in validate_training_set(spec, ts, previous)}
+    """The checks as the asset runs them: on ``ts`` stored as a window of Parquet files (and ``previous`` too)."""
+    before = None if previous is None else store_window(spec, previous, TABLES[-1])
+    return {r.check_name: r for r in check_window(spec, store_window(spec, ts, TABLES[-1]), before)}
 
 
 # ---- psi ----------------------------------------------------------------------------------------------------

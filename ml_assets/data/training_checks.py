@@ -1,8 +1,14 @@
 """Checks on training_set: class balance, split overlap, single-feature leakage, and drift (PSI).
 
-These are statistics over a whole training window rather than row rules, so they are computed directly (pandas and
-scikit-learn), not with GX. ``psi`` lives here as the one implementation of the population stability index:
-monitoring reuses it for served inputs against the training set. Label statistics use the labeled rows only
+These are statistics over a whole training window rather than row rules, so they are computed directly (DuckDB,
+pandas and scikit-learn), not with GX. A window can be larger than memory, so nothing here loads it whole: class
+balance and split overlap are exact queries over the window's files (``ml_assets.data.window_facts``); the leakage
+checks and drift judge seeded samples of at most SAMPLE_ROWS rows per split (every row of a smaller split, so a
+small window is judged exactly as a frame of it would be) and say how many rows they read (``sample_rows``). A model
+near the leakage limit, or a shifted feature, shows as clearly on 200,000 rows as on all of them (a PSI's sampling
+bias at that size is about bins / rows: under 1e-3 for up to 200 categories, against a limit of 0.2), and samples
+keep one implementation of each score. ``psi`` lives here as the one implementation of the population stability
+index: monitoring reuses it for served inputs against the training set. Label statistics use the labeled rows only
 (unlabeled rows are kept in the window but never trained or judged on).
 
 Leakage has two tests, because one misses what the other sees: a feature's ROC AUC alone (a continuous stand-in
@@ -26,15 +32,18 @@ from ml_assets.automation import with_its_asset
 from ml_assets.data.leakage import FITTED_ROWS, joint_leakage
 from ml_assets.data.splits import SPLIT, SPLITS
 from ml_assets.data.window import TrainingWindow
+from ml_assets.data.window_facts import SplitFacts, WindowFacts, facts_of_frame, facts_of_window
 from ml_assets.dataset import DatasetSpec
 
 PSI_FLOOR = 1e-4  # share given to an empty bin, so a bin seen on one side only counts, finitely
 NULL = "<null>"
-LEAKAGE_ROWS = 200_000
+SAMPLE_ROWS = 200_000  # rows per split a sampled check reads (seeded); more only narrow an estimate already tight
+SAMPLE_SEED = 0
 PURITY_MIN_EXPECTED = 10  # a value is called pure only where the other label should have shown this many times
 PURITY_LIFT = 10  # a pure value's other label must be this many times rarer than in all rows
 TOP_FEATURES = 10  # rows of the leakage table
 CHECKS = ("class_balance", "split_overlap", "single_feature_leakage", "multivariate_leakage", "feature_drift")
+ON_VALIDATION = "the validation split"
 HOLDOUT_SHARE = 0.25  # without two labels in validation, the joint check scores the newest quarter of the train rows
 
 
@@ -98,27 +107,26 @@ def _result(name: str, passed: bool, description: str, metadata: dict[str, Any],
     )
 
 
-def check_class_balance(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
-    """Each split's positive rate (labeled rows) within spec.training.class_balance; a split without labeled
-    rows fails too."""
+def check_class_balance(spec: DatasetSpec, facts: WindowFacts) -> dg.AssetCheckResult:
+    """Each split's positive rate (labeled rows, every one counted) within spec.training.class_balance; a split
+    without labeled rows fails too."""
     lo, hi = spec.training.class_balance
     label = spec.label_column
     rows, problems = [], []
     for split in SPLITS:
-        all_rows = ts.loc[ts[SPLIT] == split, label]
-        y = all_rows.dropna()
-        rate = float(y.mean()) if len(y) else float("nan")
+        counts = facts.splits[split]
+        rate = counts.positive_rate
         rows.append(
             {
                 "split": split,
-                "rows": len(all_rows),
-                "labeled": len(y),
-                "positives": int(y.sum()),
+                "rows": counts.rows,
+                "labeled": counts.labeled,
+                "positives": counts.positives,
                 "positive_rate": round(rate, 4),
             }
         )
-        if not len(y):
-            problems.append(_no_labels(spec, ts, split))
+        if not counts.labeled:
+            problems.append(_no_labels(spec, counts, split))
         elif not lo <= rate <= hi:
             problems.append(f"split {split!r} positive rate {rate:.3f} outside [{lo}, {hi}]")
     rule = f"positive rate ({spec.label_column!r} = 1) of every split within [{lo}, {hi}]"
@@ -137,24 +145,26 @@ UNJUDGED = {  # what a split without labeled rows leaves undone
 }
 
 
-def _no_labels(spec: DatasetSpec, ts: pd.DataFrame, split: str) -> str:
+def _no_labels(spec: DatasetSpec, counts: SplitFacts, split: str) -> str:
     """Why a split without labeled rows fails: its rows, its days, and what it leaves undone."""
-    rows = ts[ts[SPLIT] == split]
-    if not len(rows):
+    if not counts.rows:
         return f"split {split!r} is empty: {UNJUDGED[split]}"
-    days = rows[spec.time.name].dt.date
     return (
-        f"split {split!r} has no labeled rows ({len(rows)} rows, {days.min()} .. {days.max()}, all with a null "
-        f"{spec.target.name!r}): {UNJUDGED[split]}"
+        f"split {split!r} has no labeled rows ({counts.rows} rows, {counts.first_day} .. {counts.last_day}, all "
+        f"with a null {spec.target.name!r}): {UNJUDGED[split]}"
     )
 
 
-def check_split_overlap(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
-    """No id in both train and test, nor in both validation and test: the test set must be unseen rows."""
+def check_split_overlap(spec: DatasetSpec, facts: WindowFacts) -> dg.AssetCheckResult:
+    """No id in both train and test, nor in both validation and test (every id counted): the test set must be
+    unseen rows."""
     ident = spec.id.name
-    ids = {s: ts.loc[ts[SPLIT] == s, ident].dropna().to_numpy() for s in SPLITS}
-    overlaps = {f"{a}&test": np.intersect1d(ids[a], ids["test"]).tolist() for a in ("train", "validation")}
-    problems = [f"{len(v)} ids in both {k.replace('&', ' and ')}, e.g. {v[:5]}" for k, v in overlaps.items() if v]
+    overlaps = facts.shared
+    problems = [
+        f"{v.count} ids in both {k.replace('&', ' and ')}, e.g. {v.smallest[:5]}"
+        for k, v in overlaps.items()
+        if v.count
+    ]
     rule = f"no {ident!r} in both train and test, nor in both validation and test"
     return _result(
         "split_overlap",
@@ -162,8 +172,8 @@ def check_split_overlap(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckRes
         f"FAILED split_overlap on {ident!r}: {'; '.join(problems)}" if problems else f"PASSED: {rule}",
         {
             "rule": rule,
-            "overlap_counts": dg.MetadataValue.json({k: len(v) for k, v in overlaps.items()}),
-            "sample_ids": dg.MetadataValue.json({k: [str(i) for i in v[:10]] for k, v in overlaps.items()}),
+            "overlap_counts": dg.MetadataValue.json({k: v.count for k, v in overlaps.items()}),
+            "sample_ids": dg.MetadataValue.json({k: [str(i) for i in v.smallest] for k, v in overlaps.items()}),
         },
     )
 
@@ -222,10 +232,11 @@ def label_purity(spec: DatasetSpec, train: pd.DataFrame, purity: float) -> dict[
     return out
 
 
-def check_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
-    """No single feature gives the label away on the labeled train rows: neither by its ROC AUC alone
-    (>= spec.training.leakage_auc) nor by values that fix the label on a large share of rows (label purity). A train
-    split without both labels cannot be judged: the check fails, saying so."""
+def check_leakage(spec: DatasetSpec, ts: pd.DataFrame, *, labeled_rows: int | None = None) -> dg.AssetCheckResult:
+    """No single feature gives the label away on the labeled train rows of ``ts`` (a training_set frame or a sample
+    of one; at most SAMPLE_ROWS are scored): neither by its ROC AUC alone (>= spec.training.leakage_auc) nor by
+    values that fix the label on a large share of rows (label purity). A train split without both labels cannot be
+    judged: the check fails, saying so, with the split's ``labeled_rows`` (default: those in ``ts``)."""
     cfg = spec.training
     limit, purity, share = cfg.leakage_auc, cfg.leakage_purity, cfg.leakage_share
     train = spec.labeled(ts[ts[SPLIT] == "train"])
@@ -234,15 +245,16 @@ def check_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
         f"carry one label on >= {purity:g} of their rows cover >= {share:g} of them"
     )
     if train[spec.label_column].nunique() < 2:
-        why = f"could not judge: the train split has {len(train)} labeled rows and fewer than two labels"
+        labeled = len(train) if labeled_rows is None else labeled_rows
+        why = f"could not judge: the train split has {labeled} labeled rows and fewer than two labels"
         return _result(  # a check that could not judge is not a pass (class_balance fails too, saying why)
             "single_feature_leakage",
             False,
             f"FAILED single_feature_leakage: {why} (see class_balance)",
             {"rule": rule, "note": why},
         )
-    if len(train) > LEAKAGE_ROWS:  # an AUC near the limit is estimated well from a fixed sample
-        train = train.sample(LEAKAGE_ROWS, random_state=0)
+    if len(train) > SAMPLE_ROWS:  # an AUC near the limit is estimated well from a fixed sample
+        train = train.sample(SAMPLE_ROWS, random_state=SAMPLE_SEED)
     aucs = pd.Series(single_feature_auc(spec, train))
     purities = label_purity(spec, train, purity)
     scores = pd.DataFrame(
@@ -279,6 +291,8 @@ def check_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckResult:
             "max_pure_share": float(scores["pure_share"].max()),
             "top_features": dg.MetadataValue.md(markdown.table(top, index="feature", digits=4)),
             "train_rows_scored": len(train),
+            "sample_rows": len(train),
+            "sample_split": "train (labeled rows)",
         },
     )
 
@@ -289,7 +303,7 @@ def _later_rows(spec: DatasetSpec, ts: pd.DataFrame, train: pd.DataFrame) -> tup
     label = spec.label_column
     validation = spec.labeled(ts[ts[SPLIT] == "validation"])
     if validation[label].nunique() == 2:
-        return train, validation, "the validation split"
+        return train, validation, ON_VALIDATION
     newest = train[spec.time.name].rank(method="first") > len(train) * (1 - HOLDOUT_SHARE)
     return train[~newest], train[newest], f"the newest {HOLDOUT_SHARE:.0%} of the train rows (validation has one label)"
 
@@ -322,6 +336,8 @@ def check_joint_leakage(spec: DatasetSpec, ts: pd.DataFrame) -> dg.AssetCheckRes
     )
     metadata = {
         "rule": rule,
+        "sample_rows": len(fit) + len(scoring),
+        "sample_split": "train, validation (labeled rows)" if scored_on == ON_VALIDATION else "train (labeled rows)",
         "roc_auc": found.roc_auc,
         "learner": found.learner,
         **{f"roc_auc_{name.split(' ')[0]}": auc for name, auc in found.learner_auc.items()},
@@ -362,8 +378,17 @@ def feature_psi(spec: DatasetSpec, previous: pd.DataFrame, current: pd.DataFrame
     return {name: psi(previous[name], current[name]) for name in _features(spec)}
 
 
-def check_drift(spec: DatasetSpec, ts: pd.DataFrame, previous: pd.DataFrame | None, note: str = "") -> Any:
-    """PSI of each feature against the previous training set; warning severity (drift is news, not an error)."""
+def check_drift(
+    spec: DatasetSpec,
+    ts: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    note: str = "",
+    *,
+    previous_rows: int | None = None,
+) -> Any:
+    """PSI of each feature of ``ts`` against ``previous`` (the training sets, or samples of them, from which
+    ``previous_rows`` says how many rows the previous window holds); warning severity (drift is news, not an
+    error)."""
     limit = spec.training.drift_psi
     rule = f"PSI of every feature against the previous training set < {limit}"
     if previous is None or len(previous) == 0 or len(ts) == 0:
@@ -382,7 +407,10 @@ def check_drift(spec: DatasetSpec, ts: pd.DataFrame, previous: pd.DataFrame | No
             "rule": rule,
             "max_psi": float(values.iloc[0]),
             "psi_per_feature": dg.MetadataValue.md(markdown.table(values.rename("psi").to_frame(), index="feature")),
-            "previous_rows": len(previous),
+            "previous_rows": len(previous) if previous_rows is None else previous_rows,
+            "sample_rows": len(ts),
+            "previous_sample_rows": len(previous),
+            "sample_split": "every split of both windows",
             **({"note": note} if note else {}),
         },
         True,
@@ -392,12 +420,56 @@ def check_drift(spec: DatasetSpec, ts: pd.DataFrame, previous: pd.DataFrame | No
 def validate_training_set(
     spec: DatasetSpec, ts: pd.DataFrame, previous: pd.DataFrame | None = None, note: str = ""
 ) -> Iterator[dg.AssetCheckResult]:
-    """Every training_set check, one AssetCheckResult each."""
-    yield check_class_balance(spec, ts)
-    yield check_split_overlap(spec, ts)
+    """Every training_set check on an in-memory training_set frame (a small one: a test's, a notebook's), one
+    AssetCheckResult each: the verdicts ``check_window`` gives on the window those rows are."""
+    facts = facts_of_frame(spec, ts)
+    yield check_class_balance(spec, facts)
+    yield check_split_overlap(spec, facts)
     yield check_leakage(spec, ts)
     yield check_joint_leakage(spec, ts)
     yield check_drift(spec, ts, previous, note)
+
+
+def check_window(
+    spec: DatasetSpec,
+    window: TrainingWindow,
+    previous: TrainingWindow | None = None,
+    note: str = "",
+    sample_rows: int = SAMPLE_ROWS,
+) -> Iterator[dg.AssetCheckResult]:
+    """Every training_set check on a window of any size, one AssetCheckResult each: class balance and overlap by
+    query over every row, leakage on at most ``sample_rows`` labeled rows of train and of validation, drift on at
+    most ``sample_rows`` rows of each window (seeded samples; all rows of a smaller split). Memory follows
+    ``sample_rows``, not the windows."""
+    facts = facts_of_window(spec, window)
+    yield check_class_balance(spec, facts)
+    yield check_split_overlap(spec, facts)
+    labeled = labeled_sample(spec, window, sample_rows)
+    yield check_leakage(spec, labeled, labeled_rows=facts.splits["train"].labeled)
+    yield check_joint_leakage(spec, labeled)
+    del labeled
+    if previous is None:
+        yield check_drift(spec, pd.DataFrame(), None, note)
+        return
+    features = _features(spec)
+    current = window.sample(None, sample_rows, features, seed=SAMPLE_SEED)
+    before = previous.sample(None, sample_rows, features, seed=SAMPLE_SEED)
+    before_rows = (
+        len(before) if len(before) < sample_rows else previous.rows.where(not_null=(previous.time_column,)).count_rows()
+    )
+    yield check_drift(spec, current, before, note, previous_rows=before_rows)
+
+
+def labeled_sample(spec: DatasetSpec, window: TrainingWindow, rows: int) -> pd.DataFrame:
+    """At most ``rows`` labeled rows of train and of validation (seeded; all of a smaller split), as a training_set
+    frame of the columns the leakage checks read."""
+    columns = [*_features(spec), spec.label_column, spec.time.name]
+    parts = []
+    for split in ("train", "validation"):
+        part = window.sample(split, rows, columns, labeled=True, seed=SAMPLE_SEED)
+        part[SPLIT] = pd.Series(split, index=part.index, dtype="string[pyarrow]")
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def previous_partition_key(partitions_def: dg.PartitionsDefinition | None, key: str) -> str | None:
@@ -410,8 +482,9 @@ def previous_partition_key(partitions_def: dg.PartitionsDefinition | None, key: 
 
 def _load_previous(
     context: dg.AssetCheckExecutionContext, partitions_def: dg.PartitionsDefinition | None
-) -> tuple[pd.DataFrame | None, str]:
-    """The previous partition of training_set, loaded through its IO manager, or None with the reason.
+) -> tuple[TrainingWindow | None, str]:
+    """The previous partition of training_set (its TrainingWindow record, not its rows), loaded through its IO
+    manager, or None with the reason.
 
     Dagster does not let a check take its own asset twice (once per partition mapping) as inputs, so the
     previous partition is loaded explicitly, only when the instance has materialized it.
@@ -425,13 +498,14 @@ def _load_previous(
     key = dg.AssetKey("training_set")
     if prev not in context.instance.get_materialized_partitions(key):
         return None, f"previous training set (partition {prev}) was never materialized"
-    return op.load_asset_value(key, partition_key=prev).frame(), f"compared with training_set partition {prev}"
+    return op.load_asset_value(key, partition_key=prev), f"compared with training_set partition {prev}"
 
 
 def build_training_set_checks(
-    spec: DatasetSpec, partitions_def: dg.PartitionsDefinition | None = None
+    spec: DatasetSpec, partitions_def: dg.PartitionsDefinition | None = None, sample_rows: int = SAMPLE_ROWS
 ) -> dg.AssetChecksDefinition:
-    """The training_set checks as one ``@multi_asset_check``; blocking except drift, which warns."""
+    """The training_set checks as one ``@multi_asset_check``; blocking except drift, which warns. The sampled checks
+    read at most ``sample_rows`` rows per split (``check_window``)."""
     descriptions = {
         "class_balance": f"positive rate of every split within {list(spec.training.class_balance)}",
         "split_overlap": f"no {spec.id.name!r} in both train and test, nor validation and test",
@@ -458,8 +532,8 @@ def build_training_set_checks(
         context: dg.AssetCheckExecutionContext, training_set: TrainingWindow
     ) -> Iterator[dg.AssetCheckResult]:
         previous, note = _load_previous(context, partitions_def)
-        training_set = training_set.frame()
+        results = check_window(spec, training_set, previous, note, sample_rows)
         # failed checks first: the UI lists a run's results in the order they were emitted
-        yield from sorted(validate_training_set(spec, training_set, previous, note), key=lambda r: r.passed)
+        yield from sorted(results, key=lambda r: r.passed)
 
     return training_set_checks
