@@ -197,7 +197,10 @@ class scan_connection:
         self.scan, self.memory = scan, memory
 
     def __enter__(self) -> duckdb.DuckDBPyConnection:
-        self.connection = duckdb.connect(config={"memory_limit": self.memory, "threads": 2})
+        # no external file cache: DuckDB would keep every Parquet byte it read, up to its memory limit
+        self.connection = duckdb.connect(
+            config={"memory_limit": self.memory, "threads": 2, "enable_external_file_cache": False}
+        )
         self.connection.register("scan_rows", self.scan.dataset())
         conditions = []
         if self.scan.time_column and self.scan.start is not None:

@@ -34,10 +34,13 @@ from ml_assets.data.splits import SPLIT, SPLITS
 from ml_assets.data.window import TrainingWindow
 from ml_assets.data.window_facts import SplitFacts, WindowFacts, facts_of_frame, facts_of_window
 from ml_assets.dataset import DatasetSpec
+from ml_assets.settings import sample_rows
 
 PSI_FLOOR = 1e-4  # share given to an empty bin, so a bin seen on one side only counts, finitely
 NULL = "<null>"
-SAMPLE_ROWS = 200_000  # rows per split a sampled check reads (seeded); more only narrow an estimate already tight
+SAMPLE_ROWS = sample_rows(
+    200_000
+)  # rows per split a sampled check reads (seeded); more only narrow an estimate already tight
 SAMPLE_SEED = 0
 PURITY_MIN_EXPECTED = 10  # a value is called pure only where the other label should have shown this many times
 PURITY_LIFT = 10  # a pure value's other label must be this many times rarer than in all rows
