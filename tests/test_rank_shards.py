@@ -24,6 +24,7 @@ import torch
 import resources.parquet_tables as parquet_tables
 from ml_assets.dataset import DatasetSpec, load_default_spec
 from ml_assets.datasets.samples import demo_training_set
+from ml_assets.model import preprocessing_scan
 from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.model.shards import Encoded, RankRows, TooFewRows, prepare
 from resources.parquet_tables import TableScan, combined
@@ -103,7 +104,7 @@ def test_streaming_preprocessing_equals_the_frame_fit_on_the_same_rows(
     rows = train.frame()
     assert len(rows) < train.rows  # the time range keeps part of the files
     streamed, framed = (
-        Preprocessing.fit_scan(adult_spec, train).to_dict(),
+        preprocessing_scan.fit_scan(adult_spec, train).to_dict(),
         Preprocessing.fit(adult_spec, rows).to_dict(),
     )
     assert streamed["categorical"] == framed["categorical"]

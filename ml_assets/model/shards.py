@@ -23,6 +23,7 @@ import pyarrow as pa
 import torch
 
 from ml_assets.dataset import DatasetSpec
+from ml_assets.model import preprocessing_scan
 from ml_assets.model.preprocessing import Preprocessing
 from resources.parquet_tables import TableScan, to_pandas
 from resources.rank_shards import Piece, ScanLayout, interleaved, rebatch
@@ -62,7 +63,7 @@ def prepare(spec: DatasetSpec, train: TableScan, validation: TableScan, ranks: i
             f"{n_train} train and {n_val} validation rows: need at least one train row per rank ({ranks}) and one "
             "validation row"
         )
-    pre = Preprocessing.fit_scan(spec, layouts[0].scan)
+    pre = preprocessing_scan.fit_scan(spec, layouts[0].scan)
     label = spec.label_column
     rate = layouts[0].scan.query(f'SELECT avg(CAST("{label}" AS DOUBLE)) AS rate FROM scan')["rate"].iloc[0]
     return PreparedRows(train=layouts[0], validation=layouts[1], preprocessing=pre.to_dict(), positive_rate=float(rate))
