@@ -40,7 +40,7 @@ def test_demo_data_stage_then_a_corrupted_day_exits_non_zero(tmp_path: Path) -> 
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "training_set_job" in ok.stdout and "all blocking checks passed" in ok.stdout
     days = sorted(p.name for p in (home / "landing").iterdir())
-    assert len(days) == 3 and (home / "dagster" / "dagster.yaml").exists() and (home / "warehouse.duckdb").exists()
+    assert len(days) == 3 and (home / "dagster" / "dagster.yaml").exists() and (home / "tables" / "features").is_dir()
 
     # a wrong-typed file lands for the newest day: the rerun reports the failed rule and exits 1
     corrupt = _run(
