@@ -170,18 +170,21 @@ class TableScan(BaseModel):
 
     def sample(self, rows: int, seed: int = 0, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """A uniform sample of at most ``rows`` kept rows, the same for the same seed and files; every row when
-        the scan keeps no more than ``rows`` (so small data is judged exactly as before)."""
+        the scan keeps no more than ``rows`` (so small data is judged exactly as before). The rows are picked out
+        of each Arrow batch before any becomes pandas: memory follows the sample and a batch, not the scan."""
         total = self.count_rows()
         if total <= rows:
             return self.frame(columns)
+        names = list(columns) if columns is not None else list(self.dtypes)
         chosen = np.sort(np.random.default_rng(seed).choice(total, size=rows, replace=False))
         parts, offset = [], 0
-        for batch in self.batches(columns):
-            lo, hi = np.searchsorted(chosen, [offset, offset + len(batch)])
+        for batch in self.arrow_batches(names):
+            lo, hi = np.searchsorted(chosen, [offset, offset + batch.num_rows])
             if hi > lo:
-                parts.append(batch.iloc[chosen[lo:hi] - offset])
-            offset += len(batch)
-        return pd.concat(parts, ignore_index=True)
+                parts.append(batch.take(pa.array(chosen[lo:hi] - offset)))
+            offset += batch.num_rows
+        table = pa.Table.from_batches(parts) if parts else self.schema().select(names).empty_table()
+        return conform_read(to_pandas(table), {c: self.dtypes[c] for c in names}, "table scan sample")
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run ``sql`` in DuckDB over the kept rows, visible as the view ``scan``; for aggregates and other small

@@ -12,17 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from ml_assets.data.splits import SPLIT, SPLITS, WINDOW_END
 from ml_assets.data.tables import features_dtypes
 from ml_assets.dataset import DatasetSpec
 from ml_assets.partitions import LANDING_DAY
-from resources.parquet_tables import BATCH_ROWS, ParquetTables, TableScan, quoted, to_pandas
-from resources.warehouse_tables import conform_read
+from resources.parquet_tables import ParquetTables, TableScan, quoted
 
 
 class SplitCount(BaseModel):
@@ -100,7 +97,7 @@ class TrainingWindow(BaseModel):
             scan = scan.where(not_null=(self.label_column,)) if labeled else scan
         else:
             scan = self.labeled(split) if labeled else self.split(split)
-        return sample_scan(scan, rows, columns, seed)
+        return scan.sample(rows, seed, columns)
 
     def frame(self) -> pd.DataFrame:
         """The whole window as one training_set frame (features columns less the landing day, plus its split and
@@ -113,33 +110,6 @@ class TrainingWindow(BaseModel):
         frame = pd.concat(out, ignore_index=True)
         frame[WINDOW_END] = pd.Timestamp(self.window_end)
         return frame
-
-
-def sample_scan(scan: TableScan, rows: int, columns: Sequence[str], seed: int = 0) -> pd.DataFrame:
-    """``TableScan.sample``'s rows (the same ones for the same seed), picked out of each Arrow batch before any
-    becomes pandas, reading one batch and one file ahead: memory follows the sample and a row group, time one pass
-    over the asked columns, where converting every batch to pandas first cost several times both."""
-    total = scan.count_rows()
-    if total <= rows:
-        return scan.frame(columns)
-    chosen = np.sort(np.random.default_rng(seed).choice(total, size=rows, replace=False))
-    scanner = scan.dataset().scanner(
-        columns=list(columns),
-        filter=scan.expression(),
-        batch_size=BATCH_ROWS,
-        batch_readahead=1,
-        fragment_readahead=1,
-        use_threads=False,  # files and rows in order: the chosen positions name the same rows every time
-    )
-    parts, offset = [], 0
-    for batch in scanner.to_batches():
-        lo, hi = np.searchsorted(chosen, [offset, offset + batch.num_rows])
-        if hi > lo:
-            parts.append(batch.take(pa.array(chosen[lo:hi] - offset)))
-        offset += batch.num_rows
-    wanted = {c: scan.dtypes[c] for c in columns}
-    table = pa.Table.from_batches(parts, schema=scan.schema().select(list(columns)) if not parts else None)
-    return conform_read(to_pandas(table), wanted, "table scan sample")
 
 
 def split_counts(window: TrainingWindow) -> dict[str, SplitCount]:
