@@ -159,6 +159,26 @@ class FairnessGap:
         return f"fewer than two groups to compare: judged {kept}; left out {self.excluded_text()}"
 
 
+@dataclass(frozen=True)
+class ConfusionCells:
+    """Rows collapsed to their distinct (group, label, prediction) cells, each weighted by its row count.
+
+    fairlearn's rates are weighted means over these cells, so handing it the cells with ``sample_weight`` gives the
+    figures of the rows themselves; its ``MetricFrame`` costs about 15 s per million rows, the cells milliseconds
+    (a test split of a long window holds millions of rows, scored for every model)."""
+
+    y: np.ndarray
+    yhat: np.ndarray
+    group: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def of(cls, y: np.ndarray, yhat: np.ndarray, groups: np.ndarray) -> ConfusionCells:
+        codes, names = pd.factorize(groups, sort=True)
+        cell, rows = np.unique((codes * 2 + y) * 2 + yhat, return_counts=True)
+        return cls(y=cell // 2 % 2, yhat=cell % 2, group=np.asarray(names, dtype=object)[cell // 4], rows=rows)
+
+
 def fairness_gaps(
     frame: pd.DataFrame,
     y: np.ndarray,
@@ -195,14 +215,19 @@ def fairness_gaps(
             out.append(FairnessGap(attribute, math.nan, math.nan, kept, excluded))
             continue
         mask = np.isin(groups, list(kept))
+        cells = ConfusionCells.of(y[mask], yhat[mask], groups[mask])
         out.append(
             FairnessGap(
                 attribute=attribute,
                 demographic_parity_difference=float(
-                    demographic_parity_difference(y[mask], yhat[mask], sensitive_features=groups[mask])
+                    demographic_parity_difference(
+                        cells.y, cells.yhat, sensitive_features=cells.group, sample_weight=cells.rows
+                    )
                 ),
                 equalized_odds_difference=float(
-                    equalized_odds_difference(y[mask], yhat[mask], sensitive_features=groups[mask])
+                    equalized_odds_difference(
+                        cells.y, cells.yhat, sensitive_features=cells.group, sample_weight=cells.rows
+                    )
                 ),
                 groups=kept,
                 excluded=excluded,
