@@ -102,6 +102,7 @@ def write_job(folder: Path, out: Path, epochs: int) -> None:
         device="cpu",
         precision=plan.precision,
         max_epochs=epochs,
+        epoch_rows=None,  # every epoch reads the whole shard: what bounds a rank's memory
         patience=epochs,
         seed=0,
         warmup_fraction=0.05,

@@ -94,6 +94,12 @@ class DeepSpeedTrainer(ConfigurableResource):
     )
     gradient_accumulation_steps: int = 1
     max_epochs: int = 20
+    epoch_rows: int | None = Field(
+        2_000_000,
+        ge=1,
+        description="train rows one epoch visits across all ranks, at most; a larger train split gives each epoch a "
+        "fresh seeded draw of this many rows, so an epoch's time stops growing with the window (None: every row)",
+    )
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     lr_schedule: Literal["constant", "warmup", "warmup_decay", "warmup_cosine"] = "warmup_decay"
@@ -155,6 +161,7 @@ class DeepSpeedTrainer(ConfigurableResource):
                 "device": device,
                 "ranks": self.ranks,
                 "max_epochs": self.max_epochs,
+                "epoch_rows": self.epoch_rows,
                 "patience": self.early_stopping_patience,
                 "seed": self.seed,
                 "warmup_fraction": self.warmup_fraction,
@@ -270,6 +277,7 @@ class DeepSpeedTrainer(ConfigurableResource):
                 device=plan.device,
                 precision=plan.precision,
                 max_epochs=self.max_epochs,
+                epoch_rows=self.epoch_rows,
                 patience=self.early_stopping_patience,
                 seed=self.seed,
                 warmup_fraction=self.warmup_fraction,

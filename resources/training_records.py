@@ -90,6 +90,7 @@ class TrainingJob(_Record):
     device: str
     precision: str
     max_epochs: int
+    epoch_rows: int | None = Field(description="train rows an epoch visits across all ranks at most (None: all)")
     patience: int
     seed: int
     warmup_fraction: float

@@ -41,6 +41,7 @@ def job(trials: int, max_epochs: int = 20, halving: Halving | None = DEFAULT_HAL
         device="cpu",
         precision="fp32",
         max_epochs=max_epochs,
+        epoch_rows=None,
         patience=3,
         seed=0,
         warmup_fraction=0.05,

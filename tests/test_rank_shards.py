@@ -164,6 +164,32 @@ def test_kept_and_streamed_shards_give_the_same_rows_and_exact_step_counts(
         list(streamed.chunks(1, 1000))
 
 
+def test_epoch_rows_cap_an_epoch_and_each_epoch_draws_its_rows_afresh(
+    adult_spec: DatasetSpec, window: tuple[TableScan, TableScan]
+) -> None:
+    from ml_assets.model import train
+
+    prepared = prepare(adult_spec, *window, ranks=2)
+    pre = Preprocessing.from_dict(prepared.preprocessing)
+    shard = prepared.train.shard(1, 2, equal=True, seed=0)
+    whole = train.Job.model_construct(epoch_rows=None)
+    capped = train.Job.model_construct(epoch_rows=300)  # 150 rows a rank an epoch, of a shard of ~1,000
+    assert train.epoch_rows_per_rank(whole, 1000, 2) == 1000
+    assert train.epoch_rows_per_rank(capped, 1000, 2) == 150 and train.epoch_rows_per_rank(capped, 100, 2) == 100
+    assert train.epoch_rows_per_rank(train.Job.model_construct(epoch_rows=3), 1000, 2) == 2  # rounds up
+    for budget in (2**30, 0):  # kept in memory, and streamed
+        rows = RankRows(prepared.train, shard, pre, "label", torch.device("cpu"))
+        rows.keep(budget)
+        micro, steps = train.step_plan(
+            train.epoch_rows_per_rank(capped, len(rows), 2), {"train_micro_batch_size_per_gpu": 10}
+        )
+        assert (micro, steps) == (10, 15)
+        epochs = [[i for b in rows.micro_batches(micro, steps, seed=e) for i in ids_of(b, pre)] for e in range(4)]
+        assert all(len(e) == len(set(e)) == 150 for e in epochs), rows.mode
+        assert len({frozenset(e) for e in epochs}) == 4, rows.mode  # a fresh draw every epoch
+        assert len(set().union(*epochs)) > 300, rows.mode  # so the epochs together visit more of the shard
+
+
 # ---- two real ranks ------------------------------------------------------------------------------------------
 @pytest.mark.integration
 def test_two_cpu_ranks_read_disjoint_shards_that_cover_the_window_once_per_epoch(

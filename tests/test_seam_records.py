@@ -39,6 +39,7 @@ def training_job(spec: DatasetSpec, tmp_path: Path) -> TrainingJob:
         device="cpu",
         precision="fp32",
         max_epochs=3,
+        epoch_rows=None,
         patience=2,
         seed=0,
         warmup_fraction=0.1,

@@ -183,6 +183,15 @@ def step_plan(n_local: int, config: dict[str, Any]) -> tuple[int, int]:
     return micro, max(1, n_local // (micro * gas)) * gas
 
 
+def epoch_rows_per_rank(job: Job, shard_rows: int, world: int) -> int:
+    """Rows one epoch visits on each rank: the whole shard, or the job's ``epoch_rows`` shared by the ranks when the
+    shard is larger (each epoch then draws its rows afresh: ``micro_batches`` takes the first steps of an
+    epoch-seeded order), so an epoch of a huge window costs what an epoch of ``epoch_rows`` rows costs."""
+    if job.epoch_rows is None:
+        return shard_rows
+    return min(shard_rows, max(1, math.ceil(job.epoch_rows / world)))
+
+
 def fill_schedule(config: dict[str, Any], optimizer_steps: int, warmup_fraction: float) -> dict[str, Any]:
     """Schedulers need step counts only the entrypoint knows (they depend on the shard size)."""
     scheduler = config.get("scheduler")
@@ -292,7 +301,7 @@ def train_epoch(
     weighting: ClassWeight,
     time_first_step: bool,
 ) -> tuple[float, float, float | None]:
-    """One pass over this rank's shard in a seeded order: (mean train loss over all ranks, seconds, and when
+    """One epoch of this rank's shard (all of it, or its epoch_rows share) in a seeded order: (mean train loss over all ranks, seconds, and when
     ``time_first_step`` the time at which its first step finished)."""
     import torch.distributed as dist
 
@@ -566,7 +575,7 @@ def trial_figures(trial: Trial, outcome: TrialRun | None, members: list[TrialRun
 def start_trial(job: Job, trial: Trial, data: Data, me: Rank, report: Reporter, startup: dict) -> TrialRun:
     """Build the trial's engine and resume its progress from its last checkpoint, if any."""
     started = time.perf_counter()
-    micro, steps = step_plan(len(data.train), trial.deepspeed_config)
+    micro, steps = step_plan(epoch_rows_per_rank(job, len(data.train), me.world), trial.deepspeed_config)
     gas = int(trial.deepspeed_config.get("gradient_accumulation_steps", 1))
     config = fill_schedule(trial.deepspeed_config, job.max_epochs * steps // gas, job.warmup_fraction)
     weighting = ClassWeight.of(trial, data.positive_rate)
@@ -583,7 +592,7 @@ def start_trial(job: Job, trial: Trial, data: Data, me: Rank, report: Reporter, 
     report.info(
         f"{trial.name} {trial.network.architecture} {trial.settings or ''}: {n_params} parameters; {me.world} "
         f"{job.device} rank(s), ZeRO {zero_stage(config)}, {job.precision}; {data.n_train} train rows "
-        f"({len(data.train)} per rank, {data.train.mode}, {steps} steps of {micro}), {data.n_val} validation rows "
+        f"({len(data.train)} per rank, {data.train.mode}, {steps} steps of {micro} an epoch), {data.n_val} validation rows "
         f"({data.val.mode})"
     )
     run = TrialRun(trial, network, weighting, engine, config, micro, steps, directory, state, n_params, resumed_from)
