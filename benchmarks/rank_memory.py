@@ -69,6 +69,13 @@ def generate(folder: Path, rows: int) -> None:
         (folder / f"{split}.json").write_text(scan.model_dump_json())
 
 
+def cache_bytes() -> int:
+    """The shard cache the benchmark's variant sets (``ML_ASSETS_SHARD_CACHE_MB``), as the environments read it."""
+    from resources.deepspeed_trainer import SHARD_CACHE_MB
+
+    return int(float(os.environ.get("ML_ASSETS_SHARD_CACHE_MB", SHARD_CACHE_MB)) * 2**20)
+
+
 def write_job(folder: Path, out: Path, epochs: int) -> None:
     """The job a launching step would write, with this process's code (the previous code's shape if it has it)."""
     from ml_assets.dataset import load_default_spec
@@ -113,13 +120,13 @@ def write_job(folder: Path, out: Path, epochs: int) -> None:
             train_rows=str(folder / "train.parquet"), validation_rows=str(folder / "validation.parquet"), **fields
         )
     else:
-        from ml_assets.model.shards import prepare, shard_cache_bytes
+        from ml_assets.model.shards import prepare
         from resources.parquet_tables import TableScan
 
         train, val = (
             TableScan.model_validate_json((folder / f"{s}.json").read_text()) for s in ("train", "validation")
         )
-        job = TrainingJob(rows=prepare(spec, train, val, plan.ranks), shard_cache_bytes=shard_cache_bytes(), **fields)
+        job = TrainingJob(rows=prepare(spec, train, val, plan.ranks), shard_cache_bytes=cache_bytes(), **fields)
     (out / "job.json").write_text(job.model_dump_json())
 
 

@@ -30,7 +30,7 @@ from ml_assets.settings import (
 )
 from resources.alerts import Alerts
 from resources.bento_deployer import LocalBentoDeployer
-from resources.deepspeed_trainer import DeepSpeedTrainer
+from resources.deepspeed_trainer import SHARD_CACHE_MB, DeepSpeedTrainer
 from resources.duckdb_warehouse import DeclaredTypesDuckDBIOManager
 from resources.label_files import LabelFiles
 from resources.landing import LandingZone
@@ -72,7 +72,7 @@ def local_resources(spec: DatasetSpec, where: Paths | None = None, env: str | No
             storage=TrainingStorage(root=str(where.staging)),
             ranks=int_env("ML_ASSETS_TRAINER_RANKS", 2),
             zero_stage=int_env("ML_ASSETS_TRAINER_ZERO_STAGE", 0),
-            shard_cache_mb=int_env("ML_ASSETS_SHARD_CACHE_MB", 1024),  # measured: ZeRO-2 on CPU is gloo-latency bound
+            shard_cache_mb=int_env("ML_ASSETS_SHARD_CACHE_MB", SHARD_CACHE_MB),
             checkpoint_dir=str(where.checkpoints),
         ),
         "bento_deployer": LocalBentoDeployer(
@@ -121,7 +121,7 @@ def kubernetes_resources(
             storage=TrainingStorage(root=os.environ.get("ML_ASSETS_TRAINING_STORAGE", str(where.staging))),
             ranks=int_env("ML_ASSETS_TRAINER_RANKS", gpus_per_node),
             zero_stage=int_env("ML_ASSETS_TRAINER_ZERO_STAGE", 0),
-            shard_cache_mb=int_env("ML_ASSETS_SHARD_CACHE_MB", 1024),
+            shard_cache_mb=int_env("ML_ASSETS_SHARD_CACHE_MB", 1024),  # a GPU rank keeps its shard in device memory
             checkpoint_dir=str(where.checkpoints),
         ),
         "bento_deployer": KubernetesBentoDeployer(

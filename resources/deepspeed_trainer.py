@@ -78,6 +78,11 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+# A CPU rank's encoded shards are host memory: 256 MB each keeps two ranks and the launching step under 4 GB
+# (benchmarks/scale.py), while a demo or 3-day window's shard (100 bytes a row) is still read once and kept.
+SHARD_CACHE_MB = 256
+
+
 class DeepSpeedTrainer(ConfigurableResource):
     """Data-parallel DeepSpeed training of a tabular network on N CPU processes or GPUs."""
 
@@ -109,7 +114,7 @@ class DeepSpeedTrainer(ConfigurableResource):
     seed: int = 0
     offload_optimizer: bool = Field(False, description="ZeRO-Offload of optimizer state to CPU (stage >= 1)")
     shard_cache_mb: float = Field(
-        1024,
+        SHARD_CACHE_MB,
         ge=0,
         description="a rank keeps its encoded shard in memory up to this size; larger ones stream (0: always)",
     )

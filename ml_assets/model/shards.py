@@ -13,7 +13,6 @@ that mix them, so a rank's memory is a few row groups' batches, whatever the win
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -30,22 +29,10 @@ from resources.rank_shards import Piece, ScanLayout, interleaved, rebatch
 from resources.training_records import PreparedRows, RowsPreparer, TooFewRows
 from resources.warehouse_tables import conform_read
 
-CACHE_ENV = "ML_ASSETS_SHARD_CACHE_MB"
-DEFAULT_CACHE_MB = 1024
 SHUFFLE_ROWS = 262_144  # rows shuffled together when a shard streams
 MIXED_PIECES = 8  # row groups a streamed epoch reads at a time, a batch of each in turn
 MIXED_ROWS = SHUFFLE_ROWS // MIXED_PIECES  # rows per batch of each: a shuffled block spans MIXED_PIECES row groups
 READ_ROWS = 65_536  # rows per Arrow batch read and encoded
-
-
-def shard_cache_bytes() -> int:
-    """The byte budget for a rank's encoded shards (``ML_ASSETS_SHARD_CACHE_MB``, default 1024; 0: always stream)."""
-    raw = os.environ.get(CACHE_ENV, str(DEFAULT_CACHE_MB))
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        raise ValueError(f"{CACHE_ENV}={raw!r} is not a number of megabytes") from None
-    return max(0, int(megabytes * 2**20))
 
 
 def labeled(spec: DatasetSpec, scan: TableScan) -> TableScan:
