@@ -33,7 +33,7 @@ from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, O
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict, Field
 
-from resources.warehouse_tables import WarehouseError, conform, conform_read, declared_dtypes
+from resources.warehouse_tables import DUCKDB_TYPES, WarehouseError, conform, conform_read, declared_dtypes
 
 BATCH_ROWS = 65_536  # rows per Arrow batch read or written: a few MB per batch at any width
 ROW_GROUP_ROWS = 131_072  # rows per Parquet row group: the unit a rank's shard is made of
@@ -49,17 +49,6 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "string[pyarrow]": pa.string(),
     "datetime64[ns]": pa.timestamp("ns"),
     "boolean": pa.bool_(),
-}
-# the same declared types in DuckDB, which reads the files itself (its memory limit then bounds the whole query)
-DUCKDB_TYPES: dict[str, str] = {
-    "Int64": "BIGINT",
-    "int64": "BIGINT",
-    "Int8": "TINYINT",
-    "int8": "TINYINT",
-    "float64": "DOUBLE",
-    "string[pyarrow]": "VARCHAR",
-    "datetime64[ns]": "TIMESTAMP_NS",
-    "boolean": "BOOLEAN",
 }
 # Arrow -> pandas without Python objects: text stays Arrow-backed, integers and booleans nullable
 PANDAS_OF_ARROW = {
