@@ -301,8 +301,8 @@ def train_epoch(
     weighting: ClassWeight,
     time_first_step: bool,
 ) -> tuple[float, float, float | None]:
-    """One epoch of this rank's shard (all of it, or its epoch_rows share) in a seeded order: (mean train loss over all ranks, seconds, and when
-    ``time_first_step`` the time at which its first step finished)."""
+    """One epoch of this rank's shard (all of it, or its ``epoch_rows`` share) in a seeded order: (mean train loss
+    over all ranks, seconds, and when ``time_first_step`` the time at which its first step finished)."""
     import torch.distributed as dist
 
     batches = data.train.micro_batches(micro, steps, seed=job.seed * 100_003 + epoch)
@@ -592,8 +592,8 @@ def start_trial(job: Job, trial: Trial, data: Data, me: Rank, report: Reporter, 
     report.info(
         f"{trial.name} {trial.network.architecture} {trial.settings or ''}: {n_params} parameters; {me.world} "
         f"{job.device} rank(s), ZeRO {zero_stage(config)}, {job.precision}; {data.n_train} train rows "
-        f"({len(data.train)} per rank, {data.train.mode}, {steps} steps of {micro} an epoch), {data.n_val} validation rows "
-        f"({data.val.mode})"
+        f"({len(data.train)} per rank, {data.train.mode}, {steps} steps of {micro} an epoch), {data.n_val} "
+        f"validation rows ({data.val.mode})"
     )
     run = TrialRun(trial, network, weighting, engine, config, micro, steps, directory, state, n_params, resumed_from)
     run.seconds = time.perf_counter() - started
