@@ -16,12 +16,31 @@ import pytest
 
 from ml_assets.dataset import DatasetSpec, load_default_spec
 
+# The three levels of the suite. A unit test has no mark. `IN_PROCESS` (the second level) materializes assets or
+# evaluates automation in process with Dagster's own APIs, and starts no process either (the guard below holds it to
+# that). `pytest.mark.integration` alone (the third level) starts real processes. Both of the last two carry the
+# integration mark, so `-m "not integration"` is the unit tests, `-m in_process` the second level and
+# `-m "integration and not in_process"` the third.
+INTEGRATION = pytest.mark.integration
+IN_PROCESS = [INTEGRATION, pytest.mark.in_process]  # a module's `pytestmark = IN_PROCESS`
+
+
+def in_process(test: Any) -> Any:
+    """Mark one test of the second level (a module of mixed levels)."""
+    return INTEGRATION(pytest.mark.in_process(test))
+
+
+def _markexpr(config: pytest.Config) -> str:
+    return " ".join((config.getoption("markexpr") or "").split())
+
 
 def _fast_tier(config: pytest.Config) -> bool:
-    return "not integration" in " ".join((config.getoption("markexpr") or "").split())
+    return "not integration" in _markexpr(config)
 
 
-INTEGRATION_MODULE = "\npytestmark = pytest.mark.integration\n"
+def _starts_no_process(config: pytest.Config) -> bool:
+    """The run selects unit tests or the in-process level only: nothing it runs starts a process."""
+    return _fast_tier(config) or _markexpr(config) == "in_process"
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -29,7 +48,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     every one would be deselected anyway, and importing BentoML, Kubernetes or the servers' clients in each worker
     costs seconds."""
     test_module = collection_path.name.startswith("test_")
-    if _fast_tier(config) and test_module and INTEGRATION_MODULE in _module_text(collection_path):
+    if _fast_tier(config) and test_module and _module_wholly_integration(collection_path):
         return True
     return None
 
@@ -40,8 +59,20 @@ def _module_text(path: Path) -> str:
     return path.read_text() if path.suffix == ".py" and path.is_file() else ""
 
 
+def _module_marks(path: Path) -> str:
+    """The right-hand side of the module's `pytestmark = ...` line, without its comment ("" if it has none)."""
+    for line in _module_text(path).splitlines():
+        if line.startswith("pytestmark = "):
+            return line.removeprefix("pytestmark = ").split("#", 1)[0]
+    return ""
+
+
+def _module_wholly_integration(path: Path) -> bool:
+    marks = _module_marks(path)
+    return "pytest.mark.integration" in marks or "IN_PROCESS" in marks
+
+
 GREAT_EXPECTATIONS = pytest.mark.great_expectations
-GX_MODULE = "\npytestmark = GREAT_EXPECTATIONS"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -70,16 +101,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class GreatExpectationsTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = super()._split_scope(nodeid)
-            return "great_expectations" if GX_MODULE in _module_text(config.rootpath / module) else module
+            return "great_expectations" if "GREAT_EXPECTATIONS" in _module_marks(config.rootpath / module) else module
 
     return GreatExpectationsTogether(config, log)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: the fast tier (``-m "not integration"``) runs on every core (at most 4 workers); a run that
-    includes integration tests runs in this one process, since those start ranks and servers that need the cores
-    and time their own health."""
-    if _fast_tier(config):
+    """``-n auto``: the unit tests (``-m "not integration"``) and the in-process level (``-m in_process``) run on
+    every core (at most 4 workers); a run that includes tests starting processes runs in this one process, since
+    those start ranks and servers that need the cores and time their own health."""
+    if _starts_no_process(config):
         return min(os.cpu_count() or 1, 4)
     return 0
 
@@ -98,15 +129,16 @@ def environment_restored() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def processes_only_in_integration_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fast tier starts no process: a test without the ``integration`` marker that tries fails, naming it."""
-    if request.node.get_closest_marker("integration"):
+    """Only the third level starts processes: a unit test (no ``integration`` marker) or an in-process test
+    (``IN_PROCESS``) that tries fails, naming it."""
+    in_process_level = request.node.get_closest_marker("in_process") is not None
+    if request.node.get_closest_marker("integration") and not in_process_level:
         return
     popen_init = subprocess.Popen.__init__
+    level = "marked in_process (that level starts none)" if in_process_level else "not marked integration"
 
     def refuse(*args, **kwargs):
-        raise AssertionError(
-            f"{request.node.nodeid} starts a process but is not marked integration (pytest.mark.integration)"
-        )
+        raise AssertionError(f"{request.node.nodeid} starts a process but is {level} (pytest.mark.integration)")
 
     def popen_only_for_library_caches(self: subprocess.Popen, *args: Any, **kwargs: Any) -> None:
         if _library_cache_program(args, kwargs):

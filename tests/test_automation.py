@@ -18,8 +18,10 @@ from ml_assets.data.landing import LANDING_FILES
 from ml_assets.dataset import DatasetSpec, Retraining
 from ml_assets.definitions import build_definitions
 from ml_assets.event_log import DATA_VERSION_TAG
-from tests.conftest import narrow, three_day_window
+from tests.conftest import IN_PROCESS, narrow, three_day_window
 from tests.standins import materialize_stand_in
+
+pytestmark = IN_PROCESS  # the asset graph in process (conftest.py)
 
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
 MODEL_CHAIN = {"baseline_model", "candidate_model", "model_evaluation", "champion_model", "bento", "deployment"}

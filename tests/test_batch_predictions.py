@@ -28,6 +28,7 @@ from ml_assets.serving.scoring import Scorer
 from resources.bento_deployer import LocalBentoDeployer
 from resources.model_store import ModelLineage, ModelStore
 from resources.process_tree import free_port
+from tests.conftest import in_process
 from tests.serving_support import fit_logistic
 
 DAY = "2026-01-05"
@@ -85,6 +86,7 @@ def day(adult_spec: DatasetSpec, tmp_path: Path) -> tuple[pd.DataFrame, str]:
     return features_day(adult_spec), tag
 
 
+@in_process
 def test_scores_equal_the_online_path_and_the_check_says_why_it_cannot_compare(adult_spec, tmp_path, day):
     frame, tag = day
     result = run(adult_spec, tmp_path, frame, tag)
@@ -108,6 +110,7 @@ def test_scores_equal_the_online_path_and_the_check_says_why_it_cannot_compare(a
     assert check.description.startswith("the served model at http") and "\n" not in check.description
 
 
+@in_process
 def test_a_day_with_nothing_to_score_records_no_passed_check(adult_spec, tmp_path, day):
     """No features on the day: nothing is scored, so the check compares nothing. It records no result (Dagster shows
     it as skipped), never a pass, and the reason is on the materialization."""
@@ -121,6 +124,7 @@ def test_a_day_with_nothing_to_score_records_no_passed_check(adult_spec, tmp_pat
     assert "online_offline_equality: no row to score" in meta["not_judged"].value
 
 
+@in_process
 def test_a_day_that_breaks_the_serving_rules_fails_naming_column_and_rule(adult_spec, tmp_path, day):
     frame, tag = day
     frame = frame.copy()

@@ -13,9 +13,9 @@ from ml_assets.data.assets import build_data_assets
 from ml_assets.dataset import DatasetSpec, TrainingWindow
 from ml_assets.datasets.simulator import Corruption, simulate
 from ml_assets.environments import local_resources
-from tests.conftest import GREAT_EXPECTATIONS, narrow
+from tests.conftest import GREAT_EXPECTATIONS, IN_PROCESS, narrow
 
-pytestmark = GREAT_EXPECTATIONS  # validates with Great Expectations (conftest.py)
+pytestmark = [*IN_PROCESS, GREAT_EXPECTATIONS]  # in process; validates with Great Expectations (conftest.py)
 
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
 

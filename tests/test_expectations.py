@@ -22,7 +22,7 @@ from ml_assets.dataset import DatasetSpec, demo_data_path
 from ml_assets.partitions import LANDING_DAY
 from resources.parquet_tables import ParquetTables, ParquetTablesIOManager
 from resources.warehouse_tables import column_schema
-from tests.conftest import GREAT_EXPECTATIONS, narrow
+from tests.conftest import GREAT_EXPECTATIONS, in_process, narrow
 
 pytestmark = GREAT_EXPECTATIONS  # validates with Great Expectations (conftest.py)
 
@@ -243,6 +243,7 @@ def _resources(tmp_path) -> dict:
     return {"io_manager": DuckDBPandasIOManager(database=str(tmp_path / "w.duckdb"), schema="ml")}
 
 
+@in_process
 def test_in_asset_checks_block_downstream_per_partition(spec: DatasetSpec, tmp_path) -> None:
     daily = dg.DailyPartitionsDefinition(start_date=spec.partitions_start.isoformat())
     bad_day = "2026-01-06"
@@ -290,6 +291,7 @@ def test_in_asset_checks_block_downstream_per_partition(spec: DatasetSpec, tmp_p
 # ---- features -------------------------------------------------------------------------------------------------
 
 
+@in_process
 def test_features_checks_in_process_on_the_parquet_tables(spec: DatasetSpec, tmp_path) -> None:
     """The features checks over a partition stored as features is (a Parquet file per day, read lazily)."""
     daily = dg.DailyPartitionsDefinition(start_date=spec.partitions_start.isoformat())

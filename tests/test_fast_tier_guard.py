@@ -1,5 +1,5 @@
-"""The fast tier's guard (conftest.py): a test without the integration marker cannot start a process, except the
-programs a library runs once per machine to fill its own cache."""
+"""The fast tier's guard (conftest.py): a unit test (no integration marker) or an in-process one (``IN_PROCESS``)
+cannot start a process, except the programs a library runs once per machine to fill its own cache."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+from tests.conftest import in_process
+
 
 def test_a_process_started_outside_an_integration_test_fails_naming_the_test(request: pytest.FixtureRequest) -> None:
     with pytest.raises(AssertionError, match=f"{request.node.nodeid} starts a process but is not marked integration"):
@@ -17,6 +19,13 @@ def test_a_process_started_outside_an_integration_test_fails_naming_the_test(req
         subprocess.run(args=["true"], check=False)
     with pytest.raises(AssertionError, match="not marked integration"):
         os.fork()
+
+
+@in_process
+def test_an_in_process_test_cannot_start_one_either(request: pytest.FixtureRequest) -> None:
+    """The second level carries the integration mark (so the unit tier leaves it out) and still starts nothing."""
+    with pytest.raises(AssertionError, match=f"{request.node.nodeid} starts a process but is marked in_process"):
+        subprocess.run(["true"], check=False)
 
 
 def test_only_an_argument_list_naming_a_cache_program_gets_through() -> None:

@@ -20,10 +20,10 @@ from ml_assets.datasets.simulator import Corruption, DriftConfig, simulate
 from ml_assets.definitions import INGEST_JOB, MODEL_JOB, TRAINING_SET_JOB, build_definitions
 from ml_assets.environments import local_resources
 from ml_assets.model.registry import current_champion_tag
-from tests.conftest import GREAT_EXPECTATIONS, narrow, three_day_window
+from tests.conftest import GREAT_EXPECTATIONS, IN_PROCESS, narrow, three_day_window
 from tests.standins import materialize_stand_in
 
-pytestmark = GREAT_EXPECTATIONS  # validates with Great Expectations (conftest.py)
+pytestmark = [*IN_PROCESS, GREAT_EXPECTATIONS]  # in process; validates with Great Expectations (conftest.py)
 
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(3)]
 

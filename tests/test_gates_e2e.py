@@ -45,8 +45,10 @@ from ml_assets.model.refs import load_stored
 from ml_assets.model.registry import champion_history
 from ml_assets.partitions import training_set_partitions
 from resources.model_store import ModelLineage, ModelStore
-from tests.conftest import pinned
+from tests.conftest import IN_PROCESS, pinned
 from tests.windows import window_of
+
+pytestmark = IN_PROCESS  # the asset graph in process (conftest.py)
 
 ROWS = 6000
 # This suite shares 2 CPU cores with other work, so one-row latency is noise-bound here; the e2e runs give the

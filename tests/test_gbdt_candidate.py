@@ -25,7 +25,7 @@ from ml_assets.serving.assets import validation_sample
 from ml_assets.serving.build import build_bento
 from resources.model_store import ModelLineage, ModelStore
 from resources.process_tree import stop_tree
-from tests.conftest import pinned
+from tests.conftest import in_process, pinned
 from tests.serving_support import serve
 from tests.test_gates_e2e import (  # noqa: F401  (module fixtures: the real training set and fitted models)
     Pipeline,
@@ -83,6 +83,7 @@ def test_a_saved_gbdt_model_predicts_what_it_predicted_before_saving(
     assert np.all((p > 0) & (p < 1)) and again.threshold == model.threshold
 
 
+@in_process
 def test_a_trees_candidate_goes_through_the_same_gates_to_champion(tmp_path, monkeypatch, candidate, request) -> None:
     real = [request.getfixturevalue(n) for n in ("spec", "training_set", "window_end", "models")]  # test_gates_e2e's
     pipeline = Pipeline(tmp_path, monkeypatch, *real)

@@ -29,7 +29,7 @@ from ml_assets.readiness.feature_importance import build_feature_importance
 from ml_assets.readiness.performance import build_performance_regression
 from ml_assets.readiness.rubric import Evidence, EvidenceStatus, ItemStatus, Section, all_refs
 from ml_assets.readiness.staleness import build_staleness_impact
-from tests.conftest import narrow, pinned, three_day_window
+from tests.conftest import IN_PROCESS, narrow, pinned, three_day_window
 from tests.standins import materialize_stand_in
 from tests.test_automation import DAYS as AUTOMATION_DAYS
 from tests.test_automation import Graph
@@ -43,6 +43,8 @@ from tests.test_gates_e2e import (  # noqa: F401  (module fixtures: the real tra
     training_set,
     window_end,
 )
+
+pytestmark = IN_PROCESS  # the asset graph in process (conftest.py)
 
 TAG = "adult-classifier:v1"
 

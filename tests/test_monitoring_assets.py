@@ -16,6 +16,9 @@ from ml_assets.datasets.replay_log import install_champion, served_rows, write_l
 from ml_assets.definitions import MONITORING_JOB, build_definitions
 from ml_assets.partitions import today
 from resources.alerts import Alerts
+from tests.conftest import IN_PROCESS
+
+pytestmark = IN_PROCESS  # the asset graph in process (conftest.py)
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

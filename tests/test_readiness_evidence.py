@@ -26,6 +26,7 @@ from ml_assets.readiness.offline_online import ServedDay, agreement, build_offli
 from ml_assets.readiness.performance import Footprint, measure_pair, regressions
 from ml_assets.readiness.staleness import AgedScore, staleness_curve
 from resources.alerts import Alerts
+from tests.conftest import in_process
 
 
 def test_permutation_importance_flags_a_random_feature_and_keeps_the_informative_ones() -> None:
@@ -48,6 +49,7 @@ def test_permutation_importance_flags_a_random_feature_and_keeps_the_informative
     assert by_name["signal"].importance > 5 * by_name["signal"].noise
 
 
+@in_process
 def test_a_dependency_change_fails_the_check_and_raises_an_alert(tmp_path, adult_spec) -> None:
     instance = DagsterInstance.ephemeral()
     alerts = Alerts(log_path=str(tmp_path / "alerts.jsonl"))
@@ -115,6 +117,7 @@ def monitored_day(
     instance.report_runless_asset_event(AssetMaterialization("model_monitoring", partition=day, metadata=meta))
 
 
+@in_process
 def test_offline_and_online_figures_that_diverge_fail_the_agreement_check(adult_spec) -> None:
     instance = DagsterInstance.ephemeral()
     tag = "adult-classifier:v1"

@@ -16,7 +16,10 @@ from ml_assets.definitions import MODEL_JOB, build_definitions
 from ml_assets.model.champion import ROLLBACK_JOB, rollback_run_config
 from ml_assets.partitions import today
 from resources.alerts import Alerts
+from tests.conftest import IN_PROCESS
 from tests.standins import materialize_stand_in
+
+pytestmark = IN_PROCESS  # the asset graph in process (conftest.py)
 
 
 def test_retraining_and_rollback_requests(tmp_path: Path, adult_spec: DatasetSpec) -> None:

@@ -19,8 +19,11 @@ from ml_assets.model.evaluation import Evaluation, score_model
 from ml_assets.model.refs import stored_ref
 from ml_assets.model.registry import champion_history, current_champion_tag
 from resources.model_store import ModelLineage, ModelStore
+from tests.conftest import IN_PROCESS
 from tests.serving_support import fit_logistic
 from tests.standins import materialize_stand_in
+
+pytestmark = IN_PROCESS  # the asset graph in process (conftest.py)
 
 NO_COMPUTE_LOGS = """\
 telemetry:

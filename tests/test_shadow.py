@@ -25,7 +25,7 @@ from ml_assets.shadow.fidelity import fidelity_report
 from ml_assets.shadow.generator import ShadowGenerator, generate_days
 from ml_assets.shadow.network import ConditionalVAE, GeneratorConfig
 from ml_assets.shadow.privacy import privacy_report
-from tests.conftest import GREAT_EXPECTATIONS, narrow, pinned
+from tests.conftest import GREAT_EXPECTATIONS, in_process, narrow, pinned
 
 pytestmark = GREAT_EXPECTATIONS  # the generated days are validated by raw_data's Great Expectations checks
 
@@ -140,7 +140,7 @@ def _fitted_in_process(spec: DatasetSpec, rows: pd.DataFrame, epochs: int = 5) -
     return ShadowGenerator(encoding.to_dict(), config.to_dict(), weights.getvalue(), rows_per_day=len(rows) // 3)
 
 
-@pytest.mark.integration  # no process, but importing Great Expectations and validating three days: 5-25 s
+@in_process
 def test_generated_days_pass_raw_data_checks_and_flow_into_a_training_set(
     ml_home: Path, adult_spec: DatasetSpec, tmp_path: Path
 ) -> None:
@@ -196,6 +196,7 @@ def _shadow_stand_in(spec: DatasetSpec, landed: pd.DataFrame, failed: tuple[str,
     )
 
 
+@in_process
 def test_export_writes_re_dated_days_only_when_the_privacy_gate_passed(
     ml_home: Path, adult_spec: DatasetSpec, real: pd.DataFrame
 ) -> None:
@@ -218,6 +219,7 @@ def test_export_writes_re_dated_days_only_when_the_privacy_gate_passed(
         day_frames(adult_spec, landed, 4, end)
 
 
+@in_process
 def test_cli_export_refuses_when_shadow_data_was_never_materialized(ml_home: Path, capsys) -> None:
     code = cli.main(["shadow", "export", "--days", "2", "--to", str(ml_home / "out"), "--home", str(ml_home)])
     assert code == 2

@@ -25,6 +25,7 @@ from ml_assets.data.window import TrainingWindow, store_window
 from ml_assets.dataset import Column, DatasetSpec, demo_data_path, load_spec, read_demo_data
 from ml_assets.settings import PACKAGE_DIR
 from resources.parquet_tables import ParquetTables
+from tests.conftest import in_process
 from tests.windows import window_of
 
 END = date(2026, 1, 12)
@@ -176,6 +177,7 @@ def test_previous_partition_key(spec: DatasetSpec) -> None:
 # ---- in process: the multi_asset_check with the DuckDB IO manager ---------------------------------------------
 
 
+@in_process
 def test_training_set_checks_materialize_and_compare_with_previous_partition(spec: DatasetSpec, tmp_path) -> None:
     daily = dg.DailyPartitionsDefinition(start_date=spec.partitions_start.isoformat())
     drifted_day = "2026-01-12"
