@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from datetime import date
 from pathlib import Path
 
@@ -417,12 +418,9 @@ def test_shipped_specs_are_infers_output_plus_their_named_hand_edits(name: str) 
     assert shipped == proposed
 
 
-def test_without_sensitive_columns_the_unjudgeable_gates_are_skipped_never_passed(tmp_path: Path) -> None:
-    """With no --sensitive, slice_quality and fairness have nothing to judge: infer lists them under may_skip (the
-    UI shows them as not executed) and says so; with one, nothing is skipped."""
-    data = tmp_path / "d.csv"
+def _grouped_source(path: Path, n: int) -> Path:
+    """n hourly rows with a numeric feature, a group column g and a coin-flip label y."""
     rng = np.random.default_rng(0)
-    n = 600
     pd.DataFrame(
         {
             "row_id": range(n),
@@ -431,9 +429,27 @@ def test_without_sensitive_columns_the_unjudgeable_gates_are_skipped_never_passe
             "g": rng.choice(["a", "b"], n),
             "y": rng.choice(["no", "yes"], n),
         }
-    ).to_csv(data, index=False)
+    ).to_csv(path, index=False)
+    return path
+
+
+def test_without_sensitive_columns_the_unjudgeable_gates_are_skipped_never_passed(tmp_path: Path) -> None:
+    """With no --sensitive, slice_quality and fairness have nothing to judge: infer lists them under may_skip (the
+    UI shows them as not executed) and says so; with one, nothing is skipped."""
+    data = _grouped_source(tmp_path / "d.csv", 3000)
     plain = infer_spec(data, target="y", positive="yes")
     assert plain.spec["gates"]["may_skip"] == ["slice_quality", "fairness"]
     assert any("No sensitive column was named" in w for w in plain.warnings)
     judged = infer_spec(data, target="y", positive="yes", sensitive=["g"])
     assert "may_skip" not in judged.spec["gates"] and not judged.warnings
+
+
+def test_a_source_too_small_to_judge_fairness_is_told_at_infer_time(tmp_path: Path) -> None:
+    """600 rows replayed over the demo's days leave a test split of under 200 rows: no group of g reaches
+    slice_min_size, so the fairness gate could only fail after training. infer says so now, naming the groups and
+    what to change, and skips nothing on its own."""
+    judged = infer_spec(_grouped_source(tmp_path / "d.csv", 600), target="y", positive="yes", sensitive=["g"])
+    [note] = [w for w in judged.warnings if w.startswith("Fairness cannot be judged")]
+    assert "gates.slice_min_size (200)" in note and re.search(r"\(g: [ab] \d+, [ab] \d+\)", note), note
+    assert "training.test_days" in note and "may_skip" not in judged.spec["gates"]
+    assert note in judged.header

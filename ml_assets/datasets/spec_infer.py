@@ -99,6 +99,7 @@ class ReplayedDays:
 
     rows: list[int]
     labeled: list[int]
+    positions: list[np.ndarray]  # each day's rows of the source frame
 
     def coverage(self) -> list[float]:
         return [lab / n for n, lab in zip(self.rows, self.labeled, strict=True) if n]
@@ -226,6 +227,9 @@ def infer_spec(
     if not sensitive:
         result.header.append(NO_SENSITIVE_NOTE)
         result.warnings.append(NO_SENSITIVE_NOTE)
+    elif note := fairness_note(DatasetSpec.model_validate(spec), frame, days):
+        result.header.append(note)
+        result.warnings.append(note)
     if repeated:
         result.header.append(f"Repeated column names (the first of each is used): {', '.join(repeated)}.")
     if repeats:
@@ -270,7 +274,32 @@ def replay_days(spec: DatasetSpec, frame: pd.DataFrame, n_days: int) -> Replayed
 
     labeled = frame[spec.target.name].notna().to_numpy()
     positions = replayed_day_rows(spec, frame, n_days)
-    return ReplayedDays([len(p) for p in positions], [int(labeled[p].sum()) for p in positions])
+    return ReplayedDays([len(p) for p in positions], [int(labeled[p].sum()) for p in positions], positions)
+
+
+def fairness_note(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) -> str | None:
+    """Said at infer time when the demo's last window could not judge fairness: its test split (the newest
+    ``test_days`` replayed days) holds no sensitive attribute with two labeled groups of ``slice_min_size`` rows,
+    so the fairness gate would count as failed after training. None when one has (or none is named)."""
+    min_size, test_days = spec.gates.slice_min_size, spec.training.test_days
+    rows = np.concatenate(days.positions[-test_days:]) if days.positions else np.array([], dtype=int)
+    test = frame.iloc[rows]
+    test = test[test[spec.target.name].notna()]  # the labeled rows, as landed (no label column yet)
+    seen = []
+    for name in spec.fairness_columns:
+        band = next((b for b in spec.bands if b.name == name), None)
+        groups = (spec.band_values(band, test[band.source]) if band else test[name].astype("string")).value_counts()
+        if int((groups >= min_size).sum()) >= 2:
+            return None
+        seen.append(f"{name}: " + ", ".join(f"{g} {n:,}" for g, n in groups.head(4).items()))
+    if not seen:
+        return None
+    return (
+        f"Fairness cannot be judged on the demo's window: its test split ({test_days} days, {len(test):,} labeled "
+        f"rows) has no sensitive attribute with two groups of gates.slice_min_size ({min_size}) rows or more "
+        f"({'; '.join(seen)}), so the fairness gate would count as failed after training. Land more rows a day, "
+        "widen training.test_days, or list fairness under gates.may_skip."
+    )
 
 
 def _size_day_rules(spec: dict[str, Any], days: ReplayedDays, result: Inferred) -> list[str]:
