@@ -76,7 +76,7 @@ class Column(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="the column's name in the landing files")
+    name: str = Field(min_length=1, description="the column's name in the landing files")
     role: Role = Field(description="id, time, target, sensitive, numeric or categorical (exactly one id, time, target)")
     dtype: DType = Field(description="the type the pipeline holds the column in after landing")
     landed: DType | None = Field(

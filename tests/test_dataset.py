@@ -54,6 +54,7 @@ def _write(tmp_path: Path, mutate) -> Path:
         (lambda r: r["columns"][3].pop("categories"), "column 'workclass'"),
         (lambda r: r["training"].update(window_days=3, test_days=2), "validation_days + test_days"),
         (lambda r: r.update(unknown_key=1), "unknown_key"),
+        (lambda r: r["columns"].append({"name": "", "role": "numeric", "dtype": "int64"}), "at least 1 character"),
     ],
 )
 def test_invalid_spec_names_the_problem(tmp_path: Path, mutate, message: str) -> None:

@@ -82,7 +82,7 @@ def category_sensitive(path: Path) -> list[str]:
             "rid": range(1200),
             "y": [0, 1] * 600,
             "g": pd.Categorical(["a", "b ", "b ", "a"] * 300),
-            "x": range(1200),
+            "x": np.arange(1200) % 97,
         }
     )
     frame.to_parquet(path)

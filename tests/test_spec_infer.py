@@ -248,7 +248,7 @@ def test_the_volume_rule_is_sized_on_the_replayed_days(tmp_path: Path) -> None:
 
 
 def test_a_parquet_category_column_named_sensitive_is_used(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"y": [0, 1] * 100, "g": pd.Categorical(["a", "b ", "b ", "a"] * 50), "x": range(200)})
+    frame = pd.DataFrame({"y": [0, 1] * 100, "g": pd.Categorical(["a", "b ", "b ", "a"] * 50), "x": np.arange(200) % 13})
     frame.to_parquet(tmp_path / "c.parquet")
     inferred = infer_spec(tmp_path / "c.parquet", target="y", sensitive=["g"])
     spec = DatasetSpec.model_validate(inferred.spec)
@@ -257,6 +257,8 @@ def test_a_parquet_category_column_named_sensitive_is_used(tmp_path: Path) -> No
 
 
 def test_every_left_out_column_is_listed_with_its_reason(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Including an unnamed column and unique integers (lifelines' ACTG175.csv has both: R's row names and a
+    patient number), which a spec could not name or which would be noise as a feature."""
     n = 400
     frame = pd.DataFrame(
         {
@@ -266,6 +268,8 @@ def test_every_left_out_column_is_listed_with_its_reason(tmp_path: Path, capsys:
             "free": [f"note {i}" for i in range(n)],
             "t2": hourly(n),
             "drop": np.arange(n),
+            "serial": 1000 + 7 * np.arange(n),
+            "": np.arange(1, n + 1),  # the row names R's write.csv adds, under an empty header
             "y": ["a", "b"] * (n // 2),
         }
     )
@@ -278,6 +282,8 @@ def test_every_left_out_column_is_listed_with_its_reason(tmp_path: Path, capsys:
         "free": "text with 400 distinct values",
         "t2": "timestamps",
         "drop": "named in --ignore",
+        "serial": "integers unique on every row and in file order (0 nulls, 400 distinct): a row number or an id",
+        "": "no name in the header",
     }
     text = out.read_text()
     for column, why in reasons.items():
@@ -341,14 +347,14 @@ def test_bounded_integers_keep_their_observed_bounds(tmp_path: Path) -> None:
 
 
 def test_a_constant_column_is_no_feature(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"x": range(300), "flag": [1] * 300, "y": ["a", "b"] * 150})
+    frame = pd.DataFrame({"x": np.arange(300) % 13, "flag": [1] * 300, "y": ["a", "b"] * 150})
     inferred = infer_spec(write_csv(tmp_path, frame), target="y")
     assert "flag" not in [c["name"] for c in inferred.spec["columns"]]
     assert inferred.left_out["flag"].startswith("one value ('1') on every row")
 
 
 def test_duplicate_rows_are_proposed_as_an_error_unless_the_source_repeats_rows(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"t": hourly(300), "x": range(300), "y": ["a", "b"] * 150})
+    frame = pd.DataFrame({"t": hourly(300), "x": np.arange(300) % 13, "y": ["a", "b"] * 150})
     assert infer_spec(write_csv(tmp_path, frame), target="y", time="t").spec["duplicate_rows"] == "error"
     repeated = pd.concat([frame, frame.head(3)], ignore_index=True)
     inferred = infer_spec(write_csv(tmp_path, repeated, "r.csv"), target="y", time="t")

@@ -156,8 +156,9 @@ def infer_spec(
     frame = as_landed(frame)
 
     result = Inferred(spec={})
-    ident = ident or _guess_id(frame, exclude={target, *ignore, *sensitive})
-    time = time or _guess_time(frame, exclude={target, ident, *ignore, *sensitive})
+    unnamed = {c for c in columns if not c.strip()}
+    ident = ident or _guess_id(frame, exclude={target, *ignore, *sensitive, *unnamed})
+    time = time or _guess_time(frame, exclude={target, ident, *ignore, *sensitive, *unnamed})
     cols: list[dict[str, Any]] = []
     bands: list[dict[str, Any]] = []
     if ident is None:
@@ -170,6 +171,9 @@ def infer_spec(
         values = frame[col]
         if col in ignore:
             result.left_out[col] = "named in --ignore"
+            continue
+        if not col.strip():
+            result.left_out[col] = UNNAMED
             continue
         if col == ident:
             cols.append(_id_column(col, values, result))
@@ -450,6 +454,19 @@ def _target_column(name: str, values: pd.Series, positive: str | None, result: I
     return column
 
 
+UNNAMED = "no name in the header (a row index an exporter wrote, as R's write.csv does): the spec names every column"
+MIN_ROWS_FOR_UNIQUE = 100  # fewer rows of a real measure may be unique and ordered by chance
+
+
+def _is_row_number(values: pd.Series, nulls: int, distinct: int) -> bool:
+    """Integers, unique on every row and rising (or falling) in file order: a row number or a sequential id. As a
+    feature it is noise, and its range rule would refuse the next day's new numbers. A measure is neither unique
+    on every row nor in file order, unless the file is sorted by it."""
+    if nulls or distinct != len(values) or len(values) < MIN_ROWS_FOR_UNIQUE or not _is_integer(values):
+        return False
+    return values.is_monotonic_increasing or values.is_monotonic_decreasing
+
+
 def _feature_column(
     name: str, values: pd.Series, sensitive: bool, categorical: bool, result: Inferred, declared: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
@@ -477,6 +494,8 @@ def _feature_column(
     if _as_times(values) is not None and not categorical:
         return leave_out(f"timestamps ({seen}): not a feature (the spec has one time column)")
     categorical = categorical or declared
+    if not categorical and _is_row_number(values, nulls, distinct):
+        return leave_out(f"integers unique on every row and in file order ({seen}): a row number or an id")
     if _is_text(values) or categorical or (sensitive and _is_integer(values) and distinct <= MAX_CATEGORIES // 4):
         if distinct > MAX_CATEGORIES:
             return leave_out(f"text with {distinct:,} distinct values (over {MAX_CATEGORIES}): free text or an id")
