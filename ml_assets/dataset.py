@@ -5,8 +5,9 @@ from one YAML file, so selecting another dataset is one spec plus landing files,
 
 A column says how it lands (``landed``, default its ``dtype``) and how it is meant (``role``, ``dtype``): a
 categorical, sensitive or target column may land integer-coded (``landed: int64``, categories given as the codes,
-optional display ``labels``); after landing it is text like any category ("1"), so every consumer (features, the
-model's vocabulary, slices, the HTTP schema) sees one kind of category whatever the source wrote.
+optional display ``labels``) or as booleans (``landed: bool``, categories "False" and "True"); after landing it is
+text like any category ("1", "True"), so every consumer (features, the model's vocabulary, slices, the HTTP schema)
+sees one kind of category whatever the source wrote.
 
 Text lands stripped of surrounding spaces, blank text as missing. Times are held as naive UTC: a value with an
 offset or zone is converted, a naive value is read in the spec's ``timezone``. A time column may land as year
@@ -56,6 +57,7 @@ class NumericRange(BaseModel):
 
 
 CODED_ROLES = (Role.CATEGORICAL, Role.SENSITIVE, Role.TARGET)
+BOOL_CATEGORIES = {"False": False, "True": True}  # a flag column's categories (landed: bool), text -> landed
 
 
 def category_text(value: Any, where: str) -> str:
@@ -82,7 +84,8 @@ class Column(BaseModel):
     landed: DType | None = Field(
         None,
         description="the type the column lands as in the files (default: dtype); categorical, sensitive and "
-        "target columns may land integer-coded (int64), their categories then given as the codes",
+        "target columns may land integer-coded (int64), their categories then given as the codes, or as flags "
+        "(bool), their categories then 'False' and 'True'",
     )
     description: str = Field("", description="what the column means (shown in the HTTP schema)")
     nullable: bool = Field(
@@ -142,15 +145,22 @@ class Column(BaseModel):
         if self.unit is not None or self.origin is not None:
             self._numbered_time()
         if self.landed is not None and self.landed != self.dtype and self.role != Role.TIME:
-            if not (self.role in CODED_ROLES and self.landed == "int64"):
+            if not (self.role in CODED_ROLES and self.landed in ("int64", "bool")):
                 raise ValueError(
                     f"column {self.name!r}: landed {self.landed} differs from dtype {self.dtype}; only categorical, "
-                    "sensitive and target columns may land as something else (integer codes: landed: int64), and "
-                    "a time column as year or day numbers (landed: int64 with unit)"
+                    "sensitive and target columns may land as something else (integer codes: landed: int64; "
+                    "flags: landed: bool), and a time column as year or day numbers (landed: int64 with unit)"
                 )
-            bad = [c for c in self.categories or [] if not c.lstrip("-").isdigit()]
+            if self.landed == "bool":
+                bad = [c for c in self.categories or [] if c not in BOOL_CATEGORIES]
+                kind = f"categories {list(BOOL_CATEGORIES)}"
+            else:
+                bad = [c for c in self.categories or [] if not c.lstrip("-").isdigit()]
+                kind = "integers"
             if bad:
-                raise ValueError(f"column {self.name!r}: lands as int64 codes, but categories {bad} are not integers")
+                raise ValueError(
+                    f"column {self.name!r}: lands as {self.landed} codes, but categories {bad} are not {kind}"
+                )
         if self.role == Role.TIME and self.dtype != "datetime":
             raise ValueError(f"column {self.name!r}: time role needs dtype datetime")
         if self.role == Role.TIME and self.landed not in (None, "datetime") and self.unit is None:
@@ -196,6 +206,11 @@ class Column(BaseModel):
     def integer_coded(self) -> bool:
         """A category column that lands as integer codes."""
         return self.dtype == "string" and self.landed_dtype == "int64"
+
+    @property
+    def bool_coded(self) -> bool:
+        """A category column that lands as booleans (a True / False flag), held as the text "True" / "False"."""
+        return self.dtype == "string" and self.landed_dtype == "bool"
 
     @property
     def numbered_time(self) -> bool:
@@ -801,12 +816,14 @@ class DatasetSpec(BaseModel):
         if col.role == Role.TIME:
             return _cast(values, "datetime", self.timezone)
         cast = _cast(values, col.landed_dtype)
-        return cast.astype(PANDAS_DTYPES["string"]) if col.integer_coded else cast
+        return cast.astype(PANDAS_DTYPES["string"]) if col.integer_coded or col.bool_coded else cast
 
     def landed_form(self, col: Column, values: pd.Series) -> pd.Series:
         """Typed values back in the form the column lands in (integer codes for an integer-coded column)."""
         if col.integer_coded:
             return pd.to_numeric(values.astype(PANDAS_DTYPES["string"]), errors="coerce").astype("Int64")
+        if col.bool_coded:
+            return values.astype(PANDAS_DTYPES["string"]).map(BOOL_CATEGORIES, na_action="ignore").astype("boolean")
         return values
 
     def band_values(self, band: Band, values: pd.Series) -> pd.Series:

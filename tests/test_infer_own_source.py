@@ -99,6 +99,22 @@ def year_numbers(path: Path) -> list[str]:
     return ["--target", "y", "--time", "year"]
 
 
+def flags(path: Path) -> list[str]:
+    """True / False columns, as pandas writes booleans: the target and a feature (lifelines' canadian_senators.csv
+    has its event flag so)."""
+    r, n = np.random.default_rng(6), 2400
+    member = r.random(n) < 0.4
+    pd.DataFrame(
+        {
+            "at": pd.date_range("2025-01-01", periods=n, freq="h").strftime("%Y-%m-%d %H:%M:%S"),
+            "member": member,
+            "x": np.round(r.normal(size=n), 3),
+            "left": r.random(n) < np.where(member, 0.2, 0.5),
+        }
+    ).to_csv(path, index=False)
+    return ["--target", "left", "--positive", "True", "--time", "at"]
+
+
 SHAPES = {
     "ws.csv": padded_categories,
     "nolab.csv": labels_stop,
@@ -106,6 +122,7 @@ SHAPES = {
     "thin.csv": thins_out,
     "cat.parquet": category_sensitive,
     "years.csv": year_numbers,
+    "flags.csv": flags,
 }
 
 
@@ -140,6 +157,12 @@ def test_an_inferred_spec_passes_every_replayed_day_of_its_source(tmp_path: Path
     data = tmp_path / name
     spec = infer(tmp_path, data, SHAPES[name](data))
     assert blocking_failures(spec, tmp_path / "landing") == {}
+    if name == "flags.csv":  # held as the categories "False" / "True", landed as booleans
+        for flag in ("left", "member"):
+            column = spec.column(flag)
+            assert column.bool_coded and column.categories == ["False", "True"], column
+        assert spec.positive_label == "True"
+        assert blocking_failures(spec, tmp_path / "landing-csv", fmt="csv") == {}
 
 
 @pytest.mark.parametrize(

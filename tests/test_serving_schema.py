@@ -8,10 +8,12 @@ import re
 import time
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
 from ml_assets.dataset import DatasetSpec
+from ml_assets.serving.columnar import validate_table
 from ml_assets.serving.schema import (
     ERROR_INPUT_MAX_CHARS,
     INT64_MAX,
@@ -277,3 +279,22 @@ def test_micro_batcher_passes_model_errors_to_every_caller():
         return await asyncio.gather(*(b.submit([i], "") for i in range(3)), return_exceptions=True)
 
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(run()))
+
+
+def test_a_flag_column_takes_json_booleans_and_its_text_as_the_same_category(adult_spec: DatasetSpec):
+    """A category column landed as booleans (landed: bool, categories "False" / "True"): true and "True" are the
+    same category in a JSON record and in a file's boolean column; a number is refused."""
+    raw = adult_spec.model_dump()
+    flag = {"name": "member", "role": "categorical", "dtype": "string", "landed": "bool"}
+    raw["columns"].append(flag | {"categories": ["False", "True"], "unknown_category": "reject"})
+    spec = DatasetSpec.model_validate(raw)
+    good = {**GOOD, "member": False}
+    assert record(spec, {**GOOD, "member": True})["member"] == "True"
+    assert record(spec, {**GOOD, "member": " True "})["member"] == "True"
+    assert record(spec, good)["member"] == "False"
+    assert ("member",) in [loc[:1] for loc, _ in errors(spec, {**GOOD, "member": 1})]
+    assert records_frame(spec, [record(spec, good)])["member"].tolist() == ["False"]
+    record(spec, warmup_record(spec))
+    table = pa.Table.from_pylist([{k: v for k, v in good.items()} | {"member": m} for m in (True, False)])
+    assert validate_table(spec, table).column("member").to_pylist() == ["True", "False"]
+    assert spec.landed_form(spec.column("member"), pd.Series(["True", None])).tolist() == [True, pd.NA]

@@ -37,7 +37,9 @@ _DATETIME_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "dateti
 # land as text (CSV); integer-coded categories as numbers.
 # Names as GX matches them: numpy dtype names, pandas extension dtype class names, and Python types for the
 # per-value check GX runs on object columns.
-LANDED_KINDS = {"int64": "numbers", "float64": "numbers", "string": "text", "datetime": "timestamps or text"}
+LANDED_KINDS = {
+    "int64": "numbers", "float64": "numbers", "string": "text", "datetime": "timestamps or text", "bool": "flags",
+}  # fmt: skip
 LANDED_TYPES: dict[str, list[str]] = {
     "int64": _NUMERIC_TYPES,
     "float64": _NUMERIC_TYPES,
@@ -85,7 +87,7 @@ def _landed_kind(col: Column) -> str:
     kind = LANDED_KINDS.get(col.landed_dtype, col.landed_dtype)
     if col.numbered_time:
         return f"{col.unit} numbers or timestamps"
-    return f"{kind} (integer codes)" if col.integer_coded else kind
+    return f"{kind} (integer codes)" if col.integer_coded else f"{kind} (True / False)" if col.bool_coded else kind
 
 
 def raw_data_rules(spec: DatasetSpec, partition_end: pd.Timestamp | None = None) -> list[Rule]:

@@ -153,6 +153,7 @@ def infer_spec(
     if time_origin is not None and time is None:
         raise InferenceError("--time-origin: needs --time (the column of day numbers it is the origin of)")
     declared = {str(c) for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
+    flags = {str(c) for c in frame.columns if pd.api.types.is_bool_dtype(frame[c].dtype)}
     frame = as_landed(frame)
 
     result = Inferred(spec={})
@@ -180,14 +181,15 @@ def infer_spec(
         elif col == time:
             cols.append(_time_column(col, values, time_origin, result))
         elif col == target:
-            cols.append(_target_column(col, values, positive, result))
+            cols.append(_target_column(col, values, positive, result) | ({"landed": "bool"} if col in flags else {}))
         else:
             coded = col in declared and (_is_integer(values) or _is_text(values))  # Parquet says: a category
+            coded |= col in flags
             inferred = _feature_column(col, values, col in sensitive, col in categorical, result, coded)
             if inferred is None:
                 continue
             column, band = inferred
-            cols.append(column)
+            cols.append(column | ({"landed": "bool"} if col in flags else {}))
             if band is not None:
                 bands.append(band)
 
@@ -256,8 +258,8 @@ def as_landed(frame: pd.DataFrame) -> pd.DataFrame:
             fixes[str(name)] = values
         if values.dtype == object:
             fixes[str(name)] = _stripped_objects(values)
-        elif pd.api.types.is_string_dtype(values.dtype):
-            fixes[str(name)] = landed_text(values)
+        elif pd.api.types.is_string_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+            fixes[str(name)] = landed_text(values)  # a flag as the categories it is held as: "True", "False"
     return frame.assign(**fixes) if fixes else frame
 
 

@@ -187,6 +187,9 @@ def _column_problems(
         if col.integer_coded and pa.types.is_integer(kind):  # codes as numbers: the same codes as text
             array = pc.cast(array.dictionary_decode() if pa.types.is_dictionary(array.type) else array, _TEXT)
             kind = _TEXT
+        elif col.bool_coded and pa.types.is_boolean(kind):  # a flag: true is the category "True"
+            array = pc.if_else(array, pa.scalar("True", _TEXT), pa.scalar("False", _TEXT))
+            kind = _TEXT
         if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
             return None, [error_item(loc, "string_type", f"column should hold text, not {array.type}")]
         typed, problems = _text_column(spec, col, array)

@@ -260,6 +260,10 @@ def _value_type(spec: DatasetSpec, col: Column) -> Any:
     if col.dtype == "datetime":
         return Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     text = _text_type(spec, col)
+    if col.bool_coded:  # a flag: JSON true and the text "True" are the same category, scored and logged as "True"
+        return Annotated[
+            Annotated[bool, Field(strict=True)] | text, AfterValidator(lambda v: v if v is None else str(v))
+        ]
     if col.integer_coded:  # codes land as numbers: 3, 3.0 and "3" are the same code, scored and logged as "3"
         if col.categories and col.unknown_category == "reject":
             number: Any = Annotated[
