@@ -111,7 +111,11 @@ def test_gzip_csv_and_parquet_read_the_same(tmp_path: Path) -> None:
         ({"target": "nope"}, "--target: ['nope'] not among the columns"),
         ({"target": "age"}, "--target: 'age' has 65 labels"),
         ({"target": "two_year_recid", "positive": "yes"}, "--positive: 'yes' is not one of"),
-        ({"target": "two_year_recid", "time": "sex"}, "--time: 'sex' does not parse as timestamps"),
+        (
+            {"target": "two_year_recid", "time": "sex"},
+            "--time: 'sex' does not parse as timestamps on every row: 7,214 of 7,214 values are not ISO 8601 dates "
+            "or times, e.g. 'Male', 'Female'; write them as 2024-08-17",
+        ),
         ({"target": "two_year_recid", "ident": "sex"}, "--id: 'sex' has nulls or repeated values"),
         ({"target": "two_year_recid", "ignore": ["two_year_recid"]}, "--ignore: ['two_year_recid'] also named"),
     ],
@@ -120,6 +124,14 @@ def test_bad_options_are_refused_naming_the_option(kw: dict, says: str) -> None:
     with pytest.raises(InferenceError) as err:
         infer_spec(COMPAS, **kw)
     assert says in str(err.value)
+
+
+def test_day_first_dates_are_refused_with_examples_and_the_form_landing_reads(tmp_path: Path) -> None:
+    """lifelines' lymph_node.csv writes its dates day first (17-08-1984): ambiguous beside month first, so infer
+    names the values and the ISO 8601 form instead of guessing."""
+    frame = pd.DataFrame({"d": ["17-08-1984", "25-04-1985"] * 100, "x": np.arange(200) % 7, "y": ["a", "b"] * 100})
+    with pytest.raises(InferenceError, match=r"200 of 200 values are not ISO 8601 .* e\.g\. '17-08-1984', '25-04"):
+        infer_spec(write_csv(tmp_path, frame), target="y", time="d")
 
 
 def test_cli_errors_exit_2_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -248,7 +260,9 @@ def test_the_volume_rule_is_sized_on_the_replayed_days(tmp_path: Path) -> None:
 
 
 def test_a_parquet_category_column_named_sensitive_is_used(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"y": [0, 1] * 100, "g": pd.Categorical(["a", "b ", "b ", "a"] * 50), "x": np.arange(200) % 13})
+    frame = pd.DataFrame(
+        {"y": [0, 1] * 100, "g": pd.Categorical(["a", "b ", "b ", "a"] * 50), "x": np.arange(200) % 13}
+    )
     frame.to_parquet(tmp_path / "c.parquet")
     inferred = infer_spec(tmp_path / "c.parquet", target="y", sensitive=["g"])
     spec = DatasetSpec.model_validate(inferred.spec)

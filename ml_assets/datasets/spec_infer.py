@@ -372,6 +372,19 @@ def _as_times(values: pd.Series) -> pd.Series | None:
     return parsed if parsed.notna().sum() == values.notna().sum() else None
 
 
+def _unparsed(values: pd.Series) -> str:
+    """Which values of a text column are not ISO 8601 times (the form landing reads), and what to do."""
+    if not _is_text(values):
+        return f": it holds {values.dtype} values (year or day numbers need --time-origin for days)"
+    present = values.dropna()
+    bad = present[pd.to_datetime(present, errors="coerce", utc=True, format="ISO8601").isna()]
+    shown = ", ".join(repr(str(v)) for v in bad.drop_duplicates().head(3))
+    return (
+        f": {len(bad):,} of {len(present):,} values are not ISO 8601 dates or times, e.g. {shown}; write them as "
+        "2024-08-17 (or 2024-08-17 13:05:00+02:00) in the file, since day-first and month-first forms are ambiguous"
+    )
+
+
 def _id_column(name: str, values: pd.Series, result: Inferred) -> dict[str, Any]:
     if values.isna().any() or not values.is_unique:
         raise InferenceError(f"--id: {name!r} has nulls or repeated values; an id must be unique and present")
@@ -390,7 +403,7 @@ def _time_column(name: str, values: pd.Series, origin: date | None, result: Infe
     else:
         parsed = _as_times(values)
         if parsed is None:
-            raise InferenceError(f"--time: {name!r} does not parse as timestamps on every row")
+            raise InferenceError(f"--time: {name!r} does not parse as timestamps on every row{_unparsed(values)}")
         times = pd.to_datetime(parsed, utc=True)
         zone = "times with an offset or zone: held as UTC" if _has_zone(values) else "naive times: read as UTC"
     if times.isna().any():
