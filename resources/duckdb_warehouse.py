@@ -24,7 +24,14 @@ from dagster import InputContext, OutputContext
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
-from resources.warehouse_tables import DUCKDB_TYPES, WarehouseError, conform, conform_read, declared_dtypes
+from resources.warehouse_tables import (
+    DUCKDB_TYPES,
+    WarehouseError,
+    conform,
+    conform_read,
+    declared_dtypes,
+    quoted,
+)
 
 ROWS_VIEW = "ml_assets_rows"  # the frame being written, registered on the connection for the INSERT
 # stored type -> declared type changes that keep every value: tables the library typed from pandas' own dtypes
@@ -38,10 +45,6 @@ LOSSLESS = {
     ("INTEGER", "BIGINT"),
     ("FLOAT", "DOUBLE"),
 }
-
-
-def quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def stored_columns(connection, schema: str, table: str) -> dict[str, str]:

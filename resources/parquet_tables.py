@@ -33,7 +33,14 @@ from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, O
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict, Field
 
-from resources.warehouse_tables import DUCKDB_TYPES, WarehouseError, conform, conform_read, declared_dtypes
+from resources.warehouse_tables import (
+    DUCKDB_TYPES,
+    WarehouseError,
+    conform,
+    conform_read,
+    declared_dtypes,
+    quoted,
+)
 
 BATCH_ROWS = 65_536  # rows per Arrow batch read or written: a few MB per batch at any width
 ROW_GROUP_ROWS = 131_072  # rows per Parquet row group: the unit a rank's shard is made of
@@ -237,10 +244,6 @@ class scan_connection:
 
     def __exit__(self, *exc) -> None:
         self.connection.close()
-
-
-def quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def to_pandas(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:

@@ -30,6 +30,11 @@ DUCKDB_TYPES: dict[str, str] = {
 }
 
 
+def quoted(name: str) -> str:
+    """A column or table name as a SQL identifier (DuckDB and PostgreSQL quote alike)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 class WarehouseError(ValueError):
     """An output or input the warehouse cannot take, naming the asset, table and column."""
 
