@@ -226,14 +226,15 @@ def infer_spec(
     if not sensitive:  # nothing to slice or compare: the two gates are skipped (shown as not executed), never passed
         spec["gates"]["may_skip"] = list(UNJUDGEABLE_WITHOUT_SENSITIVE)
     spec["columns"] = [_ordered(c) for c in spec["columns"]]
-    days = replay_days(DatasetSpec.model_validate(spec), frame, window + REPLAY_EXTRA_DAYS)
+    proposed = DatasetSpec.model_validate(spec)  # the day rules sized below change no role, window or gate
+    days = replay_days(proposed, frame, window + REPLAY_EXTRA_DAYS)
     sized = _size_day_rules(spec, days, result)
     result.spec = spec
     result.header = _header(path, frame, result.left_out, time, labeled, label_rate, window) + sized
     if not sensitive:
         result.header.append(NO_SENSITIVE_NOTE)
         result.warnings.append(NO_SENSITIVE_NOTE)
-    elif note := fairness_note(DatasetSpec.model_validate(spec), frame, days):
+    elif note := fairness_note(proposed, frame, days):
         result.header.append(note)
         result.warnings.append(note)
     if repeated:
