@@ -272,7 +272,8 @@ def test_a_parquet_category_column_named_sensitive_is_used(tmp_path: Path) -> No
 
 def test_every_left_out_column_is_listed_with_its_reason(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Including an unnamed column and unique integers (lifelines' ACTG175.csv has both: R's row names and a
-    patient number), which a spec could not name or which would be noise as a feature."""
+    patient number), which a spec could not name or which would be noise as a feature, and a key that several rows
+    share (recur.csv's patient ID), while a code of a few values named like an id stays a feature."""
     n = 400
     frame = pd.DataFrame(
         {
@@ -283,6 +284,8 @@ def test_every_left_out_column_is_listed_with_its_reason(tmp_path: Path, capsys:
             "t2": hourly(n),
             "drop": np.arange(n),
             "serial": 1000 + 7 * np.arange(n),
+            "patient_id": 500 - np.arange(n) // 3,  # a patient's rows share the key (lifelines' recur.csv)
+            "store_id": np.arange(n) % 8,  # a code with few values: a feature
             "": np.arange(1, n + 1),  # the row names R's write.csv adds, under an empty header
             "y": ["a", "b"] * (n // 2),
         }
@@ -297,13 +300,14 @@ def test_every_left_out_column_is_listed_with_its_reason(tmp_path: Path, capsys:
         "t2": "timestamps",
         "drop": "named in --ignore",
         "serial": "integers unique on every row and in file order (0 nulls, 400 distinct): a row number or an id",
+        "patient_id": "named like an id (0 nulls, 134 distinct on 400 rows): the key of an entity that rows share",
         "": "no name in the header",
     }
     text = out.read_text()
     for column, why in reasons.items():
         assert f"ml-assets spec infer: left out {column!r}: {why}" in err
         assert f"#   {column}: {why}" in text
-    assert set(load_spec(out).column_names) == {"record_id", "t", "x", "y"}
+    assert set(load_spec(out).column_names) == {"record_id", "t", "x", "store_id", "y"}
 
 
 @pytest.mark.parametrize(

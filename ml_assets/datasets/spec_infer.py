@@ -483,6 +483,21 @@ def _is_row_number(values: pd.Series, nulls: int, distinct: int) -> bool:
     return values.is_monotonic_increasing or values.is_monotonic_decreasing
 
 
+# a name that ends as an identifier does: ID, patient_id, customer-key, PatientID, patientId
+ENTITY_KEY_NAME = re.compile(r"(?i:(^|[_\W])(id|key)$)|[a-z0-9](Id|ID)$")
+MIN_KEYS, MIN_KEY_SHARE = 20, 0.10  # fewer distinct values, or fewer per row, may be a code worth learning
+
+
+def _is_entity_key(name: str, values: pd.Series, nulls: int, distinct: int) -> bool:
+    """Named like an id, integers or text, with many distinct values for its rows: the key of an entity (a patient, a
+    customer) that several rows share, as in lifelines' recur.csv (400 patients on 1,296 rows). Its numbers are
+    arbitrary labels: as a feature a model learns the order they were handed out in, and its range rule refuses
+    the next new entity's larger key. A code with few values (a store number) stays."""
+    if not ENTITY_KEY_NAME.search(name) or _is_float(values):
+        return False
+    return distinct >= MIN_KEYS and distinct >= MIN_KEY_SHARE * (len(values) - nulls)
+
+
 def _feature_column(
     name: str, values: pd.Series, sensitive: bool, categorical: bool, result: Inferred, declared: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
@@ -512,6 +527,11 @@ def _feature_column(
     categorical = categorical or declared
     if not categorical and _is_row_number(values, nulls, distinct):
         return leave_out(f"integers unique on every row and in file order ({seen}): a row number or an id")
+    if not (categorical or sensitive) and _is_entity_key(name, values, nulls, distinct):
+        return leave_out(
+            f"named like an id ({seen} on {len(values):,} rows): the key of an entity that rows share, not a "
+            "measure" + (" (--categorical keeps it as a category)" if distinct <= MAX_CATEGORIES else "")
+        )
     if _is_text(values) or categorical or (sensitive and _is_integer(values) and distinct <= MAX_CATEGORIES // 4):
         if distinct > MAX_CATEGORIES:
             return leave_out(f"text with {distinct:,} distinct values (over {MAX_CATEGORIES}): free text or an id")
