@@ -12,12 +12,14 @@ sees one kind of category whatever the source wrote.
 Text lands stripped of surrounding spaces, blank text as missing. Times are held as naive UTC: a value with an
 offset or zone is converted, a naive value is read in the spec's ``timezone``. A time column may land as year
 numbers (``landed: int64, unit: year``: 2014 is 2014-01-01) or day numbers (``unit: day`` from ``origin``), at
-midnight in ``timezone``; a replayed file that carries timestamps in that column is read as timestamps.
+midnight in ``timezone``; a replayed file that carries timestamps in that column is read as timestamps. Text
+times that are not ISO 8601 (``17-08-1984``) need the column's ``format`` (``'%d-%m-%Y'``): day-first and
+month-first dates cannot be told apart from the text alone.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -118,6 +120,12 @@ class Column(BaseModel):
         "day numbers counted from `origin`",
     )
     origin: date | None = Field(None, description="the date that day number 0 of a `unit: day` time column is")
+    format: str | None = Field(
+        None,
+        min_length=2,
+        description="a time column whose text is not ISO 8601: its strftime pattern, e.g. '%d-%m-%Y' for "
+        "17-08-1984 (ISO 8601 text and timestamps are read as well, as the demo lands them)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -144,6 +152,8 @@ class Column(BaseModel):
             )
         if self.unit is not None or self.origin is not None:
             self._numbered_time()
+        if self.format is not None:
+            self._formatted_time()
         if self.landed is not None and self.landed != self.dtype and self.role != Role.TIME:
             if not (self.role in CODED_ROLES and self.landed in ("int64", "bool")):
                 raise ValueError(
@@ -196,6 +206,19 @@ class Column(BaseModel):
             raise ValueError(f"{where}: unit and origin belong to a time column with landed: int64 and a unit")
         if (self.unit == "day") != (self.origin is not None):
             raise ValueError(f"{where}: unit day needs an origin (the date of day 0); unit year takes none")
+
+    def _formatted_time(self) -> None:
+        """A time column landing as text in ``format``: a pattern that reads back the day it writes."""
+        where = f"column {self.name!r}: format {self.format!r}"
+        if self.role != Role.TIME or self.unit is not None:
+            raise ValueError(f"{where} belongs to a time column that lands as text (not year or day numbers)")
+        day = datetime(2001, 2, 13, 14, 15, 16)
+        try:
+            read = datetime.strptime(day.strftime(self.format), self.format)
+        except ValueError as e:
+            raise ValueError(f"{where} cannot read back what it writes ({e})") from e
+        if read.date() != day.date():
+            raise ValueError(f"{where} does not hold a whole date: it needs a year, a month and a day (%Y %m %d)")
 
     @property
     def landed_dtype(self) -> DType:
@@ -814,7 +837,7 @@ class DatasetSpec(BaseModel):
         if col.numbered_time and not _is_timestamps(values):
             return _numbers_as_times(_cast(values, "int64"), col, self.timezone)
         if col.role == Role.TIME:
-            return _cast(values, "datetime", self.timezone)
+            return _cast_times(values, self.timezone, col.format)
         cast = _cast(values, col.landed_dtype)
         return cast.astype(PANDAS_DTYPES["string"]) if col.integer_coded or col.bool_coded else cast
 
@@ -887,11 +910,25 @@ def _local_to_utc(naive: pd.Series, timezone: str) -> pd.Series:
     return aware.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
 
 
-_OFFSET = r"(?:[Zz]|[+-]\d\d(?::?\d\d)?)$"  # an ISO 8601 time that says its offset
+# an ISO 8601 time that says its offset: Z or +hh[:mm] after a clock time (a date alone, 1984-08-17, ends in
+# "-17" but has no offset: it is midnight in the spec's timezone)
+TIME_OFFSET = r":\d\d(?:\.\d+)?\s*(?:[Zz]|[+-]\d\d(?::?\d\d)?)$"
 
 
-def _cast_times(s: pd.Series, timezone: str) -> pd.Series:
-    """Times as naive UTC: values with an offset or zone converted, naive values read in ``timezone``."""
+def _cast_times(s: pd.Series, timezone: str, format: str | None = None) -> pd.Series:
+    """Times as naive UTC: values with an offset or zone converted, naive values read in ``timezone``; text in
+    ``format`` read by it, any other text as ISO 8601."""
+    if format is not None and not _is_timestamps(s):
+        text = s.astype(PANDAS_DTYPES["string"]).str.strip()
+        zoned = "%z" in format or "%Z" in format
+        read = pd.to_datetime(text, format=format, errors="coerce", utc=zoned)
+        if zoned:
+            formatted = read.dt.tz_convert(None).astype("datetime64[ns]")
+        else:
+            formatted = _local_to_utc(pd.Series(read, index=s.index), timezone)
+        if read.notna().all():
+            return formatted
+        return formatted.where(read.notna(), _cast_times(text.where(read.isna()), timezone))
     if _is_timestamps(s):
         zone = getattr(s.dtype, "tz", None) or getattr(getattr(s.dtype, "pyarrow_dtype", None), "tz", None)
         if zone is not None:
@@ -901,7 +938,7 @@ def _cast_times(s: pd.Series, timezone: str) -> pd.Series:
         ts = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
         return ts.dt.tz_convert(None).astype("datetime64[ns]")
     text = s.astype(PANDAS_DTYPES["string"]).str.strip()
-    has_offset = text.str.contains(_OFFSET, regex=True).fillna(False).astype(bool)
+    has_offset = text.str.contains(TIME_OFFSET, regex=True).fillna(False).astype(bool)
     aware = pd.to_datetime(text.where(has_offset), errors="coerce", utc=True, format="ISO8601")
     out = aware.dt.tz_convert(None).astype("datetime64[ns]")
     naive = pd.to_datetime(text.where(~has_offset), errors="coerce", format="ISO8601")

@@ -78,3 +78,43 @@ def test_year_and_day_numbers_are_times_from_their_origin() -> None:
 def test_a_numbered_time_column_needs_its_unit_and_origin(time: dict, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         Column(name="t", role="time", dtype="datetime", **time)
+
+
+def test_a_date_alone_is_midnight_in_the_spec_timezone_not_an_offset() -> None:
+    """``2024-01-05`` ends in ``-05``, which an offset pattern without a clock time before it read as the offset
+    -05:00 (so a date landed in Chicago was UTC midnight: the previous local day)."""
+    landed = pd.Series(["2024-01-05", "2024-01-05 10:00-05", "2024-01-05T10:00:00.250Z"])
+    assert spec_in("America/Chicago").typed("t", landed).tolist() == [
+        pd.Timestamp("2024-01-05 06:00"),
+        pd.Timestamp("2024-01-05 15:00"),
+        pd.Timestamp("2024-01-05 10:00:00.250"),
+    ]
+
+
+def test_text_in_the_columns_format_is_read_by_it_and_iso_text_as_iso() -> None:
+    """lifelines' lymph_node.csv writes day first (17-08-1984); the demo lands its replayed days in ISO 8601."""
+    spec = spec_in("Europe/Amsterdam", format="%d-%m-%Y")
+    landed = pd.DataFrame(
+        {"id": [1, 2, 3, 4], "t": ["17-08-1984", " 02-01-1985 ", "2026-11-01 08:26:57Z", "31-02-1985"]}
+    )
+    typed, failures = spec.coerce(landed)
+    assert typed["t"].tolist()[:3] == [
+        pd.Timestamp("1984-08-16 22:00"),  # local midnight, summer time
+        pd.Timestamp("1985-01-01 23:00"),  # 2 January, not 1 February
+        pd.Timestamp("2026-11-01 08:26:57"),
+    ]
+    assert pd.isna(typed["t"].iloc[3]) and failures == {"t": 1}  # no 31 February: counted, not hidden
+
+
+@pytest.mark.parametrize(
+    ("time", "says"),
+    [
+        ({"format": "%H:%M"}, "does not hold a whole date"),
+        ({"format": "%d-%m-%Y", "landed": "int64", "unit": "year"}, "belongs to a time column that lands as text"),
+    ],
+)
+def test_a_time_format_must_read_a_whole_date(time: dict, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        Column(name="t", role="time", dtype="datetime", **time)
+    with pytest.raises(ValueError, match="belongs to a time column"):
+        Column(name="x", role="numeric", dtype="float64", format="%d-%m-%Y")

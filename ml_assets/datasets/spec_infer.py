@@ -48,6 +48,7 @@ import yaml
 from pydantic import BaseModel
 
 from ml_assets.dataset import (
+    TIME_OFFSET,
     AcknowledgedScore,
     Band,
     CandidateSearch,
@@ -438,7 +439,7 @@ def _has_zone(values: pd.Series) -> bool:
             getattr(getattr(values.dtype, "pyarrow_dtype", None), "tz", None)
         )
     text = values.dropna().astype("string")
-    return bool(text.str.contains(r"(?:[Zz]|[+-]\d\d(?::?\d\d)?)$", regex=True).any())
+    return bool(text.str.contains(TIME_OFFSET, regex=True).any())
 
 
 def _target_column(name: str, values: pd.Series, positive: str | None, result: Inferred) -> dict[str, Any]:
