@@ -115,6 +115,23 @@ def flags(path: Path) -> list[str]:
     return ["--target", "left", "--positive", "True", "--time", "at"]
 
 
+def day_first(path: Path) -> list[str]:
+    """Dates written day first, as lifelines' lymph_node.csv writes them (17-08-1984), and a second date column;
+    infer finds the time column and its format itself."""
+    r, n = np.random.default_rng(7), 2400
+    days = pd.Series(np.sort(r.integers(0, 2000, n)))
+    when = pd.Timestamp("1984-01-01") + pd.to_timedelta(days, unit="D")
+    pd.DataFrame(
+        {
+            "diagnosed": when.dt.strftime("%d-%m-%Y"),
+            "seen": (when + pd.Timedelta(days=30)).dt.strftime("%d-%m-%Y"),
+            "x": np.round(r.normal(size=n), 3),
+            "y": r.choice(["a", "b"], size=n),
+        }
+    ).to_csv(path, index=False)
+    return ["--target", "y"]
+
+
 SHAPES = {
     "ws.csv": padded_categories,
     "nolab.csv": labels_stop,
@@ -123,6 +140,7 @@ SHAPES = {
     "cat.parquet": category_sensitive,
     "years.csv": year_numbers,
     "flags.csv": flags,
+    "dayfirst.csv": day_first,
 }
 
 
@@ -163,6 +181,9 @@ def test_an_inferred_spec_passes_every_replayed_day_of_its_source(tmp_path: Path
             assert column.bool_coded and column.categories == ["False", "True"], column
         assert spec.positive_label == "True"
         assert blocking_failures(spec, tmp_path / "landing-csv", fmt="csv") == {}
+    if name == "dayfirst.csv":
+        assert spec.time.name == "diagnosed" and spec.time.format == "%d-%m-%Y"
+        assert "seen" not in spec.column_names  # a second time column is no feature
 
 
 @pytest.mark.parametrize(

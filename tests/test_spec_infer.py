@@ -114,7 +114,8 @@ def test_gzip_csv_and_parquet_read_the_same(tmp_path: Path) -> None:
         (
             {"target": "two_year_recid", "time": "sex"},
             "--time: 'sex' does not parse as timestamps on every row: 7,214 of 7,214 values are not ISO 8601 dates "
-            "or times, e.g. 'Male', 'Female'; write them as 2024-08-17",
+            "or times nor in a form infer knows, e.g. 'Male', 'Female'; give their strftime pattern with "
+            "--time-format",
         ),
         ({"target": "two_year_recid", "ident": "sex"}, "--id: 'sex' has nulls or repeated values"),
         ({"target": "two_year_recid", "ignore": ["two_year_recid"]}, "--ignore: ['two_year_recid'] also named"),
@@ -126,12 +127,30 @@ def test_bad_options_are_refused_naming_the_option(kw: dict, says: str) -> None:
     assert says in str(err.value)
 
 
-def test_day_first_dates_are_refused_with_examples_and_the_form_landing_reads(tmp_path: Path) -> None:
-    """lifelines' lymph_node.csv writes its dates day first (17-08-1984): ambiguous beside month first, so infer
-    names the values and the ISO 8601 form instead of guessing."""
+def test_day_first_dates_get_their_format(tmp_path: Path) -> None:
+    """lifelines' lymph_node.csv writes its dates day first (17-08-1984): a day above 12 says which form it is."""
     frame = pd.DataFrame({"d": ["17-08-1984", "25-04-1985"] * 100, "x": np.arange(200) % 7, "y": ["a", "b"] * 100})
-    with pytest.raises(InferenceError, match=r"200 of 200 values are not ISO 8601 .* e\.g\. '17-08-1984', '25-04"):
-        infer_spec(write_csv(tmp_path, frame), target="y", time="d")
+    spec = DatasetSpec.model_validate(infer_spec(write_csv(tmp_path, frame), target="y", time="d").spec)
+    assert spec.time.format == "%d-%m-%Y"
+    assert spec.typed("d", frame["d"]).iloc[:2].tolist() == [pd.Timestamp("1984-08-17"), pd.Timestamp("1985-04-25")]
+    slashed = frame.assign(d=["08/17/1984 13:05", "04/25/1985 09:00"] * 100)  # month first, with a clock time
+    found = infer_spec(write_csv(tmp_path, slashed), target="y")  # the time column found too
+    assert found.spec["columns"][1] == {"name": "d", "role": "time", "dtype": "datetime", "format": "%m/%d/%Y %H:%M"}
+
+
+def test_dates_that_read_both_ways_need_time_format(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"d": ["01-02-1984", "03-04-1985"] * 100, "x": np.arange(200) % 7, "y": ["a", "b"] * 100})
+    path = write_csv(tmp_path, frame)
+    with pytest.raises(InferenceError, match=r"reads as '%d-%m-%Y' and as '%m-%d-%Y' .*say which with --time-format"):
+        infer_spec(path, target="y", time="d")
+    spec = DatasetSpec.model_validate(infer_spec(path, target="y", time="d", time_format="%m-%d-%Y").spec)
+    assert spec.time.format == "%m-%d-%Y" and spec.typed("d", frame["d"]).iloc[0] == pd.Timestamp("1984-01-02")
+    with pytest.raises(InferenceError, match=r"--time-format: 200 of 200 values of 'd' are not in '%Y%m%d'"):
+        infer_spec(path, target="y", time="d", time_format="%Y%m%d")
+    with pytest.raises(InferenceError, match="--time-format: column 'd': format '%H' does not hold a whole date"):
+        infer_spec(path, target="y", time="d", time_format="%H")
+    with pytest.raises(InferenceError, match="--time-format: needs --time"):
+        infer_spec(path, target="y", time_format="%d-%m-%Y")
 
 
 def test_cli_errors_exit_2_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

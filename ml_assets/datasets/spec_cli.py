@@ -51,6 +51,13 @@ def add_spec_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="YYYY-MM-DD",
         help="the --time column holds day numbers counted from this date (year numbers need no origin)",
     )
+    infer.add_argument(
+        "--time-format",
+        default=None,
+        metavar="STRFTIME",
+        help="the --time column's text is in this strftime pattern, e.g. '%%d-%%m-%%Y' for 17-08-1984 (day-first "
+        "and month-first dates that infer cannot tell apart; ISO 8601 needs none)",
+    )
     infer.add_argument("--name", default=None, help="dataset name (default: from the file name)")
     infer.add_argument("-o", "--output", type=Path, default=None, help="write here (default: standard output)")
     infer.set_defaults(func=run_infer)
@@ -78,6 +85,7 @@ def run_infer(args: argparse.Namespace) -> int:
             ignore=args.ignore,
             categorical=args.categorical,
             time_origin=args.time_origin,
+            time_format=args.time_format,
             out=args.output,
             name=args.name,
         )

@@ -20,7 +20,9 @@ or day 34 fails; an integer column whose every value lies between ``FIRST_YEAR``
 its observed minimum up to the current year, never the future. Other numbers get 10 % headroom on each side (data
 that is never negative stays so). A time column of year numbers lands as ``landed: int64, unit: year``; day numbers
 need ``--time-origin`` (``unit: day``, ``origin``). Times with an offset or zone are converted to UTC; naive times
-are read in the spec's ``timezone`` (UTC).
+are read in the spec's ``timezone`` (UTC). Text dates that are not ISO 8601 (``17-08-1984``) get the column's
+``format`` when exactly one of ``TIME_FORMATS`` reads them all; when day first and month first both do (no day
+above 12), infer asks for ``--time-format`` instead of guessing.
 
 No column is lost silently: every column left out (constant, free text, a second time column, a type no spec field
 takes, ``--ignore``) is listed with its reason in the YAML's header and by the CLI on stderr, and a column named
@@ -45,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ml_assets.dataset import (
     TIME_OFFSET,
@@ -127,6 +129,7 @@ def infer_spec(
     ignore: Sequence[str] = (),
     categorical: Sequence[str] = (),
     time_origin: date | None = None,
+    time_format: str | None = None,
     out: str | Path | None = None,
     name: str | None = None,
 ) -> Inferred:
@@ -153,6 +156,10 @@ def infer_spec(
         raise InferenceError(f"--ignore: {clash} also named as the target, time or id")
     if time_origin is not None and time is None:
         raise InferenceError("--time-origin: needs --time (the column of day numbers it is the origin of)")
+    if time_format is not None and time is None:
+        raise InferenceError("--time-format: needs --time (the column of dates it is the format of)")
+    if time_format is not None and time_origin is not None:
+        raise InferenceError("--time-format: day numbers (--time-origin) have no text format")
     declared = {str(c) for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
     flags = {str(c) for c in frame.columns if pd.api.types.is_bool_dtype(frame[c].dtype)}
     frame = as_landed(frame)
@@ -180,7 +187,7 @@ def infer_spec(
         if col == ident:
             cols.append(_id_column(col, values, result))
         elif col == time:
-            cols.append(_time_column(col, values, time_origin, result))
+            cols.append(_time_column(col, values, time_origin, time_format, result))
         elif col == target:
             cols.append(_target_column(col, values, positive, result) | ({"landed": "bool"} if col in flags else {}))
         else:
@@ -364,6 +371,7 @@ def _guess_time(frame: pd.DataFrame, exclude: set[str]) -> str | None:
 
 
 def _as_times(values: pd.Series) -> pd.Series | None:
+    """The values as times when every one reads as ISO 8601 or as one of ``TIME_FORMATS`` (even ambiguously)."""
     if pd.api.types.is_datetime64_any_dtype(values.dtype) or (
         isinstance(values.dtype, pd.ArrowDtype) and values.dtype.kind == "M"
     ):
@@ -371,19 +379,53 @@ def _as_times(values: pd.Series) -> pd.Series | None:
     if not _is_text(values) or values.isna().all():
         return None
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-    return parsed if parsed.notna().sum() == values.notna().sum() else None
+    if parsed.notna().sum() == values.notna().sum():
+        return parsed
+    forms = _time_formats(values)
+    return pd.to_datetime(values, format=forms[0], errors="coerce", utc=True) if forms else None
+
+
+# Dates that are not ISO 8601 but common in exports: day first and month first (told apart by a day above 12),
+# year first with slashes or dots, and month names; each alone or with a clock time.
+_DATES = [f"%{a}{sep}%{b}{sep}%Y" for a, b in ("dm", "md") for sep in "-/."]
+_DATES += ["%Y/%m/%d", "%Y.%m.%d", "%d %b %Y", "%d-%b-%Y", "%d%b%Y", "%b %d %Y", "%b %d, %Y"]
+TIME_FORMATS = [date_form + clock for date_form in _DATES for clock in ("", " %H:%M", " %H:%M:%S")]
+_FIRST_LOOK = 200  # distinct values every format is tried on before the survivors read them all
+
+
+def _time_formats(values: pd.Series) -> list[str]:
+    """The ``TIME_FORMATS`` that read every value of a text column: none, one, or several when the text cannot tell
+    them apart (01/02/2024 is 1 February day first and 2 January month first)."""
+    distinct = landed_text(values).dropna().drop_duplicates()
+    if distinct.empty:
+        return []
+    forms = [f for f in TIME_FORMATS if _reads_all(distinct.head(_FIRST_LOOK), f)]
+    return [f for f in forms if _reads_all(distinct, f)] if len(distinct) > _FIRST_LOOK else forms
+
+
+def _reads_all(text: pd.Series, form: str) -> bool:
+    return bool(pd.to_datetime(text, format=form, errors="coerce").notna().all())
+
+
+def _unread(values: pd.Series, form: str | None) -> tuple[int, int, str]:
+    """(values not read, values present, a few of them) as ISO 8601, or in ``form``."""
+    present = landed_text(values).dropna()
+    if form is None:
+        read = pd.to_datetime(present, errors="coerce", utc=True, format="ISO8601")
+    else:
+        read = pd.to_datetime(present, errors="coerce", format=form)
+    bad = present[read.isna()]
+    return len(bad), len(present), ", ".join(repr(str(v)) for v in bad.drop_duplicates().head(3))
 
 
 def _unparsed(values: pd.Series) -> str:
-    """Which values of a text column are not ISO 8601 times (the form landing reads), and what to do."""
+    """Which values of a text column are neither ISO 8601 times nor in a form infer knows, and what to do."""
     if not _is_text(values):
         return f": it holds {values.dtype} values (year or day numbers need --time-origin for days)"
-    present = values.dropna()
-    bad = present[pd.to_datetime(present, errors="coerce", utc=True, format="ISO8601").isna()]
-    shown = ", ".join(repr(str(v)) for v in bad.drop_duplicates().head(3))
+    bad, present, shown = _unread(values, None)
     return (
-        f": {len(bad):,} of {len(present):,} values are not ISO 8601 dates or times, e.g. {shown}; write them as "
-        "2024-08-17 (or 2024-08-17 13:05:00+02:00) in the file, since day-first and month-first forms are ambiguous"
+        f": {bad:,} of {present:,} values are not ISO 8601 dates or times nor in a form infer knows, e.g. {shown}; "
+        "give their strftime pattern with --time-format (e.g. '%d-%m-%Y' for 17-08-1984)"
     )
 
 
@@ -395,13 +437,29 @@ def _id_column(name: str, values: pd.Series, result: Inferred) -> dict[str, Any]
     return {"name": name, "role": "id", "dtype": dtype}
 
 
-def _time_column(name: str, values: pd.Series, origin: date | None, result: Inferred) -> dict[str, Any]:
+def _time_column(
+    name: str, values: pd.Series, origin: date | None, form: str | None, result: Inferred
+) -> dict[str, Any]:
     column: dict[str, Any] = {"name": name, "role": "time", "dtype": "datetime"}
     if _is_integer(values) or origin is not None:
         column |= _numbered_time(name, values, origin)
         spec = DatasetSpec.model_construct(timezone="UTC", columns=[Column.model_validate(column)])
         times = spec.typed(name, values)
         zone = f"{column['unit']} numbers" + (f" from {origin}" if origin else " (2014: 2014-01-01)")
+    elif form is not None or (_as_times(values) is not None and _unread(values, None)[0]):
+        column["format"] = form or _one_format(name, values)
+        try:
+            Column.model_validate(column)
+        except ValidationError as e:
+            raise InferenceError(f"--time-format: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from e
+        bad, present, shown = _unread(values, column["format"])
+        if bad:
+            raise InferenceError(
+                f"--time-format: {bad:,} of {present:,} values of {name!r} are not in {column['format']!r}, e.g. {shown}"
+            )
+        spec = DatasetSpec.model_construct(timezone="UTC", columns=[Column.model_validate(column)])
+        times = pd.to_datetime(spec.typed(name, values), utc=True)
+        zone = f"text in format {column['format']!r}: read as UTC"
     else:
         parsed = _as_times(values)
         if parsed is None:
@@ -416,6 +474,19 @@ def _time_column(name: str, values: pd.Series, origin: date | None, result: Infe
         "mapped onto the landing days"
     )
     return column
+
+
+def _one_format(name: str, values: pd.Series) -> str:
+    """The one known format that reads every value, or an error naming the candidates when the text cannot tell."""
+    forms = _time_formats(values)
+    if len(forms) == 1:
+        return forms[0]
+    distinct = landed_text(values).dropna().drop_duplicates()
+    shown = ", ".join(repr(str(v)) for v in distinct.head(3))
+    raise InferenceError(
+        f"--time: {name!r} reads as {' and as '.join(repr(f) for f in forms)} (e.g. {shown}: no day above 12 "
+        "tells day first from month first); say which with --time-format"
+    )
 
 
 def _numbered_time(name: str, values: pd.Series, origin: date | None) -> dict[str, Any]:
@@ -637,6 +708,7 @@ KEY_ORDER = (
     "landed",
     "unit",
     "origin",
+    "format",
     "nullable",
     "mostly",
     "categories",
