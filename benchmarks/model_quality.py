@@ -30,7 +30,7 @@ from ml_assets import markdown
 SHIPPED = Path(__file__).resolve().parents[1] / "ml_assets" / "datasets"
 DATASETS = ("adult", "compas", "mpls_stops", "synthetic_interactions", "synthetic_linear")
 ROLES = ("baseline", "candidate", "reference")
-METRICS = ("roc_auc", "pr_auc", "log_loss")
+METRICS = ("roc_auc", "pr_auc", "log_loss", "ece")
 SYNTHETIC_ROWS = 12_000
 SYNTHETIC_DAYS = 14
 
@@ -135,7 +135,7 @@ def table(results: dict[str, dict[str, float | str]]) -> str:
                     "dataset": name,
                     "model": role,
                     **{m: round(float(fig[f"{role}_{m}"]), 4) for m in METRICS},
-                    "train s": round(float(fig[f"{role}_seconds"]), 1),
+                    "train s": f"{float(fig[f'{role}_seconds']):.1f}",
                 }
             )
         gap = float(fig["reference_roc_auc"]) - float(fig["candidate_roc_auc"])

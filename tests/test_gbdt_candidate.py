@@ -65,6 +65,10 @@ def test_with_only_gbdt_listed_the_candidate_is_trees_and_no_rank_starts(candida
     model = load_stored(store, ref.tag)
     assert isinstance(model, TabularModel) and model.kind == "gbdt" and 0.0 < model.threshold < 1.0
     assert meta["decision_threshold"].value == pytest.approx(model.threshold)
+    # Platt scaling on validation, stored with the model when it lowered the validation log loss, and said either way
+    said = meta["calibration"].value
+    assert said.startswith(("calibrated on validation", "not calibrated")), said
+    assert (model.calibration is not None) == said.startswith("calibrated"), said
     assert store.info(ref.tag).lineage.config["family"] == "gbdt"
 
 

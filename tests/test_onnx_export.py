@@ -31,6 +31,7 @@ from ml_assets.dataset import DatasetSpec, load_spec
 from ml_assets.datasets.samples import demo_training_set
 from ml_assets.export.onnx_model import ExportError, embedded_inputs, export_onnx, onnx_feeds
 from ml_assets.model.bundle import ModelRef, TabularModel
+from ml_assets.model.calibration import Calibration
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.partitions import training_set_partitions
@@ -128,6 +129,17 @@ def test_logistic_and_ensemble_export_too(adult_spec: DatasetSpec, adult_rows) -
     members = [NETWORKS["mlp"], NETWORKS["transformer"]]
     ensemble = trained(adult_spec, adult_rows, NetworkConfig(architecture="ensemble", members=members))
     assert_matches_service(ensemble, adult_spec, records_of(adult_spec, adult_rows, 16))
+
+
+def test_a_calibrated_model_exports_its_calibration(adult_spec: DatasetSpec, adult_rows) -> None:
+    """The candidate's Platt scaling is part of the file: probability and label as the service gives them."""
+    model = trained(adult_spec, adult_rows, NETWORKS["mlp"])
+    records = records_of(adult_spec, adult_rows)
+    raw = onnx_scores(model, adult_spec, records)["probability"]
+    model.calibration = Calibration(slope=0.4, intercept=-0.7)
+    model.threshold = float(np.median(model.calibration.apply(raw)))  # a threshold that splits these rows
+    assert_matches_service(model, adult_spec, records)
+    assert np.abs(onnx_scores(model, adult_spec, records)["probability"] - raw).max() > 0.05
 
 
 def test_an_unknown_category_gets_the_service_answer(adult_spec: DatasetSpec, adult_rows) -> None:

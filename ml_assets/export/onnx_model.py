@@ -46,6 +46,7 @@ from ml_assets.export.onnx_parts import (
 )
 from ml_assets.export.onnx_trees import tree_inputs_model, trees_model
 from ml_assets.model.bundle import TabularModel
+from ml_assets.model.calibration import EPSILON, Calibration
 from ml_assets.model.preprocessing import CLIP, MISSING_INDEX, UNKNOWN_INDEX
 
 __all__ = ["OUTPUTS", "EmbeddedInput", "ExportError", "embedded_inputs", "export_onnx", "onnx_feeds"]
@@ -77,7 +78,7 @@ def export_onnx(model: TabularModel, spec: DatasetSpec | None = None, model_tag:
     else:
         pre = _preprocessing_model(model, inputs)
         score = network_model(model) if model.kind != "logistic" else logistic_model(model)
-    decide = _decision_model(model.threshold, negative, positive)
+    decide = _decision_model(model.threshold, negative, positive, model.calibration)
     ir_version = max(part.ir_version for part in (pre, score, decide))
     for part in (pre, score, decide):  # one IR version for compose
         part.ir_version = ir_version
@@ -99,6 +100,11 @@ def export_onnx(model: TabularModel, spec: DatasetSpec | None = None, model_tag:
             "kind": model.kind,
             "dataset": model.spec_name,
             "threshold": repr(float(model.threshold)),
+            "calibration": (
+                f"sigmoid({model.calibration.slope!r} * logit(score) + {model.calibration.intercept!r})"
+                if model.calibration
+                else "none: the score is the probability"
+            ),
             "positive_label": positive,
             "negative_label": negative,
             "numeric_inputs": ",".join(i.name for i in inputs if not i.categorical),
@@ -227,12 +233,34 @@ def _concat_or_empty(parts: list[str], out: str, any_input: str, dtype: Any) -> 
     ]
 
 
-def _decision_model(threshold: float, negative: str, positive: str) -> onnx.ModelProto:
-    """probability -> probability, label (probability >= threshold, as the service decides) and its name."""
-    nodes = [
-        helper.make_node("Identity", [_DECIDE], [PROBABILITY]),
+def _decision_model(
+    threshold: float, negative: str, positive: str, calibration: Calibration | None = None
+) -> onnx.ModelProto:
+    """score -> probability (the score through the model's calibration, ``Calibration.apply`` in float64), label
+    (probability >= threshold, as the service decides) and its name."""
+    nodes: list[onnx.NodeProto] = []
+    if calibration is None:
+        nodes.append(helper.make_node("Identity", [_DECIDE], [PROBABILITY]))
+    else:  # sigmoid(slope * logit(clip(p)) + intercept)
+        c = "decide/calibration/"
+        nodes += [
+            const(c + "lo", EPSILON, np.float64),
+            const(c + "hi", 1.0 - EPSILON, np.float64),
+            const(c + "one", 1.0, np.float64),
+            const(c + "slope", calibration.slope, np.float64),
+            const(c + "intercept", calibration.intercept, np.float64),
+            helper.make_node("Clip", [_DECIDE, c + "lo", c + "hi"], [c + "p"]),
+            helper.make_node("Log", [c + "p"], [c + "log_p"]),
+            helper.make_node("Sub", [c + "one", c + "p"], [c + "q"]),
+            helper.make_node("Log", [c + "q"], [c + "log_q"]),
+            helper.make_node("Sub", [c + "log_p", c + "log_q"], [c + "logit"]),
+            helper.make_node("Mul", [c + "logit", c + "slope"], [c + "scaled"]),
+            helper.make_node("Add", [c + "scaled", c + "intercept"], [c + "z"]),
+            helper.make_node("Sigmoid", [c + "z"], [PROBABILITY]),
+        ]
+    nodes += [
         const("decide/threshold", float(threshold), np.float64),
-        helper.make_node("GreaterOrEqual", [_DECIDE, "decide/threshold"], ["decide/positive"]),
+        helper.make_node("GreaterOrEqual", [PROBABILITY, "decide/threshold"], ["decide/positive"]),
         helper.make_node("Cast", ["decide/positive"], [LABEL], to=TensorProto.INT64),
         helper.make_node(
             "LabelEncoder",

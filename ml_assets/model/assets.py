@@ -48,6 +48,7 @@ from ml_assets.model import (
 )
 from ml_assets.model import metrics as metrics_module
 from ml_assets.model.bundle import LogisticWeights, ModelRef, TabularModel
+from ml_assets.model.calibration import fit_calibration
 from ml_assets.model.decision import DecisionThreshold, choose_threshold
 from ml_assets.model.gates import thresholds_for
 from ml_assets.model.metrics import validation_scores
@@ -355,7 +356,9 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         judged = {family: validation_scores(val.y, val.probabilities[family], 0.5)[select_by] for family in contenders}
         pick = (max if higher_is_better else min)(judged, key=judged.get)
         model, found = contenders[pick]
-        p_val = val.probabilities[pick]
+        calibrated = fit_calibration(val.y, val.probabilities[pick])
+        model.calibration = calibrated.calibration
+        p_val = model.calibration.apply(val.probabilities[pick]) if model.calibration else val.probabilities[pick]
         chosen = decide_on(model, spec, val.y, p_val, "candidate_model")
         served = validation_scores(val.y, p_val, model.threshold)
         families = family_table(judged, pick, select_by)
@@ -366,7 +369,9 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
             scores = served
             lineage = trees_lineage(model.trees, scores, model_code, version, partition, found["seconds"])
         lineage = lineage.model_copy(update={"decision": chosen.as_dict(), "families": judged})
-        context.log.info(f"candidate: the {pick} family ({select_by} {judged[pick]:.4f}); {chosen.describe()}")
+        context.log.info(
+            f"candidate: the {pick} family ({select_by} {judged[pick]:.4f}); {calibrated.reason}; {chosen.describe()}"
+        )
         tag = model_store.save(model, classifier_name(spec), lineage)
         ref = ModelRef(
             tag=tag, name=classifier_name(spec), kind=model.kind, metrics=scores, training_set_version=version
@@ -380,6 +385,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         metadata["validation_rows"] = val.rows
         metadata["families"] = MetadataValue.md(families)
         metadata["family"] = pick
+        metadata["calibration"] = calibrated.reason
         return Output(ref, metadata=metadata | decision_metadata(chosen))
 
     return candidate_model

@@ -1,7 +1,8 @@
 """TabularModel: a trained model packed with its preprocessing, the one thing serving and evaluation load.
 
 A model directory holds ``tabular_model.json`` (kind, the whole validated dataset spec it was trained with,
-features, threshold, network config, preprocessing, and for the logistic baseline its coefficients) and, for networks, ``state_dict.pt`` (a plain
+features, threshold, network config, preprocessing, the calibration of its scores when it has one, and for the
+logistic baseline its coefficients) and, for networks, ``state_dict.pt`` (a plain
 fp32 state_dict, loaded with ``weights_only=True``). No pickled code, so a model outlives refactors. The spec
 travels with the model so that whatever serves or scores it (a Bento on Kubernetes, batch scoring) reads the
 columns, types and categories the model was trained with from the model itself, never from the environment.
@@ -20,6 +21,7 @@ import pandas as pd
 import torch
 
 from ml_assets.dataset import DatasetSpec
+from ml_assets.model.calibration import Calibration
 from ml_assets.model.network import NetworkConfig, build_network
 from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.model.trees import Trees
@@ -61,6 +63,8 @@ class TabularModel:
     state_dict: dict[str, torch.Tensor] | None = None
     logistic: LogisticWeights | None = None
     trees: Trees | None = None  # kind gbdt: the candidate family of gradient-boosted trees
+    calibration: Calibration | None = None  # the map from raw scores to probabilities (a candidate's, fitted on
+    # validation); None: the scores are the probabilities
     _module: torch.nn.Module | None = field(default=None, init=False, repr=False)
     _coef: tuple[np.ndarray, list[np.ndarray]] | None = field(default=None, init=False, repr=False)
 
@@ -95,7 +99,12 @@ class TabularModel:
 
     # ---- prediction -----------------------------------------------------------------------------------------
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Float64 probability of the positive label per row."""
+        """Float64 probability of the positive label per row (the raw scores through the calibration, if any)."""
+        raw = self.raw_scores(frame)
+        return raw if self.calibration is None else self.calibration.apply(raw)
+
+    def raw_scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """Float64 scores of the model itself, before any calibration."""
         if self.kind == "gbdt":  # the trees read the typed columns themselves (missing and unseen values included)
             assert self.trees is not None
             return self.trees.predict_proba(frame)
@@ -144,6 +153,7 @@ class TabularModel:
             "network_config": self.network_config.model_dump() if self.network_config else None,
             "logistic": {"coef": self.logistic.coef, "intercept": self.logistic.intercept} if self.logistic else None,
             "trees": self.trees.to_dict() if self.trees else None,
+            "calibration": self.calibration.to_dict() if self.calibration else None,
         }
         if self.trees is not None:
             (directory / TREES_FILE).write_text(self.trees.text)
@@ -171,6 +181,8 @@ class TabularModel:
             state_dict=state,
             logistic=LogisticWeights(**meta["logistic"]) if meta["logistic"] else None,
             trees=trees,
+            # optional: a model stored before calibration existed has none, and its scores are its probabilities
+            calibration=Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else None,
         )
 
 

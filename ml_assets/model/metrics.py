@@ -26,12 +26,19 @@ def validation_scores(y: np.ndarray, p: np.ndarray, threshold: float = THRESHOLD
     fp = int((pred & (y == 0)).sum())
     fn = int((~pred & (y == 1)).sum())
     return {
-        "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+        "log_loss": log_loss(y, p),
         "roc_auc": roc_auc(y, p),
         "pr_auc": average_precision(y, p),
         "accuracy": float((pred == (y == 1)).mean()),
         "f1": float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0,
     }
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean binary cross-entropy of probabilities ``p`` (clipped ``EPS`` from 0 and 1) for labels ``y``."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
