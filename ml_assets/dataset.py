@@ -885,6 +885,17 @@ def landed_text(s: pd.Series) -> pd.Series:
     return text.mask(text == "")
 
 
+def with_columns(frame: pd.DataFrame, columns: dict[str, pd.Series]) -> pd.DataFrame:
+    """``frame`` with ``columns`` set (a shallow copy; ``frame`` itself when there are none). Not ``assign(**)``:
+    a column may be named ``self`` (a self-employed flag) and keyword arguments cannot carry that name."""
+    if not columns:
+        return frame
+    out = frame.copy(deep=False)
+    for name, values in columns.items():
+        out[name] = values
+    return out
+
+
 def _is_timestamps(s: pd.Series) -> bool:
     return pd.api.types.is_datetime64_any_dtype(s.dtype) or (isinstance(s.dtype, pd.ArrowDtype) and s.dtype.kind == "M")
 

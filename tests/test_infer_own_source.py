@@ -132,6 +132,21 @@ def day_first(path: Path) -> list[str]:
     return ["--target", "y"]
 
 
+def named_self(path: Path) -> list[str]:
+    """A flag named ``self`` (self-employed, as in the Ecdat Hdma mortgage data) and a count named ``kwargs``: names
+    that cannot be keyword arguments, which pandas' ``assign`` takes columns as."""
+    r, n = np.random.default_rng(8), 2400
+    pd.DataFrame(
+        {
+            "t": hours(n),
+            "self": r.choice(["no", "yes"], size=n),
+            "kwargs": r.integers(0, 5, n),
+            "y": r.choice(["a", "b"], size=n),
+        }
+    ).to_csv(path, index=False)
+    return ["--target", "y", "--time", "t"]
+
+
 SHAPES = {
     "ws.csv": padded_categories,
     "nolab.csv": labels_stop,
@@ -141,6 +156,7 @@ SHAPES = {
     "years.csv": year_numbers,
     "flags.csv": flags,
     "dayfirst.csv": day_first,
+    "self.csv": named_self,
 }
 
 

@@ -410,3 +410,17 @@ def test_approved_training_set_refuses_a_window_with_a_joint_leak(tmp_path) -> N
     message = failure.event_specific_data.error.message
     assert "approved_training_set refuses to use training_set[2026-01-12]" in message
     assert "failed blocking checks: multivariate_leakage" in message
+
+
+def test_a_feature_named_self_is_screened_like_any_other() -> None:
+    """The joint screen encodes categories column by column; a column named ``self`` (Ecdat's Hdma data) must not
+    collide with a keyword of the frame method that sets them."""
+    from ml_assets.data.leakage import auc_drops, fit_logistic, roc_auc
+
+    r = np.random.default_rng(0)
+    y = r.integers(0, 2, 600)
+    x = pd.DataFrame({"self": pd.Categorical(np.where(y == 1, "yes", "no")), "kwargs": r.normal(size=600)})
+    predict = fit_logistic(x, y)
+    assert roc_auc(y, predict(x)) > 0.99
+    drops = {d.feature: d.auc_drop for d in auc_drops(predict, x, y, ["self", "kwargs"])}
+    assert drops["self"] > 0.4 and abs(drops["kwargs"]) < 0.05

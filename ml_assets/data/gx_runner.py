@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from ml_assets.data.rules import LANDED, Expect, Rule
+from ml_assets.dataset import with_columns
 
 PER_COLUMN_ROWS = 20_000
 
@@ -173,7 +174,7 @@ def _fast_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
             fixes[name] = pd.Series(
                 pd.Categorical.from_codes(codes, categories=uniques.astype(object)), index=s.index, name=name
             )
-    return frame.assign(**fixes) if fixes else frame
+    return with_columns(frame, fixes)
 
 
 def _schema_level(e: Expect, frame: pd.DataFrame) -> bool:
@@ -215,4 +216,4 @@ def _gx_comparable(frame: pd.DataFrame) -> pd.DataFrame:
                 fixes[name] = s.astype("datetime64[ns]")
             else:
                 fixes[name] = s.astype(dt.numpy_dtype if s.notna().all() else "float64")
-    return frame.assign(**fixes) if fixes else frame
+    return with_columns(frame, fixes)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ml_assets.dataset import DatasetSpec
+from ml_assets.dataset import DatasetSpec, with_columns
 
 FITTED_ROWS = 20_000  # rows fitted: near-perfect separation shows as clearly on a sample
 SCORED_ROWS = 10_000  # rows scored (and shuffled, once per feature, for the importance)
@@ -75,7 +75,7 @@ def auc_drops(
     order = np.random.default_rng(seed).permutation(len(frame))
     drops = []
     for name in features:
-        shuffled = frame.assign(**{name: frame[name].take(order).set_axis(frame.index)})
+        shuffled = with_columns(frame, {name: frame[name].take(order).set_axis(frame.index)})
         drops.append(FeatureImportance(name, base - roc_auc(y, predict(shuffled))))
     return sorted(drops, key=lambda d: d.auc_drop, reverse=True)
 
@@ -124,8 +124,8 @@ def fit_logistic(x: pd.DataFrame, y: np.ndarray) -> Predict:
             rates[c] = (stats["sum"] + SMOOTHING * base) / (stats["size"] + SMOOTHING)
 
     def encode(rows: pd.DataFrame) -> pd.DataFrame:
-        return rows.assign(
-            **{c: rows[c].cat.codes.map(rate).astype("float64").fillna(base) for c, rate in rates.items()}
+        return with_columns(
+            rows, {c: rows[c].cat.codes.map(rate).astype("float64").fillna(base) for c, rate in rates.items()}
         ).astype("float64")
 
     encoded = encode(x)

@@ -69,6 +69,7 @@ from ml_assets.dataset import (
     category_text,
     landed_text,
     read_table,
+    with_columns,
 )
 
 MAX_CATEGORIES = 100  # text columns with more distinct values are not categories (free text, ids)
@@ -269,7 +270,7 @@ def as_landed(frame: pd.DataFrame) -> pd.DataFrame:
             fixes[str(name)] = _stripped_objects(values)
         elif pd.api.types.is_string_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
             fixes[str(name)] = landed_text(values)  # a flag as the categories it is held as: "True", "False"
-    return frame.assign(**fixes) if fixes else frame
+    return with_columns(frame, fixes)
 
 
 def _stripped_objects(values: pd.Series) -> pd.Series:
