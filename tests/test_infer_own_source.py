@@ -99,6 +99,17 @@ def year_numbers(path: Path) -> list[str]:
     return ["--target", "y", "--time", "year"]
 
 
+def five_years(path: Path) -> list[str]:
+    """A panel over five year numbers (pydataset's rwm5yr: 1984 .. 1988), unequal in size: five instants mapped
+    onto twelve days left seven empty, until rows sharing a year were spread over it."""
+    r, n = np.random.default_rng(9), 3000
+    year = np.sort(r.choice(np.arange(1984, 1989), size=n, p=[0.3, 0.25, 0.2, 0.15, 0.1]))
+    pd.DataFrame({"year": year, "x": np.round(r.normal(size=n), 3), "y": r.choice(["a", "b"], size=n)}).to_csv(
+        path, index=False
+    )
+    return ["--target", "y", "--time", "year"]
+
+
 def flags(path: Path) -> list[str]:
     """True / False columns, as pandas writes booleans: the target and a feature (lifelines' canadian_senators.csv
     has its event flag so)."""
@@ -154,6 +165,7 @@ SHAPES = {
     "thin.csv": thins_out,
     "cat.parquet": category_sensitive,
     "years.csv": year_numbers,
+    "five_years.csv": five_years,
     "flags.csv": flags,
     "dayfirst.csv": day_first,
     "self.csv": named_self,
@@ -197,6 +209,8 @@ def test_an_inferred_spec_passes_every_replayed_day_of_its_source(tmp_path: Path
             assert column.bool_coded and column.categories == ["False", "True"], column
         assert spec.positive_label == "True"
         assert blocking_failures(spec, tmp_path / "landing-csv", fmt="csv") == {}
+    if name == "five_years.csv":  # every replayed day holds rows: the volume rule was not switched off for gaps
+        assert spec.row_count.min > 0 and spec.row_count.min_ratio > 0, spec.row_count
     if name == "dayfirst.csv":
         assert spec.time.name == "diagnosed" and spec.time.format == "%d-%m-%Y"
         assert "seen" not in spec.column_names  # a second time column is no feature

@@ -113,10 +113,15 @@ def test_unlabeled_rows_are_kept_counted_and_left_out_of_labels(mpls: DatasetSpe
 def test_source_time_order_and_density_are_kept_on_the_landing_days(tmp_path: Path, compas: DatasetSpec) -> None:
     days = landed_days(compas, tmp_path)
     source = read_demo_data(compas)
-    when = pd.to_datetime(source["compas_screening_date"].astype(str))
-    expected = np.bincount(
-        np.minimum(((when - when.min()) / (when.max() - when.min()) * DAYS).astype(int), DAYS - 1), minlength=DAYS
-    )
+    when = pd.to_datetime(source["compas_screening_date"].astype(str)).sort_values(ignore_index=True)
+    # a screening date stands for its whole day: the rows of one date are spread evenly until the next date (the
+    # last date's over one more gap), and that span is mapped linearly onto the landing days
+    dates = when.drop_duplicates(ignore_index=True)
+    width = dates.diff().shift(-1).fillna(dates.diff().iloc[-1])
+    share = when.groupby(when).cumcount() / when.map(when.value_counts())
+    spread = when + share * when.map(dict(zip(dates, width, strict=True)))
+    position = (spread - when.min()) / (spread.max() - when.min()) * DAYS
+    expected = np.bincount(np.minimum(position.astype(int), DAYS - 1), minlength=DAYS)
     assert [len(days[START + timedelta(days=i)]) for i in range(DAYS)] == expected.tolist()  # density kept
     by_id = source.set_index("id")["compas_screening_date"].astype(str)
     order = pd.concat([f.assign(_day=d) for d, f in sorted(days.items())], ignore_index=True).sort_values(

@@ -11,7 +11,8 @@ Time and ids, from the source when it has them:
 - A source with the spec's time column is replayed in its real time order. ``time_mode="scale"`` (default) maps
   the source's whole time span linearly onto the landing days, so order and relative density are kept (a busy
   month of the source is a busy landing day) and the newest source rows land on the newest day: the time split,
-  drift checks and monitoring see real time. ``time_mode="keep"`` lands every row on its real day and time
+  drift checks and monitoring see real time. Rows that share a time (a date, a year number) are spread over the
+  interval until the next distinct time, so a coarse time column still fills every day. ``time_mode="keep"`` lands every row on its real day and time
   (only the days from ``start`` to ``end``). Without a time column, rows are shuffled, dealt evenly over the
   days and given times uniform over their day.
 - The source's ids are kept when it has the id column, non-null and unique (text ids too). Otherwise, and for
@@ -390,12 +391,29 @@ def _deal(
         day_index = (stamps // MS_PER_DAY) - np.datetime64(days[0], "D").astype(np.int64)
         offsets = stamps % MS_PER_DAY
     else:
-        first, last = int(times.min()), int(times.max())
-        position = (stamps - first) / max(last - first, 1) * n_days  # [0, n_days]: the span onto the days
+        spread = _spread_ties(stamps)
+        first, last = int(times.min()), max(int(times.max()), float(spread.max()))
+        position = (spread - first) / max(last - first, 1) * n_days  # [0, n_days]: the span onto the days
         day_index = np.minimum(np.floor(position), n_days - 1).astype(np.int64)
         offsets = np.minimum(((position - day_index) * MS_PER_DAY).astype(np.int64), MS_PER_DAY - 1)
     found = [np.flatnonzero(day_index == i) for i in range(n_days)]  # rows outside the days (keep) never land
     return _Dealt([picks[f] for f in found], [ids[f] for f in found], [offsets[f] for f in found])
+
+
+def _spread_ties(stamps: np.ndarray) -> np.ndarray:
+    """Sorted source times (ms) with each run of equal times spread evenly over the interval until the next
+    distinct time (the last run over as long as the interval before it), as float ms; distinct times stay.
+
+    A date stands for its day and a year number for its year: in scale mode a source of five year numbers mapped as
+    five instants onto twelve landing days would leave seven days empty (pydataset's flchain and rwm5yr did), which
+    the inferred spec then refused as days without rows. Spread, every day gets its share, in time order."""
+    values, starts, counts = np.unique(stamps, return_index=True, return_counts=True)
+    if len(values) == len(stamps):
+        return stamps.astype(np.float64)
+    widths = np.diff(values).astype(np.float64)
+    widths = np.append(widths, widths[-1] if len(widths) else float(MS_PER_DAY))
+    rank = np.arange(len(stamps)) - np.repeat(starts, counts)
+    return stamps + rank / np.repeat(counts, counts) * np.repeat(widths, counts)
 
 
 def _picked_ids(source_ids: pd.Series, picks: np.ndarray, n: int) -> np.ndarray:
