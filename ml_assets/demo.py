@@ -9,11 +9,18 @@ afterwards re-ingests nothing that was ingested with the same files.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterInstance,
+    Definitions,
+    ExecuteInProcessResult,
+)
 
 from ml_assets.dataset import DatasetSpec, load_default_spec
 from ml_assets.partitions import day_range, last_complete_day
@@ -349,8 +356,19 @@ def print_evaluation(result: ExecuteInProcessResult) -> None:
     except Exception:  # the evaluation step did not run (training failed): the failure is in the summary
         return
     print("\n" + comparison_table(evaluation))
-    failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
-    print(f"\ngates: {'all passed' if not failed else 'FAILED ' + ', '.join(failed)}")
+    print("\n" + gates_line(result.get_asset_check_evaluations()))
+
+
+def gates_line(evaluations: Sequence[AssetCheckEvaluation]) -> str:
+    """The gates' verdict in one line: what failed, or that all judged gates passed, and which were not judged
+    (skipped by ``gates.may_skip``: no result, so never to be read as passed)."""
+    from ml_assets.model.gates import GATE_NAMES, SKIP_SETTING
+
+    failed = [e.check_name for e in evaluations if not e.passed]
+    judged = {e.check_name for e in evaluations}
+    skipped = [g for g in GATE_NAMES if g not in judged]
+    verdict = f"FAILED {', '.join(failed)}" if failed else "all judged passed" if skipped else "all passed"
+    return f"gates: {verdict}" + (f"; not judged ({SKIP_SETTING}): {', '.join(skipped)}" if skipped else "")
 
 
 def print_served(result: ExecuteInProcessResult) -> None:

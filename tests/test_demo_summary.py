@@ -76,3 +76,18 @@ def test_a_failed_step_reports_the_error_it_raised_and_only_a_bug_keeps_its_trac
     assert crashed.line() == "model_job step model: KeyError: 'income'"
     assert "Stack Trace" in crashed.traceback and "in bug" in crashed.traceback
     assert broken.report().count("KeyError: 'income'") == 2  # the reason line, and once above its traceback
+
+
+def test_gates_skipped_by_may_skip_are_named_never_counted_as_passed() -> None:
+    from ml_assets.demo import gates_line
+    from ml_assets.model.gates import FAIRNESS, GATE_NAMES, SLICE_QUALITY
+
+    def evaluation(name: str, passed: bool = True) -> dg.AssetCheckEvaluation:
+        return dg.AssetCheckEvaluation(asset_key=dg.AssetKey("model_evaluation"), check_name=name, passed=passed)
+
+    every = [evaluation(g) for g in GATE_NAMES]
+    assert gates_line(every) == "gates: all passed"
+    judged = [e for e in every if e.check_name not in (SLICE_QUALITY, FAIRNESS)]
+    assert gates_line(judged) == "gates: all judged passed; not judged (gates.may_skip): slice_quality, fairness"
+    failed = [evaluation("beats_baseline", passed=False), *judged[1:]]
+    assert gates_line(failed).startswith("gates: FAILED beats_baseline; not judged (gates.may_skip): slice_quality")
