@@ -221,8 +221,7 @@ def test_an_inferred_spec_passes_every_replayed_day_of_its_source(tmp_path: Path
     [
         (
             "compas.csv.gz",
-            "--target two_year_recid --positive 1 --time compas_screening_date --sensitive race,sex,age "
-            "--ignore is_recid",
+            "--target two_year_recid --positive 1 --time compas_screening_date --sensitive race,sex,age",
         ),
         (
             "mpls_stops.csv.gz",

@@ -152,7 +152,7 @@ def test_a_feature_that_encodes_the_label_is_leakage(spec: DatasetSpec, clean: p
         leaky[feature] = y.map({1: "Exec-managerial", 0: "Sales"}).astype("string")
     r = results(spec, leaky)["single_feature_leakage"]
     assert not r.passed and r.severity == dg.AssetCheckSeverity.ERROR
-    assert f"'{feature}' alone scores ROC AUC" in r.description
+    assert f"'{feature}': alone scores ROC AUC" in r.description
     assert single_feature_auc(spec, leaky[leaky[SPLIT] == "train"])[feature] >= 0.99
 
 

@@ -235,6 +235,32 @@ def label_purity(spec: DatasetSpec, train: pd.DataFrame, purity: float) -> dict[
     return out
 
 
+def leakage_problems(spec: DatasetSpec, aucs: pd.Series, purities: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Per feature that gives the label away alone, why (its name not repeated): its ROC AUC at or above ``training.leakage_auc``, or values
+    that fix the label on ``training.leakage_share`` of the rows (one feature may have both)."""
+    limit, share = spec.training.leakage_auc, spec.training.leakage_share
+    out: dict[str, list[str]] = {}
+    for name, auc in aucs.items():
+        if auc >= limit:
+            out.setdefault(str(name), []).append(f"alone scores ROC AUC {auc:.4f} (limit {limit})")
+    for name, p in purities.items():
+        if p["pure_share"] >= share:
+            out.setdefault(name, []).append(
+                f"values that fix the label cover {p['pure_share']:.1%} of the train rows (limit "
+                f"{share:.0%}), largest {p['largest_pure_value']}"
+            )
+    return {name: "; ".join(why) for name, why in out.items()}
+
+
+def single_feature_leaks(spec: DatasetSpec, train: pd.DataFrame) -> dict[str, str]:
+    """``leakage_problems`` on labeled train rows (a featurized frame), scored on the check's fixed sample."""
+    if len(train) > SAMPLE_ROWS:
+        train = train.sample(SAMPLE_ROWS, random_state=SAMPLE_SEED)
+    return leakage_problems(
+        spec, pd.Series(single_feature_auc(spec, train)), label_purity(spec, train, spec.training.leakage_purity)
+    )
+
+
 def check_leakage(spec: DatasetSpec, ts: pd.DataFrame, *, labeled_rows: int | None = None) -> dg.AssetCheckResult:
     """No single feature gives the label away on the labeled train rows of ``ts`` (a training_set frame or a sample
     of one; at most SAMPLE_ROWS are scored): neither by its ROC AUC alone (>= spec.training.leakage_auc) nor by
@@ -260,6 +286,7 @@ def check_leakage(spec: DatasetSpec, ts: pd.DataFrame, *, labeled_rows: int | No
         train = train.sample(SAMPLE_ROWS, random_state=SAMPLE_SEED)
     aucs = pd.Series(single_feature_auc(spec, train))
     purities = label_purity(spec, train, purity)
+    problems = [f"{name!r}: {why}" for name, why in leakage_problems(spec, aucs, purities).items()]
     scores = pd.DataFrame(
         {
             "roc_auc": aucs,
@@ -269,15 +296,6 @@ def check_leakage(spec: DatasetSpec, ts: pd.DataFrame, *, labeled_rows: int | No
     )
     scores["risk"] = np.maximum(scores["roc_auc"] / limit, scores["pure_share"] / share)
     scores = scores.sort_values("risk", ascending=False)
-    problems = [
-        f"{name!r} alone scores ROC AUC {auc:.4f} (limit {limit})" for name, auc in aucs.items() if auc >= limit
-    ]
-    problems += [
-        f"{name!r}: values that fix the label cover {p['pure_share']:.1%} of the train rows (limit {share:.0%}), "
-        f"largest {p['largest_pure_value']}"
-        for name, p in purities.items()
-        if p["pure_share"] >= share
-    ]
     top = scores.head(TOP_FEATURES).drop(columns="risk")
     first = scores.index[0]
     return _result(

@@ -237,6 +237,11 @@ def infer_spec(
     spec["columns"] = [_ordered(c) for c in spec["columns"]]
     proposed = DatasetSpec.model_validate(spec)  # the day rules sized below change no role, window or gate
     days = replay_days(proposed, frame, window + REPLAY_EXTRA_DAYS)
+    leaks = leaking_features(proposed, frame, days)
+    if leaks:  # what single_feature_leakage would block the first training set on: out now, saying why
+        result.left_out |= leaks
+        spec["columns"] = [c for c in spec["columns"] if c["name"] not in leaks]
+        proposed = DatasetSpec.model_validate(spec)  # the replayed days depend on the id and time columns only
     sized = _size_day_rules(spec, days, result)
     result.spec = spec
     result.header = _header(path, frame, result.left_out, time, labeled, label_rate, window) + sized
@@ -291,6 +296,32 @@ def replay_days(spec: DatasetSpec, frame: pd.DataFrame, n_days: int) -> Replayed
     labeled = frame[spec.target.name].notna().to_numpy()
     positions = replayed_day_rows(spec, frame, n_days)
     return ReplayedDays([len(p) for p in positions], [int(labeled[p].sum()) for p in positions], positions)
+
+
+def leaking_features(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) -> dict[str, str]:
+    """Features that give the label away alone on the train split of the demo's window (the replayed days before
+    its validation and test days), by the training set's own ``single_feature_leakage`` rule, with why: the
+    check would block the first training set on them. Sensitive attributes, named by the person, are judged only
+    by the check."""
+    from ml_assets.data.features import featurize
+    from ml_assets.data.training_checks import single_feature_leaks
+
+    cfg = spec.training
+    held_out = cfg.validation_days + cfg.test_days
+    train_days = days.positions[-cfg.window_days : -held_out] if cfg.window_days > held_out else []
+    rows = np.concatenate(train_days) if train_days else np.array([], dtype=int)
+    typed, _ = spec.coerce(frame.iloc[rows])
+    train = spec.labeled(featurize(spec, typed))
+    if train[spec.label_column].nunique() < 2:
+        return {}  # nothing to judge on: class_balance says so after landing
+    features = {c.name for c in spec.columns if c.role in (Role.NUMERIC, Role.CATEGORICAL)}
+    return {
+        name: f"{why}: a feature this telling is usually the label in disguise or an outcome recorded after it "
+        "(the training set's single_feature_leakage check would block it; to keep it, add it back and raise "
+        "training.leakage_auc / leakage_share)"
+        for name, why in single_feature_leaks(spec, train).items()
+        if name in features
+    }
 
 
 def fairness_note(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) -> str | None:
