@@ -248,7 +248,9 @@ def infer_spec(
     if not sensitive:
         result.header.append(NO_SENSITIVE_NOTE)
         result.warnings.append(NO_SENSITIVE_NOTE)
-    elif note := fairness_note(proposed, frame, days):
+    elif note := fairness_note(proposed, frame, days):  # a gate that cannot judge fails every candidate
+        skip = spec["gates"].setdefault("may_skip", [])
+        skip += [] if "fairness" in skip else ["fairness"]
         result.header.append(note)
         result.warnings.append(note)
     if repeated:
@@ -327,7 +329,8 @@ def leaking_features(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays)
 def fairness_note(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) -> str | None:
     """Said at infer time when the demo's last window could not judge fairness: its test split (the newest
     ``test_days`` replayed days) holds no sensitive attribute with two labeled groups of ``slice_min_size`` rows,
-    so the fairness gate would count as failed after training. None when one has (or none is named)."""
+    so the fairness gate would fail every candidate (infer then lists it under ``gates.may_skip``). None when one
+    has (or none is named)."""
     min_size, test_days = spec.gates.slice_min_size, spec.training.test_days
     rows = np.concatenate(days.positions[-test_days:]) if days.positions else np.array([], dtype=int)
     test = frame.iloc[rows]
@@ -344,8 +347,9 @@ def fairness_note(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) ->
     return (
         f"Fairness cannot be judged on the demo's window: its test split ({test_days} days, {len(test):,} labeled "
         f"rows) has no sensitive attribute with two groups of gates.slice_min_size ({min_size}) rows or more "
-        f"({'; '.join(seen)}), so the fairness gate would count as failed after training. Land more rows a day, "
-        "widen training.test_days, or list fairness under gates.may_skip."
+        f"({'; '.join(seen)}), so the fairness gate could not judge and would fail every candidate: gates.may_skip "
+        "lists fairness (it is skipped only when it cannot judge, shown as not executed, never as passed). Land more "
+        "rows a day or widen training.test_days, then drop it from may_skip to have fairness always required."
     )
 
 
