@@ -366,7 +366,7 @@ def test_a_column_named_in_an_option_is_used_or_refused_in_one_line(
 
 def test_bounded_integers_keep_their_observed_bounds(tmp_path: Path) -> None:
     """Month 13, day 34 or a future year are impossible: calendar fields, scores and years keep their bounds;
-    counts and measurements keep headroom."""
+    counts and measurements keep headroom, a share or probability up to 1."""
     n = 2000
     rng = np.random.default_rng(7)
     frame = pd.DataFrame(
@@ -376,6 +376,7 @@ def test_bounded_integers_keep_their_observed_bounds(tmp_path: Path) -> None:
             "built": rng.integers(1950, 2010, n),
             "visits": rng.integers(0, 500, n),
             "price": rng.uniform(10, 20, n),
+            "proba": rng.uniform(0.02, 0.99, n),  # a model's score in NannyML's car loan data: never above 1
             "y": rng.choice(["a", "b"], size=n),
         }
     )
@@ -386,6 +387,7 @@ def test_bounded_integers_keep_their_observed_bounds(tmp_path: Path) -> None:
     assert ranges["built"] == (frame["built"].min(), date.today().year)  # a year: never the future
     assert ranges["visits"][1] > frame["visits"].max()  # a count: headroom
     assert ranges["price"][0] < 10 and ranges["price"][1] > 20
+    assert ranges["proba"] == (0.0, 1.0) and "within [0, 1]" in inferred.notes["proba"]
     assert "exact bounds" in inferred.notes["month"] and "never the future" in inferred.notes["built"]
 
 

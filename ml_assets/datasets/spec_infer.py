@@ -18,7 +18,8 @@ Numeric ranges (``RANGE_HEADROOM``): an integer column keeps its exact observed 
 at most ``EXACT_SPAN`` (a calendar field: month, day, hour, weekday; a score, a rating, a small code), so month 13
 or day 34 fails; an integer column whose every value lies between ``FIRST_YEAR`` and the current year is a year:
 its observed minimum up to the current year, never the future. Other numbers get 10 % headroom on each side (data
-that is never negative stays so). A time column of year numbers lands as ``landed: int64, unit: year``; day numbers
+that is never negative stays so, and floats within [0, 1] spanning more than half of it, a share or a probability,
+stay at most 1). A time column of year numbers lands as ``landed: int64, unit: year``; day numbers
 need ``--time-origin`` (``unit: day``, ``origin``). Times with an offset or zone are converted to UTC; naive times
 are read in the spec's ``timezone`` (UTC). Text dates that are not ISO 8601 (``17-08-1984``) get the column's
 ``format`` when exactly one of ``TIME_FORMATS`` reads them all; when day first and month first both do (no day
@@ -697,6 +698,8 @@ def _range(numbers: pd.Series, dtype: str) -> tuple[dict[str, float | int], str]
     low = lo - pad if lo < 0 else max(0.0, lo - pad)  # non-negative data stays non-negative
     high = hi + pad
     how = f"{RANGE_HEADROOM:.0%} headroom"
+    if dtype == "float64" and lo >= 0.0 and hi <= 1.0 and hi - lo > 0.5:  # a share or a probability: at most 1
+        high, how = min(high, 1.0), f"{RANGE_HEADROOM:.0%} headroom within [0, 1] (a share or a probability)"
     if dtype == "int64":
         return {"min": math.floor(low), "max": math.ceil(high)}, how
     return {"min": round(low, 6), "max": round(high, 6)}, how
