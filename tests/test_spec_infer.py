@@ -310,7 +310,7 @@ def test_every_left_out_column_is_listed_with_its_reason(tmp_path: Path, capsys:
             "drop": np.arange(n),
             "serial": 1000 + 7 * np.arange(n),
             "patient_id": 500 - np.arange(n) // 3,  # a patient's rows share the key (lifelines' recur.csv)
-            "store_id": np.arange(n) % 8,  # a code with few values: a feature
+            "store_id": (np.arange(n) // 3) % 8,  # a code with few values (not in step with y): a feature
             "": np.arange(1, n + 1),  # the row names R's write.csv adds, under an empty header
             "y": ["a", "b"] * (n // 2),
         }
@@ -486,7 +486,7 @@ def _grouped_source(path: Path, n: int) -> Path:
 def test_without_sensitive_columns_the_unjudgeable_gates_are_skipped_never_passed(tmp_path: Path) -> None:
     """With no --sensitive, slice_quality and fairness have nothing to judge: infer lists them under may_skip (the
     UI shows them as not executed) and says so; with one, nothing is skipped."""
-    data = _grouped_source(tmp_path / "d.csv", 3000)
+    data = _grouped_source(tmp_path / "d.csv", 6000)  # a test split of 2 days, 1,000 rows: fairness can judge
     plain = infer_spec(data, target="y", positive="yes")
     assert plain.spec["gates"]["may_skip"] == ["slice_quality", "fairness"]
     assert any("No sensitive column was named" in w for w in plain.warnings)
@@ -503,3 +503,14 @@ def test_a_source_too_small_to_judge_fairness_is_told_at_infer_time(tmp_path: Pa
     assert "gates.slice_min_size (200)" in note and re.search(r"\(g: [ab] \d+, [ab] \d+\)", note), note
     assert "training.test_days" in note and judged.spec["gates"]["may_skip"] == ["fairness"]
     assert note in judged.header
+
+
+@pytest.mark.parametrize(("rows", "window", "held_out"), [(1800, 5, 1), (2700, 7, 1), (3000, 8, 1), (9000, 10, 2)])
+def test_a_small_source_keeps_most_of_its_window_for_training(
+    tmp_path: Path, rows: int, window: int, held_out: int
+) -> None:
+    """Validation and test days are a fifth of the window each: a 5-day window used to hold out 2 + 2 days and
+    train on one (Ecdat's Hdma: 340 train rows against 680 validation and 680 test)."""
+    training = infer_spec(_grouped_source(tmp_path / "d.csv", rows), target="y", positive="yes").spec["training"]
+    assert (training["window_days"], training["validation_days"], training["test_days"]) == (window, *[held_out] * 2)
+    assert training["window_days"] - 2 * held_out >= 0.6 * window
