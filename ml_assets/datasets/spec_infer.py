@@ -345,8 +345,9 @@ def fairness_note(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) ->
         seen.append(f"{name}: " + ", ".join(f"{g} {n:,}" for g, n in groups.head(4).items()))
     if not seen:
         return None
+    days = f"{test_days} day{'s' if test_days > 1 else ''}"
     return (
-        f"Fairness cannot be judged on the demo's window: its test split ({test_days} day{'s' if test_days > 1 else ''}, {len(test):,} labeled "
+        f"Fairness cannot be judged on the demo's window: its test split ({days}, {len(test):,} labeled "
         f"rows) has no sensitive attribute with two groups of gates.slice_min_size ({min_size}) rows or more "
         f"({'; '.join(seen)}), so the fairness gate could not judge and would fail every candidate: gates.may_skip "
         "lists fairness (it is skipped only when it cannot judge, shown as not executed, never as passed). Land more "
