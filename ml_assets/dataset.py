@@ -19,7 +19,7 @@ month-first dates cannot be told apart from the text alone.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -212,7 +212,7 @@ class Column(BaseModel):
         where = f"column {self.name!r}: format {self.format!r}"
         if self.role != Role.TIME or self.unit is not None:
             raise ValueError(f"{where} belongs to a time column that lands as text (not year or day numbers)")
-        day = datetime(2001, 2, 13, 14, 15, 16)
+        day = datetime(2001, 2, 13, 14, 15, 16, tzinfo=UTC)  # aware: a %z pattern writes what it reads
         try:
             read = datetime.strptime(day.strftime(self.format), self.format)
         except ValueError as e:
@@ -921,9 +921,10 @@ def _local_to_utc(naive: pd.Series, timezone: str) -> pd.Series:
     return aware.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
 
 
-# an ISO 8601 time that says its offset: Z or +hh[:mm] after a clock time (a date alone, 1984-08-17, ends in
-# "-17" but has no offset: it is midnight in the spec's timezone)
-TIME_OFFSET = r":\d\d(?:\.\d+)?\s*(?:[Zz]|[+-]\d\d(?::?\d\d)?)$"
+# an ISO 8601 time that says its offset: Z or +hh[:mm] after a clock time, hh[:mm[:ss[.f]]] after T or a space
+# (2024-01-05T10Z, 20240105T100000+0200); a date alone, 1984-08-17, ends in "-17" but has no offset: it is
+# midnight in the spec's timezone
+TIME_OFFSET = r"[T\s]\d\d(?::?\d\d(?::?\d\d(?:[.,]\d+)?)?)?\s*(?:[Zz]|[+-]\d\d(?::?\d\d)?)$"
 
 
 def _cast_times(s: pd.Series, timezone: str, format: str | None = None) -> pd.Series:

@@ -64,6 +64,13 @@ def test_too_few_rows_of_a_class_or_a_backward_ranking_are_not_calibrated() -> N
     assert backward.calibration is None and "reverse" in backward.reason
 
 
+def test_scores_that_are_not_finite_are_left_to_the_thresholds_clear_refusal() -> None:
+    y, p = scored(200, 2.0)
+    p[3] = np.nan
+    fit = fit_calibration(y, p)
+    assert fit.calibration is None and "not finite" in fit.reason
+
+
 def test_a_map_that_would_reverse_the_ranking_cannot_be_made() -> None:
     with pytest.raises(ValueError, match="slope > 0"):
         Calibration(slope=-1.0, intercept=0.0)

@@ -143,6 +143,16 @@ def day_first(path: Path) -> list[str]:
     return ["--target", "y"]
 
 
+def digits_only(path: Path) -> list[str]:
+    """Dates as eight digits (20240105), which a CSV reader takes for numbers: the format given with --time-format."""
+    r, n = np.random.default_rng(10), 2400
+    days = pd.date_range("2024-01-01", periods=n, freq="6h").strftime("%Y%m%d")
+    pd.DataFrame({"d": days, "x": np.round(r.normal(size=n), 3), "y": r.choice(["a", "b"], size=n)}).to_csv(
+        path, index=False
+    )
+    return ["--target", "y", "--time", "d", "--time-format", "%Y%m%d"]
+
+
 def named_self(path: Path) -> list[str]:
     """A flag named ``self`` (self-employed, as in the Ecdat Hdma mortgage data) and a count named ``kwargs``: names
     that cannot be keyword arguments, which pandas' ``assign`` takes columns as."""
@@ -169,6 +179,7 @@ SHAPES = {
     "flags.csv": flags,
     "dayfirst.csv": day_first,
     "self.csv": named_self,
+    "digits.csv": digits_only,
 }
 
 
@@ -209,6 +220,9 @@ def test_an_inferred_spec_passes_every_replayed_day_of_its_source(tmp_path: Path
             assert column.bool_coded and column.categories == ["False", "True"], column
         assert spec.positive_label == "True"
         assert blocking_failures(spec, tmp_path / "landing-csv", fmt="csv") == {}
+    if name == "digits.csv":
+        assert spec.time.format == "%Y%m%d" and spec.time.landed is None
+        assert blocking_failures(spec, tmp_path / "landing-csv", fmt="csv") == {}  # CSV: the digits land as int64
     if name == "five_years.csv":  # every replayed day holds rows: the volume rule was not switched off for gaps
         assert spec.row_count.min > 0 and spec.row_count.min_ratio > 0, spec.row_count
     if name == "dayfirst.csv":

@@ -83,11 +83,15 @@ def test_a_numbered_time_column_needs_its_unit_and_origin(time: dict, says: str)
 def test_a_date_alone_is_midnight_in_the_spec_timezone_not_an_offset() -> None:
     """``2024-01-05`` ends in ``-05``, which an offset pattern without a clock time before it read as the offset
     -05:00 (so a date landed in Chicago was UTC midnight: the previous local day)."""
-    landed = pd.Series(["2024-01-05", "2024-01-05 10:00-05", "2024-01-05T10:00:00.250Z"])
+    landed = pd.Series(
+        ["2024-01-05", "2024-01-05 10:00-05", "2024-01-05T10:00:00.250Z", "20240105T100000+0200", "2024-01-05T10Z"]
+    )
     assert spec_in("America/Chicago").typed("t", landed).tolist() == [
         pd.Timestamp("2024-01-05 06:00"),
         pd.Timestamp("2024-01-05 15:00"),
         pd.Timestamp("2024-01-05 10:00:00.250"),
+        pd.Timestamp("2024-01-05 08:00"),  # the basic form, and an hour alone before the offset, still have one
+        pd.Timestamp("2024-01-05 10:00"),
     ]
 
 
@@ -104,6 +108,14 @@ def test_text_in_the_columns_format_is_read_by_it_and_iso_text_as_iso() -> None:
         pd.Timestamp("2026-11-01 08:26:57"),
     ]
     assert pd.isna(typed["t"].iloc[3]) and failures == {"t": 1}  # no 31 February: counted, not hidden
+
+
+def test_a_format_with_an_offset_converts_and_digits_landed_as_numbers_are_read() -> None:
+    zoned = spec_in("America/Chicago", format="%d/%m/%Y %H:%M%z")
+    assert zoned.typed("t", pd.Series(["05/01/2024 10:00+0100"])).tolist() == [pd.Timestamp("2024-01-05 09:00")]
+    digits = spec_in("UTC", format="%Y%m%d")
+    typed, failures = digits.coerce(pd.DataFrame({"id": [1, 2], "t": [20240105, 20241301]}))  # read as int64
+    assert typed["t"].iloc[0] == pd.Timestamp("2024-01-05") and failures == {"t": 1}  # no month 13
 
 
 @pytest.mark.parametrize(

@@ -514,3 +514,24 @@ def test_a_small_source_keeps_most_of_its_window_for_training(
     training = infer_spec(_grouped_source(tmp_path / "d.csv", rows), target="y", positive="yes").spec["training"]
     assert (training["window_days"], training["validation_days"], training["test_days"]) == (window, *[held_out] * 2)
     assert training["window_days"] - 2 * held_out >= 0.6 * window
+
+
+def test_named_columns_are_used_as_asked_even_when_they_would_leak(tmp_path: Path) -> None:
+    """A numeric sensitive attribute is the source of its band, and a --categorical column was asked for: the leak
+    screen leaves both to the training set's check (dropping age once left its band without a source)."""
+    r = np.random.default_rng(4)
+    n = 6000
+    y = r.choice(["no", "yes"], size=n)
+    frame = pd.DataFrame(
+        {
+            "t": hourly(n),
+            "age": np.where(y == "yes", r.integers(60, 90, n), r.integers(20, 59, n)),
+            "code": np.where(y == "yes", 1, 2),
+            "x": np.round(r.normal(size=n), 3),
+            "y": y,
+        }
+    )
+    inferred = infer_spec(write_csv(tmp_path, frame), target="y", sensitive=["age"], categorical=["code"])
+    spec = DatasetSpec.model_validate(inferred.spec)
+    assert {"age", "code", "x"} <= set(spec.column_names) and spec.bands[0].source == "age"
+    assert "age" not in inferred.left_out and "code" not in inferred.left_out

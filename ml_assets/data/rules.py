@@ -87,6 +87,8 @@ def _landed_kind(col: Column) -> str:
     kind = LANDED_KINDS.get(col.landed_dtype, col.landed_dtype)
     if col.numbered_time:
         return f"{col.unit} numbers or timestamps"
+    if col.format is not None:
+        return f"text in {col.format!r} (digits may land as numbers) or timestamps"
     return f"{kind} (integer codes)" if col.integer_coded else f"{kind} (True / False)" if col.bool_coded else kind
 
 
@@ -103,6 +105,8 @@ def raw_data_rules(spec: DatasetSpec, partition_end: pd.Timestamp | None = None)
         types = LANDED_TYPES[col.landed_dtype]
         if col.numbered_time:  # year or day numbers as landed; replayed days carry the timestamps themselves
             types = [*types, *LANDED_TYPES["datetime"]]
+        elif col.format is not None:  # a format of digits only (%Y%m%d): a CSV reader takes 20240105 for a number
+            types = [*types, *_NUMERIC_TYPES]
         rules.append(
             Rule(
                 check_name(col.name, "type"),

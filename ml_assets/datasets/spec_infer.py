@@ -238,10 +238,14 @@ def infer_spec(
     spec["columns"] = [_ordered(c) for c in spec["columns"]]
     proposed = DatasetSpec.model_validate(spec)  # the day rules sized below change no role, window or gate
     days = replay_days(proposed, frame, window + REPLAY_EXTRA_DAYS)
-    leaks = leaking_features(proposed, frame, days)
+    leaks = leaking_features(proposed, frame, days, named={*sensitive, *categorical})
     if leaks:  # what single_feature_leakage would block the first training set on: out now, saying why
         result.left_out |= leaks
         spec["columns"] = [c for c in spec["columns"] if c["name"] not in leaks]
+        repeats = _repeated_rows(
+            frame, [c["name"] for c in spec["columns"] if c["role"] != "id" and c["name"] in columns]
+        )
+        spec["duplicate_rows"] = "warn" if repeats else "error"  # rows may repeat once a column has left
         proposed = DatasetSpec.model_validate(spec)  # the replayed days depend on the id and time columns only
     sized = _size_day_rules(spec, days, result)
     result.spec = spec
@@ -301,11 +305,13 @@ def replay_days(spec: DatasetSpec, frame: pd.DataFrame, n_days: int) -> Replayed
     return ReplayedDays([len(p) for p in positions], [int(labeled[p].sum()) for p in positions], positions)
 
 
-def leaking_features(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) -> dict[str, str]:
+def leaking_features(
+    spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays, named: set[str] = frozenset()
+) -> dict[str, str]:
     """Features that give the label away alone on the train split of the demo's window (the replayed days before
     its validation and test days), by the training set's own ``single_feature_leakage`` rule, with why: the
-    check would block the first training set on them. Sensitive attributes, named by the person, are judged only
-    by the check."""
+    check would block the first training set on them. Columns the person named (``named``: --sensitive,
+    --categorical) and the sources of bands are used as asked: only the check judges them."""
     from ml_assets.data.features import featurize
     from ml_assets.data.training_checks import single_feature_leaks
 
@@ -318,6 +324,7 @@ def leaking_features(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays)
     if train[spec.label_column].nunique() < 2:
         return {}  # nothing to judge on: class_balance says so after landing
     features = {c.name for c in spec.columns if c.role in (Role.NUMERIC, Role.CATEGORICAL)}
+    features -= named | {b.source for b in spec.bands}
     return {
         name: f"{why}: a feature this telling is usually the label in disguise or an outcome recorded after it "
         "(the training set's single_feature_leakage check would block it; to keep it, add it back and raise "
@@ -479,7 +486,7 @@ def _time_column(
     name: str, values: pd.Series, origin: date | None, form: str | None, result: Inferred
 ) -> dict[str, Any]:
     column: dict[str, Any] = {"name": name, "role": "time", "dtype": "datetime"}
-    if _is_integer(values) or origin is not None:
+    if form is None and (_is_integer(values) or origin is not None):
         column |= _numbered_time(name, values, origin)
         spec = DatasetSpec.model_construct(timezone="UTC", columns=[Column.model_validate(column)])
         times = spec.typed(name, values)

@@ -13,6 +13,7 @@ which keeps a small or separable validation split from fitting an infinite slope
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +70,8 @@ def fit_calibration(y: np.ndarray, p: np.ndarray) -> CalibrationFit:
 
     y = np.asarray(y, dtype=np.int64)
     p = np.asarray(p, dtype=np.float64)
+    if not np.isfinite(p).all():  # the threshold's choice refuses them next, saying how many
+        return CalibrationFit(None, math.nan, math.nan, "not calibrated: some validation scores are not finite")
     before = log_loss(y, p)
     positives, negatives = int(y.sum()), int(len(y) - y.sum())
     if min(positives, negatives) < MIN_ROWS_PER_CLASS:

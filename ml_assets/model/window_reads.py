@@ -19,7 +19,7 @@ import pandas as pd
 
 from ml_assets.data.splits import SPLIT, SPLITS, WINDOW_END
 from ml_assets.data.window import TrainingWindow
-from ml_assets.dataset import DatasetSpec
+from ml_assets.dataset import DatasetSpec, with_columns
 from ml_assets.model.evaluation import ProbabilityModel, predictions
 from ml_assets.partitions import LANDING_DAY
 from ml_assets.settings import sample_rows
@@ -73,7 +73,7 @@ class ScoredSplit:
 
     def frame(self, label: str) -> pd.DataFrame:
         """The kept columns with the label: what ``score_model`` reads besides the probabilities."""
-        return self.kept.assign(**{label: self.y})
+        return with_columns(self.kept, {label: self.y})
 
 
 def score_split(
