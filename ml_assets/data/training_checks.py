@@ -21,6 +21,7 @@ features at once (``ml_assets.data.leakage``) and names the features they rely o
 """
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -235,30 +236,37 @@ def label_purity(spec: DatasetSpec, train: pd.DataFrame, purity: float) -> dict[
     return out
 
 
-def leakage_problems(spec: DatasetSpec, aucs: pd.Series, purities: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Per feature that gives the label away alone, why (its name not repeated): its ROC AUC at or above ``training.leakage_auc``, or values
-    that fix the label on ``training.leakage_share`` of the rows (one feature may have both)."""
-    limit, share = spec.training.leakage_auc, spec.training.leakage_share
-    out: dict[str, list[str]] = {}
-    for name, auc in aucs.items():
-        if auc >= limit:
-            out.setdefault(str(name), []).append(f"alone scores ROC AUC {auc:.4f} (limit {limit})")
-    for name, p in purities.items():
-        if p["pure_share"] >= share:
-            out.setdefault(name, []).append(
-                f"values that fix the label cover {p['pure_share']:.1%} of the train rows (limit "
-                f"{share:.0%}), largest {p['largest_pure_value']}"
-            )
-    return {name: "; ".join(why) for name, why in out.items()}
+@dataclass(frozen=True)
+class SingleFeatureScores:
+    """Each feature alone on labeled train rows (at most SAMPLE_ROWS, a fixed sample: an AUC near the limit is
+    estimated well from it): its ROC AUC and its label purity. The check and ``spec infer`` judge by these."""
 
+    rows: int  # the rows scored
+    aucs: pd.Series
+    purities: dict[str, dict[str, Any]]
 
-def single_feature_leaks(spec: DatasetSpec, train: pd.DataFrame) -> dict[str, str]:
-    """``leakage_problems`` on labeled train rows (a featurized frame), scored on the check's fixed sample."""
-    if len(train) > SAMPLE_ROWS:
-        train = train.sample(SAMPLE_ROWS, random_state=SAMPLE_SEED)
-    return leakage_problems(
-        spec, pd.Series(single_feature_auc(spec, train)), label_purity(spec, train, spec.training.leakage_purity)
-    )
+    @classmethod
+    def of(cls, spec: DatasetSpec, train: pd.DataFrame) -> "SingleFeatureScores":
+        if len(train) > SAMPLE_ROWS:
+            train = train.sample(SAMPLE_ROWS, random_state=SAMPLE_SEED)
+        aucs = pd.Series(single_feature_auc(spec, train))
+        return cls(len(train), aucs, label_purity(spec, train, spec.training.leakage_purity))
+
+    def leaks(self, spec: DatasetSpec) -> dict[str, str]:
+        """Per feature that gives the label away alone, why (its name not repeated): its ROC AUC at or above
+        ``training.leakage_auc``, or values that fix the label on ``training.leakage_share`` of the rows (or both)."""
+        limit, share = spec.training.leakage_auc, spec.training.leakage_share
+        out: dict[str, list[str]] = {}
+        for name, auc in self.aucs.items():
+            if auc >= limit:
+                out.setdefault(str(name), []).append(f"alone scores ROC AUC {auc:.4f} (limit {limit})")
+        for name, p in self.purities.items():
+            if p["pure_share"] >= share:
+                out.setdefault(name, []).append(
+                    f"values that fix the label cover {p['pure_share']:.1%} of the train rows (limit "
+                    f"{share:.0%}), largest {p['largest_pure_value']}"
+                )
+        return {name: "; ".join(why) for name, why in out.items()}
 
 
 def check_leakage(spec: DatasetSpec, ts: pd.DataFrame, *, labeled_rows: int | None = None) -> dg.AssetCheckResult:
@@ -282,11 +290,9 @@ def check_leakage(spec: DatasetSpec, ts: pd.DataFrame, *, labeled_rows: int | No
             f"FAILED single_feature_leakage: {why} (see class_balance)",
             {"rule": rule, "note": why},
         )
-    if len(train) > SAMPLE_ROWS:  # an AUC near the limit is estimated well from a fixed sample
-        train = train.sample(SAMPLE_ROWS, random_state=SAMPLE_SEED)
-    aucs = pd.Series(single_feature_auc(spec, train))
-    purities = label_purity(spec, train, purity)
-    problems = [f"{name!r}: {why}" for name, why in leakage_problems(spec, aucs, purities).items()]
+    scored = SingleFeatureScores.of(spec, train)
+    aucs, purities = scored.aucs, scored.purities
+    problems = [f"{name!r}: {why}" for name, why in scored.leaks(spec).items()]
     scores = pd.DataFrame(
         {
             "roc_auc": aucs,
@@ -311,8 +317,8 @@ def check_leakage(spec: DatasetSpec, ts: pd.DataFrame, *, labeled_rows: int | No
             "max_auc": float(aucs.max()),
             "max_pure_share": float(scores["pure_share"].max()),
             "top_features": dg.MetadataValue.md(markdown.table(top, index="feature", digits=4)),
-            "train_rows_scored": len(train),
-            "sample_rows": len(train),
+            "train_rows_scored": scored.rows,
+            "sample_rows": scored.rows,
             "sample_split": "train (labeled rows)",
         },
     )

@@ -313,7 +313,7 @@ def leaking_features(
     check would block the first training set on them. Columns the person named (``named``: --sensitive,
     --categorical) and the sources of bands are used as asked: only the check judges them."""
     from ml_assets.data.features import featurize
-    from ml_assets.data.training_checks import single_feature_leaks
+    from ml_assets.data.training_checks import SingleFeatureScores
 
     cfg = spec.training
     held_out = cfg.validation_days + cfg.test_days
@@ -329,7 +329,7 @@ def leaking_features(
         name: f"{why}: a feature this telling is usually the label in disguise or an outcome recorded after it "
         "(the training set's single_feature_leakage check would block it; to keep it, add it back and raise "
         "training.leakage_auc / leakage_share)"
-        for name, why in single_feature_leaks(spec, train).items()
+        for name, why in SingleFeatureScores.of(spec, train).leaks(spec).items()
         if name in features
     }
 
