@@ -352,9 +352,9 @@ def fairness_note(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) ->
         seen.append(f"{name}: " + ", ".join(f"{g} {n:,}" for g, n in groups.head(4).items()))
     if not seen:
         return None
-    days = f"{test_days} day{'s' if test_days > 1 else ''}"
+    span = f"{test_days} day{'s' if test_days > 1 else ''}"
     return (
-        f"Fairness cannot be judged on the demo's window: its test split ({days}, {len(test):,} labeled "
+        f"Fairness cannot be judged on the demo's window: its test split ({span}, {len(test):,} labeled "
         f"rows) has no sensitive attribute with two groups of gates.slice_min_size ({min_size}) rows or more "
         f"({'; '.join(seen)}), so the fairness gate could not judge and would fail every candidate: gates.may_skip "
         "lists fairness (it is skipped only when it cannot judge, shown as not executed, never as passed). Land more "
@@ -491,7 +491,7 @@ def _time_column(
         spec = DatasetSpec.model_construct(timezone="UTC", columns=[Column.model_validate(column)])
         times = spec.typed(name, values)
         zone = f"{column['unit']} numbers" + (f" from {origin}" if origin else " (2014: 2014-01-01)")
-    elif form is not None or (_as_times(values) is not None and _unread(values, None)[0]):
+    elif form is not None or (_is_text(values) and _unread(values, None)[0]):  # given, or text not in ISO 8601
         column["format"] = form or _one_format(name, values)
         try:
             Column.model_validate(column)
@@ -522,10 +522,13 @@ def _time_column(
 
 
 def _one_format(name: str, values: pd.Series) -> str:
-    """The one known format that reads every value, or an error naming the candidates when the text cannot tell."""
+    """The one known format that reads every value; an error saying what to do when none does, or naming the
+    candidates when the text cannot tell them apart."""
     forms = _time_formats(values)
     if len(forms) == 1:
         return forms[0]
+    if not forms:
+        raise InferenceError(f"--time: {name!r} does not parse as timestamps on every row{_unparsed(values)}")
     distinct = landed_text(values).dropna().drop_duplicates()
     shown = ", ".join(repr(str(v)) for v in distinct.head(3))
     raise InferenceError(
