@@ -206,7 +206,6 @@ def infer_spec(
     target_col = next(c for c in cols if c["role"] == "target")
     label_rate, labeled = _label_stats(frame[target], target_col)
     window = _window(labeled)
-    repeats = _repeated_rows(frame, [c["name"] for c in cols if c["role"] != "id" and c["name"] in columns])
     spec: dict[str, Any] = {
         "name": name or _dataset_name(path),
         "description": f"{path.name}: {len(frame):,} rows, {len(columns)} columns (inferred by ml-assets spec infer)",
@@ -227,7 +226,7 @@ def infer_spec(
             "class_balance": [round(max(0.01, label_rate / 3), 3), round(min(0.99, 1 - (1 - label_rate) / 3), 3)],
         },
         "unexpected_columns": "warn",
-        "duplicate_rows": "warn" if repeats else "error",
+        "duplicate_rows": "warn",  # set below, on the columns left once leaks are out
         "search": {"trials": CandidateSearch().trials},
         "columns": [{k: v for k, v in c.items() if k != "positive_label"} for c in cols],
         "bands": bands,
@@ -242,11 +241,9 @@ def infer_spec(
     if leaks:  # what single_feature_leakage would block the first training set on: out now, saying why
         result.left_out |= leaks
         spec["columns"] = [c for c in spec["columns"] if c["name"] not in leaks]
-        repeats = _repeated_rows(
-            frame, [c["name"] for c in spec["columns"] if c["role"] != "id" and c["name"] in columns]
-        )
-        spec["duplicate_rows"] = "warn" if repeats else "error"  # rows may repeat once a column has left
         proposed = DatasetSpec.model_validate(spec)  # the replayed days depend on the id and time columns only
+    repeats = _repeated_rows(frame, [c["name"] for c in spec["columns"] if c["role"] != "id" and c["name"] in columns])
+    spec["duplicate_rows"] = "warn" if repeats else "error"
     sized = _size_day_rules(spec, days, result)
     result.spec = spec
     result.header = _header(path, frame, result.left_out, time, labeled, label_rate, window) + sized
