@@ -12,9 +12,9 @@ Time and ids, from the source when it has them:
   the source's whole time span linearly onto the landing days, so order and relative density are kept (a busy
   month of the source is a busy landing day) and the newest source rows land on the newest day: the time split,
   drift checks and monitoring see real time. Rows that share a time (a date, a year number) are spread over the
-  interval until the next distinct time, so a coarse time column still fills every day. ``time_mode="keep"`` lands every row on its real day and time
-  (only the days from ``start`` to ``end``). Without a time column, rows are shuffled, dealt evenly over the
-  days and given times uniform over their day.
+  interval until the next distinct time, so a coarse time column still fills every day. ``time_mode="keep"``
+  lands every row on its real day and time (only the days from ``start`` to ``end``). Without a time column,
+  rows are shuffled, dealt evenly over the days and given times uniform over their day.
 - The source's ids are kept when it has the id column, non-null and unique (text ids too). Otherwise, and for
   rows drawn beyond the source (``rows_per_day``) or renumbered (``first_id``), ids are generated: numbers from 1
   (from ``first_id``), as text ``id-<n>`` for a text id column, and ``<source id>-r<n>`` for a repeated text id.

@@ -497,7 +497,8 @@ def _time_column(
         bad, present, shown = _unread(values, column["format"])
         if bad:
             raise InferenceError(
-                f"--time-format: {bad:,} of {present:,} values of {name!r} are not in {column['format']!r}, e.g. {shown}"
+                f"--time-format: {bad:,} of {present:,} values of {name!r} are not in {column['format']!r}, "
+                f"e.g. {shown}"
             )
         spec = DatasetSpec.model_construct(timezone="UTC", columns=[Column.model_validate(column)])
         times = pd.to_datetime(spec.typed(name, values), utc=True)
