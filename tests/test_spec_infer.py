@@ -468,15 +468,15 @@ def test_shipped_specs_are_infers_output_plus_their_named_hand_edits(name: str) 
     assert shipped == proposed
 
 
-def _grouped_source(path: Path, n: int) -> Path:
-    """n hourly rows with a numeric feature, a group column g and a coin-flip label y."""
+def _grouped_source(path: Path, n: int, share_a: float = 0.5) -> Path:
+    """n hourly rows with a numeric feature, a group column g (``share_a`` of them "a") and a coin-flip label y."""
     rng = np.random.default_rng(0)
     pd.DataFrame(
         {
             "row_id": range(n),
             "t": pd.date_range("2026-01-01", periods=n, freq="h").strftime("%Y-%m-%d %H:%M:%S"),
             "x": rng.normal(size=n),
-            "g": rng.choice(["a", "b"], n),
+            "g": rng.choice(["a", "b"], n, p=[share_a, 1 - share_a]),
             "y": rng.choice(["no", "yes"], n),
         }
     ).to_csv(path, index=False)
@@ -499,10 +499,19 @@ def test_a_source_too_small_to_judge_fairness_is_told_at_infer_time(tmp_path: Pa
     slice_min_size, so the fairness gate could only fail after training, for every candidate. infer says so now,
     naming the groups and what to change, and lists fairness under may_skip: skipped only when it cannot judge."""
     judged = infer_spec(_grouped_source(tmp_path / "d.csv", 600), target="y", positive="yes", sensitive=["g"])
-    [note] = [w for w in judged.warnings if w.startswith("Fairness cannot be judged")]
-    assert "gates.slice_min_size (200)" in note and re.search(r"\(g: [ab] \d+, [ab] \d+\)", note), note
-    assert "training.test_days" in note and judged.spec["gates"]["may_skip"] == ["fairness"]
+    [note] = [w for w in judged.warnings if w.startswith("slice_quality and fairness cannot be judged")]
+    assert "no slice of gates.slice_min_size (200)" in note and re.search(r"g: [ab] \d+, [ab] \d+", note), note
+    assert "training.test_days" in note and judged.spec["gates"]["may_skip"] == ["slice_quality", "fairness"]
     assert note in judged.header
+
+
+def test_one_group_large_enough_leaves_slice_quality_required(tmp_path: Path) -> None:
+    """A test split of 1,000 rows where g is nine tenths "a": slice_quality can judge the "a" slice, fairness has
+    no second group to compare it with, so only fairness is listed under may_skip."""
+    judged = infer_spec(_grouped_source(tmp_path / "d.csv", 6000, 0.9), target="y", positive="yes", sensitive=["g"])
+    [note] = [w for w in judged.warnings if w.startswith("fairness cannot be judged")]
+    assert "no sensitive attribute with two groups of gates.slice_min_size (200)" in note, note
+    assert judged.spec["gates"]["may_skip"] == ["fairness"]
 
 
 @pytest.mark.parametrize(("rows", "window", "held_out"), [(1800, 5, 1), (2700, 7, 1), (3000, 8, 1), (9000, 10, 2)])

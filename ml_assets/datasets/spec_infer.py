@@ -250,11 +250,11 @@ def infer_spec(
     if not sensitive:
         result.header.append(NO_SENSITIVE_NOTE)
         result.warnings.append(NO_SENSITIVE_NOTE)
-    elif note := fairness_note(proposed, frame, days):  # a gate that cannot judge fails every candidate
+    elif unjudged := small_groups(proposed, frame, days):  # a gate that cannot judge fails every candidate
         skip = spec["gates"].setdefault("may_skip", [])
-        skip += [] if "fairness" in skip else ["fairness"]
-        result.header.append(note)
-        result.warnings.append(note)
+        skip += [g for g in unjudged.gates if g not in skip]
+        result.header.append(unjudged.note)
+        result.warnings.append(unjudged.note)
     if repeated:
         result.header.append(f"Repeated column names (the first of each is used): {', '.join(repeated)}.")
     if repeats:
@@ -331,31 +331,45 @@ def leaking_features(
     }
 
 
-def fairness_note(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) -> str | None:
-    """Said at infer time when the demo's last window could not judge fairness: its test split (the newest
-    ``test_days`` replayed days) holds no sensitive attribute with two labeled groups of ``slice_min_size`` rows,
-    so the fairness gate would fail every candidate (infer then lists it under ``gates.may_skip``). None when one
-    has (or none is named)."""
+@dataclass(frozen=True)
+class SmallGroups:
+    """Gates the demo's last window could not judge, for groups too small, and what infer says about it."""
+
+    gates: list[str]
+    note: str
+
+
+def small_groups(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) -> SmallGroups | None:
+    """Said at infer time when the demo's last window could not judge the group gates: its test split (the newest
+    ``test_days`` replayed days) holds no sensitive attribute with two labeled groups of ``slice_min_size`` rows
+    (fairness), or no slice of that size at all (slice_quality), so that gate would fail every candidate (infer
+    then lists it under ``gates.may_skip``). None when both can judge (or no sensitive column is named)."""
     min_size, test_days = spec.gates.slice_min_size, spec.training.test_days
     rows = np.concatenate(days.positions[-test_days:]) if days.positions else np.array([], dtype=int)
     test = frame.iloc[rows]
     test = test[test[spec.target.name].notna()]  # the labeled rows, as landed (no label column yet)
-    seen = []
-    for name in spec.fairness_columns:
+    sizes: dict[str, pd.Series] = {}
+    for name in spec.slice_columns:
         band = next((b for b in spec.bands if b.name == name), None)
-        groups = (spec.band_values(band, test[band.source]) if band else test[name].astype("string")).value_counts()
-        if int((groups >= min_size).sum()) >= 2:
-            return None
-        seen.append(f"{name}: " + ", ".join(f"{g} {n:,}" for g, n in groups.head(4).items()))
-    if not seen:
+        sizes[name] = (
+            spec.band_values(band, test[band.source]) if band else test[name].astype("string")
+        ).value_counts()
+    fair = [n for n in spec.fairness_columns if int((sizes[n] >= min_size).sum()) >= 2]
+    sliced = any(bool((s >= min_size).any()) for s in sizes.values())
+    gates = [*([] if sliced else ["slice_quality"]), *([] if fair or not spec.fairness_columns else ["fairness"])]
+    if not gates:
         return None
+    seen = [f"{n}: " + ", ".join(f"{g} {k:,}" for g, k in sizes[n].head(4).items()) for n in sizes]
     span = f"{test_days} day{'s' if test_days > 1 else ''}"
-    return (
-        f"Fairness cannot be judged on the demo's window: its test split ({span}, {len(test):,} labeled "
-        f"rows) has no sensitive attribute with two groups of gates.slice_min_size ({min_size}) rows or more "
-        f"({'; '.join(seen)}), so the fairness gate could not judge and would fail every candidate: gates.may_skip "
-        "lists fairness (it is skipped only when it cannot judge, shown as not executed, never as passed). Land more "
-        "rows a day or widen training.test_days, then drop it from may_skip to have fairness always required."
+    lacking = "no slice" if not sliced else "no sensitive attribute with two groups"
+    named, them = " and ".join(gates), "them" if len(gates) > 1 else "it"
+    return SmallGroups(
+        gates,
+        f"{named} cannot be judged on the demo's window: its test split ({span}, {len(test):,} labeled rows) has "
+        f"{lacking} of gates.slice_min_size ({min_size}) rows or more ({'; '.join(seen)}), so {named} would fail "
+        f"every candidate: gates.may_skip lists {them} (skipped only when unable to judge, shown as not executed, "
+        f"never as passed). Land more rows a day or widen training.test_days, then drop {them} from may_skip to "
+        f"have {them} always required.",
     )
 
 
