@@ -1005,21 +1005,37 @@ def demo_data_path(spec: DatasetSpec) -> Path | None:
     return spec_dir(spec) / spec.demo_data if spec.demo_data else None
 
 
-DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")  # NannyML ships its datasets as .pq
+DATA_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES
+OTHER_SEPARATORS = {"\t": "tabs", ";": "semicolons", "|": "vertical bars"}
+
+
+def is_parquet(path: str | Path) -> bool:
+    """Whether a data file is Parquet, by its suffix (anything else of DATA_SUFFIXES is CSV)."""
+    return Path(path).name.lower().endswith(PARQUET_SUFFIXES)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """A CSV (gzip allowed) or Parquet file as its columns' own types (Arrow-backed for CSV, like a landing).
 
-    Raises SpecError naming the file when the suffix is not one of ``DATA_SUFFIXES``.
+    Raises SpecError naming the file when the suffix is not one of ``DATA_SUFFIXES``, or when a CSV reads as one
+    column whose name holds another separator (a tab-separated file named .csv, as statsmodels' anes96.csv).
     """
     path = Path(path)
-    name = path.name.lower()
-    if name.endswith(".parquet"):
+    if is_parquet(path):
         return pd.read_parquet(path)
-    if name.endswith((".csv", ".csv.gz")):
-        return pd.read_csv(path, engine="pyarrow", dtype_backend="pyarrow")
-    raise SpecError(f"data file {path}: not a CSV, gzipped CSV or Parquet file (suffix one of {DATA_SUFFIXES})")
+    if not path.name.lower().endswith(CSV_SUFFIXES):
+        raise SpecError(f"data file {path}: not a CSV, gzipped CSV or Parquet file (suffix one of {DATA_SUFFIXES})")
+    frame = pd.read_csv(path, engine="pyarrow", dtype_backend="pyarrow")
+    header = str(frame.columns[0]) if len(frame.columns) == 1 else ""
+    found = [name for sep, name in OTHER_SEPARATORS.items() if sep in header]
+    if found:
+        raise SpecError(
+            f"data file {path}: read as one column, {header[:60]!r}..., whose name holds {found[0]}: a CSV here is "
+            f"separated by commas; write it with commas (pandas: pd.read_csv(path, sep=None).to_csv(new_path))"
+        )
+    return frame
 
 
 def read_demo_data(spec: DatasetSpec) -> pd.DataFrame:

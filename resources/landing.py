@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ml_assets.dataset import read_table
+from ml_assets.dataset import is_parquet, read_table
 from resources.day_folders import DayFolders
 
 
@@ -114,7 +114,7 @@ class LandingZone(DayFolders):
         if path.stat().st_size == 0:
             return
         try:
-            if path.name.lower().endswith(".parquet"):
+            if is_parquet(path):
                 yield from _parquet_batches(path, batch_rows)
             else:
                 yield from _csv_batches(path, batch_rows, widened or {})

@@ -376,7 +376,7 @@ def test_bounded_integers_keep_their_observed_bounds(tmp_path: Path) -> None:
             "built": rng.integers(1950, 2010, n),
             "visits": rng.integers(0, 500, n),
             "price": rng.uniform(10, 20, n),
-            "proba": rng.uniform(0.02, 0.99, n),  # a model's score in NannyML's car loan data: never above 1
+            "occupancy": rng.uniform(0.02, 0.99, n),  # a share (or a probability): never above 1
             "y": rng.choice(["a", "b"], size=n),
         }
     )
@@ -387,7 +387,7 @@ def test_bounded_integers_keep_their_observed_bounds(tmp_path: Path) -> None:
     assert ranges["built"] == (frame["built"].min(), date.today().year)  # a year: never the future
     assert ranges["visits"][1] > frame["visits"].max()  # a count: headroom
     assert ranges["price"][0] < 10 and ranges["price"][1] > 20
-    assert ranges["proba"] == (0.0, 1.0) and "within [0, 1]" in inferred.notes["proba"]
+    assert ranges["occupancy"] == (0.0, 1.0) and "within [0, 1]" in inferred.notes["occupancy"]
     assert "exact bounds" in inferred.notes["month"] and "never the future" in inferred.notes["built"]
 
 
@@ -544,3 +544,88 @@ def test_named_columns_are_used_as_asked_even_when_they_would_leak(tmp_path: Pat
     spec = DatasetSpec.model_validate(inferred.spec)
     assert {"age", "code", "x"} <= set(spec.column_names) and spec.bands[0].source == "age"
     assert "age" not in inferred.left_out and "code" not in inferred.left_out
+
+
+def test_a_source_whose_positive_rate_falls_passes_its_own_class_balance(tmp_path: Path) -> None:
+    """Positives thin out in the newest fifth (a censored outcome: recent cases have had less time to turn
+    positive). Bounds a third of the way from the whole file's rate would fail the demo window's test split; infer
+    widens them to hold every split of the replayed windows, and says so."""
+    rng, n = np.random.default_rng(0), 3000
+    newest = np.arange(n) >= int(n * 0.8)
+    y = (rng.uniform(size=n) < np.where(newest, 0.15, 0.75)).astype(int)
+    data = tmp_path / "drift.csv"
+    pd.DataFrame({"t": hours(n), "x": rng.normal(size=n), "y": y}).to_csv(data, index=False)
+    inferred = infer_spec(data, target="y", positive="1", time="t")
+    assert any(line.startswith("class_balance [") and "widened from" in line for line in inferred.header)
+    spec = DatasetSpec.model_validate(inferred.spec)
+    days = spec.training.window_days + 2  # as the demo lands it
+    files = replay(spec, tmp_path / "landing", date(2026, 1, 1), date(2026, 1, days))
+    typed, _ = spec.coerce(pd.concat([pd.read_parquet(f.path) for f in files], ignore_index=True))
+    window = split_by_time(spec, featurize(spec, typed), date(2026, 1, days))
+    balance = {r.check_name: r for r in validate_training_set(spec, window)}["class_balance"]
+    assert balance.passed, balance.description
+    rate = y.mean()
+    narrow = spec.training.model_copy(update={"class_balance": (rate / 3, 1 - (1 - rate) / 3)})
+    before = {r.check_name: r for r in validate_training_set(spec.model_copy(update={"training": narrow}), window)}
+    assert not before["class_balance"].passed  # what infer wrote before: the source blocked itself
+
+
+def hours(n: int) -> pd.Series:
+    return pd.Series(pd.date_range("2024-01-01", periods=n, freq="h").strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def test_newest_days_of_one_label_are_told_at_infer_time_and_not_widened_for(tmp_path: Path) -> None:
+    """From some date on the file holds positives only (COMPAS from April 2014: only people charged again): no
+    bound can make such a split judgeable, so class_balance is not widened to hold it and infer warns now."""
+    rng, n = np.random.default_rng(1), 3000
+    y = np.where(np.arange(n) >= int(n * 0.85), 1, (rng.uniform(size=n) < 0.4).astype(int))
+    data = tmp_path / "cut_short.csv"
+    pd.DataFrame({"t": hours(n), "x": rng.normal(size=n), "y": y}).to_csv(data, index=False)
+    inferred = infer_spec(data, target="y", positive="1", time="t")
+    [note] = [w for w in inferred.warnings if w.startswith("The replayed windows have splits holding one label")]
+    assert "test: positives only" in note and note in inferred.header
+    assert inferred.spec["training"]["class_balance"][1] < 0.99
+
+
+def test_another_models_output_is_no_feature(tmp_path: Path) -> None:
+    """NannyML's employment data ships the monitored model's prediction and probability beside its inputs (ROC AUC
+    0.90 alone: under the leak limit). A model trained on them repeats that model: infer leaves them out by name,
+    saying why, and keeps a measure whose name merely starts alike (predictor_count)."""
+    rng, n = np.random.default_rng(2), 2400
+    y = rng.integers(0, 2, n)
+    proba = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.25, n), 0, 1)
+    data = tmp_path / "scored.csv"
+    pd.DataFrame(
+        {"t": hours(n), "x": rng.normal(size=n), "predictor_count": rng.integers(0, 9, n),
+         "prediction": (proba > 0.5).astype(int), "predicted_probability": proba, "yHat": proba, "y": y}
+    ).to_csv(data, index=False)  # fmt: skip
+    inferred = infer_spec(data, target="y", positive="1", time="t")
+    names = [c["name"] for c in inferred.spec["columns"]]
+    assert "x" in names and "predictor_count" in names
+    for column in ("prediction", "predicted_probability", "yHat"):
+        assert column not in names and "named like another model's output" in inferred.left_out[column]
+
+
+def test_a_sensitive_band_holds_every_value_the_range_allows(tmp_path: Path) -> None:
+    """Ages 20..61 seen, the range allowing headroom: the band edges cover the whole range, so a valid older age
+    is in the open top band, never outside every fairness and monitoring slice."""
+    rng, n = np.random.default_rng(0), 3000
+    frame = pd.DataFrame({"age": rng.integers(20, 62, n), "x": rng.normal(size=n), "y": rng.choice(["a", "b"], n)})
+    spec = DatasetSpec.model_validate(infer_spec(write_csv(tmp_path, frame), target="y", sensitive=["age"]).spec)
+    allowed = spec.column("age").range
+    [band] = spec.bands
+    edges = pd.Series([allowed.min, 20, 61, allowed.max], dtype="float64")
+    assert spec.band_values(band, edges).notna().all(), (allowed, band.edges)
+    assert spec.band_values(band, edges).iloc[-1] == band.labels[-1]
+
+
+def test_parquet_named_pq_is_read_and_a_tab_separated_csv_is_told(tmp_path: Path, capsys) -> None:
+    """NannyML ships Parquet as .pq; statsmodels' anes96.csv is separated by tabs. The first is read like any
+    Parquet file; the second used to read as one column and fail on --target with the header as its one name."""
+    frame = pd.DataFrame({"t": hours(600), "x": np.arange(600) % 7, "y": np.arange(600) % 2})
+    frame.to_parquet(tmp_path / "d.pq")
+    assert infer_spec(tmp_path / "d.pq", target="y").spec["columns"]
+    frame.to_csv(tmp_path / "tabs.csv", sep="\t", index=False)
+    assert main(["spec", "infer", str(tmp_path / "tabs.csv"), "--target", "y"]) != 0
+    err = capsys.readouterr().err
+    assert "read as one column" in err and "holds tabs" in err and "separated by commas" in err, err

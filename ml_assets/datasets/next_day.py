@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from ml_assets.dataset import DatasetSpec, demo_data_path, read_demo_data
+from ml_assets.dataset import DatasetSpec, demo_data_path, is_parquet, read_demo_data
 from ml_assets.datasets.simulator import DriftConfig, replay
 from ml_assets.partitions import parse_day, today
 
@@ -42,7 +42,7 @@ def typical_rows(spec: DatasetSpec) -> int:
         return 1000
     import pyarrow.parquet as pq
 
-    rows = pq.ParquetFile(path).metadata.num_rows if path.suffix == ".parquet" else len(read_demo_data(spec))
+    rows = pq.ParquetFile(path).metadata.num_rows if is_parquet(path) else len(read_demo_data(spec))
     return max(1, rows // (spec.training.window_days + 2))
 
 

@@ -245,6 +245,7 @@ def infer_spec(
     repeats = _repeated_rows(frame, [c["name"] for c in spec["columns"] if c["role"] != "id" and c["name"] in columns])
     spec["duplicate_rows"] = "warn" if repeats else "error"
     sized = _size_day_rules(spec, days, result)
+    sized += _size_class_balance(spec, frame[target], target_col, days, result)
     result.spec = spec
     result.header = _header(path, frame, result.left_out, time, labeled, label_rate, window) + sized
     if not sensitive:
@@ -396,6 +397,63 @@ def _size_day_rules(spec: dict[str, Any], days: ReplayedDays, result: Inferred) 
     if ratios:
         seen += f", {min(ratios):.2f}x .. {max(ratios):.2f}x the median of the days before"
     return [seen + "; the row count, volume and label coverage rules pass every one of them."]
+
+
+def _size_class_balance(
+    spec: dict[str, Any], target: pd.Series, column: dict[str, Any], days: ReplayedDays, result: Inferred
+) -> list[str]:
+    """Widen ``training.class_balance`` (a third of the way from the source's positive rate to 0 and to 1) where a
+    split of a full window of the replayed days falls outside it, to half the way from that split's rate: a source
+    whose positive rate drifts (a censored outcome, where recent cases have had less time to become positive) must
+    not block its own first training set. A split holding one label only is no drift but a window no model can be
+    judged on: class_balance keeps blocking it, and infer says so now (a warning) rather than after landing. The
+    header lines say what was widened or found."""
+    training = spec["training"]
+    window, test_days = training["window_days"], training["test_days"]
+    held_out = training["validation_days"] + test_days
+    texts = _category_texts(target, column["name"])
+    positive = (texts == column["positive_label"]).reindex(target.index)  # NaN: unlabeled
+    rates: list[float] = []
+    one_label: dict[str, float] = {}  # split -> its rate (0 or 1), in the first window where it holds one label
+    for end in range(window, len(days.positions) + 1):
+        cuts = {
+            "train": days.positions[end - window : end - held_out],
+            "validation": days.positions[end - held_out : end - test_days],
+            "test": days.positions[end - test_days : end],
+        }
+        for split, parts in cuts.items():
+            labels = positive.iloc[np.concatenate(parts)].dropna() if parts else pd.Series([], dtype=float)
+            rate = float(labels.astype(float).mean()) if len(labels) else math.nan
+            if rate in (0.0, 1.0):
+                one_label.setdefault(split, rate)
+            elif not math.isnan(rate):
+                rates.append(rate)
+    lines = []
+    if one_label:
+        held = "; ".join(f"{s}: {'positives' if r else 'negatives'} only" for s, r in one_label.items())
+        note = (
+            f"The replayed windows have splits holding one label ({held}): class_balance "
+            "blocks every such training set, as no model can be judged on it. A source whose outcome is recorded "
+            "for one label only in part of its time span (a follow-up cut short) cannot be split by time there: "
+            "land the rows that carry both labels (or choose another --time)."
+        )
+        result.warnings.append(note)
+        lines.append(note)
+    lo, hi = training["class_balance"]
+    if not rates:
+        return lines
+    low, high = min(rates) / 2, 1 - (1 - max(rates)) / 2
+    fitted = [
+        lo if min(rates) >= lo else max(0.01, math.floor(low * 1000) / 1000),
+        hi if max(rates) <= hi else min(0.99, math.ceil(high * 1000) / 1000),
+    ]
+    if fitted != [lo, hi]:
+        training["class_balance"] = fitted
+        lines.append(
+            f"class_balance {fitted}, widened from {[lo, hi]} (the source's positive rate, a third of the way to 0 "
+            f"and 1): the splits of the replayed windows have positive rates {min(rates):.3f} .. {max(rates):.3f}."
+        )
+    return lines
 
 
 def _repeated_rows(frame: pd.DataFrame, columns: list[str]) -> int:
@@ -630,6 +688,21 @@ def _is_entity_key(name: str, values: pd.Series, nulls: int, distinct: int) -> b
     return distinct >= MIN_KEYS and distinct >= MIN_KEY_SHARE * (len(values) - nulls)
 
 
+# words a model's output is named by: prediction, predicted_probability, y_pred_proba, yhat, y_hat, predScore
+MODEL_OUTPUT_WORDS = frozenset({"pred", "preds", "predicted", "prediction", "predictions", "proba", "probas", "yhat"})
+
+
+def _is_model_output(name: str) -> bool:
+    """Named like another model's output (NannyML's employment data ships the monitored model's ``prediction`` and
+    ``predicted_probability`` beside its inputs). It scores well without being a leak by the AUC rule (0.90
+    there), and a model trained on it learns to repeat that model, which serving would have to run first: the
+    served probability followed the column it was sent (0.02 -> 0.05, 0.50 -> 0.39, 0.95 -> 0.94)."""
+    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
+    return bool(MODEL_OUTPUT_WORDS.intersection(words)) or any(
+        a == "y" and b == "hat" for a, b in itertools.pairwise(words)
+    )
+
+
 def _feature_column(
     name: str, values: pd.Series, sensitive: bool, categorical: bool, result: Inferred, declared: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
@@ -659,6 +732,11 @@ def _feature_column(
     categorical = categorical or declared
     if not categorical and _is_row_number(values, nulls, distinct):
         return leave_out(f"integers unique on every row and in file order ({seen}): a row number or an id")
+    if option is None and _is_model_output(name):
+        return leave_out(
+            "named like another model's output (a prediction or its probability): a model trained on it repeats "
+            "that model, and serving would need it first (add the column to the spec by hand to keep it)"
+        )
     if not (categorical or sensitive) and _is_entity_key(name, values, nulls, distinct):
         return leave_out(
             f"named like an id ({seen} on {len(values):,} rows): the key of an entity that rows share, not a "
@@ -688,7 +766,7 @@ def _feature_column(
     seen += f", {numbers.min():g} .. {numbers.max():g} ({how})"
     band = None
     if sensitive:
-        band = _sensitive_band(name, numbers)
+        band = _sensitive_band(name, numbers, column["range"])
         seen += f"; sensitive and numeric: a model input, judged for fairness by band {band['name']!r}"
     result.notes[name] = seen
     return column, band
@@ -728,10 +806,13 @@ def _range(numbers: pd.Series, dtype: str) -> tuple[dict[str, float | int], str]
     return {"min": round(low, 6), "max": round(high, 6)}, how
 
 
-def _sensitive_band(name: str, numbers: pd.Series) -> dict[str, Any]:
-    """Bands at the quartiles (rounded), open at both ends, marked sensitive."""
+def _sensitive_band(name: str, numbers: pd.Series, allowed: dict[str, float]) -> dict[str, Any]:
+    """Bands at the quartiles (rounded), open at both ends: the outer edges hold every value the column's range
+    rule allows (``allowed``), not only those seen, so a valid new value (age 64 past an observed 62) is never
+    left without a band, outside every fairness and monitoring slice."""
     cuts = sorted({round(float(q)) for q in numbers.quantile([0.25, 0.5, 0.75])})
-    lo, hi = math.floor(min(numbers.min(), cuts[0])) - 1, math.ceil(max(numbers.max(), cuts[-1])) + 1
+    lo = min(math.floor(allowed["min"]), cuts[0] - 1)  # every cut inside: a band is [edge, next edge)
+    hi = max(math.floor(allowed["max"]), cuts[-1]) + 1
     edges = [lo, *[c for c in cuts if lo < c < hi], hi]
     labels = [f"<{edges[1]:g}"] + [f"{a:g}-{b - 1:g}" for a, b in itertools.pairwise(edges[1:-1])]
     labels.append(f"{edges[-2]:g}+")

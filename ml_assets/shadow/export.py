@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from dagster import AssetKey, DagsterInstance, Definitions
 
-from ml_assets.dataset import DatasetSpec
+from ml_assets.dataset import DATA_SUFFIXES, DatasetSpec
 from ml_assets.event_log import CheckVerdict, require_passed
 from ml_assets.partitions import last_complete_day
 from ml_assets.shadow.assets import PRIVACY_CHECKS
@@ -66,7 +66,7 @@ def write_days(frames: dict[str, pd.DataFrame], to: Path) -> list[Path]:
     files = []
     for day, frame in frames.items():
         folder = to / day
-        others = [p.name for p in folder.glob("*") if p.suffix in (".csv", ".parquet") and p.name != FILE_NAME]
+        others = [p.name for p in folder.glob("*") if p.name.lower().endswith(DATA_SUFFIXES) and p.name != FILE_NAME]
         if others:
             raise ExportError(f"landing folder {folder} already holds {others}: export into an empty landing zone")
         folder.mkdir(parents=True, exist_ok=True)
