@@ -612,9 +612,11 @@ class DecisionPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    policy: Literal["max_f1", "precision", "recall", "cost"] = Field(
+    policy: Literal["max_f1", "balanced", "precision", "recall", "cost"] = Field(
         "max_f1",
-        description="max_f1: the threshold of the highest F1; precision: the most recall whose precision reaches "
+        description="max_f1: the threshold of the highest F1 (of the positive class: suits rare positives); "
+        "balanced: the highest balanced accuracy, recall + specificity (suits positives that are the majority, "
+        "where F1 favours predicting every row positive); precision: the most recall whose precision reaches "
         "target; recall: the most precision whose recall reaches target; cost: the least fp x costs.fp + "
         "fn x costs.fn",
     )

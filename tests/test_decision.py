@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
-from sklearn.metrics import f1_score, precision_score, recall_score
+from sklearn.metrics import balanced_accuracy_score, f1_score, precision_score, recall_score
 
 from ml_assets.dataset import DatasetSpec, DecisionPolicy
 from ml_assets.model import gates
@@ -44,11 +44,27 @@ def brute_force(y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
                 "precision": precision_score(y, yhat, zero_division=0),
                 "recall": recall_score(y, yhat),
                 "f1": f1_score(y, yhat),
+                "balanced": balanced_accuracy_score(y, yhat),
                 "fp": int(((yhat == 1) & (y == 0)).sum()),
                 "fn": int(((yhat == 0) & (y == 1)).sum()),
             }
         )
     return pd.DataFrame(rows)
+
+
+def test_balanced_is_the_best_balanced_accuracy_and_predicts_both_classes_where_positives_are_most() -> None:
+    """70 % positives and a weak model (ROC AUC 0.64): the F1 of the positive class is highest near predicting
+    every row positive (a degenerate model to predicts_both_classes, as on Ecdat's Benefits); the balanced policy
+    takes scikit-learn's best balanced accuracy over every threshold, and predicts both classes."""
+    rng, n = np.random.default_rng(0), 4000
+    y = (rng.random(n) < 0.7).astype(int)
+    p = np.clip(0.3 + 0.1 * y + 0.2 * rng.normal(size=n), 0, 1).round(2)  # ROC AUC 0.64
+    table = brute_force(y, p)
+    f1 = choose_threshold(DecisionPolicy(), y, p)
+    balanced = choose_threshold(DecisionPolicy(policy="balanced"), y, p)
+    best = table.loc[table["balanced"].idxmax()]
+    assert balanced.threshold == best["t"] and "balanced accuracy" in balanced.describe()
+    assert f1.predicted_positive_rate > 0.95 and 0.3 < balanced.predicted_positive_rate < 0.8
 
 
 def test_max_f1_is_the_best_f1_over_every_threshold() -> None:
@@ -162,8 +178,10 @@ def test_on_rare_positives_the_threshold_is_chosen_on_validation_and_a_one_class
     assert not blocked.passed and blocked.blocks
     assert blocked.description.startswith("degenerate model: the candidate predicts negative for 100.00% of test")
     assert "at its threshold 0.5" in blocked.description and f"holds {actual:.2%} positives" in blocked.description
+    assert "negative is the majority class: decision.policy balanced" in blocked.description  # maybe the policy
     everyone = score_model(Halved(model, 0.0), "adult:eager", adult_spec, test, 200, operational=False)
-    assert not gates.predicts_both_classes(evaluation(everyone, test, label), th).passed
+    eager = gates.predicts_both_classes(evaluation(everyone, test, label), th)
+    assert not eager.passed and "majority class" not in eager.description  # all positive: the minority
 
 
 class Halved:

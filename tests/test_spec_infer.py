@@ -629,3 +629,17 @@ def test_parquet_named_pq_is_read_and_a_tab_separated_csv_is_told(tmp_path: Path
     assert main(["spec", "infer", str(tmp_path / "tabs.csv"), "--target", "y"]) != 0
     err = capsys.readouterr().err
     assert "read as one column" in err and "holds tabs" in err and "separated by commas" in err, err
+
+
+def test_a_majority_positive_label_gets_the_balanced_decision_policy(tmp_path: Path) -> None:
+    """Ecdat's Benefits with --positive yes (68 % positives): max_f1 had the candidate predict positive for 99 %
+    of the test rows, which predicts_both_classes blocks as degenerate. infer proposes the balanced policy there
+    (and says why), and keeps the default max_f1 for rare positives."""
+    rng, n = np.random.default_rng(4), 2400
+    frame = pd.DataFrame({"t": hours(n), "x": rng.normal(size=n), "y": np.where(rng.random(n) < 0.68, "yes", "no")})
+    most = infer_spec(write_csv(tmp_path, frame), target="y", positive="yes", time="t")
+    assert most.spec["decision"] == {"policy": "balanced"}
+    assert any(line.startswith("Positives are the majority (6") for line in most.header)
+    assert DatasetSpec.model_validate(most.spec).decision.policy == "balanced"
+    rare = infer_spec(write_csv(tmp_path, frame), target="y", positive="no", time="t")
+    assert "decision" not in rare.spec and not any("majority" in line for line in rare.header)

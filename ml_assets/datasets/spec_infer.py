@@ -232,6 +232,8 @@ def infer_spec(
         "bands": bands,
         "gates": _gate_defaults(),
     }
+    if label_rate > 0.5:  # the F1 of a majority class is highest when every row is predicted it
+        spec["decision"] = {"policy": "balanced"}
     if not sensitive:  # nothing to slice or compare: the two gates are skipped (shown as not executed), never passed
         spec["gates"]["may_skip"] = list(UNJUDGEABLE_WITHOUT_SENSITIVE)
     spec["columns"] = [_ordered(c) for c in spec["columns"]]
@@ -256,6 +258,12 @@ def infer_spec(
         skip += [g for g in unjudged.gates if g not in skip]
         result.header.append(unjudged.note)
         result.warnings.append(unjudged.note)
+    if "decision" in spec:
+        result.header.append(
+            f"Positives are the majority ({label_rate:.1%}): decision policy balanced (recall + specificity) "
+            "rather than max_f1, whose F1 of the positive class a weak model reaches by predicting nearly every row "
+            "positive (a degenerate model to predicts_both_classes)."
+        )
     if repeated:
         result.header.append(f"Repeated column names (the first of each is used): {', '.join(repeated)}.")
     if repeats:
@@ -938,6 +946,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "row_count": RowCount,
     "training": TrainingWindow,
     "search": CandidateSearch,
+    "decision": DecisionPolicy,
 }
 
 

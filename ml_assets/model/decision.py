@@ -26,7 +26,7 @@ class DecisionThreshold:
     threshold: float
     policy: str
     target: float | None
-    met: bool  # the policy's target was reached on validation (always true for max_f1 and cost)
+    met: bool  # the policy's target was reached on validation (always true for max_f1, balanced and cost)
     precision: float
     recall: float
     f1: float
@@ -39,6 +39,7 @@ class DecisionThreshold:
         """One line: the threshold, how it was chosen, and what it gives on validation."""
         goal = {
             "max_f1": "the highest F1",
+            "balanced": "the highest balanced accuracy",
             "precision": f"the most recall at precision >= {self.target}",
             "recall": f"the most precision at recall >= {self.target}",
             "cost": "the least cost of errors",
@@ -99,6 +100,8 @@ def choose_threshold(policy: DecisionPolicy, y: np.ndarray, p: np.ndarray) -> De
         costs = fp * policy.costs.fp + fn * policy.costs.fn
         pick = _best(-costs)
         cost = float(costs[pick])
+    elif policy.policy == "balanced":  # Youden's J: recall + specificity, blind to which class is the majority
+        pick = _best(recall - fp / (len(y) - positives))
     else:
         pick = _best(f1)
     return DecisionThreshold(

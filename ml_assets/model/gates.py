@@ -384,6 +384,11 @@ def predicts_both_classes(ev: Evaluation, th: GateThresholds) -> GateOutcome:
             f"{at}, while the test split holds {actual:.2%} positives (each class must be predicted for at least "
             f"{ratio:g} x its actual share)"
         )
+        if (one == "positive") == (actual > 0.5):  # the majority for nearly every row: maybe the policy, not the model
+            text += (
+                f"; the threshold is the spec's decision policy's choice on validation, and {one} is the majority "
+                "class: decision.policy balanced (recall + specificity) does not favour it"
+            )
     return GateOutcome(
         PREDICTS_BOTH_CLASSES,
         ok,
