@@ -370,6 +370,8 @@ def test_fairness_gate_fails_the_biased_model_on_sex(scores):
     out = gates.fairness(make_evaluation(scores["biased"], scores["good"]), TH)
     assert not out.passed and out.details["failing_attributes"] == "sex"
     assert out.details["sex_equalized_odds_difference"] > TH.max_equalized_odds_difference
+    limits = f"limits DP <= {TH.max_demographic_parity_difference}, EO <= {TH.max_equalized_odds_difference})"
+    assert out.description.startswith("gaps over the limit for sex (sex: DP ") and limits in out.description
 
 
 def test_latency_and_stability_gates(scores):

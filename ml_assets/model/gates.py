@@ -287,7 +287,8 @@ def fairness(ev: Evaluation, th: GateThresholds) -> GateOutcome:
         (
             f"fairness gaps within limits ({observed}){unjudged}"
             if ok
-            else "gaps over the limit for " + ", ".join(g.attribute for g in failing) + f" ({observed}){unjudged}"
+            else "gaps over the limit for " + ", ".join(g.attribute for g in failing) + f" ({observed}; limits "
+            f"{threshold}){unjudged}"
         ),
         details
         | {
