@@ -360,15 +360,24 @@ def print_evaluation(result: ExecuteInProcessResult) -> None:
 
 
 def gates_line(evaluations: Sequence[AssetCheckEvaluation]) -> str:
-    """The gates' verdict in one line: what failed, or that all judged gates passed, and which were not judged
-    (skipped by ``gates.may_skip``: no result, so never to be read as passed)."""
+    """The gates' verdict in one line: what failed, or that all judged gates passed, which were not judged
+    (skipped by ``gates.may_skip``: no result, so never to be read as passed), and which warning checks failed (a
+    failed warning blocks nothing: the candidate was promoted all the same, so it is no failed gate)."""
     from ml_assets.model.gates import GATE_NAMES, SKIP_SETTING
 
-    failed = [e.check_name for e in evaluations if not e.passed]
+    def warns(e: AssetCheckEvaluation) -> bool:
+        return e.check_name not in GATE_NAMES and e.severity == AssetCheckSeverity.WARN
+
+    failed = [e.check_name for e in evaluations if not e.passed and not warns(e)]
+    warned = [e.check_name for e in evaluations if not e.passed and warns(e)]
     judged = {e.check_name for e in evaluations}
     skipped = [g for g in GATE_NAMES if g not in judged]
     verdict = f"FAILED {', '.join(failed)}" if failed else "all judged passed" if skipped else "all passed"
-    return f"gates: {verdict}" + (f"; not judged ({SKIP_SETTING}): {', '.join(skipped)}" if skipped else "")
+    return (
+        f"gates: {verdict}"
+        + (f"; not judged ({SKIP_SETTING}): {', '.join(skipped)}" if skipped else "")
+        + (f"; warnings (not blocking): {', '.join(warned)}" if warned else "")
+    )
 
 
 def print_served(result: ExecuteInProcessResult) -> None:

@@ -82,8 +82,9 @@ def test_gates_skipped_by_may_skip_are_named_never_counted_as_passed() -> None:
     from ml_assets.demo import gates_line
     from ml_assets.model.gates import FAIRNESS, GATE_NAMES, SLICE_QUALITY
 
-    def evaluation(name: str, passed: bool = True) -> dg.AssetCheckEvaluation:
-        return dg.AssetCheckEvaluation(asset_key=dg.AssetKey("model_evaluation"), check_name=name, passed=passed)
+    def evaluation(name: str, passed: bool = True, severity=dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckEvaluation:
+        key = dg.AssetKey("model_evaluation")
+        return dg.AssetCheckEvaluation(asset_key=key, check_name=name, passed=passed, severity=severity)
 
     every = [evaluation(g) for g in GATE_NAMES]
     assert gates_line(every) == "gates: all passed"
@@ -91,3 +92,6 @@ def test_gates_skipped_by_may_skip_are_named_never_counted_as_passed() -> None:
     assert gates_line(judged) == "gates: all judged passed; not judged (gates.may_skip): slice_quality, fairness"
     failed = [evaluation("beats_baseline", passed=False), *judged[1:]]
     assert gates_line(failed).startswith("gates: FAILED beats_baseline; not judged (gates.may_skip): slice_quality")
+    # a failed warning (psych's msq: gap_to_reference) blocked nothing and the model served: it is no failed gate
+    warned = [*every, evaluation("gap_to_reference", passed=False, severity=dg.AssetCheckSeverity.WARN)]
+    assert gates_line(warned) == "gates: all passed; warnings (not blocking): gap_to_reference"

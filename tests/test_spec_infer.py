@@ -310,6 +310,7 @@ def test_every_left_out_column_is_listed_with_its_reason(tmp_path: Path, capsys:
             "drop": np.arange(n),
             "serial": 1000 + 7 * np.arange(n),
             "patient_id": 500 - np.arange(n) // 3,  # a patient's rows share the key (lifelines' recur.csv)
+            "ID": (np.arange(n) // 4) + (np.arange(n) % 4 + 1) / 10,  # subject.session as a float (psych's msq)
             "store_id": (np.arange(n) // 3) % 8,  # a code with few values (not in step with y): a feature
             "": np.arange(1, n + 1),  # the row names R's write.csv adds, under an empty header
             "y": ["a", "b"] * (n // 2),
@@ -326,6 +327,7 @@ def test_every_left_out_column_is_listed_with_its_reason(tmp_path: Path, capsys:
         "drop": "named in --ignore",
         "serial": "integers unique on every row and in file order (0 nulls, 400 distinct): a row number or an id",
         "patient_id": "named like an id (0 nulls, 134 distinct on 400 rows): the key of an entity that rows share",
+        "ID": "named like an id (0 nulls, 400 distinct on 400 rows): the key of an entity that rows share",
         "": "no name in the header",
     }
     text = out.read_text()
@@ -619,9 +621,10 @@ def test_a_sensitive_band_holds_every_value_the_range_allows(tmp_path: Path) -> 
     assert spec.band_values(band, edges).iloc[-1] == band.labels[-1]
 
 
-def test_parquet_named_pq_is_read_and_a_tab_separated_csv_is_told(tmp_path: Path, capsys) -> None:
-    """NannyML ships Parquet as .pq; statsmodels' anes96.csv is separated by tabs. The first is read like any
-    Parquet file; the second used to read as one column and fail on --target with the header as its one name."""
+def test_data_files_as_packages_ship_them_are_read_or_refused_in_one_line(tmp_path: Path, capsys) -> None:
+    """NannyML ships Parquet as .pq; statsmodels' anes96.csv is separated by tabs; sklearn's breast_cancer.csv has a
+    header shorter than its rows. The first is read like any Parquet file; the second used to read as one column and
+    fail on --target with the header as its one name, the third with a pyarrow traceback: each is one line now."""
     frame = pd.DataFrame({"t": hours(600), "x": np.arange(600) % 7, "y": np.arange(600) % 2})
     frame.to_parquet(tmp_path / "d.pq")
     assert infer_spec(tmp_path / "d.pq", target="y").spec["columns"]
@@ -629,6 +632,12 @@ def test_parquet_named_pq_is_read_and_a_tab_separated_csv_is_told(tmp_path: Path
     assert main(["spec", "infer", str(tmp_path / "tabs.csv"), "--target", "y"]) != 0
     err = capsys.readouterr().err
     assert "read as one column" in err and "holds tabs" in err and "separated by commas" in err, err
+    # sklearn's breast_cancer.csv heads its 31-field rows with "569,30,malignant,benign": a line, not a traceback
+    (tmp_path / "ragged.csv").write_text("3,2,a,b\n1.0,2.0,3.0,4.0,5.0\n2.0,3.0,4.0,5.0,6.0\n")
+    assert main(["spec", "infer", str(tmp_path / "ragged.csv"), "--target", "b"]) != 0
+    err = capsys.readouterr().err
+    assert "ragged.csv: cannot be read as CSV: CSV parse error: Expected 4 columns, got 5" in err, err
+    assert "Traceback" not in err
 
 
 def test_a_majority_positive_label_gets_the_balanced_decision_policy(tmp_path: Path) -> None:

@@ -690,8 +690,10 @@ def _is_entity_key(name: str, values: pd.Series, nulls: int, distinct: int) -> b
     """Named like an id, integers or text, with many distinct values for its rows: the key of an entity (a patient, a
     customer) that several rows share, as in lifelines' recur.csv (400 patients on 1,296 rows). Its numbers are
     arbitrary labels: as a feature a model learns the order they were handed out in, and its range rule refuses
-    the next new entity's larger key. A code with few values (a store number) stays."""
-    if not ENTITY_KEY_NAME.search(name) or _is_float(values):
+    the next new entity's larger key. A code with few values (a store number) stays. Floats too: psych's msq.csv
+    writes subject and session as ``ID`` 6.1 (404 keys on 3,896 rows), and pandas writes integer keys with a missing
+    one as 12.0; kept as a number, the range rule refused the next new subject at serving."""
+    if not ENTITY_KEY_NAME.search(name):
         return False
     return distinct >= MIN_KEYS and distinct >= MIN_KEY_SHARE * (len(values) - nulls)
 
