@@ -1031,9 +1031,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise SpecError(f"data file {path}: not a CSV, gzipped CSV or Parquet file (suffix one of {DATA_SUFFIXES})")
     try:
         frame = pd.read_csv(path, engine="pyarrow", dtype_backend="pyarrow")
-    except (pd.errors.ParserError, ValueError) as e:  # rows of another width than the header's (sklearn's
+    except ValueError as e:  # pandas' ParserError: rows of another width than the header's (sklearn's
         # breast_cancer.csv heads 31-field rows with "569,30,malignant,benign"), bad quoting, ...
-        raise SpecError(f"data file {path}: cannot be read as CSV: {str(e).splitlines()[0][:300]}") from e
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise SpecError(f"data file {path}: cannot be read as CSV: {first[:300]}") from e
     header = str(frame.columns[0]) if len(frame.columns) == 1 else ""
     found = [name for sep, name in OTHER_SEPARATORS.items() if sep in header]
     if found:

@@ -365,11 +365,8 @@ def gates_line(evaluations: Sequence[AssetCheckEvaluation]) -> str:
     failed warning blocks nothing: the candidate was promoted all the same, so it is no failed gate)."""
     from ml_assets.model.gates import GATE_NAMES, SKIP_SETTING
 
-    def warns(e: AssetCheckEvaluation) -> bool:
-        return e.check_name not in GATE_NAMES and e.severity == AssetCheckSeverity.WARN
-
-    failed = [e.check_name for e in evaluations if not e.passed and not warns(e)]
-    warned = [e.check_name for e in evaluations if not e.passed and warns(e)]
+    failed = [e.check_name for e in evaluations if not e.passed and e.severity != AssetCheckSeverity.WARN]
+    warned = [e.check_name for e in evaluations if not e.passed and e.severity == AssetCheckSeverity.WARN]
     judged = {e.check_name for e in evaluations}
     skipped = [g for g in GATE_NAMES if g not in judged]
     verdict = f"FAILED {', '.join(failed)}" if failed else "all judged passed" if skipped else "all passed"

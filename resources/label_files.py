@@ -1,4 +1,5 @@
-"""Delayed ground truth on disk: ``<root>/<YYYY-MM-DD>/*.csv|*.csv.gz|*.parquet``, one folder per day labels landed.
+"""Delayed ground truth on disk: ``<root>/<YYYY-MM-DD>/*.csv|*.csv.gz|*.parquet|*.pq``, one folder per day labels
+landed.
 
 A label file names the record it labels (the dataset's id column, or ``request_id`` for a logged prediction) and
 the label in the target column's landed form; an optional ``time`` says when the outcome was known.

@@ -4,7 +4,8 @@ It reads a CSV (gzip allowed) or Parquet file and describes it exactly as it wil
 holds it (surrounding spaces stripped, blank text missing), Parquet ``category`` columns as their values. It
 proposes every spec field from what it sees: types and roles, category domains from the observed values, numeric
 ranges, nullability, integer-coded categories, sensitive attributes (a numeric one becomes a sensitive band), the
-training window and class balance from the row count and positive rate, and the model gates' defaults.
+training window from the row count, the class balance from the positive rate (widened where a replayed split
+drifts), the decision policy (``balanced`` when positives are the majority), and the model gates' defaults.
 
 An inferred spec must pass its own source. The rules that vary from day to day are sized on the days the demo
 lands (``replayed_day_rows``: the file replayed over ``window_days + 2`` days, in source time order): the label
@@ -26,7 +27,7 @@ are read in the spec's ``timezone`` (UTC). Text dates that are not ISO 8601 (``1
 above 12), infer asks for ``--time-format`` instead of guessing.
 
 No column is lost silently: every column left out (constant, free text, a second time column, a type no spec field
-takes, ``--ignore``) is listed with its reason in the YAML's header and by the CLI on stderr, and a column named
+takes, a row number, an entity key, another model's output, a leak, ``--ignore``) is listed with its reason in the YAML's header and by the CLI on stderr, and a column named
 in an option is either used as asked or refused with a one-line error naming it and why. The output is commented
 YAML (each field's meaning comes from the spec model itself), so it doubles as the spec format's documentation; a
 person then reviews it and edits what only they can know.
@@ -108,6 +109,19 @@ class ReplayedDays:
 
     def coverage(self) -> list[float]:
         return [lab / n for n, lab in zip(self.rows, self.labeled, strict=True) if n]
+
+    def splits(self, training: TrainingWindow, end: int | None = None) -> dict[str, np.ndarray]:
+        """The source rows of each split of the window of replayed days ending before day ``end`` (default: every
+        day, the demo's window), cut as ``split_by_time`` cuts a training set: the newest ``test_days`` test, the
+        ``validation_days`` before them validation, the rest of ``window_days`` train."""
+        end = len(self.positions) if end is None else end
+        test_from, validation_from = end - training.test_days, end - training.test_days - training.validation_days
+        cuts = {
+            "train": self.positions[max(0, end - training.window_days) : max(0, validation_from)],
+            "validation": self.positions[max(0, validation_from) : max(0, test_from)],
+            "test": self.positions[max(0, test_from) : end],
+        }
+        return {split: np.concatenate(days) if days else np.array([], dtype=int) for split, days in cuts.items()}
 
     def volume_ratios(self, rc: RowCount) -> list[float]:
         """Each judged day's rows over the median of its ``trailing_days`` predecessors (``volume.judge``)."""
@@ -204,7 +218,8 @@ def infer_spec(
                 bands.append(band)
 
     target_col = next(c for c in cols if c["role"] == "target")
-    label_rate, labeled = _label_stats(frame[target], target_col)
+    positives = _positives(frame[target], target_col)
+    label_rate, labeled = float(positives.mean()), int(positives.notna().sum())
     window = _window(labeled)
     spec: dict[str, Any] = {
         "name": name or _dataset_name(path),
@@ -247,7 +262,7 @@ def infer_spec(
     repeats = _repeated_rows(frame, [c["name"] for c in spec["columns"] if c["role"] != "id" and c["name"] in columns])
     spec["duplicate_rows"] = "warn" if repeats else "error"
     sized = _size_day_rules(spec, days, result)
-    sized += _size_class_balance(spec, frame[target], target_col, days, result)
+    sized += _size_class_balance(spec, positives, days, result)
     result.spec = spec
     result.header = _header(path, frame, result.left_out, time, labeled, label_rate, window) + sized
     if not sensitive:
@@ -321,11 +336,7 @@ def leaking_features(
     from ml_assets.data.features import featurize
     from ml_assets.data.training_checks import SingleFeatureScores
 
-    cfg = spec.training
-    held_out = cfg.validation_days + cfg.test_days
-    train_days = days.positions[-cfg.window_days : -held_out] if cfg.window_days > held_out else []
-    rows = np.concatenate(train_days) if train_days else np.array([], dtype=int)
-    typed, _ = spec.coerce(frame.iloc[rows])
+    typed, _ = spec.coerce(frame.iloc[days.splits(spec.training)["train"]])
     train = spec.labeled(featurize(spec, typed))
     if train[spec.label_column].nunique() < 2:
         return {}  # nothing to judge on: class_balance says so after landing
@@ -344,7 +355,7 @@ def leaking_features(
 class SmallGroups:
     """Gates the demo's last window could not judge, for groups too small, and what infer says about it."""
 
-    gates: list[str]
+    gates: tuple[str, ...]
     note: str
 
 
@@ -354,8 +365,7 @@ def small_groups(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) -> 
     (fairness), or no slice of that size at all (slice_quality), so that gate would fail every candidate (infer
     then lists it under ``gates.may_skip``). None when both can judge (or no sensitive column is named)."""
     min_size, test_days = spec.gates.slice_min_size, spec.training.test_days
-    rows = np.concatenate(days.positions[-test_days:]) if days.positions else np.array([], dtype=int)
-    test = frame.iloc[rows]
+    test = frame.iloc[days.splits(spec.training)["test"]]
     test = test[test[spec.target.name].notna()]  # the labeled rows, as landed (no label column yet)
     sizes: dict[str, pd.Series] = {}
     for name in spec.slice_columns:
@@ -365,7 +375,7 @@ def small_groups(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) -> 
         ).value_counts()
     fair = [n for n in spec.fairness_columns if int((sizes[n] >= min_size).sum()) >= 2]
     sliced = any(bool((s >= min_size).any()) for s in sizes.values())
-    gates = [*([] if sliced else ["slice_quality"]), *([] if fair or not spec.fairness_columns else ["fairness"])]
+    gates = (*(() if sliced else ("slice_quality",)), *(() if fair or not spec.fairness_columns else ("fairness",)))
     if not gates:
         return None
     seen = [f"{n}: " + ", ".join(f"{g} {k:,}" for g, k in sizes[n].head(4).items()) for n in sizes]
@@ -407,61 +417,54 @@ def _size_day_rules(spec: dict[str, Any], days: ReplayedDays, result: Inferred) 
     return [seen + "; the row count, volume and label coverage rules pass every one of them."]
 
 
-def _size_class_balance(
-    spec: dict[str, Any], target: pd.Series, column: dict[str, Any], days: ReplayedDays, result: Inferred
-) -> list[str]:
+def _size_class_balance(spec: dict[str, Any], positives: pd.Series, days: ReplayedDays, result: Inferred) -> list[str]:
     """Widen ``training.class_balance`` (a third of the way from the source's positive rate to 0 and to 1) where a
     split of a full window of the replayed days falls outside it, to half the way from that split's rate: a source
     whose positive rate drifts (a censored outcome, where recent cases have had less time to become positive) must
-    not block its own first training set. A split holding one label only is no drift but a window no model can be
-    judged on: class_balance keeps blocking it, and infer says so now (a warning) rather than after landing. The
-    header lines say what was widened or found."""
-    training = spec["training"]
-    window, test_days = training["window_days"], training["test_days"]
-    held_out = training["validation_days"] + test_days
-    texts = _category_texts(target, column["name"])
-    positive = (texts == column["positive_label"]).reindex(target.index)  # NaN: unlabeled
-    rates: list[float] = []
-    one_label: dict[str, float] = {}  # split -> its rate (0 or 1), in the first window where it holds one label
-    for end in range(window, len(days.positions) + 1):
-        cuts = {
-            "train": days.positions[end - window : end - held_out],
-            "validation": days.positions[end - held_out : end - test_days],
-            "test": days.positions[end - test_days : end],
-        }
-        for split, parts in cuts.items():
-            labels = positive.iloc[np.concatenate(parts)].dropna() if parts else pd.Series([], dtype=float)
-            rate = float(labels.astype(float).mean()) if len(labels) else math.nan
-            if rate in (0.0, 1.0):
-                one_label.setdefault(split, rate)
-            elif not math.isnan(rate):
-                rates.append(rate)
-    lines = []
-    if one_label:
-        held = "; ".join(f"{s}: {'positives' if r else 'negatives'} only" for s, r in one_label.items())
+    not block its own first training set. A split holding one label or none is no drift but a split no model can
+    be judged on: class_balance blocks it. When a split of the demo's window stays outside the bounds, infer says
+    so now (a warning) rather than after landing. The header lines say what was widened or found."""
+    training = TrainingWindow.model_validate(spec["training"])
+    rates = [  # (window's last replayed day, split, positive rate: NaN without labels)
+        (end, split, float(labels.mean()) if len(labels := positives.iloc[rows].dropna()) else math.nan)
+        for end in range(training.window_days, len(days.positions) + 1)
+        for split, rows in days.splits(training, end).items()
+    ]
+    judged = [r for _, _, r in rates if 0.0 < r < 1.0]  # drift that bounds can hold
+    lo, hi = training.class_balance
+    fitted = [lo, hi]
+    if judged:
+        low, high = min(judged) / 2, 1 - (1 - max(judged)) / 2
+        fitted = [
+            lo if min(judged) >= lo else max(0.01, math.floor(low * 1000) / 1000),
+            hi if max(judged) <= hi else min(0.99, math.ceil(high * 1000) / 1000),
+        ]
+    lines: list[str] = []
+    if fitted != [lo, hi]:
+        spec["training"]["class_balance"] = fitted
+        lines.append(
+            f"class_balance {fitted}, widened from {[lo, hi]} (the source's positive rate, a third of the way to 0 "
+            f"and 1): the splits of the replayed windows have positive rates {min(judged):.3f} .. {max(judged):.3f}."
+        )
+    demo = len(days.positions)
+    blocked = [
+        f"{split}: {_rate_text(r)}" for end, split, r in rates if end == demo and not fitted[0] <= r <= fitted[1]
+    ]
+    if blocked:
         note = (
-            f"The replayed windows have splits holding one label ({held}): class_balance "
-            "blocks every such training set, as no model can be judged on it. A source whose outcome is recorded "
-            "for one label only in part of its time span (a follow-up cut short) cannot be split by time there: "
-            "land the rows that carry both labels (or choose another --time)."
+            f"class_balance {fitted} blocks the demo's training set ({'; '.join(blocked)}). A split of one label, or "
+            "none, judges no model: when a source records its outcome for one label only in part of its time span "
+            "(a follow-up cut short), land the rows that carry both labels, or choose another --time."
         )
         result.warnings.append(note)
         lines.append(note)
-    lo, hi = training["class_balance"]
-    if not rates:
-        return lines
-    low, high = min(rates) / 2, 1 - (1 - max(rates)) / 2
-    fitted = [
-        lo if min(rates) >= lo else max(0.01, math.floor(low * 1000) / 1000),
-        hi if max(rates) <= hi else min(0.99, math.ceil(high * 1000) / 1000),
-    ]
-    if fitted != [lo, hi]:
-        training["class_balance"] = fitted
-        lines.append(
-            f"class_balance {fitted}, widened from {[lo, hi]} (the source's positive rate, a third of the way to 0 "
-            f"and 1): the splits of the replayed windows have positive rates {min(rates):.3f} .. {max(rates):.3f}."
-        )
     return lines
+
+
+def _rate_text(rate: float) -> str:
+    if math.isnan(rate):
+        return "no labels"
+    return "positives only" if rate == 1 else "negatives only" if rate == 0 else f"positive rate {rate:.3f}"
 
 
 def _repeated_rows(frame: pd.DataFrame, columns: list[str]) -> int:
@@ -698,8 +701,12 @@ def _is_entity_key(name: str, values: pd.Series, nulls: int, distinct: int) -> b
     return distinct >= MIN_KEYS and distinct >= MIN_KEY_SHARE * (len(values) - nulls)
 
 
-# words a model's output is named by: prediction, predicted_probability, y_pred_proba, yhat, y_hat, predScore
-MODEL_OUTPUT_WORDS = frozenset({"pred", "preds", "predicted", "prediction", "predictions", "proba", "probas", "yhat"})
+# words a model's output is named by (prediction, predicted_probability, y_pred_proba, predScore, yhat), and word
+# pairs (y_hat, y_prob, y_score, p_hat)
+MODEL_OUTPUT_WORDS = frozenset(
+    {"pred", "preds", "predicted", "prediction", "predictions", "proba", "probas", "yhat", "ypred", "phat"}
+)
+MODEL_OUTPUT_PAIRS = frozenset({("y", "hat"), ("y", "prob"), ("y", "score"), ("p", "hat")})
 
 
 def _is_model_output(name: str) -> bool:
@@ -708,9 +715,7 @@ def _is_model_output(name: str) -> bool:
     there), and a model trained on it learns to repeat that model, which serving would have to run first: the
     served probability followed the column it was sent (0.02 -> 0.05, 0.50 -> 0.39, 0.95 -> 0.94)."""
     words = [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
-    return bool(MODEL_OUTPUT_WORDS.intersection(words)) or any(
-        a == "y" and b == "hat" for a, b in itertools.pairwise(words)
-    )
+    return bool(MODEL_OUTPUT_WORDS.intersection(words) or MODEL_OUTPUT_PAIRS.intersection(itertools.pairwise(words)))
 
 
 def _feature_column(
@@ -750,7 +755,12 @@ def _feature_column(
     if not (categorical or sensitive) and _is_entity_key(name, values, nulls, distinct):
         return leave_out(
             f"named like an id ({seen} on {len(values):,} rows): the key of an entity that rows share, not a "
-            "measure" + (" (--categorical keeps it as a category)" if distinct <= MAX_CATEGORIES else "")
+            "measure"
+            + (
+                " (--categorical keeps it as a category)"
+                if distinct <= MAX_CATEGORIES and not _is_float(values)
+                else ""
+            )
         )
     if _is_text(values) or categorical or (sensitive and _is_integer(values) and distinct <= MAX_CATEGORIES // 4):
         if distinct > MAX_CATEGORIES:
@@ -823,16 +833,17 @@ def _sensitive_band(name: str, numbers: pd.Series, allowed: dict[str, float]) ->
     cuts = sorted({round(float(q)) for q in numbers.quantile([0.25, 0.5, 0.75])})
     lo = min(math.floor(allowed["min"]), cuts[0] - 1)  # every cut inside: a band is [edge, next edge)
     hi = max(math.floor(allowed["max"]), cuts[-1]) + 1
-    edges = [lo, *[c for c in cuts if lo < c < hi], hi]
+    edges = [lo, *cuts, hi]
     labels = [f"<{edges[1]:g}"] + [f"{a:g}-{b - 1:g}" for a, b in itertools.pairwise(edges[1:-1])]
     labels.append(f"{edges[-2]:g}+")
     Band(name=f"{name}_band", source=name, edges=edges, labels=labels)  # raises if the edges do not band
     return {"name": f"{name}_band", "source": name, "edges": edges, "labels": labels, "sensitive": True}
 
 
-def _label_stats(target: pd.Series, column: dict[str, Any]) -> tuple[float, int]:
+def _positives(target: pd.Series, column: dict[str, Any]) -> pd.Series:
+    """Each row's label as 1.0 (the positive label) or 0.0, NaN where the row has none, on the source's index."""
     present = _category_texts(target, column["name"])
-    return float((present == column["positive_label"]).mean()), len(present)
+    return (present == column["positive_label"]).astype("float64").reindex(target.index)
 
 
 def _window(labeled_rows: int) -> int:

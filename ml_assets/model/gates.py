@@ -388,7 +388,8 @@ def predicts_both_classes(ev: Evaluation, th: GateThresholds) -> GateOutcome:
         if (one == "positive") == (actual > 0.5):  # the majority for nearly every row: maybe the policy, not the model
             text += (
                 f"; the threshold is the spec's decision policy's choice on validation, and {one} is the majority "
-                "class: decision.policy balanced (recall + specificity) does not favour it"
+                "class: unless the policy is already balanced, decision.policy balanced (recall + specificity) does "
+                "not favour it"
             )
     return GateOutcome(
         PREDICTS_BOTH_CLASSES,
