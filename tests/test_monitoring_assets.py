@@ -107,3 +107,20 @@ def test_a_day_under_the_row_floor_records_no_passed_check(ml_home: Path, adult_
         [AssetCheckKey(AssetKey("model_monitoring"), "input_drift")]
     )
     assert next(iter(records.values())).status.value == "PLANNED"  # the UI resolves it to SKIPPED once the run ended
+
+
+def test_monitoring_days_before_the_first_training_set_require_none(ml_home: Path, adult_spec: DatasetSpec) -> None:
+    """training_set starts a window after the first landed day, model_monitoring on it. A backfill of several
+    monitoring days (automation's request for replayed traffic days) was refused whole by Dagster for its days
+    with no training_set partition ("depends on non-existent partitions"), so those days were never monitored."""
+    defs = build_definitions(adult_spec, env="local")
+    graph = defs.get_repository_def().asset_graph
+    monitoring, training_set = AssetKey("model_monitoring"), AssetKey("training_set")
+    down, up = graph.get(monitoring).partitions_def, graph.get(training_set).partitions_def
+    first = down.get_partition_keys()[:3]
+    assert first and all(day < up.start.strftime("%Y-%m-%d") for day in first)  # before any training_set
+    mapping = defs.get_assets_def(monitoring).get_partition_mapping(training_set)
+    mapped = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        down.empty_subset().with_partition_keys(first), down, up
+    )
+    assert mapped.required_but_nonexistent_subset.is_empty

@@ -321,7 +321,12 @@ def build_model_monitoring(spec: DatasetSpec, daily: PartitionsDefinition) -> As
                     start_offset=0, end_offset=window, allow_nonexistent_upstream_partitions=True
                 ),
             ),
-            AssetDep("training_set"),
+            # each tag's own training set is read by the partition its lineage names; this dep draws the lineage.
+            # training_set starts a window after the first landed day: days before it have none, and without
+            # allowing that, a backfill of several monitoring days (automation's request for replayed days) failed
+            AssetDep(
+                "training_set", partition_mapping=TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
+            ),
             AssetDep("champion_model"),
         ],
         check_specs=[
