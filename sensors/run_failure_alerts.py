@@ -36,8 +36,14 @@ def build_run_failure_sensor(default_status: DefaultSensorStatus = DefaultSensor
 
 def root_cause(error: Any) -> str:
     """The first line of the innermost cause of a step's error: Dagster wraps the user's exception in "Error
-    occurred while executing op ...", which says nothing of what went wrong."""
+    occurred while executing op ...", which says nothing of what went wrong. A blocking check's failure says what
+    failed on the lines after its first ("1 blocking asset check failed with ERROR severity:" then "<asset>:
+    <checks>"): a first line ending in a colon takes those lines with it, so the alert names the checks."""
     while error is not None and getattr(error, "cause", None) is not None:
         error = error.cause
-    lines = (getattr(error, "message", "") or "").strip().splitlines()
-    return lines[0] if lines else "no error message"
+    lines = [line.strip() for line in (getattr(error, "message", "") or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return "no error message"
+    if lines[0].endswith(":") and len(lines) > 1:
+        return " ".join([lines[0], "; ".join(lines[1:4])])
+    return lines[0]
