@@ -57,7 +57,7 @@ def whole_frame_results(spec: DatasetSpec, zone: LandingZone, day: str) -> dict:
 def streamed_results(spec: DatasetSpec, zone: LandingZone, root: Path, day: str, sample_rows: int) -> dict:
     tables = ParquetTables(root=str(root / "tables"))
     landed = ingest_day(spec, zone, tables, day, sample_rows=sample_rows, batch_rows=97)
-    whole = expectations.whole_day(spec, landed.scan, day, landed.rows, landed.unlabeled, landed.landed_columns)
+    whole = expectations.whole_day(spec, landed, day)
     assert len(landed.typed) == min(sample_rows, landed.rows)
     results = expectations.validate_raw_data(
         spec, landed.landed, landed.typed[spec.column_names], landed.cast_failures, day, whole=whole
@@ -158,3 +158,17 @@ def test_a_row_sample_is_every_row_up_to_its_size_then_a_bounded_uniform_one() -
     kept = big.result()[1]["v"]
     assert len(kept) == 100 and kept.is_monotonic_increasing and kept.is_unique
     assert kept.iloc[0] < 100 and kept.iloc[-1] > 900, "drawn from the whole stream, not its start"
+
+
+def test_a_file_that_lacks_a_column_the_other_files_carry_fails_its_type_check(spec: DatasetSpec, tmp_path: Path):
+    """Two files of a day, one without a nullable column: the day's union of columns has it, so its rows would land
+    null and every rule of a nullable column pass (Ecdat's Participation, a hand-landed file without educ). The
+    column's type check names the file that lacks it."""
+    column = next(c.name for c in spec.columns if c.nullable and c.role.value != "target")
+    _, second = simulate(spec, tmp_path / "landing", DAY, DAY, rows_per_day=400, files_per_day=2)
+    pd.read_parquet(second).drop(columns=[column]).to_parquet(second, index=False)
+    results = streamed_results(spec, landing(tmp_path), tmp_path, DAY.isoformat(), sample_rows=1000)
+    typed = results[f"{column}_type"]
+    assert not typed.passed, typed.description
+    assert f"{column!r} is missing from 1 landing file(s) of the day, [{second.name!r}]" in typed.description
+    assert all(r.passed for name, r in results.items() if name.endswith("_type") and name != f"{column}_type")

@@ -133,7 +133,7 @@ def build_raw_data(
                 "landing_fingerprint": fingerprint,
             },
         )
-        whole = expectations.whole_day(spec, landed.scan, day, landed.rows, landed.unlabeled, landed.landed_columns)
+        whole = expectations.whole_day(spec, landed, day)
         yield from expectations.validate_raw_data(
             spec,
             landed.landed,

@@ -31,6 +31,7 @@ from ml_assets.data import volume
 from ml_assets.data.check_results import check_result
 from ml_assets.data.exact_counts import GX_SAMPLE_ROWS, Counts, Key, apply_exact, exact_counts
 from ml_assets.data.gx_runner import GxOptions, run_gx
+from ml_assets.data.ingest import LandedDay
 from ml_assets.data.rules import LANDED, TYPED, duplicate_rows, features_rules, partition_end, raw_data_rules
 from ml_assets.dataset import DatasetSpec
 from resources.parquet_tables import TableScan, quoted
@@ -45,14 +46,21 @@ class WholeDay:
     landed_columns: list[str]
     duplicate_rows: int
     counts: dict[Key, Counts]
+    missing_from_files: dict[str, list[str]]  # file -> spec columns it lacks
 
 
-def whole_day(
-    spec: DatasetSpec, scan: TableScan, day: str, rows: int, unlabeled: int, landed_columns: list[str]
-) -> WholeDay:
-    """The exact counts of every raw_data rule over a stored day (``scan``), besides what reading it counted."""
+def whole_day(spec: DatasetSpec, landed: LandedDay, day: str) -> WholeDay:
+    """The exact counts of every raw_data rule over a stored day (``landed.scan``), besides what reading it
+    counted."""
     rules = raw_data_rules(spec, partition_end(day, spec.timezone))
-    return WholeDay(rows, rows - unlabeled, landed_columns, repeated_rows(spec, scan), exact_counts(scan, rules))
+    return WholeDay(
+        landed.rows,
+        landed.rows - landed.unlabeled,
+        landed.landed_columns,
+        repeated_rows(spec, landed.scan),
+        exact_counts(landed.scan, rules),
+        landed.missing_from_files,
+    )
 
 
 def repeated_rows(spec: DatasetSpec, scan: TableScan) -> int:
@@ -119,6 +127,12 @@ def validate_raw_data(
                 extra["landed_dtype"] = str(landed[col.name].dtype)
             if bad:
                 problems.append(f"{col.name!r}: {bad} values could not be cast to {col.landed_dtype}")
+            lacking = [f for f, columns in (whole.missing_from_files if whole else {}).items() if col.name in columns]
+            if lacking and col.name in landed.columns:  # in the day's other files: the union hid its absence
+                problems.append(
+                    f"{col.name!r} is missing from {len(lacking)} landing file(s) of the day, {lacking[:5]}: their "
+                    "rows would land with it null"
+                )
         if rule.kind == "label":
             if rows == 0:
                 problems.append(f"label {rule.column!r}: no rows, so no labels")

@@ -43,6 +43,9 @@ class LandedDay:
     nulls: dict[str, int]
     cast_failures: dict[str, int]
     landed_columns: list[str]
+    # spec columns some files lack (file name -> columns): the day's union of columns hides them, and those rows
+    # would land with the column null, passing every rule of a nullable column
+    missing_from_files: dict[str, list[str]]
     landed: pd.DataFrame = field(repr=False)  # the sample as landed (index: row numbers in the day)
     typed: pd.DataFrame = field(repr=False)  # the same rows, typed (spec columns)
 
@@ -144,12 +147,14 @@ def _ingest(
     nulls: Counter[str] = Counter()
     failures: Counter[str] = Counter()
     landed_columns: dict[str, None] = {}
+    file_columns: dict[str, set[str]] = {}  # each file's columns, from its batches
     empty: list[pd.DataFrame] = []  # each file's columns as landed, for a day without rows
     rows = unlabeled = 0
     stamp = pd.Timestamp(day)
     with tables.writer(RAW_DATA, day, raw_data_dtypes(spec)) as writer:
-        for _, landed in landed_batches(landing, day, paths, batch_rows, widened):
+        for name, landed in landed_batches(landing, day, paths, batch_rows, widened):
             landed_columns |= dict.fromkeys(map(str, landed.columns))
+            file_columns.setdefault(name, set()).update(map(str, landed.columns))
             if landed.empty:
                 empty.append(landed)
                 continue
@@ -176,6 +181,11 @@ def _ingest(
         nulls={c: nulls[c] for c in spec.column_names if nulls[c]},
         cast_failures={c: failures[c] for c in spec.column_names if failures[c]},
         landed_columns=list(landed_columns),
+        missing_from_files={
+            name: lacking
+            for name, columns in file_columns.items()
+            if (lacking := [c for c in spec.column_names if c not in columns])
+        },
         landed=landed_sample,
         typed=typed_sample,
     )
