@@ -112,6 +112,27 @@ def latest_check_evaluations(
     return found
 
 
+def latest_completed_evaluations(
+    instance: DagsterInstance, asset: AssetKey, check_names: Sequence[str], partition: str | None = None
+) -> dict[str, AssetCheckEvaluation | None]:
+    """The latest *completed* evaluation of each named check of ``asset`` (for ``partition``), None where none
+    completed. A run that planned a check and ended before evaluating it (its upstream failed a blocking check)
+    leaves that planned execution as the latest one, though it judged nothing and materialized nothing: the
+    completed evaluation before it still judges the asset's latest materialization."""
+    found = latest_check_evaluations(instance, asset, check_names, partition)
+    done = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
+    for name in [n for n, evaluation in found.items() if evaluation is None]:  # only planned ones: rare, one query each
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(asset, name),
+            limit=1,
+            status=done,
+            partition_filter=PartitionKeyFilter(key=partition) if partition else None,
+        )
+        evaluation = records[0].evaluation if records else None
+        found[name] = evaluation if isinstance(evaluation, AssetCheckEvaluation) else None
+    return found
+
+
 def last_judgements(
     instance: DagsterInstance, asset: AssetKey, check_names: Sequence[str]
 ) -> dict[str, AssetCheckEvaluation | None]:
@@ -186,7 +207,7 @@ def blocking_verdict(
     if latest is None:
         return CheckVerdict(name, partition, materialized=False, not_run=list(check_names))
     verdict = CheckVerdict(name, partition, materialized=True)
-    for check, evaluation in latest_check_evaluations(instance, asset, check_names, partition).items():
+    for check, evaluation in latest_completed_evaluations(instance, asset, check_names, partition).items():
         target = evaluation.target_materialization_data if evaluation is not None else None
         if evaluation is None or (target is not None and target.storage_id != latest):
             verdict.not_run.append(check)

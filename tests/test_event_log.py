@@ -61,3 +61,41 @@ def test_verdicts_per_partition_for_the_latest_materialization() -> None:
 
     with pytest.raises(dg.Failure, match=r"consumer refuses to use table\[2026-03-02\]: failed blocking checks: rows"):
         require_passed(instance, key, ["rows"], "2026-03-02", "consumer")
+
+
+@dg.asset
+def upstream() -> int:
+    return 1
+
+
+@dg.asset_check(asset=upstream, blocking=True)
+def upstream_ok() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=OUTCOME.get("upstream", True))
+
+
+@dg.asset(deps=[upstream])
+def downstream() -> int:
+    return 2
+
+
+@dg.asset_check(asset=downstream, blocking=True)
+def downstream_ok() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True)
+
+
+def test_a_run_stopped_upstream_leaves_the_downstream_verdict_as_it_was() -> None:
+    """The second run fails upstream's blocking check, so downstream is not materialized and its check is planned,
+    never evaluated. That planned execution is the latest one, but downstream's latest materialization is still
+    the first, whose check passed: the verdict stays passed (it named downstream's checks "with no result",
+    hiding the upstream failure: Ecdat's Participation, a bad file re-landed for a day)."""
+    instance = dg.DagsterInstance.ephemeral()
+    pair = [upstream, upstream_ok, downstream, downstream_ok]
+    resources = {"io_manager": dg.mem_io_manager}
+    OUTCOME["upstream"] = True
+    assert dg.materialize(pair, instance=instance, resources=resources).success
+    OUTCOME["upstream"] = False
+    stopped = dg.materialize(pair, instance=instance, resources=resources, raise_on_error=False)
+    assert not stopped.success and not stopped.asset_materializations_for_node("downstream")
+    kept = blocking_verdict(instance, dg.AssetKey("downstream"), ["downstream_ok"])
+    assert kept.ok and kept.passed == ["downstream_ok"], kept.describe()
+    assert blocking_verdict(instance, dg.AssetKey("upstream"), ["upstream_ok"]).failed == ["upstream_ok"]
