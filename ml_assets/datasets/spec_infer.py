@@ -273,6 +273,9 @@ def infer_spec(
         skip += [g for g in unjudged.gates if g not in skip]
         result.header.append(unjudged.note)
         result.warnings.append(unjudged.note)
+    if note := floor_note(proposed, frame, days):  # a floor the data cannot reach refuses every first candidate
+        result.header.append(note)
+        result.warnings.append(note)
     if "decision" in spec:
         result.header.append(
             f"Positives are the majority ({label_rate:.1%}): decision policy balanced (recall + specificity) "
@@ -349,6 +352,45 @@ def leaking_features(
         for name, why in SingleFeatureScores.of(spec, train).leaks(spec).items()
         if name in features
     }
+
+
+BASELINE_PREVIEW_ROWS = 10_000  # rows of each split the preview reads: a second or so, whatever the source's size
+
+
+def floor_note(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) -> str | None:
+    """Said at infer time when a logistic regression (the baseline every candidate must beat), fitted on the train
+    days of the demo's window, misses ``gates.absolute_floor`` on its test days: the first candidate must reach the
+    floor to serve, and on such data a network seldom gains much over the baseline (Ecdat's Participation: baseline
+    0.677, candidate 0.698, floor 0.7, and the first demo served nothing). None when it reaches it, or when the
+    window cannot be judged (class_balance says so) or the primary metric is not ROC AUC."""
+    from ml_assets.data.features import featurize
+    from ml_assets.model.assets import BaselineConfig, fit_logistic
+    from ml_assets.model.metrics import roc_auc
+
+    gates = spec.gates
+    if gates.primary_metric != "roc_auc":
+        return None
+    rng, splits = np.random.default_rng(0), days.splits(spec.training)
+
+    def rows(split: str) -> pd.DataFrame:  # a seeded sample of the split's rows, featurized as training sees them
+        positions = splits[split]
+        if len(positions) > BASELINE_PREVIEW_ROWS:
+            positions = np.sort(rng.choice(positions, BASELINE_PREVIEW_ROWS, replace=False))
+        return spec.labeled(featurize(spec, spec.coerce(frame.iloc[positions])[0]))
+
+    train, test, label = rows("train"), rows("test"), spec.label_column
+    if train[label].nunique() < 2 or test[label].nunique() < 2:
+        return None
+    baseline = fit_logistic(spec, train, BaselineConfig())
+    score = roc_auc(test[label].to_numpy(dtype=np.int64), baseline.predict_proba(test))
+    if score >= gates.absolute_floor:
+        return None
+    return (
+        f"A logistic regression fitted on the demo window's train days scores ROC AUC {score:.3f} on its test days, "
+        f"under gates.absolute_floor ({gates.absolute_floor}): the first candidate must reach the floor to serve, and "
+        "a network seldom gains much over the logistic baseline, so the demo may well serve nothing. The floor is "
+        "the quality a model must have to be worth serving: lower it if a model of this quality is useful."
+    )
 
 
 @dataclass(frozen=True)
