@@ -120,17 +120,23 @@ def latest_completed_evaluations(
     leaves that planned execution as the latest one, though it judged nothing and materialized nothing: the
     completed evaluation before it still judges the asset's latest materialization."""
     found = latest_check_evaluations(instance, asset, check_names, partition)
-    done = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
     for name in [n for n, evaluation in found.items() if evaluation is None]:  # only planned ones: rare, one query each
-        records = instance.event_log_storage.get_asset_check_execution_history(
-            AssetCheckKey(asset, name),
-            limit=1,
-            status=done,
-            partition_filter=PartitionKeyFilter(key=partition) if partition else None,
-        )
-        evaluation = records[0].evaluation if records else None
-        found[name] = evaluation if isinstance(evaluation, AssetCheckEvaluation) else None
+        found[name] = _latest_completed(instance, AssetCheckKey(asset, name), partition)
     return found
+
+
+def _latest_completed(
+    instance: DagsterInstance, key: AssetCheckKey, partition: str | None
+) -> AssetCheckEvaluation | None:
+    """The check's latest completed evaluation (for ``partition``, or on any), None where none completed."""
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        key,
+        limit=1,
+        status={AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED},
+        partition_filter=PartitionKeyFilter(key=partition) if partition else None,
+    )
+    evaluation = records[0].evaluation if records else None
+    return evaluation if isinstance(evaluation, AssetCheckEvaluation) else None
 
 
 def last_judgements(
@@ -138,15 +144,7 @@ def last_judgements(
 ) -> dict[str, AssetCheckEvaluation | None]:
     """The latest *completed* evaluation of each named check of ``asset`` on any partition (a run in progress has
     only planned its own, so inside a run this is the judgement before it), None where none completed."""
-    done = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
-    found: dict[str, AssetCheckEvaluation | None] = {}
-    for name in check_names:
-        records = instance.event_log_storage.get_asset_check_execution_history(
-            AssetCheckKey(asset, name), limit=1, status=done
-        )
-        evaluation = records[0].evaluation if records else None
-        found[name] = evaluation if isinstance(evaluation, AssetCheckEvaluation) else None
-    return found
+    return {name: _latest_completed(instance, AssetCheckKey(asset, name), None) for name in check_names}
 
 
 @dataclass(frozen=True)
