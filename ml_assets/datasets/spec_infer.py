@@ -27,8 +27,9 @@ are read in the spec's ``timezone`` (UTC). Text dates that are not ISO 8601 (``1
 above 12), infer asks for ``--time-format`` instead of guessing.
 
 No column is lost silently: every column left out (constant, free text, a second time column, a type no spec field
-takes, a row number, an entity key, another model's output, a leak, ``--ignore``) is listed with its reason in the YAML's header and by the CLI on stderr, and a column named
-in an option is either used as asked or refused with a one-line error naming it and why. The output is commented
+takes, a row number, an entity key, another model's output, a leak, ``--ignore``) is listed with its reason in the
+YAML's header and by the CLI on stderr, and a column named in an option is either used as asked or refused with a
+one-line error naming it and why. The output is commented
 YAML (each field's meaning comes from the spec model itself), so it doubles as the spec format's documentation; a
 person then reviews it and edits what only they can know.
 """
@@ -329,6 +330,13 @@ def replay_days(spec: DatasetSpec, frame: pd.DataFrame, n_days: int) -> Replayed
     return ReplayedDays([len(p) for p in positions], [int(labeled[p].sum()) for p in positions], positions)
 
 
+def labeled_rows(spec: DatasetSpec, frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """The labeled source rows at ``positions``, typed and featurized as a training set holds them."""
+    from ml_assets.data.features import featurize
+
+    return spec.labeled(featurize(spec, spec.coerce(frame.iloc[positions])[0]))
+
+
 def leaking_features(
     spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays, named: set[str] = frozenset()
 ) -> dict[str, str]:
@@ -336,11 +344,9 @@ def leaking_features(
     its validation and test days), by the training set's own ``single_feature_leakage`` rule, with why: the
     check would block the first training set on them. Columns the person named (``named``: --sensitive,
     --categorical) and the sources of bands are used as asked: only the check judges them."""
-    from ml_assets.data.features import featurize
     from ml_assets.data.training_checks import SingleFeatureScores
 
-    typed, _ = spec.coerce(frame.iloc[days.splits(spec.training)["train"]])
-    train = spec.labeled(featurize(spec, typed))
+    train = labeled_rows(spec, frame, days.splits(spec.training)["train"])
     if train[spec.label_column].nunique() < 2:
         return {}  # nothing to judge on: class_balance says so after landing
     features = {c.name for c in spec.columns if c.role in (Role.NUMERIC, Role.CATEGORICAL)}
@@ -363,7 +369,6 @@ def floor_note(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) -> st
     floor to serve, and on such data a network seldom gains much over the baseline (Ecdat's Participation: baseline
     0.677, candidate 0.698, floor 0.7, and the first demo served nothing). None when it reaches it, or when the
     window cannot be judged (class_balance says so) or the primary metric is not ROC AUC."""
-    from ml_assets.data.features import featurize
     from ml_assets.model.assets import BaselineConfig, fit_logistic
     from ml_assets.model.metrics import roc_auc
 
@@ -372,11 +377,11 @@ def floor_note(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) -> st
         return None
     rng, splits = np.random.default_rng(0), days.splits(spec.training)
 
-    def rows(split: str) -> pd.DataFrame:  # a seeded sample of the split's rows, featurized as training sees them
+    def rows(split: str) -> pd.DataFrame:  # a seeded sample of the split's labeled rows
         positions = splits[split]
         if len(positions) > BASELINE_PREVIEW_ROWS:
             positions = np.sort(rng.choice(positions, BASELINE_PREVIEW_ROWS, replace=False))
-        return spec.labeled(featurize(spec, spec.coerce(frame.iloc[positions])[0]))
+        return labeled_rows(spec, frame, positions)
 
     train, test, label = rows("train"), rows("test"), spec.label_column
     if train[label].nunique() < 2 or test[label].nunique() < 2:
