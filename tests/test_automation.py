@@ -12,12 +12,15 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from dagster import DagsterInstance, Definitions, evaluate_automation_conditions
+from dagster import DagsterInstance, Definitions, RunRequest, evaluate_automation_conditions
+from dagster._core.definitions.automation_tick_evaluation_context import build_run_requests
+from dagster._core.definitions.partitions.context import partition_loading_context
 
 from ml_assets.data.landing import LANDING_FILES
 from ml_assets.dataset import DatasetSpec, Retraining
 from ml_assets.definitions import build_definitions
 from ml_assets.event_log import DATA_VERSION_TAG
+from sensors.automation import build_automation_sensor
 from tests.conftest import IN_PROCESS, narrow, three_day_window
 from tests.standins import materialize_stand_in
 
@@ -60,6 +63,23 @@ class Graph:
         keys = self.defs.get_repository_def().asset_graph.get_all_asset_keys()
         return {k.to_user_string(): set(p) for k in keys if (p := result.get_requested_partitions(k))}
 
+    def tick_runs(self) -> list[RunRequest]:
+        """The runs the daemon launches for one tick: the requests grouped into runs (and backfills) by Dagster's
+        own ``build_run_requests``, with the automation sensor's settings. (The public evaluator returns only
+        the requested partitions, and always as if backfills were off: private names, in this test only.)"""
+        result = evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
+        self.cursor = result.cursor
+        sensor = build_automation_sensor()
+        with partition_loading_context(new_ctx=result._partition_loading_context):
+            return list(
+                build_run_requests(
+                    result._requested_subsets,
+                    self.defs.resolve_asset_graph(),
+                    sensor.run_tags,
+                    emit_backfills=sensor.emit_backfills,
+                )
+            )
+
     def land(self, day: date, fingerprint: str) -> None:
         from dagster import AssetObservation
 
@@ -83,6 +103,23 @@ def test_a_landed_day_is_ingested_and_featurized_in_one_tick(spec: DatasetSpec) 
     assert graph.tick() == {}, "an observation with the same files is not a change"
     graph.land(DAYS[0], "v2")
     assert graph.tick() == {"raw_data": {"2026-03-01"}, "features": {"2026-03-01"}}
+
+
+def test_days_landed_together_run_each_with_its_checks(spec: DatasetSpec) -> None:
+    """Two days landed between ticks: one run per day, holding the asset and its checks. (With Dagster's default
+    backfills the assets became one backfill and each multi-asset check a check-only run launched beside it, ahead
+    of the asset: it failed and raised a false alert.)"""
+    graph = Graph(spec)
+    graph.tick()
+    graph.land(DAYS[0], "v1")
+    graph.land(DAYS[1], "v1")
+    runs = graph.tick_runs()
+    assert [r.partition_key for r in runs] == ["2026-03-01", "2026-03-02"]
+    for run in runs:
+        assets = {k.to_user_string() for k in run.asset_selection or ()}
+        assert assets == {"raw_data", "features"}, f"every run materializes the assets it checks: {run}"
+        checked = {k.asset_key.to_user_string() for k in run.asset_check_keys or ()}
+        assert checked == assets, "each asset's checks ride in its own run"
 
 
 def test_the_window_is_cut_once_every_day_passed_and_not_after_a_failed_day(spec: DatasetSpec) -> None:
