@@ -124,14 +124,14 @@ def build_api(spec: DatasetSpec) -> HttpApi:
     async def predict(runtime: Runtime, request: Request) -> Response:
         prefix = request_id_prefix(request.headers.get(REQUEST_ID_HEADER))
         body = await read_body(request, MAX_JSON_BODY_BYTES)
-        record = _validate(schemas.predict.validate_json, body)["record"]
+        record = _validate(schemas.predict.validate_json, body, spec)["record"]
         (out,) = await runtime.batcher.submit([record], prefix)
         return Response(orjson.dumps(out), media_type=JSON)
 
     async def predict_batch(runtime: Runtime, request: Request) -> Response:
         prefix = request_id_prefix(request.headers.get(REQUEST_ID_HEADER))
         body = await read_body(request, MAX_JSON_BODY_BYTES)
-        records = _validate(schemas.predict_batch.validate_json, body)["records"]
+        records = _validate(schemas.predict_batch.validate_json, body, spec)["records"]
         out = await runtime.batcher.submit(records, prefix)
         return Response(orjson.dumps(out), media_type=JSON)
 
@@ -211,8 +211,8 @@ def _too_large(request: Request, size: int, limit: int) -> RequestRefused:
     )
 
 
-def _validate(validate: Callable[[bytes], Any], body: bytes) -> Any:
+def _validate(validate: Callable[[bytes], Any], body: bytes, spec: DatasetSpec) -> Any:
     try:
         return validate(body)
     except ValidationError as e:
-        raise validation_refusal(e) from e
+        raise validation_refusal(e, spec) from e

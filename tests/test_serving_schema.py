@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from ml_assets.dataset import DatasetSpec
+from ml_assets.dataset import DatasetSpec, Role
 from ml_assets.serving.columnar import validate_table
 from ml_assets.serving.schema import (
     ERROR_INPUT_MAX_CHARS,
@@ -189,12 +189,23 @@ def test_request_id_header_rules():
 def test_refusals_drop_long_inputs_and_library_context(adult_spec: DatasetSpec):
     with pytest.raises(ValidationError) as e:
         record(adult_spec, {**GOOD, "education": "x" * 1000, "age": 300})
-    detail = validation_refusal(e.value).detail
+    detail = validation_refusal(e.value, adult_spec).detail
     assert {d["type"] for d in detail} == {"string_too_long", "less_than_equal"}
     long, age = sorted(detail, key=lambda d: d["type"] != "string_too_long")
     assert "input" not in long and age["input"] == 300 and ERROR_INPUT_MAX_CHARS >= 3
     assert all(set(d) <= {"loc", "type", "msg", "input"} for d in detail)
     json.dumps(detail)  # plain JSON, ready for the 400 body
+
+
+def test_a_source_row_as_it_is_is_refused_saying_what_its_extra_fields_are(adult_spec: DatasetSpec):
+    """A caller that sends a row of the source file as it is sends the target and the time column too."""
+    time = next(c.name for c in adult_spec.columns if c.role == Role.TIME)
+    with pytest.raises(ValidationError) as e:
+        record(adult_spec, {**GOOD, "income": ">50K", time: "2026-03-01T10:00:00", "salary": 1})
+    why = {d["loc"][-1]: d["msg"] for d in validation_refusal(e.value, adult_spec).detail}
+    assert "'income' is the spec's target" in why["income"]
+    assert f"{time!r} is the spec's time column" in why[time] and "leave it out" in why[time]
+    assert "'salary' is not a field of the record" in why["salary"]
 
 
 def test_records_frame_is_typed_like_training_data_and_ignores_non_features(adult_spec: DatasetSpec):

@@ -42,7 +42,7 @@ from ml_assets import inline, markdown
 from ml_assets.automation import on_new_files, on_upstream_update
 from ml_assets.data.landing import build_day_folder_asset
 from ml_assets.data.tables import label_dtype
-from ml_assets.dataset import PANDAS_DTYPES, DatasetSpec, Role
+from ml_assets.dataset import PANDAS_DTYPES, DatasetSpec
 from ml_assets.event_log import last_judgements, metadata_text
 from ml_assets.model.gates import thresholds_for
 from ml_assets.model.refs import load_stored
@@ -54,6 +54,7 @@ from ml_assets.monitoring.verdicts import CHECKS, DESCRIPTIONS, failed_first
 from ml_assets.monitoring.verdicts import verdicts as judge
 from ml_assets.serving.batch import CHECK_REQUEST_ID
 from ml_assets.serving.prediction_log import recover_spools
+from ml_assets.serving.schema import served_columns
 from ml_assets.settings import sample_rows
 from ml_assets.versioning import code_version, frame_version
 from resources.alerts import Alerts
@@ -78,8 +79,9 @@ ARROW = {
 
 
 def logged_columns(spec: DatasetSpec) -> list[str]:
-    """Request fields the service logs: the features, and the id, time and sensitive columns when sent."""
-    return [c.name for c in spec.columns if c.is_feature or c.role in (Role.ID, Role.TIME, Role.SENSITIVE)]
+    """Request fields the service logs: the record's fields (the features, and the id and sensitive columns when
+    sent), exactly what the request schema takes."""
+    return [c.name for c in served_columns(spec)]
 
 
 def log_inputs(spec: DatasetSpec) -> pa.StructType:

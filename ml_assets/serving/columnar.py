@@ -25,12 +25,14 @@ import pyarrow.parquet as pq
 
 from ml_assets.dataset import Column, DatasetSpec
 from ml_assets.serving.schema import (
+    EXTRA_FORBIDDEN,
     ID_MAX_CHARS,
     INT64_MAX,
     MAX_FILE_ROWS,
     RequestRefused,
     category_max_chars,
     error_item,
+    not_a_field,
     refusal,
     served_columns,
 )
@@ -117,7 +119,7 @@ def validate_table(spec: DatasetSpec, table: pa.Table) -> pa.Table:
     absent (they stay absent, as in a JSON record)."""
     allowed = {c.name: c for c in served_columns(spec)}
     problems = [
-        error_item(["file", name], "extra_forbidden", "column is not a field of the record (unknown column)")
+        error_item(["file", name], EXTRA_FORBIDDEN, not_a_field(spec, name))
         for name in table.column_names
         if name not in allowed
     ]

@@ -119,15 +119,30 @@ def _echoable(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
-def validation_refusal(error: ValidationError) -> RequestRefused:
-    """A pydantic ValidationError as a 400 (loc, rule, message; long inputs and library context left out)."""
-    return RequestRefused(
-        400,
-        [
-            error_item(list(e["loc"]), e["type"], e["msg"], e.get("input"))
-            for e in error.errors(include_url=False, include_context=False)
-        ],
-    )
+def validation_refusal(error: ValidationError, spec: DatasetSpec) -> RequestRefused:
+    """A pydantic ValidationError as a 400 (loc, rule, message; long inputs and library context left out); a
+    field of the source that is no request field is refused saying what it is (``not_a_field``)."""
+    items = []
+    for e in error.errors(include_url=False, include_context=False):
+        loc, msg = list(e["loc"]), e["msg"]
+        if e["type"] == EXTRA_FORBIDDEN and loc and isinstance(loc[-1], str):
+            msg = not_a_field(spec, loc[-1])
+        items.append(error_item(loc, e["type"], msg, e.get("input")))
+    return RequestRefused(400, items)
+
+
+EXTRA_FORBIDDEN = "extra_forbidden"
+
+
+def not_a_field(spec: DatasetSpec, name: str) -> str:
+    """Why ``name`` is refused as a request field. A caller that sends a row of the source as it is sends the
+    target and the time column too: say what they are rather than call them unknown."""
+    role = next((c.role for c in spec.columns if c.name == name), None)
+    if role == Role.TARGET:
+        return f"{name!r} is the spec's target, which the model predicts: leave it out (labels arrive as label files)"
+    if role == Role.TIME:
+        return f"{name!r} is the spec's time column: a prediction is stamped with the time it is answered; leave it out"
+    return f"{name!r} is not a field of the record (unknown: a record holds the id, features and sensitive columns)"
 
 
 def request_id_prefix(header: str | None) -> str:
