@@ -489,18 +489,20 @@ class CandidateSearch(BaseModel):
     ensemble_size: int = Field(
         5, ge=1, description="most trials averaged into the candidate when that scores better on validation (1: off)"
     )
-    families: list[Literal["mlp", "transformer", "gbdt"]] = Field(
-        default_factory=lambda: ["mlp", "transformer"],
+    families: list[Literal["logistic", "mlp", "transformer", "gbdt"]] = Field(
+        default_factory=lambda: ["logistic", "mlp", "transformer"],
         min_length=1,
-        description="the model families that compete for the candidate: the networks of the search (mlp, "
-        "transformer: the architectures it may draw) and gbdt, gradient-boosted trees (LightGBM, early-stopped on "
-        "validation); the best on validation becomes the candidate, served and judged the same way",
+        description="the model families that compete for the candidate: logistic, the baseline's own logistic "
+        "regression (so a network that does not beat it on validation is not the candidate: the simple model is), "
+        "the networks of the search (mlp, transformer: the architectures it may draw) and gbdt, gradient-boosted "
+        "trees (LightGBM, early-stopped on validation); the best on validation becomes the candidate (a tie keeps "
+        "the one listed here first), served and judged the same way",
     )
 
     @property
     def networks(self) -> list[str]:
-        """The network families listed (an empty list: no DeepSpeed launch, only trees)."""
-        return [f for f in self.families if f != "gbdt"]
+        """The network families listed (an empty list: no DeepSpeed launch, only logistic or trees)."""
+        return [f for f in self.families if f in ("mlp", "transformer")]
 
 
 PrimaryMetric = Literal["roc_auc", "pr_auc", "accuracy", "f1", "log_loss", "brier", "ece"]

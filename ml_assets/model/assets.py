@@ -54,7 +54,7 @@ from ml_assets.model.gates import thresholds_for
 from ml_assets.model.metrics import validation_scores
 from ml_assets.model.network import NetworkConfig
 from ml_assets.model.preprocessing import Preprocessing
-from ml_assets.model.trees import Trees, fit_trees
+from ml_assets.model.trees import fit_trees
 from ml_assets.model.window_reads import FIT_SAMPLE_ROWS, by_id, labeled_sample, score_split
 from ml_assets.versioning import code_version
 from resources.deepspeed_trainer import TRAINING_POOL, DeepSpeedTrainer
@@ -323,7 +323,14 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         version = window.version
         partition = approved_training_set.partition_key
         budget = spec.search
-        contenders: dict[str, tuple[TabularModel, dict[str, Any]]] = {}  # family -> (model, lineage and metadata)
+        # family -> (model, lineage and metadata); the simplest first, so a tie on validation keeps it
+        contenders: dict[str, tuple[TabularModel, dict[str, Any]]] = {}
+        if "logistic" in budget.families:
+            started = time.perf_counter()
+            logistic_model, sample_rows = fit_logistic_model(spec, window)
+            seconds = time.perf_counter() - started
+            settings = BaselineConfig().model_dump()
+            contenders["logistic"] = (logistic_model, {"seconds": seconds, "sample_rows": sample_rows, **settings})
         if budget.networks:
             trials = search.plan_trials(config.network(), budget, config.trials or budget.trials)
             run = trainer.train(  # the scans: the ranks read their own shards
@@ -349,12 +356,13 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
             started = time.perf_counter()
             trees_model, sample_rows = fit_trees_model(spec, window)
             seconds = time.perf_counter() - started
-            contenders["gbdt"] = (trees_model, {"seconds": seconds, "sample_rows": sample_rows})
+            settings = {"lightgbm": trees_model.trees.params, "best_iteration": trees_model.trees.best_iteration}
+            contenders["gbdt"] = (trees_model, {"seconds": seconds, "sample_rows": sample_rows, **settings})
         # every family judged by the same figure on every labeled validation row, scored batch by batch in this
         # process (the stored form): only the labels and each family's probabilities are held
         val = score_split(spec, window.labeled("validation"), {f: m for f, (m, _) in contenders.items()})
         judged = {family: validation_scores(val.y, val.probabilities[family], 0.5)[select_by] for family in contenders}
-        pick = (max if higher_is_better else min)(judged, key=judged.get)
+        pick = pick_family(judged, higher_is_better)
         model, found = contenders[pick]
         calibrated = fit_calibration(val.y, val.probabilities[pick])
         model.calibration = calibrated.calibration
@@ -367,7 +375,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
             lineage = candidate_lineage(result, scores, trainer, model_code, version, partition)
         else:
             scores = served
-            lineage = trees_lineage(model.trees, scores, model_code, version, partition, found["seconds"])
+            lineage = fitted_lineage(pick, found, scores, model_code, version, partition)
         lineage = lineage.model_copy(update={"decision": chosen.as_dict(), "families": judged})
         context.log.info(
             f"candidate: the {pick} family ({select_by} {judged[pick]:.4f}); {calibrated.reason}; {chosen.describe()}"
@@ -380,8 +388,9 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         if pick == "network":
             metadata = candidate_metadata(tag, result.summary, scores, served, unlabeled, version, partition)
         else:
-            metadata = trees_metadata(tag, model.trees, served, unlabeled, version, partition, found["seconds"])
-            metadata["sample_rows"] = found["sample_rows"]
+            metadata = fitted_metadata(tag, found, served, unlabeled, version, partition)
+            if model.trees is not None:
+                metadata["boosting_rounds"] = model.trees.best_iteration
         metadata["validation_rows"] = val.rows
         metadata["families"] = MetadataValue.md(families)
         metadata["family"] = pick
@@ -401,6 +410,21 @@ def fit_trees_model(spec: DatasetSpec, window: TrainingWindow) -> tuple[TabularM
     return model, len(train_rows)
 
 
+def pick_family(judged: dict[str, float], higher_is_better: bool) -> str:
+    """The family best on validation; on a tie the one judged first (the simplest: logistic, then the networks,
+    then trees), so a more complex model is the candidate only when it scores better."""
+    best = (max if higher_is_better else min)(judged.values())
+    return next(family for family, value in judged.items() if value == best)
+
+
+def fit_logistic_model(spec: DatasetSpec, window: TrainingWindow) -> tuple[TabularModel, int]:
+    """The logistic family: the baseline's own fit (the same sample, settings and preprocessing), so when no
+    network or trees beat it on validation the candidate is the model the baseline is, judged and served like any
+    other; with the number of train rows it fitted on."""
+    train_rows = by_id(spec, labeled_sample(window, "train", FIT_SAMPLE_ROWS))
+    return fit_logistic(spec, train_rows, BaselineConfig()), len(train_rows)
+
+
 def family_table(judged: dict[str, float], pick: str, metric: str) -> str:
     """Each family's validation figure, the chosen one marked."""
     rows = [
@@ -409,30 +433,32 @@ def family_table(judged: dict[str, float], pick: str, metric: str) -> str:
     return markdown.table(rows, ["family", f"validation {metric}", "candidate"], right=[f"validation {metric}"])
 
 
-def trees_lineage(
-    trees: Trees, scores: dict[str, float], model_code: str, version: str, partition: str, seconds: float
+def fitted_lineage(
+    family: str, found: dict[str, Any], scores: dict[str, float], model_code: str, version: str, partition: str
 ) -> ModelLineage:
-    """What the store keeps with a gbdt candidate: its data and code, its LightGBM settings and how it trained."""
+    """What the store keeps with a candidate fitted in this process (logistic, gbdt): its data and code, its family
+    and settings, and how long it took."""
+    settings = {k: v for k, v in found.items() if k != "seconds"}
     return ModelLineage(
         training_set_version=version,
         training_set_partition=partition,
         code_version=model_code,
-        config={"family": "gbdt", "lightgbm": trees.params, "best_iteration": trees.best_iteration},
+        config={"family": family, **settings},
         validation_metrics=scores,
-        wall_seconds=seconds,
+        wall_seconds=found["seconds"],
     )
 
 
-def trees_metadata(
-    tag: str, trees: Trees, served: dict[str, float], unlabeled_rows: int, version: str, partition: str, seconds: float
+def fitted_metadata(
+    tag: str, found: dict[str, Any], served: dict[str, float], unlabeled_rows: int, version: str, partition: str
 ) -> dict[str, Any]:
-    """What the UI shows of a gbdt candidate."""
+    """What the UI shows of a candidate fitted in this process (logistic, gbdt)."""
     return {
         "model_tag": tag,
         "validation_metrics": MetadataValue.md(metrics_table({"stored model (this process)": served})),
         **{f"val_{k}": v for k, v in served.items()},
-        "boosting_rounds": trees.best_iteration,
-        "wall_seconds": seconds,
+        "sample_rows": found["sample_rows"],
+        "wall_seconds": found["seconds"],
         "unlabeled_rows_left_out": unlabeled_rows,
         "training_set_version": version,
         "training_set_partition": partition,
