@@ -1,7 +1,7 @@
 """The logistic family, listed first by default: the baseline's own logistic regression competes for the candidate,
-so a network or trees that do not beat it on validation are not the candidate, the simple model is (baseline
-first: on Default, a network 0.0003 of ROC AUC under the baseline was blocked by ``beats_baseline`` and nothing
-served, where the logistic regression itself passed every gate).
+so a network or trees that do not beat it on validation by more than noise are not the candidate, the simple
+model is (baseline first: on ISLP's Default a network 0.0003 of ROC AUC under the baseline was blocked by
+``beats_baseline`` and nothing served). The rule itself is test_family_choice's.
 
 Listed without a network family no DeepSpeed rank starts, so these run in the fast tier.
 """
@@ -14,7 +14,6 @@ import pytest
 
 from ml_assets.dataset import CandidateSearch, DatasetSpec
 from ml_assets.datasets.samples import demo_training_set
-from ml_assets.model.assets import pick_family
 from ml_assets.model.refs import load_stored
 from resources.model_store import ModelStore
 from tests.conftest import pinned
@@ -23,13 +22,6 @@ from tests.training_graph import WINDOW_END, build_graph, run_assets, trainer
 
 def test_the_default_families_put_the_logistic_regression_first() -> None:
     assert CandidateSearch().families[0] == "logistic" and CandidateSearch().networks == ["mlp", "transformer"]
-
-
-def test_the_best_on_validation_wins_and_a_tie_keeps_the_simpler_family() -> None:
-    assert pick_family({"logistic": 0.80, "network": 0.82, "gbdt": 0.81}, higher_is_better=True) == "network"
-    assert pick_family({"logistic": 0.82, "network": 0.82, "gbdt": 0.82}, higher_is_better=True) == "logistic"
-    assert pick_family({"logistic": 0.40, "network": 0.38}, higher_is_better=False) == "network"  # log loss
-    assert pick_family({"logistic": 0.38, "network": 0.38}, higher_is_better=False) == "logistic"
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +45,9 @@ def test_the_families_are_judged_on_validation_and_the_logistic_one_is_the_basel
     assert "| logistic |" in table and "| gbdt |" in table, table
     lineage = store.info(result.output_for_node("candidate_model").tag).lineage
     judged = lineage.families
-    assert meta["family"].value == pick_family(judged, higher_is_better=True)
+    assert meta["family"].value in judged and meta["family_choice"].value.startswith(
+        f"the {meta['family'].value} family"
+    )
     assert lineage.config["family"] == meta["family"].value
     # the logistic contender is the baseline's own fit: same sample, settings and preprocessing
     baseline = load_stored(store, result.output_for_node("baseline_model").tag)

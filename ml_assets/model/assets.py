@@ -50,6 +50,7 @@ from ml_assets.model import metrics as metrics_module
 from ml_assets.model.bundle import LogisticWeights, ModelRef, TabularModel
 from ml_assets.model.calibration import fit_calibration
 from ml_assets.model.decision import DecisionThreshold, choose_threshold
+from ml_assets.model.family_choice import FamilyChoice, choose_family
 from ml_assets.model.gates import thresholds_for
 from ml_assets.model.metrics import validation_scores
 from ml_assets.model.network import NetworkConfig
@@ -361,15 +362,15 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         # every family judged by the same figure on every labeled validation row, scored batch by batch in this
         # process (the stored form): only the labels and each family's probabilities are held
         val = score_split(spec, window.labeled("validation"), {f: m for f, (m, _) in contenders.items()})
-        judged = {family: validation_scores(val.y, val.probabilities[family], 0.5)[select_by] for family in contenders}
-        pick = pick_family(judged, higher_is_better)
+        choice = choose_family(val.y, {f: val.probabilities[f] for f in contenders}, select_by, higher_is_better)
+        judged, pick = choice.scores, choice.pick
         model, found = contenders[pick]
         calibrated = fit_calibration(val.y, val.probabilities[pick])
         model.calibration = calibrated.calibration
         p_val = model.calibration.apply(val.probabilities[pick]) if model.calibration else val.probabilities[pick]
         chosen = decide_on(model, spec, val.y, p_val, "candidate_model")
         served = validation_scores(val.y, p_val, model.threshold)
-        families = family_table(judged, pick, select_by)
+        families = family_table(choice)
         if pick == "network":
             scores, result = found["scores"], found["result"]
             lineage = candidate_lineage(result, scores, trainer, model_code, version, partition)
@@ -377,9 +378,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
             scores = served
             lineage = fitted_lineage(pick, found, scores, model_code, version, partition)
         lineage = lineage.model_copy(update={"decision": chosen.as_dict(), "families": judged})
-        context.log.info(
-            f"candidate: the {pick} family ({select_by} {judged[pick]:.4f}); {calibrated.reason}; {chosen.describe()}"
-        )
+        context.log.info(f"candidate: the {choice.describe()}; {calibrated.reason}; {chosen.describe()}")
         tag = model_store.save(model, classifier_name(spec), lineage)
         ref = ModelRef(
             tag=tag, name=classifier_name(spec), kind=model.kind, metrics=scores, training_set_version=version
@@ -394,6 +393,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         metadata["validation_rows"] = val.rows
         metadata["families"] = MetadataValue.md(families)
         metadata["family"] = pick
+        metadata["family_choice"] = choice.describe()
         metadata["calibration"] = calibrated.reason
         return Output(ref, metadata=metadata | decision_metadata(chosen))
 
@@ -410,13 +410,6 @@ def fit_trees_model(spec: DatasetSpec, window: TrainingWindow) -> tuple[TabularM
     return model, len(train_rows)
 
 
-def pick_family(judged: dict[str, float], higher_is_better: bool) -> str:
-    """The family best on validation; on a tie the one judged first (the simplest: logistic, then the networks,
-    then trees), so a more complex model is the candidate only when it scores better."""
-    best = (max if higher_is_better else min)(judged.values())
-    return next(family for family, value in judged.items() if value == best)
-
-
 def fit_logistic_model(spec: DatasetSpec, window: TrainingWindow) -> tuple[TabularModel, int]:
     """The logistic family: the baseline's own fit (the same sample, settings and preprocessing), so when no
     network or trees beat it on validation the candidate is the model the baseline is, judged and served like any
@@ -425,12 +418,21 @@ def fit_logistic_model(spec: DatasetSpec, window: TrainingWindow) -> tuple[Tabul
     return fit_logistic(spec, train_rows, BaselineConfig()), len(train_rows)
 
 
-def family_table(judged: dict[str, float], pick: str, metric: str) -> str:
-    """Each family's validation figure, the chosen one marked."""
+def family_table(choice: FamilyChoice) -> str:
+    """Each family's validation figure and the standard error of its gap to the best, the candidate marked."""
+    metric = f"validation {choice.metric}"
     rows = [
-        {"family": f, f"validation {metric}": v, "candidate": "yes" if f == pick else ""} for f, v in judged.items()
+        {
+            "family": f,
+            metric: v,
+            "gap to the best": abs(choice.scores[choice.best] - v),
+            "standard error of the gap": choice.gap_se[f],
+            "candidate": "yes" if f == choice.pick else "",
+        }
+        for f, v in choice.scores.items()
     ]
-    return markdown.table(rows, ["family", f"validation {metric}", "candidate"], right=[f"validation {metric}"])
+    numbers = [metric, "gap to the best", "standard error of the gap"]
+    return markdown.table(rows, ["family", *numbers, "candidate"], right=numbers)
 
 
 def fitted_lineage(
