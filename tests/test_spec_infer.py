@@ -366,15 +366,20 @@ def test_a_column_named_in_an_option_is_used_or_refused_in_one_line(
     assert says in err and err.count("\n") == 1
 
 
-def test_bounded_integers_keep_their_observed_bounds(tmp_path: Path) -> None:
-    """Month 13, day 34 or a future year are impossible: calendar fields, scores and years keep their bounds;
-    counts and measurements keep headroom, a share or probability up to 1."""
+def test_calendar_fields_scores_and_years_keep_their_bounds_and_small_counts_get_headroom(tmp_path: Path) -> None:
+    """Month 13, day 34 or a future year are impossible: calendar fields (the whole field), scores and years keep
+    their bounds; counts, ages and measurements keep headroom, however small their span (an age 17 .. 44 with
+    exact bounds made the next person aged 45 block a whole day); a share or probability up to 1."""
     n = 2000
     rng = np.random.default_rng(7)
     frame = pd.DataFrame(
         {
-            "month": np.arange(n) % 12 + 1,
+            "month": np.arange(n) % 11 + 1,  # eleven months seen: December is a month too
             "day": np.arange(n) % 31 + 1,
+            "day_of_week": np.arange(n) % 7,
+            "decile_score": np.arange(n) % 10 + 1,
+            "age": rng.integers(17, 45, n),  # a small span, every value seen: still an open quantity
+            "juv_fel_count": rng.poisson(1, n).clip(0, 20),
             "built": rng.integers(1950, 2010, n),
             "visits": rng.integers(0, 500, n),
             "price": rng.uniform(10, 20, n),
@@ -385,12 +390,15 @@ def test_bounded_integers_keep_their_observed_bounds(tmp_path: Path) -> None:
     inferred = infer_spec(write_csv(tmp_path, frame), target="y")
     spec = DatasetSpec.model_validate(inferred.spec)
     ranges = {c.name: (c.range.min, c.range.max) for c in spec.columns if c.range}
-    assert ranges["month"] == (1, 12) and ranges["day"] == (1, 31)
+    assert ranges["month"] == (1, 12) and ranges["day"] == (1, 31) and ranges["day_of_week"] == (0, 6)
+    assert ranges["decile_score"] == (1, 10)  # a score by its name: exact bounds
+    assert ranges["age"][1] >= 45 and ranges["juv_fel_count"][1] > frame["juv_fel_count"].max()  # headroom
     assert ranges["built"] == (frame["built"].min(), date.today().year)  # a year: never the future
     assert ranges["visits"][1] > frame["visits"].max()  # a count: headroom
     assert ranges["price"][0] < 10 and ranges["price"][1] > 20
     assert ranges["occupancy"] == (0.0, 1.0) and "within [0, 1]" in inferred.notes["occupancy"]
-    assert "exact bounds" in inferred.notes["month"] and "never the future" in inferred.notes["built"]
+    assert "a calendar field (month)" in inferred.notes["month"] and "never the future" in inferred.notes["built"]
+    assert "exact bounds" in inferred.notes["decile_score"] and "headroom" in inferred.notes["age"]
 
 
 def test_a_constant_column_is_no_feature(tmp_path: Path) -> None:

@@ -15,10 +15,13 @@ median of the days before it (never above the default 0.6), and ``row_count.min`
 ``max_ratio`` stays off: later batches of a day add rows. ``duplicate_rows`` is error unless the source itself
 repeats rows (then warn).
 
-Numeric ranges (``RANGE_HEADROOM``): an integer column keeps its exact observed bounds when its span (max - min) is
-at most ``EXACT_SPAN`` (a calendar field: month, day, hour, weekday; a score, a rating, a small code), so month 13
-or day 34 fails; an integer column whose every value lies between ``FIRST_YEAR`` and the current year is a year:
-its observed minimum up to the current year, never the future. Other numbers get 10 % headroom on each side (data
+Numeric ranges (``RANGE_HEADROOM``): an integer column named as a calendar field (``CALENDAR_FIELDS``: month, day,
+hour, weekday, ...) whose values lie in that field takes the whole field (month 1 .. 12 from a source of eleven
+months; month 13 fails); one named as a score or rating (``SCALE_WORDS``) spanning at most ``EXACT_SPAN`` keeps its
+exact observed bounds (a decile score 1 .. 10); an integer column whose every value lies between ``FIRST_YEAR`` and
+the current year is a year: its observed minimum up to the current year, never the future. A small span alone says
+nothing: ages 17 .. 44 or a count of juvenile charges 0 .. 20 are open quantities, and exact bounds made the next
+person aged 45 block a whole landed day (they once did). Other numbers get 10 % headroom on each side (data
 that is never negative stays so, and floats within [0, 1] spanning more than half of it, a share or a probability,
 stay at most 1). A time column of year numbers lands as ``landed: int64, unit: year``; day numbers
 need ``--time-origin`` (``unit: day``, ``origin``). Times with an offset or zone are converted to UTC; naive times
@@ -77,7 +80,7 @@ from ml_assets.dataset import (
 
 MAX_CATEGORIES = 100  # text columns with more distinct values are not categories (free text, ids)
 RANGE_HEADROOM = 0.1  # numeric ranges extend the observed span by this share on each side
-EXACT_SPAN = 31  # an integer column spanning at most this many units keeps its exact observed bounds
+EXACT_SPAN = 31  # a score or rating (by its name) spanning at most this many units keeps its exact observed bounds
 FIRST_YEAR = 1800  # integers all between this and the current year are years: no future year is admitted
 RULE_MARGIN = 0.8  # per-day rules (label coverage, volume) ask this share of the worst replayed day
 ROWS_PER_DAY = 300  # the window shrinks until a replayed day holds about this many labeled rows
@@ -756,12 +759,17 @@ MODEL_OUTPUT_WORDS = frozenset(
 MODEL_OUTPUT_PAIRS = frozenset({("y", "hat"), ("y", "prob"), ("y", "score"), ("p", "hat")})
 
 
+def _name_words(name: str) -> list[str]:
+    """A column name's words, lower case (``y_pred_proba``, ``predScore``, ``juv_fel_count`` -> their words)."""
+    return [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
+
+
 def _is_model_output(name: str) -> bool:
     """Named like another model's output (NannyML's employment data ships the monitored model's ``prediction`` and
     ``predicted_probability`` beside its inputs). It scores well without being a leak by the AUC rule (0.90
     there), and a model trained on it learns to repeat that model, which serving would have to run first: the
     served probability followed the column it was sent (0.02 -> 0.05, 0.50 -> 0.39, 0.95 -> 0.94)."""
-    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
+    words = _name_words(name)
     return bool(MODEL_OUTPUT_WORDS.intersection(words) or MODEL_OUTPUT_PAIRS.intersection(itertools.pairwise(words)))
 
 
@@ -829,7 +837,7 @@ def _feature_column(
     dtype = "int64" if _is_integer(values) else "float64"
     numbers = pd.to_numeric(values, errors="coerce").astype("float64").dropna()
     column = base | {"role": "numeric", "dtype": dtype}
-    column["range"], how = _range(numbers, dtype)
+    column["range"], how = _range(numbers, dtype, name)
     seen += f", {numbers.min():g} .. {numbers.max():g} ({how})"
     band = None
     if sensitive:
@@ -853,15 +861,57 @@ def _category_texts(values: pd.Series, where: str) -> pd.Series:
     return present.map(dict(zip(distinct, distinct.map(lambda v: category_text(v, where)), strict=True)))
 
 
-def _range(numbers: pd.Series, dtype: str) -> tuple[dict[str, float | int], str]:
+# calendar fields by a word of their name: the whole field, not only the values seen (a source of eleven months
+# must take December); a weekday counted from 0 or from 1, as the values say
+CALENDAR_FIELDS: dict[str, tuple[int, int]] = {
+    "month": (1, 12),
+    "hour": (0, 23),
+    "minute": (0, 59),
+    "second": (0, 59),
+    "quarter": (1, 4),
+    "week": (1, 53),
+    "weekday": (0, 6),
+    "dow": (0, 6),
+    "day": (1, 31),
+}
+# a bounded scale by a word of its name (a decile score 1 .. 10, a rating 1 .. 5): its observed bounds are its own
+SCALE_WORDS = frozenset({"score", "decile", "quintile", "quartile", "rating", "grade", "likert", "stars", "scale"})
+
+
+def _calendar_field(name: str, lo: float, hi: float) -> tuple[str, tuple[int, int]] | None:
+    """The calendar field a column is, by its name's words (``day of week`` before ``day``), when every observed
+    value lies in the field; None otherwise."""
+    words = _name_words(name)
+    pairs = {" ".join(p) for p in itertools.pairwise(words)}
+    field = (
+        "weekday" if "day of" in pairs and "week" in words else next((w for w in words if w in CALENDAR_FIELDS), None)
+    )
+    if field is None:
+        return None
+    low, high = CALENDAR_FIELDS[field]
+    if field in ("weekday", "dow") and lo >= 1:
+        low, high = 1, 7
+    if field == "week" and lo == 0:
+        low = 0
+    return (field, (low, high)) if low <= lo and hi <= high else None
+
+
+def _range(numbers: pd.Series, dtype: str, name: str = "") -> tuple[dict[str, float | int], str]:
     """The allowed range and, in words, which rule of the module docstring made it."""
     lo, hi = float(numbers.min()), float(numbers.max())
     if dtype == "int64":
         this_year = date.today().year
         if lo >= FIRST_YEAR and hi <= this_year:
             return {"min": int(lo), "max": this_year}, f"years: up to {this_year}, never the future"
-        if hi - lo <= EXACT_SPAN:
-            return {"min": int(lo), "max": int(hi)}, f"span <= {EXACT_SPAN}: a bounded scale, exact bounds"
+        calendar = _calendar_field(name, lo, hi)
+        if calendar is not None:
+            field, (low, high) = calendar
+            return {"min": low, "max": high}, f"a calendar field ({field}): the whole field, {low} .. {high}"
+        if hi - lo <= EXACT_SPAN and SCALE_WORDS.intersection(_name_words(name)):
+            return {
+                "min": int(lo),
+                "max": int(hi),
+            }, f"a score or rating by its name, span <= {EXACT_SPAN}: exact bounds"
     pad = (hi - lo) * RANGE_HEADROOM or max(abs(hi), 1.0) * RANGE_HEADROOM
     low = lo - pad if lo < 0 else max(0.0, lo - pad)  # non-negative data stays non-negative
     high = hi + pad
