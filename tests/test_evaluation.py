@@ -231,15 +231,21 @@ def test_model_biased_against_women_has_a_large_equalized_odds_gap(scores):
 
 # ---- latency and size ------------------------------------------------------------------------------------
 class SlowModel:
-    """A real delay per call, to see that latency measures the call and not something else."""
+    """Real work per call (CPU spent), or a wait (``sleep``: what another process's load does to a call), to see
+    that latency measures the CPU a call costs and not the wait."""
 
     threshold, kind = 0.5, "logistic"
 
-    def __init__(self, seconds: float):
-        self.seconds = seconds
+    def __init__(self, seconds: float, busy: bool = True):
+        self.seconds, self.busy = seconds, busy
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        time.sleep(self.seconds)
+        if self.busy:
+            until = time.thread_time() + self.seconds
+            while time.thread_time() < until:
+                pass
+        else:
+            time.sleep(self.seconds)
         return np.full(len(frame), 0.5)
 
 
@@ -249,7 +255,9 @@ def test_latency_measures_single_rows_and_batches(data, models):
     assert 0 < lat.p50_ms <= lat.p99_ms and lat.single_calls == 50
     assert lat.rows_per_s > 1000 and lat.batch_rows == 1000
     slow = measure_latency(SlowModel(0.004), test.head(3), single_calls=10, warmup=1, batch_repeats=1)
-    assert slow.p50_ms >= 4.0 and slow.rows_per_s <= 1000 / 0.004
+    assert slow.p50_ms >= 4.0 and slow.rows_per_s <= 1000 / 0.004 and slow.p99_wall_ms >= 4.0
+    waiting = measure_latency(SlowModel(0.004, busy=False), test.head(3), single_calls=10, warmup=1, batch_repeats=1)
+    assert waiting.p99_ms < 2.0 <= 4.0 <= waiting.p99_wall_ms, "a wait for the CPU is the machine's, not the model's"
     with pytest.raises(ValueError, match="at least one row"):
         measure_latency(models["good"], test.head(0))
 
