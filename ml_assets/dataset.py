@@ -126,6 +126,12 @@ class Column(BaseModel):
         description="a time column whose text is not ISO 8601: its strftime pattern, e.g. '%d-%m-%Y' for "
         "17-08-1984 (ISO 8601 text and timestamps are read as well, as the demo lands them)",
     )
+    generated: bool = Field(
+        False,
+        description="the id or time column of a source that has none: landing fills it in a file that lacks it (an "
+        "id from a hash of the day, the file and the row; a time spread over the partition's day by the same hash), "
+        "so files of the source as it is land; a file that carries it (the simulator's) keeps its values",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -186,6 +192,11 @@ class Column(BaseModel):
                 raise ValueError(f"column {self.name!r}: labels name {unknown}, which are not among its categories")
         if self.range is not None and self.dtype not in ("int64", "float64"):
             raise ValueError(f"column {self.name!r}: a range needs a numeric dtype")
+        if self.generated and (self.role, self.dtype, self.landed) not in (
+            (Role.ID, "int64", None),
+            (Role.TIME, "datetime", None),
+        ):
+            raise ValueError(f"column {self.name!r}: only an int64 id or a datetime time column can be generated")
         if self.role in (Role.ID, Role.TIME) and self.nullable:
             raise ValueError(f"column {self.name!r}: {self.role} columns cannot be nullable")
         if self.role == Role.TARGET and self.mostly < 1 and not self.nullable:

@@ -172,3 +172,31 @@ def test_a_file_that_lacks_a_column_the_other_files_carry_fails_its_type_check(s
     assert not typed.passed, typed.description
     assert f"{column!r} is missing from 1 landing file(s) of the day, [{second.name!r}]" in typed.description
     assert all(r.passed for name, r in results.items() if name.endswith("_type") and name != f"{column}_type")
+
+
+def test_a_file_of_the_source_as_it_is_lands_with_its_generated_id_and_time(spec: DatasetSpec, tmp_path: Path):
+    """A source without an id or time column gets generated ones (``Column.generated``): a file in the source's own
+    form, without them, lands (they once failed their type and null checks, blocking the whole day) with ids
+    distinct across files and the same on a second read, and times inside the partition's day."""
+    generated = [c.name for c in spec.columns if c.generated]
+    assert sorted(generated) == ["event_time", "record_id"]
+    first, second = simulate(spec, tmp_path / "landing", DAY, DAY, rows_per_day=400, files_per_day=2)
+    for path in (first, second):
+        pd.read_parquet(path).drop(columns=generated).to_parquet(path, index=False)
+    results = streamed_results(spec, landing(tmp_path), tmp_path, DAY.isoformat(), sample_rows=1000)
+    failed = {name: r.description for name, r in results.items() if not r.passed and r.severity.value == "ERROR"}
+    assert not failed, failed
+    tables = ParquetTables(root=str(tmp_path / "again"))
+    day = ingest_day(spec, landing(tmp_path), tables, DAY.isoformat(), batch_rows=97)
+    stored = day.scan.frame(columns=generated)
+    assert stored["record_id"].is_unique and (stored["record_id"] >= 0).all() and len(stored) == 400
+    assert set(stored["event_time"].dt.normalize()) == {pd.Timestamp(DAY)}
+    again = ingest_day(spec, landing(tmp_path), ParquetTables(root=str(tmp_path / "third")), DAY.isoformat())
+    assert again.scan.frame(columns=["record_id"])["record_id"].tolist() == stored["record_id"].tolist()
+    assert not day.missing_from_files
+
+
+def test_generated_is_only_for_an_id_or_a_time(adult_spec: DatasetSpec):
+    age = next(c for c in adult_spec.columns if c.name == "age")
+    with pytest.raises(ValueError, match="only an int64 id or a datetime time column can be generated"):
+        type(age).model_validate(age.model_dump() | {"generated": True})

@@ -10,6 +10,7 @@ and the sample, whatever the day's size.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from dagster import Failure
 
 from ml_assets.data.exact_counts import GX_SAMPLE_ROWS
 from ml_assets.data.tables import raw_data_dtypes
-from ml_assets.dataset import DatasetSpec
+from ml_assets.dataset import DatasetSpec, Role
 from ml_assets.partitions import LANDING_DAY
 from resources.landing import ColumnWidened, LandingFileError, LandingZone
 from resources.parquet_tables import BATCH_ROWS, ParquetTables, TableScan
@@ -91,6 +92,39 @@ class RowSample:
         return self.frames()
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _row_keys(day: str, file_name: str, rows: np.ndarray) -> np.ndarray:
+    """A 64-bit key per row of a file of a day: SplitMix64 of a seed from the day and the file name, plus the row
+    number (vectorized, so a day of ten million rows is keyed in well under a second)."""
+    seed = int.from_bytes(hashlib.blake2b(f"{day}/{file_name}".encode(), digest_size=8).digest(), "little")
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) + rows.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def fill_generated(spec: DatasetSpec, landed: pd.DataFrame, day: str, file_name: str, first_row: int) -> pd.DataFrame:
+    """``landed`` with the generated columns (``Column.generated``: the id or time of a source that has none) it
+    lacks, filled for its rows ``first_row``.. of ``file_name``: an id from the row's key (62 bits, never negative:
+    distinct across rows, files and days, and the same when the file is read again), a time at the key's
+    millisecond of the partition's day (naive: read in the spec's timezone, as landing reads naive times)."""
+    missing = [c for c in spec.columns if c.generated and c.name not in landed.columns]
+    if not missing:
+        return landed
+    keys = _row_keys(day, file_name, np.arange(first_row, first_row + len(landed)))
+    filled = {}
+    for col in missing:
+        if col.role == Role.ID:
+            filled[col.name] = pd.array((keys >> np.uint64(2)).astype(np.int64), dtype="Int64")
+        else:
+            offsets = pd.to_timedelta((keys % np.uint64(86_400_000)).astype(np.int64), unit="ms")
+            filled[col.name] = pd.Timestamp(day) + offsets
+    return landed.assign(**{name: pd.Series(values, index=landed.index) for name, values in filled.items()})
+
+
 def landed_batches(
     landing: LandingZone, day: str, paths: list[Path], batch_rows: int, widened: dict[str, dict[str, pa.DataType]]
 ) -> Iterator[tuple[str, pd.DataFrame]]:
@@ -148,11 +182,14 @@ def _ingest(
     failures: Counter[str] = Counter()
     landed_columns: dict[str, None] = {}
     file_columns: dict[str, set[str]] = {}  # each file's columns, from its batches
+    file_rows: dict[str, int] = {}  # rows read so far of each file (the generated columns key on them)
     empty: list[pd.DataFrame] = []  # each file's columns as landed, for a day without rows
     rows = unlabeled = 0
     stamp = pd.Timestamp(day)
     with tables.writer(RAW_DATA, day, raw_data_dtypes(spec)) as writer:
         for name, landed in landed_batches(landing, day, paths, batch_rows, widened):
+            landed = fill_generated(spec, landed, day, name, file_rows.get(name, 0))
+            file_rows[name] = file_rows.get(name, 0) + len(landed)
             landed_columns |= dict.fromkeys(map(str, landed.columns))
             file_columns.setdefault(name, set()).update(map(str, landed.columns))
             if landed.empty:

@@ -191,11 +191,18 @@ def infer_spec(
     cols: list[dict[str, Any]] = []
     bands: list[dict[str, Any]] = []
     if ident is None:
-        cols.append({"name": GENERATED_ID, "role": "id", "dtype": "int64", "description": "generated on landing"})
-        result.notes[GENERATED_ID] = "not in the source: the simulator numbers the rows (1, 2, ...)"
+        generated_id = {"name": GENERATED_ID, "role": "id", "dtype": "int64", "generated": True}
+        cols.append(generated_id | {"description": "generated on landing"})
+        result.notes[GENERATED_ID] = (
+            "not in the source: the simulator numbers the rows (1, 2, ...); landing fills it in a file without it"
+        )
     if time is None:
-        cols.append({"name": GENERATED_TIME, "role": "time", "dtype": "datetime", "description": "generated"})
-        result.notes[GENERATED_TIME] = "not in the source: the simulator spreads rows uniformly over each day"
+        generated_time = {"name": GENERATED_TIME, "role": "time", "dtype": "datetime", "generated": True}
+        cols.append(generated_time | {"description": "generated on landing"})
+        result.notes[GENERATED_TIME] = (
+            "not in the source: the simulator spreads rows uniformly over each day; landing fills it in a file "
+            "without it"
+        )
     for col in columns:
         values = frame[col]
         if col in ignore:
