@@ -691,3 +691,24 @@ def test_a_floor_the_baseline_misses_on_the_demo_window_is_told_at_infer_time(tm
     frame["y"] = np.where(x + rng.normal(scale=0.6, size=n) > 0, "yes", "no")
     learnable = infer_spec(write_csv(tmp_path, frame), target="y", positive="yes", time="t")
     assert not any("logistic regression" in w for w in learnable.warnings)
+
+
+def test_a_leak_is_left_out_when_the_windows_train_days_hold_one_label(tmp_path: Path) -> None:
+    """A censored outcome: the old records all had the event, so the demo window's train days hold positives only
+    and cannot judge a leak. The screen then judges the whole source: a column null exactly when the label is 0
+    (lifelines' senators, ``reason``) stayed a feature with no word about it."""
+    r = np.random.default_rng(0)
+    n = 1500
+    start = pd.Timestamp("1900-01-01") + pd.to_timedelta(np.sort(r.uniform(0, 40000, n)), unit="D")
+    y = (r.random(n) < np.where(np.arange(n) < n * 0.8, 1.0, 0.5)).astype(int)  # the first 80 %: all positive
+    frame = pd.DataFrame(
+        {
+            "start": start.strftime("%Y-%m-%d"),
+            "x1": np.round(r.normal(size=n), 3),
+            "reason": np.where(y == 1, r.choice(["death", "resign", "retire"], n), None),
+            "y": y,
+        }
+    )
+    inferred = infer_spec(write_csv(tmp_path, frame), target="y", positive="1", time="start")
+    assert "reason" not in DatasetSpec.model_validate(inferred.spec).column_names
+    assert "on the whole source (the demo window's train days hold one label)" in inferred.left_out["reason"]
