@@ -152,7 +152,8 @@ def _stop(args: argparse.Namespace) -> int:
         print(f"ml-assets stop: {e}", file=sys.stderr)
         return 1
     last = state.previous.bento_tag if state.previous else "none"
-    print(f"stopped the served model, its proxy and supervisor: no process of {deployer.url} is left (state: "
+    # the URL it served on, as recorded (ML_ASSETS_SERVE_PORT may differ now from when it was deployed)
+    print(f"stopped the served model, its proxy and supervisor: no process of {state.url} is left (state: "
           f"{deployer.folder}); last served: {last}")  # fmt: skip
     return 0
 

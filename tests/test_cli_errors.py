@@ -149,3 +149,16 @@ def test_every_user_facing_error_class_exists() -> None:
         cls = getattr(importlib.import_module(module), name)
         assert issubclass(cls, Exception), (module, name)
         assert is_user_error(cls.__new__(cls)) if name != "ValidationError" else True
+
+
+def test_stop_names_the_url_the_deployment_served_on(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Deployed with ML_ASSETS_SERVE_PORT=3413, stopped without it: the message names 3413, not the default."""
+    from resources.deployment_record import DeploymentRecord
+
+    (tmp_path / "deployments").mkdir()
+    (tmp_path / "deployments" / "local.json").write_text(
+        DeploymentRecord(url="http://127.0.0.1:3413").model_dump_json()
+    )
+    monkeypatch.delenv("ML_ASSETS_SERVE_PORT", raising=False)
+    assert cli.main(["stop", "--home", str(tmp_path)]) == 0
+    assert "no process of http://127.0.0.1:3413 is left" in capsys.readouterr().out
