@@ -550,6 +550,13 @@ class GateThresholds(BaseModel):
 
     primary_metric: PrimaryMetric = Field("roc_auc", description="the metric the gates compare models by")
     baseline_margin: float = Field(0.0, ge=0.0, description="candidate must beat the baseline by this much")
+    baseline_noise: float = Field(
+        1.0,
+        ge=0.0,
+        description="beats_baseline: the candidate may trail the baseline (after the margin) by this many standard "
+        "errors of the gap between them on the test rows (a stratified paired bootstrap), a difference the test "
+        "split cannot tell from noise; 0: not at all (for roc_auc, pr_auc and log_loss; other metrics: 0)",
+    )
     absolute_floor: float = Field(
         0.70, description="TFX GenericValueThreshold: the primary metric's bound (a ceiling if lower is better)"
     )

@@ -325,6 +325,26 @@ def test_beats_baseline_with_margin(scores):
     assert not tie.passed and "misses" in tie.description
 
 
+def test_beats_baseline_tolerates_a_deficit_the_test_rows_cannot_tell_from_noise(scores):
+    """ISLP's Default: the candidate 0.0003 of ROC AUC behind on 53 test positives was blocked and nothing served.
+    Within gates.baseline_noise standard errors of the paired gap it passes, saying so; beyond them, or with the
+    allowance set to 0, it is blocked as before."""
+    good = scores["good"]
+    behind = replace(good, metrics=good.metrics | {"roc_auc": good.metrics["roc_auc"] - 0.0003})
+    noisy = replace(make_evaluation(behind, good), baseline_gap_se=0.0013)
+    within = gates.beats_baseline(noisy, TH)
+    assert within.passed and within.threshold == pytest.approx(good.metrics["roc_auc"] - 0.0013)
+    assert "0.0003 behind, which these test rows cannot tell from noise" in within.description
+    assert within.details["gap_standard_error"] == 0.0013
+    assert not gates.beats_baseline(noisy, TH.model_copy(update={"baseline_noise": 0.0})).passed
+    assert not gates.beats_baseline(replace(noisy, baseline_gap_se=0.0002), TH).passed
+    assert not gates.beats_baseline(replace(noisy, baseline_gap_se=None), TH).passed  # no bootstrap: strict
+    log_loss = gates.GateThresholds(primary_metric="log_loss", absolute_floor=0.6, slice_floor=0.7)
+    worse = replace(good, metrics=good.metrics | {"log_loss": good.metrics["log_loss"] + 0.001})
+    assert gates.beats_baseline(replace(make_evaluation(worse, good), baseline_gap_se=0.002), log_loss).passed
+    assert not gates.beats_baseline(replace(make_evaluation(worse, good), baseline_gap_se=0.0005), log_loss).passed
+
+
 def test_blessing_uses_floor_alone_without_champion_and_change_threshold_with_one(scores):
     good, bad = scores["good"], scores["shuffled"]
     first = gates.blessed_against_champion(make_evaluation(good, bad), TH)

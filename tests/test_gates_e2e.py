@@ -232,6 +232,9 @@ def test_first_good_candidate_is_promoted_on_the_floor_alone(pipeline):
     assert result.output_for_node("champion_model").tag == tag
     ev: Evaluation = result.output_for_node("model_evaluation")
     assert ev.champion is None and ev.candidate.metrics["roc_auc"] > ev.baseline.metrics["roc_auc"] > 0.8
+    # the noise of the candidate's gap to the baseline on these test rows, which beats_baseline tolerates
+    assert ev.baseline_gap_se is not None and 0 < ev.baseline_gap_se < 0.05
+    assert check_metadata(result, "beats_baseline")["gap_standard_error"] == pytest.approx(ev.baseline_gap_se)
     meta = result.asset_materializations_for_node("model_evaluation")[0].metadata
     assert "data:image/png;base64," in meta["roc"].value and "| sex=Female |" in meta["slices"].value
     # what a person reads first renders in place in the UI (under its 1,000-character limit): gates, ROC, comparison

@@ -512,6 +512,9 @@ class Evaluation:
     thresholds: dict[str, Any] = field(default_factory=dict)
     # the gradient-boosted trees reference on the same splits (ml_assets.model.reference): reported, never served
     reference: ModelScores | None = None
+    # standard error of the candidate's primary-metric gap to the baseline on these test rows (paired bootstrap);
+    # None where the metric has no bootstrap (threshold-dependent ones) or for evaluations stored before it
+    baseline_gap_se: float | None = None
 
     def scored(self) -> dict[str, ModelScores]:
         """Scores by role, in table order: candidate, baseline, champion."""

@@ -40,6 +40,7 @@ from ml_assets.data.window import TrainingWindow, split_counts
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model import evaluation as evaluation_module
 from ml_assets.model import gates as gates_module
+from ml_assets.model import paired_bootstrap
 from ml_assets.model.bundle import ModelRef
 from ml_assets.model.evaluation import (
     METRIC_NAMES,
@@ -149,6 +150,15 @@ def score_models(
             f"{role} {ref.tag}: {thresholds.primary_metric} {scored[role].metrics[thresholds.primary_metric]:.4f}"
         )
     return scored
+
+
+def baseline_gap_se(y: np.ndarray, probabilities: dict[str, np.ndarray], metric: str) -> float | None:
+    """The standard error of the candidate's ``metric`` gap to the baseline on the test rows (``beats_baseline``
+    tolerates a deficit within ``gates.baseline_noise`` of them); None for a metric without a bootstrap."""
+    if metric not in paired_bootstrap.METRICS:
+        return None
+    pair = {"baseline": probabilities["baseline"], "candidate": probabilities["candidate"]}
+    return paired_bootstrap.gap_standard_errors(y, pair, "baseline", metric)["candidate"]
 
 
 def evaluation_metadata(
@@ -355,6 +365,7 @@ def build_model_evaluation(spec: DatasetSpec):
             champion_ref=refs.get("champion"),
             thresholds=thresholds.model_dump(),
             reference=reference,
+            baseline_gap_se=baseline_gap_se(y, test.probabilities, thresholds.primary_metric),
         )
         kinds = {role: ref.kind for role, ref in refs.items()} | {"reference": "gbdt, not served"}
         curves = {f"{role} ({kinds[role]})": p for role, p in test.probabilities.items()}

@@ -6,27 +6,19 @@ comes lets a lead of a few rows decide: on sources with few positives a ROC AUC 
 The one-standard-error rule (Hastie, Tibshirani and Friedman, *The Elements of Statistical Learning*, 7.10; glmnet's
 ``lambda.1se``) takes the simplest model whose figure is within one standard error of the best: the families are
 judged in order of complexity (logistic first), and each one's standard error is that of its gap to the best, from a
-stratified paired bootstrap of the validation rows (the same resampled rows score every family, so what the models
-share cancels out and a real lead shows as many errors: on Adult the network leads by 0.027, 14 errors).
+stratified paired bootstrap of the validation rows (``paired_bootstrap``: the same resampled rows score every
+family, so what the models share cancels out and a real lead shows as many errors: on Adult the network leads by
+0.027, 14 errors).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from ml_assets.model.metrics import average_precision, log_loss, roc_auc
-
-METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "roc_auc": roc_auc,
-    "pr_auc": average_precision,
-    "log_loss": log_loss,
-}
-RESAMPLES = 200
-BOOTSTRAP_ROWS = 20_000  # rows a resample draws at most; a larger split's standard error is scaled down from it
-SEED = 0
+from ml_assets.model.paired_bootstrap import BOOTSTRAP_ROWS, METRICS, RESAMPLES, SEED, gap_standard_errors
 
 
 @dataclass(frozen=True)
@@ -67,40 +59,6 @@ def choose_family(
     scores = {family: score(y, np.asarray(p, dtype=np.float64)) for family, p in probabilities.items()}
     sign = 1.0 if higher_is_better else -1.0
     best = max(scores, key=lambda f: sign * scores[f])  # the first of equals
-    gap_se = _gap_standard_errors(y, probabilities, best, score, sign, resamples, max_rows, seed)
+    gap_se = gap_standard_errors(y, probabilities, best, metric, resamples, max_rows, seed)
     pick = next(f for f in scores if sign * (scores[best] - scores[f]) <= gap_se[f])
     return FamilyChoice(pick=pick, best=best, metric=metric, scores=scores, gap_se=gap_se)
-
-
-def _gap_standard_errors(
-    y: np.ndarray,
-    probabilities: Mapping[str, np.ndarray],
-    best: str,
-    score: Callable[[np.ndarray, np.ndarray], float],
-    sign: float,
-    resamples: int,
-    max_rows: int,
-    seed: int,
-) -> dict[str, float]:
-    """Standard error of each family's gap to ``best`` (0 for ``best`` itself) over stratified paired resamples:
-    positives and negatives are each drawn with replacement in their own numbers (so every resample holds both
-    labels), at most ``max_rows`` in all, the same rows for every family; from a smaller resample than the split the
-    error is scaled by sqrt(resample / split), as a standard error falls with the square root of the rows."""
-    rng = np.random.default_rng(seed)
-    arrays = {family: np.asarray(p, dtype=np.float64) for family, p in probabilities.items()}
-    positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    n = len(y)
-    if len(positives) == 0 or len(negatives) == 0 or len(arrays) == 1:
-        return dict.fromkeys(arrays, 0.0)
-    size = min(n, max_rows)
-    n_pos = max(1, round(size * len(positives) / n))
-    n_neg = max(1, size - n_pos)
-    gaps: dict[str, list[float]] = {f: [] for f in arrays}
-    for _ in range(resamples):
-        rows = np.concatenate([rng.choice(positives, n_pos), rng.choice(negatives, n_neg)])
-        drawn = y[rows]
-        best_b = score(drawn, arrays[best][rows])
-        for family, p in arrays.items():
-            gaps[family].append(sign * (best_b - score(drawn, p[rows])))
-    scale = np.sqrt((n_pos + n_neg) / n)
-    return {f: float(np.std(g, ddof=1) * scale) if f != best else 0.0 for f, g in gaps.items()}
