@@ -712,3 +712,31 @@ def test_a_leak_is_left_out_when_the_windows_train_days_hold_one_label(tmp_path:
     inferred = infer_spec(write_csv(tmp_path, frame), target="y", positive="1", time="start")
     assert "reason" not in DatasetSpec.model_validate(inferred.spec).column_names
     assert "on the whole source (the demo window's train days hold one label)" in inferred.left_out["reason"]
+
+
+def test_without_a_time_column_a_column_of_years_is_proposed_as_time(tmp_path: Path) -> None:
+    """ISLP's Smarket has Year and no date: the demo shuffled its rows, so the test days were no newer than the
+    train days; infer now says that --time Year replays it in time order."""
+    r = np.random.default_rng(0)
+    n = 1250
+    frame = pd.DataFrame({"Year": np.repeat(np.arange(2001, 2006), n // 5), "x": r.normal(size=n).round(3)})
+    frame["y"] = r.choice(["Up", "Down"], size=n)
+    inferred = infer_spec(write_csv(tmp_path, frame), target="y", positive="Up")
+    said = [w for w in inferred.warnings if "--time Year replays the source in its time order" in w]
+    assert said and said[0] in inferred.header
+    timed = infer_spec(write_csv(tmp_path, frame, "t.csv"), target="y", positive="Up", time="Year")
+    assert not [w for w in timed.warnings if "--time" in w]
+
+
+def test_a_floor_note_names_the_columns_infer_left_out_as_leaks(tmp_path: Path) -> None:
+    """ISLP's Default-like data where balance alone scores above the leak limit: infer left it out and the floor
+    note said nothing of it, though it was the column that mattered."""
+    r = np.random.default_rng(1)
+    n = 4000
+    balance = r.normal(0, 1, n)
+    y = np.where(r.random(n) < 1 / (1 + np.exp(-(6 * balance - 4))), "Yes", "No")
+    frame = pd.DataFrame({"balance": balance.round(4), "noise": r.normal(size=n).round(3), "y": y})
+    inferred = infer_spec(write_csv(tmp_path, frame), target="y", positive="Yes")
+    assert "balance" in inferred.left_out
+    floor = [w for w in inferred.warnings if "gates.absolute_floor" in w]
+    assert floor and "The columns left out as leaks (balance) may be what carries the score" in floor[0]

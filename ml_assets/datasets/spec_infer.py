@@ -285,6 +285,19 @@ def infer_spec(
         result.header.append(unjudged.note)
         result.warnings.append(unjudged.note)
     if note := floor_note(proposed, frame, days):  # a floor the data cannot reach refuses every first candidate
+        if leaks:  # what infer itself left out may be what carried the score (a genuine strong predictor)
+            note += (
+                f" The columns left out as leaks ({', '.join(leaks)}) may be what carries the score: if they are "
+                "known before the outcome, add them back and raise training.leakage_auc / leakage_share."
+            )
+        result.header.append(note)
+        result.warnings.append(note)
+    if time is None and (years := [n for n, why in result.notes.items() if "years: up to" in why]):
+        note = (
+            f"No time column: the demo shuffles the rows over its days, so test rows are no newer than train rows. "
+            f"{years[0]!r} holds years: if it is when each row happened, --time {years[0]} replays the source in its "
+            "time order (trained on the past, judged on the newest), as production sees it."
+        )
         result.header.append(note)
         result.warnings.append(note)
     if "decision" in spec:
