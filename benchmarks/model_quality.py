@@ -97,6 +97,9 @@ def evaluation_figures(home: Path) -> dict[str, float | str]:
         )
         for step, key in (("baseline_model", "baseline_seconds"), ("candidate_model", "candidate_seconds")):
             out[key] = _step_seconds(instance, AssetKey(step))
+        candidate = instance.get_latest_materialization_event(AssetKey("candidate_model"))
+        family = candidate.asset_materialization.metadata.get("family") if candidate else None
+        out["candidate_family"] = str(family.value) if family is not None else "?"
         return out
 
 
@@ -133,7 +136,7 @@ def table(results: dict[str, dict[str, float | str]]) -> str:
             rows.append(
                 {
                     "dataset": name,
-                    "model": role,
+                    "model": f"candidate ({fig['candidate_family']})" if role == "candidate" else role,
                     **{m: round(float(fig[f"{role}_{m}"]), 4) for m in METRICS},
                     "train s": f"{float(fig[f'{role}_seconds']):.1f}",
                 }
