@@ -380,6 +380,8 @@ def test_calendar_fields_scores_and_years_keep_their_bounds_and_small_counts_get
             "decile_score": np.arange(n) % 10 + 1,
             "age": rng.integers(17, 45, n),  # a small span, every value seen: still an open quantity
             "juv_fel_count": rng.poisson(1, n).clip(0, 20),
+            "hours_per_week": rng.integers(10, 51, n),  # a rate, not the week of the year: a 60-hour week is valid
+            "second_job": rng.integers(0, 2, n),  # 'second' names something else
             "built": rng.integers(1950, 2010, n),
             "visits": rng.integers(0, 500, n),
             "price": rng.uniform(10, 20, n),
@@ -393,6 +395,8 @@ def test_calendar_fields_scores_and_years_keep_their_bounds_and_small_counts_get
     assert ranges["month"] == (1, 12) and ranges["day"] == (1, 31) and ranges["day_of_week"] == (0, 6)
     assert ranges["decile_score"] == (1, 10)  # a score by its name: exact bounds
     assert ranges["age"][1] >= 45 and ranges["juv_fel_count"][1] > frame["juv_fel_count"].max()  # headroom
+    assert ranges["hours_per_week"][1] > 50 and "calendar" not in inferred.notes["hours_per_week"]
+    assert "calendar" not in inferred.notes["second_job"]
     assert ranges["built"] == (frame["built"].min(), date.today().year)  # a year: never the future
     assert ranges["visits"][1] > frame["visits"].max()  # a count: headroom
     assert ranges["price"][0] < 10 and ranges["price"][1] > 20

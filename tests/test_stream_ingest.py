@@ -200,3 +200,22 @@ def test_generated_is_only_for_an_id_or_a_time(adult_spec: DatasetSpec):
     age = next(c for c in adult_spec.columns if c.name == "age")
     with pytest.raises(ValueError, match="only an int64 id or a datetime time column can be generated"):
         type(age).model_validate(age.model_dump() | {"generated": True})
+
+
+def test_generated_times_hold_a_daylight_saving_day_and_a_record_sent_twice_stays_a_duplicate(
+    spec: DatasetSpec, tmp_path: Path
+):
+    """On 2026-03-08 New York's day has 23 hours: naive generated times in its lost hour once landed null, failing
+    the day. And a record sent twice (same values, the id and time generated) still counts as a duplicate row."""
+    day = date(2026, 3, 8)
+    zoned = spec.model_copy(update={"timezone": "America/New_York"})
+    (path,) = simulate(zoned, tmp_path / "landing", day, day, rows_per_day=2000, files_per_day=1)
+    frame = pd.read_parquet(path).drop(columns=["record_id", "event_time"])
+    pd.concat([frame, frame.head(3)], ignore_index=True).to_parquet(path, index=False)  # three records sent twice
+    results = streamed_results(zoned, landing(tmp_path), tmp_path, day.isoformat(), sample_rows=5000)
+    assert results["event_time_not_null"].passed and results["event_time_type"].passed
+    stored = ingest_day(zoned, landing(tmp_path), ParquetTables(root=str(tmp_path / "t")), day.isoformat())
+    times = stored.scan.frame(columns=["event_time"])["event_time"]
+    start = pd.Timestamp(day).tz_localize("America/New_York").tz_convert("UTC").tz_localize(None)
+    assert times.notna().all() and times.min() >= start and times.max() < start + pd.Timedelta(hours=23)
+    assert results["duplicate_rows"].metadata["duplicate_rows"].value >= 3

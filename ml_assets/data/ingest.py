@@ -92,36 +92,46 @@ class RowSample:
         return self.frames()
 
 
-_MASK64 = (1 << 64) - 1
-
-
-def _row_keys(day: str, file_name: str, rows: np.ndarray) -> np.ndarray:
-    """A 64-bit key per row of a file of a day: SplitMix64 of a seed from the day and the file name, plus the row
-    number (vectorized, so a day of ten million rows is keyed in well under a second)."""
-    seed = int.from_bytes(hashlib.blake2b(f"{day}/{file_name}".encode(), digest_size=8).digest(), "little")
+def _mix(keys: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer: 64 well-mixed bits from each uint64 (vectorized)."""
     with np.errstate(over="ignore"):
-        z = np.uint64(seed) + rows.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (keys ^ (keys >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
 
 
+def _seed(text: str) -> np.uint64:
+    return np.uint64(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little"))
+
+
 def fill_generated(spec: DatasetSpec, landed: pd.DataFrame, day: str, file_name: str, first_row: int) -> pd.DataFrame:
     """``landed`` with the generated columns (``Column.generated``: the id or time of a source that has none) it
-    lacks, filled for its rows ``first_row``.. of ``file_name``: an id from the row's key (62 bits, never negative:
-    distinct across rows, files and days, and the same when the file is read again), a time at the key's
-    millisecond of the partition's day (naive: read in the spec's timezone, as landing reads naive times)."""
+    lacks, filled for its rows ``first_row``.. of ``file_name``.
+
+    An id is 62 bits of a key of the day, the file and the row: distinct across rows, files and days, never
+    negative, and the same when the file is read again. A time is the partition's day in the spec's timezone (its
+    real length on a daylight-saving day) at an offset keyed by the day and the row's values, so a record sent
+    twice gets the same time and ``duplicate_rows``, which compares every column but the id, still finds it."""
     missing = [c for c in spec.columns if c.generated and c.name not in landed.columns]
     if not missing:
         return landed
-    keys = _row_keys(day, file_name, np.arange(first_row, first_row + len(landed)))
     filled = {}
     for col in missing:
         if col.role == Role.ID:
+            rows = np.arange(first_row, first_row + len(landed), dtype=np.uint64)
+            with np.errstate(over="ignore"):
+                keys = _mix(_seed(f"{day}/{file_name}") + rows * np.uint64(0x9E3779B97F4A7C15))
             filled[col.name] = pd.array((keys >> np.uint64(2)).astype(np.int64), dtype="Int64")
         else:
-            offsets = pd.to_timedelta((keys % np.uint64(86_400_000)).astype(np.int64), unit="ms")
-            filled[col.name] = pd.Timestamp(day) + offsets
+            values = landed[[c for c in landed.columns if c not in {m.name for m in missing}]]
+            content = pd.util.hash_pandas_object(values, index=False).to_numpy(dtype=np.uint64)
+            keys = _mix(content ^ _seed(day))
+            local = pd.Timestamp(day)
+            start = local.tz_localize(spec.timezone, nonexistent="shift_forward", ambiguous=True)
+            end = (local + pd.Timedelta(days=1)).tz_localize(spec.timezone, nonexistent="shift_forward", ambiguous=True)
+            length_ms = np.uint64((end - start) // pd.Timedelta(milliseconds=1))
+            offsets = pd.to_timedelta((keys % length_ms).astype(np.int64), unit="ms")
+            filled[col.name] = start + offsets
     return landed.assign(**{name: pd.Series(values, index=landed.index) for name, values in filled.items()})
 
 

@@ -15,8 +15,9 @@ median of the days before it (never above the default 0.6), and ``row_count.min`
 ``max_ratio`` stays off: later batches of a day add rows. ``duplicate_rows`` is error unless the source itself
 repeats rows (then warn).
 
-Numeric ranges (``RANGE_HEADROOM``): an integer column named as a calendar field (``CALENDAR_FIELDS``: month, day,
-hour, weekday, ...) whose values lie in that field takes the whole field (month 1 .. 12 from a source of eleven
+Numeric ranges (``RANGE_HEADROOM``): an integer column named as a calendar field (its name's last word is one of
+``CALENDAR_FIELDS``, or it says day of week or month; never a rate such as hours_per_week) whose values lie in that
+field takes the whole field (month 1 .. 12 from a source of eleven
 months; month 13 fails); one named as a score or rating (``SCALE_WORDS``) spanning at most ``EXACT_SPAN`` keeps its
 exact observed bounds (a decile score 1 .. 10); an integer column whose every value lies between ``FIRST_YEAR`` and
 the current year is a year: its observed minimum up to the current year, never the future. A small span alone says
@@ -911,14 +912,17 @@ SCALE_WORDS = frozenset({"score", "decile", "quintile", "quartile", "rating", "g
 
 
 def _calendar_field(name: str, lo: float, hi: float) -> tuple[str, tuple[int, int]] | None:
-    """The calendar field a column is, by its name's words (``day of week`` before ``day``), when every observed
-    value lies in the field; None otherwise."""
+    """The calendar field a column is, by its name's last word (``birth_month``) or ``day of week``/``day of
+    month``, when every observed value lies in the field; None otherwise, and for a rate (``hours_per_week``)."""
     words = _name_words(name)
+    if not words or "per" in words:  # a rate (hours_per_week, visits_per_day) is a quantity, not a calendar field
+        return None
     pairs = {" ".join(p) for p in itertools.pairwise(words)}
-    field = (
-        "weekday" if "day of" in pairs and "week" in words else next((w for w in words if w in CALENDAR_FIELDS), None)
-    )
-    if field is None:
+    if "day of" in pairs:  # day_of_week, day of month
+        field = "weekday" if "week" in words else "day"
+    elif words[-1] in CALENDAR_FIELDS:  # the name ends in the field (birth_month, hour, dow)
+        field = words[-1]
+    else:  # second_job, week_count: the word names something else
         return None
     low, high = CALENDAR_FIELDS[field]
     if field in ("weekday", "dow") and lo >= 1:
