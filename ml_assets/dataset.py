@@ -503,11 +503,12 @@ class CandidateSearch(BaseModel):
     families: list[Literal["logistic", "mlp", "transformer", "gbdt"]] = Field(
         default_factory=lambda: ["logistic", "mlp", "transformer"],
         min_length=1,
-        description="the model families that compete for the candidate: logistic, the baseline's own logistic "
-        "regression (so a network that does not beat it on validation is not the candidate: the simple model is), "
+        description="the model families that compete for the candidate: logistic, the logistic regression with the "
+        "baseline's default settings (so a network that does not beat it on validation is not the candidate: the simple model is), "
         "the networks of the search (mlp, transformer: the architectures it may draw) and gbdt, gradient-boosted "
-        "trees (LightGBM, early-stopped on validation); the best on validation becomes the candidate (a tie keeps "
-        "the one listed here first), served and judged the same way",
+        "trees (LightGBM, early-stopped on validation); the candidate is the simplest (logistic, then the networks, "
+        "then trees, whatever the order here) within one standard error of the best on validation, served and "
+        "judged the same way",
     )
 
     @property
@@ -553,9 +554,10 @@ class GateThresholds(BaseModel):
     baseline_noise: float = Field(
         1.0,
         ge=0.0,
-        description="beats_baseline: the candidate may trail the baseline (after the margin) by this many standard "
-        "errors of the gap between them on the test rows (a stratified paired bootstrap), a difference the test "
-        "split cannot tell from noise; 0: not at all (for roc_auc, pr_auc and log_loss; other metrics: 0)",
+        description="beats_baseline with no baseline_margin: the candidate may trail the baseline by this many "
+        "standard errors of the gap between them on the test rows (a stratified paired bootstrap), a difference the "
+        "test split cannot tell from noise; 0: not at all. A margin above 0 asks for a real gain and tolerates no "
+        "deficit; metrics without a bootstrap (accuracy, f1, brier, ece) tolerate none either",
     )
     absolute_floor: float = Field(
         0.70, description="TFX GenericValueThreshold: the primary metric's bound (a ceiling if lower is better)"
@@ -572,9 +574,14 @@ class GateThresholds(BaseModel):
         0.30, ge=0.0, le=1.0, description="fairness: largest gap in true or false positive rate between groups"
     )
     max_p99_ms: float = Field(
-        100.0, gt=0.0, description="p99 latency of one-row predict_proba, in-process (leaves room for HTTP)"
+        100.0,
+        gt=0.0,
+        description="p99 CPU time of a one-row predict_proba on its thread, in-process (leaves room for HTTP; the "
+        "wall time of the machine that evaluates is reported, not judged)",
     )
-    min_rows_per_s: float = Field(1000.0, gt=0.0, description="throughput of a 1,000-row batch")
+    min_rows_per_s: float = Field(
+        1000.0, gt=0.0, description="rows per CPU second (every thread of the process) of a 1,000-row batch"
+    )
     too_good: float = Field(
         0.99,
         gt=0.5,

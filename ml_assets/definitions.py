@@ -60,7 +60,8 @@ def build_definitions(spec: DatasetSpec | None = None, env: str | None = None, w
     model_job = define_asset_job(
         MODEL_JOB,
         selection=AssetSelection.assets(*MODEL_ASSETS),
-        description="Approve the newest training window, train the baseline and a DeepSpeed candidate on it, "
+        description="Approve the newest training window, train the baseline and the candidate (a DeepSpeed network "
+        "search against the logistic regression) on it, "
         "evaluate them against the champion and promote the candidate if every blocking gate passes.",
     )
     jobs = [

@@ -300,7 +300,7 @@ def run_demo(days: int | None = None, seed: int = 0, stages: str = "all") -> int
     if "model" in wanted and data_ok and environment() == "prod":
         promoted = prod_model_stage(defs, instance, summary)
     elif "model" in wanted and data_ok:
-        print("\n[model] baseline, DeepSpeed candidate, evaluation gates, promotion", flush=True)
+        print("\n[model] baseline, candidate (DeepSpeed search vs logistic), evaluation gates, promotion", flush=True)
         result = run_unpartitioned(defs, instance, MODEL_JOB, MODEL_ASSETS, summary)
         print_evaluation(result)
         promoted = "champion_model" in materialized(result)

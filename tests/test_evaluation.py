@@ -337,6 +337,9 @@ def test_beats_baseline_tolerates_a_deficit_the_test_rows_cannot_tell_from_noise
     assert "0.0003 behind, which these test rows cannot tell from noise" in within.description
     assert within.details["gap_standard_error"] == 0.0013
     assert not gates.beats_baseline(noisy, TH.model_copy(update={"baseline_noise": 0.0})).passed
+    margin = gates.beats_baseline(replace(make_evaluation(good, good), baseline_gap_se=0.0013), TH.model_copy(
+        update={"baseline_margin": 0.001}))  # fmt: skip
+    assert not margin.passed, "a margin asks for a real gain: the noise allowance does not eat into it"
     assert not gates.beats_baseline(replace(noisy, baseline_gap_se=0.0002), TH).passed
     assert not gates.beats_baseline(replace(noisy, baseline_gap_se=None), TH).passed  # no bootstrap: strict
     log_loss = gates.GateThresholds(primary_metric="log_loss", absolute_floor=0.6, slice_floor=0.7)

@@ -60,3 +60,14 @@ def test_one_family_or_one_label_has_no_gap_to_judge() -> None:
     assert choose_family(y, p, "roc_auc", higher_is_better=True).gap_se == {"logistic": 0.0}
     two = {"logistic": p["logistic"], "network": p["logistic"] ** 2}
     assert choose_family(np.zeros(500, dtype=np.int64), two, "log_loss", higher_is_better=False).pick in two
+
+
+def test_a_family_that_scored_nothing_finite_is_never_chosen() -> None:
+    """A diverged network (NaN probabilities give a NaN log loss) listed beside the logistic regression: the choice
+    is among the finite scores, never a bare StopIteration."""
+    y, p = scored(2_000, 0.3, {"logistic": 0.5})
+    diverged = {"network": np.full(len(y), np.nan), "logistic": p["logistic"]}
+    choice = choose_family(y, diverged, "log_loss", higher_is_better=False)
+    assert choice.pick == choice.best == "logistic" and np.isnan(choice.gap_se["network"])
+    alone = choose_family(y, {"network": np.full(len(y), np.nan)}, "log_loss", higher_is_better=False)
+    assert alone.pick == "network"

@@ -1,6 +1,6 @@
-"""Model assets (group ``model``): the logistic-regression baseline and the candidate, the best on validation of the
-spec's model families (a network search trained with DeepSpeed; gradient-boosted trees when ``search.families``
-lists ``gbdt``).
+"""Model assets (group ``model``): the logistic-regression baseline and the candidate, chosen on validation among the
+spec's model families (the logistic regression, a network search trained with DeepSpeed, gradient-boosted trees
+when ``search.families`` lists ``gbdt``) by the one-standard-error rule (``ml_assets.model.family_choice``).
 
 Both read the approved training window (``approved_training_set``: the newest one whose blocking checks passed,
 verified again here), fit on its train split, score its validation split and choose their decision threshold there
@@ -12,7 +12,7 @@ Dagster reads the Config and resource annotations of asset functions at definiti
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -210,6 +210,19 @@ def decision_metadata(chosen: DecisionThreshold) -> dict[str, Any]:
     return {"decision_threshold": chosen.threshold, "decision": chosen.describe()}
 
 
+@dataclass(frozen=True)
+class Contender:
+    """One family's candidate before the choice: its model and how it came to be (a fitted family's seconds, train
+    sample and settings for the lineage; the network search's result and figures)."""
+
+    model: TabularModel
+    seconds: float = 0.0
+    sample_rows: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    result: training_result.TrainedNetwork | None = None
+    scores: dict[str, float] | None = None
+
+
 def build_model_assets(spec: DatasetSpec) -> list[AssetsDefinition]:
     """baseline_model and candidate_model for one dataset spec; both retrain on the same condition."""
     when = retraining(spec, ignore=READ_NOT_REACTED)
@@ -286,7 +299,8 @@ def baseline_metadata(
 
 
 def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> AssetsDefinition:
-    """The ``candidate_model`` asset: a search of tabular networks trained by the DeepSpeedTrainer resource."""
+    """The ``candidate_model`` asset: the spec's families (the logistic regression, a search of tabular networks
+    trained by the DeepSpeedTrainer resource, gradient-boosted trees), the simplest within noise of the best."""
     model_code = code_version(
         spec,
         sys.modules[__name__],
@@ -310,8 +324,9 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         automation_condition=when,
         pool=TRAINING_POOL,
         code_version=model_code,
-        description="The candidate: the best on validation of the spec's model families (a tabular network search "
-        "trained with DeepSpeed through the DeepSpeedTrainer resource; gradient-boosted trees when listed).",
+        description="The candidate: the simplest of the spec's model families within one standard error of the best "
+        "on validation (the logistic regression; a tabular network search trained with DeepSpeed through the "
+        "DeepSpeedTrainer resource; gradient-boosted trees when listed).",
     )
     def candidate_model(
         context: AssetExecutionContext,
@@ -324,14 +339,13 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         version = window.version
         partition = approved_training_set.partition_key
         budget = spec.search
-        # family -> (model, lineage and metadata); the simplest first, so a tie on validation keeps it
-        contenders: dict[str, tuple[TabularModel, dict[str, Any]]] = {}
+        # by family, the simplest first (the order family_choice judges them in)
+        contenders: dict[str, Contender] = {}
         if "logistic" in budget.families:
             started = time.perf_counter()
             logistic_model, sample_rows = fit_logistic_model(spec, window)
             seconds = time.perf_counter() - started
-            settings = BaselineConfig().model_dump()
-            contenders["logistic"] = (logistic_model, {"seconds": seconds, "sample_rows": sample_rows, **settings})
+            contenders["logistic"] = Contender(logistic_model, seconds, sample_rows, BaselineConfig().model_dump())
         if budget.networks:
             trials = search.plan_trials(config.network(), budget, config.trials or budget.trials)
             run = trainer.train(  # the scans: the ranks read their own shards
@@ -352,40 +366,41 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
             result = training_result.decode(run)
             network_model = packed_model(spec, result)
             scores: dict[str, float] = {k: float(v) for k, v in result.summary.metrics.items()}
-            contenders["network"] = (network_model, {"result": result, "scores": scores})
+            contenders["network"] = Contender(network_model, result=result, scores=scores)
         if "gbdt" in budget.families:
             started = time.perf_counter()
             trees_model, sample_rows = fit_trees_model(spec, window)
             seconds = time.perf_counter() - started
             settings = {"lightgbm": trees_model.trees.params, "best_iteration": trees_model.trees.best_iteration}
-            contenders["gbdt"] = (trees_model, {"seconds": seconds, "sample_rows": sample_rows, **settings})
+            contenders["gbdt"] = Contender(trees_model, seconds, sample_rows, settings)
         # every family judged by the same figure on every labeled validation row, scored batch by batch in this
         # process (the stored form): only the labels and each family's probabilities are held
-        val = score_split(spec, window.labeled("validation"), {f: m for f, (m, _) in contenders.items()})
+        val = score_split(spec, window.labeled("validation"), {f: c.model for f, c in contenders.items()})
         choice = choose_family(val.y, {f: val.probabilities[f] for f in contenders}, select_by, higher_is_better)
         judged, pick = choice.scores, choice.pick
-        model, found = contenders[pick]
+        found = contenders[pick]
+        model = found.model
         calibrated = fit_calibration(val.y, val.probabilities[pick])
         model.calibration = calibrated.calibration
         p_val = model.calibration.apply(val.probabilities[pick]) if model.calibration else val.probabilities[pick]
         chosen = decide_on(model, spec, val.y, p_val, "candidate_model")
         served = validation_scores(val.y, p_val, model.threshold)
         families = family_table(choice)
-        if pick == "network":
-            scores, result = found["scores"], found["result"]
+        if found.result is not None:  # the network search's kept network
+            scores, result = found.scores or {}, found.result
             lineage = candidate_lineage(result, scores, trainer, model_code, version, partition)
         else:
             scores = served
             lineage = fitted_lineage(pick, found, scores, model_code, version, partition)
         lineage = lineage.model_copy(update={"decision": chosen.as_dict(), "families": judged})
-        context.log.info(f"candidate: the {choice.describe()}; {calibrated.reason}; {chosen.describe()}")
+        context.log.info(f"candidate: {choice.describe()}; {calibrated.reason}; {chosen.describe()}")
         tag = model_store.save(model, classifier_name(spec), lineage)
         ref = ModelRef(
             tag=tag, name=classifier_name(spec), kind=model.kind, metrics=scores, training_set_version=version
         )
         unlabeled = sum(unlabeled_in(window).values())
-        if pick == "network":
-            metadata = candidate_metadata(tag, result.summary, scores, served, unlabeled, version, partition)
+        if found.result is not None:
+            metadata = candidate_metadata(tag, found.result.summary, scores, served, unlabeled, version, partition)
         else:
             metadata = fitted_metadata(tag, found, served, unlabeled, version, partition)
             if model.trees is not None:
@@ -411,7 +426,8 @@ def fit_trees_model(spec: DatasetSpec, window: TrainingWindow) -> tuple[TabularM
 
 
 def fit_logistic_model(spec: DatasetSpec, window: TrainingWindow) -> tuple[TabularModel, int]:
-    """The logistic family: the baseline's own fit (the same sample, settings and preprocessing), so when no
+    """The logistic family: the baseline's fit (the same sample and preprocessing, the baseline's default settings:
+    a baseline run configured otherwise differs), so when no
     network or trees beat it on validation the candidate is the model the baseline is, judged and served like any
     other; with the number of train rows it fitted on."""
     train_rows = by_id(spec, labeled_sample(window, "train", FIT_SAMPLE_ROWS))
@@ -436,31 +452,30 @@ def family_table(choice: FamilyChoice) -> str:
 
 
 def fitted_lineage(
-    family: str, found: dict[str, Any], scores: dict[str, float], model_code: str, version: str, partition: str
+    family: str, found: Contender, scores: dict[str, float], model_code: str, version: str, partition: str
 ) -> ModelLineage:
     """What the store keeps with a candidate fitted in this process (logistic, gbdt): its data and code, its family
     and settings, and how long it took."""
-    settings = {k: v for k, v in found.items() if k != "seconds"}
     return ModelLineage(
         training_set_version=version,
         training_set_partition=partition,
         code_version=model_code,
-        config={"family": family, **settings},
+        config={"family": family, "sample_rows": found.sample_rows, **found.settings},
         validation_metrics=scores,
-        wall_seconds=found["seconds"],
+        wall_seconds=found.seconds,
     )
 
 
 def fitted_metadata(
-    tag: str, found: dict[str, Any], served: dict[str, float], unlabeled_rows: int, version: str, partition: str
+    tag: str, found: Contender, served: dict[str, float], unlabeled_rows: int, version: str, partition: str
 ) -> dict[str, Any]:
     """What the UI shows of a candidate fitted in this process (logistic, gbdt)."""
     return {
         "model_tag": tag,
         "validation_metrics": MetadataValue.md(metrics_table({"stored model (this process)": served})),
         **{f"val_{k}": v for k, v in served.items()},
-        "sample_rows": found["sample_rows"],
-        "wall_seconds": found["seconds"],
+        "sample_rows": found.sample_rows,
+        "wall_seconds": found.seconds,
         "unlabeled_rows_left_out": unlabeled_rows,
         "training_set_version": version,
         "training_set_partition": partition,

@@ -58,7 +58,12 @@ def choose_family(
     y = np.asarray(y).astype(np.int64)
     scores = {family: score(y, np.asarray(p, dtype=np.float64)) for family, p in probabilities.items()}
     sign = 1.0 if higher_is_better else -1.0
-    best = max(scores, key=lambda f: sign * scores[f])  # the first of equals
-    gap_se = gap_standard_errors(y, probabilities, best, metric, resamples, max_rows, seed)
-    pick = next(f for f in scores if sign * (scores[best] - scores[f]) <= gap_se[f])
+    finite = [f for f in scores if np.isfinite(scores[f])]
+    if not finite:  # nothing scored (a diverged network alone): the first family, as listed
+        first = next(iter(scores))
+        return FamilyChoice(pick=first, best=first, metric=metric, scores=scores, gap_se=dict.fromkeys(scores, 0.0))
+    best = max(finite, key=lambda f: sign * scores[f])  # the first of equals
+    gap_se = gap_standard_errors(y, {f: probabilities[f] for f in finite}, best, metric, resamples, max_rows, seed)
+    gap_se |= {f: float("nan") for f in scores if f not in gap_se}
+    pick = next(f for f in finite if sign * (scores[best] - scores[f]) <= gap_se[f])  # best itself always qualifies
     return FamilyChoice(pick=pick, best=best, metric=metric, scores=scores, gap_se=gap_se)

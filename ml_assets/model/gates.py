@@ -137,14 +137,16 @@ def _at_least(value: float, bound: float, higher_is_better: bool) -> bool:
 
 
 def beats_baseline(ev: Evaluation, th: GateThresholds) -> GateOutcome:
-    """The candidate's primary metric at least the baseline's plus ``baseline_margin``, less what the test rows
-    cannot tell from noise: ``baseline_noise`` standard errors of the paired gap (``Evaluation.baseline_gap_se``).
+    """The candidate's primary metric at least the baseline's plus ``baseline_margin``; with no margin (the default),
+    less what the test rows cannot tell from noise: ``baseline_noise`` standard errors of the paired gap
+    (``Evaluation.baseline_gap_se``).
     A network chosen over the logistic family by more than noise on validation then trailed the baseline on test
     by 0.0003 of ROC AUC, 53 positives (ISLP's Default): blocked, and nothing served."""
     m, hib = th.primary_metric, th.higher_is_better
     cand, base = ev.candidate.metrics[m], ev.baseline.metrics[m]
     se = ev.baseline_gap_se or 0.0
-    noise = th.baseline_noise * se
+    # a margin asks for a real gain: then no deficit is tolerated; without one, none beyond the test rows' noise
+    noise = th.baseline_noise * se if th.baseline_margin == 0 else 0.0
     bound = base + th.baseline_margin - noise if hib else base - th.baseline_margin + noise
     ok = _at_least(cand, bound, hib)
     op = ">=" if hib else "<="

@@ -1,7 +1,8 @@
 """``reproducibility``: training is reproducible (The ML Test Score, infrastructure-1).
 
 On request (``reproducibility_job``, from the UI) or on its weekly schedule, never on every training: the serving
-champion's network (its kept architecture and trial settings, or the configured network when trees won) is trained
+champion's network (its kept architecture and trial settings, or the configured network when the logistic regression
+or trees won) is trained
 twice through the ``trainer`` resource, the same DeepSpeed path ``candidate_model`` takes, with the same seed, on
 the same rows (the champion's own training window) and the same code, each launch in a fresh checkpoint folder so
 that nothing is resumed. The ``same_seed_same_metrics`` check fails when any validation figure of the two runs
@@ -85,7 +86,7 @@ def beyond(differences: list[Difference], tolerance: float) -> list[Difference]:
 
 def champion_trial(lineage: ModelLineage) -> dict[str, Any]:
     """The trial to retrain: the champion's kept network and its trial settings from its lineage in the store; the
-    configured network when the champion is not a network (trees won)."""
+    configured network when the champion is not a network (the logistic regression or trees won)."""
     network = lineage.config.get("network")
     if not network:
         return {"network": CandidateConfig().network().model_dump()}
