@@ -40,6 +40,7 @@ from ml_assets.serving.embedded import (
     ONNX_MATCHES_SERVICE,
     UNSEEN_CATEGORY,
     build_embedded_model,
+    compare,
     parity_records,
     service_parity,
 )
@@ -268,6 +269,20 @@ def test_parity_fails_when_the_file_is_not_the_served_model(stored, adult_spec, 
     parity = service_parity(export_onnx(other, adult_spec).SerializeToString(), model, adult_spec, tag, records)
     assert not parity.passed and parity.max_abs_diff > TOLERANCE
     assert records[-2]["workclass"] == UNSEEN_CATEGORY and records[-1]["age"] is None
+
+
+def test_a_label_flipped_on_a_row_at_the_threshold_is_no_difference() -> None:
+    """Caravan: a fixed row sat on the threshold (chosen among validation scores) and 1.7e-07 of float arithmetic
+    flipped its label, failing the demo. Flips within the tolerance of the threshold are counted apart; a flip
+    farther away, or a probability beyond the tolerance, still fails."""
+    expected = np.array([0.1724983773254095, 0.4, 0.9])
+    served = np.array([1, 0, 1])
+    edge = compare(expected - 1.7e-7, np.array([0, 0, 1]), expected, served, threshold=0.1724983773254095)
+    assert edge.passed and edge.labels_differ == 0 and edge.labels_at_threshold == 1
+    far = compare(expected, np.array([1, 1, 1]), expected, served, threshold=0.1724983773254095)
+    assert not far.passed and far.labels_differ == 1
+    off = compare(expected + np.array([0, 1e-3, 0]), served, expected, served, threshold=0.5)
+    assert not off.passed and off.max_abs_diff == pytest.approx(1e-3)
 
 
 PLAIN_PYTHON = """

@@ -396,7 +396,7 @@ def test_calendar_fields_scores_and_years_keep_their_bounds_and_small_counts_get
     assert ranges["decile_score"] == (1, 10)  # a score by its name: exact bounds
     assert ranges["age"][1] >= 45 and ranges["juv_fel_count"][1] > frame["juv_fel_count"].max()  # headroom
     assert ranges["hours_per_week"][1] > 50 and "calendar" not in inferred.notes["hours_per_week"]
-    assert "calendar" not in inferred.notes["second_job"]
+    assert "calendar" not in inferred.notes["second_job"] and ranges["second_job"] == (0, 1)  # a 0/1 flag
     assert ranges["built"] == (frame["built"].min(), date.today().year)  # a year: never the future
     assert ranges["visits"][1] > frame["visits"].max()  # a count: headroom
     assert ranges["price"][0] < 10 and ranges["price"][1] > 20

@@ -19,7 +19,7 @@ Numeric ranges (``RANGE_HEADROOM``): an integer column named as a calendar field
 ``CALENDAR_FIELDS``, or it says day of week or month; never a rate such as hours_per_week) whose values lie in that
 field takes the whole field (month 1 .. 12 from a source of eleven
 months; month 13 fails); one named as a score or rating (``SCALE_WORDS``) spanning at most ``EXACT_SPAN`` keeps its
-exact observed bounds (a decile score 1 .. 10); an integer column whose every value lies between ``FIRST_YEAR`` and
+exact observed bounds (a decile score 1 .. 10), as does one of two values (a 0/1 flag); an integer column whose every value lies between ``FIRST_YEAR`` and
 the current year is a year: its observed minimum up to the current year, never the future. A small span alone says
 nothing: ages 17 .. 44 or a count of juvenile charges 0 .. 20 are open quantities, and exact bounds made the next
 person aged 45 block a whole landed day (they once did). Other numbers get 10 % headroom on each side (data
@@ -943,6 +943,8 @@ def _range(numbers: pd.Series, dtype: str, name: str = "") -> tuple[dict[str, fl
         if calendar is not None:
             field, (low, high) = calendar
             return {"min": low, "max": high}, f"a calendar field ({field}): the whole field, {low} .. {high}"
+        if numbers.nunique() <= 2:  # a 0/1 flag or a two-valued code: a third value is an error, not growth
+            return {"min": int(lo), "max": int(hi)}, "two values (a flag or a binary code): exact bounds"
         if hi - lo <= EXACT_SPAN and SCALE_WORDS.intersection(_name_words(name)):
             return {
                 "min": int(lo),
