@@ -185,8 +185,7 @@ def baseline_on_window(
     nothing measurable from more rows, and a sample keeps memory bounded at any window size (a streaming solver
     would read the window once per iteration). Its threshold is chosen, and it is scored, on every labeled
     validation row, scored batch by batch."""
-    train_rows = by_id(spec, labeled_sample(window, "train", sample_rows))
-    model = fit_logistic(spec, train_rows, cfg)
+    model, fitted_rows = fit_logistic_model(spec, window, cfg, sample_rows)
     val = score_split(spec, window.labeled("validation"), {"baseline": model})
     p = val.probabilities["baseline"]
     chosen = decide_on(model, spec, val.y, p, "baseline_model")
@@ -194,7 +193,7 @@ def baseline_on_window(
         model=model,
         decision=chosen,
         scores=validation_scores(val.y, p, model.threshold),
-        sample_rows=len(train_rows),
+        sample_rows=fitted_rows,
         train_rows=window.labeled("train").count_rows(),
         validation_rows=val.rows,
     )
@@ -425,13 +424,15 @@ def fit_trees_model(spec: DatasetSpec, window: TrainingWindow) -> tuple[TabularM
     return model, len(train_rows)
 
 
-def fit_logistic_model(spec: DatasetSpec, window: TrainingWindow) -> tuple[TabularModel, int]:
-    """The logistic family: the baseline's fit (the same sample and preprocessing, the baseline's default settings:
-    a baseline run configured otherwise differs), so when no
-    network or trees beat it on validation the candidate is the model the baseline is, judged and served like any
-    other; with the number of train rows it fitted on."""
-    train_rows = by_id(spec, labeled_sample(window, "train", FIT_SAMPLE_ROWS))
-    return fit_logistic(spec, train_rows, BaselineConfig()), len(train_rows)
+def fit_logistic_model(
+    spec: DatasetSpec, window: TrainingWindow, cfg: BaselineConfig | None = None, sample_rows: int = FIT_SAMPLE_ROWS
+) -> tuple[TabularModel, int]:
+    """A logistic regression on a seeded sample of at most ``sample_rows`` labeled train rows, in id order, with the
+    number of rows it fitted on: the baseline (``baseline_on_window``), and with the default settings the logistic
+    family of the candidate, which is then the model the baseline is (unless a run configured the baseline
+    otherwise), judged and served like any other candidate."""
+    train_rows = by_id(spec, labeled_sample(window, "train", sample_rows))
+    return fit_logistic(spec, train_rows, cfg or BaselineConfig()), len(train_rows)
 
 
 def family_table(choice: FamilyChoice) -> str:
