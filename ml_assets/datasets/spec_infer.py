@@ -17,12 +17,12 @@ repeats rows (then warn).
 
 Numeric ranges (``RANGE_HEADROOM``): an integer column named as a calendar field (its name's last word is one of
 ``CALENDAR_FIELDS``, or it says day of week or month; never a rate such as hours_per_week) whose values lie in that
-field takes the whole field (month 1 .. 12 from a source of eleven
-months; month 13 fails); one named as a score or rating (``SCALE_WORDS``) spanning at most ``EXACT_SPAN`` keeps its
-exact observed bounds (a decile score 1 .. 10), as does one of two values (a 0/1 flag); an integer column whose every value lies between ``FIRST_YEAR`` and
-the current year is a year: its observed minimum up to the current year, never the future. A small span alone says
-nothing: ages 17 .. 44 or a count of juvenile charges 0 .. 20 are open quantities, and exact bounds made the next
-person aged 45 block a whole landed day (they once did). Other numbers get 10 % headroom on each side (data
+field takes the whole field (month 1 .. 12 from a source of eleven months; month 13 fails); one named as a score or
+rating (``SCALE_WORDS``) spanning at most ``EXACT_SPAN`` keeps its exact observed bounds (a decile score 1 .. 10), as
+does one of two values (a 0/1 flag); an integer column whose every value lies between ``FIRST_YEAR`` and the current
+year is a year: its observed minimum up to the current year, never the future. A small span alone says nothing:
+ages 17 .. 44 or a count of juvenile charges 0 .. 20 are open quantities, and exact bounds made the next person aged
+45 block a whole landed day (they once did). Other numbers get 10 % headroom on each side (data
 that is never negative stays so, and floats within [0, 1] spanning more than half of it, a share or a probability,
 stay at most 1). A time column of year numbers lands as ``landed: int64, unit: year``; day numbers
 need ``--time-origin`` (``unit: day``, ``origin``). Times with an offset or zone are converted to UTC; naive times
