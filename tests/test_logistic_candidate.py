@@ -8,6 +8,8 @@ Listed without a network family no DeepSpeed rank starts, so these run in the fa
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bentoml.models  # noqa: F401  first imported at collection: it runs ldconfig (trio), which a fast test may not
 import numpy as np
 import pytest
@@ -24,18 +26,23 @@ def test_the_default_families_put_the_logistic_regression_first() -> None:
     assert CandidateSearch().families[0] == "logistic" and CandidateSearch().networks == ["mlp", "transformer"]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, adult_spec: DatasetSpec):
-    """baseline_model and candidate_model run for real in process, with the logistic and gbdt families listed."""
-    home = tmp_path_factory.mktemp("logistic")
+def models_with(adult_spec: DatasetSpec, home: Path, families: list[str]):
+    """baseline_model and candidate_model run for real in process under ``home``, with ``families`` listed; the
+    run's result and the model store."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ML_ASSETS_HOME", str(home))
         mp.setenv("BENTOML_DO_NOT_TRACK", "true")
-        spec = pinned(adult_spec, search=adult_spec.search.model_copy(update={"families": ["logistic", "gbdt"]}))
+        spec = pinned(adult_spec, search=adult_spec.search.model_copy(update={"families": families}))
         graph = build_graph(spec, demo_training_set(spec, 6000, seed=0, window_end=WINDOW_END), home)
         result = run_assets(graph, home, ["baseline_model", "candidate_model"], trainer())
-        assert result.success
-        yield result, ModelStore(home=str(home / "bentoml"))
+    assert result.success
+    return result, ModelStore(home=str(home / "bentoml"))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, adult_spec: DatasetSpec):
+    """The logistic and gbdt families listed."""
+    return models_with(adult_spec, tmp_path_factory.mktemp("logistic"), ["logistic", "gbdt"])
 
 
 def test_the_families_are_judged_on_validation_and_the_logistic_one_is_the_baselines_fit(run) -> None:
@@ -62,14 +69,7 @@ def baseline_validation_roc_auc(result) -> float:
 def test_a_logistic_candidate_is_stored_and_predicts_like_the_baseline(tmp_path, adult_spec) -> None:
     """Listed alone, the logistic family is the candidate: the baseline's coefficients, its own threshold and
     calibration, stored under the classifier's name like any candidate."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ML_ASSETS_HOME", str(tmp_path))
-        mp.setenv("BENTOML_DO_NOT_TRACK", "true")
-        spec = pinned(adult_spec, search=adult_spec.search.model_copy(update={"families": ["logistic"]}))
-        graph = build_graph(spec, demo_training_set(spec, 6000, seed=0, window_end=WINDOW_END), tmp_path)
-        result = run_assets(graph, tmp_path, ["baseline_model", "candidate_model"], trainer())
-    assert result.success
-    store = ModelStore(home=str(tmp_path / "bentoml"))
+    result, store = models_with(adult_spec, tmp_path, ["logistic"])
     ref = result.output_for_node("candidate_model")
     assert ref.kind == "logistic" and ref.name == "adult-classifier"
     meta = result.asset_materializations_for_node("candidate_model")[0].metadata
