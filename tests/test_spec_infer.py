@@ -405,6 +405,33 @@ def test_calendar_fields_scores_and_years_keep_their_bounds_and_small_counts_get
     assert "exact bounds" in inferred.notes["decile_score"] and "headroom" in inferred.notes["age"]
 
 
+def test_a_number_that_grows_with_time_is_open_on_the_side_it_moves_to(tmp_path: Path) -> None:
+    """ISLP's OJ ``WeekofPurchase`` (227 .. 278) got 10 % headroom: the weeks after the source's were refused at
+    landing. A number in step with the source's time order is open where it goes; one that is not keeps both."""
+    n = 2400
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "t": hourly(n),
+            "week_of_purchase": 227 + np.arange(n) * 52 // n,  # a counter of weeks since some start
+            "days_left": 900 - np.arange(n) // 24 + rng.integers(0, 3, n),  # falls with time
+            "price": rng.uniform(1, 3, n),  # no trend
+            "y": rng.choice(["a", "b"], size=n),
+        }
+    )
+    inferred = infer_spec(write_csv(tmp_path, frame), target="y", time="t")
+    spec = DatasetSpec.model_validate(inferred.spec)
+    ranges = {c.name: (c.range.min, c.range.max) for c in spec.columns if c.range}
+    assert ranges["week_of_purchase"][1] is None and ranges["week_of_purchase"][0] <= 227
+    assert "grows with time" in inferred.notes["week_of_purchase"]
+    assert ranges["days_left"][0] is None and ranges["days_left"][1] >= 902
+    assert "falls with time" in inferred.notes["days_left"]
+    assert None not in ranges["price"] and "with time" not in inferred.notes["price"]
+    shuffled = infer_spec(write_csv(tmp_path, frame.drop(columns="t"), "no_time.csv"), target="y")
+    week = next(c for c in shuffled.spec["columns"] if c["name"] == "week_of_purchase")
+    assert week["range"]["max"] is not None  # no time order: nothing says where it goes
+
+
 def test_a_constant_column_is_no_feature(tmp_path: Path) -> None:
     frame = pd.DataFrame({"x": np.arange(300) % 13, "flag": [1] * 300, "y": ["a", "b"] * 150})
     inferred = infer_spec(write_csv(tmp_path, frame), target="y")

@@ -24,8 +24,9 @@ year is a year: its observed minimum up to the current year, never the future. A
 ages 17 .. 44 or a count of juvenile charges 0 .. 20 are open quantities, and exact bounds made the next person aged
 45 block a whole landed day (they once did). Other numbers get 10 % headroom on each side (data
 that is never negative stays so, and floats within [0, 1] spanning more than half of it, a share or a probability,
-stay at most 1). A time column of year numbers lands as ``landed: int64, unit: year``; day numbers
-need ``--time-origin`` (``unit: day``, ``origin``). Times with an offset or zone are converted to UTC; naive times
+stay at most 1). A number in step with the source's time order (``TREND_RHO``) is open on the side it moves to:
+later rows of a week counter lie past the source's. A time column of year numbers lands as
+``landed: int64, unit: year``; day numbers need ``--time-origin`` (``unit: day``, ``origin``). Times with an offset or zone are converted to UTC; naive times
 are read in the spec's ``timezone`` (UTC). Text dates that are not ISO 8601 (``17-08-1984``) get the column's
 ``format`` when exactly one of ``TIME_FORMATS`` reads them all; when day first and month first both do (no day
 above 12), infer asks for ``--time-format`` instead of guessing.
@@ -83,6 +84,7 @@ MAX_CATEGORIES = 100  # text columns with more distinct values are not categorie
 RANGE_HEADROOM = 0.1  # numeric ranges extend the observed span by this share on each side
 EXACT_SPAN = 31  # a score or rating (by its name) spanning at most this many units keeps its exact observed bounds
 FIRST_YEAR = 1800  # integers all between this and the current year are years: no future year is admitted
+TREND_RHO = 0.9  # a number this rank-correlated with the replayed days grows (or falls) with time: open that way
 RULE_MARGIN = 0.8  # per-day rules (label coverage, volume) ask this share of the worst replayed day
 ROWS_PER_DAY = 300  # the window shrinks until a replayed day holds about this many labeled rows
 REPLAY_EXTRA_DAYS = 2  # the demo lands the training window plus this many days
@@ -273,6 +275,8 @@ def infer_spec(
         proposed = DatasetSpec.model_validate(spec)  # the replayed days depend on the id and time columns only
     repeats = _repeated_rows(frame, [c["name"] for c in spec["columns"] if c["role"] != "id" and c["name"] in columns])
     spec["duplicate_rows"] = "warn" if repeats else "error"
+    if time is not None:  # the source's own time order: the replayed days are in it
+        _open_trending_ranges(spec, frame, days, result)
     sized = _size_day_rules(spec, days, result)
     sized += _size_class_balance(spec, positives, days, result)
     result.spec = spec
@@ -959,6 +963,34 @@ def _range(numbers: pd.Series, dtype: str, name: str = "") -> tuple[dict[str, fl
     if dtype == "int64":
         return {"min": math.floor(low), "max": math.ceil(high)}, how
     return {"min": round(low, 6), "max": round(high, 6)}, how
+
+
+def _open_trending_ranges(spec: dict[str, Any], frame: pd.DataFrame, days: ReplayedDays, result: Inferred) -> None:
+    """Open the bound a number moves toward with time. A counter of weeks or periods since some start (ISLP's OJ
+    ``WeekofPurchase`` 227 .. 278), a running total or a trend keeps leaving its observed span: with 10 % headroom
+    the next weeks' rows were refused at landing and at serving. A headroom range whose values rank-correlate with
+    the replayed day (the source's time order) at ``TREND_RHO`` or more is left open on the side it moves to."""
+    day = np.full(len(frame), np.nan)
+    for i, positions in enumerate(days.positions):
+        day[positions] = i
+    day_of_row = pd.Series(day, index=frame.index)
+    for column in spec["columns"]:
+        name = column["name"]
+        if column.get("range") is None or "headroom" not in result.notes.get(name, "") or name not in frame:
+            continue
+        numbers = pd.to_numeric(frame[name], errors="coerce")
+        known = numbers.notna() & day_of_row.notna()
+        if known.sum() < 3 or numbers[known].nunique() < 3:
+            continue
+        rho = float(numbers[known].rank().corr(day_of_row[known].rank()))
+        if not abs(rho) >= TREND_RHO:  # NaN (a constant day) is no trend
+            continue
+        side = "max" if rho > 0 else "min"
+        column["range"][side] = None
+        result.notes[name] += (
+            f"; {'grows' if rho > 0 else 'falls'} with time (rank correlation {rho:.2f} with the source's days): "
+            f"no {side}imum, later rows lie past the source's"
+        )
 
 
 def _sensitive_band(name: str, numbers: pd.Series, allowed: dict[str, float]) -> dict[str, Any]:
