@@ -26,10 +26,10 @@ ages 17 .. 44 or a count of juvenile charges 0 .. 20 are open quantities, and ex
 that is never negative stays so, and floats within [0, 1] spanning more than half of it, a share or a probability,
 stay at most 1). A number in step with the source's time order (``TREND_RHO``) is open on the side it moves to:
 later rows of a week counter lie past the source's. A time column of year numbers lands as
-``landed: int64, unit: year``; day numbers need ``--time-origin`` (``unit: day``, ``origin``). Times with an offset or zone are converted to UTC; naive times
-are read in the spec's ``timezone`` (UTC). Text dates that are not ISO 8601 (``17-08-1984``) get the column's
-``format`` when exactly one of ``TIME_FORMATS`` reads them all; when day first and month first both do (no day
-above 12), infer asks for ``--time-format`` instead of guessing.
+``landed: int64, unit: year``; day numbers need ``--time-origin`` (``unit: day``, ``origin``). Times with an offset
+or zone are converted to UTC; naive times are read in the spec's ``timezone`` (UTC). Text dates that are not ISO
+8601 (``17-08-1984``) get the column's ``format`` when exactly one of ``TIME_FORMATS`` reads them all; when day
+first and month first both do (no day above 12), infer asks for ``--time-format`` instead of guessing.
 
 No column is lost silently: every column left out (constant, free text, a second time column, a type no spec field
 takes, a row number, an entity key, another model's output, a leak, ``--ignore``) is listed with its reason in the
