@@ -309,3 +309,22 @@ def test_a_flag_column_takes_json_booleans_and_its_text_as_the_same_category(adu
     table = pa.Table.from_pylist([{k: v for k, v in good.items()} | {"member": m} for m in (True, False)])
     assert validate_table(spec, table).column("member").to_pylist() == ["True", "False"]
     assert spec.landed_form(spec.column("member"), pd.Series(["True", None])).tolist() == [True, pd.NA]
+
+
+def test_a_refused_integer_code_is_one_item_at_the_fields_path(adult_spec: DatasetSpec):
+    """A code takes 3, 3.0 or "3", so pydantic refuses each form under a loc of its own making
+    (``function-before[_whole_number(), constrained-int]``): two items no caller can act on. One item, at the
+    field's path, says both."""
+    raw = adult_spec.model_dump()
+    raw["columns"].append({"name": "group", "role": "sensitive", "dtype": "string", "landed": "int64",
+                           "categories": ["0", "1"]})  # fmt: skip
+    spec = DatasetSpec.model_validate(raw)
+    for bad, rule in ((None, "int_type"), (1.5, "int_from_float"), ([1], "int_type")):
+        with pytest.raises(ValidationError) as e:
+            record(spec, {**GOOD, "group": bad})
+        [item] = validation_refusal(e.value, spec).detail
+        assert item["loc"] == ["group"] and item["type"] == rule and "or input should be a valid string" in item["msg"]
+    batch = request_schemas(spec).predict_batch  # a list of records: the row's index stays in the path
+    with pytest.raises(ValidationError) as e:
+        batch.validate_python({"records": [{**GOOD, "group": 1}, {**GOOD, "group": 2.5}]})
+    assert [d["loc"] for d in validation_refusal(e.value, spec).detail] == [["records", 1, "group"]]

@@ -122,13 +122,25 @@ def _echoable(value: Any) -> bool:
 def validation_refusal(error: ValidationError, spec: DatasetSpec) -> RequestRefused:
     """A pydantic ValidationError as a 400 (loc, rule, message; long inputs and library context left out); a
     field of the source that is no request field is refused saying what it is (``not_a_field``)."""
-    items = []
+    items: dict[tuple[str | int, ...], dict[str, Any]] = {}
     for e in error.errors(include_url=False, include_context=False):
-        loc, msg = list(e["loc"]), e["msg"]
+        loc, msg = _field_loc(list(e["loc"]), spec), e["msg"]
         if e["type"] == EXTRA_FORBIDDEN and loc and isinstance(loc[-1], str):
             msg = not_a_field(spec, loc[-1])
-        items.append(error_item(loc, e["type"], msg, e.get("input")))
-    return RequestRefused(400, items)
+        if (same := items.get(tuple(loc))) is not None:  # another form of one value refused too: one item says both
+            if msg not in same["msg"]:
+                same["msg"] += f"; or {msg[0].lower()}{msg[1:]}"
+            continue
+        items[tuple(loc)] = error_item(loc, e["type"], msg, e.get("input"))
+    return RequestRefused(400, list(items.values()))
+
+
+def _field_loc(loc: list[str | int], spec: DatasetSpec) -> list[str | int]:
+    """The path to the field, without what pydantic appends for each form a value may take (an integer code or
+    its text: ``function-before[_whole_number(), constrained-int]``), which no caller can act on."""
+    names = set(spec.column_names)
+    field = next((i for i in reversed(range(len(loc))) if isinstance(loc[i], str) and loc[i] in names), None)
+    return loc if field is None else [*loc[: field + 1], *(i for i in loc[field + 1 :] if isinstance(i, int))]
 
 
 EXTRA_FORBIDDEN = "extra_forbidden"
