@@ -578,6 +578,13 @@ def test_a_source_too_small_to_judge_fairness_is_told_at_infer_time(tmp_path: Pa
     assert "no slice of gates.slice_min_size (200)" in note and re.search(r"g: [ab] \d+, [ab] \d+", note), note
     assert "training.test_days" in note and judged.spec["gates"]["may_skip"] == ["slice_quality", "fairness"]
     assert note in judged.header
+    coded = pd.read_csv(tmp_path / "d.csv")  # integer codes with a gap reach pandas as 0.0 / 1.0
+    coded["g"] = np.where(coded["g"] == "a", 0.0, 1.0)
+    coded.loc[::50, "g"] = np.nan
+    coded.to_csv(tmp_path / "coded.csv", index=False)
+    [note] = [w for w in infer_spec(tmp_path / "coded.csv", target="y", positive="yes", sensitive=["g"]).warnings
+              if "cannot be judged" in w]  # fmt: skip
+    assert re.search(r"g: [01] \d+, [01] \d+", note), note  # the spec's codes, never 1.0
 
 
 def test_one_group_large_enough_leaves_slice_quality_required(tmp_path: Path) -> None:

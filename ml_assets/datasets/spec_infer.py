@@ -463,8 +463,8 @@ def small_groups(spec: DatasetSpec, frame: pd.DataFrame, days: ReplayedDays) -> 
     for name in spec.slice_columns:
         band = next((b for b in spec.bands if b.name == name), None)
         sizes[name] = (
-            spec.band_values(band, test[band.source]) if band else test[name].astype("string")
-        ).value_counts()
+            spec.band_values(band, test[band.source]) if band else _category_texts(test[name], name)
+        ).value_counts()  # groups named as the spec's categories: codes 0 and 1, never 0.0 and 1.0
     fair = [n for n in spec.fairness_columns if int((sizes[n] >= min_size).sum()) >= 2]
     sliced = any(bool((s >= min_size).any()) for s in sizes.values())
     gates = (*(() if sliced else ("slice_quality",)), *(() if fair or not spec.fairness_columns else ("fairness",)))
