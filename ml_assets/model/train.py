@@ -490,6 +490,10 @@ def run(job: Job, rank: int, world: int, local_rank: int, report: Reporter) -> T
         startup.setdefault("first_step_done", None)  # None when resuming a run that had already finished
         summary = export(job, data, best, members, world, startup, figures)
     torch.distributed.barrier()
+    # every rank leaves the group before its interpreter exits: gloo's threads still running at exit aborted a rank
+    # now and then ("terminate called without an active exception", SIGABRT) after rank 0 had written the result,
+    # and torchrun's exit status 1 failed the whole step
+    torch.distributed.destroy_process_group()
     return summary
 
 
