@@ -251,8 +251,9 @@ def run_unpartitioned(
     done = materialized(result)
     detail = f"{describe_checks(passed, warned, blocking)}, {time.perf_counter() - started:.0f}s"
     summary.add(job, "-", "ok" if result.success else "FAILED", detail)
-    for asset in assets:
-        summary.add(f"  {asset}", "-", "ok" if asset in done else "not run", "")
+    failed = {event.step_key for event in result.all_events if event.is_step_failure}
+    for asset in assets:  # an @asset's step is named after it: a step that raised is FAILED, never "not run"
+        summary.add(f"  {asset}", "-", "ok" if asset in done else "FAILED" if asset in failed else "not run", "")
     for failure in blocked_by(result, "-", job):
         summary.block(failure)
     return result

@@ -76,6 +76,8 @@ def test_a_failed_step_reports_the_error_it_raised_and_only_a_bug_keeps_its_trac
     assert crashed.line() == "model_job step model: KeyError: 'income'"
     assert "Stack Trace" in crashed.traceback and "in bug" in crashed.traceback
     assert broken.report().count("KeyError: 'income'") == 2  # the reason line, and once above its traceback
+    for summary in (explained, broken):  # the asset's own row: it ran and failed, it was not "not run"
+        assert ("  model", "-", "FAILED", "") in summary.rows
 
 
 def test_gates_skipped_by_may_skip_are_named_never_counted_as_passed() -> None:
