@@ -510,7 +510,7 @@ def _size_day_rules(spec: dict[str, Any], days: ReplayedDays, result: Inferred) 
 
 
 def _size_class_balance(spec: dict[str, Any], positives: pd.Series, days: ReplayedDays, result: Inferred) -> list[str]:
-    """Widen ``training.class_balance`` (a third of the way from the source's positive rate to 0 and to 1) where a
+    """Widen ``training.class_balance`` (two thirds of the way from the source's positive rate to 0 and to 1) where a
     split of a full window of the replayed days falls outside it, to half the way from that split's rate: a source
     whose positive rate drifts (a censored outcome, where recent cases have had less time to become positive) must
     not block its own first training set. A split holding one label or none is no drift but a split no model can
@@ -535,8 +535,8 @@ def _size_class_balance(spec: dict[str, Any], positives: pd.Series, days: Replay
     if fitted != [lo, hi]:
         spec["training"]["class_balance"] = fitted
         lines.append(
-            f"class_balance {fitted}, widened from {[lo, hi]} (the source's positive rate, a third of the way to 0 "
-            f"and 1): the splits of the replayed windows have positive rates {min(judged):.3f} .. {max(judged):.3f}."
+            f"class_balance {fitted}, widened from {[lo, hi]} (the source's positive rate, two thirds of the way "
+            f"to 0 and 1): the splits of the replayed windows have positive rates {min(judged):.3f} .. {max(judged):.3f}."
         )
     demo = len(days.positions)
     blocked = [
