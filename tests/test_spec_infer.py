@@ -386,6 +386,8 @@ def test_calendar_fields_scores_and_years_keep_their_bounds_and_small_counts_get
             "visits": rng.integers(0, 500, n),
             "price": rng.uniform(10, 20, n),
             "occupancy": rng.uniform(0.02, 0.99, n),  # a share (or a probability): never above 1
+            "lat": rng.uniform(44.89, 45.05, n),  # a city's latitudes: what a latitude can be, not 2x 45
+            "pickup_long": rng.uniform(-93.33, -93.2, n),
             "y": rng.choice(["a", "b"], size=n),
         }
     )
@@ -397,12 +399,15 @@ def test_calendar_fields_scores_and_years_keep_their_bounds_and_small_counts_get
     assert ranges["age"][1] >= 45 and ranges["juv_fel_count"][1] > frame["juv_fel_count"].max()  # headroom
     assert ranges["hours_per_week"][1] > 50 and "calendar" not in inferred.notes["hours_per_week"]
     assert "calendar" not in inferred.notes["second_job"] and ranges["second_job"] == (0, 1)  # a 0/1 flag
-    assert ranges["built"] == (frame["built"].min(), date.today().year)  # a year: never the future
+    assert ranges["built"] == (frame["built"].min(), None)  # a year: open above, next year's rows are valid
     assert ranges["visits"][1] > frame["visits"].max()  # a count: headroom
     assert ranges["price"][0] < 10 and ranges["price"][1] > 20
-    assert ranges["occupancy"] == (0.0, 1.0) and "within [0, 1]" in inferred.notes["occupancy"]
-    assert "a calendar field (month)" in inferred.notes["month"] and "never the future" in inferred.notes["built"]
-    assert "exact bounds" in inferred.notes["decile_score"] and "headroom" in inferred.notes["age"]
+    assert ranges["occupancy"] == (0.0, 1.0) and "a share or a probability" in inferred.notes["occupancy"]
+    assert "a calendar field (month)" in inferred.notes["month"] and "open above" in inferred.notes["built"]
+    assert "exact bounds" in inferred.notes["decile_score"] and "headroom" in inferred.notes["visits"]
+    assert ranges["age"] == (0, 120) and "an age by its name" in inferred.notes["age"]  # what an age can be
+    assert ranges["visits"] == (0, 2 * frame["visits"].max())  # the span again, at least twice the extreme
+    assert ranges["lat"] == (-90, 90) and ranges["pickup_long"] == (-180, 180)
 
 
 def test_a_number_that_grows_with_time_is_open_on_the_side_it_moves_to(tmp_path: Path) -> None:

@@ -15,19 +15,22 @@ median of the days before it (never above the default 0.6), and ``row_count.min`
 ``max_ratio`` stays off: later batches of a day add rows. ``duplicate_rows`` is error unless the source itself
 repeats rows (then warn).
 
-Numeric ranges (``RANGE_HEADROOM``): an integer column named as a calendar field (its name's last word is one of
+Numeric ranges: an integer column named as a calendar field (its name's last word is one of
 ``CALENDAR_FIELDS``, or it says day of week or month; never a rate such as hours_per_week) whose values lie in that
 field takes the whole field (month 1 .. 12 from a source of eleven months; month 13 fails); one named as a score or
 rating (``SCALE_WORDS``) spanning at most ``EXACT_SPAN`` keeps its exact observed bounds (a decile score 1 .. 10), as
 does one of two values (a 0/1 flag); an integer column whose every value lies between ``FIRST_YEAR`` and the current
-year is a year: its observed minimum up to the current year, never the future. A small span alone says nothing:
-ages 17 .. 44 or a count of juvenile charges 0 .. 20 are open quantities, and exact bounds made the next person aged
-45 block a whole landed day (they once did). Other numbers get 10 % headroom on each side (data
-that is never negative stays so, and floats within [0, 1] spanning more than half of it, a share or a probability,
-stay at most 1). A number in step with the source's time order (``TREND_RHO``) is open on the side it moves to:
-later rows of a week counter lie past the source's. A time column of year numbers lands as
-``landed: int64, unit: year``; day numbers need ``--time-origin`` (``unit: day``, ``origin``). Times with an offset
-or zone are converted to UTC; naive times are read in the spec's ``timezone`` (UTC). Text dates that are not ISO
+year is a year: its observed minimum, open above (a maximum of the current year would refuse next year's rows).
+A small span alone says nothing: ages 17 .. 44 or a count of juvenile charges 0 .. 20 are open quantities, and exact
+bounds made the next person aged 45 block a whole landed day (they once did), and 10 % headroom refused an
+80-year-old of carData's ``Arrests`` (ages 12 .. 66): a column named as an age, a latitude or a longitude takes
+what that can be (``NATURAL_BOUNDS``). Floats within [0, 1] spanning more than half of it (a share or a
+probability) take 0 .. 1. Other numbers are open quantities, and a range is there to catch what cannot be (a negative
+count, a unit slip): each side gets the observed span again and at least twice its extreme, and data never negative
+may reach 0, not below. A number in step with the source's time order (``TREND_RHO``) is open on the side it moves
+to: later rows of a week counter lie past the source's. A time column of year numbers lands as ``landed: int64,
+unit: year``; day numbers need ``--time-origin`` (``unit: day``, ``origin``). Times with an offset or zone are
+converted to UTC; naive times are read in the spec's ``timezone`` (UTC). Text dates that are not ISO
 8601 (``17-08-1984``) get the column's ``format`` when exactly one of ``TIME_FORMATS`` reads them all; when day
 first and month first both do (no day above 12), infer asks for ``--time-format`` instead of guessing.
 
@@ -81,9 +84,9 @@ from ml_assets.dataset import (
 )
 
 MAX_CATEGORIES = 100  # text columns with more distinct values are not categories (free text, ids)
-RANGE_HEADROOM = 0.1  # numeric ranges extend the observed span by this share on each side
 EXACT_SPAN = 31  # a score or rating (by its name) spanning at most this many units keeps its exact observed bounds
-FIRST_YEAR = 1800  # integers all between this and the current year are years: no future year is admitted
+AGE_MAX = 120  # a column named as an age whose values lie within 0 .. AGE_MAX takes that whole range
+FIRST_YEAR = 1800  # integers all between this and the current year are years (open above: next year comes)
 TREND_RHO = 0.9  # a number this rank-correlated with the replayed days grows (or falls) with time: open that way
 RULE_MARGIN = 0.8  # per-day rules (label coverage, volume) ask this share of the worst replayed day
 ROWS_PER_DAY = 300  # the window shrinks until a replayed day holds about this many labeled rows
@@ -297,7 +300,7 @@ def infer_spec(
             )
         result.header.append(note)
         result.warnings.append(note)
-    if time is None and (years := [n for n, why in result.notes.items() if "years: up to" in why]):
+    if time is None and (years := [n for n, why in result.notes.items() if "(years: " in why]):
         note = (
             f"No time column: the demo shuffles the rows over its days, so test rows are no newer than train rows. "
             f"{years[0]!r} holds years: if it is when each row happened, --time {years[0]} replays the source in its "
@@ -536,7 +539,8 @@ def _size_class_balance(spec: dict[str, Any], positives: pd.Series, days: Replay
         spec["training"]["class_balance"] = fitted
         lines.append(
             f"class_balance {fitted}, widened from {[lo, hi]} (the source's positive rate, two thirds of the way "
-            f"to 0 and 1): the splits of the replayed windows have positive rates {min(judged):.3f} .. {max(judged):.3f}."
+            f"to 0 and 1): the splits of the replayed windows have positive rates {min(judged):.3f} .. "
+            f"{max(judged):.3f}."
         )
     demo = len(days.positions)
     blocked = [
@@ -941,13 +945,33 @@ def _calendar_field(name: str, lo: float, hi: float) -> tuple[str, tuple[int, in
     return (field, (low, high)) if low <= lo and hi <= high else None
 
 
+# what a quantity can be, by a word of its name, for a column whose values all lie within it: an age (any word
+# ``age``), a latitude or a longitude (the name's last word)
+NATURAL_BOUNDS: dict[str, tuple[str, tuple[int, int]]] = {
+    "age": ("an age", (0, AGE_MAX)),
+    **{w: ("a latitude", (-90, 90)) for w in ("lat", "latitude")},
+    **{w: ("a longitude", (-180, 180)) for w in ("lon", "long", "lng", "longitude")},
+}
+
+
+def _natural_bounds(name: str, lo: float, hi: float) -> tuple[str, tuple[int, int]] | None:
+    words = _name_words(name)
+    if not words or "per" in words:  # a rate (visits_per_age_group) is a quantity of its own
+        return None
+    word = "age" if "age" in words else words[-1]
+    if word not in NATURAL_BOUNDS:
+        return None
+    kind, (low, high) = NATURAL_BOUNDS[word]
+    return (kind, (low, high)) if low <= lo and hi <= high else None
+
+
 def _range(numbers: pd.Series, dtype: str, name: str = "") -> tuple[dict[str, float | int], str]:
     """The allowed range and, in words, which rule of the module docstring made it."""
     lo, hi = float(numbers.min()), float(numbers.max())
     if dtype == "int64":
         this_year = date.today().year
-        if lo >= FIRST_YEAR and hi <= this_year:
-            return {"min": int(lo), "max": this_year}, f"years: up to {this_year}, never the future"
+        if lo >= FIRST_YEAR and hi <= this_year:  # open above: a maximum of this year refused next year's rows
+            return {"min": int(lo), "max": None}, "years: from the first one seen, open above (next year is valid)"
         calendar = _calendar_field(name, lo, hi)
         if calendar is not None:
             field, (low, high) = calendar
@@ -959,12 +983,15 @@ def _range(numbers: pd.Series, dtype: str, name: str = "") -> tuple[dict[str, fl
                 "min": int(lo),
                 "max": int(hi),
             }, f"a score or rating by its name, span <= {EXACT_SPAN}: exact bounds"
-    pad = (hi - lo) * RANGE_HEADROOM or max(abs(hi), 1.0) * RANGE_HEADROOM
-    low = lo - pad if lo < 0 else max(0.0, lo - pad)  # non-negative data stays non-negative
-    high = hi + pad
-    how = f"{RANGE_HEADROOM:.0%} headroom"
+    if (natural := _natural_bounds(name, lo, hi)) is not None:
+        kind, (low, high) = natural
+        return {"min": low, "max": high}, f"{kind} by its name: {low} .. {high}"
+    span = (hi - lo) or max(abs(hi), 1.0)
+    low = min(lo - span, 2 * lo) if lo < 0 else 0.0  # non-negative data stays non-negative, and may reach 0
+    high = max(hi + span, 2 * hi) if hi > 0 else hi + span
+    how = "headroom: the span again, at least 2x the extreme"
     if dtype == "float64" and lo >= 0.0 and hi <= 1.0 and hi - lo > 0.5:  # a share or a probability: at most 1
-        high, how = min(high, 1.0), f"{RANGE_HEADROOM:.0%} headroom within [0, 1] (a share or a probability)"
+        high, how = 1.0, "a share or a probability: 0 .. 1"
     if dtype == "int64":
         return {"min": math.floor(low), "max": math.ceil(high)}, how
     return {"min": round(low, 6), "max": round(high, 6)}, how
@@ -972,9 +999,10 @@ def _range(numbers: pd.Series, dtype: str, name: str = "") -> tuple[dict[str, fl
 
 def _open_trending_ranges(spec: dict[str, Any], frame: pd.DataFrame, days: ReplayedDays, result: Inferred) -> None:
     """Open the bound a number moves toward with time. A counter of weeks or periods since some start (ISLP's OJ
-    ``WeekofPurchase`` 227 .. 278), a running total or a trend keeps leaving its observed span: with 10 % headroom
-    the next weeks' rows were refused at landing and at serving. A headroom range whose values rank-correlate with
-    the replayed day (the source's time order) at ``TREND_RHO`` or more is left open on the side it moves to."""
+    ``WeekofPurchase`` 227 .. 278), a running total or a trend keeps leaving its observed span, however wide the
+    headroom: with 10 % (as ranges once had) the next weeks' rows were refused at landing and at serving. A headroom
+    range whose values rank-correlate with the replayed day (the source's time order) at ``TREND_RHO`` or more is
+    left open on the side it moves to."""
     day = np.full(len(frame), np.nan)
     for i, positions in enumerate(days.positions):
         day[positions] = i
