@@ -123,3 +123,18 @@ def test_a_test_split_of_one_class_is_refused_as_before(adult_spec: DatasetSpec,
         judgeable(scored.y)
     with pytest.raises(Failure, match="no labeled rows in its test split"):
         judgeable(scored.y[:0])
+
+
+def test_the_validation_halves_split_its_labeled_rows_at_the_middle_of_its_span(
+    adult_spec: DatasetSpec, frame: pd.DataFrame, window: TrainingWindow
+) -> None:
+    """The search selects on the first half, the families are compared on the second: no row is in both, none is
+    lost, and each half is the rows of its side of the middle."""
+    cols = [adult_spec.id.name, adult_spec.time.name]
+    selection = window.validation_half("selection").sample(ROWS, 0, cols)
+    comparison = window.validation_half("comparison").sample(ROWS, 0, cols)
+    val = adult_spec.labeled(frame[frame[SPLIT] == "validation"])
+    assert len(selection) + len(comparison) == len(val) and len(selection) > 0 and len(comparison) > 0
+    assert not set(selection[adult_spec.id.name]) & set(comparison[adult_spec.id.name])
+    middle = window.validation_from + (window.test_from - window.validation_from) / 2
+    assert (selection[adult_spec.time.name] < middle).all() and (comparison[adult_spec.time.name] >= middle).all()

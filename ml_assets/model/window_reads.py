@@ -37,7 +37,14 @@ def labeled_sample(
 ) -> pd.DataFrame:
     """Up to ``rows`` labeled rows of one split, uniform and seeded, in the files' order (every labeled row of the
     split when it holds no more)."""
-    return window.labeled(split).sample(rows, seed, columns).drop(columns=[LANDING_DAY], errors="ignore")
+    return scan_sample(window.labeled(split), rows, seed, columns)
+
+
+def scan_sample(
+    scan: TableScan, rows: int, seed: int = SAMPLE_SEED, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Up to ``rows`` rows of ``scan``, uniform and seeded, in the files' order, without the landing day."""
+    return scan.sample(rows, seed, columns).drop(columns=[LANDING_DAY], errors="ignore")
 
 
 def by_id(spec: DatasetSpec, rows: pd.DataFrame) -> pd.DataFrame:
