@@ -4,6 +4,7 @@ the whole frame; the other readers take bounded samples that are every row on a 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,9 @@ def test_the_validation_halves_split_its_labeled_rows_at_the_middle_of_its_span(
     assert not set(selection[adult_spec.id.name]) & set(comparison[adult_spec.id.name])
     middle = window.validation_from + (window.test_from - window.validation_from) / 2
     assert (selection[adult_spec.time.name] < middle).all() and (comparison[adult_spec.time.name] >= middle).all()
+
+
+def test_a_window_round_trips_through_the_json_its_materialization_keeps(window: TrainingWindow) -> None:
+    """training_set keeps its window in its metadata (``WINDOW_RECORD``), where the models read it back."""
+    again = TrainingWindow.model_validate(json.loads(json.dumps(window.model_dump(mode="json"))))
+    assert again == window and again.version == window.version

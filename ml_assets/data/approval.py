@@ -27,7 +27,7 @@ from dagster import (
 
 from ml_assets import event_log
 from ml_assets.automation import on_training_set_approved
-from ml_assets.data.window import TrainingWindow
+from ml_assets.data.window import WINDOW_RECORD, TrainingWindow
 from ml_assets.event_log import DATA_VERSION_TAG, require_passed
 from ml_assets.versioning import source_version
 
@@ -121,5 +121,12 @@ def load_approved(context: AssetExecutionContext, ref: TrainingSetRef, consumer:
             description=f"{consumer} refuses a stale approval: training_set[{ref.partition_key}] changed since it "
             f"was approved (version {ref.data_version} -> {current}); materialize approved_training_set again."
         )
-    # through training_set's own IO manager: consumers declare TRAINING_SET_DEP so their jobs know it
+    # the window is a small record, kept in the materialization itself: read there, no IO manager is called (Dagster
+    # builds the loader of ``load_asset_value`` a console logger at DEBUG that nothing configures: its lines
+    # cluttered the demo's output)
+    record = mat.metadata.get(WINDOW_RECORD) if mat is not None else None
+    if record is not None:
+        return TrainingWindow.model_validate(record.value)
+    # a window cut before the record was kept: through training_set's own IO manager (consumers declare
+    # TRAINING_SET_DEP so their jobs know it)
     return context.load_asset_value(TRAINING_SET, partition_key=ref.partition_key)

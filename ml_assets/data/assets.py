@@ -43,7 +43,7 @@ from ml_assets.data.approval import build_approved_training_set
 from ml_assets.data.features import featurize
 from ml_assets.data.landing import LANDING_FILES, build_landing_files
 from ml_assets.data.tables import DATA_IO_MANAGER
-from ml_assets.data.window import SplitCount, TrainingWindow, split_counts
+from ml_assets.data.window import WINDOW_RECORD, SplitCount, TrainingWindow, split_counts
 from ml_assets.dataset import DatasetSpec
 from ml_assets.event_log import require_passed
 from ml_assets.partitions import LANDING_DAY, daily_partitions, training_set_partitions
@@ -228,6 +228,7 @@ def build_training_set(spec: DatasetSpec, windows: PartitionsDefinition, feature
                 "window": f"{min(expected)} .. {max(expected)}",
                 "splits": MetadataValue.md(splits_table(counts)),
                 "files": len(out.rows.files),
+                WINDOW_RECORD: MetadataValue.json(out.model_dump(mode="json")),
             },
         )
 

@@ -31,6 +31,9 @@ class SplitCount(BaseModel):
     positive_rate: float = Field(description="NaN when the split has no labeled row")
 
 
+WINDOW_RECORD = "window_record"  # training_set's metadata entry holding its TrainingWindow as JSON
+
+
 class TrainingWindow(BaseModel):
     """The ``days`` of features ending on ``window_end``, with the time bounds of their splits."""
 
