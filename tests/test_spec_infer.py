@@ -469,6 +469,19 @@ def test_whole_numbers_written_as_decimals_stay_floats_unless_they_have_gaps(tmp
     assert columns["children"]["dtype"] == "int64" and columns["children"]["nullable"]
 
 
+def test_a_follow_up_time_is_named_as_a_possible_leak(tmp_path: Path) -> None:
+    """Survival data ships the event flag beside the time until it (lifelines' GBSG2 ``time``): under the AUC limit
+    alone (0.77), yet the outcome's own time. infer says so and how to leave it out; other names get no note."""
+    rng = np.random.default_rng(0)
+    n = 1200
+    y = rng.integers(0, 2, n)
+    frame = pd.DataFrame({"time": np.round(rng.gamma(2, 400, n) + 300 * y), "tsize": rng.integers(3, 80, n), "y": y})
+    warnings = infer_spec(write_csv(tmp_path, frame), target="y", positive="1").warnings
+    [note] = [w for w in warnings if "follow-up time" in w]
+    assert note.startswith("'time' is named like a follow-up time") and "--ignore time" in note
+    assert not any("'tsize'" in w for w in warnings)
+
+
 def test_a_constant_column_is_no_feature(tmp_path: Path) -> None:
     frame = pd.DataFrame({"x": np.arange(300) % 13, "flag": [1] * 300, "y": ["a", "b"] * 150})
     inferred = infer_spec(write_csv(tmp_path, frame), target="y")
