@@ -691,6 +691,11 @@ class DatasetSpec(BaseModel):
     readiness: Readiness = Field(Readiness(), description="the readiness gate on promotion (The ML Test Score)")
     columns: list[Column] = Field(description="every landed column with its role, type and rules")
     bands: list[Band] = Field([], description="bands of numeric columns: slices, and sensitive attributes")
+    left_out: dict[str, str] = Field(
+        {},
+        description="columns of the source the spec leaves out, each with why (spec infer writes them): landing "
+        "expects them (no unexpected_columns warning, not stored) and the HTTP API refuses them saying why",
+    )
     unexpected_columns: Severity = Field(
         "warn", description="a landed column the spec does not name: warn (default) or error (blocks the day)"
     )
@@ -745,6 +750,8 @@ class DatasetSpec(BaseModel):
                 raise ValueError(f"band {band.name!r} clashes with a column name")
         if not self.feature_columns:
             raise ValueError("the spec has no feature columns")
+        if both := sorted(set(self.left_out) & {*names, *(b.name for b in self.bands)}):
+            raise ValueError(f"left_out names {both}, which the spec also uses as columns or bands")
         return self
 
     @model_validator(mode="after")
@@ -828,8 +835,8 @@ class DatasetSpec(BaseModel):
         return self.target.mostly if self.target.nullable else 1.0
 
     def unexpected(self, frame: pd.DataFrame) -> list[str]:
-        """Landed columns the spec does not name, in landed order."""
-        known = set(self.column_names)
+        """Landed columns the spec neither names nor leaves out on purpose (``left_out``), in landed order."""
+        known = {*self.column_names, *self.left_out}
         return [str(c) for c in frame.columns if c not in known]
 
     # ---- transforms shared by every consumer ---------------------------------------------------------

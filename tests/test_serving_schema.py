@@ -328,3 +328,18 @@ def test_a_refused_integer_code_is_one_item_at_the_fields_path(adult_spec: Datas
     with pytest.raises(ValidationError) as e:
         batch.validate_python({"records": [{**GOOD, "group": 1}, {**GOOD, "group": 2.5}]})
     assert [d["loc"] for d in validation_refusal(e.value, spec).detail] == [["records", 1, "group"]]
+
+
+def test_a_column_the_spec_leaves_out_is_refused_saying_why(adult_spec: DatasetSpec):
+    """Sent as the source holds it, a row carries the columns infer left out (a leak, a row number): the 400 says
+    why each is no input instead of calling it unknown, and landing expects it (no unexpected_columns warning)."""
+    spec = adult_spec.model_copy(update={"left_out": {"rownames": "integers unique on every row: a row number"}})
+    with pytest.raises(ValidationError) as e:
+        record(spec, {**GOOD, "rownames": 7, "salary": 1})
+    why = {d["loc"][-1]: d["msg"] for d in validation_refusal(e.value, spec).detail}
+    assert why["rownames"] == "'rownames' is left out of the model's inputs (integers unique on every row: a row " \
+        "number): leave it out"  # fmt: skip
+    assert "not a field of the record" in why["salary"]
+    assert spec.unexpected(pd.DataFrame(columns=[*spec.column_names, "rownames", "salary"])) == ["salary"]
+    with pytest.raises(ValueError, match="left_out names"):
+        DatasetSpec.model_validate({**adult_spec.model_dump(), "left_out": {"age": "no"}})

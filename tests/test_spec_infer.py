@@ -449,6 +449,7 @@ def test_a_leak_the_demo_window_happens_to_miss_is_judged_on_the_whole_source(tm
     inferred = infer_spec(write_csv(tmp_path, frame), target="y", positive="1")
     assert "typ" not in [c["name"] for c in inferred.spec["columns"]]
     assert "judged on the whole source" in inferred.left_out["typ"]
+    assert DatasetSpec.model_validate(inferred.spec).left_out["typ"] == inferred.left_out["typ"]  # landing expects it
     assert "x" in [c["name"] for c in inferred.spec["columns"]]
 
 

@@ -280,6 +280,8 @@ def infer_spec(
     spec["duplicate_rows"] = "warn" if repeats else "error"
     if time is not None:  # the source's own time order: the replayed days are in it
         _open_trending_ranges(spec, frame, days, result)
+    # what the source holds and the spec does not use, with why: landing expects them, the HTTP API names the reason
+    spec["left_out"] = {name: why for name, why in result.left_out.items() if name.strip()}
     sized = _size_day_rules(spec, days, result)
     sized += _size_class_balance(spec, positives, days, result)
     result.spec = spec

@@ -69,7 +69,7 @@ from resources.deepspeed_trainer import TRAINING_POOL, DeepSpeedTrainer
 from resources.model_store import ModelLineage, ModelStore
 from resources.training_records import TrainingSummary
 
-MODEL_SPEC_FIELDS = ("columns", "bands", "positive_label", "decision")
+MODEL_SPEC_FIELDS = ("columns", "bands", "positive_label", "decision", "left_out")
 CANDIDATE_SPEC_FIELDS = (*MODEL_SPEC_FIELDS, "search", "gates")
 
 

@@ -154,6 +154,10 @@ def not_a_field(spec: DatasetSpec, name: str) -> str:
         return f"{name!r} is the spec's target, which the model predicts: leave it out (labels arrive as label files)"
     if role == Role.TIME:
         return f"{name!r} is the spec's time column: a prediction is stamped with the time it is answered; leave it out"
+    if name in spec.left_out:  # a column of the source the spec leaves out on purpose: say why, not "unknown"
+        why = spec.left_out[name]
+        short = why if len(why) <= 200 else why[:200] + "..."
+        return f"{name!r} is left out of the model's inputs ({short}): leave it out"
     return f"{name!r} is not a field of the record (unknown: a record holds the id, features and sensitive columns)"
 
 
