@@ -49,6 +49,7 @@ import math
 import os
 import re
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -87,6 +88,7 @@ MAX_CATEGORIES = 100  # text columns with more distinct values are not categorie
 EXACT_SPAN = 31  # a score or rating (by its name) spanning at most this many units keeps its exact observed bounds
 AGE_MAX = 120  # a column named as an age whose values lie within 0 .. AGE_MAX takes that whole range
 FIRST_YEAR = 1800  # integers all between this and the current year are years (open above: next year comes)
+OPEN_EDGE = sys.float_info.max  # a band's outer edge on an open side of its column's range
 TREND_RHO = 0.9  # a number this rank-correlated with the replayed days grows (or falls) with time: open that way
 RULE_MARGIN = 0.8  # per-day rules (label coverage, volume) ask this share of the worst replayed day
 ROWS_PER_DAY = 300  # the window shrinks until a replayed day holds about this many labeled rows
@@ -973,6 +975,7 @@ def _calendar_field(name: str, lo: float, hi: float) -> tuple[str, tuple[int, in
 
 # what a quantity can be, by a word of its name, for a column whose values all lie within it: an age (any word
 # ``age``), a latitude or a longitude (the name's last word)
+UNIT_WORDS = frozenset({"days", "weeks", "months", "hours", "minutes", "seconds", "day", "week", "month"})
 NATURAL_BOUNDS: dict[str, tuple[str, tuple[int, int]]] = {
     "age": ("an age", (0, AGE_MAX)),
     **{w: ("a latitude", (-90, 90)) for w in ("lat", "latitude")},
@@ -984,7 +987,8 @@ def _natural_bounds(name: str, lo: float, hi: float) -> tuple[str, tuple[int, in
     words = _name_words(name)
     if not words or "per" in words:  # a rate (visits_per_age_group) is a quantity of its own
         return None
-    word = "age" if "age" in words else words[-1]
+    # an age in a unit other than years (age_months, age_days) is no person's age in years
+    word = "age" if "age" in words and not UNIT_WORDS.intersection(words) else words[-1]
     if word not in NATURAL_BOUNDS:
         return None
     kind, (low, high) = NATURAL_BOUNDS[word]
@@ -994,7 +998,8 @@ def _natural_bounds(name: str, lo: float, hi: float) -> tuple[str, tuple[int, in
 def _range(numbers: pd.Series, dtype: str, name: str = "") -> tuple[dict[str, float | int], str]:
     """The allowed range and, in words, which rule of the module docstring made it."""
     lo, hi = float(numbers.min()), float(numbers.max())
-    if dtype == "int64":
+    # the rules of integers hold for whole numbers a file writes as decimals too (a year as 2001.0)
+    if dtype == "int64" or bool((numbers == np.floor(numbers)).all()):
         this_year = date.today().year
         if lo >= FIRST_YEAR and hi <= this_year:  # open above: a maximum of this year refused next year's rows
             return {"min": int(lo), "max": None}, "years: from the first one seen, open above (next year is valid)"
@@ -1046,6 +1051,8 @@ def _open_trending_ranges(spec: dict[str, Any], frame: pd.DataFrame, days: Repla
             continue
         side = "max" if rho > 0 else "min"
         column["range"][side] = None
+        for band in (b for b in spec["bands"] if b["source"] == name):  # its band still holds every valid value
+            band["edges"][-1 if side == "max" else 0] = OPEN_EDGE if side == "max" else -OPEN_EDGE
         result.notes[name] += (
             f"; {'grows' if rho > 0 else 'falls'} with time (rank correlation {rho:.2f} with the source's days): "
             f"no {side}imum, later rows lie past the source's"
@@ -1057,8 +1064,11 @@ def _sensitive_band(name: str, numbers: pd.Series, allowed: dict[str, float]) ->
     rule allows (``allowed``), not only those seen, so a valid new value (age 64 past an observed 62) is never
     left without a band, outside every fairness and monitoring slice."""
     cuts = sorted({round(float(q)) for q in numbers.quantile([0.25, 0.5, 0.75])})
-    lo = min(math.floor(allowed["min"]), cuts[0] - 1)  # every cut inside: a band is [edge, next edge)
-    hi = max(math.floor(allowed["max"]), cuts[-1]) + 1
+    # every cut inside: a band is [edge, next edge); an open side of the range (a year, a trend) has the outermost
+    # finite number as its edge (finite: the spec travels as JSON, where infinity becomes null)
+    low, high = allowed.get("min"), allowed.get("max")
+    lo = -OPEN_EDGE if low is None else min(math.floor(low), cuts[0] - 1)
+    hi = OPEN_EDGE if high is None else max(math.floor(high), cuts[-1]) + 1
     edges = [lo, *cuts, hi]
     labels = [f"<{edges[1]:g}"] + [f"{a:g}-{b - 1:g}" for a, b in itertools.pairwise(edges[1:-1])]
     labels.append(f"{edges[-2]:g}+")
@@ -1180,7 +1190,7 @@ def _header(
         f"{labeled:,} labeled rows, positive rate {rate:.3f}; a {window}-day window when the demo replays it.",
     ]
     if left_out:
-        lines.append("Not in the spec (their rows land without them; unexpected_columns names them):")
+        lines.append("Not in the spec's columns (left_out: landing expects them and stores their rows without them):")
         lines += [f"  {name}: {why}" for name, why in left_out.items()]
     if time is None:
         lines.append("No time column: the simulator deals rows evenly over the days, in random order.")
