@@ -343,3 +343,14 @@ def test_a_column_the_spec_leaves_out_is_refused_saying_why(adult_spec: DatasetS
     assert spec.unexpected(pd.DataFrame(columns=[*spec.column_names, "rownames", "salary"])) == ["salary"]
     with pytest.raises(ValueError, match="left_out names"):
         DatasetSpec.model_validate({**adult_spec.model_dump(), "left_out": {"age": "no"}})
+
+
+def test_a_column_named_like_the_request_wrapper_keeps_each_refusal_at_its_own_path(adult_spec: DatasetSpec):
+    """The path is read by the request's shape, not by column names: a column named ``record`` must not swallow
+    the record's other refusals."""
+    raw = adult_spec.model_dump()
+    raw["columns"].append({"name": "record", "role": "numeric", "dtype": "float64", "nullable": True})
+    spec = DatasetSpec.model_validate(raw)
+    with pytest.raises(ValidationError) as e:
+        request_schemas(spec).predict.validate_python({"record": {**GOOD, "extra1": 1, "extra2": 2}})
+    assert [d["loc"] for d in validation_refusal(e.value, spec).detail] == [["record", "extra1"], ["record", "extra2"]]

@@ -137,10 +137,13 @@ def validation_refusal(error: ValidationError, spec: DatasetSpec) -> RequestRefu
 
 def _field_loc(loc: list[str | int], spec: DatasetSpec) -> list[str | int]:
     """The path to the field, without what pydantic appends for each form a value may take (an integer code or
-    its text: ``function-before[_whole_number(), constrained-int]``), which no caller can act on."""
-    names = set(spec.column_names)
-    field = next((i for i in reversed(range(len(loc))) if isinstance(loc[i], str) and loc[i] in names), None)
-    return loc if field is None else [*loc[: field + 1], *(i for i in loc[field + 1 :] if isinstance(i, int))]
+    its text: ``function-before[_whole_number(), constrained-int]``), which no caller can act on. The field is
+    found by the request's shape (``record.<field>``, ``records.<i>.<field>``, or a bare record's ``<field>``),
+    never by its name alone: a column may be named ``record`` or like a form."""
+    at = 1 if loc[:1] == ["record"] else 2 if loc[:1] == ["records"] and len(loc) > 1 and isinstance(loc[1], int) else 0
+    if len(loc) <= at + 1 or loc[at] not in set(spec.column_names):
+        return loc  # the body itself, or a field the record does not have (extra_forbidden): as pydantic says
+    return loc[: at + 1]
 
 
 EXTRA_FORBIDDEN = "extra_forbidden"
