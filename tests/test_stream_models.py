@@ -4,13 +4,12 @@ the whole frame; the other readers take bounded samples that are every row on a 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import Failure
+from dagster import Failure, MetadataValue, deserialize_value, serialize_value
 
 from ml_assets.data.splits import SPLIT
 from ml_assets.data.window import TrainingWindow, store_window
@@ -141,7 +140,25 @@ def test_the_validation_halves_split_its_labeled_rows_at_the_middle_of_its_span(
     assert (selection[adult_spec.time.name] < middle).all() and (comparison[adult_spec.time.name] >= middle).all()
 
 
-def test_a_window_round_trips_through_the_json_its_materialization_keeps(window: TrainingWindow) -> None:
-    """training_set keeps its window in its metadata (``WINDOW_RECORD``), where the models read it back."""
-    again = TrainingWindow.model_validate(json.loads(json.dumps(window.model_dump(mode="json"))))
-    assert again == window and again.version == window.version
+def test_a_window_round_trips_through_the_metadata_its_materialization_keeps(window: TrainingWindow) -> None:
+    """training_set keeps its window in its metadata (``WINDOW_RECORD``), where the models read it back, through
+    Dagster's own serialization: column order included (JSON metadata would come back with its keys sorted)."""
+    stored = deserialize_value(serialize_value(MetadataValue.text(window.model_dump_json())))
+    again = TrainingWindow.model_validate_json(stored.value)
+    assert again == window and list(again.rows.dtypes) == list(window.rows.dtypes)
+    assert list(window.rows.dtypes) != sorted(window.rows.dtypes)  # an order that sorting would have changed
+
+
+def test_validation_rows_that_cannot_be_halved_are_used_whole_for_both(
+    adult_spec: DatasetSpec, frame: pd.DataFrame, window: TrainingWindow, tmp_path: Path
+) -> None:
+    """Halved when each half holds both labels; a span whose rows all carry one time (a date without a clock, on
+    a one-day span) cannot be, and both the search and the comparison then use every validation row."""
+    halves = window.validation_rows()
+    assert halves.how.startswith("the second half of the validation span")
+    assert halves.selection != halves.comparison
+    times = pd.to_datetime(frame[adult_spec.time.name])
+    validation = (frame[SPLIT] == "validation").to_numpy()
+    dated = frame.assign(**{adult_spec.time.name: times.where(~validation, times[validation].min().normalize())})
+    whole = store_window(adult_spec, dated, ParquetTables(root=str(tmp_path))).validation_rows()
+    assert whole.how.startswith("every validation row") and whole.selection == whole.comparison

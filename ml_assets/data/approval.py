@@ -15,6 +15,7 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetRecordsFilter,
     AssetsDefinition,
     DagsterInstance,
@@ -121,12 +122,20 @@ def load_approved(context: AssetExecutionContext, ref: TrainingSetRef, consumer:
             description=f"{consumer} refuses a stale approval: training_set[{ref.partition_key}] changed since it "
             f"was approved (version {ref.data_version} -> {current}); materialize approved_training_set again."
         )
-    # the window is a small record, kept in the materialization itself: read there, no IO manager is called (Dagster
-    # builds the loader of ``load_asset_value`` a console logger at DEBUG that nothing configures: its lines
-    # cluttered the demo's output)
+    return window_of(context, ref.partition_key, mat)
+
+
+def window_of(
+    context: AssetExecutionContext, partition_key: str, mat: AssetMaterialization | None = None
+) -> TrainingWindow:
+    """The training window of a training_set partition (its latest materialization, or ``mat``). The window is a
+    small record kept in the materialization itself: read there, no IO manager is called (Dagster builds the
+    loader of ``load_asset_value`` a console logger at DEBUG that nothing configures: its lines cluttered the
+    demo's output). A window cut before the record was kept loads through training_set's own IO manager
+    (consumers declare TRAINING_SET_DEP so their jobs know it)."""
+    if mat is None:
+        mat = latest_training_set_record(context, partition_key).asset_materialization
     record = mat.metadata.get(WINDOW_RECORD) if mat is not None else None
     if record is not None:
-        return TrainingWindow.model_validate(record.value)
-    # a window cut before the record was kept: through training_set's own IO manager (consumers declare
-    # TRAINING_SET_DEP so their jobs know it)
-    return context.load_asset_value(TRAINING_SET, partition_key=ref.partition_key)
+        return TrainingWindow.model_validate_json(record.value)
+    return context.load_asset_value(TRAINING_SET, partition_key=partition_key)

@@ -228,7 +228,7 @@ def build_training_set(spec: DatasetSpec, windows: PartitionsDefinition, feature
                 "window": f"{min(expected)} .. {max(expected)}",
                 "splits": MetadataValue.md(splits_table(counts)),
                 "files": len(out.rows.files),
-                WINDOW_RECORD: MetadataValue.json(out.model_dump(mode="json")),
+                WINDOW_RECORD: MetadataValue.text(out.model_dump_json()),  # text: JSON metadata gets its keys sorted
             },
         )
 

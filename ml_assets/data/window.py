@@ -10,6 +10,7 @@ readers that still need all rows at once; a reader of a window of any size uses 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
@@ -31,7 +32,21 @@ class SplitCount(BaseModel):
     positive_rate: float = Field(description="NaN when the split has no labeled row")
 
 
-WINDOW_RECORD = "window_record"  # training_set's metadata entry holding its TrainingWindow as JSON
+HALF_MIN_PER_LABEL = 5  # rows of each label each validation half needs; fewer: both use every validation row
+
+
+@dataclass(frozen=True)
+class ValidationRows:
+    """The validation rows a search selects on, those the model families are compared on, and which, in words."""
+
+    selection: TableScan
+    comparison: TableScan
+    how: str
+
+
+# training_set's metadata entry holding its TrainingWindow as JSON text: Dagster sorts the keys of JSON metadata,
+# and a scan's dtypes are in column order
+WINDOW_RECORD = "window_record"
 
 
 class TrainingWindow(BaseModel):
@@ -81,6 +96,32 @@ class TrainingWindow(BaseModel):
     def labeled(self, name: str) -> TableScan:
         """The rows of one split that carry a label: what models fit and are judged on."""
         return self.split(name).where(not_null=(self.label_column,))
+
+    def validation_rows(self, min_per_label: int = HALF_MIN_PER_LABEL) -> ValidationRows:
+        """The validation rows a search selects on and those the families are compared on: the two halves of the
+        validation span when each holds ``min_per_label`` rows of each label, else every validation row for both
+        (a one-day span of date-only times puts every row at midnight, in the first half), said in ``how``."""
+        halves = {h: self.validation_half(h) for h in ("selection", "comparison")}
+        label = quoted(self.label_column)
+        counts = {
+            h: scan.query(f"SELECT count(*) FILTER ({label} = 1) AS p, count(*) FILTER ({label} = 0) AS n FROM scan")
+            for h, scan in halves.items()
+        }
+        fewest = {h: int(min(c["p"].iloc[0], c["n"].iloc[0])) for h, c in counts.items()}
+        if min(fewest.values()) >= min_per_label:
+            rows = int(counts["comparison"][["p", "n"]].iloc[0].sum())
+            return ValidationRows(
+                halves["selection"],
+                halves["comparison"],
+                f"the second half of the validation span ({rows:,} rows no family was selected on)",
+            )
+        whole = self.labeled("validation")
+        short = ", ".join(f"{h} {k}" for h, k in fewest.items())
+        return ValidationRows(
+            whole,
+            whole,
+            f"every validation row (the halves hold too few of a label to split: fewest per label {short})",
+        )
 
     def validation_half(self, half: Literal["selection", "comparison"]) -> TableScan:
         """The labeled validation rows before (``selection``) or from (``comparison``) the middle of the validation

@@ -58,7 +58,6 @@ from ml_assets.model.preprocessing import Preprocessing
 from ml_assets.model.trees import fit_trees
 from ml_assets.model.window_reads import (
     FIT_SAMPLE_ROWS,
-    ScoredSplit,
     by_id,
     labeled_sample,
     scan_sample,
@@ -67,9 +66,12 @@ from ml_assets.model.window_reads import (
 from ml_assets.versioning import code_version
 from resources.deepspeed_trainer import TRAINING_POOL, DeepSpeedTrainer
 from resources.model_store import ModelLineage, ModelStore
+from resources.parquet_tables import TableScan
 from resources.training_records import TrainingSummary
 
-MODEL_SPEC_FIELDS = ("columns", "bands", "positive_label", "decision", "left_out")
+# the spec fields a model's code version follows (not left_out: a reworded reason retrains nothing; the model
+# carries the whole spec, so its HTTP API refuses a left-out column with the reason it was trained with)
+MODEL_SPEC_FIELDS = ("columns", "bands", "positive_label", "decision")
 CANDIDATE_SPEC_FIELDS = (*MODEL_SPEC_FIELDS, "search", "gates")
 
 
@@ -345,6 +347,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         version = window.version
         partition = approved_training_set.partition_key
         budget = spec.search
+        halves = window.validation_rows()  # the search selects on one half, the families are compared on the other
         # by family, the simplest first (the order family_choice judges them in)
         contenders: dict[str, Contender] = {}
         if "logistic" in budget.families:
@@ -358,7 +361,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
                 context,
                 spec.model_dump(mode="json"),
                 window.labeled("train"),
-                window.validation_half("selection"),  # trials, ensemble and epochs are selected on it
+                halves.selection,  # trials, ensemble and epochs are selected on it
                 trials[0]["network"],
                 version,
                 search=trials[1:],
@@ -375,7 +378,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
             contenders["network"] = Contender(network_model, result=result, scores=scores)
         if "gbdt" in budget.families:
             started = time.perf_counter()
-            trees_model, sample_rows = fit_trees_model(spec, window)
+            trees_model, sample_rows = fit_trees_model(spec, window, halves.selection)
             seconds = time.perf_counter() - started
             settings = {"lightgbm": trees_model.trees.params, "best_iteration": trees_model.trees.best_iteration}
             contenders["gbdt"] = Contender(trees_model, seconds, sample_rows, settings)
@@ -383,7 +386,7 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         # batch by batch in this process (the stored form): only the labels and each family's probabilities are held
         models = {f: c.model for f, c in contenders.items()}
         val = score_split(spec, window.labeled("validation"), models)
-        compared, compared_on = comparison_rows(spec, window, models, val)
+        compared, compared_on = score_split(spec, halves.comparison, models), halves.how
         choice = choose_family(compared.y, compared.probabilities, select_by, higher_is_better)
         judged, pick = choice.scores, choice.pick
         found = contenders[pick]
@@ -425,35 +428,12 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
     return candidate_model
 
 
-COMPARISON_MIN_PER_LABEL = 5  # rows of each label the comparison half needs; fewer: every validation row is used
-
-
-def comparison_rows(
-    spec: DatasetSpec, window: TrainingWindow, models: dict[str, TabularModel], val: ScoredSplit
-) -> tuple[ScoredSplit, str]:
-    """The validation rows the families are compared on, and in words which: the second half of the validation
-    span (``TrainingWindow.validation_half``), which the search and the trees' early stopping never saw. A small
-    half is still the one to judge on: its wide standard errors keep the simplest family unless another leads by
-    more, and small sources are where a search's pick is most optimistic (on 157 validation rows of a label
-    independent of every feature, a search selecting on all of them scored ROC AUC 0.61 there; selecting on the
-    first half, its pick scored 0.45 on the second). Every validation row only when the half lacks
-    COMPARISON_MIN_PER_LABEL of a label."""
-    half = score_split(spec, window.validation_half("comparison"), models)
-    positives = int(half.y.sum())
-    if min(positives, len(half.y) - positives) >= COMPARISON_MIN_PER_LABEL:
-        return half, f"the second half of the validation span ({len(half.y):,} rows no family was selected on)"
-    return val, (
-        f"every validation row ({len(val.y):,}: the second half holds {positives} positive and "
-        f"{len(half.y) - positives} negative rows)"
-    )
-
-
-def fit_trees_model(spec: DatasetSpec, window: TrainingWindow) -> tuple[TabularModel, int]:
+def fit_trees_model(spec: DatasetSpec, window: TrainingWindow, selection: TableScan) -> tuple[TabularModel, int]:
     """The gbdt family on bounded, seeded samples of the labeled train rows and of the validation rows its early
-    stopping may select on (every row of a window no larger), in id order; with the number of train rows it fitted
-    on."""
+    stopping may select on (``selection``; every row of a window no larger), in id order; with the number of train
+    rows it fitted on."""
     train_rows = by_id(spec, labeled_sample(window, "train", FIT_SAMPLE_ROWS))
-    val_rows = by_id(spec, scan_sample(window.validation_half("selection"), FIT_SAMPLE_ROWS))
+    val_rows = by_id(spec, scan_sample(selection, FIT_SAMPLE_ROWS))
     trees = fit_trees(spec, train_rows, val_rows)
     model = TabularModel(kind="gbdt", spec=spec, preprocessing=Preprocessing.fit(spec, train_rows), trees=trees)
     return model, len(train_rows)

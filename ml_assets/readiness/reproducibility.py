@@ -25,7 +25,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetKey,
     AssetsDefinition,
     AssetSelection,
     Config,
@@ -40,7 +39,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from pydantic import Field
 
 from ml_assets import markdown
-from ml_assets.data.approval import TRAINING_SET_DEP
+from ml_assets.data.approval import TRAINING_SET_DEP, window_of
 from ml_assets.dataset import DatasetSpec
 from ml_assets.model import shards, training_result
 from ml_assets.model.assets import CandidateConfig
@@ -127,9 +126,11 @@ def build_reproducibility(spec: DatasetSpec) -> AssetsDefinition:
         partition = lineage.training_set_partition
         if not partition:
             raise ValueError(f"champion {champion_model.tag} records no training_set_partition: nothing to retrain on")
-        window = context.load_asset_value(AssetKey("training_set"), partition_key=partition)
+        window = window_of(context, partition)
         version = window.version  # as candidate_model records it
-        train, val = window.labeled("train"), window.labeled("validation")  # scans: the ranks read their shards
+        # scans, the ranks read their shards: the validation rows the champion's search selected on, as
+        # candidate_model hands them (TrainingWindow.validation_rows)
+        train, val = window.labeled("train"), window.validation_rows().selection
         trial = champion_trial(lineage)
         settings = {k: v for k, v in trial.items() if k in TRAINER_SETTINGS and v is not None}
         folder = Path(trainer.checkpoint_dir or paths().checkpoints) / ASSET / context.run_id
