@@ -4,10 +4,12 @@ in-process through the demo's own runner."""
 
 from __future__ import annotations
 
+import logging
+
 import dagster as dg
 import pytest
 
-from ml_assets.demo import Summary, run_partitioned, run_unpartitioned
+from ml_assets.demo import SkippedGateNotice, Summary, run_partitioned, run_unpartitioned
 
 DAY = "2026-03-02"
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-03-01", end_date="2026-03-04")
@@ -97,3 +99,13 @@ def test_gates_skipped_by_may_skip_are_named_never_counted_as_passed() -> None:
     # a failed warning (psych's msq: gap_to_reference) blocked nothing and the model served: it is no failed gate
     warned = [*every, evaluation("gap_to_reference", passed=False, severity=dg.AssetCheckSeverity.WARN)]
     assert gates_line(warned) == "gates: all passed; warnings (not blocking): gap_to_reference"
+
+
+def test_dagsters_no_result_warning_is_dropped_only_for_gates_the_spec_lets_skip() -> None:
+    notice = SkippedGateNotice(["fairness"])
+
+    def record(check: str) -> logging.LogRecord:
+        text = f"Blocking asset check 'model_evaluation:{check}' emitted no result in step 'model_gates'; ..."
+        return logging.LogRecord("dagster", logging.WARNING, __file__, 1, text, None, None)
+
+    assert not notice.filter(record("fairness")) and notice.filter(record("beats_baseline"))

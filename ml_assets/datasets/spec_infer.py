@@ -412,6 +412,8 @@ def leaking_features(
         if rows[spec.label_column].nunique() < 2:  # cannot judge (class_balance says so of a window after landing)
             continue
         for name, why in SingleFeatureScores.of(spec, rows).leaks(spec).items():
+            if where:  # measured on the source's labeled rows, not on a train split
+                why = why.replace("of the train rows", "of the labeled rows")
             if name in features and name not in leaks:
                 leaks[name] = (
                     f"{why}{where}: a feature this telling is usually the label in disguise or an outcome recorded "
@@ -1046,7 +1048,9 @@ def _open_trending_ranges(spec: dict[str, Any], frame: pd.DataFrame, days: Repla
         known = numbers.notna() & day_of_row.notna()
         if known.sum() < 3 or numbers[known].nunique() < 3:
             continue
-        rho = float(numbers[known].rank().corr(day_of_row[known].rank()))
+        # as numpy floats: ranking an Arrow-backed column goes through a deprecated pyarrow option (a FutureWarning)
+        values = numbers[known].to_numpy(dtype="float64")
+        rho = float(pd.Series(values).rank().corr(pd.Series(day_of_row[known].to_numpy()).rank()))
         if not abs(rho) >= TREND_RHO:  # NaN (a constant day) is no trend
             continue
         side = "max" if rho > 0 else "min"
