@@ -162,3 +162,18 @@ def test_validation_rows_that_cannot_be_halved_are_used_whole_for_both(
     dated = frame.assign(**{adult_spec.time.name: times.where(~validation, times[validation].min().normalize())})
     whole = store_window(adult_spec, dated, ParquetTables(root=str(tmp_path))).validation_rows()
     assert whole.how.startswith("every validation row") and whole.selection == whole.comparison
+
+
+def test_the_comparison_half_taken_from_the_scored_validation_rows_is_the_comparison_scan(
+    adult_spec: DatasetSpec, window: TrainingWindow
+) -> None:
+    """candidate_model scores the validation rows once and takes the second half from them (rows at or after the
+    middle): the same rows, labels and probabilities as reading and scoring the comparison half on its own."""
+    model = baseline_on_window(adult_spec, window, BaselineConfig()).model
+    halves = window.validation_rows()
+    time = adult_spec.time.name
+    val = score_split(adult_spec, window.labeled("validation"), {"m": model}, keep=[time])
+    taken = val.where((val.kept[time] >= halves.middle).to_numpy())
+    read = score_split(adult_spec, halves.comparison, {"m": model})
+    assert taken.rows == read.rows > 0 and (taken.y == read.y).all()
+    assert np.array_equal(taken.probabilities["m"], read.probabilities["m"])

@@ -42,6 +42,7 @@ class ValidationRows:
     selection: TableScan
     comparison: TableScan
     how: str
+    middle: datetime | None  # where the halves meet (comparison: from it on); None: both are every validation row
 
 
 # training_set's metadata entry holding its TrainingWindow as JSON text: Dagster sorts the keys of JSON metadata,
@@ -101,27 +102,34 @@ class TrainingWindow(BaseModel):
         """The validation rows a search selects on and those the families are compared on: the two halves of the
         validation span when each holds ``min_per_label`` rows of each label, else every validation row for both
         (a one-day span of date-only times puts every row at midnight, in the first half), said in ``how``."""
-        halves = {h: self.validation_half(h) for h in ("selection", "comparison")}
-        label = quoted(self.label_column)
-        counts = {
-            h: scan.query(f"SELECT count(*) FILTER ({label} = 1) AS p, count(*) FILTER ({label} = 0) AS n FROM scan")
-            for h, scan in halves.items()
-        }
-        fewest = {h: int(min(c["p"].iloc[0], c["n"].iloc[0])) for h, c in counts.items()}
-        if min(fewest.values()) >= min_per_label:
-            rows = int(counts["comparison"][["p", "n"]].iloc[0].sum())
-            return ValidationRows(
-                halves["selection"],
-                halves["comparison"],
-                f"the second half of the validation span ({rows:,} rows no family was selected on)",
-            )
         whole = self.labeled("validation")
+        middle, label, time = self.validation_middle, quoted(self.label_column), quoted(self.time_column)
+        counted = whole.query(  # one pass over the validation rows: each half's rows of each label
+            f"SELECT {time} >= TIMESTAMP '{middle}' AS late, count(*) FILTER ({label} = 1) AS p, "
+            f"count(*) FILTER ({label} = 0) AS n FROM scan GROUP BY 1"
+        )
+        per_half = {bool(r.late): (int(r.p), int(r.n)) for r in counted.itertuples()}
+        fewest = {h: min(per_half.get(late, (0, 0))) for h, late in (("selection", False), ("comparison", True))}
+        if min(fewest.values()) >= min_per_label:
+            rows = sum(per_half[True])
+            return ValidationRows(
+                self.validation_half("selection"),
+                self.validation_half("comparison"),
+                f"the second half of the validation span ({rows:,} rows no family was selected on)",
+                middle,
+            )
         short = ", ".join(f"{h} {k}" for h, k in fewest.items())
         return ValidationRows(
             whole,
             whole,
             f"every validation row (the halves hold too few of a label to split: fewest per label {short})",
+            None,
         )
+
+    @property
+    def validation_middle(self) -> datetime:
+        """The middle of the validation time span, where its two halves meet."""
+        return self.validation_from + (self.test_from - self.validation_from) / 2
 
     def validation_half(self, half: Literal["selection", "comparison"]) -> TableScan:
         """The labeled validation rows before (``selection``) or from (``comparison``) the middle of the validation
@@ -129,7 +137,7 @@ class TrainingWindow(BaseModel):
         compared on the second, which none of them was selected on: on the rows a search picked the best of eight
         networks on, its figure is optimistic (a label independent of every feature scored 0.61 there, the
         logistic regression 0.48, and the network was the candidate)."""
-        middle = self.validation_from + (self.test_from - self.validation_from) / 2
+        middle = self.validation_middle
         bounds = {"end": middle} if half == "selection" else {"start": middle}
         return self.labeled("validation").where(time_column=self.time_column, **bounds)
 

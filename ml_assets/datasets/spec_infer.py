@@ -1001,7 +1001,7 @@ def _range(numbers: pd.Series, dtype: str, name: str = "") -> tuple[dict[str, fl
     """The allowed range and, in words, which rule of the module docstring made it."""
     lo, hi = float(numbers.min()), float(numbers.max())
     # the rules of integers hold for whole numbers a file writes as decimals too (a year as 2001.0)
-    if dtype == "int64" or bool((numbers == np.floor(numbers)).all()):
+    if dtype == "int64" or _is_integer(numbers):
         this_year = date.today().year
         if lo >= FIRST_YEAR and hi <= this_year:  # open above: a maximum of this year refused next year's rows
             return {"min": int(lo), "max": None}, "years: from the first one seen, open above (next year is valid)"

@@ -385,8 +385,11 @@ def build_candidate_model(spec: DatasetSpec, when: AutomationCondition) -> Asset
         # every family judged by the same figure on the labeled validation rows no family was selected on, scored
         # batch by batch in this process (the stored form): only the labels and each family's probabilities are held
         models = {f: c.model for f, c in contenders.items()}
-        val = score_split(spec, window.labeled("validation"), models)
-        compared, compared_on = score_split(spec, halves.comparison, models), halves.how
+        time_column = spec.time.name
+        val = score_split(spec, window.labeled("validation"), models, keep=[time_column])
+        # the second half is a part of the rows just scored: taken from them, not read and scored again
+        late = None if halves.middle is None else (val.kept[time_column] >= halves.middle).to_numpy()
+        compared, compared_on = (val if late is None else val.where(late)), halves.how
         choice = choose_family(compared.y, compared.probabilities, select_by, higher_is_better)
         judged, pick = choice.scores, choice.pick
         found = contenders[pick]

@@ -82,6 +82,14 @@ class ScoredSplit:
         """The kept columns with the label: what ``score_model`` reads besides the probabilities."""
         return with_columns(self.kept, {label: self.y})
 
+    def where(self, mask: np.ndarray) -> ScoredSplit:
+        """The rows where ``mask`` holds, already scored: no second read or scoring of them."""
+        return ScoredSplit(
+            self.y[mask],
+            {name: p[mask] for name, p in self.probabilities.items()},
+            self.kept[mask].reset_index(drop=True),
+        )
+
 
 def score_split(
     spec: DatasetSpec,
